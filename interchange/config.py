@@ -1,0 +1,156 @@
+"""Configuration: `config.toml`, then `INTERCHANGE_<SECTION>_<KEY>` environment overrides (SPEC §10)."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field, fields, is_dataclass
+from pathlib import Path
+from typing import Any, get_type_hints
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CONFIG = REPO_ROOT / "config.toml"
+
+
+@dataclass
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    role: str = "agency"  # agency | ivan
+    office_code: str = "BHXH"
+    workers: int = 2  # processes for signature and schema work; 0 runs it in a thread
+
+
+@dataclass
+class StoreConfig:
+    url: str = ""  # empty: SQLite file interchange.db in data_dir
+
+
+@dataclass
+class TrustConfig:
+    anchors_dir: str = "certs/trusted"
+    crl_dir: str = "certs/crl"
+    legacy_sha1: bool = False
+    cache_seconds: int = 300  # how long one certificate's path validation is reused
+
+
+@dataclass
+class SigningConfig:
+    key: str = "server/notice-key.pem"  # relative paths are under data_dir
+    cert: str = "server/notice-cert.pem"  # leaf first, then the chain
+
+
+@dataclass
+class LimitsConfig:
+    max_body_bytes: int = 64 * 1024 * 1024
+    max_depth: int = 64
+    max_elements: int = 5_000_000
+    max_files: int = 50
+    max_errors: int = 100
+
+
+@dataclass
+class RegistrationConfig:
+    required: bool = False
+
+
+@dataclass
+class UpstreamConfig:
+    url: str = ""
+    api_key: str = ""
+
+
+@dataclass
+class Config:
+    data_dir: str = "data"
+    server: ServerConfig = field(default_factory=ServerConfig)
+    store: StoreConfig = field(default_factory=StoreConfig)
+    trust: TrustConfig = field(default_factory=TrustConfig)
+    signing: SigningConfig = field(default_factory=SigningConfig)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
+    registration: RegistrationConfig = field(default_factory=RegistrationConfig)
+    upstream: UpstreamConfig = field(default_factory=UpstreamConfig)
+    targets: dict[str, str] = field(default_factory=dict)  # procedure -> target, e.g. "600" = "5 working days"
+    base_dir: Path = field(default=REPO_ROOT, repr=False)  # relative paths resolve against it
+
+    def path(self, value: str, under_data: bool = False) -> Path:
+        p = Path(value)
+        if p.is_absolute():
+            return p
+        return (self.data_path / p) if under_data else (self.base_dir / p)
+
+    @property
+    def data_path(self) -> Path:
+        p = Path(self.data_dir)
+        return p if p.is_absolute() else self.base_dir / p
+
+    @property
+    def store_url(self) -> str:
+        return self.store.url or f"sqlite+aiosqlite:///{self.data_path / 'interchange.db'}"
+
+    @property
+    def signing_key_path(self) -> Path:
+        return self.path(self.signing.key, under_data=True)
+
+    @property
+    def signing_cert_path(self) -> Path:
+        return self.path(self.signing.cert, under_data=True)
+
+
+def _coerce(value: str, kind: Any) -> Any:
+    if kind is bool:
+        return value.strip().lower() in ("1", "true", "yes", "on")
+    if kind is int:
+        return int(value)
+    return value
+
+
+def _fill(obj: Any, data: dict, where: str) -> None:
+    hints = get_type_hints(type(obj))
+    for key, value in data.items():
+        if not hasattr(obj, key):
+            raise ValueError(f"config: unknown key {where}{key}")
+        current = getattr(obj, key)
+        if is_dataclass(current):
+            _fill(current, value, f"{where}{key}.")
+        elif hints.get(key) is int and not isinstance(value, int):
+            setattr(obj, key, int(value))
+        else:
+            setattr(obj, key, value)
+
+
+def _apply_env(cfg: Config, environ: dict[str, str]) -> None:
+    for f in fields(cfg):
+        if f.name == "base_dir":
+            continue
+        current = getattr(cfg, f.name)
+        if is_dataclass(current):
+            hints = get_type_hints(type(current))
+            for sub in fields(current):
+                name = f"INTERCHANGE_{f.name}_{sub.name}".upper()
+                if name in environ:
+                    setattr(current, sub.name, _coerce(environ[name], hints[sub.name]))
+        elif f.name == "targets":
+            prefix = "INTERCHANGE_TARGETS_"
+            for name, value in environ.items():
+                if name.startswith(prefix):
+                    current[name[len(prefix) :]] = value
+        else:
+            name = f"INTERCHANGE_{f.name}".upper()
+            if name in environ:
+                setattr(cfg, f.name, _coerce(environ[name], str))
+
+
+def load_config(path: str | os.PathLike | None = None, environ: dict[str, str] | None = None) -> Config:
+    """Read the config file (argument, else $INTERCHANGE_CONFIG, else ./config.toml) and apply env overrides."""
+    environ = dict(os.environ if environ is None else environ)
+    chosen = Path(path or environ.get("INTERCHANGE_CONFIG") or DEFAULT_CONFIG)
+    cfg = Config()
+    if chosen.exists():
+        cfg.base_dir = chosen.resolve().parent
+        with chosen.open("rb") as fh:
+            _fill(cfg, tomllib.load(fh), "")
+    elif path is not None:
+        raise FileNotFoundError(f"config file not found: {chosen}")
+    _apply_env(cfg, environ)
+    return cfg
