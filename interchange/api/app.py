@@ -1,0 +1,388 @@
+"""The HTTP shell (SPEC §5): authentication, limits and routing around the pure stages.
+
+A dossier's answer is sent only after `Store.save_receipt` has committed the original
+bytes, the state and the signed notice: a crash before that loses nothing acknowledged.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+
+from interchange.api.openapi import OPENAPI
+from interchange.config import Config
+from interchange.errors import Layer, Problem
+from interchange.intake.pipeline import Caller, Outcome
+from interchange.intake.workers import ReceiptWorkers
+from interchange.notices.notice import KIND_SLUG, RECEIPT, REFUSAL, NoticeData, NoticeSigner
+from interchange.store.records import RECEIVED, REFUSED, ApiKey, Dossier, NewDossier, Scope
+from interchange.store.store import Store
+from interchange.workcal import WorkCalendar
+
+log = logging.getLogger("interchange.api")
+
+XML_TYPES = {"application/xml", "text/xml"}
+XML_RESPONSE = "application/xml"
+_IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,200}$")
+
+
+@dataclass
+class Services:
+    cfg: Config
+    store: Store
+    workers: ReceiptWorkers
+    signer: NoticeSigner
+    calendar: WorkCalendar
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.receipts = Counter(
+            "interchange_receipts", "Dossiers answered at receipt, by outcome", ["outcome"], registry=self.registry
+        )
+        self.receipt_seconds = Histogram(
+            "interchange_receipt_seconds",
+            "Time from request to signed receipt notice",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+            registry=self.registry,
+        )
+
+
+SERVICES = web.AppKey("services", Services)
+METRICS = web.AppKey("metrics", Metrics)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _transport_problem(code: str, vi: str, en: str) -> Problem:
+    return Problem(layer=Layer.TRANSPORT, code=code, message_vi=vi, message_en=en, xpath="/")
+
+
+def _refusal_response(request: web.Request, status: int, problem: Problem, **headers) -> web.Response:
+    """A signed TU_CHOI for a request refused before the pipeline ran; nothing is stored."""
+    services = request.app[SERVICES]
+    now = _now()
+    notice = services.signer.sign(
+        NoticeData(kind=REFUSAL, transaction_id=uuid.uuid4().hex, received_at=now, issued_at=now, problems=[problem])
+    )
+    request.app[METRICS].receipts.labels(outcome=f"http_{status}").inc()
+    return web.Response(status=status, body=notice, content_type=XML_RESPONSE, charset="utf-8", headers=headers)
+
+
+def _problem_json(status: int, code: str, message: str, **headers) -> web.Response:
+    return web.json_response({"status": status, "code": code, "message": message}, status=status, headers=headers)
+
+
+async def _api_key(request: web.Request) -> ApiKey | None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return await request.app[SERVICES].store.authenticate(token.strip())
+
+
+async def _reader(request: web.Request) -> ApiKey:
+    key = await _api_key(request)
+    if key is None:
+        raise web.HTTPUnauthorized(
+            text='{"status": 401, "code": "AUTH-MISSING", "message": "a valid API key is required (Authorization: Bearer ...)"}',
+            content_type="application/json",
+            headers={"WWW-Authenticate": 'Bearer realm="interchange"'},
+        )
+    return key
+
+
+# ---- POST /api/v1/dossiers -------------------------------------------------------------------
+
+
+async def post_dossier(request: web.Request) -> web.Response:
+    started = time.perf_counter()
+    services = request.app[SERVICES]
+    metrics = request.app[METRICS]
+    limit = services.cfg.limits.max_body_bytes
+
+    key = await _api_key(request)
+    if key is None:
+        return _refusal_response(
+            request,
+            401,
+            _transport_problem("AUTH-MISSING", "Thiếu hoặc sai khóa API.", "A valid API key is required (Authorization: Bearer ...)."),
+            **{"WWW-Authenticate": 'Bearer realm="interchange"'},
+        )
+    if key.role not in ("submitter", "ivan", "admin"):
+        return _refusal_response(
+            request, 403, _transport_problem("AUTH-ROLE", "Vai trò này không được nộp hồ sơ.", f"The role {key.role} may not submit dossiers.")
+        )
+    if request.content_type not in XML_TYPES:
+        return _refusal_response(
+            request,
+            415,
+            _transport_problem(
+                "CONTENT-TYPE",
+                "Hồ sơ phải gửi với Content-Type application/xml.",
+                f"Send the dossier as application/xml, not {request.content_type or '(none)'}.",
+            ),
+        )
+    if request.content_length is not None and request.content_length > limit:
+        return _too_large(request, limit)
+    try:
+        body = await request.read()  # bounded by client_max_size as the stream is read
+    except web.HTTPRequestEntityTooLarge:
+        return _too_large(request, limit)
+    if not body:
+        return _refusal_response(request, 422, _transport_problem("BODY-EMPTY", "Hồ sơ rỗng.", "The request body is empty."))
+    idempotency_key = request.headers.get("Idempotency-Key")
+    if idempotency_key is not None and not _IDEMPOTENCY_KEY.match(idempotency_key):
+        return _refusal_response(
+            request,
+            422,
+            _transport_problem(
+                "IDEMPOTENCY-KEY", "Idempotency-Key không hợp lệ.", "Idempotency-Key must be 1-200 printable ASCII characters."
+            ),
+        )
+
+    received_at = _now()
+    outcome = await services.workers.receive(body, received_at, Caller(role=key.role, mst=key.mst, ivan=key.ivan))
+    if outcome.forbidden:
+        return _refusal_response(request, 403, outcome.problems[-1])
+
+    new = _new_dossier(services, key, body, outcome, received_at, idempotency_key)
+
+    def make_notice(dossier: Dossier) -> bytes:
+        return services.signer.sign(_receipt_notice(dossier, outcome))
+
+    saved = await services.store.save_receipt(new, make_notice)
+    if saved.outcome == "conflict":
+        status = 409
+        response = _refusal_response(
+            request,
+            409,
+            _transport_problem(
+                "IDEMPOTENCY-CONFLICT",
+                "Idempotency-Key này đã dùng cho một hồ sơ khác.",
+                f"This Idempotency-Key was used for different bytes (dossier {saved.dossier.id}).",
+            ),
+        )
+    else:
+        status = 200 if saved.outcome == "replay" else (202 if saved.dossier.state == RECEIVED else 422)
+        response = web.Response(
+            status=status,
+            body=saved.notice,
+            content_type=XML_RESPONSE,
+            charset="utf-8",
+            headers={
+                "Location": f"/api/v1/dossiers/{saved.dossier.id}",
+                "X-Transaction-Id": saved.dossier.id,
+            },
+        )
+        metrics.receipts.labels(outcome=saved.outcome if saved.outcome == "replay" else saved.dossier.state).inc()
+    metrics.receipt_seconds.observe(time.perf_counter() - started)
+    return response
+
+
+def _too_large(request: web.Request, limit: int) -> web.Response:
+    return _refusal_response(
+        request,
+        413,
+        _transport_problem(
+            "BODY-TOO-LARGE", f"Hồ sơ vượt quá {limit} byte.", f"The dossier is larger than the limit of {limit} bytes."
+        ),
+    )
+
+
+def _new_dossier(
+    services: Services, key: ApiKey, body: bytes, outcome: Outcome, received_at: datetime, idempotency_key: str | None
+) -> NewDossier:
+    env = outcome.envelope
+    due_at = None
+    target = services.cfg.targets.get(env.get("procedure") or "")
+    if outcome.accepted and target:
+        due_at = services.calendar.due(received_at, target)
+    return NewDossier(
+        id=uuid.uuid4().hex,
+        state=RECEIVED if outcome.accepted else REFUSED,
+        owner=key.owner,
+        submitter_key_id=key.key_id,
+        original=body,
+        sha256=outcome.sha256,
+        received_at=received_at,
+        office_code=services.cfg.server.office_code,
+        unit_mst=env.get("mst"),
+        unit_code=env.get("unit_code"),
+        unit_name=env.get("unit_name"),
+        ivan_code=env.get("ivan_code"),
+        procedure=env.get("procedure"),
+        period=env.get("period"),
+        due_at=due_at,
+        idempotency_key=idempotency_key,
+        problems=[p.as_dict() for p in outcome.problems],
+        layers=outcome.layers,
+        signers=outcome.signers,
+        facts={"files": env.get("files", []), "forms": outcome.forms, "truncated": outcome.truncated},
+    )
+
+
+def _receipt_notice(dossier: Dossier, outcome: Outcome) -> NoticeData:
+    return NoticeData(
+        kind=RECEIPT if dossier.state == RECEIVED else REFUSAL,
+        transaction_id=dossier.id,
+        received_at=dossier.received_at,
+        issued_at=_now(),
+        sha256=dossier.sha256,
+        so_ho_so=dossier.so_ho_so,
+        procedure=dossier.procedure,
+        mst=dossier.unit_mst,
+        unit_code=dossier.unit_code,
+        ivan_code=dossier.ivan_code,
+        due_at=dossier.due_at,
+        layers=outcome.layers,
+        problems=outcome.problems,
+        truncated=outcome.truncated,
+    )
+
+
+# ---- reading back ----------------------------------------------------------------------------
+
+
+def _dossier_json(d: Dossier) -> dict:
+    base = f"/api/v1/dossiers/{d.id}"
+    return {
+        "id": d.id,
+        "so_ho_so": d.so_ho_so,
+        "state": d.state,
+        "sha256": d.sha256.hex(),
+        "size": d.size,
+        "received_at": d.received_at.isoformat(),
+        "due_at": d.due_at.isoformat() if d.due_at else None,
+        "unit": {"mst": d.unit_mst, "code": d.unit_code, "name": d.unit_name},
+        "ivan_code": d.ivan_code,
+        "procedure": d.procedure,
+        "period": d.period,
+        "idempotency_key": d.idempotency_key,
+        "layers": d.layers,
+        "errors": d.problems,
+        "signers": [{k: v for k, v in s.items() if k != "chain_pem"} for s in d.signers],
+        "notices": {kind: f"{base}/notices/{kind}" for kind in d.notice_kinds},
+        "original": f"{base}/original",
+    }
+
+
+def _parse_time(value: str | None, name: str) -> datetime | None:
+    if not value:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise web.HTTPBadRequest(
+            text=f'{{"status": 400, "code": "BAD-QUERY", "message": "{name} must be an ISO 8601 time"}}',
+            content_type="application/json",
+        ) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+async def list_dossiers(request: web.Request) -> web.Response:
+    key = await _reader(request)
+    q = request.query
+    try:
+        limit = int(q.get("limit", "50"))
+    except ValueError:
+        return _problem_json(400, "BAD-QUERY", "limit must be a whole number")
+    try:
+        items, cursor = await request.app[SERVICES].store.list_dossiers(
+            key.scope,
+            state=q.get("state"),
+            procedure=q.get("procedure"),
+            period=q.get("period"),
+            received_from=_parse_time(q.get("from"), "from"),
+            received_to=_parse_time(q.get("to"), "to"),
+            limit=max(1, min(limit, 500)),
+            cursor=q.get("cursor"),
+        )
+    except ValueError as exc:
+        return _problem_json(400, "BAD-QUERY", str(exc))
+    return web.json_response({"items": [_dossier_json(d) for d in items], "next_cursor": cursor})
+
+
+async def get_dossier(request: web.Request) -> web.Response:
+    key = await _reader(request)
+    dossier = await request.app[SERVICES].store.get_dossier(request.match_info["id"], key.scope)
+    if dossier is None:
+        return _problem_json(404, "NOT-FOUND", "no such dossier")  # also for another unit's: no existence leak
+    return web.json_response(_dossier_json(dossier))
+
+
+async def get_notice(request: web.Request) -> web.Response:
+    key = await _reader(request)
+    kind = request.match_info["kind"]
+    if kind not in KIND_SLUG.values():
+        return _problem_json(404, "NOT-FOUND", f"notice kinds are {', '.join(KIND_SLUG.values())}")
+    xml = await request.app[SERVICES].store.get_notice(request.match_info["id"], kind, key.scope)
+    if xml is None:
+        return _problem_json(404, "NOT-FOUND", "no such notice")
+    return web.Response(body=xml, content_type=XML_RESPONSE, charset="utf-8")
+
+
+async def get_original(request: web.Request) -> web.Response:
+    key = await _reader(request)
+    data = await request.app[SERVICES].store.get_original(request.match_info["id"], key.scope)
+    if data is None:
+        return _problem_json(404, "NOT-FOUND", "no such dossier")
+    return web.Response(body=data, content_type=XML_RESPONSE)
+
+
+# ---- operations ------------------------------------------------------------------------------
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    ok = await request.app[SERVICES].store.ping()
+    return web.json_response({"status": "ready" if ok else "not ready"}, status=200 if ok else 503)
+
+
+async def metrics(request: web.Request) -> web.Response:
+    body = generate_latest(request.app[METRICS].registry)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def openapi(request: web.Request) -> web.Response:
+    return web.json_response(OPENAPI)
+
+
+@web.middleware
+async def never_500_silently(request: web.Request, handler):
+    try:
+        return await handler(request)
+    except web.HTTPException:
+        raise
+    except Exception:
+        log.exception("unexpected error on %s %s", request.method, request.path)
+        return _problem_json(500, "INTERNAL", "unexpected server error; it has been logged")
+
+
+def build_app(services: Services) -> web.Application:
+    app = web.Application(client_max_size=services.cfg.limits.max_body_bytes, middlewares=[never_500_silently])
+    app[SERVICES] = services
+    app[METRICS] = Metrics()
+    app.router.add_post("/api/v1/dossiers", post_dossier)
+    app.router.add_get("/api/v1/dossiers", list_dossiers)
+    app.router.add_get("/api/v1/dossiers/{id}", get_dossier)
+    app.router.add_get("/api/v1/dossiers/{id}/notices/{kind}", get_notice)
+    app.router.add_get("/api/v1/dossiers/{id}/original", get_original)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/api/openapi.json", openapi)
+    return app

@@ -1,0 +1,385 @@
+"""The `interchange` command (SPEC §10): serve, dev-setup, pki, keys, sample, sign, submit, verify, check."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+from interchange.config import Config, load_config
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def _config(args) -> Config:
+    return load_config(getattr(args, "config", None))
+
+
+def _print_problems(problems: list[dict], out=sys.stdout) -> None:
+    for p in problems:
+        where = p.get("xpath") or "/"
+        if p.get("line") is not None:
+            where += f" (line {p['line']})"
+        form = f" [{p['form']}]" if p.get("form") else ""
+        out.write(f"  {p['severity']:<7} {p['layer']:<9} {p['code']:<22}{form} {where}\n")
+        out.write(f"          {p.get('message_en') or p['message_vi']}\n")
+        if p.get("message_en"):
+            out.write(f"          {p['message_vi']}\n")
+
+
+# ---- serve, dev-setup ------------------------------------------------------------------------
+
+
+def cmd_serve(args) -> int:
+    from interchange.server import serve
+
+    serve(_config(args))
+    return EXIT_OK
+
+
+def cmd_dev_setup(args) -> int:
+    """First run: development CA, server notice key, demo unit, demo API key (printed once)."""
+    from interchange.store.store import Store
+    from interchange.trust.pki import ensure_dev_pki
+
+    cfg = _config(args)
+    made = ensure_dev_pki(
+        cfg.path(cfg.trust.anchors_dir), cfg.data_path, cfg.signing_key_path, cfg.signing_cert_path,
+        demo_mst=args.mst,
+    )
+    for name in sorted(made.created):
+        print(f"created {name}: {made[name]}")
+
+    async def demo_key() -> None:
+        store = await Store.open(cfg.store_url)
+        try:
+            if not any(k.mst == args.mst and k.revoked_at is None for k in await store.list_api_keys()):
+                key, token = await store.create_api_key("submitter", mst=args.mst, label="demo unit")
+                print(f"demo unit {args.mst}: certificate {made['demo_p12']} (password: demo)")
+                print(f"demo API key (shown once, keep it): {token}")
+        finally:
+            await store.close()
+
+    asyncio.run(demo_key())
+    return EXIT_OK
+
+
+# ---- pki, keys -------------------------------------------------------------------------------
+
+
+def cmd_pki(args) -> int:
+    from interchange.trust import pki
+
+    cfg = _config(args)
+    if args.pki_cmd == "init":
+        return cmd_dev_setup(args)
+    ca_key = pki.load_key_pem(cfg.data_path / "dev-ca" / "ca-key.pem")
+    ca_cert = pki.load_certs_pem(cfg.path(cfg.trust.anchors_dir) / "dev-ca.pem")[0]
+    ca = pki.Issued(key=ca_key, cert=ca_cert, chain=[])
+    unit = pki.issue_unit_cert(ca, args.mst, args.name, mst_suffix=args.suffix or "", days=args.days)
+    pki.write_p12(args.out, unit, args.password.encode() if args.password else None)
+    pem = Path(args.out).with_suffix(".pem")
+    pem.write_bytes(pki.key_pem(unit.key) + pki.certs_pem([unit.cert, ca_cert]))
+    pem.chmod(0o600)
+    print(f"unit certificate for MST {args.mst}{args.suffix or ''}: {args.out} (and {pem} for xmlsec1)")
+    return EXIT_OK
+
+
+def cmd_keys(args) -> int:
+    from interchange.store.store import Store
+
+    cfg = _config(args)
+
+    async def run() -> int:
+        store = await Store.open(cfg.store_url)
+        try:
+            if args.keys_cmd == "create":
+                key, token = await store.create_api_key(args.role, mst=args.mst, ivan=args.ivan, label=args.label or "")
+                print(f"key id {key.key_id} ({key.role}{' ' + key.owner if key.role in ('submitter', 'ivan') else ''})")
+                print(f"API key (shown once): {token}")
+            elif args.keys_cmd == "revoke":
+                if not await store.revoke_api_key(args.key_id):
+                    print(f"no active key {args.key_id}", file=sys.stderr)
+                    return EXIT_FAILED
+                print(f"revoked {args.key_id}")
+            else:
+                for k in await store.list_api_keys():
+                    state = f"revoked {k.revoked_at.isoformat()}" if k.revoked_at else "active"
+                    print(f"{k.key_id}  {k.role:<9} {k.mst or k.ivan or '-':<15} {state:<10} {k.label}")
+            return EXIT_OK
+        finally:
+            await store.close()
+
+    try:
+        return asyncio.run(run())
+    except ValueError as exc:
+        print(f"interchange keys: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+# ---- sample, sign, submit --------------------------------------------------------------------
+
+
+def cmd_sample(args) -> int:
+    from interchange.forms import samples
+
+    unit = samples.Unit(mst=args.mst) if args.mst else samples.Unit()
+    forms = [("D02-TS", "D02-TS.xml", samples.d02ts(args.rows, seed=args.seed, period=args.period))]
+    data = samples.envelope(unit, forms, procedure="600", period=args.period)
+    Path(args.out).write_bytes(data)
+    print(f"unsigned dossier (procedure 600, D02-TS with {args.rows} rows) for MST {unit.mst}: {args.out}")
+    return EXIT_OK
+
+
+def _load_signer(args):
+    from interchange.trust.pki import load_p12
+    from interchange.trust.xmldsig import DocumentSigner
+
+    issued = load_p12(args.p12, args.password.encode() if args.password else None)
+    return DocumentSigner(issued.key, [issued.cert, *issued.chain])
+
+
+def cmd_sign(args) -> int:
+    from interchange.intake.xmlparse import XmlLimits, parse_xml
+    from interchange.trust.dossier_signing import sign_envelope, sign_form
+
+    data = Path(args.file).read_bytes()
+    signer = _load_signer(args)
+    root = parse_xml(data, XmlLimits(max_elements=50_000_000)).getroot()
+    signed = sign_envelope(data, signer) if root.tag == "Hoso" else sign_form(data, signer)
+    Path(args.out or args.file).write_bytes(signed)
+    print(f"signed {'dossier (forms, then envelope)' if root.tag == 'Hoso' else 'form'}: {args.out or args.file}")
+    return EXIT_OK
+
+
+def cmd_submit(args) -> int:
+    import aiohttp
+
+    cfg = _config(args)
+    data = Path(args.file).read_bytes()
+    headers = {"Authorization": f"Bearer {args.api_key}", "Content-Type": "application/xml"}
+    if args.idempotency_key:
+        headers["Idempotency-Key"] = args.idempotency_key
+    url = args.url or f"http://{cfg.server.host}:{cfg.server.port}"
+
+    async def post() -> tuple[int, bytes]:
+        async with aiohttp.ClientSession() as session:
+            async with session.post(f"{url.rstrip('/')}/api/v1/dossiers", data=data, headers=headers) as resp:
+                return resp.status, await resp.read()
+
+    status, body = asyncio.run(post())
+    report = _verify_bytes(cfg, body, at=None)
+    summary = _notice_summary(body)
+    summary.update(http_status=status, notice_signature_valid=report["ok"])
+    if args.json:
+        print(json.dumps(summary, ensure_ascii=False, indent=2))
+    else:
+        print(f"HTTP {status}: {summary.get('kind')} {summary.get('so_ho_so') or ''} (transaction {summary.get('transaction')})")
+        print(f"notice signature: {'valid' if report['ok'] else 'NOT VALID'}")
+        if summary.get("due"):
+            print(f"result due by: {summary['due']}")
+        _print_problems(summary["errors"])
+    return EXIT_OK if status in (200, 202) and report["ok"] else EXIT_FAILED
+
+
+def _notice_summary(body: bytes) -> dict:
+    from lxml import etree
+
+    from interchange.notices.notice import NS
+
+    try:
+        root = etree.fromstring(body, etree.XMLParser(resolve_entities=False, no_network=True))
+    except etree.XMLSyntaxError:
+        return {"kind": None, "errors": [], "raw": body[:500].decode("utf-8", "replace")}
+
+    def t(name: str):
+        return root.findtext(f"{{{NS}}}{name}")
+
+    errors = []
+    for loi in root.iterfind(f"{{{NS}}}DanhSachLoi/{{{NS}}}Loi"):
+        line = loi.findtext(f"{{{NS}}}Dong")
+        errors.append({
+            "layer": loi.findtext(f"{{{NS}}}Tang"), "code": loi.findtext(f"{{{NS}}}Ma"),
+            "severity": loi.findtext(f"{{{NS}}}MucDo"), "form": loi.findtext(f"{{{NS}}}ToKhai"),
+            "xpath": loi.findtext(f"{{{NS}}}ViTri"), "line": int(line) if line else None,
+            "message_vi": loi.findtext(f"{{{NS}}}MoTa"), "message_en": loi.findtext(f"{{{NS}}}MoTaEN"),
+        })
+    return {"kind": t("LoaiThongBao"), "transaction": t("MaGiaoDich"), "so_ho_so": t("SoHoSo"),
+            "due": t("HanTraKetQua"), "errors": errors}
+
+
+# ---- verify, check ---------------------------------------------------------------------------
+
+
+def _verify_bytes(cfg: Config, data: bytes, at: datetime | None) -> dict:
+    """Every signature in a dossier, a form or a notice."""
+    from base64 import b64decode
+
+    from interchange.errors import Refusal
+    from interchange.intake.xmlparse import XmlLimits, parse_xml
+    from interchange.trust.anchors import TrustStore
+    from interchange.trust.xmldsig import verify_document
+
+    trust = TrustStore(cfg.path(cfg.trust.anchors_dir), cfg.path(cfg.trust.crl_dir), 0)
+    limits = XmlLimits(max_depth=cfg.limits.max_depth, max_elements=cfg.limits.max_elements)
+    at = at or datetime.now(UTC)
+    try:
+        root = parse_xml(data, limits).getroot()
+    except Refusal as refusal:
+        return {"ok": False, "signatures": [], "problems": [p.as_dict() for p in refusal.problems]}
+    reports = []
+    local = root.tag.rsplit("}", 1)[-1]
+    if local == "Hoso":
+        mst = (root.findtext("NoiDung/ThongTinDonVi/MaSoThue") or "").strip() or None
+        forms = []
+        for file_el in root.iterfind("NoiDung/ThongTinHoSo/ToKhais/FileToKhai"):
+            name = (file_el.findtext("TenFile") or "").strip()
+            if name.lower().endswith(".xml") or (file_el.findtext("LoaiFile") or "").lower().endswith("xml"):
+                forms.append(((file_el.findtext("MaToKhai") or "").strip(), name,
+                              b64decode("".join((file_el.findtext("NoiDungFile") or "").split()))))
+        reports.append(verify_document(root, location="CKy_Dvi", trust=trust, at=at, document="Hoso",
+                                       expected_mst=mst, legacy_sha1=cfg.trust.legacy_sha1))
+        for code, name, content in forms:
+            try:
+                form_root = parse_xml(content, limits, form=code).getroot()
+            except Refusal as refusal:
+                return {"ok": False, "signatures": [r.as_dict() for r in reports],
+                        "problems": [p.as_dict() for p in refusal.problems]}
+            reports.append(verify_document(form_root, location="Cky", trust=trust, at=at, document=name,
+                                           form=code, expected_mst=mst, legacy_sha1=cfg.trust.legacy_sha1))
+    else:
+        location = "" if local == "ThongBao" else "Cky"
+        reports.append(verify_document(root, location=location, trust=trust, at=at, document=local,
+                                       form=None if local == "ThongBao" else local,
+                                       legacy_sha1=cfg.trust.legacy_sha1))
+    return {
+        "ok": all(r.valid for r in reports),
+        "signatures": [{k: v for k, v in r.as_dict().items() if k != "chain_pem"} for r in reports],
+        "problems": [p.as_dict() for r in reports for p in r.problems],
+    }
+
+
+def cmd_verify(args) -> int:
+    cfg = _config(args)
+    at = datetime.fromisoformat(args.at) if args.at else None
+    if at is not None and at.tzinfo is None:
+        at = at.replace(tzinfo=UTC)
+    report = _verify_bytes(cfg, Path(args.file).read_bytes(), at)
+    if args.json:
+        print(json.dumps(report, ensure_ascii=False, indent=2))
+    else:
+        for sig in report["signatures"]:
+            signer = sig.get("signer") or {}
+            print(f"{sig['document']}: {'VALID' if sig['valid'] else 'NOT VALID'}")
+            print(f"  signer: {signer.get('subject', '-')}")
+            print(f"  MST: {sig.get('mst') or '-'}   valid {signer.get('not_before', '?')} .. {signer.get('not_after', '?')}")
+            print(f"  chain: {' <- '.join(c.get('common_name') or c['subject'] for c in sig.get('chain', [])) or '-'}")
+            if sig.get("signing_time"):
+                print(f"  signing time (claimed, unsigned): {sig['signing_time']}")
+        _print_problems(report["problems"])
+        print("OK: every signature is valid" if report["ok"] else "FAILED")
+    return EXIT_OK if report["ok"] else EXIT_FAILED
+
+
+def cmd_check(args) -> int:
+    from interchange.intake.pipeline import Receiver
+
+    cfg = _config(args)
+    outcome = Receiver.from_config(cfg).receive(Path(args.file).read_bytes(), datetime.now(UTC))
+    problems = [p.as_dict() for p in outcome.problems]
+    if args.json:
+        print(json.dumps({"ok": outcome.accepted, "layers": outcome.layers, "problems": problems,
+                          "truncated": outcome.truncated, "envelope": outcome.envelope}, ensure_ascii=False, indent=2))
+    else:
+        print("layers: " + ", ".join(f"{k} {v}" for k, v in outcome.layers.items()))
+        _print_problems(problems)
+        if outcome.truncated:
+            print(f"  ... and {outcome.truncated} more errors")
+        print("OK: the dossier would be received (TIEP_NHAN)" if outcome.accepted else "REFUSED (TU_CHOI)")
+    return EXIT_OK if outcome.accepted else EXIT_FAILED
+
+
+# ---- parser ----------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="interchange", description=__doc__)
+    parser.add_argument("--config", help="config file (default: $INTERCHANGE_CONFIG, else ./config.toml)")
+    sub = parser.add_subparsers(dest="cmd", required=True)
+
+    sub.add_parser("serve", help="start the server").set_defaults(func=cmd_serve)
+    p = sub.add_parser("dev-setup", help="first run: development CA, notice key, demo unit and API key")
+    p.add_argument("--mst", default="0101234565", help="the demo unit's tax code")
+    p.set_defaults(func=cmd_dev_setup)
+
+    p = sub.add_parser("pki", help="development PKI")
+    psub = p.add_subparsers(dest="pki_cmd", required=True)
+    q = psub.add_parser("init", help="same as dev-setup")
+    q.add_argument("--mst", default="0101234565")
+    q = psub.add_parser("issue-unit", help="issue a unit signing certificate (UID=MST:...) as PKCS#12")
+    q.add_argument("--mst", required=True)
+    q.add_argument("--name", required=True)
+    q.add_argument("--suffix", help="branch suffix, e.g. -001")
+    q.add_argument("--days", type=int, default=730)
+    q.add_argument("--password", default="demo")
+    q.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_pki)
+
+    p = sub.add_parser("keys", help="API keys")
+    ksub = p.add_subparsers(dest="keys_cmd", required=True)
+    q = ksub.add_parser("create")
+    q.add_argument("--role", required=True, choices=["submitter", "ivan", "auditor", "admin"])
+    q.add_argument("--mst")
+    q.add_argument("--ivan")
+    q.add_argument("--label")
+    q = ksub.add_parser("revoke")
+    q.add_argument("key_id")
+    ksub.add_parser("list")
+    p.set_defaults(func=cmd_keys)
+
+    p = sub.add_parser("sample", help="write an unsigned sample dossier (procedure 600, one D02-TS)")
+    p.add_argument("--rows", type=int, default=20)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--period", default=datetime.now(UTC).strftime("%m/%Y"))
+    p.add_argument("--mst")
+    p.add_argument("-o", "--out", required=True)
+    p.set_defaults(func=cmd_sample)
+
+    p = sub.add_parser("sign", help="sign a form, or a dossier (its forms first, then the envelope)")
+    p.add_argument("file")
+    p.add_argument("--p12", required=True)
+    p.add_argument("--password", default="demo")
+    p.add_argument("-o", "--out")
+    p.set_defaults(func=cmd_sign)
+
+    p = sub.add_parser("submit", help="send a dossier and verify the notice")
+    p.add_argument("file")
+    p.add_argument("--api-key", required=True)
+    p.add_argument("--url", help="server base URL (default from config)")
+    p.add_argument("--idempotency-key")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_submit)
+
+    p = sub.add_parser("verify", help="verify every signature in a file")
+    p.add_argument("file")
+    p.add_argument("--at", help="validation time, ISO 8601 (default now)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_verify)
+
+    p = sub.add_parser("check", help="the server's envelope, signature and schema checks, offline")
+    p.add_argument("file")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_check)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

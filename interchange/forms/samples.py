@@ -1,0 +1,590 @@
+"""Realistic sample documents: the forms and the envelope as payroll and I-VAN software write them.
+
+Used by the tests, the benchmark and the demo (`make serve`). Everything here is made up
+but plausible: Vietnamese names with diacritics, 12-digit personal IDs whose digits agree
+with the birth date and gender, 10-digit social-insurance codes, tax codes with a valid
+check digit, salaries above the regional minimum.
+
+Conventions of real files that the samples copy (SPEC §2):
+- UTF-8 BOM, then `<?xml version="1.0" encoding="utf-8"?>`;
+- form roots declare `xmlns:xsi` and `xmlns:xsd` (as .NET's XmlSerializer writes them),
+  no default namespace;
+- every field is present, in the order of SPEC §2; optional values that are missing are
+  empty elements (`<DenThang />`);
+- each form ends with an empty `<Cky />` and the envelope with an empty `<CKy_Dvi />`,
+  where the signature is inserted later. Nothing here is signed.
+Line ends are LF, two-space indentation.
+
+Every generator is deterministic for a given seed (`random.Random(seed)`), and rows vary
+by seed, so two dossiers built with different seeds have different bytes. `d02ts` builds
+its text with string joins so that 50,000 rows take well under a few seconds.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import random
+from dataclasses import dataclass
+from xml.sax.saxutils import escape
+
+BOM = "\ufeff"
+DECLARATION = '<?xml version="1.0" encoding="utf-8"?>'
+XMLNS = 'xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xmlns:xsd="http://www.w3.org/2001/XMLSchema"'
+
+# --- tax codes (MST) -------------------------------------------------------------------
+
+MST_WEIGHTS = (31, 29, 23, 19, 17, 13, 7, 5, 3)
+
+
+def mst_check_digit(first9: str) -> int | None:
+    """The 10th digit of a tax code whose first nine digits are `first9`.
+
+    check = 10 - (sum of digit x weight mod 11). When the remainder is 0 the formula gives
+    10, which is not a digit: no tax code exists with those nine digits (the tax authority
+    does not issue them), so this returns None. (A remainder of 10 gives check 0, a valid
+    digit.) "Check 11" cannot occur since the remainder is never negative.
+    """
+    if len(first9) != 9 or not first9.isdigit():
+        raise ValueError(f"need nine digits, got {first9!r}")
+    check = 10 - sum(int(d) * w for d, w in zip(first9, MST_WEIGHTS, strict=True)) % 11
+    return check if check < 10 else None
+
+
+def mst_valid(mst: str) -> bool:
+    """True when `mst` is 10 digits (optionally `-NNN`) with a correct check digit."""
+    head, _, branch = mst.partition("-")
+    if len(head) != 10 or not head.isdigit() or (branch and (len(branch) != 3 or not branch.isdigit())):
+        return False
+    return mst_check_digit(head[:9]) == int(head[9])
+
+
+def make_mst(first9: str) -> str:
+    check = mst_check_digit(first9)
+    if check is None:
+        raise ValueError(f"no valid tax code starts with {first9}")
+    return f"{first9}{check}"
+
+
+# --- the employer ----------------------------------------------------------------------
+
+
+@dataclass
+class Unit:
+    """An employer (đơn vị). The default tax code 0101234565 has a valid check digit
+    (0101234568, which looks similar, does not: 010123456 gives check 5)."""
+
+    mst: str = "0101234565"
+    code: str = "TZH490L"  # MaSoBHXH of the unit
+    name: str = "Công ty TNHH Mẫu Việt"
+    office: str = "00101"  # CoQuanQuanLy: the SI office that manages the unit
+    signer: str = "Nguyễn Văn An"
+    phone: str = "0912345678"
+
+
+# A few more units for tests that need more than one employer (all with valid check digits).
+UNIT_HANOI = Unit()
+UNIT_HCM = Unit(
+    mst="0312345673",
+    code="YN0123A",
+    name="Công ty Cổ phần Dệt may Sài Gòn Xanh",
+    office="07901",
+    signer="Trần Thị Bích Ngọc",
+    phone="02838221234",
+)
+UNIT_DANANG = Unit(
+    mst="0401234566",
+    code="DA0456B",
+    name="Công ty TNHH Phần mềm Sông Hàn",
+    office="04801",
+    signer="Lê Quang Huy",
+    phone="02363815678",
+)
+
+# --- people ----------------------------------------------------------------------------
+
+_FAMILY = (
+    "Nguyễn", "Trần", "Lê", "Phạm", "Hoàng", "Huỳnh", "Phan", "Vũ", "Võ", "Đặng",
+    "Bùi", "Đỗ", "Hồ", "Ngô", "Dương", "Lý", "Đinh", "Trịnh", "Mai", "Cao",
+)  # fmt: skip
+_MIDDLE_M = ("Văn", "Đức", "Hữu", "Quang", "Minh", "Công", "Xuân", "Thành", "Đình", "Anh")
+_MIDDLE_F = ("Thị", "Ngọc", "Thu", "Hồng", "Thanh", "Phương", "Thùy", "Kim", "Bích", "Mai")
+_GIVEN_M = (
+    "An", "Bình", "Cường", "Dũng", "Hải", "Hiếu", "Hùng", "Khánh", "Long", "Nam",
+    "Phúc", "Quân", "Sơn", "Thắng", "Tuấn", "Việt", "Đạt", "Trung", "Lâm", "Khoa",
+)  # fmt: skip
+_GIVEN_F = (
+    "Anh", "Chi", "Dung", "Giang", "Hà", "Hạnh", "Hương", "Lan", "Linh", "Mai",
+    "Ngân", "Nhung", "Phương", "Quỳnh", "Thảo", "Trang", "Uyên", "Vân", "Yến", "Ánh",
+)  # fmt: skip
+# (CCCD province code, SI-code province prefix, commune code, address)
+_PLACES = (
+    ("001", "01", "00004", "Phường Ba Đình, Thành phố Hà Nội"),
+    ("001", "01", "00166", "Phường Láng, Thành phố Hà Nội"),
+    ("079", "79", "26734", "Phường Sài Gòn, Thành phố Hồ Chí Minh"),
+    ("031", "31", "11311", "Phường Hồng Bàng, Thành phố Hải Phòng"),
+    ("048", "48", "20194", "Phường Hải Châu, Thành phố Đà Nẵng"),
+    ("092", "92", "31117", "Phường Ninh Kiều, Thành phố Cần Thơ"),
+    ("038", "38", "14758", "Phường Hạc Thành, Tỉnh Thanh Hóa"),
+    ("040", "40", "16681", "Phường Trường Vinh, Tỉnh Nghệ An"),
+)
+_POSITIONS = (
+    "Nhân viên kinh doanh", "Kế toán viên", "Kỹ sư phần mềm", "Công nhân may",
+    "Trưởng phòng hành chính", "Lái xe", "Nhân viên kho", "Chuyên viên nhân sự",
+    "Kỹ thuật viên điện", "Nhân viên chăm sóc khách hàng",
+)  # fmt: skip
+_STREETS = ("Láng Hạ", "Kim Mã", "Nguyễn Trãi", "Lê Duẩn", "Trần Phú", "Hai Bà Trưng", "Lý Thường Kiệt")
+
+
+@dataclass(frozen=True, slots=True)
+class Person:
+    name: str
+    male: bool
+    born: dt.date
+    cccd: str
+    si_code: str  # may be "" (a first-time participant has no SI code yet)
+    place: tuple[str, str, str, str]
+
+
+def _person(
+    rng: random.Random,
+    *,
+    si_code: bool = True,
+    male: bool | None = None,
+    years: tuple[int, int] = (1966, 2006),
+) -> Person:
+    male = rng.random() < 0.5 if male is None else male
+    if male:
+        name = f"{rng.choice(_FAMILY)} {rng.choice(_MIDDLE_M)} {rng.choice(_GIVEN_M)}"
+    else:
+        name = f"{rng.choice(_FAMILY)} {rng.choice(_MIDDLE_F)} {rng.choice(_GIVEN_F)}"
+    year = rng.randint(*years)
+    born = dt.date(year, rng.randint(1, 12), rng.randint(1, 28))
+    place = rng.choice(_PLACES)
+    # CCCD: province (3) + century/gender (1: 0/1 = male/female 1900s, 2/3 = 2000s)
+    # + last two digits of the birth year (2) + 6 random digits.
+    century_gender = (0 if year < 2000 else 2) + (0 if male else 1)
+    cccd = f"{place[0]}{century_gender}{year % 100:02d}{rng.randrange(1_000_000):06d}"
+    code = f"{place[1]}{rng.randrange(100_000_000):08d}" if si_code else ""
+    return Person(name, male, born, cccd, code, place)
+
+
+def _d(day: dt.date) -> str:
+    return f"{day.day:02d}/{day.month:02d}/{day.year}"
+
+
+def _month_start(period: str) -> dt.date:
+    month, year = period.split("/")
+    return dt.date(int(year), int(month), 1)
+
+
+def _text(value: str) -> str:
+    return escape(value)
+
+
+def _el(name: str, value: str, indent: str) -> str:
+    return f"{indent}<{name}>{value}</{name}>" if value != "" else f"{indent}<{name} />"
+
+
+def _doc(body_lines: list[str]) -> bytes:
+    return (BOM + DECLARATION + "\n" + "\n".join(body_lines) + "\n").encode("utf-8")
+
+
+# --- D02-TS ----------------------------------------------------------------------------
+
+D02_FIELDS = (
+    "STT", "HoTen", "MasoBHXH", "ChucVu", "NoiLamViec", "TienLuong", "PhuCapCV", "PhuCapTNVK",
+    "PhuCapTNNghe", "PhuCapLuong", "PhuCapBosung", "TuThang", "DenThang", "Ghichu", "PA",
+    "TyleDong", "TinhLai", "DaCoSo", "MucHuong", "MaPhongBan", "MavungSS", "MavungLTT", "ID",
+    "Loai", "CoGiamChet", "NgayChet", "NgaySinh", "GioiTinh", "CMND",
+    "Vtvl_nql_tungay", "Vtvl_nql_denngay", "Vtvl_cmktbc_tungay", "Vtvl_cmktbc_denngay",
+    "Vtvl_cmktbt_tungay", "Vtvl_cmktbt_denngay", "Vtvl_khac_tungay", "Vtvl_khac_denngay",
+    "Nndh_tungay", "Nndh_denngay", "Hdld_tungay", "Hdld_xdth_tungay", "Hdld_xdth_denngay",
+    "Hdld_khac_tungay", "Hdld_khac_denngay",
+)  # fmt: skip
+
+
+def _e(name: str, value: str) -> str:
+    """One element on one line of a D02-TS row (values here need no escaping)."""
+    return f"      <{name}>{value}</{name}>" if value else f"      <{name} />"
+
+
+def _d02_row(rng: random.Random, stt: int, period_start: dt.date, tu_thang: str, workplace: str) -> str:
+    # Built as one f-string per row: d02ts(50000) is used by a benchmark.
+    p = _person(rng, si_code=rng.random() < 0.8)
+    salary = rng.randrange(5_500, 40_000) * 1000
+    allowance = rng.choice((0, 0, 0, 500_000, 1_000_000, 2_000_000))
+    extra = rng.choice((300_000, 500_000)) if rng.random() < 0.2 else 0
+    start = period_start - dt.timedelta(days=rng.randint(0, 20))
+    start = start.replace(day=1) if rng.random() < 0.5 else start
+    fixed_term = rng.random() < 0.6
+    manager = allowance > 0
+    since = _d(start)
+    position = "Trưởng phòng" if manager else rng.choice(_POSITIONS)
+    return (
+        "    <LaoDong>\n"
+        f"      <STT>{stt}</STT>\n"
+        f"      <HoTen>{p.name}</HoTen>\n"
+        f"{_e('MasoBHXH', p.si_code)}\n"
+        f"      <ChucVu>{position}</ChucVu>\n"
+        f"      <NoiLamViec>{workplace}</NoiLamViec>\n"
+        f"      <TienLuong>{salary}</TienLuong>\n"
+        f"{_e('PhuCapCV', str(allowance) if allowance else '')}\n"
+        "      <PhuCapTNVK />\n"
+        "      <PhuCapTNNghe />\n"
+        "      <PhuCapLuong />\n"
+        f"{_e('PhuCapBosung', str(extra) if extra else '')}\n"
+        f"      <TuThang>{tu_thang}</TuThang>\n"
+        "      <DenThang />\n"
+        "      <Ghichu />\n"
+        "      <PA>TM</PA>\n"
+        "      <TyleDong>32.0</TyleDong>\n"
+        "      <TinhLai>0</TinhLai>\n"
+        f"      <DaCoSo>{1 if p.si_code else 0}</DaCoSo>\n"
+        "      <MucHuong />\n"
+        "      <MaPhongBan />\n"
+        "      <MavungSS />\n"
+        "      <MavungLTT>01</MavungLTT>\n"
+        "      <ID />\n"
+        "      <Loai>1</Loai>\n"
+        "      <CoGiamChet />\n"
+        "      <NgayChet />\n"
+        f"      <NgaySinh>{_d(p.born)}</NgaySinh>\n"
+        f"      <GioiTinh>{1 if p.male else 0}</GioiTinh>\n"
+        f"      <CMND>{p.cccd}</CMND>\n"
+        f"{_e('Vtvl_nql_tungay', since if manager else '')}\n"
+        "      <Vtvl_nql_denngay />\n"
+        f"{_e('Vtvl_cmktbc_tungay', '' if manager else since)}\n"
+        "      <Vtvl_cmktbc_denngay />\n"
+        "      <Vtvl_cmktbt_tungay />\n"
+        "      <Vtvl_cmktbt_denngay />\n"
+        "      <Vtvl_khac_tungay />\n"
+        "      <Vtvl_khac_denngay />\n"
+        "      <Nndh_tungay />\n"
+        "      <Nndh_denngay />\n"
+        f"      <Hdld_tungay>{since}</Hdld_tungay>\n"
+        f"{_e('Hdld_xdth_tungay', since if fixed_term else '')}\n"
+        f"{_e('Hdld_xdth_denngay', _d(start + dt.timedelta(days=364)) if fixed_term else '')}\n"
+        "      <Hdld_khac_tungay />\n"
+        "      <Hdld_khac_denngay />\n"
+        "    </LaoDong>"
+    )
+
+
+def d02ts(rows: int = 20, *, seed: int = 0, period: str = "11/2026", unit: Unit | None = None) -> bytes:
+    """A D02-TS (procedure 600): `rows` employees joining in `period` (PA TM, 32.0%)."""
+    unit = unit or Unit()
+    rng = random.Random(f"D02-TS/{seed}")
+    period_start = _month_start(period)
+    workplace = _text(unit.name)
+    tu_thang = f"{period_start.month:02d}/{period_start.year}"
+    body = "\n".join(_d02_row(rng, i, period_start, tu_thang, workplace) for i in range(1, rows + 1))
+    lines = [
+        f"<D02-TS {XMLNS}>",
+        "  <ThongTinKhac>",
+        "    <SoToBiaSoBHXH>0</SoToBiaSoBHXH>",
+        "    <SoToRoiSoBHXH>0</SoToRoiSoBHXH>",
+        f"    <SoTheBHYT>{rows}</SoTheBHYT>",
+        "  </ThongTinKhac>",
+    ]
+    lines += ["  <NoiDung>", body, "  </NoiDung>"] if rows else ["  <NoiDung />"]
+    lines += ["  <Cky />", "</D02-TS>"]
+    return _doc(lines)
+
+
+# --- TK1-TS ----------------------------------------------------------------------------
+
+TK1_FIELDS = (
+    "STT", "HoTen", "NgaySinh", "GioiTinh", "QuocTich", "DanToc", "Matinh_KS", "Mahuyen_KS",
+    "Maxa_KS", "Diachi_NN", "Matinh_NN", "Mahuyen_NN", "Maxa_NN", "Ten_ChaMe_Giamho", "MasoBHXH",
+    "Dienthoai_LH", "CMND", "Maho_Giadinh", "Mucdong", "Phuongthuc", "MaTinhBenhVien",
+    "MaBenhVien", "Noidung_Thaydoi", "HosoKemtheo", "CCNS", "ID", "Diachi_KS", "Email_LH",
+)  # fmt: skip
+
+
+def tk1ts(people: int = 1, *, seed: int = 0) -> bytes:
+    """A TK1-TS: `people` participants registering (no SI code yet for most of them).
+
+    District codes (Mahuyen_*) are empty: Vietnam abolished the district level in July 2025.
+    """
+    rng = random.Random(f"TK1-TS/{seed}")
+    out = [f"<TK1-TS {XMLNS}>", "  <NoiDung>"] if people else [f"<TK1-TS {XMLNS}>", "  <NoiDung />"]
+    for i in range(1, people + 1):
+        p = _person(rng, si_code=rng.random() < 0.3)
+        home = rng.choice(_PLACES)
+        v = {
+            "STT": str(i),
+            "HoTen": p.name,
+            "NgaySinh": _d(p.born),
+            "GioiTinh": "1" if p.male else "0",
+            "QuocTich": "VN",
+            "DanToc": "01",
+            "Matinh_KS": p.place[1],
+            "Mahuyen_KS": "",
+            "Maxa_KS": p.place[2],
+            "Diachi_NN": f"Số {rng.randint(1, 200)} phố {rng.choice(_STREETS)}",
+            "Matinh_NN": home[1],
+            "Mahuyen_NN": "",
+            "Maxa_NN": home[2],
+            "Ten_ChaMe_Giamho": "",
+            "MasoBHXH": p.si_code,
+            "Dienthoai_LH": f"09{rng.randrange(100_000_000):08d}",
+            "CMND": p.cccd,
+            "Maho_Giadinh": "",
+            "Mucdong": "",
+            "Phuongthuc": "",
+            "MaTinhBenhVien": home[1],
+            "MaBenhVien": f"{home[1]}{rng.randint(1, 150):03d}",
+            "Noidung_Thaydoi": "",
+            "HosoKemtheo": "",
+            "CCNS": "",
+            "ID": "",
+            "Diachi_KS": p.place[3],
+            "Email_LH": "",
+        }
+        out.append("    <LaoDong>")
+        out.extend(_el(k, _text(v[k]), "      ") for k in TK1_FIELDS)
+        out.append("    </LaoDong>")
+    if people:
+        out.append("  </NoiDung>")
+    out += ["  <Cky />", "</TK1-TS>"]
+    return _doc(out)
+
+
+# --- D01-TS ----------------------------------------------------------------------------
+
+
+def d01ts(items: int = 1, *, seed: int = 0, unit: Unit | None = None) -> bytes:
+    """A D01-TS: `items` labour contracts listed as documents attached to the dossier."""
+    unit = unit or Unit()
+    rng = random.Random(f"D01-TS/{seed}")
+    out = [
+        f"<D01-TS {XMLNS}>",
+        "  <NoiDung>",
+        "    <TenBangKe>Bảng kê thông tin</TenBangKe>",
+        "    <KemTheo />",
+    ]
+    out.append("    <BangKe>" if items else "    <BangKe />")
+    for i in range(1, items + 1):
+        p = _person(rng)
+        signed = dt.date(2026, rng.randint(1, 10), rng.randint(1, 28))
+        fields = (
+            ("STT", str(i)),
+            ("HoTen", p.name),
+            ("MasoBHXH", p.si_code),
+            ("TenLoaiVanBan", "Hợp đồng lao động"),
+            ("SoVanBan", f"{rng.randint(1, 999):03d}/{signed.year}/HĐLĐ"),
+            ("NgayBanHanh", _d(signed)),
+            ("NgayHieuLuc", _d(signed + dt.timedelta(days=rng.randint(0, 15)))),
+            ("CoQuanBanHanh", unit.name),
+            ("TrichYeu", "Hợp đồng lao động xác định thời hạn 12 tháng"),
+            ("NoiDungThamDinh", "Tăng mới lao động, mức lương ghi trên hợp đồng"),
+        )
+        out.append("      <ThongTin>")
+        out.extend(_el(k, _text(val), "        ") for k, val in fields)
+        out.append("      </ThongTin>")
+    if items:
+        out.append("    </BangKe>")
+    out += ["  </NoiDung>", "  <Cky />", "</D01-TS>"]
+    return _doc(out)
+
+
+# --- M01B-HSB --------------------------------------------------------------------------
+
+M01B_FIELDS = (
+    "STT", "MaNhomHuong", "SoBHXH", "SoCMND", "HoTen", "TuNgay", "DenNgay", "TongSoNgay",
+    "DotDaGiaiQuyet", "HinhThucNhan", "SoTaiKhoan", "TenChuTaiKhoan", "MaNganHang", "MaNhanVien",
+    "GhiChu", "LyDoDieuChinh", "TuNgayDuyetTruoc",
+)  # fmt: skip
+
+_ASCII = str.maketrans(
+    "àáạảãâầấậẩẫăằắặẳẵèéẹẻẽêềếệểễìíịỉĩòóọỏõôồốộổỗơờớợởỡùúụủũưừứựửữỳýỵỷỹđ",
+    "aaaaaaaaaaaaaaaaaeeeeeeeeeeeiiiiiooooooooooooooooouuuuuuuuuuuyyyyyd",
+)
+
+
+def _account_holder(name: str) -> str:
+    """Bank account holder names are upper case without diacritics."""
+    return name.lower().translate(_ASCII).upper()
+
+
+def m01bhsb(rows: int = 2, *, seed: int = 0, unit: Unit | None = None) -> bytes:
+    """An M01B-HSB: `rows` new claims, alternately sickness (CheDoOmDau) and maternity
+    (CheDoThaiSan); no convalescence claims and no adjustments (empty elements)."""
+    unit = unit or Unit()
+    rng = random.Random(f"M01B-HSB/{seed}")
+    groups: dict[str, list[str]] = {"CheDoOmDau": [], "CheDoThaiSan": [], "CheDoDuongSuc": []}
+    for i in range(1, rows + 1):
+        maternity = i % 2 == 0
+        p = _person(rng, male=False, years=(1986, 2004)) if maternity else _person(rng)
+        start = dt.date(2026, 10, rng.randint(1, 20))
+        days = 180 if maternity else rng.randint(1, 10)
+        end = start + dt.timedelta(days=days - 1)
+        fields = (
+            ("STT", str(i)),
+            ("MaNhomHuong", "2" if maternity else "1"),
+            ("SoBHXH", p.si_code),
+            ("SoCMND", p.cccd),
+            ("HoTen", p.name),
+            ("TuNgay", _d(start)),
+            ("DenNgay", _d(end)),
+            ("TongSoNgay", str(days)),
+            ("DotDaGiaiQuyet", ""),
+            ("HinhThucNhan", "1"),
+            ("SoTaiKhoan", f"{rng.randrange(10**12, 10**13)}"),
+            ("TenChuTaiKhoan", _account_holder(p.name)),
+            ("MaNganHang", "01203001"),
+            ("MaNhanVien", f"NV{rng.randint(1, 9999):04d}"),
+            ("GhiChu", ""),
+            ("LyDoDieuChinh", ""),
+            ("TuNgayDuyetTruoc", ""),
+        )
+        row = ["        <LaoDong>"]
+        row.extend(_el(k, _text(val), "          ") for k, val in fields)
+        row.append("        </LaoDong>")
+        groups["CheDoThaiSan" if maternity else "CheDoOmDau"].append("\n".join(row))
+    out = [
+        f"<M01B-HSB {XMLNS}>",
+        "  <ThongTinKhac>",
+        _el("MaDonVi", _text(unit.code), "    "),
+        _el("SoDienThoai", _text(unit.phone), "    "),
+        "    <SoTaiKhoan>0011004123456</SoTaiKhoan>",
+        "    <MoTai>Ngân hàng TMCP Ngoại thương Việt Nam</MoTai>",
+        "    <ChiNhanh>Chi nhánh Thành Công</ChiNhanh>",
+        "    <DotXetDuyet>20261115</DotXetDuyet>",
+        _el("ThuTruongDonVi", _text(unit.signer), "    "),
+        "    <KemHoSoGiay>0</KemHoSoGiay>",
+        "    <LyDoGiaiTrinh />",
+        "  </ThongTinKhac>",
+        "  <NoiDung>",
+        "    <PhatSinh>",
+    ]
+    for name, items in groups.items():
+        out += [f"      <{name}>", *items, f"      </{name}>"] if items else [f"      <{name} />"]
+    out += ["    </PhatSinh>", "    <DieuChinh />", "  </NoiDung>", "  <Cky />", "</M01B-HSB>"]
+    return _doc(out)
+
+
+# --- the envelope ----------------------------------------------------------------------
+
+PROCEDURE_NAMES = {
+    "600": "Đăng ký, đăng ký điều chỉnh đóng BHXH bắt buộc, BHYT, BHTN, BHTNLĐ, BNN; cấp sổ BHXH, thẻ BHYT",
+    "602": "Cấp lại, đổi, điều chỉnh thông tin trên sổ BHXH, thẻ BHYT",
+    "603": "Giải quyết hưởng chế độ ốm đau, thai sản, dưỡng sức phục hồi sức khỏe",
+    "630": "Đăng ký, điều chỉnh thông tin tham gia BHXH, BHYT",
+    "04/DK-IVAN": "Đăng ký tham gia giao dịch điện tử trong lĩnh vực BHXH",
+    "05/SD-IVAN": "Thay đổi thông tin đăng ký giao dịch điện tử trong lĩnh vực BHXH",
+    "06/NG-IVAN": "Ngừng tham gia giao dịch điện tử trong lĩnh vực BHXH",
+}
+
+FORM_DESCRIPTIONS = {
+    "D02-TS": "Báo cáo tình hình sử dụng lao động và danh sách người tham gia BHXH, BHYT, BHTN, BHTNLĐ-BNN",
+    "TK1-TS": "Tờ khai tham gia, điều chỉnh thông tin BHXH, BHYT",
+    "D01-TS": "Bảng kê thông tin",
+    "M01B-HSB": "Danh sách đề nghị giải quyết hưởng chế độ ốm đau, thai sản, dưỡng sức phục hồi sức khỏe",
+}
+
+REGISTRATION_FIELDS = ("Email", "DiaChi", "NguoiLienHe", "PTNhanKetQua")
+
+
+def today_vn() -> str:
+    """Today's date in Asia/Ho_Chi_Minh (UTC+7, no daylight saving), dd/MM/yyyy."""
+    return _d((dt.datetime.now(dt.UTC) + dt.timedelta(hours=7)).date())
+
+
+def envelope(
+    unit: Unit,
+    files: list[tuple[str, str, bytes]],
+    *,
+    procedure: str = "600",
+    procedure_name: str | None = None,
+    period: str = "11/2026",
+    ivan: tuple[str, str] | None = ("00123", "Công ty I-VAN Mẫu"),
+    created: str | None = None,
+    tamper_count: bool = False,
+    registration: dict[str, str] | None = None,
+) -> bytes:
+    """An unsigned `Hoso` envelope carrying `files` as (MaToKhai, TenFile, exact bytes).
+
+    LoaiFile comes from the file name's extension (".xml", ".pdf"); NoiDungFile is the
+    base64 of the exact bytes, on one line; DoDaiFile is the length of that base64 text;
+    SoLuongFile is the number of files (one more with `tamper_count`, to exercise the rule
+    that it must match). `procedure_name` defaults to the procedure's usual title;
+    `created` (NgayLap, dd/MM/yyyy) to today's date in Vietnam; `ivan=None` leaves out
+    ThongTinIVAN (a unit sending directly); `period=""` writes an empty KyKeKhai.
+    `registration` adds the contact fields of registration dossiers (keys Email, DiaChi,
+    NguoiLienHe, PTNhanKetQua).
+    """
+    name = (
+        procedure_name
+        if procedure_name is not None
+        else PROCEDURE_NAMES.get(procedure, f"Thủ tục {procedure}")
+    )
+    out = [f"<Hoso {XMLNS}>", "  <NoiDung>"]
+    if ivan is not None:
+        out += [
+            "    <ThongTinIVAN>",
+            _el("MaIVAN", _text(ivan[0]), "      "),
+            _el("TenIVAN", _text(ivan[1]), "      "),
+            "    </ThongTinIVAN>",
+        ]
+    out.append("    <ThongTinDonVi>")
+    out += [
+        _el(k, _text(v), "      ")
+        for k, v in (
+            ("TenDoiTuong", unit.name),
+            ("MaSoBHXH", unit.code),
+            ("LoaiDoiTuong", "1"),
+            ("MaSoThue", unit.mst),
+            ("NguoiKy", unit.signer),
+            ("DienThoai", unit.phone),
+            ("CoQuanQuanLy", unit.office),
+        )
+    ]
+    out += [
+        "    </ThongTinDonVi>",
+        "    <ThongTinHoSo>",
+        _el("TenThuTuc", _text(name), "      "),
+        _el("MaThuTuc", _text(procedure), "      "),
+        _el("KyKeKhai", _text(period), "      "),
+        _el("NgayLap", _text(created or today_vn()), "      "),
+        f"      <SoLuongFile>{len(files) + (1 if tamper_count else 0)}</SoLuongFile>",
+    ]
+    if files:
+        out.append("      <ToKhais>")
+        for code, file_name, content in files:
+            b64 = base64.b64encode(content).decode("ascii")
+            ext = file_name.rsplit(".", 1)[-1].lower() if "." in file_name else ""
+            out += [
+                "        <FileToKhai>",
+                _el("MaToKhai", _text(code), "          "),
+                _el("MoTaToKhai", _text(FORM_DESCRIPTIONS.get(code, code)), "          "),
+                _el("TenFile", _text(file_name), "          "),
+                _el("LoaiFile", f".{ext}" if ext else "", "          "),
+                f"          <DoDaiFile>{len(b64)}</DoDaiFile>",
+                f"          <NoiDungFile>{b64}</NoiDungFile>",
+                "        </FileToKhai>",
+            ]
+        out.append("      </ToKhais>")
+    else:
+        out.append("      <ToKhais />")
+    out.append("    </ThongTinHoSo>")
+    for key in REGISTRATION_FIELDS:
+        if registration and key in registration:
+            out.append(_el(key, _text(registration[key]), "    "))
+    out += ["  </NoiDung>", "  <CKy_Dvi />", "</Hoso>"]
+    return _doc(out)
+
+
+def dossier_600(
+    unit: Unit | None = None, *, rows: int = 20, seed: int = 0, period: str = "11/2026", **kw
+) -> bytes:
+    """A typical procedure-600 dossier: a D02-TS, a TK1-TS and a D01-TS (all unsigned)."""
+    unit = unit or Unit()
+    stamp = period.replace("/", "")
+    files = [
+        ("D02-TS", f"D02-TS_{unit.mst}_{stamp}.xml", d02ts(rows, seed=seed, period=period, unit=unit)),
+        ("TK1-TS", f"TK1-TS_{unit.mst}_{stamp}.xml", tk1ts(1, seed=seed)),
+        ("D01-TS", f"D01-TS_{unit.mst}_{stamp}.xml", d01ts(1, seed=seed, unit=unit)),
+    ]
+    return envelope(unit, files, procedure="600", period=period, **kw)

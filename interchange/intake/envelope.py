@@ -1,0 +1,183 @@
+"""Reading the `Hoso` envelope (SPEC §2): unit, procedure, period and the embedded files."""
+
+from __future__ import annotations
+
+import binascii
+from base64 import b64decode
+from dataclasses import dataclass, field
+
+from lxml import etree
+
+from interchange.errors import Layer, Problem, Problems
+
+
+@dataclass
+class FormFile:
+    code: str  # MaToKhai
+    description: str
+    name: str  # TenFile
+    kind: str  # LoaiFile, e.g. ".xml"
+    content: bytes  # the decoded bytes of NoiDungFile
+    xpath: str
+    line: int | None
+
+    @property
+    def is_xml(self) -> bool:
+        return self.kind.lower().lstrip(".") == "xml" or self.name.lower().endswith(".xml")
+
+
+@dataclass
+class Envelope:
+    mst: str | None = None
+    unit_code: str | None = None
+    unit_name: str | None = None
+    unit_type: str | None = None
+    signer_name: str | None = None
+    phone: str | None = None
+    office: str | None = None
+    ivan_code: str | None = None
+    ivan_name: str | None = None
+    procedure: str | None = None
+    procedure_name: str | None = None
+    period: str | None = None
+    created: str | None = None
+    contact: dict[str, str] = field(default_factory=dict)
+    files: list[FormFile] = field(default_factory=list)
+
+    def summary(self) -> dict:
+        return {
+            "mst": self.mst,
+            "unit_code": self.unit_code,
+            "unit_name": self.unit_name,
+            "ivan_code": self.ivan_code,
+            "procedure": self.procedure,
+            "period": self.period,
+            "files": [{"code": f.code, "name": f.name, "kind": f.kind, "size": len(f.content)} for f in self.files],
+        }
+
+
+def _text(root: etree._Element, path: str) -> str | None:
+    el = root.find(path)
+    if el is None or el.text is None:
+        return None
+    return el.text.strip() or None
+
+
+def _problem(code: str, vi: str, en: str, xpath: str, line: int | None, value: str | None = None) -> Problem:
+    return Problem(layer=Layer.ENVELOPE, code=code, message_vi=vi, message_en=en, xpath=xpath, line=line, value=value)
+
+
+def read_envelope(root: etree._Element, problems: Problems, max_files: int) -> Envelope:
+    """Read what the later layers need; every inconsistency goes to `problems`."""
+    tree = root.getroottree()
+    env = Envelope()
+    if root.tag != "Hoso":
+        problems.add(
+            _problem(
+                "ENV-ROOT", f"Phần tử gốc phải là Hoso, không phải {root.tag}.", f"The root must be Hoso, not {root.tag}.", "/", root.sourceline
+            )
+        )
+        return env
+    unit = "NoiDung/ThongTinDonVi/"
+    env.unit_name = _text(root, unit + "TenDoiTuong")
+    env.unit_code = _text(root, unit + "MaSoBHXH")
+    env.unit_type = _text(root, unit + "LoaiDoiTuong")
+    env.mst = _text(root, unit + "MaSoThue")
+    env.signer_name = _text(root, unit + "NguoiKy")
+    env.phone = _text(root, unit + "DienThoai")
+    env.office = _text(root, unit + "CoQuanQuanLy")
+    env.ivan_code = _text(root, "NoiDung/ThongTinIVAN/MaIVAN")
+    env.ivan_name = _text(root, "NoiDung/ThongTinIVAN/TenIVAN")
+    info = "NoiDung/ThongTinHoSo/"
+    env.procedure_name = _text(root, info + "TenThuTuc")
+    env.procedure = _text(root, info + "MaThuTuc")
+    env.period = _text(root, info + "KyKeKhai")
+    env.created = _text(root, info + "NgayLap")
+    for name in ("Email", "DiaChi", "NguoiLienHe", "PTNhanKetQua"):
+        value = _text(root, "NoiDung/" + name)
+        if value:
+            env.contact[name] = value
+    if env.mst is None:
+        problems.add(
+            _problem(
+                "ENV-MST-MISSING",
+                "Thiếu mã số thuế đơn vị (ThongTinDonVi/MaSoThue).",
+                "The unit's tax code (ThongTinDonVi/MaSoThue) is missing.",
+                "/Hoso/NoiDung/ThongTinDonVi/MaSoThue",
+                None,
+            )
+        )
+
+    files = root.findall(info + "ToKhais/FileToKhai")
+    declared_count = _text(root, info + "SoLuongFile")
+    count_el = root.find(info + "SoLuongFile")
+    if declared_count is not None and declared_count != str(len(files)):
+        problems.add(
+            _problem(
+                "ENV-FILE-COUNT",
+                f"SoLuongFile khai {declared_count} nhưng hồ sơ có {len(files)} tệp.",
+                f"SoLuongFile says {declared_count} but the dossier holds {len(files)} files.",
+                tree.getpath(count_el),
+                count_el.sourceline,
+                declared_count,
+            )
+        )
+    if len(files) > max_files:
+        problems.add(
+            _problem(
+                "ENV-TOO-MANY-FILES",
+                f"Hồ sơ có {len(files)} tệp, vượt giới hạn {max_files}.",
+                f"The dossier holds {len(files)} files, over the limit of {max_files}.",
+                "/Hoso/NoiDung/ThongTinHoSo/ToKhais",
+                None,
+            )
+        )
+        return env
+    for file_el in files:
+        xpath = tree.getpath(file_el)
+        content_el = file_el.find("NoiDungFile")
+        b64 = "".join((content_el.text or "").split()) if content_el is not None else ""
+        declared = _text(file_el, "DoDaiFile")
+        length_el = file_el.find("DoDaiFile")
+        raw_len = len(content_el.text or "") if content_el is not None else 0
+        if declared is not None and declared not in (str(len(b64)), str(raw_len)):
+            problems.add(
+                _problem(
+                    "ENV-FILE-LENGTH",
+                    f"DoDaiFile khai {declared} nhưng nội dung tệp dài {len(b64)} ký tự.",
+                    f"DoDaiFile says {declared} but the base64 content is {len(b64)} characters long.",
+                    tree.getpath(length_el),
+                    length_el.sourceline,
+                    declared,
+                )
+            )
+        try:
+            content = b64decode(b64, validate=True)
+        except (binascii.Error, ValueError):
+            problems.add(
+                _problem(
+                    "ENV-FILE-BASE64",
+                    "Nội dung tệp (NoiDungFile) không phải base64 hợp lệ.",
+                    "NoiDungFile is not valid base64.",
+                    xpath + "/NoiDungFile",
+                    content_el.sourceline if content_el is not None else file_el.sourceline,
+                )
+            )
+            continue
+        if not content:
+            problems.add(
+                _problem("ENV-FILE-EMPTY", "Tệp trong hồ sơ rỗng.", "An embedded file is empty.", xpath + "/NoiDungFile", file_el.sourceline)
+            )
+            continue
+        env.files.append(
+            FormFile(
+                code=_text(file_el, "MaToKhai") or "",
+                description=_text(file_el, "MoTaToKhai") or "",
+                name=_text(file_el, "TenFile") or "",
+                kind=_text(file_el, "LoaiFile") or "",
+                content=content,
+                xpath=xpath,
+                line=file_el.sourceline,
+            )
+        )
+    return env

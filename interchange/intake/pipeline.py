@@ -1,0 +1,172 @@
+"""One dossier's walk up to the receipt decision: envelope -> signature -> schema.
+
+Pure: bytes and a caller in, an outcome out; no HTTP, no database. The same `Receiver`
+serves the server (inside worker processes), `interchange check` and the tests. A failed
+layer stops the layers after it; the outcome says which layers ran.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+
+from interchange.config import REPO_ROOT, Config
+from interchange.errors import LAYER_ORDER, Layer, Problem, Problems, Refusal
+from interchange.forms.schema import SchemaSet
+from interchange.intake.envelope import Envelope, read_envelope
+from interchange.intake.xmlparse import XmlLimits, parse_xml
+from interchange.trust.anchors import TrustStore
+from interchange.trust.xmldsig import verify_document
+
+ENVELOPE_SIGNATURE_AT = "CKy_Dvi"
+FORM_SIGNATURE_AT = "Cky"
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who sends: the API key's binding (SPEC §5)."""
+
+    role: str  # submitter | ivan | admin
+    mst: str | None = None
+    ivan: str | None = None
+
+
+@dataclass
+class Outcome:
+    accepted: bool
+    sha256: bytes
+    size: int
+    forbidden: bool = False  # the dossier is not the caller's to send (403)
+    envelope: dict = field(default_factory=dict)
+    problems: list[Problem] = field(default_factory=list)
+    truncated: int = 0
+    layers: dict[str, str] = field(default_factory=dict)
+    signers: list[dict] = field(default_factory=list)
+    forms: list[dict] = field(default_factory=list)
+
+    @property
+    def failed_layer(self) -> str | None:
+        return next((k for k, v in self.layers.items() if v == "failed"), None)
+
+
+class Receiver:
+    """Everything loaded once per process: trust anchors, schemas, limits."""
+
+    def __init__(self, trust: TrustStore, schemas: SchemaSet, limits: XmlLimits, *, max_files: int = 50,
+                 max_errors: int = 100, legacy_sha1: bool = False):
+        self.trust = trust
+        self.schemas = schemas
+        self.limits = limits
+        self.max_files = max_files
+        self.max_errors = max_errors
+        self.legacy_sha1 = legacy_sha1
+
+    @classmethod
+    def from_config(cls, cfg: Config) -> Receiver:
+        return cls(
+            TrustStore(cfg.path(cfg.trust.anchors_dir), cfg.path(cfg.trust.crl_dir), cfg.trust.cache_seconds),
+            SchemaSet(REPO_ROOT / "xsd", max_readable_bytes=500_000),
+            XmlLimits(max_depth=cfg.limits.max_depth, max_elements=cfg.limits.max_elements),
+            max_files=cfg.limits.max_files,
+            max_errors=cfg.limits.max_errors,
+            legacy_sha1=cfg.trust.legacy_sha1,
+        )
+
+    def receive(self, body: bytes, at: datetime, caller: Caller | None = None) -> Outcome:
+        out = Outcome(accepted=False, sha256=hashlib.sha256(body).digest(), size=len(body))
+        layers = {str(layer): "not_run" for layer in LAYER_ORDER if layer != Layer.RULE}
+        out.layers = layers
+
+        def fail(layer: Layer, problems: Problems) -> Outcome:
+            layers[str(layer)] = "failed"
+            out.problems, out.truncated = problems.items, problems.truncated
+            return out
+
+        # Envelope: well-formed, safe, the Hoso structure, the embedded files.
+        problems = Problems(cap=self.max_errors)
+        try:
+            tree = parse_xml(body, self.limits, layer=Layer.ENVELOPE)
+        except Refusal as refusal:
+            problems.extend(refusal.problems)
+            return fail(Layer.ENVELOPE, problems)
+        root = tree.getroot()
+        problems.extend(self.schemas.validate_envelope(root, cap=self.max_errors))
+        env = read_envelope(root, problems, self.max_files)
+        out.envelope = env.summary()
+        if caller is not None and not _caller_may_send(caller, env):
+            out.forbidden = True
+            problems.add(_forbidden_problem(caller, env))
+            return fail(Layer.ENVELOPE, problems)
+        form_roots = []
+        for f in env.files:
+            if f.is_xml:
+                try:
+                    form_roots.append((f, parse_xml(f.content, self.limits, form=f.code).getroot()))
+                except Refusal as refusal:
+                    problems.extend(_in_file(p, f.name) for p in refusal.problems)
+        if problems.errors:
+            return fail(Layer.ENVELOPE, problems)
+        layers[str(Layer.ENVELOPE)] = "passed"
+
+        # Signature: the envelope's, then every embedded XML form's, all bound to the unit's MST.
+        report = verify_document(
+            root, location=ENVELOPE_SIGNATURE_AT, trust=self.trust, at=at, document="Hoso",
+            expected_mst=env.mst, legacy_sha1=self.legacy_sha1,
+        )
+        out.signers.append(report.as_dict())
+        problems.extend(report.problems)
+        del tree, root  # the envelope's text (base64 of every file) is no longer needed
+        for f, form_root in form_roots:
+            report = verify_document(
+                form_root, location=FORM_SIGNATURE_AT, trust=self.trust, at=at, document=f.name,
+                form=f.code, expected_mst=env.mst, legacy_sha1=self.legacy_sha1,
+            )
+            out.signers.append(report.as_dict())
+            problems.extend(report.problems)
+        if problems.errors:
+            return fail(Layer.SIGNATURE, problems)
+        layers[str(Layer.SIGNATURE)] = "passed"
+
+        # Schema: each form, as signed (the signature is detached), against its XSD.
+        for f, form_root in form_roots:
+            problems.extend(self.schemas.validate_form(f.code, form_root, size_hint=len(f.content),
+                                                       cap=self.max_errors - len(problems)))
+            out.forms.append({"code": f.code, "name": f.name, "size": len(f.content),
+                              "schema": self.schemas.version(f.code) if self.schemas.knows(f.code) else None})
+            if problems.full:
+                break
+        if problems.errors:
+            return fail(Layer.SCHEMA, problems)
+        layers[str(Layer.SCHEMA)] = "passed"
+        out.problems, out.truncated = problems.items, problems.truncated  # warnings, if any
+        out.accepted = True
+        return out
+
+
+def _caller_may_send(caller: Caller, env: Envelope) -> bool:
+    if caller.role == "submitter":
+        return env.mst is not None and env.mst == caller.mst
+    if caller.role == "ivan":
+        return env.ivan_code is not None and env.ivan_code == caller.ivan
+    return caller.role == "admin"
+
+
+def _forbidden_problem(caller: Caller, env: Envelope) -> Problem:
+    if caller.role == "ivan":
+        return Problem(
+            layer=Layer.ENVELOPE, code="AUTH-IVAN-MISMATCH",
+            message_vi=f"Khóa API thuộc I-VAN {caller.ivan}, hồ sơ ghi MaIVAN {env.ivan_code or '(trống)'}.",
+            message_en=f"The API key belongs to I-VAN {caller.ivan}; the dossier says MaIVAN {env.ivan_code or '(none)'}.",
+            xpath="/Hoso/NoiDung/ThongTinIVAN/MaIVAN", value=env.ivan_code,
+        )
+    return Problem(
+        layer=Layer.ENVELOPE, code="AUTH-UNIT-MISMATCH",
+        message_vi=f"Khóa API thuộc đơn vị có MST {caller.mst}, hồ sơ của MST {env.mst or '(trống)'}.",
+        message_en=f"The API key belongs to the unit with tax code {caller.mst}; the dossier is for {env.mst or '(none)'}.",
+        xpath="/Hoso/NoiDung/ThongTinDonVi/MaSoThue", value=env.mst,
+    )
+
+
+def _in_file(problem: Problem, name: str) -> Problem:
+    return replace(problem, message_en=f"{name}: {problem.message_en}", message_vi=f"{name}: {problem.message_vi}")

@@ -1,0 +1,57 @@
+"""Runs the receipt pipeline off the event loop: in worker processes (default) or one thread.
+
+Each worker builds its `Receiver` once (trust anchors, schemas); lxml schema objects cannot
+be pickled, so they are built inside the worker rather than shipped to it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from datetime import datetime
+
+from interchange.config import Config
+from interchange.intake.pipeline import Caller, Outcome, Receiver
+
+_receiver: Receiver | None = None
+
+
+def _init(cfg: Config) -> None:
+    global _receiver
+    _receiver = Receiver.from_config(cfg)
+
+
+def _receive(body: bytes, at: datetime, caller: Caller | None) -> Outcome:
+    assert _receiver is not None, "worker not initialised"
+    return _receiver.receive(body, at, caller)
+
+
+def _ready() -> bool:
+    return _receiver is not None
+
+
+class ReceiptWorkers:
+    def __init__(self, cfg: Config, processes: int | None = None):
+        processes = cfg.server.workers if processes is None else processes
+        self.processes = processes
+        self._pool: Executor
+        if processes > 0:
+            # spawn, not fork: the parent runs an event loop and threads that must not be copied.
+            self._pool = ProcessPoolExecutor(
+                processes, mp_context=multiprocessing.get_context("spawn"), initializer=_init, initargs=(cfg,)
+            )
+        else:
+            # One thread: a Receiver is not shared between threads.
+            self._pool = ThreadPoolExecutor(1, initializer=_init, initargs=(cfg,), thread_name_prefix="receipt")
+
+    async def start(self) -> None:
+        """Start every worker now, so that the first dossier does not pay for it."""
+        loop = asyncio.get_running_loop()
+        await asyncio.gather(*(loop.run_in_executor(self._pool, _ready) for _ in range(max(self.processes, 1))))
+
+    async def receive(self, body: bytes, at: datetime, caller: Caller | None) -> Outcome:
+        return await asyncio.get_running_loop().run_in_executor(self._pool, _receive, body, at, caller)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)

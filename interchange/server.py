@@ -1,0 +1,51 @@
+"""Assembling and running the server: store, worker processes, notice key, HTTP app."""
+
+from __future__ import annotations
+
+import logging
+from contextlib import AsyncExitStack, asynccontextmanager
+
+from aiohttp import web
+
+from interchange.api.app import Services, build_app
+from interchange.config import Config
+from interchange.intake.workers import ReceiptWorkers
+from interchange.notices.notice import NoticeSigner
+from interchange.store.store import Store
+from interchange.workcal import WorkCalendar
+
+log = logging.getLogger("interchange")
+
+
+@asynccontextmanager
+async def services_for(cfg: Config, *, workers: int | None = None):
+    """Open everything the app needs, and close it in reverse order."""
+    store = await Store.open(cfg.store_url)
+    pool = ReceiptWorkers(cfg, workers)
+    try:
+        await pool.start()
+        signer = NoticeSigner.from_files(cfg.signing_key_path, cfg.signing_cert_path)
+        yield Services(cfg=cfg, store=store, workers=pool, signer=signer, calendar=WorkCalendar())
+    finally:
+        pool.close()
+        await store.close()
+
+
+async def make_app(cfg: Config, *, workers: int | None = None) -> web.Application:
+    """An app whose services are open now and close on the app's cleanup (for run_app and tests)."""
+    stack = AsyncExitStack()
+    services = await stack.enter_async_context(services_for(cfg, workers=workers))
+    app = build_app(services)
+
+    async def close(_app: web.Application) -> None:
+        await stack.aclose()
+
+    app.on_cleanup.append(close)
+    return app
+
+
+def serve(cfg: Config) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    log.info("interchange %s role on http://%s:%s, store %s", cfg.server.role, cfg.server.host, cfg.server.port,
+             cfg.store_url.split("@")[-1])
+    web.run_app(make_app(cfg), host=cfg.server.host, port=cfg.server.port, access_log=None)

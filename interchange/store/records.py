@@ -1,0 +1,114 @@
+"""What goes into the store and what comes out of it: plain dataclasses, no database types."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+RECEIVED = "received"
+REFUSED = "refused"
+
+TIEP_NHAN = "tiep-nhan"
+TU_CHOI = "tu-choi"
+KET_QUA = "ket-qua"
+NOTICE_KINDS = (TIEP_NHAN, TU_CHOI, KET_QUA)
+
+ROLES = ("submitter", "ivan", "auditor", "admin")
+
+
+@dataclass(kw_only=True)
+class NewDossier:
+    """What the receipt pipeline hands to the store."""
+
+    id: str  # MaGiaoDich: opaque, made by the caller (uuid4 hex)
+    state: str  # RECEIVED (a TIEP_NHAN is given) or REFUSED (TU_CHOI)
+    owner: str  # "mst:<MST>", "ivan:<MaIVAN>" or "admin:<key id>": see ApiKey.owner
+    submitter_key_id: str
+    original: bytes  # the exact bytes received
+    sha256: bytes  # digest of original, 32 raw bytes
+    received_at: datetime  # tz-aware
+    office_code: str  # the <office> of the dossier number
+    unit_mst: str | None = None
+    unit_code: str | None = None
+    unit_name: str | None = None
+    ivan_code: str | None = None
+    procedure: str | None = None  # MaThuTuc
+    period: str | None = None  # KyKeKhai "MM/yyyy"
+    due_at: datetime | None = None  # HanTraKetQua, tz-aware
+    idempotency_key: str | None = None
+    problems: list[dict] = field(default_factory=list)
+    layers: dict[str, str] = field(default_factory=dict)  # layer -> passed | failed | not_run
+    signers: list[dict] = field(default_factory=list)
+    facts: dict = field(default_factory=dict)
+
+
+@dataclass(kw_only=True)
+class Dossier:
+    """A stored dossier, without its blobs (original bytes and notices are read separately)."""
+
+    id: str
+    so_ho_so: str | None  # "NNNNN/YYYY/<office>", received dossiers only
+    state: str
+    owner: str
+    submitter_key_id: str
+    sha256: bytes
+    size: int
+    received_at: datetime
+    unit_mst: str | None
+    unit_code: str | None
+    unit_name: str | None
+    ivan_code: str | None
+    procedure: str | None
+    period: str | None
+    due_at: datetime | None
+    idempotency_key: str | None
+    problems: list[dict]
+    layers: dict[str, str]
+    signers: list[dict]
+    facts: dict
+    notice_kinds: list[str] = field(default_factory=list)
+
+
+@dataclass
+class SaveResult:
+    dossier: Dossier
+    notice: bytes  # the receipt notice stored for it: the new one, or the original on a replay
+    outcome: str  # "stored" | "replay" | "conflict" (same Idempotency-Key, different bytes)
+
+
+@dataclass
+class Scope:
+    """Who is reading: everything, one unit (MST) or one I-VAN's clients."""
+
+    all: bool = False
+    mst: str | None = None
+    ivan: str | None = None
+
+
+@dataclass
+class ApiKey:
+    key_id: str
+    role: str
+    mst: str | None
+    ivan: str | None
+    label: str
+    created_at: datetime
+    revoked_at: datetime | None
+
+    @property
+    def owner(self) -> str:
+        """The owner string stored on the dossiers this key submits."""
+        if self.role == "submitter":
+            return f"mst:{self.mst}"
+        if self.role == "ivan":
+            return f"ivan:{self.ivan}"
+        return f"admin:{self.key_id}"
+
+    @property
+    def scope(self) -> Scope:
+        """What this key may read (SPEC §5: no one reads another unit's dossiers)."""
+        if self.role == "submitter":
+            return Scope(mst=self.mst)
+        if self.role == "ivan":
+            return Scope(ivan=self.ivan)
+        return Scope(all=True)

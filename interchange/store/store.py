@@ -1,0 +1,707 @@
+"""The one data-access layer: dossiers, their original bytes and notices, API keys.
+
+SQLite (aiosqlite) by default, PostgreSQL (asyncpg) past one machine; the same Core
+statements serve both. The schema is migrated to head by Alembic when the store opens.
+
+Receipts are written by a single writer task that gathers every `save_receipt` waiting at
+that moment into one transaction (one SAVEPOINT per dossier) and commits once: with
+durable commits an fsync per dossier would cap SQLite far below the target rate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import json
+import logging
+import re
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from sqlalchemy import and_, event, false, or_, select, text, true, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from .records import (
+    NOTICE_KINDS,
+    RECEIVED,
+    REFUSED,
+    ROLES,
+    TIEP_NHAN,
+    TU_CHOI,
+    ApiKey,
+    Dossier,
+    NewDossier,
+    SaveResult,
+    Scope,
+)
+from .tables import api_keys, counters, dossiers, notices, originals
+
+log = logging.getLogger(__name__)
+
+ALEMBIC_INI = Path(__file__).with_name("alembic.ini")
+VN_TIME = ZoneInfo("Asia/Ho_Chi_Minh")  # dossier numbers count per year of Vietnamese time
+MIGRATION_LOCK = 0x696E_7463_0001  # pg_advisory_xact_lock key: one process migrates at a time
+BATCH_SIZE = 64
+MAX_PAGE = 500
+KEY_CACHE_SECONDS = 2.0  # a revocation reaches every process within this time
+SQLITE_PRAGMAS = (
+    "PRAGMA journal_mode=WAL",
+    "PRAGMA synchronous=FULL",
+    "PRAGMA foreign_keys=ON",
+    "PRAGMA busy_timeout=10000",
+)
+_TOKEN = re.compile(r"ik_([0-9a-f]{12})_([A-Za-z0-9_-]{43})")
+_DOSSIER_COLUMNS = [c for c in dossiers.c if c.name not in ("replay_key", "idempotency_scope")]
+
+
+@dataclass(eq=False)
+class _Job:
+    new: NewDossier
+    make_notice: Callable[[Dossier], bytes]
+    future: asyncio.Future
+
+
+class Store:
+    def __init__(self, engine: AsyncEngine):
+        self._engine = engine
+        pg = engine.dialect.name == "postgresql"
+        self._insert = postgresql.insert if pg else sqlite.insert  # both have ON CONFLICT ... RETURNING
+        self._queue: asyncio.Queue[_Job | None] = asyncio.Queue()
+        self._writer: asyncio.Task | None = None
+        self._keys: dict[str, tuple[float, ApiKey, bytes]] = {}
+
+    # -- opening and closing -------------------------------------------------------------
+
+    @classmethod
+    async def open(cls, url: str, *, connect_args: dict | None = None) -> Store:
+        """Connect (see `make_engine`) and migrate to head."""
+        engine = make_engine(url, connect_args)
+        store = cls(engine)
+        try:
+            await store._migrate()
+        except BaseException:
+            await engine.dispose()
+            raise
+        store._writer = asyncio.get_running_loop().create_task(store._write_loop(), name="store-writer")
+        return store
+
+    async def _migrate(self) -> None:
+        async with self._engine.connect() as conn:
+            await conn.execution_options(sqlite_immediate=True)
+            async with conn.begin():
+                if conn.dialect.name == "postgresql":
+                    await conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": MIGRATION_LOCK})
+                await conn.run_sync(_upgrade_to_head)
+
+    async def close(self) -> None:
+        """Finish the receipts already queued, then release the connections."""
+        writer, self._writer = self._writer, None  # refuse new receipts from now on
+        if writer is not None:
+            self._queue.put_nowait(None)
+            await writer
+        await self._engine.dispose()
+
+    async def ping(self) -> bool:
+        try:
+            async with self._engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+            return True
+        except Exception:
+            return False
+
+    # -- receipts ------------------------------------------------------------------------
+
+    async def save_receipt(self, new: NewDossier, make_notice: Callable[[Dossier], bytes]) -> SaveResult:
+        """Store a received or refused dossier with its receipt notice; return after the commit.
+
+        `make_notice` gets the dossier as stored (with its number) and returns the signed
+        notice bytes; it runs inside the transaction, so a notice exists for every dossier.
+        An exact resend of a dossier that was not refused, or a resend with a known
+        Idempotency-Key, stores nothing and returns the earlier dossier and notice.
+        """
+        _check_new(new)
+        if self._writer is None:
+            raise RuntimeError("store is closed")
+        job = _Job(new, make_notice, asyncio.get_running_loop().create_future())
+        self._queue.put_nowait(job)
+        return await job.future
+
+    async def _write_loop(self) -> None:
+        stopping = False
+        batch: list[_Job | None] = []
+        try:
+            while not stopping:
+                job = await self._queue.get()
+                if job is None:
+                    break
+                batch = [job]
+                while len(batch) < BATCH_SIZE and not self._queue.empty():
+                    job = self._queue.get_nowait()
+                    if job is None:
+                        stopping = True
+                        break
+                    batch.append(job)
+                await self._write_batch(batch)
+                batch = []
+        finally:  # cancelled (the loop is going away): no caller may wait for ever
+            while not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            for job in batch:
+                if job is not None and not job.future.done():
+                    job.future.set_exception(RuntimeError("store closed before the dossier was stored"))
+
+    async def _write_batch(self, batch: list[_Job]) -> None:
+        jobs = [job for job in batch if not job.future.done()]  # skip callers gone before anything was stored
+        try:
+            async with self._engine.connect() as conn:
+                await conn.execution_options(sqlite_immediate=True)
+                async with conn.begin():
+                    try:
+                        async with conn.begin_nested():
+                            results = await self._save_together(conn, jobs)
+                    except Exception as exc:
+                        # A database error in the batch: on PostgreSQL most likely another process
+                        # stored the same dossier or key first. Redo the batch one by one, each
+                        # in its own savepoint, so that an error reaches only its own caller.
+                        log.info(
+                            "store: a batch of %d failed (%s); saving one by one",
+                            len(jobs),
+                            type(exc).__name__,
+                        )
+                        results = [await self._save_alone(conn, job) for job in jobs]
+        except Exception as exc:  # begin or commit failed: nothing of this batch is stored
+            results = [exc] * len(jobs)
+        for job, outcome in zip(jobs, results, strict=True):
+            if job.future.done():
+                continue
+            if isinstance(outcome, Exception):
+                job.future.set_exception(outcome)
+            else:
+                job.future.set_result(outcome)
+
+    async def _save_together(self, conn: AsyncConnection, jobs: list[_Job]) -> list[SaveResult | Exception]:
+        """The fast path: a few statements for the whole batch instead of several per dossier."""
+        by_replay, by_scope = await self._stored(
+            conn, {_replay_key(j.new) for j in jobs}, {_idempotency_scope(j.new) for j in jobs}
+        )
+        last: dict[tuple[str, int], int] = {}  # (office, year) -> last number given
+        at_start: dict[tuple[str, int], int] = {}
+        results: list[SaveResult | Exception] = []
+        stored: list[tuple[NewDossier, SaveResult]] = []
+        for job in jobs:
+            new = job.new
+            found = _repeat_of(new, by_replay, by_scope)
+            if found is not None:
+                results.append(found)
+                continue
+            so_ho_so = None
+            if new.state == RECEIVED:
+                group = (new.office_code, new.received_at.astimezone(VN_TIME).year)
+                if group not in last:
+                    last[group] = at_start[group] = await self._bump_counter(conn, *group, 0)
+                so_ho_so = _so_ho_so(last[group] + 1, *group)
+            try:
+                result = _receipt(new, so_ho_so, job.make_notice)
+            except Exception as exc:  # the number is not used: the next dossier gets it
+                results.append(exc)
+                continue
+            if so_ho_so is not None:
+                last[group] += 1
+            results.append(result)
+            stored.append((new, result))
+            _remember(new, result, by_replay, by_scope)
+        if stored:
+            await conn.execute(dossiers.insert(), [_dossier_row(new, r.dossier) for new, r in stored])
+            await conn.execute(
+                originals.insert(), [{"dossier_id": new.id, "content": new.original} for new, _ in stored]
+            )
+            await conn.execute(notices.insert(), [_notice_row(r) for _, r in stored])
+        for (office, year), number in last.items():
+            if number != at_start[(office, year)]:
+                await conn.execute(
+                    update(counters)
+                    .where(counters.c.office == office, counters.c.year == year)
+                    .values(last_number=number)
+                )
+        return results
+
+    async def _save_alone(self, conn: AsyncConnection, job: _Job) -> SaveResult | Exception:
+        """The slow path: one dossier in its own savepoint."""
+        new = job.new
+        try:
+            try:
+                async with conn.begin_nested():
+                    found = await self._repeat_stored(conn, new)
+                    if found is not None:
+                        return found
+                    so_ho_so = None
+                    if new.state == RECEIVED:
+                        year = new.received_at.astimezone(VN_TIME).year
+                        number = await self._bump_counter(conn, new.office_code, year, 1)
+                        so_ho_so = _so_ho_so(number, new.office_code, year)
+                    result = _receipt(new, so_ho_so, job.make_notice)
+                    await conn.execute(dossiers.insert(), _dossier_row(new, result.dossier))
+                    await conn.execute(originals.insert(), {"dossier_id": new.id, "content": new.original})
+                    await conn.execute(notices.insert(), _notice_row(result))
+                    return result
+            except IntegrityError:
+                # Another process stored the same dossier or key after our look: answer with that one.
+                async with conn.begin_nested():
+                    found = await self._repeat_stored(conn, new)
+                if found is None:
+                    raise
+                return found
+        except Exception as exc:
+            return exc
+
+    async def _repeat_stored(self, conn: AsyncConnection, new: NewDossier) -> SaveResult | None:
+        return _repeat_of(new, *await self._stored(conn, {_replay_key(new)}, {_idempotency_scope(new)}))
+
+    async def _stored(
+        self, conn: AsyncConnection, replay_keys: set[str | None], scopes: set[str | None]
+    ) -> tuple[dict[str, SaveResult], dict[str, SaveResult]]:
+        """Stored dossiers with these replay keys or idempotency scopes, with their receipt notices."""
+        replay_keys.discard(None)
+        scopes.discard(None)
+        wanted = []
+        if replay_keys:
+            wanted.append(dossiers.c.replay_key.in_(replay_keys))
+        if scopes:
+            wanted.append(dossiers.c.idempotency_scope.in_(scopes))
+        if not wanted:
+            return {}, {}
+        columns = (*_DOSSIER_COLUMNS, dossiers.c.replay_key, dossiers.c.idempotency_scope)
+        rows = (await conn.execute(select(*columns).where(or_(*wanted)))).all()
+        if not rows:
+            return {}, {}
+        stored = await conn.execute(
+            select(notices.c.dossier_id, notices.c.kind, notices.c.xml)
+            .where(notices.c.dossier_id.in_([r.id for r in rows]))
+            .order_by(notices.c.created_at, notices.c.kind)
+        )
+        kinds: dict[str, list[str]] = {}
+        receipts: dict[str, bytes] = {}
+        for dossier_id, kind, xml in stored:
+            kinds.setdefault(dossier_id, []).append(kind)
+            if kind in (TIEP_NHAN, TU_CHOI):
+                receipts[dossier_id] = xml
+        by_replay: dict[str, SaveResult] = {}
+        by_scope: dict[str, SaveResult] = {}
+        for row in rows:
+            result = SaveResult(_dossier(row, kinds.get(row.id, [])), receipts.get(row.id, b""), "stored")
+            if row.replay_key is not None:
+                by_replay[row.replay_key] = result
+            if row.idempotency_scope is not None:
+                by_scope[row.idempotency_scope] = result
+        return by_replay, by_scope
+
+    async def _bump_counter(self, conn: AsyncConnection, office: str, year: int, step: int) -> int:
+        """Add `step` (0 or 1) to the counter of (office, year), creating it, and return its value.
+
+        One statement, atomic on both backends. The counter stays locked until commit (a row
+        lock on PostgreSQL; on SQLite the writer holds the database lock), and a rolled-back
+        savepoint gives the number back: numbers have no gaps.
+        """
+        stmt = self._insert(counters).values(office=office, year=year, last_number=step)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[counters.c.office, counters.c.year],
+            set_={"last_number": counters.c.last_number + step},
+        ).returning(counters.c.last_number)
+        return (await conn.execute(stmt)).scalar_one()
+
+    # -- reading -------------------------------------------------------------------------
+
+    async def get_dossier(self, id: str, scope: Scope) -> Dossier | None:
+        async with self._engine.connect() as conn:
+            row = (
+                await conn.execute(select(*_DOSSIER_COLUMNS).where(dossiers.c.id == id, _visible(scope)))
+            ).first()
+            if row is None:
+                return None
+            kinds = await _notice_kinds(conn, [id])
+        return _dossier(row, kinds.get(id, []))
+
+    async def list_dossiers(
+        self,
+        scope: Scope,
+        *,
+        state: str | None = None,
+        procedure: str | None = None,
+        period: str | None = None,
+        received_from: datetime | None = None,
+        received_to: datetime | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> tuple[list[Dossier], str | None]:
+        """Newest first. `received_from` is inclusive, `received_to` exclusive. Pass the cursor
+        returned with one page to get the next; None means there is no next page.
+        Raises ValueError for a cursor this store did not make."""
+        limit = max(1, min(int(limit), MAX_PAGE))
+        query = select(*_DOSSIER_COLUMNS).where(_visible(scope))
+        if state is not None:
+            query = query.where(dossiers.c.state == state)
+        if procedure is not None:
+            query = query.where(dossiers.c.procedure == procedure)
+        if period is not None:
+            query = query.where(dossiers.c.period == period)
+        if received_from is not None:
+            query = query.where(dossiers.c.received_at >= received_from)
+        if received_to is not None:
+            query = query.where(dossiers.c.received_at < received_to)
+        if cursor is not None:
+            after_time, after_id = _decode_cursor(cursor)
+            query = query.where(
+                or_(
+                    dossiers.c.received_at < after_time,
+                    and_(dossiers.c.received_at == after_time, dossiers.c.id < after_id),
+                )
+            )
+        query = query.order_by(dossiers.c.received_at.desc(), dossiers.c.id.desc()).limit(limit + 1)
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+            more = len(rows) > limit
+            rows = rows[:limit]
+            kinds = await _notice_kinds(conn, [r.id for r in rows]) if rows else {}
+        page = [_dossier(r, kinds.get(r.id, [])) for r in rows]
+        return page, (_encode_cursor(page[-1]) if more else None)
+
+    async def get_notice(self, id: str, kind: str, scope: Scope) -> bytes | None:
+        query = (
+            select(notices.c.xml)
+            .join(dossiers, dossiers.c.id == notices.c.dossier_id)
+            .where(notices.c.dossier_id == id, notices.c.kind == kind, _visible(scope))
+        )
+        async with self._engine.connect() as conn:
+            return (await conn.execute(query)).scalar_one_or_none()
+
+    async def get_original(self, id: str, scope: Scope) -> bytes | None:
+        query = (
+            select(originals.c.content)
+            .join(dossiers, dossiers.c.id == originals.c.dossier_id)
+            .where(originals.c.dossier_id == id, _visible(scope))
+        )
+        async with self._engine.connect() as conn:
+            return (await conn.execute(query)).scalar_one_or_none()
+
+    async def add_notice(self, id: str, kind: str, xml: bytes) -> bool:
+        """Store a later notice (KET_QUA). False when one of that kind is already stored: a
+        signed notice is never replaced. LookupError when there is no such dossier."""
+        if kind not in NOTICE_KINDS:
+            raise ValueError(f"unknown notice kind {kind!r}")
+        row = {"dossier_id": id, "kind": kind, "xml": xml, "created_at": datetime.now(UTC)}
+        try:
+            async with self._engine.connect() as conn:
+                await conn.execution_options(sqlite_immediate=True)
+                async with conn.begin():
+                    await conn.execute(notices.insert(), row)
+            return True
+        except IntegrityError:
+            async with self._engine.connect() as conn:
+                exists = (await conn.execute(select(dossiers.c.id).where(dossiers.c.id == id))).first()
+            if exists is None:
+                raise LookupError(f"no dossier {id!r}") from None
+            return False
+
+    # -- API keys ------------------------------------------------------------------------
+
+    async def create_api_key(
+        self, role: str, *, mst: str | None = None, ivan: str | None = None, label: str = ""
+    ) -> tuple[ApiKey, str]:
+        """A new key and its token `ik_<key_id>_<secret>`; the token is shown once, never stored."""
+        _check_role(role, mst, ivan)
+        key = ApiKey(
+            key_id=secrets.token_hex(6),
+            role=role,
+            mst=mst,
+            ivan=ivan,
+            label=label,
+            created_at=datetime.now(UTC),
+            revoked_at=None,
+        )
+        secret = secrets.token_urlsafe(32)
+        async with self._engine.connect() as conn:
+            await conn.execution_options(sqlite_immediate=True)
+            async with conn.begin():
+                await conn.execute(
+                    api_keys.insert(),
+                    {
+                        "key_id": key.key_id,
+                        "role": role,
+                        "mst": mst,
+                        "ivan": ivan,
+                        "label": label,
+                        "secret_sha256": _secret_digest(secret),
+                        "created_at": key.created_at,
+                    },
+                )
+        return key, f"ik_{key.key_id}_{secret}"
+
+    async def authenticate(self, token: str) -> ApiKey | None:
+        """The key a bearer token stands for; None for a malformed, unknown, wrong or revoked one."""
+        match = _TOKEN.fullmatch(token or "")
+        if match is None:
+            return None
+        key_id, secret = match.groups()
+        now = time.monotonic()
+        cached = self._keys.get(key_id)
+        if cached is None or cached[0] < now:
+            async with self._engine.connect() as conn:
+                row = (await conn.execute(select(api_keys).where(api_keys.c.key_id == key_id))).first()
+            if row is None:  # the key id is not secret: answering this one faster leaks nothing
+                return None
+            cached = (now + KEY_CACHE_SECONDS, _api_key(row), row.secret_sha256)
+            self._keys[key_id] = cached
+        _, key, digest = cached
+        if not hmac.compare_digest(digest, _secret_digest(secret)) or key.revoked_at is not None:
+            return None
+        return key
+
+    async def revoke_api_key(self, key_id: str) -> bool:
+        """Revoke a key (a second revocation keeps the first time). False when there is no such key."""
+        self._keys.pop(key_id, None)
+        async with self._engine.connect() as conn:
+            await conn.execution_options(sqlite_immediate=True)
+            async with conn.begin():
+                await conn.execute(
+                    update(api_keys)
+                    .where(api_keys.c.key_id == key_id, api_keys.c.revoked_at.is_(None))
+                    .values(revoked_at=datetime.now(UTC))
+                )
+                found = (
+                    await conn.execute(select(api_keys.c.key_id).where(api_keys.c.key_id == key_id))
+                ).first()
+        return found is not None
+
+    async def list_api_keys(self) -> list[ApiKey]:
+        async with self._engine.connect() as conn:
+            rows = (
+                await conn.execute(select(api_keys).order_by(api_keys.c.created_at, api_keys.c.key_id))
+            ).all()
+        return [_api_key(r) for r in rows]
+
+
+# -- helpers -------------------------------------------------------------------------------
+
+
+def make_engine(url: str, connect_args: dict | None = None) -> AsyncEngine:
+    """An engine set up for the store.
+
+    SQLite: the folder is created and every connection gets the PRAGMAs. PostgreSQL: the URL
+    may carry `?search_path=<schema>`; asyncpg has no such option, so it is taken off the URL
+    and sent as a server setting (the tests give each test a schema of its own this way).
+    """
+    u = make_url(url)
+    connect_args = dict(connect_args or {})
+    backend = u.get_backend_name()
+    if backend == "sqlite":
+        if u.database and u.database != ":memory:" and not u.database.startswith("file:"):
+            Path(u.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    elif backend == "postgresql":
+        if "search_path" in u.query:
+            settings = dict(connect_args.get("server_settings") or {})
+            settings["search_path"] = u.query["search_path"]
+            connect_args["server_settings"] = settings
+            u = u.difference_update_query(["search_path"])
+    else:
+        raise ValueError(f"store: unsupported database {backend!r} (sqlite or postgresql)")
+    engine = create_async_engine(u, connect_args=connect_args)
+    if backend == "sqlite":
+        event.listen(engine.sync_engine, "connect", _sqlite_on_connect)
+        event.listen(engine.sync_engine, "begin", _sqlite_on_begin)
+    return engine
+
+
+def _sqlite_on_connect(dbapi_connection, _record) -> None:
+    # The driver's own transaction handling breaks SAVEPOINTs and cannot BEGIN IMMEDIATE:
+    # switch it off and let _sqlite_on_begin say BEGIN.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    for pragma in SQLITE_PRAGMAS:
+        cursor.execute(pragma)
+    cursor.close()
+
+
+def _sqlite_on_begin(conn: Connection) -> None:
+    # Writers take the write lock up front: a deferred transaction that reads and then writes
+    # can fail with SQLITE_BUSY when another connection wrote in between (busy_timeout cannot help).
+    conn.exec_driver_sql(
+        "BEGIN IMMEDIATE" if conn.get_execution_options().get("sqlite_immediate") else "BEGIN"
+    )
+
+
+def _upgrade_to_head(connection: Connection) -> None:
+    config = AlembicConfig(str(ALEMBIC_INI))
+    config.attributes["connection"] = connection
+    command.upgrade(config, "head")
+
+
+def _check_new(new: NewDossier) -> None:
+    if new.state not in (RECEIVED, REFUSED):
+        raise ValueError(f"dossier state must be {RECEIVED!r} or {REFUSED!r}, not {new.state!r}")
+    if len(new.sha256) != 32:
+        raise ValueError("sha256 must be the 32-byte digest")
+    for name in ("received_at", "due_at"):
+        value = getattr(new, name)
+        if value is not None and value.tzinfo is None:
+            raise ValueError(f"{name} must be tz-aware")
+
+
+def _check_role(role: str, mst: str | None, ivan: str | None) -> None:
+    if role not in ROLES:
+        raise ValueError(f"unknown role {role!r}: one of {', '.join(ROLES)}")
+    if role == "submitter" and (not mst or ivan):
+        raise ValueError("a submitter key is bound to one MST (and no MaIVAN)")
+    if role == "ivan" and (not ivan or mst):
+        raise ValueError("an ivan key is bound to one MaIVAN (and no MST)")
+    if role in ("auditor", "admin") and (mst or ivan):
+        raise ValueError(f"an {role} key is bound to no MST or MaIVAN")
+
+
+def _replay_key(new: NewDossier) -> str | None:
+    return None if new.state == REFUSED else f"{new.owner}:{new.sha256.hex()}"
+
+
+def _idempotency_scope(new: NewDossier) -> str | None:
+    return None if new.idempotency_key is None else f"{new.owner}:{new.idempotency_key}"
+
+
+def _repeat_of(
+    new: NewDossier, by_replay: dict[str, SaveResult], by_scope: dict[str, SaveResult]
+) -> SaveResult | None:
+    """The answer when `new` repeats a stored dossier: same bytes from the same owner (unless
+    refused), or the same Idempotency-Key (a conflict when the bytes differ)."""
+    earlier = by_replay.get(_replay_key(new) or "")
+    outcome = "replay"
+    if earlier is None:
+        earlier = by_scope.get(_idempotency_scope(new) or "")
+        if earlier is None:
+            return None
+        if earlier.dossier.sha256 != new.sha256:
+            outcome = "conflict"
+    return SaveResult(replace(earlier.dossier), earlier.notice, outcome)
+
+
+def _remember(
+    new: NewDossier, result: SaveResult, by_replay: dict[str, SaveResult], by_scope: dict[str, SaveResult]
+) -> None:
+    if (key := _replay_key(new)) is not None:
+        by_replay[key] = result
+    if (scope := _idempotency_scope(new)) is not None:
+        by_scope[scope] = result
+
+
+def _so_ho_so(number: int, office: str, year: int) -> str:
+    return f"{number:05d}/{year}/{office}"
+
+
+def _receipt(new: NewDossier, so_ho_so: str | None, make_notice: Callable[[Dossier], bytes]) -> SaveResult:
+    dossier = Dossier(
+        id=new.id,
+        so_ho_so=so_ho_so,
+        state=new.state,
+        owner=new.owner,
+        submitter_key_id=new.submitter_key_id,
+        sha256=new.sha256,
+        size=len(new.original),
+        received_at=new.received_at.astimezone(UTC),
+        unit_mst=new.unit_mst,
+        unit_code=new.unit_code,
+        unit_name=new.unit_name,
+        ivan_code=new.ivan_code,
+        procedure=new.procedure,
+        period=new.period,
+        due_at=None if new.due_at is None else new.due_at.astimezone(UTC),
+        idempotency_key=new.idempotency_key,
+        problems=new.problems,
+        layers=new.layers,
+        signers=new.signers,
+        facts=new.facts,
+    )
+    xml = make_notice(dossier)
+    dossier.notice_kinds = [TIEP_NHAN if new.state == RECEIVED else TU_CHOI]
+    return SaveResult(dossier, xml, "stored")
+
+
+def _dossier_row(new: NewDossier, dossier: Dossier) -> dict:
+    row = {c.name: getattr(dossier, c.name) for c in _DOSSIER_COLUMNS}
+    row.update(replay_key=_replay_key(new), idempotency_scope=_idempotency_scope(new))
+    return row
+
+
+def _notice_row(result: SaveResult) -> dict:
+    d = result.dossier
+    return {"dossier_id": d.id, "kind": d.notice_kinds[0], "xml": result.notice, "created_at": d.received_at}
+
+
+def _secret_digest(secret: str) -> bytes:
+    # The secret is 256 random bits, not a password: no one can guess it from its hash, so a
+    # slow password hash (bcrypt, scrypt) would only add cost to every request.
+    return hashlib.sha256(secret.encode("ascii")).digest()
+
+
+def _visible(scope: Scope):
+    if scope.all:
+        return true()
+    allowed = []
+    if scope.mst:
+        allowed += [dossiers.c.unit_mst == scope.mst, dossiers.c.owner == f"mst:{scope.mst}"]
+    if scope.ivan:
+        allowed += [dossiers.c.ivan_code == scope.ivan, dossiers.c.owner == f"ivan:{scope.ivan}"]
+    return or_(*allowed) if allowed else false()
+
+
+async def _notice_kinds(conn: AsyncConnection, ids: list[str]) -> dict[str, list[str]]:
+    rows = await conn.execute(
+        select(notices.c.dossier_id, notices.c.kind)
+        .where(notices.c.dossier_id.in_(ids))
+        .order_by(notices.c.created_at, notices.c.kind)
+    )
+    kinds: dict[str, list[str]] = {}
+    for dossier_id, kind in rows:
+        kinds.setdefault(dossier_id, []).append(kind)
+    return kinds
+
+
+def _dossier(row, kinds: list[str]) -> Dossier:
+    return Dossier(**{c.name: getattr(row, c.name) for c in _DOSSIER_COLUMNS}, notice_kinds=kinds)
+
+
+def _api_key(row) -> ApiKey:
+    return ApiKey(
+        key_id=row.key_id,
+        role=row.role,
+        mst=row.mst,
+        ivan=row.ivan,
+        label=row.label,
+        created_at=row.created_at,
+        revoked_at=row.revoked_at,
+    )
+
+
+def _encode_cursor(last: Dossier) -> str:
+    raw = json.dumps([last.received_at.isoformat(), last.id], separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        when, id = json.loads(raw)
+        after = datetime.fromisoformat(when)
+        if after.tzinfo is None or not isinstance(id, str):
+            raise ValueError
+    except (ValueError, TypeError) as exc:
+        raise ValueError("invalid cursor") from exc
+    return after, id

@@ -1,0 +1,131 @@
+"""Table definitions (SQLAlchemy Core). Migrations in migrations/versions/ create the same schema."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+)
+from sqlalchemy.types import TypeDecorator
+
+# Named constraints, so that Alembic (and batch mode on SQLite) can address them later.
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+class UTCDateTime(TypeDecorator):
+    """Aware datetimes in, aware UTC datetimes out, on every backend.
+
+    SQLite has no time zone type: SQLAlchemy writes the wall clock and reads back a naive
+    value. Normalising to UTC on the way in makes the stored text sortable and the naive
+    value read back unambiguous.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: the store only takes tz-aware times")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+dossiers = Table(
+    "dossiers",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("so_ho_so", String, unique=True),
+    Column("state", String(16), nullable=False),
+    Column("owner", String, nullable=False),
+    Column("submitter_key_id", String, nullable=False),
+    Column("sha256", LargeBinary(32), nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("received_at", UTCDateTime, nullable=False),
+    Column("unit_mst", String),
+    Column("unit_code", String),
+    Column("unit_name", String),
+    Column("ivan_code", String),
+    Column("procedure", String),
+    Column("period", String),
+    Column("due_at", UTCDateTime),
+    Column("idempotency_key", String),
+    # owner + ":" + Idempotency-Key: one key per caller scope, enforced by the schema.
+    Column("idempotency_scope", String, unique=True),
+    # owner + ":" + sha256 hex, only while the dossier is not refused: an exact resend is a replay,
+    # a resend after a refusal is judged again.
+    Column("replay_key", String, unique=True),
+    Column("problems", JSON, nullable=False),
+    Column("layers", JSON, nullable=False),
+    Column("signers", JSON, nullable=False),
+    Column("facts", JSON, nullable=False),
+    Index("ix_dossiers_owner", "owner"),
+    Index("ix_dossiers_unit_mst", "unit_mst"),
+    Index("ix_dossiers_ivan_code", "ivan_code"),
+    Index("ix_dossiers_state", "state"),
+    Index("ix_dossiers_received_at", "received_at", "id"),  # also the keyset pagination order
+)
+
+# Apart from dossiers so that listing and reading a dossier never loads the blob.
+originals = Table(
+    "dossier_originals",
+    metadata,
+    Column("dossier_id", String(64), ForeignKey("dossiers.id", ondelete="CASCADE"), primary_key=True),
+    Column("content", LargeBinary, nullable=False),
+)
+
+notices = Table(
+    "notices",
+    metadata,
+    Column("dossier_id", String(64), ForeignKey("dossiers.id", ondelete="CASCADE"), primary_key=True),
+    Column("kind", String(16), primary_key=True),
+    Column("xml", LargeBinary, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
+# Last dossier number given per office and year (the year in Asia/Ho_Chi_Minh).
+counters = Table(
+    "dossier_counters",
+    metadata,
+    Column("office", String, primary_key=True),
+    Column("year", Integer, primary_key=True, autoincrement=False),
+    Column("last_number", Integer, nullable=False),
+)
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("key_id", String(12), primary_key=True),
+    Column("role", String(16), nullable=False),
+    Column("mst", String),
+    Column("ivan", String),
+    Column("label", String, nullable=False),
+    Column("secret_sha256", LargeBinary(32), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("revoked_at", UTCDateTime),
+)

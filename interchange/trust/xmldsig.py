@@ -1,0 +1,362 @@
+"""XML-DSig for dossiers and notices: the profile of SPEC §3 on top of signxml.
+
+Verification runs on the one tree that intake parsed (hardened, comments dropped) instead
+of letting signxml copy and re-parse the document twice: signxml checks SignedInfo, the
+algorithms, the signature value and KeyValue-against-certificate; `_ProfileVerifier`
+replaces only the reference step with the narrow profile we accept (one reference to the
+whole document, enveloped-signature then C14N 1.0, nothing else), computes the digest by
+streaming canonical XML into SHA-256, and leaves the Signature element detached so that
+the tree the caller goes on reading is exactly the signed content.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from base64 import b64decode
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from lxml import etree
+from signxml import (
+    CanonicalizationMethod,
+    DigestAlgorithm,
+    SignatureConfiguration,
+    SignatureMethod,
+    XMLSigner,
+    XMLVerifier,
+)
+from signxml.exceptions import InvalidCertificate, InvalidDigest, InvalidInput, InvalidSignature
+from signxml.verifier import VerifyResult
+
+from interchange.errors import Layer, Problem
+from interchange.trust.anchors import TrustStore
+from interchange.trust.certinfo import describe, mst_of
+
+DSIG_NS = "http://www.w3.org/2000/09/xmldsig#"
+SIGNATURE_TAG = f"{{{DSIG_NS}}}Signature"
+ENVELOPED = "http://www.w3.org/2000/09/xmldsig#enveloped-signature"
+C14N_10 = CanonicalizationMethod.CANONICAL_XML_1_0.value
+EXC_C14N = CanonicalizationMethod.EXCLUSIVE_XML_CANONICALIZATION_1_0.value
+ALLOWED_REFERENCE_C14N = {C14N_10: False, EXC_C14N: True}  # algorithm -> exclusive
+UTF8_BOM = b"\xef\xbb\xbf"
+
+
+def allowed_signature_methods(legacy_sha1: bool) -> frozenset[SignatureMethod]:
+    return frozenset(
+        m
+        for m in SignatureMethod
+        if (m.name.startswith("RSA_SHA") or m.name.startswith("ECDSA_SHA"))
+        and "SHA224" not in m.name
+        and (legacy_sha1 or "SHA1" not in m.name)
+    )
+
+
+def allowed_digests(legacy_sha1: bool) -> frozenset[DigestAlgorithm]:
+    return frozenset(
+        d for d in DigestAlgorithm if "SHA224" not in d.name and (legacy_sha1 or "SHA1" not in d.name)
+    )
+
+
+class _HashWriter:
+    """A file-like sink for lxml's write_c14n that hashes instead of buffering."""
+
+    def __init__(self, algorithm: str):
+        self.hash = hashlib.new(algorithm)
+
+    def write(self, data: bytes) -> None:
+        self.hash.update(data)
+
+
+_DIGEST_HASHLIB = {
+    DigestAlgorithm.SHA1: "sha1",
+    DigestAlgorithm.SHA256: "sha256",
+    DigestAlgorithm.SHA384: "sha384",
+    DigestAlgorithm.SHA512: "sha512",
+}
+
+
+def _detach(element: etree._Element) -> None:
+    """Remove an element but keep its tail text, which belongs to the parent's content."""
+    parent = element.getparent()
+    if element.tail:
+        previous = element.getprevious()
+        if previous is not None:
+            previous.tail = (previous.tail or "") + element.tail
+        else:
+            parent.text = (parent.text or "") + element.tail
+    parent.remove(element)
+
+
+class _ProfileVerifier(XMLVerifier):
+    def get_root(self, data):
+        return data  # the caller's hardened tree, used in place (see module docstring)
+
+    def _verify_reference(self, reference, index, root, uri_resolver, c14n_algorithm, signature, signature_key_used):
+        uri = reference.get("URI")
+        root_id = root.get("Id") or root.get("ID")
+        if uri is None or not (uri == "" or (root_id and uri == f"#{root_id}")):
+            raise InvalidInput(f"the reference must cover the whole document (URI=\"\"), found URI={uri!r}")
+        if uri and len(root.xpath("//*[@Id=$v or @ID=$v]", v=root_id)) != 1:
+            raise InvalidInput(f"the Id {root_id!r} is used more than once")
+        transforms = [t.get("Algorithm") for t in reference.findall(f"{{{DSIG_NS}}}Transforms/{{{DSIG_NS}}}Transform")]
+        if not transforms or transforms[0] != ENVELOPED:
+            raise InvalidInput("the first transform must be enveloped-signature")
+        if len(transforms) > 2 or (len(transforms) == 2 and transforms[1] not in ALLOWED_REFERENCE_C14N):
+            raise InvalidInput(f"transforms not allowed: {transforms[1:]}")
+        exclusive = ALLOWED_REFERENCE_C14N[transforms[1]] if len(transforms) == 2 else False
+        digest_alg = DigestAlgorithm(self._find(reference, "DigestMethod").get("Algorithm"))
+        self.check_digest_alg_expected(digest_alg)
+        expected = b64decode(self._find(reference, "DigestValue").text or "")
+
+        _detach(self._get_signature(root))
+        sink = _HashWriter(_DIGEST_HASHLIB[digest_alg])
+        target = root.getroottree() if uri == "" else root
+        if uri == "":
+            target.write_c14n(sink, exclusive=exclusive, with_comments=False)
+        else:
+            sink.write(etree.tostring(target, method="c14n", exclusive=exclusive, with_comments=False))
+        if not hmac.compare_digest(sink.hash.digest(), expected):
+            raise InvalidDigest("the document was changed after it was signed (digest mismatch)")
+        key = signature_key_used.public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        # signed_data is left empty: the signed content is `root` itself, streamed above, not buffered.
+        return VerifyResult(b"", root, signature, signature_key=key)
+
+
+@dataclass
+class SignatureReport:
+    """What one signature says, for notices, the API and `interchange verify`."""
+
+    document: str
+    form: str | None
+    valid: bool = False
+    signer: dict | None = None
+    mst: str | None = None
+    chain: list[dict] = field(default_factory=list)
+    chain_pem: list[str] = field(default_factory=list)
+    signing_time: str | None = None  # as claimed in the unsigned Object: recorded, never trusted
+    signature_method: str | None = None
+    problems: list[Problem] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return {
+            "document": self.document,
+            "form": self.form,
+            "valid": self.valid,
+            "signer": self.signer,
+            "mst": self.mst,
+            "chain": self.chain,
+            "chain_pem": self.chain_pem,
+            "signing_time": self.signing_time,
+            "signature_method": self.signature_method,
+            "problems": [p.as_dict() for p in self.problems],
+        }
+
+
+def _problem(code: str, vi: str, en: str, form: str | None, xpath: str, line: int | None = None) -> Problem:
+    return Problem(layer=Layer.SIGNATURE, code=code, message_vi=vi, message_en=en, form=form, xpath=xpath, line=line)
+
+
+def _certs_of(signature: etree._Element) -> list[x509.Certificate]:
+    certs = []
+    for el in signature.iterfind(f"{{{DSIG_NS}}}KeyInfo/{{{DSIG_NS}}}X509Data/{{{DSIG_NS}}}X509Certificate"):
+        certs.append(x509.load_der_x509_certificate(b64decode("".join((el.text or "").split()))))
+    return certs
+
+
+def _leaf_of(certs: list[x509.Certificate]) -> x509.Certificate:
+    """The certificate that issued none of the others (real files put the leaf first, but not always)."""
+    issuers = {c.issuer for c in certs}
+    for cert in certs:
+        if cert.subject not in issuers or cert.subject == cert.issuer and len(certs) == 1:
+            return cert
+    return certs[0]
+
+
+def _clamp(at: datetime, cert: x509.Certificate) -> datetime:
+    return min(max(at, cert.not_valid_before_utc), cert.not_valid_after_utc)
+
+
+def _map_signxml_error(exc: Exception) -> tuple[str, str, str]:
+    text = str(exc)
+    if isinstance(exc, InvalidDigest):
+        return "SIG-DIGEST", "Nội dung đã bị thay đổi sau khi ký (sai giá trị băm).", text
+    if "forbidden by configuration" in text:
+        return "SIG-ALGORITHM", "Thuật toán ký hoặc băm không được chấp nhận.", text
+    if "KeyValue" in text:
+        return "SIG-KEYVALUE", "Khóa công khai trong KeyValue không khớp với chứng thư.", text
+    if isinstance(exc, InvalidSignature):
+        return "SIG-INVALID", "Chữ ký số không hợp lệ.", text
+    if isinstance(exc, InvalidCertificate):
+        return "SIG-CERT", "Chứng thư ký không hợp lệ.", text
+    return "SIG-PROFILE", "Chữ ký không đúng quy cách (phải ký toàn bộ tài liệu, một tham chiếu).", text
+
+
+def verify_document(
+    root: etree._Element,
+    *,
+    location: str,
+    trust: TrustStore,
+    at: datetime,
+    document: str,
+    form: str | None = None,
+    expected_mst: str | None = None,
+    legacy_sha1: bool = False,
+) -> SignatureReport:
+    """Verify the one signature of a document, in place.
+
+    `location` is the child of the root that must hold the signature (`Cky`, `CKy_Dvi`, or
+    "" for a signature directly under the root, as in notices). On return the Signature
+    element is detached when the reference was checked, and the report says everything
+    found wrong (all problems, not the first).
+    """
+    report = SignatureReport(document=document, form=form)
+    tree = root.getroottree()
+    signatures = list(root.iter(SIGNATURE_TAG))
+    if not signatures:
+        report.problems.append(
+            _problem("SIG-MISSING", "Tài liệu chưa được ký số.", "The document is not signed.", form, "/")
+        )
+        return report
+    if len(signatures) > 1:
+        report.problems.append(
+            _problem(
+                "SIG-MULTIPLE",
+                f"Tài liệu có {len(signatures)} chữ ký; chỉ được có một.",
+                f"The document holds {len(signatures)} signatures; exactly one is allowed.",
+                form,
+                tree.getpath(signatures[1]),
+                signatures[1].sourceline,
+            )
+        )
+        return report
+    signature = signatures[0]
+    sig_path, sig_line = tree.getpath(signature), signature.sourceline
+    parent = signature.getparent()
+    expected_parent = root if not location else root.find(location)
+    if parent is not expected_parent:
+        where = f"/{root.tag}/{location}" if location else f"/{root.tag}"
+        report.problems.append(
+            _problem(
+                "SIG-LOCATION",
+                f"Chữ ký phải nằm tại {where}.",
+                f"The signature must be at {where}, found at {sig_path}.",
+                form,
+                sig_path,
+                sig_line,
+            )
+        )
+        return report
+    for el in signature.iter(f"{{{DSIG_NS}}}SigningTime", "SigningTime"):
+        report.signing_time = (el.text or "").strip() or None
+    method = signature.find(f"{{{DSIG_NS}}}SignedInfo/{{{DSIG_NS}}}SignatureMethod")
+    report.signature_method = method.get("Algorithm") if method is not None else None
+
+    try:
+        certs = _certs_of(signature)
+    except ValueError as exc:
+        report.problems.append(
+            _problem("SIG-CERT", "Không đọc được chứng thư trong chữ ký.", f"Unreadable certificate: {exc}", form, sig_path, sig_line)
+        )
+        return report
+    if not certs:
+        report.problems.append(
+            _problem(
+                "SIG-CERT-MISSING",
+                "Chữ ký không kèm chứng thư số (X509Certificate).",
+                "The signature carries no X509Certificate.",
+                form,
+                sig_path,
+                sig_line,
+            )
+        )
+        return report
+    leaf = _leaf_of(certs)
+    report.signer = describe(leaf)
+    report.mst = mst_of(leaf)
+
+    path = trust.validate(leaf, [c for c in certs if c is not leaf], at)
+    report.chain = [describe(c) for c in path.chain]
+    report.chain_pem = [c.public_bytes(serialization.Encoding.PEM).decode() for c in path.chain]
+    for cp in path.problems:
+        report.problems.append(_problem(cp.code, cp.message_vi, cp.message_en, form, sig_path, sig_line))
+    if expected_mst is not None and report.mst != expected_mst:
+        report.problems.append(
+            _problem(
+                "SIG-MST-MISMATCH",
+                f"Mã số thuế của người ký ({report.mst or 'không có'}) khác mã số thuế đơn vị ({expected_mst}).",
+                f"The signer's tax code ({report.mst or 'none'}) differs from the unit's MaSoThue ({expected_mst}).",
+                form,
+                sig_path,
+                sig_line,
+            )
+        )
+
+    config = SignatureConfiguration(
+        require_x509=True,
+        location=f"./{location}/" if location else "./",
+        expect_references=1,
+        signature_methods=allowed_signature_methods(legacy_sha1),
+        digest_algorithms=allowed_digests(legacy_sha1),
+        verification_time=_clamp(at, leaf),  # dates are judged by the trust store, with codes of their own
+    )
+    try:
+        _ProfileVerifier().verify(root, x509_cert=leaf, expect_config=config, validate_schema=False)
+    except (InvalidInput, InvalidSignature, InvalidCertificate, ValueError, TypeError) as exc:
+        code, vi, en = _map_signxml_error(exc)
+        report.problems.append(_problem(code, vi, en, form, sig_path, sig_line))
+    else:
+        report.valid = not report.problems
+    if signature.getparent() is not None:
+        _detach(signature)  # never read unsigned content: drop a signature that failed before its reference was checked
+    return report
+
+
+def _signature_method_for(key) -> str:
+    if isinstance(key, ec.EllipticCurvePrivateKey):
+        return SignatureMethod.ECDSA_SHA256.value
+    return SignatureMethod.RSA_SHA256.value
+
+
+class DocumentSigner:
+    """Signs the way payroll software does: enveloped, URI="", C14N 1.0, RSA-SHA256, KeyValue and
+    X509Data in KeyInfo, and the signing time in an unsigned Object. The key is loaded once."""
+
+    def __init__(self, key, chain: list[x509.Certificate]):
+        self.key = key
+        self.chain = chain
+        self._cert_pems = [c.public_bytes(serialization.Encoding.PEM).decode() for c in chain]
+        self._signer = XMLSigner(
+            signature_algorithm=_signature_method_for(key).rsplit("#", 1)[-1],
+            digest_algorithm="sha256",
+            c14n_algorithm=C14N_10,
+        )
+
+    def sign(self, root: etree._Element, *, location: str, signing_time: datetime | None = None) -> etree._Element:
+        """Return a signed copy of `root` with the signature inside its `location` child ("" = root)."""
+        holder = root if not location else root.find(location)
+        if holder is None:
+            holder = etree.SubElement(root, location)
+        for child in list(holder):
+            holder.remove(child)
+        holder.text = None
+        etree.SubElement(holder, SIGNATURE_TAG, Id="placeholder", nsmap={None: DSIG_NS})
+        signed = self._signer.sign(root, key=self.key, cert=self._cert_pems, always_add_key_value=True)
+        signature = next(signed.iter(SIGNATURE_TAG))
+        when = (signing_time or datetime.now(UTC)).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        obj = etree.SubElement(signature, f"{{{DSIG_NS}}}Object")
+        props = etree.SubElement(obj, f"{{{DSIG_NS}}}SignatureProperties")
+        prop = etree.SubElement(props, f"{{{DSIG_NS}}}SignatureProperty", Target="")
+        etree.SubElement(prop, f"{{{DSIG_NS}}}SigningTime").text = when
+        return signed
+
+
+def to_bytes(root: etree._Element, *, bom: bool = True) -> bytes:
+    """Serialise as real files are: UTF-8 BOM, XML declaration, no reformatting."""
+    body = etree.tostring(root, encoding="utf-8", xml_declaration=False)
+    return (UTF8_BOM if bom else b"") + b'<?xml version="1.0" encoding="utf-8"?>\n' + body

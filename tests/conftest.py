@@ -1,0 +1,96 @@
+"""Shared fixtures: a test PKI (trusted CA, units, bad certificates), a config in a temp
+folder, signers, and dossiers signed the way payroll software signs them."""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from interchange.config import Config
+from interchange.forms import samples
+from interchange.trust import pki
+from interchange.trust.dossier_signing import sign_envelope
+from interchange.trust.xmldsig import DocumentSigner
+
+pytest_plugins = ["tests.conftest_store"]
+
+UNIT = samples.Unit()  # the demo unit
+OTHER_UNIT = samples.Unit(mst=samples.make_mst("030123456"), code="YZB123K", name="Công ty CP Khác")
+
+
+@dataclass
+class World:
+    """Every certificate a test may need, made once per session (RSA key generation is slow)."""
+
+    root: pki.Issued
+    ca: pki.Issued  # intermediate that issues units
+    rogue_ca: pki.Issued  # not trusted
+    unit: pki.Issued
+    other_unit: pki.Issued
+    server: pki.Issued
+    anchors_dir: Path
+
+    def signer(self, issued: pki.Issued) -> DocumentSigner:
+        return DocumentSigner(issued.key, [issued.cert, *issued.chain])
+
+
+@pytest.fixture(scope="session")
+def world(tmp_path_factory) -> World:
+    base = tmp_path_factory.mktemp("pki")
+    key = pki.new_key()
+    root = pki.create_ca("Test Root CA", key=key)
+    ca = pki.create_ca("Test Issuing CA", parent=root, key=pki.new_key())
+    rogue = pki.create_ca("Rogue CA", key=pki.new_key())
+    unit = pki.issue_unit_cert(ca, UNIT.mst, UNIT.name, key=pki.new_key())
+    other = pki.issue_unit_cert(ca, OTHER_UNIT.mst, OTHER_UNIT.name, key=pki.new_key())
+    server = pki.issue_server_cert(ca, key=pki.new_key())
+    anchors = base / "trusted"
+    pki.write_certs_pem(anchors / "test-root.pem", [root.cert])
+    return World(root, ca, rogue, unit, other, server, anchors)
+
+
+@pytest.fixture
+def cfg(world: World, tmp_path: Path) -> Config:
+    """A config in a temp folder: SQLite store, the test root as the only anchor, inline worker."""
+    cfg = Config()
+    cfg.base_dir = tmp_path
+    cfg.data_dir = str(tmp_path / "data")
+    anchors = tmp_path / "trusted"
+    shutil.copytree(world.anchors_dir, anchors)
+    cfg.trust.anchors_dir = str(anchors)
+    cfg.trust.crl_dir = str(tmp_path / "crl")
+    cfg.server.workers = 0
+    cfg.server.office_code = "TEST"
+    cfg.targets = {"600": "5 working days", "04/DK-IVAN": "2 working hours"}
+    pki.write_key_pem(cfg.signing_key_path, world.server.key)
+    pki.write_certs_pem(cfg.signing_cert_path, [world.server.cert, *world.server.chain])
+    return cfg
+
+
+def dossier(
+    signer: DocumentSigner | None,
+    *,
+    unit: samples.Unit = UNIT,
+    rows: int = 3,
+    seed: int = 0,
+    forms: list[tuple[str, str, bytes]] | None = None,
+    ivan: tuple[str, str] | None = ("00123", "Công ty I-VAN Mẫu"),
+    procedure: str = "600",
+) -> bytes:
+    """An envelope with a D02-TS (or the given forms), signed forms-first then envelope."""
+    forms = forms if forms is not None else [("D02-TS", "D02-TS.xml", samples.d02ts(rows, seed=seed, unit=unit))]
+    data = samples.envelope(unit, forms, procedure=procedure, ivan=ivan)
+    return data if signer is None else sign_envelope(data, signer)
+
+
+@pytest.fixture
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def hours(n: float) -> timedelta:
+    return timedelta(hours=n)

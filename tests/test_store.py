@@ -1,0 +1,484 @@
+"""The store on SQLite and PostgreSQL (fixtures in tests/conftest_store.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import re
+import time
+import uuid
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+from sqlalchemy import text
+
+from interchange.store import (
+    KET_QUA,
+    RECEIVED,
+    REFUSED,
+    TIEP_NHAN,
+    TU_CHOI,
+    Dossier,
+    NewDossier,
+    Scope,
+    Store,
+)
+from interchange.store import store as store_module
+
+VN = timezone(timedelta(hours=7))
+T0 = datetime(2026, 3, 2, 9, 30, tzinfo=VN)
+ALL = Scope(all=True)
+MST_A = "0101234567"
+MST_B = "0309876543"
+
+
+def new_dossier(data: bytes = b"\xef\xbb\xbf<Hoso/>", **overrides) -> NewDossier:
+    fields = {
+        "id": uuid.uuid4().hex,
+        "state": RECEIVED,
+        "owner": f"mst:{MST_A}",
+        "submitter_key_id": "a1b2c3d4e5f6",
+        "original": data,
+        "sha256": hashlib.sha256(data).digest(),
+        "received_at": T0,
+        "office_code": "X",
+        "unit_mst": MST_A,
+        "unit_code": "YN0001A",
+        "unit_name": "Công ty TNHH Mẫu",
+        "procedure": "600",
+        "period": "03/2026",
+    }
+    fields.update(overrides)
+    return NewDossier(**fields)
+
+
+def notice_for(dossier: Dossier) -> bytes:
+    return f"<ThongBao id='{dossier.id}' so='{dossier.so_ho_so}' state='{dossier.state}'/>".encode()
+
+
+async def count(store: Store) -> int:
+    items, _ = await store.list_dossiers(ALL, limit=500)
+    return len(items)
+
+
+async def test_round_trip_keeps_every_field_and_aware_times(store):
+    new = new_dossier(
+        ivan_code="00123",
+        due_at=datetime(2026, 3, 9, 17, 0, tzinfo=VN),
+        idempotency_key="retry-1",
+        problems=[{"layer": "rule", "code": "R-X", "severity": "warning", "message_vi": "Cảnh báo"}],
+        layers={"envelope": "passed", "signature": "passed", "schema": "passed", "rule": "passed"},
+        signers=[{"subject": "CN=Công ty", "mst": MST_A, "valid": True}],
+        facts={"forms": ["D02-TS"], "versions": {"D02-TS": "1"}},
+    )
+    saved = await store.save_receipt(new, notice_for)
+    assert saved.outcome == "stored"
+    assert saved.notice == notice_for(saved.dossier)
+    got = await store.get_dossier(new.id, ALL)
+    assert got == saved.dossier
+    assert got.received_at == T0 and got.received_at.tzinfo is not None
+    assert got.received_at.utcoffset() == timedelta(0)
+    assert got.due_at == new.due_at and got.due_at.utcoffset() == timedelta(0)
+    assert (got.size, got.sha256, got.ivan_code) == (len(new.original), new.sha256, "00123")
+    assert got.problems == new.problems and got.layers == new.layers
+    assert got.signers == new.signers and got.facts == new.facts
+    assert got.so_ho_so == "00001/2026/X" and got.notice_kinds == [TIEP_NHAN]
+    assert await store.get_original(new.id, ALL) == new.original  # the BOM and all
+    assert await store.get_notice(new.id, TIEP_NHAN, ALL) == saved.notice
+    assert await store.get_notice(new.id, TU_CHOI, ALL) is None
+    assert await store.get_dossier("no-such-id", ALL) is None
+
+
+async def test_save_rejects_naive_times_and_bad_states(store):
+    with pytest.raises(ValueError):
+        await store.save_receipt(new_dossier(received_at=datetime(2026, 1, 1)), notice_for)
+    with pytest.raises(ValueError):
+        await store.save_receipt(new_dossier(state="accepted"), notice_for)
+
+
+async def test_numbers_count_per_office_and_vietnamese_year_and_skip_refusals(store):
+    async def save(n: int, **kw) -> str | None:
+        saved = await store.save_receipt(new_dossier(f"<Hoso n='{n}'/>".encode(), **kw), notice_for)
+        return saved.dossier.so_ho_so
+
+    assert await save(1) == "00001/2026/X"
+    assert await save(2, state=REFUSED) is None
+    assert await save(3) == "00002/2026/X"
+    assert await save(4, office_code="Y") == "00001/2026/Y"
+    # 31 Dec 17:30 UTC is already 1 Jan in Viet Nam.
+    assert await save(5, received_at=datetime(2026, 12, 31, 17, 30, tzinfo=UTC)) == "00001/2027/X"
+    assert await save(6, received_at=datetime(2026, 12, 31, 16, 30, tzinfo=UTC)) == "00003/2026/X"
+
+
+async def test_numbers_grow_past_five_digits(store):
+    async with store._engine.begin() as conn:
+        await conn.execute(
+            text("INSERT INTO dossier_counters (office, year, last_number) VALUES ('X', 2026, 99999)")
+        )
+    saved = await store.save_receipt(new_dossier(), notice_for)
+    assert saved.dossier.so_ho_so == "100000/2026/X"
+
+
+async def test_replay_of_a_received_dossier_returns_the_first_notice(store):
+    first = await store.save_receipt(new_dossier(), notice_for)
+
+    def must_not_run(_: Dossier) -> bytes:
+        raise AssertionError("a replay makes no notice")
+
+    again = await store.save_receipt(new_dossier(), must_not_run)
+    assert again.outcome == "replay"
+    assert again.dossier.id == first.dossier.id and again.notice == first.notice
+    assert await count(store) == 1
+    # Same bytes from another unit are that unit's own dossier.
+    other = await store.save_receipt(new_dossier(owner=f"mst:{MST_B}", unit_mst=MST_B), notice_for)
+    assert other.outcome == "stored" and other.dossier.so_ho_so == "00002/2026/X"
+
+
+async def test_a_refused_dossier_sent_again_is_judged_again(store):
+    first = await store.save_receipt(new_dossier(state=REFUSED), notice_for)
+    second = await store.save_receipt(new_dossier(state=REFUSED), notice_for)
+    assert (first.outcome, second.outcome) == ("stored", "stored")
+    assert first.dossier.id != second.dossier.id
+    assert first.dossier.notice_kinds == [TU_CHOI] and first.dossier.so_ho_so is None
+    accepted = await store.save_receipt(new_dossier(), notice_for)
+    assert accepted.outcome == "stored" and accepted.dossier.so_ho_so == "00001/2026/X"
+    replay = await store.save_receipt(new_dossier(), notice_for)
+    assert replay.outcome == "replay" and replay.dossier.id == accepted.dossier.id
+    assert await count(store) == 3
+
+
+async def test_idempotency_key_replays_and_conflicts(store):
+    first = await store.save_receipt(new_dossier(b"<A/>", idempotency_key="k1"), notice_for)
+    replay = await store.save_receipt(new_dossier(b"<A/>", idempotency_key="k1"), notice_for)
+    conflict = await store.save_receipt(new_dossier(b"<B/>", idempotency_key="k1"), notice_for)
+    assert (first.outcome, replay.outcome, conflict.outcome) == ("stored", "replay", "conflict")
+    assert replay.dossier.id == conflict.dossier.id == first.dossier.id
+    assert conflict.notice == first.notice
+    assert await count(store) == 1
+    # A key belongs to its owner: another unit may use the same one.
+    other = await store.save_receipt(
+        new_dossier(b"<B/>", idempotency_key="k1", owner=f"mst:{MST_B}", unit_mst=MST_B), notice_for
+    )
+    assert other.outcome == "stored"
+
+
+async def test_idempotency_key_replays_a_refusal_with_its_refusal_notice(store):
+    refused = await store.save_receipt(new_dossier(state=REFUSED, idempotency_key="k2"), notice_for)
+    again = await store.save_receipt(new_dossier(state=REFUSED, idempotency_key="k2"), notice_for)
+    assert again.outcome == "replay" and again.dossier.id == refused.dossier.id
+    assert again.notice == refused.notice and b"refused" in again.notice
+    corrected = await store.save_receipt(new_dossier(b"<fixed/>", idempotency_key="k2"), notice_for)
+    assert corrected.outcome == "conflict"  # a corrected resend needs a new key
+    assert await count(store) == 1
+
+
+async def test_concurrent_identical_saves_store_one(store):
+    results = await asyncio.gather(*(store.save_receipt(new_dossier(), notice_for) for _ in range(20)))
+    assert sorted(r.outcome for r in results) == ["replay"] * 19 + ["stored"]
+    assert len({r.dossier.id for r in results}) == 1
+    assert len({r.notice for r in results}) == 1
+    assert await count(store) == 1
+
+
+async def test_concurrent_identical_saves_from_two_processes_store_one(store, store_url):
+    other = await Store.open(store_url)  # a second engine and writer, as another process has
+    try:
+        results = await asyncio.gather(
+            *(
+                s.save_receipt(new_dossier(idempotency_key="same"), notice_for)
+                for _ in range(10)
+                for s in (store, other)
+            )
+        )
+    finally:
+        await other.close()
+    assert sorted(r.outcome for r in results) == ["replay"] * 19 + ["stored"]
+    assert len({r.dossier.id for r in results}) == 1
+    assert await count(store) == 1
+
+
+async def test_a_race_lost_to_another_process_answers_with_the_winner(store, monkeypatch):
+    winner = await store.save_receipt(new_dossier(), notice_for)
+    real = Store._stored
+    blind = {"left": 2}  # the batch's look and the one-by-one look both miss the winner
+
+    async def stale(self, conn, replay_keys, scopes):
+        if blind["left"]:
+            blind["left"] -= 1
+            return {}, {}
+        return await real(self, conn, replay_keys, scopes)
+
+    monkeypatch.setattr(Store, "_stored", stale)
+    loser = await store.save_receipt(new_dossier(), notice_for)
+    assert blind["left"] == 0
+    assert loser.outcome == "replay" and loser.dossier.id == winner.dossier.id
+    assert await count(store) == 1
+    following = await store.save_receipt(new_dossier(b"<next/>"), notice_for)
+    assert following.dossier.so_ho_so == "00002/2026/X"  # the loser's number was given back
+
+
+async def test_group_commit_stores_200_concurrent_saves_with_gapless_numbers(store, monkeypatch):
+    batches: list[int] = []
+    real = Store._write_batch
+
+    async def counting(self, batch):
+        batches.append(len(batch))
+        await real(self, batch)
+
+    monkeypatch.setattr(Store, "_write_batch", counting)
+    results = await asyncio.gather(
+        *(store.save_receipt(new_dossier(f"<Hoso n='{i}'/>".encode()), notice_for) for i in range(200))
+    )
+    assert all(r.outcome == "stored" for r in results)
+    numbers = sorted(int(r.dossier.so_ho_so.split("/")[0]) for r in results)
+    assert numbers == list(range(1, 201))
+    assert sum(batches) == 200 and max(batches) <= store_module.BATCH_SIZE
+    assert len(batches) < 20  # gathered, not one commit each
+    assert await count(store) == 200
+
+
+async def test_a_failing_notice_fails_only_its_own_save(store):
+    def fussy(dossier: Dossier) -> bytes:
+        if b"bad" in dossier.id.encode():
+            raise RuntimeError("signing failed")
+        return notice_for(dossier)
+
+    ids = [f"bad{i}" if i in (3, 7) else uuid.uuid4().hex for i in range(10)]
+    results = await asyncio.gather(
+        *(store.save_receipt(new_dossier(f"<n{i}/>".encode(), id=ids[i]), fussy) for i in range(10)),
+        return_exceptions=True,
+    )
+    failed = [r for r in results if isinstance(r, Exception)]
+    assert len(failed) == 2 and all(isinstance(e, RuntimeError) for e in failed)
+    numbers = sorted(r.dossier.so_ho_so for r in results if not isinstance(r, Exception))
+    assert numbers == [f"{n:05d}/2026/X" for n in range(1, 9)]
+    assert await store.get_dossier("bad3", ALL) is None
+    assert await count(store) == 8
+
+
+async def test_a_database_error_fails_only_its_own_save(store):
+    # Two dossiers with one id (a caller's bug) in one batch: the second cannot be stored.
+    results = await asyncio.gather(
+        store.save_receipt(new_dossier(b"<a/>"), notice_for),
+        store.save_receipt(new_dossier(b"<b/>", id="dup"), notice_for),
+        store.save_receipt(new_dossier(b"<c/>", id="dup"), notice_for),
+        store.save_receipt(new_dossier(b"<d/>"), notice_for),
+        return_exceptions=True,
+    )
+    assert [type(r).__name__ for r in results] == ["SaveResult", "SaveResult", "IntegrityError", "SaveResult"]
+    assert sorted(r.dossier.so_ho_so for r in results if not isinstance(r, Exception)) == [
+        "00001/2026/X",
+        "00002/2026/X",
+        "00003/2026/X",
+    ]
+    assert await store.get_original("dup", ALL) == b"<b/>"
+
+
+async def test_scopes_never_show_another_units_dossiers(store):
+    a = await store.save_receipt(new_dossier(b"<a/>"), notice_for)
+    b = await store.save_receipt(new_dossier(b"<b/>", owner=f"mst:{MST_B}", unit_mst=MST_B), notice_for)
+    # An I-VAN submits for unit C: the I-VAN and unit C both see it.
+    c = await store.save_receipt(
+        new_dossier(b"<c/>", owner="ivan:00123", unit_mst="0100000001", ivan_code="00123"), notice_for
+    )
+
+    async def visible(scope: Scope) -> set[str]:
+        items, _ = await store.list_dossiers(scope)
+        return {d.id for d in items}
+
+    assert await visible(Scope(mst=MST_A)) == {a.dossier.id}
+    assert await visible(Scope(mst=MST_B)) == {b.dossier.id}
+    assert await visible(Scope(mst="0100000001")) == {c.dossier.id}
+    assert await visible(Scope(ivan="00123")) == {c.dossier.id}
+    assert await visible(Scope(ivan="99999")) == set()
+    assert await visible(Scope()) == set()
+    assert await visible(ALL) == {a.dossier.id, b.dossier.id, c.dossier.id}
+
+    mine, theirs = Scope(mst=MST_A), b.dossier.id
+    assert await store.get_dossier(theirs, mine) is None
+    assert await store.get_notice(theirs, TIEP_NHAN, mine) is None
+    assert await store.get_original(theirs, mine) is None
+    assert (await store.get_dossier(a.dossier.id, mine)).id == a.dossier.id
+    assert await store.get_original(a.dossier.id, mine) == b"<a/>"
+
+
+async def test_list_filters(store):
+    for i, (state, procedure, period) in enumerate(
+        [(RECEIVED, "600", "01/2026"), (REFUSED, "600", "01/2026"), (RECEIVED, "602", "02/2026")]
+    ):
+        new = new_dossier(
+            f"<n{i}/>".encode(),
+            state=state,
+            procedure=procedure,
+            period=period,
+            received_at=T0 + timedelta(hours=i),
+        )
+        await store.save_receipt(new, notice_for)
+
+    async def found(**filters) -> list[tuple[str, str, str]]:
+        items, _ = await store.list_dossiers(ALL, **filters)
+        return [(d.state, d.procedure, d.period) for d in items]
+
+    assert await found(state=REFUSED) == [(REFUSED, "600", "01/2026")]
+    assert await found(procedure="602") == [(RECEIVED, "602", "02/2026")]
+    assert await found(period="01/2026", state=RECEIVED) == [(RECEIVED, "600", "01/2026")]
+    assert len(await found(received_from=T0 + timedelta(hours=1))) == 2  # from: inclusive
+    assert len(await found(received_to=T0 + timedelta(hours=1))) == 1  # to: exclusive
+    in_utc = (T0 + timedelta(minutes=30)).astimezone(UTC)
+    assert len(await found(received_from=in_utc, received_to=in_utc + timedelta(hours=1))) == 1
+
+
+async def test_pagination_walks_newest_first_without_gaps_or_repeats(store):
+    saved = []
+    for i in range(11):
+        at = T0 + timedelta(minutes=i // 3)  # ties on received_at: the id breaks them
+        saved.append(
+            (await store.save_receipt(new_dossier(f"<n{i}/>".encode(), received_at=at), notice_for)).dossier
+        )
+    expected = [d.id for d in sorted(saved, key=lambda d: (d.received_at, d.id), reverse=True)]
+    seen, cursor, pages = [], None, 0
+    while True:
+        items, cursor = await store.list_dossiers(ALL, limit=4, cursor=cursor)
+        seen += [d.id for d in items]
+        pages += 1
+        if cursor is None:
+            break
+    assert seen == expected and pages == 3
+    assert all(d.notice_kinds == [TIEP_NHAN] for d in (await store.list_dossiers(ALL))[0])
+    with pytest.raises(ValueError):
+        await store.list_dossiers(ALL, cursor="not-a-cursor")
+
+
+async def test_page_size_is_capped_at_500(store):
+    await asyncio.gather(
+        *(store.save_receipt(new_dossier(f"<n{i}/>".encode()), notice_for) for i in range(501))
+    )
+    items, cursor = await store.list_dossiers(ALL, limit=10_000)
+    assert len(items) == 500 and cursor is not None
+    rest, cursor = await store.list_dossiers(ALL, limit=10_000, cursor=cursor)
+    assert len(rest) == 1 and cursor is None
+
+
+async def test_later_notices(store):
+    saved = await store.save_receipt(new_dossier(), notice_for)
+    assert await store.add_notice(saved.dossier.id, KET_QUA, b"<KetQua/>") is True
+    assert await store.add_notice(saved.dossier.id, KET_QUA, b"<Other/>") is False  # never replaced
+    assert await store.get_notice(saved.dossier.id, KET_QUA, Scope(mst=MST_A)) == b"<KetQua/>"
+    assert await store.get_notice(saved.dossier.id, KET_QUA, Scope(mst=MST_B)) is None
+    assert (await store.get_dossier(saved.dossier.id, ALL)).notice_kinds == [TIEP_NHAN, KET_QUA]
+    with pytest.raises(LookupError):
+        await store.add_notice("no-such-id", KET_QUA, b"<KetQua/>")
+    with pytest.raises(ValueError):
+        await store.add_notice(saved.dossier.id, "ket_qua", b"<KetQua/>")
+    replay = await store.save_receipt(new_dossier(), notice_for)
+    assert replay.notice == saved.notice and replay.dossier.notice_kinds == [TIEP_NHAN, KET_QUA]
+
+
+async def test_api_keys(store):
+    key, token = await store.create_api_key("submitter", mst=MST_A, label="payroll")
+    assert re.fullmatch(r"ik_[0-9a-f]{12}_[A-Za-z0-9_-]{43}", token) and token.split("_")[1] == key.key_id
+    assert (key.owner, key.scope) == (f"mst:{MST_A}", Scope(mst=MST_A))
+    assert await store.authenticate(token) == key
+    secret = token[len("ik_") + 13 :]
+    for bad in [
+        "",
+        "garbage",
+        token + "x",
+        token[:-1],
+        f"ik_{key.key_id}_{secret[::-1]}",  # wrong secret
+        f"ik_000000000000_{secret}",  # unknown key
+        token.upper(),
+    ]:
+        assert await store.authenticate(bad) is None, bad
+
+    ivan, ivan_token = await store.create_api_key("ivan", ivan="00123")
+    auditor, _ = await store.create_api_key("auditor")
+    assert (ivan.owner, ivan.scope, auditor.scope) == ("ivan:00123", Scope(ivan="00123"), ALL)
+    assert [k.key_id for k in await store.list_api_keys()] == [key.key_id, ivan.key_id, auditor.key_id]
+
+    assert await store.revoke_api_key(key.key_id) is True
+    assert await store.authenticate(token) is None
+    assert await store.revoke_api_key(key.key_id) is True  # already revoked: still revoked
+    assert await store.revoke_api_key("ffffffffffff") is False
+    listed = {k.key_id: k for k in await store.list_api_keys()}
+    assert listed[key.key_id].revoked_at is not None and listed[ivan.key_id].revoked_at is None
+    assert (await store.authenticate(ivan_token)).ivan == "00123"
+
+    for role, kw in [
+        ("submitter", {}),
+        ("submitter", {"mst": MST_A, "ivan": "00123"}),
+        ("ivan", {}),
+        ("auditor", {"mst": MST_A}),
+        ("root", {}),
+    ]:
+        with pytest.raises(ValueError):
+            await store.create_api_key(role, **kw)
+
+
+async def test_a_revocation_reaches_other_processes_within_seconds(store, store_url, monkeypatch):
+    key, token = await store.create_api_key("admin")
+    other = await Store.open(store_url)
+    try:
+        assert await other.authenticate(token) == key  # now cached there
+        await store.revoke_api_key(key.key_id)
+        later = time.monotonic() + store_module.KEY_CACHE_SECONDS + 0.1
+        monkeypatch.setattr(store_module.time, "monotonic", lambda: later)
+        assert await other.authenticate(token) is None
+    finally:
+        await other.close()
+
+
+async def test_migrations_run_again_harmlessly(store_url):
+    first, second = await asyncio.gather(Store.open(store_url), Store.open(store_url))  # two starting at once
+    saved = await first.save_receipt(new_dossier(), notice_for)
+    await first.close()
+    await second.close()
+    again = await Store.open(store_url)
+    try:
+        assert (await again.get_dossier(saved.dossier.id, ALL)).so_ho_so == "00001/2026/X"
+        async with again._engine.connect() as conn:
+            versions = (await conn.execute(text("SELECT version_num FROM alembic_version"))).scalars().all()
+        assert versions == ["0001"]
+    finally:
+        await again.close()
+
+
+async def test_ping(store):
+    assert await store.ping() is True
+
+
+async def test_sqlite_connections_are_durable(store, store_url):
+    if not store_url.startswith("sqlite"):
+        pytest.skip("SQLite only")
+    async with store._engine.connect() as conn:
+        pragmas = [
+            (await conn.exec_driver_sql(f"PRAGMA {name}")).scalar()
+            for name in ("journal_mode", "synchronous", "foreign_keys", "busy_timeout")
+        ]
+    assert pragmas == ["wal", 2, 1, 10000]  # synchronous 2 = FULL
+
+
+async def test_close_finishes_what_is_queued(store_url):
+    opened = await Store.open(store_url)
+    saves = [
+        asyncio.ensure_future(opened.save_receipt(new_dossier(f"<n{i}/>".encode()), notice_for))
+        for i in range(5)
+    ]
+    await asyncio.sleep(0)
+    await opened.close()
+    assert all(s.result().outcome == "stored" for s in saves)
+    with pytest.raises(RuntimeError):
+        await opened.save_receipt(new_dossier(), notice_for)
+
+
+async def test_throughput_of_concurrent_small_saves(store, store_url, capsys):
+    n = 2000
+    started = time.perf_counter()
+    results = await asyncio.gather(
+        *(store.save_receipt(new_dossier(f"<Hoso n='{i}'/>".encode()), notice_for) for i in range(n))
+    )
+    elapsed = time.perf_counter() - started
+    assert len({r.dossier.so_ho_so for r in results}) == n
+    with capsys.disabled():
+        backend = store_url.split(":", 1)[0]
+        print(f"\n[store] {n} concurrent small saves on {backend}: {n / elapsed:.0f} saves/s")
