@@ -22,7 +22,7 @@ from interchange.errors import Layer, Problem
 from interchange.intake.pipeline import Caller, Outcome
 from interchange.intake.workers import ReceiptWorkers
 from interchange.notices.notice import KIND_SLUG, RECEIPT, REFUSAL, NoticeData, NoticeSigner
-from interchange.store.records import RECEIVED, REFUSED, ApiKey, Dossier, NewDossier, Scope
+from interchange.store.records import RECEIVED, REFUSED, ApiKey, Dossier, NewDossier
 from interchange.store.store import Store
 from interchange.workcal import WorkCalendar
 

@@ -339,12 +339,17 @@ class DocumentSigner:
 
     def sign(self, root: etree._Element, *, location: str, signing_time: datetime | None = None) -> etree._Element:
         """Return a signed copy of `root` with the signature inside its `location` child ("" = root)."""
-        holder = root if not location else root.find(location)
-        if holder is None:
-            holder = etree.SubElement(root, location)
-        for child in list(holder):
-            holder.remove(child)
-        holder.text = None
+        if location:
+            holder = root.find(location)
+            if holder is None:
+                holder = etree.SubElement(root, location)
+            for child in list(holder):  # an empty <Cky/> (or an old signature) is replaced
+                holder.remove(child)
+            holder.text = None
+        else:
+            holder = root
+            for old in root.findall(SIGNATURE_TAG):
+                root.remove(old)
         etree.SubElement(holder, SIGNATURE_TAG, Id="placeholder", nsmap={None: DSIG_NS})
         signed = self._signer.sign(root, key=self.key, cert=self._cert_pems, always_add_key_value=True)
         signature = next(signed.iter(SIGNATURE_TAG))
