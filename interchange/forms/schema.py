@@ -60,6 +60,10 @@ PREFIXES = {NOTICE_NS: "tb", DSIG_NS: "ds"}
 WINDOW = 1000  # rows of one list validated at a time by libxml2 (see the module docstring)
 VALUE_MAX = 200  # characters of an offending value kept in a Problem
 _LIST_DEPTH = 4  # lists sit at most this deep in every schema here (M01B-HSB/NoiDung/PhatSinh/CheDoOmDau)
+# Is there any list longer than a window? Asked in C, so small documents skip the Python walk.
+_HAS_LONG_LIST = etree.XPath(
+    "boolean(" + " | ".join("/".join(["*"] * (depth + 1)) + f"[{WINDOW + 1}]" for depth in range(_LIST_DEPTH)) + ")"
+)
 
 XS = "{http://www.w3.org/2001/XMLSchema}"
 
@@ -315,6 +319,8 @@ def _lxml_validate(schema: etree.XMLSchema, root: etree._Element, cap: int) -> t
 
 def _long_lists(root: etree._Element) -> list[etree._Element]:
     """Elements near the top with more than WINDOW children, all of one tag."""
+    if not _HAS_LONG_LIST(root):
+        return []
     found = []
     level = [root]
     for _ in range(_LIST_DEPTH):

@@ -8,6 +8,7 @@ certificate (CN, O, serialNumber, SAN, free text) is ever searched for a tax cod
 
 from __future__ import annotations
 
+import functools
 import re
 from datetime import UTC, datetime
 from typing import Any
@@ -99,6 +100,12 @@ def _common_name(name: x509.Name) -> str | None:
 
 
 def describe(cert: x509.Certificate) -> dict[str, Any]:
+    """A JSON-able description (a fresh dict each call; the work is cached per certificate)."""
+    return dict(_describe(cert))
+
+
+@functools.lru_cache(maxsize=4096)  # the same few certificates sign dossier after dossier
+def _describe(cert: x509.Certificate) -> dict[str, Any]:
     """A JSON-able summary for logs, records and notices.
 
     ``serial`` is upper-case hex of even length (as VN CA portals and Windows show it);
