@@ -95,6 +95,15 @@ class _ProfileVerifier(XMLVerifier):
     def get_root(self, data):
         return data  # the caller's hardened tree, used in place (see module docstring)
 
+    def _c14n(self, nodes, algorithm, inclusive_ns_prefixes=None):
+        # libxml2's C14N of a subtree (here SignedInfo) whose default namespace is declared on an
+        # ancestor writes a spurious xmlns="" on grandchildren, so the usual unprefixed
+        # <Signature xmlns="...xmldsig#"> would never verify. A re-serialised copy carries every
+        # in-scope declaration on its own root and canonicalises correctly.
+        nodes = nodes if isinstance(nodes, list) else [nodes]
+        copies = [etree.fromstring(etree.tostring(node), parser=self.parser) for node in nodes]
+        return super()._c14n(copies, algorithm, inclusive_ns_prefixes)
+
     def _verify_reference(self, reference, index, root, uri_resolver, c14n_algorithm, signature, signature_key_used):
         uri = reference.get("URI")
         root_id = root.get("Id") or root.get("ID")

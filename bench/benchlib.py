@@ -1,0 +1,377 @@
+"""What the benchmarks share: a cached PKI and signed dossiers under bench/out/, a config in a
+temp folder, the server in a process of its own, and memory and CPU figures read from /proc.
+
+Not product code and not tests: nothing here asserts on a timing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import multiprocessing
+import os
+import secrets
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography.hazmat.primitives import hashes
+from lxml import etree
+from sqlalchemy.engine import make_url
+
+from interchange.forms import samples
+from interchange.trust import pki
+from interchange.trust.dossier_signing import sign_envelope
+from interchange.trust.xmldsig import DocumentSigner
+
+BENCH_DIR = Path(__file__).resolve().parent
+REPO = BENCH_DIR.parent
+OUT = BENCH_DIR / "out"
+PKI_DIR = OUT / "pki"
+UNIT = samples.Unit()
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
+
+
+# ---- PKI and signed dossiers ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BenchPki:
+    anchors_dir: Path
+    signing_key: Path
+    signing_cert: Path
+    unit_p12: Path
+    ca_id: str  # a short fingerprint of the CA: cached dossiers are only good under this CA
+
+
+def ensure_pki() -> BenchPki:
+    """A development PKI of the benchmarks' own (dev CA, notice key, a certificate for UNIT's MST)."""
+    made = pki.ensure_dev_pki(
+        PKI_DIR / "trusted",
+        PKI_DIR / "data",
+        PKI_DIR / "data" / "server" / "notice-key.pem",
+        PKI_DIR / "data" / "server" / "notice-cert.pem",
+        demo_mst=UNIT.mst,
+        demo_name=UNIT.name,
+    )
+    ca = pki.load_certs_pem(made["ca"])[0]
+    return BenchPki(
+        anchors_dir=PKI_DIR / "trusted",
+        signing_key=made["signing_key"],
+        signing_cert=made["signing_cert"],
+        unit_p12=made["demo_p12"],
+        ca_id=ca.fingerprint(hashes.SHA256()).hex()[:12],
+    )
+
+
+def unit_signer(p12: Path) -> DocumentSigner:
+    issued = pki.load_p12(p12, b"demo")
+    signer = DocumentSigner(issued.key, [issued.cert, *issued.chain])
+    # signxml re-parses the document with a default parser, which refuses a text node over
+    # 10 MB (libxml2's limit without XML_PARSE_HUGE): a form over ~7.5 MB cannot be signed
+    # by DocumentSigner as it stands. Bench-only work-around: give it a huge_tree parser.
+    signer._signer._parser = etree.XMLParser(resolve_entities=False, huge_tree=True)
+    return signer
+
+
+def make_dossier(signer: DocumentSigner, rows: int, seed: int) -> bytes:
+    """A procedure-600 Hoso with one D02-TS of `rows` rows: form signed, then envelope."""
+    form = samples.d02ts(rows, seed=seed, unit=UNIT)
+    stamp = "112026"
+    data = samples.envelope(UNIT, [("D02-TS", f"D02-TS_{UNIT.mst}_{stamp}.xml", form)], procedure="600")
+    return sign_envelope(data, signer)
+
+
+_pool_signer: DocumentSigner | None = None
+
+
+def _pool_init(p12: str) -> None:
+    global _pool_signer
+    _pool_signer = unit_signer(Path(p12))
+
+
+def _pool_make(job: tuple[int, int]) -> bytes:
+    assert _pool_signer is not None
+    return make_dossier(_pool_signer, *job)
+
+
+def signed_dossiers(bench_pki: BenchPki, rows: int, count: int, *, log=print) -> list[bytes]:
+    """`count` dossiers of seeds 0..count-1, from the cache in bench/out/ (grown as needed)."""
+    path = OUT / f"small-rows{rows}-ca{bench_pki.ca_id}.bin"
+    have = _read_records(path)
+    if len(have) < count:
+        todo = [(rows, seed) for seed in range(len(have), count)]
+        procs = os.cpu_count() or 1
+        log(f"signing {len(todo)} dossiers of {rows} rows on {procs} processes (cached in {path.relative_to(REPO)})")
+        started = time.perf_counter()
+        ctx = multiprocessing.get_context("spawn")
+        with ctx.Pool(procs, initializer=_pool_init, initargs=(str(bench_pki.unit_p12),)) as pool:
+            made = pool.map(_pool_make, todo, chunksize=max(1, len(todo) // (procs * 8)))
+        log(f"  signed in {time.perf_counter() - started:.1f} s")
+        _append_records(path, made)
+        have += made
+    return have[:count]
+
+
+def large_dossier(bench_pki: BenchPki, rows: int, *, log=print) -> Path:
+    """The path of one signed dossier of `rows` rows (seed 1), made once (in a child process:
+    signing a large file takes several GB) and cached in bench/out/."""
+    path = OUT / f"large-rows{rows}-ca{bench_pki.ca_id}.xml"
+    if not path.exists():
+        log(f"generating and signing a D02-TS of {rows} rows (once; cached in {path.relative_to(REPO)})")
+        started = time.perf_counter()
+        ctx = multiprocessing.get_context("spawn")
+        with ctx.Pool(1, initializer=_pool_init, initargs=(str(bench_pki.unit_p12),)) as pool:
+            data = pool.apply(_pool_make, ((rows, 1),))
+        tmp = path.with_suffix(".tmp")
+        tmp.write_bytes(data)
+        tmp.replace(path)
+        log(f"  made in {time.perf_counter() - started:.1f} s")
+    return path
+
+
+def _read_records(path: Path) -> list[bytes]:
+    if not path.exists():
+        return []
+    data = path.read_bytes()
+    out, pos = [], 0
+    while pos + 4 <= len(data):
+        (n,) = struct.unpack_from(">I", data, pos)
+        if pos + 4 + n > len(data):
+            break  # a torn last record: ignore it
+        out.append(data[pos + 4 : pos + 4 + n])
+        pos += 4 + n
+    return out
+
+
+def _append_records(path: Path, records: list[bytes]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("ab") as fh:
+        for r in records:
+            fh.write(struct.pack(">I", len(r)) + r)
+
+
+# ---- config, store, API key ----------------------------------------------------------------
+
+
+def _toml(value: str) -> str:
+    return json.dumps(value)  # a JSON string is a valid TOML basic string for these values
+
+
+def write_config(tmp: Path, bench_pki: BenchPki, store_url: str) -> Path:
+    path = tmp / "config.toml"
+    path.write_text(
+        f"data_dir = {_toml(str(tmp / 'data'))}\n"
+        "[server]\nhost = \"127.0.0.1\"\noffice_code = \"BENCH\"\n"
+        f"[store]\nurl = {_toml(store_url)}\n"
+        f"[trust]\nanchors_dir = {_toml(str(bench_pki.anchors_dir))}\ncrl_dir = {_toml(str(tmp / 'crl'))}\n"
+        f"[signing]\nkey = {_toml(str(bench_pki.signing_key))}\ncert = {_toml(str(bench_pki.signing_cert))}\n"
+        '[targets]\n"600" = "5 working days"\n',
+        encoding="utf-8",
+    )
+    return path
+
+
+def sqlite_url(tmp: Path) -> str:
+    return f"sqlite+aiosqlite:///{tmp / 'data' / 'interchange.db'}"
+
+
+class PgSchema:
+    """A fresh schema `bench_<random>` on a PostgreSQL URL, dropped by `drop()`."""
+
+    def __init__(self, url: str):
+        self.base = make_url(url)
+        self.name = f"bench_{secrets.token_hex(4)}"
+        self.url = self.base.update_query_dict({"search_path": self.name}).render_as_string(hide_password=False)
+
+    async def _execute(self, statement: str) -> None:
+        import asyncpg
+
+        dsn = self.base.set(drivername="postgresql", query={}).render_as_string(hide_password=False)
+        conn = await asyncpg.connect(dsn, timeout=10)
+        try:
+            await conn.execute(statement)
+        finally:
+            await conn.close()
+
+    def create(self) -> None:
+        asyncio.run(self._execute(f'CREATE SCHEMA "{self.name}"'))
+
+    def drop(self) -> None:
+        asyncio.run(self._execute(f'DROP SCHEMA IF EXISTS "{self.name}" CASCADE'))
+
+
+def create_submitter_key(store_url: str, mst: str = UNIT.mst) -> str:
+    """Migrate the store and make a submitter API key for `mst`; returns the bearer token."""
+    from interchange.store.store import Store
+
+    async def make() -> str:
+        store = await Store.open(store_url)
+        try:
+            _, token = await store.create_api_key("submitter", mst=mst, label="bench")
+            return token
+        finally:
+            await store.close()
+
+    return asyncio.run(make())
+
+
+def describe_store(url: str) -> str:
+    u = make_url(url)
+    return f"{u.get_backend_name()} {u.host or ''}{'/' + u.database if u.database else ''}".replace("  ", " ")
+
+
+# ---- the server in its own process ---------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """`python -m interchange --config <config> serve` on a free port, with env overrides."""
+
+    def __init__(self, config: Path, *, workers: int, env: dict[str, str] | None = None):
+        self.config = config
+        self.workers = workers
+        self.port = free_port()
+        self.extra_env = dict(env or {})
+        self.log_path = config.parent / "server.log"
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def start(self, timeout: float = 90.0) -> float:
+        """Start and wait for /readyz; returns the seconds it took."""
+        env = dict(os.environ)
+        env.update(
+            INTERCHANGE_SERVER_PORT=str(self.port),
+            INTERCHANGE_SERVER_WORKERS=str(self.workers),
+            INTERCHANGE_SERVER_HOST="127.0.0.1",
+            PYTHONUNBUFFERED="1",
+        )
+        env.update(self.extra_env)
+        started = time.perf_counter()
+        with self.log_path.open("wb") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "interchange", "--config", str(self.config), "serve"],
+                cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            )
+        while time.perf_counter() - started < timeout:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"the server exited with {self.proc.returncode}:\n{self.log_tail()}")
+            try:
+                with urllib.request.urlopen(f"{self.url}/readyz", timeout=2) as r:
+                    if r.status == 200:
+                        return time.perf_counter() - started
+            except OSError:
+                pass
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"the server was not ready after {timeout} s:\n{self.log_tail()}")
+
+    def stop(self, timeout: float = 60.0) -> int | None:
+        """SIGTERM (aiohttp shuts down gracefully: workers, then the store), then wait."""
+        if self.proc is None or self.proc.poll() is not None:
+            return None if self.proc is None else self.proc.returncode
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            print(f"!! the server did not stop {timeout} s after SIGTERM; killing it", file=sys.stderr)
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            return self.proc.wait()
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+
+# ---- /proc -------------------------------------------------------------------------------
+
+
+@dataclass
+class ProcInfo:
+    pid: int
+    role: str  # server | worker | other
+    hwm_kb: int  # VmHWM: peak resident set
+    rss_kb: int  # VmRSS now
+    cpu_s: float  # user + system CPU seconds so far
+
+
+def _children(pid: int) -> list[int]:
+    out: list[int] = []
+    try:
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{tid}/children") as fh:
+                out += [int(x) for x in fh.read().split()]
+    except OSError:
+        pass
+    return out
+
+
+def process_tree(pid: int) -> list[int]:
+    seen, todo = [], [pid]
+    while todo:
+        p = todo.pop(0)
+        if p not in seen:
+            seen.append(p)
+            todo += _children(p)
+    return seen
+
+
+def proc_info(pid: int, root: int) -> ProcInfo | None:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return None
+    fields = {k: v.split()[0] for k, _, v in (ln.partition(":") for ln in status.splitlines()) if v.strip()}
+    after = stat.rsplit(")", 1)[1].split()
+    cpu = (int(after[11]) + int(after[12])) / CLK_TCK  # utime, stime
+    if pid == root:
+        role = "server"
+    elif "multiprocessing" in cmdline and "resource_tracker" in cmdline:
+        role = "tracker"
+    elif "multiprocessing" in cmdline:
+        role = "worker"
+    else:
+        role = "other"
+    return ProcInfo(pid, role, int(fields.get("VmHWM", 0)), int(fields.get("VmRSS", 0)), cpu)
+
+
+def server_processes(pid: int) -> list[ProcInfo]:
+    return [i for p in process_tree(pid) if (i := proc_info(p, pid)) is not None]
+
+
+def mib(kb: float) -> str:
+    return f"{kb / 1024:.1f} MiB"
+
+
+def self_rss_kb() -> int:
+    with open("/proc/self/statm") as fh:
+        return int(fh.read().split()[1]) * PAGE_KB
+
+
+def sha_short(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()[:12]
