@@ -18,7 +18,8 @@ def _config(args) -> Config:
     return load_config(getattr(args, "config", None))
 
 
-def _print_problems(problems: list[dict], out=sys.stdout) -> None:
+def _print_problems(problems: list[dict], out=None) -> None:
+    out = out or sys.stdout
     for p in problems:
         where = p.get("xpath") or "/"
         if p.get("line") is not None:
@@ -76,14 +77,21 @@ def cmd_pki(args) -> int:
     cfg = _config(args)
     if args.pki_cmd == "init":
         return cmd_dev_setup(args)
-    ca_key = pki.load_key_pem(cfg.data_path / "dev-ca" / "ca-key.pem")
+    ca_key_path = cfg.data_path / "dev-ca" / "ca-key.pem"
+    if not ca_key_path.exists():
+        print(f"interchange pki: no development CA key at {ca_key_path}; run `interchange dev-setup` first",
+              file=sys.stderr)
+        return EXIT_FAILED
+    ca_key = pki.load_key_pem(ca_key_path)
     ca_cert = pki.load_certs_pem(cfg.path(cfg.trust.anchors_dir) / "dev-ca.pem")[0]
     ca = pki.Issued(key=ca_key, cert=ca_cert, chain=[])
+    if not args.out.endswith(".p12"):
+        print("interchange pki issue-unit: --out must name a .p12 file", file=sys.stderr)
+        return EXIT_USAGE
     unit = pki.issue_unit_cert(ca, args.mst, args.name, mst_suffix=args.suffix or "", days=args.days)
     pki.write_p12(args.out, unit, args.password.encode() if args.password else None)
     pem = Path(args.out).with_suffix(".pem")
-    pem.write_bytes(pki.key_pem(unit.key) + pki.certs_pem([unit.cert, ca_cert]))
-    pem.chmod(0o600)
+    pki.write_pem_bundle(pem, unit.key, [unit.cert, ca_cert])
     print(f"unit certificate for MST {args.mst}{args.suffix or ''}: {args.out} (and {pem} for xmlsec1)")
     return EXIT_OK
 
@@ -305,10 +313,19 @@ def cmd_check(args) -> int:
 # ---- parser ----------------------------------------------------------------------------------
 
 
+class _Parser(argparse.ArgumentParser):
+    """Every (sub)command takes --config, before or after its name (SPEC §10: `serve [--config FILE]`)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.add_argument(
+            "--config", default=argparse.SUPPRESS, help="config file (default: $INTERCHANGE_CONFIG, else ./config.toml)"
+        )
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="interchange", description=__doc__)
-    parser.add_argument("--config", help="config file (default: $INTERCHANGE_CONFIG, else ./config.toml)")
-    sub = parser.add_subparsers(dest="cmd", required=True)
+    parser = _Parser(prog="interchange", description=__doc__)
+    sub = parser.add_subparsers(dest="cmd", required=True, parser_class=_Parser)
 
     sub.add_parser("serve", help="start the server").set_defaults(func=cmd_serve)
     p = sub.add_parser("dev-setup", help="first run: development CA, notice key, demo unit and API key")
@@ -378,7 +395,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except (FileNotFoundError, IsADirectoryError, PermissionError) as exc:
+        print(f"interchange {args.cmd}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except ValueError as exc:  # bad config values, times, keys: say what, not a traceback
+        print(f"interchange {args.cmd}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as exc:  # e.g. `submit` to a server that is not there
+        print(f"interchange {args.cmd}: {exc}", file=sys.stderr)
+        return EXIT_FAILED
 
 
 if __name__ == "__main__":

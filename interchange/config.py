@@ -10,6 +10,15 @@ from typing import Any, get_type_hints
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = REPO_ROOT / "config.toml"
+DEFAULT_TARGETS = {
+    "600": "5 working days",
+    "602": "5 working days",
+    "603": "5 working days",
+    "630": "6 working days",
+    "04/DK-IVAN": "2 working hours",
+    "05/SD-IVAN": "2 working hours",
+    "06/NG-IVAN": "2 working hours",
+}
 
 
 @dataclass
@@ -70,7 +79,8 @@ class Config:
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     registration: RegistrationConfig = field(default_factory=RegistrationConfig)
     upstream: UpstreamConfig = field(default_factory=UpstreamConfig)
-    targets: dict[str, str] = field(default_factory=dict)  # procedure -> target, e.g. "600" = "5 working days"
+    # procedure -> target for the result notice (SPEC §8); a [targets] section replaces these
+    targets: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_TARGETS))
     base_dir: Path = field(default=REPO_ROOT, repr=False)  # relative paths resolve against it
 
     def path(self, value: str, under_data: bool = False) -> Path:
@@ -97,26 +107,51 @@ class Config:
         return self.path(self.signing.cert, under_data=True)
 
 
-def _coerce(value: str, kind: Any) -> Any:
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off", "")
+
+
+def _coerce(value: Any, kind: Any, where: str) -> Any:
+    """A value of the declared type, or a clear error (a typo must not flip a security switch)."""
     if kind is bool:
-        return value.strip().lower() in ("1", "true", "yes", "on")
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text in _TRUE or text in _FALSE:
+            return text in _TRUE
+        raise ValueError(f"config: {where} must be true or false, not {value!r}")
     if kind is int:
-        return int(value)
+        if isinstance(value, bool):
+            raise ValueError(f"config: {where} must be a whole number, not {value!r}")
+        try:
+            return int(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"config: {where} must be a whole number, not {value!r}") from None
+    if kind is str and not isinstance(value, str):
+        raise ValueError(f"config: {where} must be a string, not {value!r}")
     return value
+
+
+def _keys(obj: Any) -> set[str]:
+    return {f.name for f in fields(obj)} - {"base_dir"}
 
 
 def _fill(obj: Any, data: dict, where: str) -> None:
     hints = get_type_hints(type(obj))
     for key, value in data.items():
-        if not hasattr(obj, key):
+        if key not in _keys(obj):
             raise ValueError(f"config: unknown key {where}{key}")
         current = getattr(obj, key)
         if is_dataclass(current):
+            if not isinstance(value, dict):
+                raise ValueError(f"config: {where}{key} must be a section")
             _fill(current, value, f"{where}{key}.")
-        elif hints.get(key) is int and not isinstance(value, int):
-            setattr(obj, key, int(value))
+        elif key == "targets":
+            if not isinstance(value, dict):
+                raise ValueError("config: targets must be a section")
+            setattr(obj, key, {str(k): str(v) for k, v in value.items()})  # the file's list replaces the defaults
         else:
-            setattr(obj, key, value)
+            setattr(obj, key, _coerce(value, hints.get(key), f"{where}{key}"))
 
 
 def _apply_env(cfg: Config, environ: dict[str, str]) -> None:
@@ -129,7 +164,7 @@ def _apply_env(cfg: Config, environ: dict[str, str]) -> None:
             for sub in fields(current):
                 name = f"INTERCHANGE_{f.name}_{sub.name}".upper()
                 if name in environ:
-                    setattr(current, sub.name, _coerce(environ[name], hints[sub.name]))
+                    setattr(current, sub.name, _coerce(environ[name], hints[sub.name], name))
         elif f.name == "targets":
             prefix = "INTERCHANGE_TARGETS_"
             for name, value in environ.items():
@@ -138,7 +173,7 @@ def _apply_env(cfg: Config, environ: dict[str, str]) -> None:
         else:
             name = f"INTERCHANGE_{f.name}".upper()
             if name in environ:
-                setattr(cfg, f.name, _coerce(environ[name], str))
+                setattr(cfg, f.name, _coerce(environ[name], str, name))
 
 
 def load_config(path: str | os.PathLike | None = None, environ: dict[str, str] | None = None) -> Config:
@@ -150,7 +185,7 @@ def load_config(path: str | os.PathLike | None = None, environ: dict[str, str] |
         cfg.base_dir = chosen.resolve().parent
         with chosen.open("rb") as fh:
             _fill(cfg, tomllib.load(fh), "")
-    elif path is not None:
+    elif path is not None or environ.get("INTERCHANGE_CONFIG"):
         raise FileNotFoundError(f"config file not found: {chosen}")
     _apply_env(cfg, environ)
     return cfg

@@ -260,13 +260,11 @@ def test_pki_issue_unit_makes_a_p12_with_the_mst_uid(setup, tmp_path):
     assert code == 0, out
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: --config is only accepted before the subcommand (SPEC §10: serve [--config FILE])")
 def test_config_option_after_the_subcommand(setup):
     code, out = run(["check", "--config", str(setup.config), str(setup.signed)])
     assert code == 0
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: cli._print_problems(out=sys.stdout) binds stdout at import time")
 def test_problem_list_follows_redirected_stdout(setup):
     out = io.StringIO()
     with contextlib.redirect_stdout(out):

@@ -126,7 +126,6 @@ def test_explicit_path_that_does_not_exist_is_an_error(tmp_path):
         load_config(tmp_path / "nope.toml", environ={})
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: INTERCHANGE_CONFIG naming a missing file is silently ignored")
 def test_interchange_config_naming_a_missing_file_is_an_error(tmp_path):
     with pytest.raises(FileNotFoundError):
         load_config(environ={"INTERCHANGE_CONFIG": str(tmp_path / "typo.toml")})
@@ -200,14 +199,12 @@ def test_unknown_key_in_the_file_is_an_error(tmp_path, text, where):
         load_config(write(tmp_path / "c.toml", text), environ={})
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: attribute names that are not config keys are accepted by _fill")
 @pytest.mark.parametrize("text", ['base_dir = "/elsewhere"\n', 'path = "x"\n', 'store_url = "x"\n'])
 def test_names_that_are_not_config_keys_are_unknown_keys(tmp_path, text):
     with pytest.raises(ValueError, match="unknown key"):
         load_config(write(tmp_path / "c.toml", text), environ={})
 
 
-@pytest.mark.xfail(strict=True, reason='BUG: a bool given as the string "false" in the file stays a truthy str')
 def test_a_boolean_written_as_a_string_is_not_left_truthy(tmp_path):
     try:
         cfg = load_config(write(tmp_path / "c.toml", '[trust]\nlegacy_sha1 = "false"\n'), environ={})

@@ -252,3 +252,14 @@ def test_real_world_signature_quirks_are_accepted(receiver, world, now):
     etree.SubElement(obj, "SigningTime").text = "2026-11-20T10:00:00"
     out = receiver.receive(to_bytes(root), now)
     assert out.accepted, out.problems
+
+
+def test_signing_time_outside_validity_is_a_warning_only(receiver, world, now):
+    """SigningTime is unsigned: recorded and flagged, never the reason to accept or refuse."""
+    signed = sign_envelope(samples.envelope(UNIT, [("D02-TS", "D02-TS.xml", samples.d02ts(2))]),
+                           world.signer(world.unit), signing_time=now - timedelta(days=3650))
+    out = receiver.receive(signed, now)
+    assert out.accepted
+    assert {p.code for p in out.problems} == {"SIG-SIGNING-TIME"}
+    assert all(p.severity == "warning" for p in out.problems)
+    assert out.signers[0]["signing_time"].startswith(str((now - timedelta(days=3650)).year))

@@ -16,6 +16,7 @@ import shutil
 import subprocess
 from base64 import b64decode
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -48,6 +49,9 @@ SHA1 = "http://www.w3.org/2000/09/xmldsig#sha1"
 
 TIMEOUT = 30
 
+# Vietnamese local time without a zone, as real files write it; inside the test certificates' life.
+SIGNING_TIME = (datetime.now(UTC) + timedelta(hours=7)).strftime("%Y-%m-%dT%H:%M:%S")
+
 
 def template(
     *, prefix: str = "", sig_id: str = "1sig", method: str = RSA_SHA256, digest: str = SHA256
@@ -75,7 +79,7 @@ def template(
         f"<{p}KeyInfo><{p}KeyValue/><{p}X509Data><{p}X509Certificate/></{p}X509Data></{p}KeyInfo>"
         f'<{p}Object Id="{sig_id}-time"><{p}SignatureProperties>'
         f'<{p}SignatureProperty Target="#{sig_id}">'
-        f'<SigningTime xmlns="">2026-11-20T08:30:00</SigningTime>'
+        f'<SigningTime xmlns="">{SIGNING_TIME}</SigningTime>'
         f"</{p}SignatureProperty></{p}SignatureProperties></{p}Object>"
         f"</{p}Signature>"
     )
@@ -196,7 +200,7 @@ def test_dossier_signed_by_xmlsec1_is_received(cfg, world, pems, now, prefix):
     for s in out.signers:
         assert s["valid"] and s["mst"] == UNIT.mst, s
         assert s["signature_method"] == RSA_SHA256
-        assert s["signing_time"] == "2026-11-20T08:30:00"
+        assert s["signing_time"] == SIGNING_TIME
         assert [c["common_name"] for c in s["chain"]][-2:] == ["Test Issuing CA", "Test Root CA"]
     assert [f["code"] for f in out.forms] == ["D02-TS", "TK1-TS"]
 

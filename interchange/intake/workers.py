@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
+import os
+import threading
+import time
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from datetime import datetime
 
@@ -17,9 +20,18 @@ from interchange.intake.pipeline import Caller, Outcome, Receiver
 _receiver: Receiver | None = None
 
 
-def _init(cfg: Config) -> None:
+def _init(cfg: Config, parent_pid: int | None = None) -> None:
     global _receiver
     _receiver = Receiver.from_config(cfg)
+    if parent_pid is not None:
+        threading.Thread(target=_exit_with_parent, args=(parent_pid,), daemon=True).start()
+
+
+def _exit_with_parent(parent_pid: int) -> None:
+    """A worker whose server was killed (kill -9 leaves no time to stop the pool) ends itself."""
+    while os.getppid() == parent_pid:
+        time.sleep(1)
+    os._exit(0)
 
 
 def _receive(body: bytes, at: datetime, caller: Caller | None) -> Outcome:
@@ -39,7 +51,10 @@ class ReceiptWorkers:
         if processes > 0:
             # spawn, not fork: the parent runs an event loop and threads that must not be copied.
             self._pool = ProcessPoolExecutor(
-                processes, mp_context=multiprocessing.get_context("spawn"), initializer=_init, initargs=(cfg,)
+                processes,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_init,
+                initargs=(cfg, os.getpid()),
             )
         else:
             # One thread: a Receiver is not shared between threads.

@@ -452,6 +452,11 @@ def write_key_pem(path: str | os.PathLike, key: PrivateKeyTypes, password: bytes
     return _atomic_write(path, key_pem(key, password), 0o600)
 
 
+def write_pem_bundle(path: str | os.PathLike, key: PrivateKeyTypes, certs: Iterable[x509.Certificate]) -> Path:
+    """Key then certificates in one PEM file (what xmlsec1 --privkey-pem takes), mode 0600."""
+    return _atomic_write(path, key_pem(key) + certs_pem(certs), 0o600)
+
+
 def write_certs_pem(path: str | os.PathLike, certs: Iterable[x509.Certificate]) -> Path:
     """Write certificates (PEM, in the given order) atomically with mode 0644."""
     return _atomic_write(path, certs_pem(certs), 0o644)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 from base64 import b64decode
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 from cryptography import x509
@@ -32,9 +32,10 @@ from signxml import (
 from signxml.exceptions import InvalidCertificate, InvalidDigest, InvalidInput, InvalidSignature
 from signxml.verifier import VerifyResult
 
-from interchange.errors import Layer, Problem
+from interchange.errors import Layer, Problem, Severity
 from interchange.trust.anchors import TrustStore
 from interchange.trust.certinfo import describe, mst_of
+from interchange.workcal import VN_TZ
 
 DSIG_NS = "http://www.w3.org/2000/09/xmldsig#"
 SIGNATURE_TAG = f"{{{DSIG_NS}}}Signature"
@@ -191,6 +192,17 @@ def _clamp(at: datetime, cert: x509.Certificate) -> datetime:
     return min(max(at, cert.not_valid_before_utc), cert.not_valid_after_utc)
 
 
+def _parse_signing_time(text: str | None) -> datetime | None:
+    """Real files write it with or without a zone; without one it is Vietnamese time."""
+    if not text:
+        return None
+    try:
+        moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=VN_TZ)
+
+
 def _map_signxml_error(exc: Exception) -> tuple[str, str, str]:
     text = str(exc)
     if isinstance(exc, InvalidDigest):
@@ -294,6 +306,22 @@ def verify_document(
     report.chain_pem = [c.public_bytes(serialization.Encoding.PEM).decode() for c in path.chain]
     for cp in path.problems:
         report.problems.append(_problem(cp.code, cp.message_vi, cp.message_en, form, sig_path, sig_line))
+    claimed = _parse_signing_time(report.signing_time)
+    if claimed is not None and not (leaf.not_valid_before_utc <= claimed <= leaf.not_valid_after_utc):
+        report.problems.append(
+            replace(
+                _problem(
+                    "SIG-SIGNING-TIME",
+                    f"Thời điểm ký khai báo ({report.signing_time}) nằm ngoài thời hạn của chứng thư.",
+                    f"The claimed signing time ({report.signing_time}) is outside the certificate's validity "
+                    "(it is unsigned, so only the time of receipt decides).",
+                    form,
+                    sig_path,
+                    sig_line,
+                ),
+                severity=Severity.WARNING,
+            )
+        )
     if expected_mst is not None and report.mst != expected_mst:
         report.problems.append(
             _problem(
@@ -320,7 +348,7 @@ def verify_document(
         code, vi, en = _map_signxml_error(exc)
         report.problems.append(_problem(code, vi, en, form, sig_path, sig_line))
     else:
-        report.valid = not report.problems
+        report.valid = not any(p.severity == Severity.ERROR for p in report.problems)
     if signature.getparent() is not None:
         _detach(signature)  # never read unsigned content: drop a signature that failed before its reference was checked
     return report
