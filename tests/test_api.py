@@ -207,3 +207,9 @@ async def test_operations_endpoints(api):
     assert "/api/v1/dossiers" in spec["paths"]
     metrics = await (await api.get("/metrics")).text()
     assert "interchange_receipt_seconds" in metrics
+
+
+async def test_lookup_page(api):
+    resp = await api.get("/")
+    assert resp.status == 200 and "text/html" in resp.headers["Content-Type"]
+    assert "/api/v1/dossiers" in await resp.text()

@@ -12,6 +12,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
@@ -361,6 +362,15 @@ async def openapi(request: web.Request) -> web.Response:
     return web.json_response(OPENAPI)
 
 
+_INDEX = (Path(__file__).parent / "static" / "index.html").read_bytes()
+
+
+async def index(request: web.Request) -> web.Response:
+    """A small page to look up a dossier's state and notices with one's own API key."""
+    return web.Response(body=_INDEX, content_type="text/html", charset="utf-8",
+                        headers={"Content-Security-Policy": "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'"})
+
+
 @web.middleware
 async def never_500_silently(request: web.Request, handler):
     try:
@@ -385,4 +395,5 @@ def build_app(services: Services) -> web.Application:
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/api/openapi.json", openapi)
+    app.router.add_get("/", index)
     return app
