@@ -7,7 +7,6 @@ Not product code and not tests: nothing here asserts on a timing.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import multiprocessing
 import os
@@ -106,18 +105,20 @@ def _pool_make(job: tuple[int, int]) -> bytes:
 def signed_dossiers(bench_pki: BenchPki, rows: int, count: int, *, log=print) -> list[bytes]:
     """`count` dossiers of seeds 0..count-1, from the cache in bench/out/ (grown as needed)."""
     path = OUT / f"small-rows{rows}-ca{bench_pki.ca_id}.bin"
-    have = _read_records(path)
+    have = _read_records(path, count)
     if len(have) < count:
         todo = [(rows, seed) for seed in range(len(have), count)]
         procs = os.cpu_count() or 1
-        log(f"signing {len(todo)} dossiers of {rows} rows on {procs} processes (cached in {path.relative_to(REPO)})")
+        log(
+            f"signing {len(todo)} dossiers of {rows} rows on {procs} processes (cached in {path.relative_to(REPO)})"
+        )
         started = time.perf_counter()
         ctx = multiprocessing.get_context("spawn")
         with ctx.Pool(procs, initializer=_pool_init, initargs=(str(bench_pki.unit_p12),)) as pool:
             made = pool.map(_pool_make, todo, chunksize=max(1, len(todo) // (procs * 8)))
         log(f"  signed in {time.perf_counter() - started:.1f} s")
-        _append_records(path, made)
         have += made
+        _write_records(path, have)
     return have[:count]
 
 
@@ -138,25 +139,31 @@ def large_dossier(bench_pki: BenchPki, rows: int, *, log=print) -> Path:
     return path
 
 
-def _read_records(path: Path) -> list[bytes]:
+def _read_records(path: Path, limit: int | None = None) -> list[bytes]:
+    """The first `limit` records (all when None); a torn last record is ignored."""
+    out: list[bytes] = []
     if not path.exists():
-        return []
-    data = path.read_bytes()
-    out, pos = [], 0
-    while pos + 4 <= len(data):
-        (n,) = struct.unpack_from(">I", data, pos)
-        if pos + 4 + n > len(data):
-            break  # a torn last record: ignore it
-        out.append(data[pos + 4 : pos + 4 + n])
-        pos += 4 + n
+        return out
+    with path.open("rb") as fh:
+        while limit is None or len(out) < limit:
+            head = fh.read(4)
+            if len(head) < 4:
+                break
+            (n,) = struct.unpack(">I", head)
+            record = fh.read(n)
+            if len(record) < n:
+                break
+            out.append(record)
     return out
 
 
-def _append_records(path: Path, records: list[bytes]) -> None:
+def _write_records(path: Path, records: list[bytes]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("ab") as fh:
+    tmp = path.with_suffix(".tmp")
+    with tmp.open("wb") as fh:
         for r in records:
             fh.write(struct.pack(">I", len(r)) + r)
+    tmp.replace(path)
 
 
 # ---- config, store, API key ----------------------------------------------------------------
@@ -170,7 +177,7 @@ def write_config(tmp: Path, bench_pki: BenchPki, store_url: str) -> Path:
     path = tmp / "config.toml"
     path.write_text(
         f"data_dir = {_toml(str(tmp / 'data'))}\n"
-        "[server]\nhost = \"127.0.0.1\"\noffice_code = \"BENCH\"\n"
+        '[server]\nhost = "127.0.0.1"\noffice_code = "BENCH"\n'
         f"[store]\nurl = {_toml(store_url)}\n"
         f"[trust]\nanchors_dir = {_toml(str(bench_pki.anchors_dir))}\ncrl_dir = {_toml(str(tmp / 'crl'))}\n"
         f"[signing]\nkey = {_toml(str(bench_pki.signing_key))}\ncert = {_toml(str(bench_pki.signing_cert))}\n"
@@ -190,7 +197,9 @@ class PgSchema:
     def __init__(self, url: str):
         self.base = make_url(url)
         self.name = f"bench_{secrets.token_hex(4)}"
-        self.url = self.base.update_query_dict({"search_path": self.name}).render_as_string(hide_password=False)
+        self.url = self.base.update_query_dict({"search_path": self.name}).render_as_string(
+            hide_password=False
+        )
 
     async def _execute(self, statement: str) -> None:
         import asyncpg
@@ -272,7 +281,11 @@ class Server:
         with self.log_path.open("wb") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "interchange", "--config", str(self.config), "serve"],
-                cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                cwd=REPO,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
         while time.perf_counter() - started < timeout:
             if self.proc.poll() is not None:
@@ -373,5 +386,24 @@ def self_rss_kb() -> int:
         return int(fh.read().split()[1]) * PAGE_KB
 
 
-def sha_short(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()[:12]
+def self_hwm_kb() -> int:
+    """VmHWM of this process. Unlike getrusage's ru_maxrss, which keeps the high-water mark of
+    the parent at fork (through exec), this counts only this process image."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return 0
+
+
+def read_exact(path: Path) -> bytes:
+    """A file's bytes in one allocation of its size (Path.read_bytes may briefly hold several
+    times that, which would show in a peak-RSS measurement)."""
+    size = path.stat().st_size
+    with open(path, "rb", buffering=0) as fh:
+        data = fh.read(size)  # FileIO.read(n): one bytes object of n, filled in place
+        while len(data) < size:  # a short read (not seen on Linux for regular files)
+            more = fh.read(size - len(data))
+            if not more:
+                raise OSError(f"{path}: short read")
+            data += more
+    return data

@@ -28,8 +28,8 @@ import time
 from pathlib import Path
 
 import aiohttp
-
 import benchlib
+
 from interchange.config import Config
 
 WARMUP = 100
@@ -43,7 +43,9 @@ def percentile(sorted_values: list[float], q: float) -> float:
     return sorted_values[k]
 
 
-async def fire(url: str, token: str, bodies: list[bytes], concurrency: int) -> tuple[list[float], collections.Counter, list[str], float]:
+async def fire(
+    url: str, token: str, bodies: list[bytes], concurrency: int
+) -> tuple[list[float], collections.Counter, list[str], float]:
     """POST every body with `concurrency` requests in flight; (latencies, statuses, odd answers, elapsed)."""
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/xml"}
     latencies: list[float] = []
@@ -81,17 +83,29 @@ def cpu_seconds() -> float:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--count", type=int, default=3000, help="dossiers measured (after a warm-up of %d)" % WARMUP)
+    ap.add_argument(
+        "--count", type=int, default=3000, help=f"dossiers measured (after a warm-up of {WARMUP})"
+    )
     ap.add_argument("--concurrency", type=int, default=32, help="requests in flight")
-    ap.add_argument("--workers", type=int, default=Config().server.workers,
-                    help="server worker processes (server.workers; 0 = one thread)")
+    ap.add_argument(
+        "--workers",
+        type=int,
+        default=Config().server.workers,
+        help="server worker processes (server.workers; 0 = one thread)",
+    )
     ap.add_argument("--rows", type=int, default=20, help="rows of the D02-TS in each dossier")
-    ap.add_argument("--store-url", default="",
-                    help="store to use (default: SQLite in a temp folder); a postgresql+asyncpg URL gets a "
-                         "fresh schema bench_<random>, dropped at the end")
-    ap.add_argument("--py-spy", metavar="FILE",
-                    help="record the server and its workers with py-spy during the measured phase "
-                         "(raw collapsed stacks to FILE; needs py-spy on PATH or $PY_SPY)")
+    ap.add_argument(
+        "--store-url",
+        default="",
+        help="store to use (default: SQLite in a temp folder); a postgresql+asyncpg URL gets a "
+        "fresh schema bench_<random>, dropped at the end",
+    )
+    ap.add_argument(
+        "--py-spy",
+        metavar="FILE",
+        help="record the server and its workers with py-spy during the measured phase "
+        "(raw collapsed stacks to FILE; needs py-spy on PATH or $PY_SPY)",
+    )
     ap.add_argument("--keep", action="store_true", help="keep the temp folder (store, server log)")
     ap.add_argument("--json", action="store_true", help="also print one machine-readable JSON line")
     args = ap.parse_args()
@@ -115,8 +129,10 @@ def main() -> int:
         token = benchlib.create_submitter_key(store_url)
         server = benchlib.Server(config, workers=args.workers)
         ready_s = server.start()
-        print(f"server pid {server.pid} on {server.url}, workers={args.workers}, ready in {ready_s:.1f} s, "
-              f"store {benchlib.describe_store(store_url)}")
+        print(
+            f"server pid {server.pid} on {server.url}, workers={args.workers}, ready in {ready_s:.1f} s, "
+            f"store {benchlib.describe_store(store_url)}"
+        )
 
         _, warm_status, warm_odd, warm_s = asyncio.run(fire(server.url, token, warmup, args.concurrency))
         print(f"warm-up: {len(warmup)} dossiers in {warm_s:.2f} s {dict(warm_status)}")
@@ -128,9 +144,22 @@ def main() -> int:
                 print("!! --py-spy: py-spy not found; not profiling", file=sys.stderr)
             else:
                 spy = subprocess.Popen(
-                    [exe, "record", "--pid", str(server.pid), "--subprocesses", "--rate", "200",
-                     "--format", "raw", "--output", args.py_spy, "--nonblocking"],
-                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                    [
+                        exe,
+                        "record",
+                        "--pid",
+                        str(server.pid),
+                        "--subprocesses",
+                        "--rate",
+                        "200",
+                        "--format",
+                        "raw",
+                        "--output",
+                        args.py_spy,
+                        "--nonblocking",
+                    ],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
                 )
                 time.sleep(1.0)  # let it attach
 
@@ -160,39 +189,69 @@ def main() -> int:
         server_cpu[p.role] += p.cpu_s - (before[p.pid].cpu_s if p.pid in before else 0.0)
 
     print()
-    print(f"dossiers      {len(latencies)} fresh, D02-TS {args.rows} rows, {mean_size / 1024:.1f} KiB each, "
-          f"signed form + envelope")
+    print(
+        f"dossiers      {len(latencies)} fresh, D02-TS {args.rows} rows, {mean_size / 1024:.1f} KiB each, "
+        f"signed form + envelope"
+    )
     print(f"concurrency   {args.concurrency}")
     print(f"workers       {args.workers}")
     print(f"store         {benchlib.describe_store(store_url)}")
     print(f"elapsed       {elapsed:.2f} s")
     print(f"receipts/s    {rate:.1f}")
-    print(f"latency ms    p50 {ms[50]:.1f}   p90 {ms[90]:.1f}   p99 {ms[99]:.1f}   max {latencies[-1] * 1000:.1f}")
+    print(
+        f"latency ms    p50 {ms[50]:.1f}   p90 {ms[90]:.1f}   p99 {ms[99]:.1f}   max {latencies[-1] * 1000:.1f}"
+    )
     print(f"statuses      {dict(sorted(statuses.items(), key=str))}")
     if not ok:
-        print("!!!!!!!! NOT EVERY ANSWER WAS 202 !!!!!!!!  (warm-up: %s)" % dict(warm_status))
+        print(f"!!!!!!!! NOT EVERY ANSWER WAS 202 !!!!!!!!  (warm-up: {dict(warm_status)})")
         for line in warm_odd + odd:
             print(f"!! {line}")
-    print(f"client CPU    {client_cpu:.2f} s ({client_cpu / elapsed * 100:.0f}% of one core) "
-          f"on the same {os.cpu_count()} cores")
-    print("server CPU    " + ", ".join(f"{role} {s:.2f} s ({s / elapsed * 100:.0f}% of a core)"
-                                       for role, s in server_cpu.items()))
+    print(
+        f"client CPU    {client_cpu:.2f} s ({client_cpu / elapsed * 100:.0f}% of one core) "
+        f"on the same {os.cpu_count()} cores"
+    )
+    print(
+        "server CPU    "
+        + ", ".join(
+            f"{role} {s:.2f} s ({s / elapsed * 100:.0f}% of a core)" for role, s in server_cpu.items()
+        )
+    )
     for p in after:
-        print(f"server mem    {p.role:<7} pid {p.pid:<7} VmHWM {benchlib.mib(p.hwm_kb):>10}  VmRSS {benchlib.mib(p.rss_kb):>10}")
+        print(
+            f"server mem    {p.role:<7} pid {p.pid:<7} VmHWM {benchlib.mib(p.hwm_kb):>10}  VmRSS {benchlib.mib(p.rss_kb):>10}"
+        )
     total_rss = sum(p.rss_kb for p in after)
-    print(f"server mem    total VmRSS {benchlib.mib(total_rss)} (sum of VmHWM {benchlib.mib(sum(p.hwm_kb for p in after))})")
+    print(
+        f"server mem    total VmRSS {benchlib.mib(total_rss)} (sum of VmHWM {benchlib.mib(sum(p.hwm_kb for p in after))})"
+    )
     if exit_code not in (0, None):
         print(f"!! the server exited with {exit_code} after SIGTERM")
     if args.json:
-        print(json.dumps({
-            "bench": "receipts", "count": len(latencies), "rows": args.rows, "concurrency": args.concurrency,
-            "workers": args.workers, "store": benchlib.describe_store(store_url), "elapsed_s": round(elapsed, 3),
-            "receipts_per_s": round(rate, 1), "p50_ms": round(ms[50], 2), "p90_ms": round(ms[90], 2),
-            "p99_ms": round(ms[99], 2), "max_ms": round(latencies[-1] * 1000, 2),
-            "statuses": {str(k): v for k, v in statuses.items()}, "all_202": ok,
-            "client_cpu_s": round(client_cpu, 2), "server_cpu_s": {k: round(v, 2) for k, v in server_cpu.items()},
-            "server_mem_kb": [{"pid": p.pid, "role": p.role, "vm_hwm": p.hwm_kb, "vm_rss": p.rss_kb} for p in after],
-        }))
+        print(
+            json.dumps(
+                {
+                    "bench": "receipts",
+                    "count": len(latencies),
+                    "rows": args.rows,
+                    "concurrency": args.concurrency,
+                    "workers": args.workers,
+                    "store": benchlib.describe_store(store_url),
+                    "elapsed_s": round(elapsed, 3),
+                    "receipts_per_s": round(rate, 1),
+                    "p50_ms": round(ms[50], 2),
+                    "p90_ms": round(ms[90], 2),
+                    "p99_ms": round(ms[99], 2),
+                    "max_ms": round(latencies[-1] * 1000, 2),
+                    "statuses": {str(k): v for k, v in statuses.items()},
+                    "all_202": ok,
+                    "client_cpu_s": round(client_cpu, 2),
+                    "server_cpu_s": {k: round(v, 2) for k, v in server_cpu.items()},
+                    "server_mem_kb": [
+                        {"pid": p.pid, "role": p.role, "vm_hwm": p.hwm_kb, "vm_rss": p.rss_kb} for p in after
+                    ],
+                }
+            )
+        )
     return 0 if ok else 1
 
 

@@ -52,8 +52,14 @@ def new_dossier(data: bytes = b"\xef\xbb\xbf<Hoso/>", **overrides) -> NewDossier
     return NewDossier(**fields)
 
 
-def notice_for(dossier: Dossier) -> bytes:
+def notice_bytes(dossier: Dossier) -> bytes:
     return f"<ThongBao id='{dossier.id}' so='{dossier.so_ho_so}' state='{dossier.state}'/>".encode()
+
+
+async def notice_for(dossier: Dossier) -> bytes:
+    """The store awaits make_notice (the server signs notices in its worker processes)."""
+    await asyncio.sleep(0)
+    return notice_bytes(dossier)
 
 
 async def count(store: Store) -> int:
@@ -73,7 +79,7 @@ async def test_round_trip_keeps_every_field_and_aware_times(store):
     )
     saved = await store.save_receipt(new, notice_for)
     assert saved.outcome == "stored"
-    assert saved.notice == notice_for(saved.dossier)
+    assert saved.notice == notice_bytes(saved.dossier)
     got = await store.get_dossier(new.id, ALL)
     assert got == saved.dossier
     assert got.received_at == T0 and got.received_at.tzinfo is not None
@@ -122,7 +128,7 @@ async def test_numbers_grow_past_five_digits(store):
 async def test_replay_of_a_received_dossier_returns_the_first_notice(store):
     first = await store.save_receipt(new_dossier(), notice_for)
 
-    def must_not_run(_: Dossier) -> bytes:
+    async def must_not_run(_: Dossier) -> bytes:
         raise AssertionError("a replay makes no notice")
 
     again = await store.save_receipt(new_dossier(), must_not_run)
@@ -238,12 +244,12 @@ async def test_group_commit_stores_200_concurrent_saves_with_gapless_numbers(sto
 
 
 async def test_a_failing_notice_fails_only_its_own_save(store):
-    def fussy(dossier: Dossier) -> bytes:
-        if b"bad" in dossier.id.encode():
+    async def fussy(dossier: Dossier) -> bytes:
+        if dossier.id.startswith("bad-"):  # ids are uuid hex otherwise, which may well contain "bad"
             raise RuntimeError("signing failed")
-        return notice_for(dossier)
+        return notice_bytes(dossier)
 
-    ids = [f"bad{i}" if i in (3, 7) else uuid.uuid4().hex for i in range(10)]
+    ids = [f"bad-{i}" if i in (3, 7) else uuid.uuid4().hex for i in range(10)]
     results = await asyncio.gather(
         *(store.save_receipt(new_dossier(f"<n{i}/>".encode(), id=ids[i]), fussy) for i in range(10)),
         return_exceptions=True,
@@ -252,7 +258,7 @@ async def test_a_failing_notice_fails_only_its_own_save(store):
     assert len(failed) == 2 and all(isinstance(e, RuntimeError) for e in failed)
     numbers = sorted(r.dossier.so_ho_so for r in results if not isinstance(r, Exception))
     assert numbers == [f"{n:05d}/2026/X" for n in range(1, 9)]
-    assert await store.get_dossier("bad3", ALL) is None
+    assert await store.get_dossier("bad-3", ALL) is None
     assert await count(store) == 8
 
 

@@ -159,8 +159,8 @@ async def post_dossier(request: web.Request) -> web.Response:
 
     new = _new_dossier(services, key, body, outcome, received_at, idempotency_key)
 
-    def make_notice(dossier: Dossier) -> bytes:
-        return services.signer.sign(_receipt_notice(dossier, outcome))
+    async def make_notice(dossier: Dossier) -> bytes:
+        return await services.workers.sign_notice(_receipt_notice(dossier, outcome))
 
     saved = await services.store.save_receipt(new, make_notice)
     if saved.outcome == "conflict":

@@ -1,4 +1,5 @@
-"""Runs the receipt pipeline off the event loop: in worker processes (default) or one thread.
+"""Runs the receipt pipeline and notice signing off the event loop: in worker processes
+(default) or one thread.
 
 Each worker builds its `Receiver` once (trust anchors, schemas); lxml schema objects cannot
 be pickled, so they are built inside the worker rather than shipped to it.
@@ -16,13 +17,16 @@ from datetime import datetime
 
 from interchange.config import Config
 from interchange.intake.pipeline import Caller, Outcome, Receiver
+from interchange.notices.notice import NoticeData, NoticeSigner
 
 _receiver: Receiver | None = None
+_notice_signer: NoticeSigner | None = None
 
 
 def _init(cfg: Config, parent_pid: int | None = None) -> None:
-    global _receiver
+    global _receiver, _notice_signer
     _receiver = Receiver.from_config(cfg)
+    _notice_signer = NoticeSigner.from_files(cfg.signing_key_path, cfg.signing_cert_path)
     if parent_pid is not None:
         threading.Thread(target=_exit_with_parent, args=(parent_pid,), daemon=True).start()
 
@@ -37,6 +41,11 @@ def _exit_with_parent(parent_pid: int) -> None:
 def _receive(body: bytes, at: datetime, caller: Caller | None) -> Outcome:
     assert _receiver is not None, "worker not initialised"
     return _receiver.receive(body, at, caller)
+
+
+def _sign_notice(data: NoticeData) -> bytes:
+    assert _notice_signer is not None, "worker not initialised"
+    return _notice_signer.sign(data)
 
 
 def _ready() -> bool:
@@ -67,6 +76,10 @@ class ReceiptWorkers:
 
     async def receive(self, body: bytes, at: datetime, caller: Caller | None) -> Outcome:
         return await asyncio.get_running_loop().run_in_executor(self._pool, _receive, body, at, caller)
+
+    async def sign_notice(self, data: NoticeData) -> bytes:
+        """Sign a notice in a worker (RSA signing would otherwise hold up the event loop)."""
+        return await asyncio.get_running_loop().run_in_executor(self._pool, _sign_notice, data)
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)

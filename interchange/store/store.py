@@ -19,7 +19,7 @@ import logging
 import re
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -57,10 +57,10 @@ BATCH_SIZE = 64
 MAX_PAGE = 500
 KEY_CACHE_SECONDS = 2.0  # a revocation reaches every process within this time
 SQLITE_PRAGMAS = (
+    "PRAGMA busy_timeout=10000",  # first: switching to WAL takes a lock that another opener may hold
     "PRAGMA journal_mode=WAL",
     "PRAGMA synchronous=FULL",
     "PRAGMA foreign_keys=ON",
-    "PRAGMA busy_timeout=10000",
 )
 _TOKEN = re.compile(r"ik_([0-9a-f]{12})_([A-Za-z0-9_-]{43})")
 _DOSSIER_COLUMNS = [c for c in dossiers.c if c.name not in ("replay_key", "idempotency_scope")]
@@ -69,7 +69,7 @@ _DOSSIER_COLUMNS = [c for c in dossiers.c if c.name not in ("replay_key", "idemp
 @dataclass(eq=False)
 class _Job:
     new: NewDossier
-    make_notice: Callable[[Dossier], bytes]
+    make_notice: Callable[[Dossier], Awaitable[bytes]]
     future: asyncio.Future
 
 
@@ -123,11 +123,15 @@ class Store:
 
     # -- receipts ------------------------------------------------------------------------
 
-    async def save_receipt(self, new: NewDossier, make_notice: Callable[[Dossier], bytes]) -> SaveResult:
+    async def save_receipt(
+        self, new: NewDossier, make_notice: Callable[[Dossier], Awaitable[bytes]]
+    ) -> SaveResult:
         """Store a received or refused dossier with its receipt notice; return after the commit.
 
         `make_notice` gets the dossier as stored (with its number) and returns the signed
         notice bytes; it runs inside the transaction, so a notice exists for every dossier.
+        The notices of one batch are made concurrently (the server signs them in its worker
+        processes), so signing never holds up the event loop.
         An exact resend of a dossier that was not refused, or a resend with a known
         Idempotency-Key, stores nothing and returns the earlier dossier and notice.
         """
@@ -200,28 +204,37 @@ class Store:
         at_start: dict[tuple[str, int], int] = {}
         results: list[SaveResult | Exception] = []
         stored: list[tuple[NewDossier, SaveResult]] = []
+        repeats: list[tuple[int, SaveResult, str]] = []  # results that copy an earlier one of this batch
         for job in jobs:
             new = job.new
-            found = _repeat_of(new, by_replay, by_scope)
-            if found is not None:
-                results.append(found)
+            earlier = _earlier_of(new, by_replay, by_scope)
+            if earlier is not None:
+                results.append(SaveResult(replace(earlier[0].dossier), earlier[0].notice, earlier[1]))
+                repeats.append((len(results) - 1, earlier[0], earlier[1]))
                 continue
             so_ho_so = None
             if new.state == RECEIVED:
                 group = (new.office_code, new.received_at.astimezone(VN_TIME).year)
                 if group not in last:
                     last[group] = at_start[group] = await self._bump_counter(conn, *group, 0)
-                so_ho_so = _so_ho_so(last[group] + 1, *group)
-            try:
-                result = _receipt(new, so_ho_so, job.make_notice)
-            except Exception as exc:  # the number is not used: the next dossier gets it
-                results.append(exc)
-                continue
-            if so_ho_so is not None:
                 last[group] += 1
+                so_ho_so = _so_ho_so(last[group], *group)
+            result = SaveResult(_stored_dossier(new, so_ho_so), b"", "stored")
             results.append(result)
             stored.append((new, result))
             _remember(new, result, by_replay, by_scope)
+        made = await asyncio.gather(
+            *(job.make_notice(result.dossier) for job, (_, result) in zip(_fresh(jobs, stored), stored, strict=True)),
+            return_exceptions=True,
+        )
+        if any(isinstance(m, BaseException) for m in made):
+            # Numbers were handed out in order: redo the batch one by one, so that the failing
+            # dossier's savepoint gives its number back and only its caller sees the error.
+            raise _NoticeFailed(next(m for m in made if isinstance(m, BaseException)))
+        for (_, result), xml in zip(stored, made, strict=True):
+            result.notice = xml
+        for index, earlier, outcome in repeats:
+            results[index] = SaveResult(replace(earlier.dossier), earlier.notice, outcome)
         if stored:
             await conn.execute(dossiers.insert(), [_dossier_row(new, r.dossier) for new, r in stored])
             await conn.execute(
@@ -251,7 +264,8 @@ class Store:
                         year = new.received_at.astimezone(VN_TIME).year
                         number = await self._bump_counter(conn, new.office_code, year, 1)
                         so_ho_so = _so_ho_so(number, new.office_code, year)
-                    result = _receipt(new, so_ho_so, job.make_notice)
+                    dossier = _stored_dossier(new, so_ho_so)
+                    result = SaveResult(dossier, await job.make_notice(dossier), "stored")
                     await conn.execute(dossiers.insert(), _dossier_row(new, result.dossier))
                     await conn.execute(originals.insert(), {"dossier_id": new.id, "content": new.original})
                     await conn.execute(notices.insert(), _notice_row(result))
@@ -577,20 +591,28 @@ def _idempotency_scope(new: NewDossier) -> str | None:
     return None if new.idempotency_key is None else f"{new.owner}:{new.idempotency_key}"
 
 
+def _earlier_of(
+    new: NewDossier, by_replay: dict[str, SaveResult], by_scope: dict[str, SaveResult]
+) -> tuple[SaveResult, str] | None:
+    """The stored dossier `new` repeats, and how: same bytes from the same owner (unless
+    refused) is a "replay"; the same Idempotency-Key is a replay, or a "conflict" when the
+    bytes differ."""
+    earlier = by_replay.get(_replay_key(new) or "")
+    if earlier is not None:
+        return earlier, "replay"
+    earlier = by_scope.get(_idempotency_scope(new) or "")
+    if earlier is None:
+        return None
+    return earlier, ("replay" if earlier.dossier.sha256 == new.sha256 else "conflict")
+
+
 def _repeat_of(
     new: NewDossier, by_replay: dict[str, SaveResult], by_scope: dict[str, SaveResult]
 ) -> SaveResult | None:
-    """The answer when `new` repeats a stored dossier: same bytes from the same owner (unless
-    refused), or the same Idempotency-Key (a conflict when the bytes differ)."""
-    earlier = by_replay.get(_replay_key(new) or "")
-    outcome = "replay"
-    if earlier is None:
-        earlier = by_scope.get(_idempotency_scope(new) or "")
-        if earlier is None:
-            return None
-        if earlier.dossier.sha256 != new.sha256:
-            outcome = "conflict"
-    return SaveResult(replace(earlier.dossier), earlier.notice, outcome)
+    found = _earlier_of(new, by_replay, by_scope)
+    if found is None:
+        return None
+    return SaveResult(replace(found[0].dossier), found[0].notice, found[1])
 
 
 def _remember(
@@ -606,8 +628,18 @@ def _so_ho_so(number: int, office: str, year: int) -> str:
     return f"{number:05d}/{year}/{office}"
 
 
-def _receipt(new: NewDossier, so_ho_so: str | None, make_notice: Callable[[Dossier], bytes]) -> SaveResult:
-    dossier = Dossier(
+class _NoticeFailed(Exception):
+    """Making one notice of a batch failed: the batch is redone one dossier at a time."""
+
+
+def _fresh(jobs: list[_Job], stored: list[tuple[NewDossier, SaveResult]]) -> list[_Job]:
+    """The jobs whose dossiers are stored now, in the order of `stored`."""
+    by_id = {job.new.id: job for job in jobs}
+    return [by_id[new.id] for new, _ in stored]
+
+
+def _stored_dossier(new: NewDossier, so_ho_so: str | None) -> Dossier:
+    return Dossier(
         id=new.id,
         so_ho_so=so_ho_so,
         state=new.state,
@@ -628,10 +660,8 @@ def _receipt(new: NewDossier, so_ho_so: str | None, make_notice: Callable[[Dossi
         layers=new.layers,
         signers=new.signers,
         facts=new.facts,
+        notice_kinds=[TIEP_NHAN if new.state == RECEIVED else TU_CHOI],
     )
-    xml = make_notice(dossier)
-    dossier.notice_kinds = [TIEP_NHAN if new.state == RECEIVED else TU_CHOI]
-    return SaveResult(dossier, xml, "stored")
 
 
 def _dossier_row(new: NewDossier, dossier: Dossier) -> dict:

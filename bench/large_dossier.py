@@ -1,0 +1,380 @@
+"""Time and peak memory to receive ONE large dossier: a D02-TS of `--rows` rows (default 50,000).
+
+The dossier is generated and signed once (form, then envelope) and cached in bench/out/.
+Each measurement runs in a FRESH process, so that its peak RSS is only that work:
+
+  (a) pipeline   `Receiver.from_config(cfg).receive(body, now, caller)` in a subprocess:
+                 wall time, peak RSS (ru_maxrss) absolute and minus the RSS after imports,
+                 Receiver construction and one small warm-up dossier;
+  stages         the functions `Receiver.receive` calls, in its order, timed one by one
+                 (another fresh subprocess), with the RSS after each;
+  (b) HTTP       POST to a server in its own process (`python -m interchange serve`,
+                 --workers worker processes), timed until the answer, with the VmHWM of the
+                 server and its worker processes from /proc.
+
+    .venv/bin/python bench/large_dossier.py [--rows 50000] [--workers 2] [--profile] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import benchlib
+
+from interchange.config import Config
+
+DEFAULT_MAX_BODY = Config().limits.max_body_bytes
+
+
+def _maxrss_kb() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+
+
+def _peak_kb() -> int:
+    return benchlib.self_hwm_kb()
+
+
+# ---- in the child process ------------------------------------------------------------------
+
+
+def _setup(config: Path, small: Path):
+    """Imports, the Receiver, and one small dossier through it (lazy imports, trust cache)."""
+    from datetime import UTC, datetime
+
+    from interchange.config import load_config
+    from interchange.intake.pipeline import Caller, Receiver
+
+    cfg = load_config(config)
+    receiver = Receiver.from_config(cfg)
+    caller = Caller(role="submitter", mst=benchlib.UNIT.mst)
+    warm = receiver.receive(small.read_bytes(), datetime.now(UTC), caller)
+    if not warm.accepted:
+        raise SystemExit(f"the warm-up dossier was refused: {warm.layers} {warm.problems[:2]}")
+    return cfg, receiver, caller
+
+
+def child_pipeline(config: Path, small: Path, body_path: Path) -> dict:
+    from datetime import UTC, datetime
+
+    cfg, receiver, caller = _setup(config, small)
+    base_rss, base_max, base_hwm = benchlib.self_rss_kb(), _maxrss_kb(), _peak_kb()
+    body = benchlib.read_exact(body_path)
+    started = time.perf_counter()
+    out = receiver.receive(body, datetime.now(UTC), caller)
+    wall = time.perf_counter() - started
+    return {
+        "wall_s": wall,
+        "accepted": out.accepted,
+        "layers": out.layers,
+        "problems": [p.as_dict() for p in out.problems[:3]],
+        "rss_after_setup_kb": base_rss,
+        "maxrss_after_setup_kb": base_max,
+        "hwm_after_setup_kb": base_hwm,
+        "maxrss_kb": _maxrss_kb(),
+        "hwm_kb": _peak_kb(),
+        "rss_end_kb": benchlib.self_rss_kb(),
+    }
+
+
+def child_stages(config: Path, small: Path, body_path: Path) -> dict:
+    """The stages of `Receiver.receive` (interchange/intake/pipeline.py), in its order."""
+    import hashlib
+    from datetime import UTC, datetime
+
+    from interchange.errors import Layer, Problems
+    from interchange.intake.envelope import read_envelope
+    from interchange.intake.pipeline import ENVELOPE_SIGNATURE_AT, FORM_SIGNATURE_AT
+    from interchange.intake.xmlparse import parse_xml
+    from interchange.trust.xmldsig import verify_document
+
+    cfg, r, caller = _setup(config, small)
+    stages: list[dict] = []
+    body = benchlib.read_exact(body_path)
+    now = datetime.now(UTC)
+
+    def stage(name: str, fn, *args, **kwargs):
+        t0 = time.perf_counter()
+        value = fn(*args, **kwargs)
+        stages.append(
+            {
+                "stage": name,
+                "s": time.perf_counter() - t0,
+                "rss_kb": benchlib.self_rss_kb(),
+                "peak_kb": _peak_kb(),
+            }
+        )
+        return value
+
+    def mark(name: str) -> None:
+        stages.append({"stage": name, "s": 0.0, "rss_kb": benchlib.self_rss_kb(), "peak_kb": _peak_kb()})
+
+    problems = Problems(cap=r.max_errors)
+    mark("(after setup + reading the body)")
+    stage("sha256 of the body", hashlib.sha256, body)
+    tree = stage("parse envelope (parse_xml)", parse_xml, body, r.limits, layer=Layer.ENVELOPE)
+    root = tree.getroot()
+    problems.extend(
+        stage("envelope XSD (validate_envelope)", r.schemas.validate_envelope, root, cap=r.max_errors)
+    )
+    env = stage("read envelope + base64 decode (read_envelope)", read_envelope, root, problems, r.max_files)
+    f = next(f for f in env.files if f.is_xml)
+    form_root = stage("form parse (parse_xml)", parse_xml, f.content, r.limits, form=f.code).getroot()
+    report = stage(
+        "envelope signature (verify_document)",
+        verify_document,
+        root,
+        location=ENVELOPE_SIGNATURE_AT,
+        trust=r.trust,
+        at=now,
+        document="Hoso",
+        expected_mst=env.mst,
+        legacy_sha1=r.legacy_sha1,
+    )
+    problems.extend(report.problems)
+    del tree, root
+    mark("(del envelope tree)")
+    report = stage(
+        "form signature (verify_document)",
+        verify_document,
+        form_root,
+        location=FORM_SIGNATURE_AT,
+        trust=r.trust,
+        at=now,
+        document=f.name,
+        form=f.code,
+        expected_mst=env.mst,
+        legacy_sha1=r.legacy_sha1,
+    )
+    problems.extend(report.problems)
+    problems.extend(
+        stage(
+            "form XSD (validate_form)",
+            r.schemas.validate_form,
+            f.code,
+            form_root,
+            size_hint=len(f.content),
+            cap=r.max_errors - len(problems),
+        )
+    )
+    return {
+        "stages": stages,
+        "form_bytes": len(f.content),
+        "problems": [p.as_dict() for p in problems.items[:3]],
+    }
+
+
+def child_profile(config: Path, small: Path, body_path: Path) -> dict:
+    import cProfile
+    import io
+    import pstats
+    from datetime import UTC, datetime
+
+    cfg, receiver, caller = _setup(config, small)
+    body = benchlib.read_exact(body_path)
+    prof = cProfile.Profile()
+    prof.enable()
+    receiver.receive(body, datetime.now(UTC), caller)
+    prof.disable()
+    text = io.StringIO()
+    pstats.Stats(prof, stream=text).strip_dirs().sort_stats("tottime").print_stats(15)
+    return {"profile": text.getvalue()}
+
+
+CHILDREN = {"pipeline": child_pipeline, "stages": child_stages, "profile": child_profile}
+
+
+def run_child(kind: str, config: Path, small: Path, body: Path) -> dict:
+    proc = subprocess.run(
+        [sys.executable, __file__, "--child", kind, str(config), str(small), str(body)],
+        capture_output=True,
+        text=True,
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"the {kind} subprocess failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+# ---- over HTTP -------------------------------------------------------------------------------
+
+
+async def post(url: str, token: str, body: bytes) -> tuple[int, float, bytes]:
+    import aiohttp
+
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/xml"}
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=600)) as session:
+        started = time.perf_counter()
+        async with session.post(f"{url}/api/v1/dossiers", data=body, headers=headers) as resp:
+            answer = await resp.read()
+            return resp.status, time.perf_counter() - started, answer
+
+
+async def warm_up(url: str, token: str, bodies: list[bytes]) -> list[int]:
+    return [s for s, _, _ in await asyncio.gather(*(post(url, token, b) for b in bodies))]
+
+
+def over_http(args, tmp: Path, bench_pki, body_path: Path, small_bodies: list[bytes]) -> dict:
+    schema = None
+    if args.store_url.startswith("postgresql"):
+        schema = benchlib.PgSchema(args.store_url)
+        schema.create()
+        store_url = schema.url
+    else:
+        store_url = args.store_url or benchlib.sqlite_url(tmp / "http")
+    size = body_path.stat().st_size
+    env = {}
+    if size > DEFAULT_MAX_BODY:
+        limit = (size // (1 << 20) + 16) << 20
+        env["INTERCHANGE_LIMITS_MAX_BODY_BYTES"] = str(limit)
+    server = None
+    try:
+        (tmp / "http").mkdir(exist_ok=True)
+        config = benchlib.write_config(tmp / "http", bench_pki, store_url)
+        token = benchlib.create_submitter_key(store_url)
+        server = benchlib.Server(config, workers=args.workers, env=env)
+        server.start()
+        warm = asyncio.run(warm_up(server.url, token, small_bodies))
+        before = benchlib.server_processes(server.pid)
+        body = benchlib.read_exact(body_path)
+        status, wall, answer = asyncio.run(post(server.url, token, body))
+        del body
+        after = benchlib.server_processes(server.pid)
+    finally:
+        if server is not None:
+            server.stop()
+        if schema is not None:
+            schema.drop()
+    return {
+        "status": status,
+        "wall_s": wall,
+        "warm_statuses": warm,
+        "raised_limit": env.get("INTERCHANGE_LIMITS_MAX_BODY_BYTES"),
+        "answer_head": answer[:300].decode(errors="replace") if status != 202 else "",
+        "store": benchlib.describe_store(store_url),
+        "before": [p.__dict__ for p in before],
+        "after": [p.__dict__ for p in after],
+    }
+
+
+# ---- main ----------------------------------------------------------------------------------
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--rows", type=int, default=50_000, help="rows of the D02-TS")
+    ap.add_argument("--workers", type=int, default=2, help="server worker processes for the HTTP part")
+    ap.add_argument(
+        "--store-url",
+        default="",
+        help="store for the HTTP part (default: SQLite in a temp folder; "
+        "a postgresql+asyncpg URL gets a fresh schema, dropped after)",
+    )
+    ap.add_argument("--no-http", action="store_true", help="skip the HTTP part")
+    ap.add_argument("--profile", action="store_true", help="also cProfile receive() in a fresh subprocess")
+    ap.add_argument("--json", action="store_true", help="also print one machine-readable JSON line")
+    ap.add_argument("--child", nargs=4, metavar=("KIND", "CONFIG", "SMALL", "BODY"), help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        kind, *paths = args.child
+        print(json.dumps(CHILDREN[kind](*map(Path, paths))))
+        return 0
+
+    bench_pki = benchlib.ensure_pki()
+    body_path = benchlib.large_dossier(bench_pki, args.rows)
+    small_bodies = benchlib.signed_dossiers(bench_pki, 20, 5)
+    body_size = body_path.stat().st_size
+    mib = benchlib.mib
+    tmp = Path(tempfile.mkdtemp(prefix="bench-large-"))
+    try:
+        small = tmp / "small.xml"
+        small.write_bytes(small_bodies[0])
+        config = benchlib.write_config(tmp, bench_pki, benchlib.sqlite_url(tmp))
+        pipe = run_child("pipeline", config, small, body_path)
+        stages = run_child("stages", config, small, body_path)
+        prof = run_child("profile", config, small, body_path) if args.profile else None
+        http = None if args.no_http else over_http(args, tmp, bench_pki, body_path, small_bodies[1:5])
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    print()
+    print(
+        f"dossier       D02-TS {args.rows} rows: body {body_size:,} B ({body_size / 2**20:.1f} MiB), "
+        f"form {stages['form_bytes']:,} B ({stages['form_bytes'] / 2**20:.1f} MiB)"
+    )
+    if body_size > DEFAULT_MAX_BODY:
+        print(
+            f"NOTE          the body is over the default limits.max_body_bytes ({DEFAULT_MAX_BODY:,} B = 64 MiB): "
+            f"the HTTP server below runs with INTERCHANGE_LIMITS_MAX_BODY_BYTES="
+            f"{http['raised_limit'] if http else '(raised)'}"
+        )
+    accepted = "accepted" if pipe["accepted"] else f"!! REFUSED {pipe['layers']} {pipe['problems']}"
+    print(f"(a) pipeline  receive() {pipe['wall_s']:.2f} s, {accepted}")
+    print(
+        f"    memory    peak RSS {mib(pipe['maxrss_kb'])} (ru_maxrss; VmHWM {mib(pipe['hwm_kb'])}); "
+        f"RSS after imports+Receiver+warm-up {mib(pipe['rss_after_setup_kb'])}; "
+        f"delta {mib(pipe['hwm_kb'] - pipe['rss_after_setup_kb'])} (includes the {body_size / 2**20:.1f} MiB body)"
+    )
+    if pipe["maxrss_after_setup_kb"] > pipe["hwm_after_setup_kb"] + 10 * 1024:
+        print(
+            "    note      ru_maxrss keeps the parent's RSS at fork: VmHWM is the figure for this process alone"
+        )
+    print("    stages    (same functions, same order, fresh process)")
+    total = 0.0
+    for s in stages["stages"]:
+        total += s["s"]
+        t = f"{s['s']:7.3f} s" if s["s"] else "        -"
+        print(f"      {s['stage']:<48} {t}   RSS {mib(s['rss_kb']):>11}   peak {mib(s['peak_kb']):>11}")
+    print(f"      {'sum':<48} {total:7.3f} s")
+    if stages["problems"]:
+        print(f"    !! problems in the stages run: {stages['problems']}")
+    if http is not None:
+        ok = http["status"] == 202
+        print(
+            f"(b) HTTP      POST -> {http['status']} in {http['wall_s']:.2f} s, workers={args.workers}, "
+            f"store {http['store']}" + ("" if ok else f"   !!!! NOT 202: {http['answer_head']}")
+        )
+        if any(s != 202 for s in http["warm_statuses"]):
+            print(f"    !! warm-up statuses {http['warm_statuses']}")
+        before = {p["pid"]: p for p in http["before"]}
+        for p in http["after"]:
+            b = before.get(p["pid"], {"hwm_kb": 0, "rss_kb": 0})
+            print(
+                f"    memory    {p['role']:<7} pid {p['pid']:<7} VmHWM {mib(b['hwm_kb']):>10} -> {mib(p['hwm_kb']):>10}   "
+                f"VmRSS now {mib(p['rss_kb']):>10}"
+            )
+        workers = [p for p in http["after"] if p["role"] == "worker"]
+        if workers:
+            print(
+                f"    memory    worker peak (max VmHWM) {mib(max(p['hwm_kb'] for p in workers))}, "
+                f"server process peak {mib(sum(p['hwm_kb'] for p in http['after'] if p['role'] == 'server'))}"
+            )
+    print("targets       receive in < 2 s within 400 MB (not asserted)")
+    if prof is not None:
+        print("\ncProfile of receive(), by own time:\n" + prof["profile"])
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "bench": "large_dossier",
+                    "rows": args.rows,
+                    "body_bytes": body_size,
+                    "form_bytes": stages["form_bytes"],
+                    "pipeline": pipe,
+                    "stages": stages["stages"],
+                    "http": http,
+                }
+            )
+        )
+    return 0 if pipe["accepted"] and (http is None or http["status"] == 202) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
