@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography.hazmat.primitives import hashes
-from lxml import etree
 from sqlalchemy.engine import make_url
 
 from interchange.forms import samples
@@ -73,12 +72,7 @@ def ensure_pki() -> BenchPki:
 
 def unit_signer(p12: Path) -> DocumentSigner:
     issued = pki.load_p12(p12, b"demo")
-    signer = DocumentSigner(issued.key, [issued.cert, *issued.chain])
-    # signxml re-parses the document with a default parser, which refuses a text node over
-    # 10 MB (libxml2's limit without XML_PARSE_HUGE): a form over ~7.5 MB cannot be signed
-    # by DocumentSigner as it stands. Bench-only work-around: give it a huge_tree parser.
-    signer._signer._parser = etree.XMLParser(resolve_entities=False, huge_tree=True)
-    return signer
+    return DocumentSigner(issued.key, [issued.cert, *issued.chain])
 
 
 def make_dossier(signer: DocumentSigner, rows: int, seed: int) -> bytes:

@@ -51,7 +51,7 @@ class SigningConfig:
 
 @dataclass
 class LimitsConfig:
-    max_body_bytes: int = 64 * 1024 * 1024
+    max_body_bytes: int = 128 * 1024 * 1024  # a 50,000-row D02-TS dossier is about 81 MiB
     max_depth: int = 64
     max_elements: int = 5_000_000
     max_files: int = 50

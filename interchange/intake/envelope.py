@@ -56,6 +56,10 @@ class Envelope:
         }
 
 
+def _has_space(text: str) -> bool:
+    return any(c in text for c in " \t\r\n")
+
+
 def _text(root: etree._Element, path: str) -> str | None:
     el = root.find(path)
     if el is None or el.text is None:
@@ -136,10 +140,13 @@ def read_envelope(root: etree._Element, problems: Problems, max_files: int) -> E
     for file_el in files:
         xpath = tree.getpath(file_el)
         content_el = file_el.find("NoiDungFile")
-        b64 = "".join((content_el.text or "").split()) if content_el is not None else ""
+        text = content_el.text or "" if content_el is not None else ""
+        # Most files carry the base64 on one line: only copy it when there is white space to drop
+        # (for an 80 MB dossier the copy costs 160 MB at its peak).
+        b64 = text if not _has_space(text) else "".join(text.split())
         declared = _text(file_el, "DoDaiFile")
         length_el = file_el.find("DoDaiFile")
-        raw_len = len(content_el.text or "") if content_el is not None else 0
+        raw_len = len(text)
         if declared is not None and declared not in (str(len(b64)), str(raw_len)):
             problems.add(
                 _problem(

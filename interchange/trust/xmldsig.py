@@ -373,6 +373,9 @@ class DocumentSigner:
             digest_algorithm="sha256",
             c14n_algorithm=C14N_10,
         )
+        # signxml re-parses what it signs; its default parser refuses text nodes over 10 MB, which
+        # an envelope carrying a large form has. Entities stay off.
+        self._signer._parser = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=True)
 
     def sign(self, root: etree._Element, *, location: str, signing_time: datetime | None = None) -> etree._Element:
         """Return a signed copy of `root` with the signature inside its `location` child ("" = root)."""
