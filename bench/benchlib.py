@@ -268,6 +268,7 @@ class Server:
             INTERCHANGE_SERVER_PORT=str(self.port),
             INTERCHANGE_SERVER_WORKERS=str(self.workers),
             INTERCHANGE_SERVER_HOST="127.0.0.1",
+            INTERCHANGE_LIMITS_RATE_PER_SECOND="0",  # one key sends everything: measure the server, not the limit
             PYTHONUNBUFFERED="1",
         )
         env.update(self.extra_env)

@@ -108,6 +108,14 @@ def cmd_keys(args) -> int:
                 key, token = await store.create_api_key(args.role, mst=args.mst, ivan=args.ivan, label=args.label or "")
                 print(f"key id {key.key_id} ({key.role}{' ' + key.owner if key.role in ('submitter', 'ivan') else ''})")
                 print(f"API key (shown once): {token}")
+            elif args.keys_cmd == "rotate":
+                rotated = await store.rotate_api_key(args.key_id)
+                if rotated is None:
+                    print(f"no active key {args.key_id}", file=sys.stderr)
+                    return EXIT_FAILED
+                key, token = rotated
+                print(f"key {args.key_id} revoked; its replacement is {key.key_id} ({key.role})")
+                print(f"API key (shown once): {token}")
             elif args.keys_cmd == "revoke":
                 if not await store.revoke_api_key(args.key_id):
                     print(f"no active key {args.key_id}", file=sys.stderr)
@@ -353,6 +361,8 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--ivan")
     q.add_argument("--label")
     q = ksub.add_parser("revoke")
+    q.add_argument("key_id")
+    q = ksub.add_parser("rotate", help="a new key with the same role and binding; the old one is revoked")
     q.add_argument("key_id")
     ksub.add_parser("list")
     p.set_defaults(func=cmd_keys)

@@ -56,6 +56,8 @@ class LimitsConfig:
     max_elements: int = 5_000_000
     max_files: int = 50
     max_errors: int = 100
+    rate_per_second: float = 100.0  # per API key and server process; 0 switches the limit off
+    rate_burst: int = 200
 
 
 @dataclass
@@ -127,6 +129,13 @@ def _coerce(value: Any, kind: Any, where: str) -> Any:
             return int(value)
         except (TypeError, ValueError):
             raise ValueError(f"config: {where} must be a whole number, not {value!r}") from None
+    if kind is float:
+        if isinstance(value, bool):
+            raise ValueError(f"config: {where} must be a number, not {value!r}")
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"config: {where} must be a number, not {value!r}") from None
     if kind is str and not isinstance(value, str):
         raise ValueError(f"config: {where} must be a string, not {value!r}")
     return value

@@ -10,8 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from interchange.api.app import SERVICES
 from interchange.config import Config
 from interchange.forms import samples
+from interchange.server import make_app
 from interchange.trust import pki
 from interchange.trust.dossier_signing import sign_envelope
 from interchange.trust.xmldsig import DocumentSigner
@@ -85,6 +87,28 @@ def dossier(
     forms = forms if forms is not None else [("D02-TS", "D02-TS.xml", samples.d02ts(rows, seed=seed, unit=unit))]
     data = samples.envelope(unit, forms, procedure=procedure, ivan=ivan)
     return data if signer is None else sign_envelope(data, signer)
+
+
+@pytest.fixture
+async def api(cfg, store_url, aiohttp_client):
+    cfg.store.url = store_url
+    app = await make_app(cfg, workers=0)
+    client = await aiohttp_client(app)
+    store = app[SERVICES].store
+    keys = {}
+    for name, role, kw in (
+        ("unit", "submitter", {"mst": UNIT.mst}),
+        ("other", "submitter", {"mst": OTHER_UNIT.mst}),
+        ("ivan", "ivan", {"ivan": "00123"}),
+        ("other_ivan", "ivan", {"ivan": "00999"}),
+        ("auditor", "auditor", {}),
+        ("admin", "admin", {}),
+    ):
+        _, token = await store.create_api_key(role, **kw)
+        keys[name] = {"Authorization": f"Bearer {token}"}
+    client.keys = keys
+    client.store = store
+    return client
 
 
 @pytest.fixture

@@ -10,32 +10,9 @@ import pytest
 from lxml import etree
 
 from interchange.notices.notice import NS
-from interchange.server import make_app
 from tests.conftest import OTHER_UNIT, UNIT, dossier
 
 XML = {"Content-Type": "application/xml"}
-
-
-@pytest.fixture
-async def api(cfg, store_url, aiohttp_client):
-    cfg.store.url = store_url
-    app = await make_app(cfg, workers=0)
-    client = await aiohttp_client(app)
-    store = app[__import__("interchange.api.app", fromlist=["SERVICES"]).SERVICES].store
-    keys = {}
-    for name, role, kw in (
-        ("unit", "submitter", {"mst": UNIT.mst}),
-        ("other", "submitter", {"mst": OTHER_UNIT.mst}),
-        ("ivan", "ivan", {"ivan": "00123"}),
-        ("other_ivan", "ivan", {"ivan": "00999"}),
-        ("auditor", "auditor", {}),
-        ("admin", "admin", {}),
-    ):
-        _, token = await store.create_api_key(role, **kw)
-        keys[name] = {"Authorization": f"Bearer {token}"}
-    client.keys = keys
-    client.store = store
-    return client
 
 
 def notice_of(body: bytes):

@@ -7,6 +7,7 @@ bytes, the state and the signed notice: a crash before that loses nothing acknow
 from __future__ import annotations
 
 import logging
+import math
 import re
 import time
 import uuid
@@ -18,6 +19,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 
 from interchange.api.openapi import OPENAPI
+from interchange.api.ratelimit import RateLimiter
 from interchange.config import Config
 from interchange.errors import Layer, Problem
 from interchange.intake.pipeline import Caller, Outcome
@@ -59,6 +61,7 @@ class Metrics:
 
 SERVICES = web.AppKey("services", Services)
 METRICS = web.AppKey("metrics", Metrics)
+LIMITER = web.AppKey("limiter", RateLimiter)
 
 
 def _now() -> datetime:
@@ -100,7 +103,18 @@ async def _reader(request: web.Request) -> ApiKey:
             content_type="application/json",
             headers={"WWW-Authenticate": 'Bearer realm="interchange"'},
         )
+    wait = request.app[LIMITER].take(key.key_id)
+    if wait:
+        raise web.HTTPTooManyRequests(
+            text='{"status": 429, "code": "RATE-LIMIT", "message": "too many requests for this API key"}',
+            content_type="application/json",
+            headers={"Retry-After": _retry_after(wait)},
+        )
     return key
+
+
+def _retry_after(wait: float) -> str:
+    return str(max(1, math.ceil(wait)))
 
 
 # ---- POST /api/v1/dossiers -------------------------------------------------------------------
@@ -119,6 +133,16 @@ async def post_dossier(request: web.Request) -> web.Response:
             401,
             _transport_problem("AUTH-MISSING", "Thiếu hoặc sai khóa API.", "A valid API key is required (Authorization: Bearer ...)."),
             **{"WWW-Authenticate": 'Bearer realm="interchange"'},
+        )
+    wait = request.app[LIMITER].take(key.key_id)
+    if wait:
+        return _refusal_response(
+            request,
+            429,
+            _transport_problem(
+                "RATE-LIMIT", "Gửi quá nhiều yêu cầu; hãy thử lại sau.", "Too many requests for this API key; retry later."
+            ),
+            **{"Retry-After": _retry_after(wait)},
         )
     if key.role not in ("submitter", "ivan", "admin"):
         return _refusal_response(
@@ -386,6 +410,7 @@ def build_app(services: Services) -> web.Application:
     app = web.Application(client_max_size=services.cfg.limits.max_body_bytes, middlewares=[never_500_silently])
     app[SERVICES] = services
     app[METRICS] = Metrics()
+    app[LIMITER] = RateLimiter(services.cfg.limits.rate_per_second, services.cfg.limits.rate_burst)
     app.router.add_post("/api/v1/dossiers", post_dossier)
     app.router.add_get("/api/v1/dossiers", list_dossiers)
     app.router.add_get("/api/v1/dossiers/{id}", get_dossier)

@@ -28,6 +28,7 @@ OPENAPI = {
                     "403": {"description": "not this key's unit or I-VAN, or role", "content": _XML},
                     "413": {"description": "body too large", "content": _XML},
                     "415": {"description": "not application/xml", "content": _XML},
+                    "429": {"description": "rate limit of this API key; see Retry-After", "content": _XML},
                 },
             },
             "get": {

@@ -224,7 +224,10 @@ class Store:
             stored.append((new, result))
             _remember(new, result, by_replay, by_scope)
         made = await asyncio.gather(
-            *(job.make_notice(result.dossier) for job, (_, result) in zip(_fresh(jobs, stored), stored, strict=True)),
+            *(
+                job.make_notice(result.dossier)
+                for job, (_, result) in zip(_fresh(jobs, stored), stored, strict=True)
+            ),
             return_exceptions=True,
         )
         if any(isinstance(m, BaseException) for m in made):
@@ -497,6 +500,46 @@ class Store:
                     await conn.execute(select(api_keys.c.key_id).where(api_keys.c.key_id == key_id))
                 ).first()
         return found is not None
+
+    async def rotate_api_key(self, key_id: str) -> tuple[ApiKey, str] | None:
+        """Replace an active key by a new one with the same role, binding and label, and revoke
+        the old one, in one transaction. None when there is no such active key."""
+        self._keys.pop(key_id, None)
+        async with self._engine.connect() as conn:
+            await conn.execution_options(sqlite_immediate=True)
+            async with conn.begin():
+                row = (
+                    await conn.execute(
+                        select(api_keys).where(api_keys.c.key_id == key_id, api_keys.c.revoked_at.is_(None))
+                    )
+                ).first()
+                if row is None:
+                    return None
+                now = datetime.now(UTC)
+                key = ApiKey(
+                    key_id=secrets.token_hex(6),
+                    role=row.role,
+                    mst=row.mst,
+                    ivan=row.ivan,
+                    label=row.label,
+                    created_at=now,
+                    revoked_at=None,
+                )
+                secret = secrets.token_urlsafe(32)
+                await conn.execute(
+                    api_keys.insert(),
+                    {
+                        "key_id": key.key_id,
+                        "role": key.role,
+                        "mst": key.mst,
+                        "ivan": key.ivan,
+                        "label": key.label,
+                        "secret_sha256": _secret_digest(secret),
+                        "created_at": now,
+                    },
+                )
+                await conn.execute(update(api_keys).where(api_keys.c.key_id == key_id).values(revoked_at=now))
+        return key, f"ik_{key.key_id}_{secret}"
 
     async def list_api_keys(self) -> list[ApiKey]:
         async with self._engine.connect() as conn:
