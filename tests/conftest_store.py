@@ -79,3 +79,31 @@ async def store(store_url):
     opened = await Store.open(store_url)
     yield opened
     await opened.close()
+
+
+def _pg_reachable() -> str | None:
+    """None when PostgreSQL answers, else why not."""
+    try:
+        _on_private_loop(_pg_execute("SELECT 1"))
+    except Exception as exc:
+        return repr(exc)
+    return None
+
+
+def pytest_report_header(config):
+    why = _pg_reachable()
+    where = make_url(PG_URL).render_as_string(hide_password=True)
+    if why is None:
+        return f"PostgreSQL: {where} reachable: storage and API tests run on SQLite and PostgreSQL"
+    return f"PostgreSQL: NOT reachable at {where} ({why}): storage and API tests run on SQLite only (SKIPPED on PostgreSQL)"
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Say it plainly, even under -q: which storage tests did not run on PostgreSQL, and why."""
+    skipped = [r for r in terminalreporter.stats.get("skipped", []) if "not reachable" in str(r.longrepr)]
+    if skipped:
+        terminalreporter.write_line(
+            f"NOTE: {len(skipped)} PostgreSQL variants of the storage and API tests were SKIPPED: "
+            f"{pytest_report_header(None)}. Set INTERCHANGE_TEST_PG_URL to a reachable server to run them.",
+            yellow=True,
+        )
