@@ -230,8 +230,11 @@ def _notice_summary(body: bytes) -> dict:
 # ---- verify, check ---------------------------------------------------------------------------
 
 
-def _verify_bytes(cfg: Config, data: bytes, at: datetime | None) -> dict:
-    """Every signature in a dossier, a form or a notice."""
+def _verify_bytes(
+    cfg: Config, data: bytes, at: datetime | None, revocation: tuple[list[bytes], list[bytes]] | None = None
+) -> dict:
+    """Every signature in a dossier, a form or a notice; at `at` (a past moment: nothing fetched),
+    judging revocation by `revocation` (CRLs, OCSP responses kept with a dossier) when given."""
     from base64 import b64decode
 
     from interchange.errors import Refusal
@@ -239,7 +242,8 @@ def _verify_bytes(cfg: Config, data: bytes, at: datetime | None) -> dict:
     from interchange.trust.anchors import TrustStore
     from interchange.trust.xmldsig import verify_document
 
-    trust = TrustStore(cfg.path(cfg.trust.anchors_dir), cfg.path(cfg.trust.crl_dir), 0)
+    crls, ocsps = revocation if revocation is not None else (None, None)
+    trust = TrustStore.from_config(cfg, cache_seconds=0, fetch=at is None, crls=crls, ocsps=ocsps)
     limits = XmlLimits(max_depth=cfg.limits.max_depth, max_elements=cfg.limits.max_elements)
     at = at or datetime.now(UTC)
     try:
@@ -283,7 +287,26 @@ def cmd_verify(args) -> int:
     at = datetime.fromisoformat(args.at) if args.at else None
     if at is not None and at.tzinfo is None:
         at = at.replace(tzinfo=UTC)
-    report = _verify_bytes(cfg, Path(args.file).read_bytes(), at)
+    revocation = None
+    if args.revocation:
+        from cryptography import x509
+
+        from interchange.trust.revocation import revocation_data_from_json
+
+        crls: list[bytes] = []
+        ocsps: list[bytes] = []
+        for name in args.revocation:
+            try:
+                found = revocation_data_from_json(json.loads(Path(name).read_text()))
+                for der in found[0]:
+                    x509.load_der_x509_crl(der)
+            except ValueError as exc:
+                print(f"interchange verify: {name}: not revocation data kept with a dossier ({exc})", file=sys.stderr)
+                return EXIT_USAGE
+            crls.extend(found[0])
+            ocsps.extend(found[1])
+        revocation = (crls, ocsps)
+    report = _verify_bytes(cfg, Path(args.file).read_bytes(), at, revocation)
     if args.json:
         print(json.dumps(report, ensure_ascii=False, indent=2))
     else:
@@ -295,6 +318,11 @@ def cmd_verify(args) -> int:
             print(f"  chain: {' <- '.join(c.get('common_name') or c['subject'] for c in sig.get('chain', [])) or '-'}")
             if sig.get("signing_time"):
                 print(f"  signing time (claimed, unsigned): {sig['signing_time']}")
+            rev = sig.get("revocation")
+            if rev:
+                used = f", {len(rev['crls'])} CRL(s)" if rev["crls"] else ""
+                used += f", {len(rev['ocsp'])} OCSP response(s)" if rev["ocsp"] else ""
+                print(f"  revocation: {rev['status']}{' (' + rev['source'] + ')' if rev['source'] else ''}{used}")
         _print_problems(report["problems"])
         print("OK: every signature is valid" if report["ok"] else "FAILED")
     return EXIT_OK if report["ok"] else EXIT_FAILED
@@ -316,6 +344,62 @@ def cmd_check(args) -> int:
             print(f"  ... and {outcome.truncated} more errors")
         print("OK: the dossier would be received (TIEP_NHAN)" if outcome.accepted else "REFUSED (TU_CHOI)")
     return EXIT_OK if outcome.accepted else EXIT_FAILED
+
+
+# ---- audit, evidence -------------------------------------------------------------------------
+
+
+def cmd_audit(args) -> int:
+    """`audit verify`: recompute the whole hash chain; say where the first break is."""
+    from interchange.store.store import Store
+
+    cfg = _config(args)
+
+    async def run():
+        store = await Store.open(cfg.store_url)
+        try:
+            return await store.verify_audit()
+        finally:
+            await store.close()
+
+    report = asyncio.run(run())
+    if args.json:
+        print(json.dumps(report.as_dict(), ensure_ascii=False, indent=2))
+    elif report.ok:
+        print(f"OK: {report.entries} audit entries, chain intact up to seq {report.head_seq} ({report.head_hash})")
+    else:
+        first = report.findings[0]
+        print(f"FAILED: first break at seq {first.seq} ({first.what}): {first.message}")
+        for finding in report.findings[1:20]:
+            print(f"  seq {finding.seq} ({finding.what}): {finding.message}")
+        more = len(report.findings) - 20 + report.more_findings
+        if more > 0:
+            print(f"  ... and {more} more")
+    return EXIT_OK if report.ok else EXIT_FAILED
+
+
+def cmd_evidence(args) -> int:
+    """`evidence verify FILE.zip`: check a bundle offline (no server, no network)."""
+    from interchange.audit.evidence import load_trusted, verify_bundle
+    from interchange.trust.anchors import load_anchor_certs
+
+    if args.trusted:
+        trusted, legacy_sha1 = load_trusted(args.trusted), False
+    else:
+        cfg = _config(args)
+        trusted, legacy_sha1 = load_anchor_certs(cfg.path(cfg.trust.anchors_dir)), cfg.trust.legacy_sha1
+    if not trusted:
+        print("interchange evidence: no trust anchors (give --trusted PEM or [trust] anchors_dir)", file=sys.stderr)
+        return EXIT_USAGE
+    report = verify_bundle(Path(args.file).read_bytes(), trusted, legacy_sha1=legacy_sha1)
+    if args.json:
+        print(json.dumps(report.as_dict(), ensure_ascii=False, indent=2))
+    else:
+        print(f"dossier {report.dossier_id or '?'} {report.so_ho_so or ''} ({report.state or '?'}, received {report.received_at or '?'})")
+        for check in report.checks:
+            print(f"  {'ok  ' if check.ok else 'FAIL'}  {check.name}: {check.detail}")
+        print("OK: the evidence verifies" if report.ok else "FAILED")
+    return EXIT_OK if report.ok else EXIT_FAILED
 
 
 # ---- parser ----------------------------------------------------------------------------------
@@ -392,7 +476,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("verify", help="verify every signature in a file")
     p.add_argument("file")
-    p.add_argument("--at", help="validation time, ISO 8601 (default now)")
+    p.add_argument("--at", help="validation time, ISO 8601 (default now; a past time fetches nothing)")
+    p.add_argument("--revocation", action="append", metavar="FILE.json",
+                   help="revocation data kept with the dossier (its signers' `revocation`, `verify --json` "
+                        "output, or a list of base64 CRLs), used instead of today's CRLs; repeatable")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_verify)
 
@@ -400,6 +487,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("audit", help="the tamper-evident audit log")
+    asub = p.add_subparsers(dest="audit_cmd", required=True)
+    q = asub.add_parser("verify", help="recompute the hash chain; exit 1 at an edited, removed or reordered entry")
+    q.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_audit)
+
+    p = sub.add_parser("evidence", help="evidence bundles (GET /api/v1/dossiers/{id}/evidence)")
+    esub = p.add_subparsers(dest="evidence_cmd", required=True)
+    q = esub.add_parser("verify", help="check a bundle offline: hashes, signatures, times, audit entries")
+    q.add_argument("file")
+    q.add_argument("--trusted", action="append", metavar="PEM",
+                   help="trust anchor(s) for the signatures (default: [trust] anchors_dir); repeatable")
+    q.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_evidence)
     return parser
 
 

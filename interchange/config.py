@@ -41,6 +41,10 @@ class TrustConfig:
     crl_dir: str = "certs/crl"
     legacy_sha1: bool = False
     cache_seconds: int = 300  # how long one certificate's path validation is reused
+    revocation: str = "soft-fail"  # status unknown: soft-fail (accept) | hard-fail | require (refuse)
+    fetch_revocation: bool = False  # fetch CRLs from the certificates' distribution points (network)
+    ocsp: bool = False  # ask the OCSP responder named in the certificate (network)
+    crl_refresh_minutes: int = 60  # the server re-fetches known CRLs this often (with fetch_revocation)
 
 
 @dataclass

@@ -12,6 +12,7 @@ from interchange.config import Config
 from interchange.intake.workers import ReceiptWorkers
 from interchange.notices.notice import NoticeSigner
 from interchange.store.store import Store
+from interchange.trust.revocation import crl_refresher
 from interchange.workcal import WorkCalendar
 
 log = logging.getLogger("interchange")
@@ -41,6 +42,7 @@ async def make_app(cfg: Config, *, workers: int | None = None) -> web.Applicatio
         await stack.aclose()
 
     app.on_cleanup.append(close)
+    app.cleanup_ctx.append(crl_refresher(cfg))  # re-fetches CRLs on a schedule when trust.fetch_revocation
     return app
 
 

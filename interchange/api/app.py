@@ -20,6 +20,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, H
 
 from interchange.api.openapi import OPENAPI
 from interchange.api.ratelimit import RateLimiter
+from interchange.audit.evidence import build_bundle
 from interchange.config import Config
 from interchange.errors import Layer, Problem
 from interchange.intake.pipeline import Caller, Outcome
@@ -296,10 +297,24 @@ def _dossier_json(d: Dossier) -> dict:
         "idempotency_key": d.idempotency_key,
         "layers": d.layers,
         "errors": d.problems,
-        "signers": [{k: v for k, v in s.items() if k != "chain_pem"} for s in d.signers],
+        "signers": [_signer_json(s) for s in d.signers],
         "notices": {kind: f"{base}/notices/{kind}" for kind in d.notice_kinds},
         "original": f"{base}/original",
     }
+
+
+def _signer_json(report: dict) -> dict:
+    """A signature report without the bulky proofs (chains, CRLs, OCSP answers): those are in
+    the evidence bundle."""
+    out = {k: v for k, v in report.items() if k != "chain_pem"}
+    revocation = report.get("revocation")
+    if isinstance(revocation, dict):
+        out["revocation"] = {
+            **{k: v for k, v in revocation.items() if k not in ("crls", "ocsp")},
+            "crls": len(revocation.get("crls") or []),
+            "ocsp": len(revocation.get("ocsp") or []),
+        }
+    return out
 
 
 def _parse_time(value: str | None, name: str) -> datetime | None:
@@ -365,6 +380,21 @@ async def get_original(request: web.Request) -> web.Response:
     return web.Response(body=data, content_type=XML_RESPONSE)
 
 
+async def get_evidence(request: web.Request) -> web.Response:
+    """The dossier's evidence bundle (ZIP), checked offline by `interchange evidence verify`."""
+    key = await _reader(request)
+    services = request.app[SERVICES]
+    parts = await services.store.evidence_parts(request.match_info["id"], key.scope)
+    if parts is None:
+        return _problem_json(404, "NOT-FOUND", "no such dossier")
+    body = await build_bundle(parts.dossier, parts.original, parts.notices, parts.audit, services.signer)
+    return web.Response(
+        body=body,
+        content_type="application/zip",
+        headers={"Content-Disposition": f'attachment; filename="evidence-{parts.dossier.id}.zip"'},
+    )
+
+
 # ---- operations ------------------------------------------------------------------------------
 
 
@@ -416,6 +446,7 @@ def build_app(services: Services) -> web.Application:
     app.router.add_get("/api/v1/dossiers/{id}", get_dossier)
     app.router.add_get("/api/v1/dossiers/{id}/notices/{kind}", get_notice)
     app.router.add_get("/api/v1/dossiers/{id}/original", get_original)
+    app.router.add_get("/api/v1/dossiers/{id}/evidence", get_evidence)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)

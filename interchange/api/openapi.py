@@ -56,6 +56,19 @@ OPENAPI = {
         "/api/v1/dossiers/{id}/original": {
             "get": {"parameters": [_ID], "responses": {"200": {"description": "the exact bytes received"}}}
         },
+        "/api/v1/dossiers/{id}/evidence": {
+            "get": {
+                "summary": "Evidence bundle, checked offline with `interchange evidence verify`",
+                "parameters": [_ID],
+                "responses": {
+                    "200": {
+                        "description": "ZIP: original.xml, notices/, signers/, revocation/, audit.jsonl, "
+                        "dossier.json, manifest.json and the signed manifest.xml",
+                        "content": {"application/zip": {"schema": {"type": "string", "format": "binary"}}},
+                    }
+                },
+            }
+        },
         "/healthz": {"get": {"security": [], "responses": {"200": {"description": "alive"}}}},
         "/readyz": {"get": {"security": [], "responses": {"200": {"description": "ready"}, "503": {"description": "not"}}}},
         "/metrics": {"get": {"security": [], "responses": {"200": {"description": "Prometheus text format"}}}},

@@ -65,7 +65,7 @@ class Receiver:
     @classmethod
     def from_config(cls, cfg: Config) -> Receiver:
         return cls(
-            TrustStore(cfg.path(cfg.trust.anchors_dir), cfg.path(cfg.trust.crl_dir), cfg.trust.cache_seconds),
+            TrustStore.from_config(cfg),
             SchemaSet(REPO_ROOT / "xsd", max_readable_bytes=500_000),
             XmlLimits(max_depth=cfg.limits.max_depth, max_elements=cfg.limits.max_elements),
             max_files=cfg.limits.max_files,

@@ -115,5 +115,9 @@ class NoticeSigner:
         return cls(key, chain)
 
     def sign(self, data: NoticeData) -> bytes:
-        signed = self._signer.sign(build_notice(data), location="", signing_time=data.issued_at)
+        return self.sign_root(build_notice(data), data.issued_at)
+
+    def sign_root(self, root: etree._Element, signing_time: datetime) -> bytes:
+        """Sign another document of the server's (an evidence manifest) the way notices are signed."""
+        signed = self._signer.sign(root, location="", signing_time=signing_time)
         return to_bytes(signed, bom=False)

@@ -6,18 +6,24 @@ statements serve both. The schema is migrated to head by Alembic when the store 
 Receipts are written by a single writer task that gathers every `save_receipt` waiting at
 that moment into one transaction (one SAVEPOINT per dossier) and commits once: with
 durable commits an fsync per dossier would cap SQLite far below the target rate.
+
+Every write that matters to an auditor (receipts, later notices, key events) appends its
+entry to the hash-chained audit log in its own transaction (`interchange.audit.log`); a
+batch's entries go in together, last, so the chain head stays locked only briefly.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import getpass
 import hashlib
 import hmac
 import json
 import logging
 import re
 import secrets
+import socket
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
@@ -33,6 +39,8 @@ from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from interchange.audit import log as audit
+
 from .records import (
     NOTICE_KINDS,
     RECEIVED,
@@ -46,7 +54,7 @@ from .records import (
     SaveResult,
     Scope,
 )
-from .tables import api_keys, counters, dossiers, notices, originals
+from .tables import api_keys, audit_head, audit_log, counters, dossiers, notices, originals
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +63,7 @@ VN_TIME = ZoneInfo("Asia/Ho_Chi_Minh")  # dossier numbers count per year of Viet
 MIGRATION_LOCK = 0x696E_7463_0001  # pg_advisory_xact_lock key: one process migrates at a time
 BATCH_SIZE = 64
 MAX_PAGE = 500
+AUDIT_PAGE = 5000  # entries read at a time when the whole log is checked
 KEY_CACHE_SECONDS = 2.0  # a revocation reaches every process within this time
 SQLITE_PRAGMAS = (
     "PRAGMA busy_timeout=10000",  # first: switching to WAL takes a lock that another opener may hold
@@ -64,6 +73,14 @@ SQLITE_PRAGMAS = (
 )
 _TOKEN = re.compile(r"ik_([0-9a-f]{12})_([A-Za-z0-9_-]{43})")
 _DOSSIER_COLUMNS = [c for c in dossiers.c if c.name not in ("replay_key", "idempotency_scope")]
+
+
+@dataclass
+class EvidenceParts:
+    dossier: Dossier
+    original: bytes
+    notices: dict[str, bytes]  # kind -> signed XML, in the order they were stored
+    audit: list[dict]  # audit.excerpt_records
 
 
 @dataclass(eq=False)
@@ -175,6 +192,7 @@ class Store:
                     try:
                         async with conn.begin_nested():
                             results = await self._save_together(conn, jobs)
+                            await audit.append(conn, _receipt_events(jobs, results))
                     except Exception as exc:
                         # A database error in the batch: on PostgreSQL most likely another process
                         # stored the same dossier or key first. Redo the batch one by one, each
@@ -185,6 +203,8 @@ class Store:
                             type(exc).__name__,
                         )
                         results = [await self._save_alone(conn, job) for job in jobs]
+                        # Logged after every savepoint: the chain head is locked last, as on the fast path.
+                        await audit.append(conn, _receipt_events(jobs, results))
         except Exception as exc:  # begin or commit failed: nothing of this batch is stored
             results = [exc] * len(jobs)
         for job, outcome in zip(jobs, results, strict=True):
@@ -412,17 +432,24 @@ class Store:
         async with self._engine.connect() as conn:
             return (await conn.execute(query)).scalar_one_or_none()
 
-    async def add_notice(self, id: str, kind: str, xml: bytes) -> bool:
+    async def add_notice(self, id: str, kind: str, xml: bytes, *, actor: str = "server") -> bool:
         """Store a later notice (KET_QUA). False when one of that kind is already stored: a
         signed notice is never replaced. LookupError when there is no such dossier."""
         if kind not in NOTICE_KINDS:
             raise ValueError(f"unknown notice kind {kind!r}")
         row = {"dossier_id": id, "kind": kind, "xml": xml, "created_at": datetime.now(UTC)}
+        stored = audit.Event(
+            audit.NOTICE_STORED,
+            actor,
+            {"kind": kind, "sha256": hashlib.sha256(xml).hexdigest(), "size": len(xml)},
+            id,
+        )
         try:
             async with self._engine.connect() as conn:
                 await conn.execution_options(sqlite_immediate=True)
                 async with conn.begin():
                     await conn.execute(notices.insert(), row)
+                    await audit.append(conn, [stored])
             return True
         except IntegrityError:
             async with self._engine.connect() as conn:
@@ -434,9 +461,16 @@ class Store:
     # -- API keys ------------------------------------------------------------------------
 
     async def create_api_key(
-        self, role: str, *, mst: str | None = None, ivan: str | None = None, label: str = ""
+        self,
+        role: str,
+        *,
+        mst: str | None = None,
+        ivan: str | None = None,
+        label: str = "",
+        actor: str | None = None,
     ) -> tuple[ApiKey, str]:
-        """A new key and its token `ik_<key_id>_<secret>`; the token is shown once, never stored."""
+        """A new key and its token `ik_<key_id>_<secret>`; the token is shown once, never stored.
+        `actor` (who asked, for the audit log) defaults to the user running this process."""
         _check_role(role, mst, ivan)
         key = ApiKey(
             key_id=secrets.token_hex(6),
@@ -463,6 +497,9 @@ class Store:
                         "created_at": key.created_at,
                     },
                 )
+                await audit.append(
+                    conn, [audit.Event(audit.KEY_CREATED, actor or _operator(), _key_data(key))]
+                )
         return key, f"ik_{key.key_id}_{secret}"
 
     async def authenticate(self, token: str) -> ApiKey | None:
@@ -485,23 +522,27 @@ class Store:
             return None
         return key
 
-    async def revoke_api_key(self, key_id: str) -> bool:
+    async def revoke_api_key(self, key_id: str, *, actor: str | None = None) -> bool:
         """Revoke a key (a second revocation keeps the first time). False when there is no such key."""
         self._keys.pop(key_id, None)
         async with self._engine.connect() as conn:
             await conn.execution_options(sqlite_immediate=True)
             async with conn.begin():
-                await conn.execute(
+                revoked = await conn.execute(
                     update(api_keys)
                     .where(api_keys.c.key_id == key_id, api_keys.c.revoked_at.is_(None))
                     .values(revoked_at=datetime.now(UTC))
                 )
+                if revoked.rowcount:
+                    await audit.append(
+                        conn, [audit.Event(audit.KEY_REVOKED, actor or _operator(), {"key_id": key_id})]
+                    )
                 found = (
                     await conn.execute(select(api_keys.c.key_id).where(api_keys.c.key_id == key_id))
                 ).first()
         return found is not None
 
-    async def rotate_api_key(self, key_id: str) -> tuple[ApiKey, str] | None:
+    async def rotate_api_key(self, key_id: str, *, actor: str | None = None) -> tuple[ApiKey, str] | None:
         """Replace an active key by a new one with the same role, binding and label, and revoke
         the old one, in one transaction. None when there is no such active key."""
         self._keys.pop(key_id, None)
@@ -539,6 +580,10 @@ class Store:
                     },
                 )
                 await conn.execute(update(api_keys).where(api_keys.c.key_id == key_id).values(revoked_at=now))
+                rotated = audit.Event(
+                    audit.KEY_ROTATED, actor or _operator(), {"revoked": key_id, **_key_data(key)}
+                )
+                await audit.append(conn, [rotated])
         return key, f"ik_{key.key_id}_{secret}"
 
     async def list_api_keys(self) -> list[ApiKey]:
@@ -548,8 +593,109 @@ class Store:
             ).all()
         return [_api_key(r) for r in rows]
 
+    # -- audit log -----------------------------------------------------------------------
+    # Appends happen inside the transactions above (receipts, notices, keys); see interchange.audit.log.
+
+    async def append_audit(
+        self, kind: str, data: dict, *, actor: str | None = None, dossier_id: str | None = None
+    ) -> audit.Entry:
+        """Record an admin action or a change of state that has no transaction of its own here."""
+        async with self._engine.connect() as conn:
+            await conn.execution_options(sqlite_immediate=True)
+            async with conn.begin():
+                (entry,) = await audit.append(
+                    conn, [audit.Event(kind, actor or _operator(), data, dossier_id)]
+                )
+        return entry
+
+    async def audit_head(self) -> tuple[int, str]:
+        async with self._engine.connect() as conn:
+            return await _audit_head(conn)
+
+    async def audit_entries(
+        self, *, after: int = 0, upto: int | None = None, limit: int = AUDIT_PAGE
+    ) -> list[audit.Entry]:
+        """Entries with after < seq <= upto, in seq order."""
+        query = select(audit_log).where(audit_log.c.seq > after).order_by(audit_log.c.seq).limit(limit)
+        if upto is not None:
+            query = query.where(audit_log.c.seq <= upto)
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return [audit.Entry.from_row(r) for r in rows]
+
+    async def verify_audit(self) -> audit.ChainReport:
+        """Recompute the whole chain (page by page) up to the head as it is now."""
+        head_seq, head_hash = await self.audit_head()  # first: every entry up to it is committed
+        checker = audit.ChainChecker()
+        after = 0
+        while True:
+            page = await self.audit_entries(after=after, upto=head_seq)
+            for entry in page:
+                checker.add(entry)
+            if len(page) < AUDIT_PAGE:
+                break
+            after = page[-1].seq
+        return checker.finish(head_seq, head_hash)
+
+    async def evidence_parts(self, id: str, scope: Scope) -> EvidenceParts | None:
+        """Everything an evidence bundle holds, read from one snapshot (so that the audit entries
+        and the notices agree); None when the dossier is not visible in `scope`."""
+        async with self._engine.connect() as conn:
+            if conn.dialect.name == "postgresql":
+                await conn.execution_options(isolation_level="REPEATABLE READ")
+            async with conn.begin():  # on SQLite (WAL) a read transaction is a snapshot too
+                row = (
+                    await conn.execute(select(*_DOSSIER_COLUMNS).where(dossiers.c.id == id, _visible(scope)))
+                ).first()
+                if row is None:
+                    return None
+                stored = (
+                    await conn.execute(
+                        select(notices.c.kind, notices.c.xml)
+                        .where(notices.c.dossier_id == id)
+                        .order_by(notices.c.created_at, notices.c.kind)
+                    )
+                ).all()
+                original = (
+                    await conn.execute(select(originals.c.content).where(originals.c.dossier_id == id))
+                ).scalar_one()
+                head_seq, head_hash = await _audit_head(conn)
+                entries = [
+                    audit.Entry.from_row(r)
+                    for r in await conn.execute(
+                        select(audit_log)
+                        .where(audit_log.c.dossier_id == id, audit_log.c.seq <= head_seq)
+                        .order_by(audit_log.c.seq)
+                    )
+                ]
+                following = {e.seq + 1 for e in entries} - {e.seq for e in entries}
+                links = []
+                if following:
+                    links = (
+                        await conn.execute(
+                            select(audit_log.c.seq, audit_log.c.prev_hash, audit_log.c.hash)
+                            .where(audit_log.c.seq.in_(following), audit_log.c.seq <= head_seq)
+                            .order_by(audit_log.c.seq)
+                        )
+                    ).all()
+        return EvidenceParts(
+            dossier=_dossier(row, [r.kind for r in stored]),
+            original=original,
+            notices={r.kind: r.xml for r in stored},
+            audit=audit.excerpt_records(entries, links, head_seq, head_hash),
+        )
+
 
 # -- helpers -------------------------------------------------------------------------------
+
+
+async def _audit_head(conn: AsyncConnection) -> tuple[int, str]:
+    row = (
+        await conn.execute(
+            select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == audit.HEAD_ID)
+        )
+    ).one()
+    return row.seq, row.hash
 
 
 def make_engine(url: str, connect_args: dict | None = None) -> AsyncEngine:
@@ -716,6 +862,55 @@ def _dossier_row(new: NewDossier, dossier: Dossier) -> dict:
 def _notice_row(result: SaveResult) -> dict:
     d = result.dossier
     return {"dossier_id": d.id, "kind": d.notice_kinds[0], "xml": result.notice, "created_at": d.received_at}
+
+
+def _receipt_events(jobs: list[_Job], results: list[SaveResult | Exception]) -> list[audit.Event]:
+    """One audit entry per answered receipt: stored (received or refused), replayed or conflicting."""
+    events = []
+    for job, result in zip(jobs, results, strict=True):
+        if isinstance(result, Exception):
+            continue
+        new, d = job.new, result.dossier
+        data = {
+            "sha256": new.sha256.hex(),
+            "size": len(new.original),
+            "notice": {
+                "kind": d.notice_kinds[0] if d.notice_kinds else None,
+                "sha256": hashlib.sha256(result.notice).hexdigest(),
+            },
+            "idempotency_key": new.idempotency_key,
+        }
+        if result.outcome == "stored":
+            kind = audit.DOSSIER_RECEIVED if d.state == RECEIVED else audit.DOSSIER_REFUSED
+            data.update(
+                state=d.state,
+                so_ho_so=d.so_ho_so,
+                owner=d.owner,
+                unit_mst=d.unit_mst,
+                ivan_code=d.ivan_code,
+                procedure=d.procedure,
+                period=d.period,
+                received_at=d.received_at.isoformat(),
+                due_at=d.due_at.isoformat() if d.due_at else None,
+                errors=sorted({p.get("code") for p in d.problems if p.get("code")}),
+            )
+        else:
+            kind = audit.DOSSIER_REPLAYED if result.outcome == "replay" else audit.DOSSIER_CONFLICT
+        events.append(audit.Event(kind, f"key:{new.submitter_key_id}", data, d.id))
+    return events
+
+
+def _key_data(key: ApiKey) -> dict:
+    return {"key_id": key.key_id, "role": key.role, "mst": key.mst, "ivan": key.ivan, "label": key.label}
+
+
+def _operator() -> str:
+    """Who runs this process (the actor of key events made from the command line)."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "unknown"
+    return f"os:{user}@{socket.gethostname()}"
 
 
 def _secret_digest(secret: str) -> bytes:

@@ -129,3 +129,31 @@ api_keys = Table(
     Column("created_at", UTCDateTime, nullable=False),
     Column("revoked_at", UTCDateTime),
 )
+
+# The tamper-evident audit log (interchange.audit.log): each entry's hash covers its fields and
+# the hash of the entry before it. Entries are only ever appended, in the transaction of what
+# they record.
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+    Column("at", UTCDateTime, nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("actor", String, nullable=False),
+    Column("dossier_id", String(64)),
+    Column("data", JSON, nullable=False),
+    Column("prev_hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False),
+    Index("ix_audit_log_dossier_id", "dossier_id", "seq"),
+)
+
+# One row (id 1): the last entry's seq and hash. Appenders lock it (SELECT ... FOR UPDATE on
+# PostgreSQL; SQLite writers hold the database lock), so several processes keep one chain; it
+# also shows when entries were cut off the end of the log.
+audit_head = Table(
+    "audit_head",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("seq", BigInteger, nullable=False),
+    Column("hash", String(64), nullable=False),
+)

@@ -152,6 +152,8 @@ class SignatureReport:
     signing_time: str | None = None  # as claimed in the unsigned Object: recorded, never trusted
     signature_method: str | None = None
     problems: list[Problem] = field(default_factory=list)
+    # status, source, the CRLs / OCSP responses used (base64 DER) and when: kept with the dossier
+    revocation: dict | None = None
 
     def as_dict(self) -> dict:
         return {
@@ -164,6 +166,7 @@ class SignatureReport:
             "chain_pem": self.chain_pem,
             "signing_time": self.signing_time,
             "signature_method": self.signature_method,
+            "revocation": self.revocation,
             "problems": [p.as_dict() for p in self.problems],
         }
 
@@ -304,6 +307,7 @@ def verify_document(
     path = trust.validate(leaf, [c for c in certs if c is not leaf], at)
     report.chain = [describe(c) for c in path.chain]
     report.chain_pem = [c.public_bytes(serialization.Encoding.PEM).decode() for c in path.chain]
+    report.revocation = path.revocation.as_dict() if path.revocation else None
     for cp in path.problems:
         report.problems.append(_problem(cp.code, cp.message_vi, cp.message_en, form, sig_path, sig_line))
     claimed = _parse_signing_time(report.signing_time)

@@ -1,0 +1,573 @@
+"""Revocation: CRLs held and fetched, the policies for an unknown status, the record kept with the
+dossier, validation at a point in time (`validate_at`, `verify --at`), and the cache. No network:
+distribution points are served from 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import threading
+from base64 import b64decode, b64encode
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.x509 import ocsp
+from cryptography.x509.oid import AuthorityInformationAccessOID
+
+from interchange import cli
+from interchange.intake.pipeline import Receiver
+from interchange.trust import pki
+from interchange.trust.anchors import TrustStore, validate_at
+from interchange.trust.revocation import (
+    CrlCache,
+    async_refresh_crls,
+    refresh_crls,
+    revocation_data_from_json,
+)
+from tests.conftest import UNIT, dossier
+
+DAY = timedelta(days=1)
+
+
+def der(crl: x509.CertificateRevocationList) -> bytes:
+    return crl.public_bytes(serialization.Encoding.DER)
+
+
+def put_crl(cfg, name: str, crl: x509.CertificateRevocationList, pem: bool = False) -> Path:
+    folder = Path(cfg.trust.crl_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    path.write_bytes(crl.public_bytes(serialization.Encoding.PEM if pem else serialization.Encoding.DER))
+    return path
+
+
+def unit_cert(world, *, ca=None, not_before=None, not_after=None, crl_url=None, ocsp_url=None) -> pki.Issued:
+    """A unit certificate like world.unit (same key, to save time) issued by `ca` (world.ca),
+    optionally with a CRL distribution point and an OCSP responder."""
+    ca = ca or world.ca
+    nb = not_before or datetime.now(UTC) - timedelta(minutes=5)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(world.unit.cert.subject)
+        .issuer_name(ca.cert.subject)
+        .public_key(world.unit.key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(nb)
+        .not_valid_after(not_after or nb + 365 * DAY)
+    )
+    for ext in world.unit.cert.extensions:
+        builder = builder.add_extension(ext.value, ext.critical)
+    if crl_url:
+        point = x509.DistributionPoint([x509.UniformResourceIdentifier(crl_url)], None, None, None)
+        builder = builder.add_extension(x509.CRLDistributionPoints([point]), critical=False)
+    if ocsp_url:
+        access = x509.AccessDescription(
+            AuthorityInformationAccessOID.OCSP, x509.UniformResourceIdentifier(ocsp_url)
+        )
+        builder = builder.add_extension(x509.AuthorityInformationAccess([access]), critical=False)
+    cert = builder.sign(ca.key, hashes.SHA256())
+    return pki.Issued(key=world.unit.key, cert=cert, chain=[ca.cert, *ca.chain])
+
+
+@pytest.fixture(scope="module")
+def old_ca(world) -> pki.Issued:
+    """An issuing CA (and root) in service for 500 days, for checks at past moments."""
+    since = datetime.now(UTC) - 500 * DAY
+    root = pki.create_ca("Old Root CA", key=world.root.key, not_before=since)
+    return pki.create_ca("Old Issuing CA", parent=root, key=world.ca.key, not_before=since)
+
+
+@pytest.fixture
+def past_cfg(cfg, old_ca):
+    """`cfg` trusting the old root (as well as the test root)."""
+    pki.write_certs_pem(Path(cfg.trust.anchors_dir) / "old-root.pem", [old_ca.chain[-1]])
+    return cfg
+
+
+def receive(cfg, data: bytes, at: datetime):
+    return Receiver.from_config(cfg).receive(data, at)
+
+
+def codes(outcome) -> set[str]:
+    return {p.code for p in outcome.problems}
+
+
+def run_cli(capsys, *argv: str) -> tuple[int, str]:
+    code = cli.main(list(argv))
+    captured = capsys.readouterr()
+    return code, captured.out + captured.err
+
+
+def config_file(cfg, tmp_path: Path, **trust) -> Path:
+    lines = [
+        f'data_dir = "{cfg.data_dir}"',
+        "[trust]",
+        f'anchors_dir = "{cfg.trust.anchors_dir}"',
+        f'crl_dir = "{cfg.trust.crl_dir}"',
+        *(f"{k} = {json.dumps(v)}" for k, v in trust.items()),
+    ]
+    path = tmp_path / "config.toml"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+# ---- receipt: held CRLs and the policies -----------------------------------------------------
+
+
+def test_crl_revoking_the_unit_refuses_the_dossier(cfg, world, now):
+    crl = pki.issue_crl(world.ca, [(world.unit.cert.serial_number, now - DAY)])
+    put_crl(cfg, "issuing.crl", crl)
+    out = receive(cfg, dossier(world.signer(world.unit)), now)
+    assert not out.accepted
+    assert codes(out) == {"SIG-REVOKED"}
+    rev = out.signers[0]["revocation"]
+    assert rev["status"] == "revoked" and rev["source"] == "crl"
+    assert [b64decode(c) for c in rev["crls"]] == [der(crl)]
+
+
+def test_crl_listing_another_serial_accepts_and_records_the_crl(cfg, world, now):
+    crl = pki.issue_crl(world.ca, [(world.other_unit.cert.serial_number, now - DAY)])
+    put_crl(cfg, "issuing.pem", crl, pem=True)  # PEM is read too
+    out = receive(cfg, dossier(world.signer(world.unit)), now)
+    assert out.accepted, out.problems
+    for signer in out.signers:  # the envelope and the form
+        rev = signer["revocation"]
+        assert rev["status"] == "good" and rev["source"] == "crl" and rev["ocsp"] == []
+        assert [b64decode(c) for c in rev["crls"]] == [der(crl)]
+        assert datetime.fromisoformat(rev["checked_at"]) <= datetime.now(UTC)
+
+
+def test_no_crl_soft_fail_accepts_with_status_unknown(cfg, world, now):
+    out = receive(cfg, dossier(world.signer(world.unit)), now)
+    assert out.accepted, out.problems
+    rev = out.signers[0]["revocation"]
+    assert rev["status"] == "unknown" and rev["source"] is None and rev["crls"] == [] and rev["ocsp"] == []
+    assert len(json.dumps(rev)) < 120  # small when there is nothing to keep
+
+
+@pytest.mark.parametrize("mode", ["hard-fail", "require"])
+def test_no_crl_hard_fail_refuses_with_revocation_unknown(cfg, world, now, mode):
+    cfg.trust.revocation = mode
+    out = receive(cfg, dossier(world.signer(world.unit)), now)
+    assert not out.accepted
+    assert codes(out) == {"SIG-REVOCATION-UNKNOWN"}
+    assert out.signers[0]["revocation"]["status"] == "unknown"
+
+
+def test_hard_fail_needs_the_leaf_status_require_needs_every_issuer(cfg, world, now):
+    put_crl(cfg, "issuing.crl", pki.issue_crl(world.ca, []))
+    cfg.trust.revocation = "hard-fail"
+    assert receive(cfg, dossier(world.signer(world.unit)), now).accepted
+    cfg.trust.revocation = "require"  # the issuing CA's own status (from the root's CRL) is missing
+    assert codes(receive(cfg, dossier(world.signer(world.unit)), now)) == {"SIG-REVOCATION-UNKNOWN"}
+    root_crl = pki.issue_crl(world.root, [])
+    put_crl(cfg, "root.crl", root_crl)
+    out = receive(cfg, dossier(world.signer(world.unit)), now)
+    assert out.accepted, out.problems
+    assert len(out.signers[0]["revocation"]["crls"]) == 2
+
+
+def test_expired_crl_under_hard_fail_is_unknown(cfg, world, now):
+    stale = pki.issue_crl(world.ca, [], this_update=now - 10 * DAY, next_update=now - DAY)
+    put_crl(cfg, "issuing.crl", stale)
+    cfg.trust.revocation = "hard-fail"
+    out = receive(cfg, dossier(world.signer(world.unit)), now)
+    assert codes(out) == {"SIG-REVOCATION-UNKNOWN"}
+    rev = out.signers[0]["revocation"]
+    assert rev["status"] == "unknown" and [b64decode(c) for c in rev["crls"]] == [der(stale)]
+    cfg.trust.revocation = "soft-fail"
+    assert receive(cfg, dossier(world.signer(world.unit)), now).accepted
+
+
+def test_a_revocation_on_an_expired_crl_still_counts(cfg, world, now):
+    stale = pki.issue_crl(
+        world.ca,
+        [(world.unit.cert.serial_number, now - 9 * DAY)],
+        this_update=now - 8 * DAY,
+        next_update=now - DAY,
+    )
+    put_crl(cfg, "issuing.crl", stale)
+    for mode in ("soft-fail", "hard-fail"):
+        cfg.trust.revocation = mode
+        assert codes(receive(cfg, dossier(world.signer(world.unit)), now)) == {"SIG-REVOKED"}
+
+
+def test_revoked_issuing_ca_refuses_even_with_a_good_unit_crl(cfg, world, now):
+    put_crl(cfg, "issuing.crl", pki.issue_crl(world.ca, []))
+    put_crl(cfg, "root.crl", pki.issue_crl(world.root, [(world.ca.cert.serial_number, now - DAY)]))
+    out = receive(cfg, dossier(world.signer(world.unit)), now)
+    assert codes(out) == {"SIG-REVOKED"}
+    assert "tổ chức cấp" in out.problems[0].message_vi
+
+
+def test_forged_crl_is_not_believed(cfg, world, now):
+    forger = pki.Issued(key=world.rogue_ca.key, cert=world.ca.cert)  # the issuing CA's name, another key
+    put_crl(cfg, "forged.crl", pki.issue_crl(forger, [(world.unit.cert.serial_number, now - DAY)]))
+    out = receive(cfg, dossier(world.signer(world.unit)), now)
+    rev = out.signers[0]["revocation"]
+    assert out.accepted and rev["status"] == "unknown" and rev["crls"] == []  # not recorded either
+    cfg.trust.revocation = "hard-fail"
+    assert codes(receive(cfg, dossier(world.signer(world.unit)), now)) == {"SIG-REVOCATION-UNKNOWN"}
+
+
+def test_unreadable_crl_file_is_skipped(cfg, world, now):
+    Path(cfg.trust.crl_dir).mkdir(parents=True)
+    (Path(cfg.trust.crl_dir) / "broken.crl").write_bytes(b"not a CRL")
+    put_crl(cfg, "issuing.crl", pki.issue_crl(world.ca, []))
+    out = receive(cfg, dossier(world.signer(world.unit)), now)
+    assert out.accepted and out.signers[0]["revocation"]["status"] == "good"
+
+
+def test_unknown_policy_is_a_config_error(cfg):
+    cfg.trust.revocation = "strict"
+    with pytest.raises(ValueError, match="trust.revocation"):
+        TrustStore.from_config(cfg)
+
+
+# ---- the cache -------------------------------------------------------------------------------
+
+
+def test_cache_does_not_hide_a_new_crl(cfg, world, now, monkeypatch):
+    cfg.trust.cache_seconds = 300
+    receiver = Receiver.from_config(cfg)
+    runs = []
+    original = TrustStore._path
+    monkeypatch.setattr(
+        TrustStore, "_path", lambda self, *a, **kw: runs.append(1) or original(self, *a, **kw)
+    )
+    data = dossier(world.signer(world.unit))
+    assert receiver.receive(data, now).accepted
+    assert receiver.receive(data, now).accepted
+    assert len(runs) == 1  # envelope and form share the certificate; the second dossier hits the cache
+
+    put_crl(cfg, "issuing.crl", pki.issue_crl(world.ca, [(world.unit.cert.serial_number, now - DAY)]))
+    assert codes(receiver.receive(data, now)) == {"SIG-REVOKED"}
+
+    Path(cfg.trust.crl_dir, "issuing.crl").unlink()
+    receiver.trust.reload()
+    assert receiver.receive(data, now).accepted
+
+
+def test_cache_is_not_reused_for_a_distant_time(cfg, world, now):
+    """A revocation dated after the first check is seen once the time asked for passes it."""
+    cfg.trust.cache_seconds = 300
+    put_crl(
+        cfg,
+        "issuing.crl",
+        pki.issue_crl(world.ca, [(world.unit.cert.serial_number, now + timedelta(hours=1))]),
+    )
+    receiver = Receiver.from_config(cfg)
+    data = dossier(world.signer(world.unit))
+    assert receiver.receive(data, now).accepted
+    assert codes(receiver.receive(data, now + timedelta(hours=2))) == {"SIG-REVOKED"}
+
+
+# ---- at a point in time ----------------------------------------------------------------------
+
+
+@pytest.fixture
+def revoked_later(world, old_ca, now):
+    """A certificate valid from 30 days ago, revoked 10 days ago, and the CRL saying so."""
+    cert = unit_cert(world, ca=old_ca, not_before=now - 30 * DAY)
+    crl = pki.issue_crl(old_ca, [(cert.cert.serial_number, now - 10 * DAY)])
+    return cert, crl
+
+
+def test_validate_at_before_the_revocation(past_cfg, world, now, revoked_later):
+    cfg = past_cfg
+    cert, crl = revoked_later
+    trust = TrustStore.from_config(cfg)
+    for mode in ("soft-fail", "hard-fail"):
+        before = validate_at(
+            cert.cert, cert.chain, now - 20 * DAY, trust=trust, crls=[der(crl)], revocation=mode
+        )
+        assert before.ok, before.problems
+        assert before.revocation.status == "good" and before.revocation.crls == [der(crl)]
+        after = validate_at(cert.cert, cert.chain, now, trust=trust, crls=[der(crl)], revocation=mode)
+        assert [p.code for p in after.problems] == ["SIG-REVOKED"]
+    # without data kept, and none held, nothing is known
+    unknown = validate_at(
+        cert.cert, cert.chain, now - 20 * DAY, trust=trust, crls=None, revocation="hard-fail"
+    )
+    assert [p.code for p in unknown.problems] == ["SIG-REVOCATION-UNKNOWN"]
+
+
+def test_verify_at_with_kept_revocation_data(past_cfg, world, now, revoked_later, tmp_path, capsys):
+    cfg = past_cfg
+    cert, crl = revoked_later
+    signed = tmp_path / "signed.xml"
+    signed.write_bytes(dossier(world.signer(cert)))
+    kept = tmp_path / "revocation.json"
+    kept.write_text(json.dumps([b64encode(der(crl)).decode()]))
+    config = str(config_file(cfg, tmp_path, revocation="hard-fail"))
+
+    code, out = run_cli(
+        capsys,
+        "--config",
+        config,
+        "verify",
+        "--at",
+        (now - 20 * DAY).isoformat(),
+        "--revocation",
+        str(kept),
+        str(signed),
+    )
+    assert code == 0, out
+    assert "revocation: good (crl), 1 CRL(s)" in out
+    code, out = run_cli(capsys, "--config", config, "verify", "--revocation", str(kept), str(signed))
+    assert code == 1 and "SIG-REVOKED" in out
+    code, out = run_cli(
+        capsys, "--config", config, "verify", "--at", (now - 20 * DAY).isoformat(), str(signed)
+    )
+    assert code == 1 and "SIG-REVOCATION-UNKNOWN" in out  # no CRL held today, none given
+
+
+def test_verify_at_expired_certificate_with_the_record_kept_at_receipt(
+    past_cfg, world, old_ca, now, tmp_path, capsys
+):
+    """Received 100 days ago with the then-current CRL kept; the certificate has expired since."""
+    cfg = past_cfg
+    cert = unit_cert(world, ca=old_ca, not_before=now - 400 * DAY, not_after=now - DAY)
+    received = now - 100 * DAY
+    then_crl = pki.issue_crl(
+        old_ca,
+        [(world.other_unit.cert.serial_number, now - 200 * DAY)],
+        this_update=received - DAY,
+        next_update=received + 6 * DAY,
+    )
+    put_crl(cfg, "issuing.crl", then_crl)
+    cfg.trust.revocation = "hard-fail"
+    data = dossier(world.signer(cert))
+    outcome = receive(cfg, data, received)
+    assert outcome.accepted, outcome.problems
+    record = tmp_path / "signers.json"
+    record.write_text(json.dumps({"signers": outcome.signers}))  # as stored with the dossier
+    Path(cfg.trust.crl_dir, "issuing.crl").unlink()  # long replaced since
+
+    signed = tmp_path / "expired.xml"
+    signed.write_bytes(data)
+    config = str(config_file(cfg, tmp_path, revocation="hard-fail"))
+    code, out = run_cli(capsys, "--config", config, "verify", str(signed))
+    assert code == 1 and "SIG-EXPIRED" in out
+    code, out = run_cli(
+        capsys,
+        "--config",
+        config,
+        "verify",
+        "--at",
+        received.isoformat(),
+        "--revocation",
+        str(record),
+        "--json",
+        str(signed),
+    )
+    report = json.loads(out)
+    assert code == 0 and report["ok"], report["problems"]
+    assert {s["revocation"]["status"] for s in report["signatures"]} == {"good"}
+    # the same through the function the evidence verifier calls
+    result = validate_at(
+        cert.cert,
+        cert.chain,
+        received,
+        trust=TrustStore.from_config(cfg),
+        crls=revocation_data_from_json(outcome.signers)[0],
+    )
+    assert result.ok and result.revocation.status == "good"
+
+
+def test_crl_issued_after_expiry_proves_nothing(past_cfg, world, old_ca, now):
+    """CAs drop expired certificates from their CRLs: silence after expiry is not "good"."""
+    cert = unit_cert(world, ca=old_ca, not_before=now - 400 * DAY, not_after=now - DAY)
+    later = pki.issue_crl(old_ca, [])
+    result = validate_at(
+        cert.cert,
+        cert.chain,
+        now - 100 * DAY,
+        trust=TrustStore.from_config(past_cfg),
+        crls=[der(later)],
+        revocation="hard-fail",
+    )
+    assert [p.code for p in result.problems] == ["SIG-REVOCATION-UNKNOWN"]
+
+
+def test_cli_rejects_a_revocation_file_that_is_not_one(cfg, world, tmp_path, capsys):
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(["bm90IGEgQ1JM"]))  # base64 of "not a CRL"
+    signed = tmp_path / "signed.xml"
+    signed.write_bytes(dossier(world.signer(world.unit)))
+    code, out = run_cli(
+        capsys, "--config", str(config_file(cfg, tmp_path)), "verify", "--revocation", str(bad), str(signed)
+    )
+    assert code == 2 and "bad.json" in out
+
+
+def test_revocation_data_from_json_shapes():
+    a, b, o = b64encode(b"A").decode(), b64encode(b"B").decode(), b64encode(b"O").decode()
+    record = {"status": "good", "source": "crl", "crls": [a], "ocsp": [o], "checked_at": "x"}
+    assert revocation_data_from_json(record) == ([b"A"], [b"O"])
+    assert revocation_data_from_json([a, b, a]) == ([b"A", b"B"], [])
+    assert revocation_data_from_json({"signers": [{"revocation": record}, {"revocation": None}]}) == (
+        [b"A"],
+        [b"O"],
+    )
+    assert revocation_data_from_json({"signatures": [{"revocation": {**record, "crls": [b]}}]}) == (
+        [b"B"],
+        [b"O"],
+    )
+
+
+# ---- OCSP responses kept with a dossier ------------------------------------------------------
+
+
+def ocsp_response(world, cert: x509.Certificate, *, revoked_at: datetime | None = None) -> bytes:
+    now = datetime.now(UTC)
+    builder = (
+        ocsp.OCSPResponseBuilder()
+        .add_response(
+            cert=cert,
+            issuer=world.ca.cert,
+            algorithm=hashes.SHA1(),
+            cert_status=ocsp.OCSPCertStatus.REVOKED if revoked_at else ocsp.OCSPCertStatus.GOOD,
+            this_update=now - timedelta(minutes=5),
+            next_update=now + DAY,
+            revocation_time=revoked_at,
+            revocation_reason=x509.ReasonFlags.key_compromise if revoked_at else None,
+        )
+        .responder_id(ocsp.OCSPResponderEncoding.HASH, world.ca.cert)
+    )
+    return builder.sign(world.ca.key, hashes.SHA256()).public_bytes(serialization.Encoding.DER)
+
+
+def test_validate_at_with_kept_ocsp_responses(cfg, world, now):
+    cert = unit_cert(world, ocsp_url="http://127.0.0.1:9/ocsp")
+    trust = TrustStore.from_config(cfg)
+    good = validate_at(
+        cert.cert,
+        cert.chain,
+        now,
+        trust=trust,
+        crls=[],
+        ocsp=[ocsp_response(world, cert.cert)],
+        revocation="hard-fail",
+    )
+    assert good.ok, good.problems
+    assert (
+        good.revocation.status == "good"
+        and good.revocation.source == "ocsp"
+        and len(good.revocation.ocsp) == 1
+    )
+    revoked = validate_at(
+        cert.cert,
+        cert.chain,
+        now,
+        trust=trust,
+        crls=[],
+        ocsp=[ocsp_response(world, cert.cert, revoked_at=now - DAY)],
+    )
+    assert [p.code for p in revoked.problems] == ["SIG-REVOKED"]
+    assert revoked.revocation.status == "revoked" and revoked.revocation.source == "ocsp"
+
+
+# ---- fetched from distribution points (served on 127.0.0.1) ---------------------------------
+
+
+class _CrlServer:
+    def __init__(self):
+        self.files: dict[str, bytes] = {}
+        self.requests: list[str] = []
+        files, requests = self.files, self.requests
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802
+                requests.append(self.path)
+                body = files.get(self.path)
+                self.send_response(200 if body is not None else 404)
+                self.send_header("Content-Length", str(len(body or b"")))
+                self.end_headers()
+                self.wfile.write(body or b"")
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def crl_server():
+    server = _CrlServer()
+    yield server
+    server.close()
+
+
+def test_fetching_caches_crls_and_refresh_replaces_them(cfg, world, now, crl_server):
+    url = crl_server.url + "/issuing.crl"
+    cert = unit_cert(world, crl_url=url)
+    first = pki.issue_crl(world.ca, [], this_update=now - timedelta(hours=2))
+    crl_server.files["/issuing.crl"] = der(first)
+    data = dossier(world.signer(cert))
+
+    cfg.trust.revocation = "hard-fail"
+    assert codes(receive(cfg, data, now)) == {"SIG-REVOCATION-UNKNOWN"}  # fetching is off by default
+    assert crl_server.requests == []
+
+    cfg.trust.fetch_revocation = True
+    receiver = Receiver.from_config(cfg)
+    out = receiver.receive(data, now)
+    assert out.accepted, out.problems
+    assert out.signers[0]["revocation"]["status"] == "good"
+    assert [b64decode(c) for c in out.signers[0]["revocation"]["crls"]] == [der(first)]
+    cache = CrlCache(cfg.data_path / "revocation")
+    [entry] = cache.entries()
+    assert entry.url == url and entry.this_update == first.last_update_utc
+    assert entry.next_update == first.next_update_utc and entry.path.read_bytes() == der(first)
+
+    # the scheduled refresh picks up a newer CRL; the receiver (its cache included) sees it at once
+    revoking = pki.issue_crl(world.ca, [(cert.cert.serial_number, now - timedelta(hours=1))])
+    crl_server.files["/issuing.crl"] = der(revoking)
+    [result] = refresh_crls(cfg)
+    assert result["ok"] and result["updated"] and result["url"] == url
+    assert codes(receiver.receive(data, now)) == {"SIG-REVOKED"}
+
+    # an older CRL replayed later does not roll the cache back
+    crl_server.files["/issuing.crl"] = der(first)
+    [result] = refresh_crls(cfg)
+    assert result["ok"] and not result["updated"]
+    assert cache.entries()[0].path.read_bytes() == der(revoking)
+
+
+async def test_refresh_does_nothing_unless_fetching_is_on(cfg, world, crl_server):
+    CrlCache(cfg.data_path / "revocation").store(
+        crl_server.url + "/x.crl", der(pki.issue_crl(world.ca, [])), [world.ca.cert]
+    )
+    assert await async_refresh_crls(cfg) == []
+    cfg.trust.fetch_revocation = True
+    [result] = await async_refresh_crls(cfg)
+    assert not result["ok"] and crl_server.requests == ["/x.crl"]  # 404: reported, not raised
+
+
+def test_cache_keeps_only_crls_signed_by_a_known_issuer(cfg, world):
+    cache = CrlCache(cfg.data_path / "revocation")
+    forger = pki.Issued(key=world.rogue_ca.key, cert=world.ca.cert)
+    assert not cache.store("http://x/ca.crl", der(pki.issue_crl(forger, [])), [world.ca.cert])
+    assert cache.entries() == []
+    assert cache.store("http://x/ca.crl", der(pki.issue_crl(world.ca, [])), [world.root.cert, world.ca.cert])
+    assert [e.issuer_cert for e in cache.entries()] == [world.ca.cert]
+
+
+def test_config_file_documents_the_new_keys():
+    from interchange.config import DEFAULT_CONFIG, load_config
+
+    cfg = load_config(DEFAULT_CONFIG, environ={})
+    assert cfg.trust.revocation == "soft-fail" and cfg.trust.fetch_revocation is False
+    assert cfg.trust.ocsp is False and cfg.trust.crl_refresh_minutes == 60
+    assert UNIT.mst  # the dossiers above are the demo unit's
