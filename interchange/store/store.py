@@ -472,35 +472,14 @@ class Store:
         """A new key and its token `ik_<key_id>_<secret>`; the token is shown once, never stored.
         `actor` (who asked, for the audit log) defaults to the user running this process."""
         _check_role(role, mst, ivan)
-        key = ApiKey(
-            key_id=secrets.token_hex(6),
-            role=role,
-            mst=mst,
-            ivan=ivan,
-            label=label,
-            created_at=datetime.now(UTC),
-            revoked_at=None,
-        )
-        secret = secrets.token_urlsafe(32)
         async with self._engine.connect() as conn:
             await conn.execution_options(sqlite_immediate=True)
             async with conn.begin():
-                await conn.execute(
-                    api_keys.insert(),
-                    {
-                        "key_id": key.key_id,
-                        "role": role,
-                        "mst": mst,
-                        "ivan": ivan,
-                        "label": label,
-                        "secret_sha256": _secret_digest(secret),
-                        "created_at": key.created_at,
-                    },
-                )
+                key, token = await _insert_key(conn, role, mst, ivan, label)
                 await audit.append(
                     conn, [audit.Event(audit.KEY_CREATED, actor or _operator(), _key_data(key))]
                 )
-        return key, f"ik_{key.key_id}_{secret}"
+        return key, token
 
     async def authenticate(self, token: str) -> ApiKey | None:
         """The key a bearer token stands for; None for a malformed, unknown, wrong or revoked one."""
@@ -556,35 +535,15 @@ class Store:
                 ).first()
                 if row is None:
                     return None
-                now = datetime.now(UTC)
-                key = ApiKey(
-                    key_id=secrets.token_hex(6),
-                    role=row.role,
-                    mst=row.mst,
-                    ivan=row.ivan,
-                    label=row.label,
-                    created_at=now,
-                    revoked_at=None,
-                )
-                secret = secrets.token_urlsafe(32)
+                key, token = await _insert_key(conn, row.role, row.mst, row.ivan, row.label)
                 await conn.execute(
-                    api_keys.insert(),
-                    {
-                        "key_id": key.key_id,
-                        "role": key.role,
-                        "mst": key.mst,
-                        "ivan": key.ivan,
-                        "label": key.label,
-                        "secret_sha256": _secret_digest(secret),
-                        "created_at": now,
-                    },
+                    update(api_keys).where(api_keys.c.key_id == key_id).values(revoked_at=key.created_at)
                 )
-                await conn.execute(update(api_keys).where(api_keys.c.key_id == key_id).values(revoked_at=now))
                 rotated = audit.Event(
                     audit.KEY_ROTATED, actor or _operator(), {"revoked": key_id, **_key_data(key)}
                 )
                 await audit.append(conn, [rotated])
-        return key, f"ik_{key.key_id}_{secret}"
+        return key, token
 
     async def list_api_keys(self) -> list[ApiKey]:
         async with self._engine.connect() as conn:
@@ -911,6 +870,20 @@ def _operator() -> str:
     except (KeyError, OSError):
         user = "unknown"
     return f"os:{user}@{socket.gethostname()}"
+
+
+async def _insert_key(
+    conn: AsyncConnection, role: str, mst: str | None, ivan: str | None, label: str
+) -> tuple[ApiKey, str]:
+    """Insert a new key; return it and its token `ik_<key_id>_<secret>` (the secret is not stored)."""
+    key = ApiKey(
+        key_id=secrets.token_hex(6), role=role, mst=mst, ivan=ivan, label=label,
+        created_at=datetime.now(UTC), revoked_at=None,
+    )
+    secret = secrets.token_urlsafe(32)
+    row = {c: getattr(key, c) for c in ("key_id", "role", "mst", "ivan", "label", "created_at")}
+    await conn.execute(api_keys.insert(), {**row, "secret_sha256": _secret_digest(secret)})
+    return key, f"ik_{key.key_id}_{secret}"
 
 
 def _secret_digest(secret: str) -> bytes:
