@@ -59,6 +59,7 @@ PREFIXES = {NOTICE_NS: "tb", DSIG_NS: "ds"}
 
 WINDOW = 1000  # rows of one list validated at a time by libxml2 (see the module docstring)
 VALUE_MAX = 200  # characters of an offending value kept in a Problem
+REASON_MAX = 500  # characters of a validator's reason kept in a Problem
 _LIST_DEPTH = 4  # lists sit at most this deep in every schema here (M01B-HSB/NoiDung/PhatSinh/CheDoOmDau)
 # Is there any list longer than a window? Asked in C, so small documents skip the Python walk.
 _HAS_LONG_LIST = etree.XPath(
@@ -358,7 +359,10 @@ def _collect(log, tree: etree._ElementTree, cap: int, out: list[_Error], under: 
             continue
         element = None
         if path:
-            found = tree.xpath(path)
+            try:
+                found = tree.xpath(path)
+            except etree.XPathError:  # libxml2 writes prefixes (/Hoso/a:x) we hold no map for
+                found = []
             element = found[0] if found and isinstance(found[0], etree._Element) else None
         message = entry.message
         attribute = None
@@ -522,7 +526,7 @@ def _problem(schema: _Schema, target: _Target, error: _Error, line_offset: int) 
         xpath=xpath,
         line=line,
         value=_short(value, VALUE_MAX) if value is not None else None,
-        message_en=reason,
+        message_en=_short(reason, REASON_MAX),  # validators quote the value: never 64 KB of base64
         message_vi=f"{target.what_vi} không đúng lược đồ{where}: {detail}.",
     )
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import binascii
+import hashlib
 from base64 import b64decode
 from dataclasses import dataclass, field
 
 from lxml import etree
 
 from interchange.errors import Layer, Problem, Problems
+from interchange.forms.schema import FORM_SCHEMAS
 
 
 @dataclass
@@ -23,7 +25,7 @@ class FormFile:
 
     @property
     def is_xml(self) -> bool:
-        return self.kind.lower().lstrip(".") == "xml" or self.name.lower().endswith(".xml")
+        return _is_xml_file(self.kind, self.name)
 
 
 @dataclass
@@ -54,6 +56,10 @@ class Envelope:
             "period": self.period,
             "files": [{"code": f.code, "name": f.name, "kind": f.kind, "size": len(f.content)} for f in self.files],
         }
+
+
+def _is_xml_file(kind: str, name: str) -> bool:
+    return kind.lower().lstrip(".") == "xml" or name.lower().endswith(".xml")
 
 
 def _has_space(text: str) -> bool:
@@ -137,6 +143,7 @@ def read_envelope(root: etree._Element, problems: Problems, max_files: int) -> E
             )
         )
         return env
+    seen: set = set()  # names and content digests of the files read so far
     for file_el in files:
         xpath = tree.getpath(file_el)
         content_el = file_el.find("NoiDungFile")
@@ -176,12 +183,41 @@ def read_envelope(root: etree._Element, problems: Problems, max_files: int) -> E
                 _problem("ENV-FILE-EMPTY", "Tệp trong hồ sơ rỗng.", "An embedded file is empty.", xpath + "/NoiDungFile", file_el.sourceline)
             )
             continue
+        code = _text(file_el, "MaToKhai") or ""
+        name = _text(file_el, "TenFile") or ""
+        kind = _text(file_el, "LoaiFile") or ""
+        digest = hashlib.sha256(content).digest()
+        if digest in seen or (name and name in seen):
+            problems.add(
+                _problem(
+                    "ENV-FILE-DUPLICATE",
+                    f"Tệp {name or code} có hai lần trong hồ sơ.",
+                    f"The file {name or code} is in the dossier twice (same name or same content).",
+                    xpath,
+                    file_el.sourceline,
+                    name or None,
+                )
+            )
+            continue
+        seen.update({digest, name} if name else {digest})
+        if code in FORM_SCHEMAS and not _is_xml_file(kind, name):
+            problems.add(
+                _problem(
+                    "ENV-FILE-TYPE",
+                    f"Tờ khai {code} phải là tệp XML có chữ ký số, không phải {kind or name}.",
+                    f"The form {code} must be a signed XML file, not {kind or name}.",
+                    xpath + "/LoaiFile",
+                    file_el.sourceline,
+                    kind or None,
+                )
+            )
+            continue
         env.files.append(
             FormFile(
-                code=_text(file_el, "MaToKhai") or "",
+                code=code,
                 description=_text(file_el, "MoTaToKhai") or "",
-                name=_text(file_el, "TenFile") or "",
-                kind=_text(file_el, "LoaiFile") or "",
+                name=name,
+                kind=kind,
                 content=content,
                 xpath=xpath,
                 line=file_el.sourceline,

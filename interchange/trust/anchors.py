@@ -111,6 +111,14 @@ def _from_asn1(cert: asn1_x509.Certificate) -> x509.Certificate:
     return x509.load_der_x509_certificate(cert.dump())
 
 
+def _untrusted(exc: Exception) -> CertProblem:
+    return CertProblem(
+        "SIG-UNTRUSTED",
+        "Chứng thư ký không được cấp bởi tổ chức chứng thực tin cậy.",
+        f"The certificate does not chain to a trusted anchor: {exc}",
+    )
+
+
 def key_problem(cert: x509.Certificate) -> CertProblem | None:
     """The algorithm allow-list of SPEC §3 for the signer's key."""
     key = cert.public_key()
@@ -572,18 +580,10 @@ class TrustStore:
         except (ExpiredError, NotYetValidError) as exc:
             return [], _chain_of(exc), Revocation("unknown")  # reported by validity_problems with exact dates
         except PathBuildingError as exc:
-            return (
-                [
-                    CertProblem(
-                        "SIG-UNTRUSTED",
-                        "Chứng thư ký không được cấp bởi tổ chức chứng thực tin cậy.",
-                        f"The certificate does not chain to a trusted anchor: {exc}",
-                    )
-                ],
-                [],
-                Revocation("unknown"),
-            )
+            return [_untrusted(exc)], [], Revocation("unknown")
         except (PathValidationError, ValidationError) as exc:
+            if leaf.issuer == leaf.subject and not any(a.subject == leaf.subject for a in self.anchors):
+                return [_untrusted(exc)], [], Revocation("unknown")  # self-signed: trusted by no one here
             return (
                 [
                     CertProblem(

@@ -11,6 +11,7 @@ the tree the caller goes on reading is exactly the signed content.
 
 from __future__ import annotations
 
+import binascii
 import hashlib
 import hmac
 from base64 import b64decode
@@ -102,8 +103,12 @@ class _ProfileVerifier(XMLVerifier):
         # <Signature xmlns="...xmldsig#"> would never verify. A re-serialised copy carries every
         # in-scope declaration on its own root and canonicalises correctly.
         nodes = nodes if isinstance(nodes, list) else [nodes]
-        copies = [etree.fromstring(etree.tostring(node), parser=self.parser) for node in nodes]
+        copies = [etree.fromstring(etree.tostring(node, with_tail=False), parser=self.parser) for node in nodes]
         return super()._c14n(copies, algorithm, inclusive_ns_prefixes)
+
+    def _tostring(self, xml_node, **kwargs):
+        # signxml copies the Signature by serialising it: text after it belongs to the parent.
+        return etree.tostring(xml_node, with_tail=False, **kwargs)
 
     def _verify_reference(self, reference, index, root, uri_resolver, c14n_algorithm, signature, signature_key_used):
         uri = reference.get("URI")
@@ -176,9 +181,15 @@ def _problem(code: str, vi: str, en: str, form: str | None, xpath: str, line: in
 
 
 def _certs_of(signature: etree._Element) -> list[x509.Certificate]:
+    """The certificates of KeyInfo, every part we read parsed now: cryptography parses names and
+    extensions lazily, and a broken one must be a refusal here, not an exception later."""
     certs = []
     for el in signature.iterfind(f"{{{DSIG_NS}}}KeyInfo/{{{DSIG_NS}}}X509Data/{{{DSIG_NS}}}X509Certificate"):
-        certs.append(x509.load_der_x509_certificate(b64decode("".join((el.text or "").split()))))
+        cert = x509.load_der_x509_certificate(b64decode("".join((el.text or "").split())))
+        cert.subject.rfc4514_string()
+        cert.issuer.rfc4514_string()
+        list(cert.extensions)
+        certs.append(cert)
     return certs
 
 
@@ -212,6 +223,8 @@ def _map_signxml_error(exc: Exception) -> tuple[str, str, str]:
         return "SIG-DIGEST", "Nội dung đã bị thay đổi sau khi ký (sai giá trị băm).", text
     if "forbidden by configuration" in text:
         return "SIG-ALGORITHM", "Thuật toán ký hoặc băm không được chấp nhận.", text
+    if isinstance(exc, (TypeError, binascii.Error)) or "SignatureValue" in text:
+        return "SIG-INVALID", "Giá trị chữ ký (SignatureValue) không hợp lệ.", "The SignatureValue is empty or not base64."
     if "KeyValue" in text:
         return "SIG-KEYVALUE", "Khóa công khai trong KeyValue không khớp với chứng thư.", text
     if isinstance(exc, InvalidSignature):
@@ -283,7 +296,8 @@ def verify_document(
 
     try:
         certs = _certs_of(signature)
-    except ValueError as exc:
+        leaf = _leaf_of(certs) if certs else None
+    except (ValueError, TypeError, UnicodeError) as exc:
         report.problems.append(
             _problem("SIG-CERT", "Không đọc được chứng thư trong chữ ký.", f"Unreadable certificate: {exc}", form, sig_path, sig_line)
         )
@@ -300,11 +314,16 @@ def verify_document(
             )
         )
         return report
-    leaf = _leaf_of(certs)
     report.signer = describe(leaf)
     report.mst = mst_of(leaf)
 
-    path = trust.validate(leaf, [c for c in certs if c is not leaf], at)
+    try:
+        path = trust.validate(leaf, [c for c in certs if c is not leaf], at)
+    except (ValueError, TypeError, UnicodeError) as exc:  # pyhanko parses what cryptography did not
+        report.problems.append(
+            _problem("SIG-CERT", "Không đọc được chứng thư trong chữ ký.", f"Unreadable certificate: {exc}", form, sig_path, sig_line)
+        )
+        return report
     report.chain = [describe(c) for c in path.chain]
     report.chain_pem = [c.public_bytes(serialization.Encoding.PEM).decode() for c in path.chain]
     report.revocation = path.revocation.as_dict() if path.revocation else None
@@ -347,8 +366,10 @@ def verify_document(
         verification_time=_clamp(at, leaf),  # dates are judged by the trust store, with codes of their own
     )
     try:
-        _ProfileVerifier().verify(root, x509_cert=leaf, expect_config=config, validate_schema=False)
-    except (InvalidInput, InvalidSignature, InvalidCertificate, ValueError, TypeError) as exc:
+        _ProfileVerifier().verify(
+            root, x509_cert=leaf, expect_config=config, validate_schema=False, parser=_SIGNATURE_PARSER
+        )
+    except (InvalidInput, InvalidSignature, InvalidCertificate, ValueError, TypeError, etree.LxmlError) as exc:
         code, vi, en = _map_signxml_error(exc)
         report.problems.append(_problem(code, vi, en, form, sig_path, sig_line))
     else:
@@ -356,6 +377,11 @@ def verify_document(
     if signature.getparent() is not None:
         _detach(signature)  # never read unsigned content: drop a signature that failed before its reference was checked
     return report
+
+
+# For signxml's copies of the Signature element: no entities, no network, and no 10 MB text
+# limit (an unsigned Object may carry anything; the limits are the body size's).
+_SIGNATURE_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=True)
 
 
 def _signature_method_for(key) -> str:
