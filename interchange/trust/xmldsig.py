@@ -12,6 +12,7 @@ the tree the caller goes on reading is exactly the signed content.
 from __future__ import annotations
 
 import binascii
+import functools
 import hashlib
 import hmac
 from base64 import b64decode
@@ -47,6 +48,7 @@ ALLOWED_REFERENCE_C14N = {C14N_10: False, EXC_C14N: True}  # algorithm -> exclus
 UTF8_BOM = b"\xef\xbb\xbf"
 
 
+@functools.cache
 def allowed_signature_methods(legacy_sha1: bool) -> frozenset[SignatureMethod]:
     return frozenset(
         m
@@ -57,6 +59,7 @@ def allowed_signature_methods(legacy_sha1: bool) -> frozenset[SignatureMethod]:
     )
 
 
+@functools.cache
 def allowed_digests(legacy_sha1: bool) -> frozenset[DigestAlgorithm]:
     return frozenset(
         d for d in DigestAlgorithm if "SHA224" not in d.name and (legacy_sha1 or "SHA1" not in d.name)
@@ -181,16 +184,21 @@ def _problem(code: str, vi: str, en: str, form: str | None, xpath: str, line: in
 
 
 def _certs_of(signature: etree._Element) -> list[x509.Certificate]:
-    """The certificates of KeyInfo, every part we read parsed now: cryptography parses names and
-    extensions lazily, and a broken one must be a refusal here, not an exception later."""
     certs = []
     for el in signature.iterfind(f"{{{DSIG_NS}}}KeyInfo/{{{DSIG_NS}}}X509Data/{{{DSIG_NS}}}X509Certificate"):
-        cert = x509.load_der_x509_certificate(b64decode("".join((el.text or "").split())))
-        cert.subject.rfc4514_string()
-        cert.issuer.rfc4514_string()
-        list(cert.extensions)
-        certs.append(cert)
+        certs.append(_load_cert(b64decode("".join((el.text or "").split()))))
     return certs
+
+
+@functools.lru_cache(maxsize=1024)  # the same few certificates sign dossier after dossier
+def _load_cert(der: bytes) -> x509.Certificate:
+    """A certificate with every part we read parsed now: cryptography parses names and extensions
+    lazily, and a broken one must be a refusal here, not an exception later."""
+    cert = x509.load_der_x509_certificate(der)
+    cert.subject.rfc4514_string()
+    cert.issuer.rfc4514_string()
+    list(cert.extensions)
+    return cert
 
 
 def _leaf_of(certs: list[x509.Certificate]) -> x509.Certificate:
