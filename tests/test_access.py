@@ -9,7 +9,7 @@ from interchange.api.ratelimit import RateLimiter
 from tests.conftest import OTHER_UNIT, dossier
 from tests.test_api import XML, notice_of, post, t
 
-READ_PATHS = ("", "/original", "/notices/tiep-nhan")
+READ_PATHS = ("", "/original", "/notices/tiep-nhan", "/evidence")
 
 
 @pytest.fixture
@@ -32,7 +32,7 @@ VISIBILITY = {
 
 
 @pytest.mark.parametrize("role", sorted(VISIBILITY))
-@pytest.mark.parametrize("path", READ_PATHS, ids=["dossier", "original", "notice"])
+@pytest.mark.parametrize("path", READ_PATHS, ids=["dossier", "original", "notice", "evidence"])
 async def test_every_read_endpoint_isolates_units(api, two_dossiers, role, path):
     for dossier_id, visible in zip(two_dossiers, VISIBILITY[role], strict=True):
         resp = await api.get(f"/api/v1/dossiers/{dossier_id}{path}", headers=api.keys[role])
