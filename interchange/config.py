@@ -70,9 +70,31 @@ class RegistrationConfig:
 
 
 @dataclass
+class JobsConfig:
+    """The work queue (interchange.jobs): each server process claims due work this often."""
+
+    interval_seconds: float = 2.0  # 0: this process runs no work (another one does)
+    batch: int = 20  # items claimed at a time
+    concurrency: int = 4  # items of a batch run at once
+    lease_seconds: int = 120  # an item claimed by a process that died is claimed again after this
+    max_attempts: int = 6  # then the item is failed (and stays visible as overdue)
+
+
+@dataclass
 class UpstreamConfig:
     url: str = ""
     api_key: str = ""
+
+
+@dataclass
+class CalendarConfig:
+    """The working calendar of target times (SPEC §8); see interchange.workcal."""
+
+    weekdays: list[str] = field(default_factory=lambda: ["mon", "tue", "wed", "thu", "fri"])
+    hours: list[str] = field(default_factory=lambda: ["08:00-12:00", "13:00-17:00"])
+    holidays_country: str = "VN"  # public holidays from the `holidays` package; "" for none
+    extra_days_off: list[str] = field(default_factory=list)  # "YYYY-MM-DD", on top of the public holidays
+    make_up_days: list[str] = field(default_factory=list)  # "YYYY-MM-DD" worked, even on a weekend
 
 
 @dataclass
@@ -85,6 +107,8 @@ class Config:
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     registration: RegistrationConfig = field(default_factory=RegistrationConfig)
     upstream: UpstreamConfig = field(default_factory=UpstreamConfig)
+    jobs: JobsConfig = field(default_factory=JobsConfig)
+    calendar: CalendarConfig = field(default_factory=CalendarConfig)
     # procedure -> target for the result notice (SPEC §8); a [targets] section replaces these
     targets: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_TARGETS))
     base_dir: Path = field(default=REPO_ROOT, repr=False)  # relative paths resolve against it

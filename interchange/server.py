@@ -1,4 +1,5 @@
-"""Assembling and running the server: store, worker processes, notice key, HTTP app."""
+"""Assembling and running the server: store, worker processes, notice key, HTTP app, and the
+scheduler that runs due work from the database."""
 
 from __future__ import annotations
 
@@ -7,9 +8,10 @@ from contextlib import AsyncExitStack, asynccontextmanager
 
 from aiohttp import web
 
-from interchange.api.app import Services, build_app
+from interchange.api.app import WORK, Services, build_app
 from interchange.config import Config
 from interchange.intake.workers import ReceiptWorkers
+from interchange.jobs.scheduler import WorkScheduler
 from interchange.notices.notice import NoticeSigner
 from interchange.store.store import Store
 from interchange.trust.revocation import crl_refresher
@@ -26,7 +28,7 @@ async def services_for(cfg: Config, *, workers: int | None = None):
     try:
         await pool.start()
         signer = NoticeSigner.from_files(cfg.signing_key_path, cfg.signing_cert_path)
-        yield Services(cfg=cfg, store=store, workers=pool, signer=signer, calendar=WorkCalendar())
+        yield Services(cfg=cfg, store=store, workers=pool, signer=signer, calendar=WorkCalendar.from_config(cfg))
     finally:
         pool.close()
         await store.close()
@@ -43,7 +45,26 @@ async def make_app(cfg: Config, *, workers: int | None = None) -> web.Applicatio
 
     app.on_cleanup.append(close)
     app.cleanup_ctx.append(crl_refresher(cfg))  # re-fetches CRLs on a schedule when trust.fetch_revocation
+    app.cleanup_ctx.append(work_scheduler(cfg))  # ends before `close` runs: cleanup contexts end first
     return app
+
+
+def work_scheduler(cfg: Config):
+    """This process's own scheduler (memory job store, never shared): it claims due work from the
+    database every `[jobs] interval_seconds`; 0 leaves the work to other processes."""
+
+    async def run(app: web.Application):
+        if cfg.jobs.interval_seconds <= 0:
+            yield
+            return
+        scheduler = WorkScheduler(app[WORK], cfg.jobs.interval_seconds)
+        scheduler.start()
+        try:
+            yield
+        finally:
+            await scheduler.stop()
+
+    return run
 
 
 def serve(cfg: Config) -> None:

@@ -11,12 +11,19 @@ import math
 import re
 import time
 import uuid
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
 
 from interchange.api.openapi import OPENAPI
 from interchange.api.ratelimit import RateLimiter
@@ -25,8 +32,22 @@ from interchange.config import Config
 from interchange.errors import Layer, Problem
 from interchange.intake.pipeline import Caller, Outcome
 from interchange.intake.workers import ReceiptWorkers
+from interchange.jobs import REGISTRATION, REGISTRATION_PROCEDURES, work_for
+from interchange.jobs.registration import RegistrationWork, not_active_problem
+from interchange.jobs.runner import Ran, WorkRunner
 from interchange.notices.notice import KIND_SLUG, RECEIPT, REFUSAL, NoticeData, NoticeSigner
-from interchange.store.records import RECEIVED, REFUSED, ApiKey, Dossier, NewDossier
+from interchange.store.records import (
+    ACTIVE,
+    RECEIVED,
+    REFUSED,
+    ApiKey,
+    Dossier,
+    NewDossier,
+    Overdue,
+    Scope,
+    Unit,
+    WorkItem,
+)
 from interchange.store.store import Store
 from interchange.workcal import WorkCalendar
 
@@ -58,10 +79,52 @@ class Metrics:
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
             registry=self.registry,
         )
+        # Compliance with the target times (SPEC §8). The gauges are refreshed by the work scheduler.
+        self.work_overdue = Gauge(
+            "interchange_work_overdue_items",
+            "Work items past their due time and not done, by kind (the whole queue: every process "
+            "reports the same value, aggregate with max)",
+            ["kind"],
+            registry=self.registry,
+        )
+        self.work_overdue_age = Gauge(
+            "interchange_work_overdue_age_seconds",
+            "How long the oldest overdue work item of a kind is past its due time",
+            ["kind"],
+            registry=self.registry,
+        )
+        self.work_runs = Counter(
+            "interchange_work_runs",
+            "Work items run by this process, by kind and outcome (done, retry, failed, lost)",
+            ["kind", "outcome"],
+            registry=self.registry,
+        )
+        self.time_to_result = Histogram(
+            "interchange_time_to_result_seconds",
+            "Time from receipt to the KET_QUA, by procedure",
+            ["procedure"],
+            buckets=(60, 300, 900, 1800, 3600, 7200, 14400, 28800, 86400, 172800, 432000, 864000, 1728000),
+            registry=self.registry,
+        )
+
+    def set_overdue(self, kinds: list[str], overdue: list[Overdue], now: datetime) -> None:
+        """Every kind gets a value (0 when nothing is overdue), so that its series never go stale."""
+        by_kind = {o.kind: o for o in overdue}
+        for kind in sorted({*kinds, *by_kind}):
+            o = by_kind.get(kind)
+            self.work_overdue.labels(kind=kind).set(o.count if o else 0)
+            self.work_overdue_age.labels(kind=kind).set((now - o.oldest_due_at).total_seconds() if o else 0)
+
+    def ran(self, ran: Ran) -> None:
+        self.work_runs.labels(kind=ran.item.kind, outcome=ran.outcome).inc()
+
+    def result_given(self, dossier: Dossier, at: datetime) -> None:
+        self.time_to_result.labels(procedure=dossier.procedure or "").observe((at - dossier.received_at).total_seconds())
 
 
 SERVICES = web.AppKey("services", Services)
 METRICS = web.AppKey("metrics", Metrics)
+WORK = web.AppKey("work", WorkRunner)
 LIMITER = web.AppKey("limiter", RateLimiter)
 
 
@@ -181,6 +244,7 @@ async def post_dossier(request: web.Request) -> web.Response:
     outcome = await services.workers.receive(body, received_at, Caller(role=key.role, mst=key.mst, ivan=key.ivan))
     if outcome.forbidden:
         return _refusal_response(request, 403, outcome.problems[-1])
+    outcome = await _unless_unregistered(services, outcome)
 
     new = _new_dossier(services, key, body, outcome, received_at, idempotency_key)
 
@@ -226,6 +290,23 @@ def _too_large(request: web.Request, limit: int) -> web.Response:
     )
 
 
+async def _unless_unregistered(services: Services, outcome: Outcome) -> Outcome:
+    """With `[registration] required`, a dossier of a unit that is not registered and active
+    is refused (SPEC §9); registration dossiers themselves are always received."""
+    procedure, mst = outcome.envelope.get("procedure"), outcome.envelope.get("mst")
+    if not (services.cfg.registration.required and outcome.accepted) or procedure in REGISTRATION_PROCEDURES:
+        return outcome
+    unit = await services.store.get_unit(mst, Scope(all=True)) if mst else None
+    if unit is not None and unit.state == ACTIVE:
+        return outcome
+    return replace(
+        outcome,
+        accepted=False,
+        problems=[*outcome.problems, not_active_problem(mst, None if unit is None else unit.state)],
+        layers={**outcome.layers, "rule": "failed"},
+    )
+
+
 def _new_dossier(
     services: Services, key: ApiKey, body: bytes, outcome: Outcome, received_at: datetime, idempotency_key: str | None
 ) -> NewDossier:
@@ -254,7 +335,13 @@ def _new_dossier(
         problems=[p.as_dict() for p in outcome.problems],
         layers=outcome.layers,
         signers=outcome.signers,
-        facts={"files": env.get("files", []), "forms": outcome.forms, "truncated": outcome.truncated},
+        facts={
+            "files": env.get("files", []),
+            "forms": outcome.forms,
+            "truncated": outcome.truncated,
+            **({"contact": env["contact"]} if env.get("contact") else {}),
+        },
+        work=work_for(env.get("procedure")) if outcome.accepted else [],
     )
 
 
@@ -280,9 +367,9 @@ def _receipt_notice(dossier: Dossier, outcome: Outcome) -> NoticeData:
 # ---- reading back ----------------------------------------------------------------------------
 
 
-def _dossier_json(d: Dossier) -> dict:
+def _dossier_json(d: Dossier, now: datetime, work: list[WorkItem] | None = None) -> dict:
     base = f"/api/v1/dossiers/{d.id}"
-    return {
+    out = {
         "id": d.id,
         "so_ho_so": d.so_ho_so,
         "state": d.state,
@@ -290,6 +377,9 @@ def _dossier_json(d: Dossier) -> dict:
         "size": d.size,
         "received_at": d.received_at.isoformat(),
         "due_at": d.due_at.isoformat() if d.due_at else None,
+        "result_at": d.result_at.isoformat() if d.result_at else None,
+        # the result is late, or is not given and its time has passed
+        "overdue": d.due_at is not None and (d.result_at or now) > d.due_at,
         "unit": {"mst": d.unit_mst, "code": d.unit_code, "name": d.unit_name},
         "ivan_code": d.ivan_code,
         "procedure": d.procedure,
@@ -300,6 +390,21 @@ def _dossier_json(d: Dossier) -> dict:
         "signers": [_signer_json(s) for s in d.signers],
         "notices": {kind: f"{base}/notices/{kind}" for kind in d.notice_kinds},
         "original": f"{base}/original",
+    }
+    if work is not None:
+        out["work"] = [_work_json(w, now) for w in work]
+    return out
+
+
+def _work_json(w: WorkItem, now: datetime) -> dict:
+    return {
+        "kind": w.kind,
+        "state": w.state,
+        "due_at": w.due_at.isoformat(),
+        "done_at": w.done_at.isoformat() if w.done_at else None,
+        "overdue": (w.done_at or now) > w.due_at,
+        "attempts": w.attempts,
+        "last_error": w.last_error,
     }
 
 
@@ -350,15 +455,41 @@ async def list_dossiers(request: web.Request) -> web.Response:
         )
     except ValueError as exc:
         return _problem_json(400, "BAD-QUERY", str(exc))
-    return web.json_response({"items": [_dossier_json(d) for d in items], "next_cursor": cursor})
+    now = _now()
+    return web.json_response({"items": [_dossier_json(d, now) for d in items], "next_cursor": cursor})
 
 
 async def get_dossier(request: web.Request) -> web.Response:
     key = await _reader(request)
-    dossier = await request.app[SERVICES].store.get_dossier(request.match_info["id"], key.scope)
+    store = request.app[SERVICES].store
+    dossier = await store.get_dossier(request.match_info["id"], key.scope)
     if dossier is None:
         return _problem_json(404, "NOT-FOUND", "no such dossier")  # also for another unit's: no existence leak
-    return web.json_response(_dossier_json(dossier))
+    return web.json_response(_dossier_json(dossier, _now(), await store.work_of(dossier.id)))
+
+
+async def get_unit(request: web.Request) -> web.Response:
+    """A unit's registration for electronic transactions (SPEC §9)."""
+    key = await _reader(request)
+    unit = await request.app[SERVICES].store.get_unit(request.match_info["mst"], key.scope)
+    if unit is None:
+        return _problem_json(404, "NOT-FOUND", "no such registered unit")  # or not the caller's to see
+    return web.json_response(_unit_json(unit))
+
+
+def _unit_json(u: Unit) -> dict:
+    return {
+        "mst": u.mst,
+        "unit_code": u.unit_code,
+        "name": u.name,
+        "state": u.state,
+        "email": u.email,
+        "address": u.address,
+        "contact": u.contact,
+        "result_channel": u.result_channel,
+        "updated_at": u.updated_at.isoformat(),
+        "registration": f"/api/v1/dossiers/{u.dossier_id}",
+    }
 
 
 async def get_notice(request: web.Request) -> web.Response:
@@ -436,10 +567,29 @@ async def never_500_silently(request: web.Request, handler):
         return _problem_json(500, "INTERNAL", "unexpected server error; it has been logged")
 
 
+def _work_runner(services: Services, metrics: Metrics) -> WorkRunner:
+    """The work this process claims and runs (started by the scheduler in interchange.server)."""
+    jobs = services.cfg.jobs
+    handlers = {
+        REGISTRATION: RegistrationWork(services.store, services.workers.sign_notice, on_result=metrics.result_given),
+    }
+    return WorkRunner(
+        services.store,
+        handlers,
+        batch=jobs.batch,
+        concurrency=jobs.concurrency,
+        lease=timedelta(seconds=jobs.lease_seconds),
+        max_attempts=jobs.max_attempts,
+        on_ran=metrics.ran,
+        on_overdue=lambda overdue, now: metrics.set_overdue(list(handlers), overdue, now),
+    )
+
+
 def build_app(services: Services) -> web.Application:
     app = web.Application(client_max_size=services.cfg.limits.max_body_bytes, middlewares=[never_500_silently])
     app[SERVICES] = services
     app[METRICS] = Metrics()
+    app[WORK] = _work_runner(services, app[METRICS])
     app[LIMITER] = RateLimiter(services.cfg.limits.rate_per_second, services.cfg.limits.rate_burst)
     app.router.add_post("/api/v1/dossiers", post_dossier)
     app.router.add_get("/api/v1/dossiers", list_dossiers)
@@ -447,6 +597,7 @@ def build_app(services: Services) -> web.Application:
     app.router.add_get("/api/v1/dossiers/{id}/notices/{kind}", get_notice)
     app.router.add_get("/api/v1/dossiers/{id}/original", get_original)
     app.router.add_get("/api/v1/dossiers/{id}/evidence", get_evidence)
+    app.router.add_get("/api/v1/units/{mst}", get_unit)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)

@@ -42,7 +42,7 @@ OPENAPI = {
             },
         },
         "/api/v1/dossiers/{id}": {
-            "get": {"parameters": [_ID], "responses": {"200": {"description": "state, times, errors", "content": _JSON}}}
+            "get": {"parameters": [_ID], "responses": {"200": {"description": "state, times, deadlines (due_at, result_at, overdue), work, errors", "content": _JSON}}}
         },
         "/api/v1/dossiers/{id}/notices/{kind}": {
             "get": {
@@ -66,6 +66,16 @@ OPENAPI = {
                         "dossier.json, manifest.json and the signed manifest.xml",
                         "content": {"application/zip": {"schema": {"type": "string", "format": "binary"}}},
                     }
+                },
+            }
+        },
+        "/api/v1/units/{mst}": {
+            "get": {
+                "summary": "A unit's registration for electronic transactions (active or stopped)",
+                "parameters": [{"name": "mst", "in": "path", "required": True, "schema": {"type": "string"}}],
+                "responses": {
+                    "200": {"description": "state, contact data, the registration dossier", "content": _JSON},
+                    "404": {"description": "not registered, or not the caller's to see", "content": _JSON},
                 },
             }
         },

@@ -41,7 +41,7 @@ from interchange.intake.envelope import read_envelope
 from interchange.intake.xmlparse import XmlLimits, parse_xml
 from interchange.notices.notice import NS as NOTICE_NS
 from interchange.notices.notice import NoticeSigner
-from interchange.store.records import RECEIVED, TIEP_NHAN, TU_CHOI, Dossier
+from interchange.store.records import REFUSED, TIEP_NHAN, TU_CHOI, Dossier
 from interchange.trust import anchors
 from interchange.trust.xmldsig import verify_document
 from interchange.workcal import VN_TZ
@@ -506,7 +506,7 @@ def _check_original(
     now, problems = _verify_original(original, trust, at, legacy_sha1)
     recorded = {s.get("document"): bool(s.get("valid")) for s in record.get("signers") or []}
     when = at.astimezone(VN_TZ).isoformat(timespec="seconds")
-    if record.get("state") == RECEIVED:
+    if record.get("state") != REFUSED:  # received, and later accepted or rejected
         ok = bool(now) and all(now.values()) and set(recorded) <= set(now)
         detail = f"{len(now)} signatures valid at receipt ({when})" if ok else problems or "no signature"
     else:  # refused: the same verdict as at receipt, document by document

@@ -54,6 +54,7 @@ class Envelope:
             "ivan_code": self.ivan_code,
             "procedure": self.procedure,
             "period": self.period,
+            "contact": dict(self.contact),
             "files": [{"code": f.code, "name": f.name, "kind": f.kind, "size": len(f.content)} for f in self.files],
         }
 

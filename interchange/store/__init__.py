@@ -1,11 +1,15 @@
 """The data-access layer: `Store` and the records it takes and gives."""
 
 from .records import (
+    ACCEPTED,
+    ACTIVE,
     KET_QUA,
     NOTICE_KINDS,
     RECEIVED,
     REFUSED,
+    REJECTED,
     ROLES,
+    STOPPED,
     TIEP_NHAN,
     TU_CHOI,
     ApiKey,
@@ -13,15 +17,21 @@ from .records import (
     NewDossier,
     SaveResult,
     Scope,
+    Unit,
+    WorkItem,
 )
 from .store import Store
 
 __all__ = [
+    "ACCEPTED",
+    "ACTIVE",
     "KET_QUA",
     "NOTICE_KINDS",
     "RECEIVED",
     "REFUSED",
+    "REJECTED",
     "ROLES",
+    "STOPPED",
     "TIEP_NHAN",
     "TU_CHOI",
     "ApiKey",
@@ -30,4 +40,6 @@ __all__ = [
     "SaveResult",
     "Scope",
     "Store",
+    "Unit",
+    "WorkItem",
 ]

@@ -7,6 +7,9 @@ from datetime import datetime
 
 RECEIVED = "received"
 REFUSED = "refused"
+# After the KET_QUA: the result of a received dossier.
+ACCEPTED = "accepted"  # KET_QUA CHAP_NHAN
+REJECTED = "rejected"  # KET_QUA KHONG_CHAP_NHAN
 
 TIEP_NHAN = "tiep-nhan"
 TU_CHOI = "tu-choi"
@@ -40,6 +43,7 @@ class NewDossier:
     layers: dict[str, str] = field(default_factory=dict)  # layer -> passed | failed | not_run
     signers: list[dict] = field(default_factory=list)
     facts: dict = field(default_factory=dict)
+    work: list[str] = field(default_factory=list)  # kinds of work items enqueued with the receipt
 
 
 @dataclass(kw_only=True)
@@ -66,6 +70,7 @@ class Dossier:
     layers: dict[str, str]
     signers: list[dict]
     facts: dict
+    result_at: datetime | None = None  # when the KET_QUA was stored
     notice_kinds: list[str] = field(default_factory=list)
 
 
@@ -112,3 +117,60 @@ class ApiKey:
         if self.role == "ivan":
             return Scope(ivan=self.ivan)
         return Scope(all=True)
+
+
+# Work items (the queue in the database): queued -> running -> done, or failed for good.
+QUEUED, RUNNING, DONE, FAILED = "queued", "running", "done", "failed"
+
+
+@dataclass(kw_only=True)
+class WorkItem:
+    id: str
+    dossier_id: str
+    kind: str
+    due_at: datetime  # the deadline the work serves (the dossier's HanTraKetQua)
+    not_before: datetime  # not claimed before this time (set for retries with backoff)
+    state: str
+    attempts: int  # claims so far
+    claimed_by: str | None
+    claimed_until: datetime | None  # the lease: past it, another process may claim the item
+    last_error: str | None
+    created_at: datetime
+    done_at: datetime | None
+
+
+@dataclass
+class Overdue:
+    """Work past its due time and not done, of one kind."""
+
+    kind: str
+    count: int
+    oldest_due_at: datetime
+
+
+# Units registered for electronic transactions (SPEC §9).
+ACTIVE, STOPPED = "active", "stopped"
+
+
+@dataclass(kw_only=True)
+class Unit:
+    mst: str
+    unit_code: str | None
+    name: str | None
+    state: str  # ACTIVE | STOPPED
+    email: str | None
+    address: str | None
+    contact: str | None  # NguoiLienHe
+    result_channel: str | None  # PTNhanKetQua
+    dossier_id: str  # the registration dossier that set this state
+    updated_at: datetime
+
+
+@dataclass
+class Settlement:
+    """The result of a received dossier, as the KET_QUA states it, with what it changes."""
+
+    state: str  # ACCEPTED | REJECTED
+    notice: bytes  # the signed KET_QUA
+    problems: list[dict]  # the errors listed in it
+    unit: Unit | None = None  # the unit's row after the change, when it changes

@@ -25,15 +25,16 @@ import re
 import secrets
 import socket
 import time
-from collections.abc import Awaitable, Callable
+import uuid
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
-from sqlalchemy import and_, event, false, or_, select, text, true, update
+from sqlalchemy import and_, event, exists, false, func, or_, select, text, true, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import IntegrityError
@@ -42,19 +43,39 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from interchange.audit import log as audit
 
 from .records import (
+    DONE,
+    FAILED,
+    KET_QUA,
     NOTICE_KINDS,
+    QUEUED,
     RECEIVED,
     REFUSED,
+    REJECTED,
     ROLES,
+    RUNNING,
     TIEP_NHAN,
     TU_CHOI,
     ApiKey,
     Dossier,
     NewDossier,
+    Overdue,
     SaveResult,
     Scope,
+    Settlement,
+    Unit,
+    WorkItem,
 )
-from .tables import api_keys, audit_head, audit_log, counters, dossiers, notices, originals
+from .tables import (
+    api_keys,
+    audit_head,
+    audit_log,
+    counters,
+    dossiers,
+    notices,
+    originals,
+    units,
+    work_items,
+)
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +84,7 @@ VN_TIME = ZoneInfo("Asia/Ho_Chi_Minh")  # dossier numbers count per year of Viet
 MIGRATION_LOCK = 0x696E_7463_0001  # pg_advisory_xact_lock key: one process migrates at a time
 BATCH_SIZE = 64
 MAX_PAGE = 500
+SETTLE_TRIES = 5  # decisions made again because the unit changed meanwhile, at most
 AUDIT_PAGE = 5000  # entries read at a time when the whole log is checked
 KEY_CACHE_SECONDS = 2.0  # a revocation reaches every process within this time
 SQLITE_PRAGMAS = (
@@ -264,6 +286,9 @@ class Store:
                 originals.insert(), [{"dossier_id": new.id, "content": new.original} for new, _ in stored]
             )
             await conn.execute(notices.insert(), [_notice_row(r) for _, r in stored])
+            work = [row for new, r in stored for row in _work_rows(new, r.dossier)]
+            if work:
+                await conn.execute(work_items.insert(), work)
         for (office, year), number in last.items():
             if number != at_start[(office, year)]:
                 await conn.execute(
@@ -292,6 +317,8 @@ class Store:
                     await conn.execute(dossiers.insert(), _dossier_row(new, result.dossier))
                     await conn.execute(originals.insert(), {"dossier_id": new.id, "content": new.original})
                     await conn.execute(notices.insert(), _notice_row(result))
+                    if work := _work_rows(new, result.dossier):
+                        await conn.execute(work_items.insert(), work)
                     return result
             except IntegrityError:
                 # Another process stored the same dossier or key after our look: answer with that one.
@@ -438,12 +465,7 @@ class Store:
         if kind not in NOTICE_KINDS:
             raise ValueError(f"unknown notice kind {kind!r}")
         row = {"dossier_id": id, "kind": kind, "xml": xml, "created_at": datetime.now(UTC)}
-        stored = audit.Event(
-            audit.NOTICE_STORED,
-            actor,
-            {"kind": kind, "sha256": hashlib.sha256(xml).hexdigest(), "size": len(xml)},
-            id,
-        )
+        stored = _notice_event(id, kind, xml, actor)
         try:
             async with self._engine.connect() as conn:
                 await conn.execution_options(sqlite_immediate=True)
@@ -457,6 +479,258 @@ class Store:
             if exists is None:
                 raise LookupError(f"no dossier {id!r}") from None
             return False
+
+    # -- results -------------------------------------------------------------------------
+
+    async def settle(
+        self,
+        id: str,
+        decide: Callable[[Dossier, Unit | None], Awaitable[Settlement]],
+        *,
+        now: datetime,
+        actor: str = "server",
+    ) -> Settlement | None:
+        """Give a received dossier its result, once.
+
+        `decide` gets the dossier and its unit's registration as they are and returns the
+        settlement with the signed KET_QUA. It runs outside any transaction (signing waits for
+        a worker process, and a SQLite write lock held meanwhile would hold up the receipts);
+        the unit is read again under lock before writing, and when it changed in between,
+        `decide` runs again. The notice, the dossier's new state, the unit's row and their
+        audit entries are committed together. None, and nothing changed, when the dossier has
+        its KET_QUA already: work run again after a crash (or by a second process whose lease
+        had run out) has the same outcome. LookupError when the dossier is not a received one.
+        """
+        for _ in range(SETTLE_TRIES):
+            async with self._engine.connect() as conn:
+                dossier, unit = await self._settle_inputs(conn, id, lock=False)
+            if dossier is None:
+                return None
+            settlement = await decide(dossier, unit)
+            async with self._engine.connect() as conn:
+                await conn.execution_options(sqlite_immediate=True)
+                async with conn.begin():
+                    # Locking the dossier first makes a second settler wait here, then find the KET_QUA.
+                    dossier, current = await self._settle_inputs(conn, id, lock=True)
+                    if dossier is None:
+                        return None
+                    if current != unit:
+                        continue  # another registration of the unit came first: decide again
+                    await self._write_settlement(conn, dossier, unit, settlement, now, actor)
+                    return settlement
+        raise RuntimeError(f"dossier {id}: its unit kept changing while its result was decided")
+
+    async def _settle_inputs(
+        self, conn: AsyncConnection, id: str, *, lock: bool
+    ) -> tuple[Dossier | None, Unit | None]:
+        """The dossier and its unit (locked until commit with `lock`); no dossier when it has
+        its KET_QUA already."""
+        query = select(*_DOSSIER_COLUMNS).where(dossiers.c.id == id)
+        row = (await conn.execute(query.with_for_update() if lock else query)).first()
+        if row is None:
+            raise LookupError(f"no dossier {id!r}")
+        kinds = (await _notice_kinds(conn, [id])).get(id, [])
+        if KET_QUA in kinds:
+            return None, None
+        if row.state != RECEIVED:
+            raise LookupError(f"dossier {id!r} is {row.state}, not {RECEIVED}")
+        unit = None
+        if row.unit_mst:
+            query = select(units).where(units.c.mst == row.unit_mst)
+            found = (await conn.execute(query.with_for_update() if lock else query)).first()
+            unit = None if found is None else _unit(found)
+        return _dossier(row, kinds), unit
+
+    async def _write_settlement(
+        self,
+        conn: AsyncConnection,
+        dossier: Dossier,
+        unit: Unit | None,
+        settlement: Settlement,
+        now: datetime,
+        actor: str,
+    ) -> None:
+        id = dossier.id
+        await conn.execute(
+            notices.insert(), {"dossier_id": id, "kind": KET_QUA, "xml": settlement.notice, "created_at": now}
+        )
+        values = {"state": settlement.state, "result_at": now}
+        if settlement.state == REJECTED:
+            values["replay_key"] = None  # as after a refusal: the same bytes sent again are judged again
+        await conn.execute(update(dossiers).where(dossiers.c.id == id).values(**values))
+        events = [
+            _notice_event(id, KET_QUA, settlement.notice, actor),
+            audit.Event(
+                audit.DOSSIER_SETTLED,
+                actor,
+                {
+                    "state": settlement.state,
+                    "result_at": now.astimezone(UTC).isoformat(),
+                    "due_at": dossier.due_at.isoformat() if dossier.due_at else None,
+                    "errors": sorted({p.get("code") for p in settlement.problems if p.get("code")}),
+                },
+                id,
+            ),
+        ]
+        if settlement.unit is not None:
+            await self._write_unit(conn, settlement.unit)
+            events.append(
+                audit.Event(
+                    audit.UNIT_CHANGED,
+                    actor,
+                    {**_unit_data(settlement.unit), "previous_state": unit.state if unit else None},
+                    id,
+                )
+            )
+        await audit.append(conn, events)
+
+    async def _write_unit(self, conn: AsyncConnection, unit: Unit) -> None:
+        row = {c.name: getattr(unit, c.name) for c in units.c}
+        stmt = self._insert(units).values(row)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[units.c.mst], set_={k: v for k, v in row.items() if k != "mst"}
+        )
+        await conn.execute(stmt)
+
+    # -- units ---------------------------------------------------------------------------
+
+    async def get_unit(self, mst: str, scope: Scope) -> Unit | None:
+        """A unit's registration (SPEC §9), if `scope` may see it: a unit itself, an I-VAN that
+        carried one of its dossiers, or everyone for auditors and admins."""
+        query = select(units).where(units.c.mst == mst)
+        if not scope.all:
+            allowed = []
+            if scope.mst:
+                allowed.append(units.c.mst == scope.mst)
+            if scope.ivan:
+                carried = select(dossiers.c.id).where(
+                    dossiers.c.unit_mst == mst,
+                    or_(dossiers.c.ivan_code == scope.ivan, dossiers.c.owner == f"ivan:{scope.ivan}"),
+                    dossiers.c.state != REFUSED,  # signed by the unit: anyone can send a refused one naming any MST
+                )
+                allowed.append(exists(carried))
+            query = query.where(or_(*allowed) if allowed else false())
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(query)).first()
+        return None if row is None else _unit(row)
+
+    # -- work queue ----------------------------------------------------------------------
+    # Each server process claims due items in its own transactions (interchange.jobs). On
+    # PostgreSQL, FOR UPDATE SKIP LOCKED lets concurrent claimers pass over each other's rows
+    # instead of waiting; on SQLite the claim's BEGIN IMMEDIATE makes claimers take turns.
+
+    async def enqueue_work(self, dossier_id: str, kind: str, due_at: datetime, *, now: datetime | None = None) -> bool:
+        """Add a work item for a stored dossier; False when it has one of that kind already."""
+        row = _work_row(dossier_id, kind, due_at, now or datetime.now(UTC))
+        stmt = self._insert(work_items).values(row).on_conflict_do_nothing(
+            index_elements=[work_items.c.dossier_id, work_items.c.kind]
+        )
+        async with self._engine.connect() as conn:
+            await conn.execution_options(sqlite_immediate=True)
+            async with conn.begin():
+                inserted = await conn.execute(stmt)
+        return bool(inserted.rowcount)
+
+    async def claim_work(
+        self,
+        worker: str,
+        now: datetime,
+        *,
+        limit: int,
+        lease: timedelta,
+        kinds: Collection[str] | None = None,
+    ) -> list[WorkItem]:
+        """Claim up to `limit` items that may run at `now`, earliest due (most overdue) first:
+        queued items past their `not_before`, and running items whose lease has run out (their
+        process died or hangs). A claim counts an attempt and holds the item until now + lease."""
+        claimable = or_(
+            and_(work_items.c.state == QUEUED, work_items.c.not_before <= now),
+            and_(work_items.c.state == RUNNING, work_items.c.claimed_until <= now),
+        )
+        if kinds is not None:
+            claimable = and_(claimable, work_items.c.kind.in_(list(kinds)))
+        pick = (
+            select(work_items.c.id)
+            .where(claimable)
+            .order_by(work_items.c.due_at, work_items.c.created_at, work_items.c.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)  # PostgreSQL; SQLite has no row locks (and needs none)
+        )
+        async with self._engine.connect() as conn:
+            await conn.execution_options(sqlite_immediate=True)
+            async with conn.begin():
+                ids = list((await conn.execute(pick)).scalars())
+                if not ids:
+                    return []
+                await conn.execute(
+                    update(work_items)
+                    .where(work_items.c.id.in_(ids))
+                    .values(
+                        state=RUNNING,
+                        claimed_by=worker,
+                        claimed_until=now + lease,
+                        attempts=work_items.c.attempts + 1,
+                    )
+                )
+                rows = (await conn.execute(select(work_items).where(work_items.c.id.in_(ids)))).all()
+        return sorted((_work_item(r) for r in rows), key=lambda w: (w.due_at, w.created_at, w.id))
+
+    async def complete_work(self, item_id: str, worker: str, now: datetime) -> bool:
+        """Mark a claimed item done. False when `worker` no longer holds it (its lease ran out
+        and another process claimed it: that one finishes it)."""
+        return await self._release(item_id, worker, state=DONE, done_at=now, claimed_until=None)
+
+    async def fail_work(
+        self, item_id: str, worker: str, now: datetime, error: str, *, retry_at: datetime | None
+    ) -> bool:
+        """Record a failed attempt: queued again from `retry_at`, or failed for good when None."""
+        if retry_at is None:
+            return await self._release(
+                item_id, worker, state=FAILED, done_at=now, claimed_until=None, last_error=error[:2000]
+            )
+        return await self._release(
+            item_id, worker, state=QUEUED, not_before=retry_at, claimed_by=None, claimed_until=None,
+            last_error=error[:2000],
+        )  # fmt: skip
+
+    async def _release(self, item_id: str, worker: str, **values) -> bool:
+        async with self._engine.connect() as conn:
+            await conn.execution_options(sqlite_immediate=True)
+            async with conn.begin():
+                changed = await conn.execute(
+                    update(work_items)
+                    .where(
+                        work_items.c.id == item_id,
+                        work_items.c.state == RUNNING,
+                        work_items.c.claimed_by == worker,
+                    )
+                    .values(**values)
+                )
+        return changed.rowcount == 1
+
+    async def work_of(self, dossier_id: str) -> list[WorkItem]:
+        async with self._engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    select(work_items)
+                    .where(work_items.c.dossier_id == dossier_id)
+                    .order_by(work_items.c.created_at, work_items.c.id)
+                )
+            ).all()
+        return [_work_item(r) for r in rows]
+
+    async def overdue_work(self, now: datetime) -> list[Overdue]:
+        """Items not done whose due time has passed, by kind (failed ones included: their
+        deadline was missed all the same)."""
+        query = (
+            select(work_items.c.kind, func.count(), func.min(work_items.c.due_at))
+            .where(work_items.c.state.in_([QUEUED, RUNNING, FAILED]), work_items.c.due_at < now)
+            .group_by(work_items.c.kind)
+            .order_by(work_items.c.kind)
+        )
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return [Overdue(kind, count, oldest) for kind, count, oldest in rows]
 
     # -- API keys ------------------------------------------------------------------------
 
@@ -818,6 +1092,27 @@ def _dossier_row(new: NewDossier, dossier: Dossier) -> dict:
     return row
 
 
+def _work_rows(new: NewDossier, dossier: Dossier) -> list[dict]:
+    """The work items a received dossier brings, stored in its receipt's transaction."""
+    if dossier.state != RECEIVED:
+        return []
+    return [_work_row(dossier.id, kind, dossier.due_at or dossier.received_at, dossier.received_at)
+            for kind in new.work]
+
+
+def _work_row(dossier_id: str, kind: str, due_at: datetime, now: datetime) -> dict:
+    return {
+        "id": uuid.uuid4().hex,
+        "dossier_id": dossier_id,
+        "kind": kind,
+        "due_at": due_at,
+        "not_before": now,
+        "state": QUEUED,
+        "attempts": 0,
+        "created_at": now,
+    }
+
+
 def _notice_row(result: SaveResult) -> dict:
     d = result.dossier
     return {"dossier_id": d.id, "kind": d.notice_kinds[0], "xml": result.notice, "created_at": d.received_at}
@@ -857,6 +1152,28 @@ def _receipt_events(jobs: list[_Job], results: list[SaveResult | Exception]) -> 
             kind = audit.DOSSIER_REPLAYED if result.outcome == "replay" else audit.DOSSIER_CONFLICT
         events.append(audit.Event(kind, f"key:{new.submitter_key_id}", data, d.id))
     return events
+
+
+def _notice_event(id: str, kind: str, xml: bytes, actor: str) -> audit.Event:
+    return audit.Event(
+        audit.NOTICE_STORED,
+        actor,
+        {"kind": kind, "sha256": hashlib.sha256(xml).hexdigest(), "size": len(xml)},
+        id,
+    )
+
+
+def _unit(row) -> Unit:
+    return Unit(**{c.name: getattr(row, c.name) for c in units.c})
+
+
+def _unit_data(unit: Unit) -> dict:
+    data = {c.name: getattr(unit, c.name) for c in units.c if c.name != "updated_at"}
+    return {**data, "updated_at": unit.updated_at.astimezone(UTC).isoformat()}
+
+
+def _work_item(row) -> WorkItem:
+    return WorkItem(**{c.name: getattr(row, c.name) for c in work_items.c})
 
 
 def _key_data(key: ApiKey) -> dict:

@@ -16,6 +16,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    UniqueConstraint,
 )
 from sqlalchemy.types import TypeDecorator
 
@@ -84,6 +85,7 @@ dossiers = Table(
     Column("layers", JSON, nullable=False),
     Column("signers", JSON, nullable=False),
     Column("facts", JSON, nullable=False),
+    Column("result_at", UTCDateTime),  # when the KET_QUA was stored (migration 0003)
     Index("ix_dossiers_owner", "owner"),
     Index("ix_dossiers_unit_mst", "unit_mst"),
     Index("ix_dossiers_ivan_code", "ivan_code"),
@@ -156,4 +158,41 @@ audit_head = Table(
     Column("id", Integer, primary_key=True, autoincrement=False),
     Column("seq", BigInteger, nullable=False),
     Column("hash", String(64), nullable=False),
+)
+
+# The work queue (interchange.jobs): what happens after receipt, one row per piece of work,
+# claimed by due time with a lease (SELECT ... FOR UPDATE SKIP LOCKED on PostgreSQL).
+work_items = Table(
+    "work_items",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("dossier_id", String(64), ForeignKey("dossiers.id", ondelete="CASCADE"), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("due_at", UTCDateTime, nullable=False),
+    Column("not_before", UTCDateTime, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("claimed_by", String),
+    Column("claimed_until", UTCDateTime),
+    Column("last_error", String),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("done_at", UTCDateTime),
+    UniqueConstraint("dossier_id", "kind"),  # one item of a kind per dossier: enqueueing twice is a no-op
+    Index("ix_work_items_state_due_at", "state", "due_at"),
+)
+
+# Units registered for electronic transactions (SPEC §9), written by the registration work.
+units = Table(
+    "units",
+    metadata,
+    Column("mst", String, primary_key=True),
+    Column("unit_code", String),
+    Column("name", String),
+    Column("state", String(16), nullable=False),
+    Column("email", String),
+    Column("address", String),
+    Column("contact", String),
+    Column("result_channel", String),
+    Column("dossier_id", String(64), ForeignKey("dossiers.id"), nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
 )

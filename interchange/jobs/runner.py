@@ -1,0 +1,147 @@
+"""Claiming and running due work items: a batch at a time, a few at once, with retries."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+import socket
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from interchange.store.records import Overdue, WorkItem
+from interchange.store.store import Store
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[WorkItem, datetime], Awaitable[None]]
+DRAIN_ROUNDS = 10  # batches one tick may run when every batch comes back full
+
+
+@dataclass
+class Ran:
+    item: WorkItem
+    outcome: str  # done | retry | failed | lost (another process holds it now, or the store failed)
+    error: str | None = None
+
+
+class WorkRunner:
+    """Runs the handlers of claimed items. `now` may be given (tests): the claim, the lease,
+    the handlers and the bookkeeping all use it; otherwise the clock is read at each step."""
+
+    def __init__(
+        self,
+        store: Store,
+        handlers: Mapping[str, Handler],
+        *,
+        worker: str | None = None,
+        batch: int = 20,
+        concurrency: int = 4,
+        lease: timedelta = timedelta(minutes=2),
+        max_attempts: int = 6,
+        backoff: timedelta = timedelta(seconds=30),
+        max_backoff: timedelta = timedelta(hours=1),
+        on_ran: Callable[[Ran], None] | None = None,
+        on_overdue: Callable[[list[Overdue], datetime], None] | None = None,
+    ):
+        self.store = store
+        self.handlers = dict(handlers)
+        self.worker = worker or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+        self.batch = batch
+        self.concurrency = concurrency
+        self.lease = lease
+        self.max_attempts = max_attempts
+        self.backoff = backoff
+        self.max_backoff = max_backoff
+        self.on_ran = on_ran
+        self.on_overdue = on_overdue
+        self._round: asyncio.Task | None = None
+        self._stopping = False
+
+    async def run_due(self, now: datetime | None = None) -> list[Ran]:
+        """Claim one batch of due items and run it; the outcomes, most urgent item first."""
+        clock = (lambda: now) if now is not None else _utcnow
+        items = await self.store.claim_work(
+            self.worker, clock(), limit=self.batch, lease=self.lease, kinds=self.handlers.keys()
+        )
+        if not items:
+            return []
+        slots = asyncio.Semaphore(self.concurrency)
+        return list(await asyncio.gather(*(self._run(item, clock, slots) for item in items)))
+
+    async def _run(self, item: WorkItem, clock: Callable[[], datetime], slots: asyncio.Semaphore) -> Ran:
+        async with slots:
+            try:
+                ran = await self._attempt(item, clock)
+            except Exception as exc:  # the store failed: the lease brings the item back
+                log.warning("work %s %s (%s): bookkeeping failed: %r", item.kind, item.id, item.dossier_id, exc)
+                ran = Ran(item, "lost", repr(exc))
+        if self.on_ran is not None:
+            self.on_ran(ran)
+        return ran
+
+    async def _attempt(self, item: WorkItem, clock: Callable[[], datetime]) -> Ran:
+        if item.attempts > self.max_attempts:  # claimed again and again, never finished: it kills or hangs its process
+            error = f"given up: claimed {item.attempts - 1} times without finishing"
+            await self.store.fail_work(item.id, self.worker, clock(), error, retry_at=None)
+            log.error("work %s %s (%s): %s", item.kind, item.id, item.dossier_id, error)
+            return Ran(item, "failed", error)
+        try:
+            await self.handlers[item.kind](item, clock())
+        except Exception as exc:
+            error = f"{type(exc).__name__}: {exc}"
+            retry_at = None if item.attempts >= self.max_attempts else clock() + self._backoff(item.attempts)
+            log.warning(
+                "work %s %s (%s), attempt %d: %s; %s", item.kind, item.id, item.dossier_id, item.attempts, error,
+                f"retry at {retry_at.isoformat()}" if retry_at else "given up",
+            )  # fmt: skip
+            await self.store.fail_work(item.id, self.worker, clock(), error, retry_at=retry_at)
+            return Ran(item, "retry" if retry_at else "failed", error)
+        done = await self.store.complete_work(item.id, self.worker, clock())
+        return Ran(item, "done" if done else "lost")
+
+    def _backoff(self, attempts: int) -> timedelta:
+        return min(self.backoff * 2 ** max(attempts - 1, 0), self.max_backoff)
+
+    async def refresh_overdue(self, now: datetime | None = None) -> list[Overdue]:
+        now = now or _utcnow()
+        overdue = await self.store.overdue_work(now)
+        if self.on_overdue is not None:
+            self.on_overdue(overdue, now)
+        return overdue
+
+    # -- the scheduler's job ---------------------------------------------------------------
+
+    async def tick(self) -> None:
+        """The scheduler's job: start a round unless one is running. A round runs due work until
+        none is left (or DRAIN_ROUNDS batches), then refreshes the overdue gauges. It runs as its
+        own task, so the job returns at once (the scheduler never sees it overrun its interval)
+        and stopping the scheduler never cuts an item off halfway."""
+        if self._stopping or (self._round is not None and not self._round.done()):
+            return
+        self._round = asyncio.get_running_loop().create_task(self._drain(), name="work-round")
+
+    async def _drain(self) -> None:
+        try:
+            for _ in range(DRAIN_ROUNDS):
+                if self._stopping or len(await self.run_due()) < self.batch:
+                    break
+            await self.refresh_overdue()
+        except Exception:
+            log.exception("work: claiming or refreshing failed; trying again at the next tick")
+
+    async def stop(self, timeout: float = 30.0) -> None:
+        """Claim nothing more and let the running batch finish (what does not finish in time is
+        taken up again after its lease, by this process's successor or another)."""
+        self._stopping = True
+        if self._round is not None and not self._round.done():
+            try:
+                await asyncio.wait_for(asyncio.shield(self._round), timeout)
+            except TimeoutError:
+                log.warning("work: a batch was still running at shutdown; its items return after the lease")
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
