@@ -94,7 +94,8 @@ async def api(cfg, store_url, aiohttp_client):
     cfg.store.url = store_url
     app = await make_app(cfg, workers=0)
     client = await aiohttp_client(app)
-    store = app[SERVICES].store
+    client.services = app[SERVICES]
+    store = client.services.store
     keys = {}
     for name, role, kw in (
         ("unit", "submitter", {"mst": UNIT.mst}),

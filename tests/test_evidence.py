@@ -19,14 +19,12 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from lxml import etree
 
 from interchange import cli
-from interchange.api.app import SERVICES
 from interchange.audit.evidence import build_bundle, verify_bundle
 from interchange.intake.pipeline import Caller, Receiver
 from interchange.notices.notice import NS, RESULT, NoticeData, NoticeSigner
-from interchange.server import make_app
 from interchange.store.records import KET_QUA, RECEIVED, NewDossier, Scope
 from interchange.trust import pki
-from tests.conftest import OTHER_UNIT, UNIT, dossier
+from tests.conftest import UNIT, dossier
 
 XML = {"Content-Type": "application/xml"}
 LAYOUT = {
@@ -37,27 +35,6 @@ LAYOUT = {
     "manifest.json",
     "manifest.xml",
 }
-
-
-@pytest.fixture
-async def api(cfg, store_url, aiohttp_client):
-    """As tests/test_api.py's fixture: a real loopback server on each store."""
-    cfg.store.url = store_url
-    app = await make_app(cfg, workers=0)
-    client = await aiohttp_client(app)
-    client.services = app[SERVICES]
-    keys = {}
-    for name, role, kw in (
-        ("unit", "submitter", {"mst": UNIT.mst}),
-        ("other", "submitter", {"mst": OTHER_UNIT.mst}),
-        ("ivan", "ivan", {"ivan": "00123"}),
-        ("other_ivan", "ivan", {"ivan": "00999"}),
-        ("auditor", "auditor", {}),
-    ):
-        _, token = await client.services.store.create_api_key(role, **kw)
-        keys[name] = {"Authorization": f"Bearer {token}"}
-    client.keys = keys
-    return client
 
 
 @pytest.fixture
