@@ -3,6 +3,7 @@ folder, signers, and dossiers signed the way payroll software signs them."""
 
 from __future__ import annotations
 
+import os
 import shutil
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -110,6 +111,14 @@ async def api(cfg, store_url, aiohttp_client):
     client.keys = keys
     client.store = store
     return client
+
+
+@pytest.fixture
+def clean_environ(monkeypatch):
+    """No INTERCHANGE_* variable of the machine running the tests leaks into config loading."""
+    for name in list(os.environ):
+        if name.startswith("INTERCHANGE_"):
+            monkeypatch.delenv(name)
 
 
 @pytest.fixture

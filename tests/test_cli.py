@@ -35,6 +35,9 @@ OTHER_MST = "0312345673"
 TOKEN = re.compile(r"ik_[0-9a-f]+_[A-Za-z0-9_-]+")
 
 
+pytestmark = pytest.mark.usefixtures("clean_environ")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -105,12 +108,6 @@ def setup(tmp_path_factory) -> Setup:
         assert code == 0, out
     return s
 
-
-@pytest.fixture(autouse=True)
-def clean_environ(monkeypatch):
-    for name in list(os.environ):
-        if name.startswith("INTERCHANGE_"):
-            monkeypatch.delenv(name)
 
 
 # ---- dev-setup --------------------------------------------------------------------------------

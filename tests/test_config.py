@@ -54,20 +54,14 @@ api_key = "secret"
 """
 
 
+pytestmark = pytest.mark.usefixtures("clean_environ")
+
+
 def write(path: Path, text: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text, encoding="utf-8")
     return path
 
-
-@pytest.fixture(autouse=True)
-def clean_environ(monkeypatch):
-    """No INTERCHANGE_* variable of the machine running the tests leaks in."""
-    import os
-
-    for name in list(os.environ):
-        if name.startswith("INTERCHANGE_"):
-            monkeypatch.delenv(name)
 
 
 def test_reads_every_section_of_the_file(tmp_path):
