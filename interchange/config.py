@@ -81,7 +81,21 @@ class JobsConfig:
 
 
 @dataclass
+class RulesConfig:
+    """The rule layer (interchange.rules)."""
+
+    parameters: str = ""  # legal parameters file; empty: the one shipped (interchange/rules/legal-parameters.toml)
+
+
+@dataclass
+class DeliveryConfig:
+    """Result delivery to callback URLs and e-mail (interchange.delivery)."""
+
+
+@dataclass
 class UpstreamConfig:
+    """The upstream agency server of the `ivan` role (interchange.forwarding)."""
+
     url: str = ""
     api_key: str = ""
 
@@ -107,6 +121,8 @@ class Config:
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     registration: RegistrationConfig = field(default_factory=RegistrationConfig)
     upstream: UpstreamConfig = field(default_factory=UpstreamConfig)
+    rules: RulesConfig = field(default_factory=RulesConfig)
+    delivery: DeliveryConfig = field(default_factory=DeliveryConfig)
     jobs: JobsConfig = field(default_factory=JobsConfig)
     calendar: CalendarConfig = field(default_factory=CalendarConfig)
     # procedure -> target for the result notice (SPEC §8); a [targets] section replaces these

@@ -196,3 +196,12 @@ units = Table(
     Column("dossier_id", String(64), ForeignKey("dossiers.id"), nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
 )
+
+
+# ---- records of accepted dossiers (migration 0004; interchange.store.persons) ---------------
+
+
+# ---- result delivery (migration 0005; interchange.delivery) ----------------------------------
+
+
+# ---- I-VAN forwarding (migration 0006; interchange.forwarding) -------------------------------
