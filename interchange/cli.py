@@ -235,51 +235,14 @@ def _verify_bytes(
 ) -> dict:
     """Every signature in a dossier, a form or a notice; at `at` (a past moment: nothing fetched),
     judging revocation by `revocation` (CRLs, OCSP responses kept with a dossier) when given."""
-    from base64 import b64decode
-
-    from interchange.errors import Refusal
-    from interchange.intake.xmlparse import XmlLimits, parse_xml
+    from interchange.intake.xmlparse import XmlLimits
     from interchange.trust.anchors import TrustStore
-    from interchange.trust.xmldsig import verify_document
+    from interchange.trust.report import signature_report
 
     crls, ocsps = revocation if revocation is not None else (None, None)
     trust = TrustStore.from_config(cfg, cache_seconds=0, fetch=at is None, crls=crls, ocsps=ocsps)
     limits = XmlLimits(max_depth=cfg.limits.max_depth, max_elements=cfg.limits.max_elements)
-    at = at or datetime.now(UTC)
-    try:
-        root = parse_xml(data, limits).getroot()
-    except Refusal as refusal:
-        return {"ok": False, "signatures": [], "problems": [p.as_dict() for p in refusal.problems]}
-    reports = []
-    local = root.tag.rsplit("}", 1)[-1]
-    if local == "Hoso":
-        mst = (root.findtext("NoiDung/ThongTinDonVi/MaSoThue") or "").strip() or None
-        forms = []
-        for file_el in root.iterfind("NoiDung/ThongTinHoSo/ToKhais/FileToKhai"):
-            name = (file_el.findtext("TenFile") or "").strip()
-            if name.lower().endswith(".xml") or (file_el.findtext("LoaiFile") or "").lower().endswith("xml"):
-                forms.append(((file_el.findtext("MaToKhai") or "").strip(), name,
-                              b64decode("".join((file_el.findtext("NoiDungFile") or "").split()))))
-        reports.append(verify_document(root, location="CKy_Dvi", trust=trust, at=at, document="Hoso",
-                                       expected_mst=mst, legacy_sha1=cfg.trust.legacy_sha1))
-        for code, name, content in forms:
-            try:
-                form_root = parse_xml(content, limits, form=code).getroot()
-            except Refusal as refusal:
-                return {"ok": False, "signatures": [r.as_dict() for r in reports],
-                        "problems": [p.as_dict() for p in refusal.problems]}
-            reports.append(verify_document(form_root, location="Cky", trust=trust, at=at, document=name,
-                                           form=code, expected_mst=mst, legacy_sha1=cfg.trust.legacy_sha1))
-    else:
-        location = "" if local == "ThongBao" else "Cky"
-        reports.append(verify_document(root, location=location, trust=trust, at=at, document=local,
-                                       form=None if local == "ThongBao" else local,
-                                       legacy_sha1=cfg.trust.legacy_sha1))
-    return {
-        "ok": all(r.valid for r in reports),
-        "signatures": [{k: v for k, v in r.as_dict().items() if k != "chain_pem"} for r in reports],
-        "problems": [p.as_dict() for r in reports for p in r.problems],
-    }
+    return signature_report(data, trust=trust, limits=limits, at=at or datetime.now(UTC), legacy_sha1=cfg.trust.legacy_sha1)
 
 
 def cmd_verify(args) -> int:
@@ -328,22 +291,68 @@ def cmd_verify(args) -> int:
     return EXIT_OK if report["ok"] else EXIT_FAILED
 
 
+def _legal_parameters(cfg: Config):
+    from interchange.rules.params import LegalParameters, default_parameters
+
+    return LegalParameters.load(cfg.path(cfg.rules.parameters)) if cfg.rules.parameters else default_parameters()
+
+
 def cmd_check(args) -> int:
+    """The receipt's layers (envelope, signature, schema), then, when they pass, the rule layer:
+    the error list a TU_CHOI or a KET_QUA notice would carry."""
     from interchange.intake.pipeline import Receiver
+    from interchange.rules.judge import judge
 
     cfg = _config(args)
-    outcome = Receiver.from_config(cfg).receive(Path(args.file).read_bytes(), datetime.now(UTC))
+    data = Path(args.file).read_bytes()
+    outcome = Receiver.from_config(cfg).receive(data, datetime.now(UTC))
     problems = [p.as_dict() for p in outcome.problems]
+    truncated = outcome.truncated
+    rule_layer, judgement = "not_run", None
+    if outcome.accepted:
+        judgement = judge(data, params=_legal_parameters(cfg), limits=cfg.limits)
+        problems += [p.as_dict() for p in judgement.problems]
+        truncated += judgement.truncated
+        rule_layer = "passed" if judgement.accepted else "failed"
+    ok = outcome.accepted and judgement is not None and judgement.accepted
     if args.json:
-        print(json.dumps({"ok": outcome.accepted, "layers": outcome.layers, "problems": problems,
-                          "truncated": outcome.truncated, "envelope": outcome.envelope}, ensure_ascii=False, indent=2))
+        # `layers` stays the receipt's (TIEP_NHAN/TU_CHOI); the rule layer decides KET_QUA.
+        print(json.dumps({"ok": ok, "layers": outcome.layers, "rule_layer": rule_layer, "problems": problems,
+                          "truncated": truncated, "envelope": outcome.envelope,
+                          "parameters": judgement.params if judgement else None}, ensure_ascii=False, indent=2))
     else:
-        print("layers: " + ", ".join(f"{k} {v}" for k, v in outcome.layers.items()))
+        print("layers: " + ", ".join(f"{k} {v}" for k, v in outcome.layers.items()) + f", rule {rule_layer}")
         _print_problems(problems)
-        if outcome.truncated:
-            print(f"  ... and {outcome.truncated} more errors")
-        print("OK: the dossier would be received (TIEP_NHAN)" if outcome.accepted else "REFUSED (TU_CHOI)")
-    return EXIT_OK if outcome.accepted else EXIT_FAILED
+        if truncated:
+            print(f"  ... and {truncated} more")
+        if not outcome.accepted:
+            print("REFUSED (TU_CHOI)")
+        elif ok:
+            print("OK: the dossier would be received (TIEP_NHAN) and accepted (KET_QUA CHAP_NHAN)")
+        else:
+            print("received (TIEP_NHAN), then REJECTED by the rules (KET_QUA KHONG_CHAP_NHAN)")
+    return EXIT_OK if ok else EXIT_FAILED
+
+
+def cmd_rules(args) -> int:
+    """The rule catalogue: code, severity, forms, what each rule requires (Vietnamese, English)."""
+    from interchange.rules.catalogue import PROCEDURES, RULES
+
+    params = _legal_parameters(_config(args))
+    if args.json:
+        print(json.dumps({
+            "parameters": params.stamp,
+            "rules": [r.as_dict() for r in RULES],
+            "procedures": {code: {"needs": sorted(p.needs), "may": sorted(p.may), "attachments": p.attachments}
+                           for code, p in PROCEDURES.items()},
+        }, ensure_ascii=False, indent=2))  # fmt: skip
+        return EXIT_OK
+    print(f"{len(RULES)} rules (legal parameters version {params.version})")
+    for r in RULES:
+        print(f"{r.code:<22} {r.severity:<7} {', '.join(r.forms)}")
+        print(f"    {r.title_vi}")
+        print(f"    {r.title_en}")
+    return EXIT_OK
 
 
 # ---- audit, evidence -------------------------------------------------------------------------
@@ -441,8 +450,8 @@ def build_parser() -> argparse.ArgumentParser:
     ksub = p.add_subparsers(dest="keys_cmd", required=True)
     q = ksub.add_parser("create")
     q.add_argument("--role", required=True, choices=["submitter", "ivan", "auditor", "admin"])
-    q.add_argument("--mst")
-    q.add_argument("--ivan")
+    q.add_argument("--mst", help="the unit's tax code (10 digits with a valid check digit, optional -NNN)")
+    q.add_argument("--ivan", help="the I-VAN's MaIVAN (5 digits)")
     q.add_argument("--label")
     q = ksub.add_parser("revoke")
     q.add_argument("key_id")
@@ -483,10 +492,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_verify)
 
-    p = sub.add_parser("check", help="the server's envelope, signature and schema checks, offline")
+    p = sub.add_parser("check", help="the server's envelope, signature, schema and rule checks, offline")
     p.add_argument("file")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("rules", help="list the business rules (code, severity, forms, text)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_rules)
 
     p = sub.add_parser("audit", help="the tamper-evident audit log")
     asub = p.add_subparsers(dest="audit_cmd", required=True)

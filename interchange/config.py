@@ -91,13 +91,51 @@ class RulesConfig:
 class DeliveryConfig:
     """Result delivery to callback URLs and e-mail (interchange.delivery)."""
 
+    timeout_seconds: float = 10.0  # one callback POST, connect to last byte; longer is a failed attempt
+    first_retry_seconds: int = 180  # after the first failed attempt; doubling after each next one
+    max_retry_seconds: int = 3600  # the cap of that doubling
+    give_up_hours: float = 24.0  # a delivery still failing this long after its notice is given up
+    max_attempts: int = 40  # ... or after this many attempts, whichever comes first
+    breaker_failures: int = 5  # consecutive failures of one callback host open its circuit ...
+    breaker_cooldown_seconds: int = 300  # ... for this long (attempts wait, not counted); then one trial
+    allow_private_urls: bool = False  # callback URLs on loopback or private addresses (SSRF): tests, labs
+    email_sender: str = "outbox"  # outbox (.eml files in <data_dir>/outbox) | smtp | off
+    mail_from: str = "interchange@localhost"
+    smtp_host: str = "localhost"
+    smtp_port: int = 587
+    smtp_starttls: bool = True
+    smtp_user: str = ""
+    smtp_password: str = ""  # better given as INTERCHANGE_DELIVERY_SMTP_PASSWORD than in the file
+
 
 @dataclass
 class UpstreamConfig:
     """The upstream agency server of the `ivan` role (interchange.forwarding)."""
 
-    url: str = ""
-    api_key: str = ""
+    url: str = ""  # base URL of the upstream server (role agency); required in role ivan
+    api_key: str = ""  # this I-VAN's API key there (role ivan, bound to its MaIVAN)
+    target_minutes: int = 15  # forward within this, clock time (SPEC §8: internal target; legal ceiling 2 h)
+    timeout_seconds: float = 120.0  # one request upstream, the upload of a large dossier included
+    first_retry_seconds: int = 180  # wait after the first failed try, doubling with every further one
+    max_retry_seconds: int = 3600  # up to this; the same schedule polls the upstream for its KET_QUA
+    breaker_failures: int = 5  # consecutive failures (network, timeout, 5xx, 429) that open the circuit
+    breaker_cooldown_seconds: int = 600  # no tries while it is open; then one probe
+    notice_anchors: str = ""  # folder of PEM trust anchors for the upstream's notices; "" = [trust] anchors_dir
+
+    def check(self) -> None:
+        """Refuse to start the `ivan` role with settings that cannot work (ValueError saying which)."""
+        if not self.url.startswith(("http://", "https://")):
+            raise ValueError(
+                f"config: upstream.url must be the http(s) URL of the upstream agency server in role ivan, not {self.url!r}"
+            )
+        if not self.api_key:
+            raise ValueError("config: upstream.api_key is required in role ivan (an ivan key of the upstream server)")
+        for name in ("target_minutes", "timeout_seconds", "first_retry_seconds", "max_retry_seconds",
+                     "breaker_failures", "breaker_cooldown_seconds"):  # fmt: skip
+            if getattr(self, name) <= 0:
+                raise ValueError(f"config: upstream.{name} must be positive, not {getattr(self, name)!r}")
+        if self.max_retry_seconds < self.first_retry_seconds:
+            raise ValueError("config: upstream.max_retry_seconds must not be less than upstream.first_retry_seconds")
 
 
 @dataclass

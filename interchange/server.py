@@ -10,6 +10,7 @@ from aiohttp import web
 
 from interchange.api.app import WORK, Services, build_app
 from interchange.config import Config
+from interchange.forwarding.work import forwarder_of
 from interchange.intake.workers import ReceiptWorkers
 from interchange.jobs.scheduler import WorkScheduler
 from interchange.notices.notice import NoticeSigner
@@ -46,7 +47,14 @@ async def make_app(cfg: Config, *, workers: int | None = None) -> web.Applicatio
     app.on_cleanup.append(close)
     app.cleanup_ctx.append(crl_refresher(cfg))  # re-fetches CRLs on a schedule when trust.fetch_revocation
     app.cleanup_ctx.append(work_scheduler(cfg))  # ends before `close` runs: cleanup contexts end first
+    app.on_cleanup.append(close_forwarding)
     return app
+
+
+async def close_forwarding(app: web.Application) -> None:
+    """Role ivan: close the HTTP session upstream (the scheduler has stopped by now)."""
+    if (forwarder := forwarder_of(app[WORK].handlers)) is not None:
+        await forwarder.close()
 
 
 def work_scheduler(cfg: Config):

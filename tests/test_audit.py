@@ -26,7 +26,7 @@ async def entries(store: Store) -> list[audit.Entry]:
 
 
 async def test_receipts_notices_and_key_events_are_chained(store):
-    key, _ = await store.create_api_key("submitter", mst="0101234567", label="payroll", actor="test:admin")
+    key, _ = await store.create_api_key("submitter", mst="0101234565", label="payroll", actor="test:admin")
     received = await store.save_receipt(new_dossier(b"<Hoso n='1'/>"), notice_for)
     refused = await store.save_receipt(
         new_dossier(b"<Hoso n='2'/>", state=REFUSED, problems=[{"code": "XSD"}]), notice_for
@@ -55,7 +55,7 @@ async def test_receipts_notices_and_key_events_are_chained(store):
     assert (
         log[0].actor == "test:admin"
         and log[0].data["key_id"] == key.key_id
-        and log[0].data["mst"] == "0101234567"
+        and log[0].data["mst"] == "0101234565"
     )
     assert log[8].actor.startswith("os:")  # no actor given: the user running the process
     got = log[1]

@@ -230,6 +230,16 @@ def test_keys_create_submitter_without_mst_is_a_usage_error(setup, capsys):
     assert code == 2 and not TOKEN.search(out)
 
 
+@pytest.mark.parametrize(
+    ("flag", "value", "says"),
+    [("--mst", "0101234566", "not a tax code"), ("--mst", "010123456", "not a tax code"), ("--ivan", "1234", "not a MaIVAN")],
+)
+def test_keys_create_refuses_a_bad_binding(setup, capsys, flag, value, says):
+    code, out = setup.cli("keys", "create", "--role", "submitter" if flag == "--mst" else "ivan", flag, value)
+    assert code == 2 and not TOKEN.search(out)
+    assert says in capsys.readouterr().err
+
+
 def test_keys_reads_the_config_named_by_interchange_config(setup, monkeypatch):
     monkeypatch.setenv("INTERCHANGE_CONFIG", str(setup.config))
     code, out = run(["keys", "list"])

@@ -100,8 +100,9 @@ async def test_register_change_and_stop(api, world, cfg):
     assert info["state"] == "accepted" and info["overdue"] is False
     assert datetime.fromisoformat(info["result_at"]) <= datetime.fromisoformat(info["due_at"])
     assert set(info["notices"]) == {"tiep-nhan", "ket-qua"}
-    (work,) = info["work"]
+    (work,) = [w for w in info["work"] if w["kind"] == "registration"]  # also: the confirmation e-mail's delivery
     assert (work["kind"], work["state"], work["attempts"], work["overdue"]) == ("registration", "done", 1, False)
+    assert [r.item.kind for r in await run_work(api)] == ["deliver:ket-qua:email"]  # the e-mail, to the outbox
     assert await run_work(api) == []  # nothing is left
 
     # 05: new contact data
@@ -181,8 +182,9 @@ async def test_registration_required_refuses_unregistered_units(api, world, cfg)
 
     await register(api, world)  # registration dossiers are received all the same
     await run_work(api)
-    status, body, _ = await post(api, dossier(world.signer(world.unit), seed=40))
-    assert status == 202, body
+    accepted = dossier(world.signer(world.unit), seed=40)
+    status, receipt, _ = await post(api, accepted)
+    assert status == 202, receipt
     # another unit is still refused
     status, body, _ = await post(api, dossier(world.signer(world.other_unit), unit=OTHER_UNIT, seed=41), key="other")
     assert status == 422 and error_codes(notice_of(body)) == ["REG-NOT-ACTIVE"]
@@ -191,6 +193,9 @@ async def test_registration_required_refuses_unregistered_units(api, world, cfg)
     await run_work(api)
     status, body, _ = await post(api, dossier(world.signer(world.unit), seed=42))
     assert status == 422 and error_codes(notice_of(body)) == ["REG-NOT-ACTIVE"]
+    # an exact resend of the dossier received while the unit was active replays its receipt
+    status, body, _ = await post(api, accepted)
+    assert status == 200 and body == receipt
 
 
 async def test_a_late_result_is_visible(api, world):

@@ -28,8 +28,8 @@ from interchange.store import store as store_module
 VN = timezone(timedelta(hours=7))
 T0 = datetime(2026, 3, 2, 9, 30, tzinfo=VN)
 ALL = Scope(all=True)
-MST_A = "0101234567"
-MST_B = "0309876543"
+MST_A = "0101234565"
+MST_B = "0309876547"
 
 
 def new_dossier(data: bytes = b"\xef\xbb\xbf<Hoso/>", **overrides) -> NewDossier:

@@ -6,6 +6,7 @@ bytes, the state and the signed notice: a crash before that loses nothing acknow
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import re
@@ -25,11 +26,17 @@ from prometheus_client import (
     generate_latest,
 )
 
+from interchange.api import forwarding as forwarding_api
 from interchange.api.openapi import OPENAPI
 from interchange.api.ratelimit import RateLimiter
 from interchange.audit.evidence import build_bundle
 from interchange.config import Config
+from interchange.delivery.mail import make_sender
+from interchange.delivery.store import Delivery
+from interchange.delivery.work import DELIVERY_KINDS, DeliveryWork
 from interchange.errors import Layer, Problem
+from interchange.forwarding.policy import BREAKER_STATES
+from interchange.forwarding.work import Forwarder, Hooks
 from interchange.intake.pipeline import Caller, Outcome
 from interchange.intake.workers import ReceiptWorkers
 from interchange.jobs import REGISTRATION, REGISTRATION_PROCEDURES, work_for
@@ -106,6 +113,45 @@ class Metrics:
             buckets=(60, 300, 900, 1800, 3600, 7200, 14400, 28800, 86400, 172800, 432000, 864000, 1728000),
             registry=self.registry,
         )
+        # Role ivan (interchange.forwarding): forwarding upstream within its target (SPEC §8).
+        self.time_to_forward = Histogram(
+            "interchange_time_to_forward_seconds",
+            "Time from receipt to the upstream's answer to the forwarded bytes (its TIEP_NHAN or TU_CHOI)",
+            buckets=(1, 5, 15, 60, 180, 300, 600, 900, 1800, 3600, 7200, 14400, 86400),
+            registry=self.registry,
+        )
+        self.forward_attempts = Counter(
+            "interchange_forward_attempts",
+            "Tries upstream by this process, by kind (forward, poll) and outcome (accepted, replayed, "
+            "refused, relayed, not_yet, unreachable, timeout, server_error, throttled, client_error, bad_notice)",
+            ["kind", "outcome"],
+            registry=self.registry,
+        )
+        self.forward_breaker = Gauge(
+            "interchange_forward_breaker_state",
+            "This process's circuit breaker for the upstream: 0 closed, 1 half-open (probing), 2 open",
+            registry=self.registry,
+        )
+
+        self.deliveries = Counter(
+            "interchange_deliveries",
+            "Runs of result deliveries by channel (callback, email) and outcome (delivered, retry, "
+            "failed: given up, deferred: circuit open, skipped: e-mail off)",
+            ["channel", "outcome"],
+            registry=self.registry,
+        )
+        self.delivery_seconds = Histogram(
+            "interchange_delivery_seconds",
+            "Time from a notice to its delivery, by channel",
+            ["channel"],
+            buckets=(1, 5, 15, 60, 300, 900, 1800, 3600, 7200, 14400, 43200, 86400),
+            registry=self.registry,
+        )
+
+    def delivery_ran(self, delivery: Delivery, outcome: str, now: datetime) -> None:
+        self.deliveries.labels(channel=delivery.channel, outcome=outcome).inc()
+        if outcome == "delivered":
+            self.delivery_seconds.labels(channel=delivery.channel).observe((now - delivery.created_at).total_seconds())
 
     def set_overdue(self, kinds: list[str], overdue: list[Overdue], now: datetime) -> None:
         """Every kind gets a value (0 when nothing is overdue), so that its series never go stale."""
@@ -120,6 +166,16 @@ class Metrics:
 
     def result_given(self, dossier: Dossier, at: datetime) -> None:
         self.time_to_result.labels(procedure=dossier.procedure or "").observe((at - dossier.received_at).total_seconds())
+
+    def forwarding_hooks(self) -> Hooks:
+        return Hooks(
+            attempt=lambda kind, outcome: self.forward_attempts.labels(kind=kind, outcome=outcome).inc(),
+            forwarded=self.time_to_forward.observe,
+            result=self.result_given,
+        )
+
+    def breaker_changed(self, state: str) -> None:
+        self.forward_breaker.set(BREAKER_STATES[state])
 
 
 SERVICES = web.AppKey("services", Services)
@@ -244,14 +300,18 @@ async def post_dossier(request: web.Request) -> web.Response:
     outcome = await services.workers.receive(body, received_at, Caller(role=key.role, mst=key.mst, ivan=key.ivan))
     if outcome.forbidden:
         return _refusal_response(request, 403, outcome.problems[-1])
-    outcome = await _unless_unregistered(services, outcome)
+    unregistered = await _unless_unregistered(services, outcome)
+    # An exact resend of a dossier received before its unit stopped replays that receipt.
+    saved = await services.store.earlier_receipt(key.owner, outcome.sha256) if unregistered is not outcome else None
+    outcome = unregistered
 
-    new = _new_dossier(services, key, body, outcome, received_at, idempotency_key)
+    if saved is None:
+        new = _new_dossier(services, key, body, outcome, received_at, idempotency_key)
 
-    async def make_notice(dossier: Dossier) -> bytes:
-        return await services.workers.sign_notice(_receipt_notice(dossier, outcome))
+        async def make_notice(dossier: Dossier) -> bytes:
+            return await services.workers.sign_notice(_receipt_notice(dossier, outcome))
 
-    saved = await services.store.save_receipt(new, make_notice)
+        saved = await services.store.save_receipt(new, make_notice)
     if saved.outcome == "conflict":
         status = 409
         response = _refusal_response(
@@ -296,6 +356,8 @@ async def _unless_unregistered(services: Services, outcome: Outcome) -> Outcome:
     procedure, mst = outcome.envelope.get("procedure"), outcome.envelope.get("mst")
     if not (services.cfg.registration.required and outcome.accepted) or procedure in REGISTRATION_PROCEDURES:
         return outcome
+    if services.cfg.server.role != "agency":
+        return outcome  # registrations are the agency's: an I-VAN forwards and the agency judges
     unit = await services.store.get_unit(mst, Scope(all=True)) if mst else None
     if unit is not None and unit.state == ACTIVE:
         return outcome
@@ -341,7 +403,10 @@ def _new_dossier(
             "truncated": outcome.truncated,
             **({"contact": env["contact"]} if env.get("contact") else {}),
         },
-        work=work_for(env.get("procedure")) if outcome.accepted else [],
+        work=work_for(
+            env.get("procedure"), services.cfg.server.role, received_at=received_at,
+            forward_within=timedelta(minutes=services.cfg.upstream.target_minutes),
+        ) if outcome.accepted else [],
     )
 
 
@@ -511,6 +576,26 @@ async def get_original(request: web.Request) -> web.Response:
     return web.Response(body=data, content_type=XML_RESPONSE)
 
 
+async def post_verify(request: web.Request) -> web.Response:
+    """A signature report on any signed XML: an envelope, a form or a notice (SPEC §5). Any role."""
+    key = await _reader(request)
+    del key  # any valid key may ask
+    services = request.app[SERVICES]
+    limit = services.cfg.limits.max_body_bytes
+    if request.content_type not in XML_TYPES:
+        return _problem_json(415, "CONTENT-TYPE", f"send the XML as application/xml, not {request.content_type or '(none)'}")
+    if request.content_length is not None and request.content_length > limit:
+        return _problem_json(413, "BODY-TOO-LARGE", f"the document is larger than the limit of {limit} bytes")
+    try:
+        body = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        return _problem_json(413, "BODY-TOO-LARGE", f"the document is larger than the limit of {limit} bytes")
+    if not body:
+        return _problem_json(422, "BODY-EMPTY", "the request body is empty")
+    report = await services.workers.verify(body, _now())
+    return web.json_response(report, dumps=lambda o: json.dumps(o, ensure_ascii=False, default=str))
+
+
 async def get_evidence(request: web.Request) -> web.Response:
     """The dossier's evidence bundle (ZIP), checked offline by `interchange evidence verify`."""
     key = await _reader(request)
@@ -573,6 +658,11 @@ def _work_runner(services: Services, metrics: Metrics) -> WorkRunner:
     handlers = {
         REGISTRATION: RegistrationWork(services.store, services.workers.sign_notice, on_result=metrics.result_given),
     }
+    if services.cfg.server.role == "ivan":  # forwarding upstream and relaying its notices (ValueError: bad [upstream])
+        handlers |= Forwarder.from_config(services.cfg, services.store, hooks=metrics.forwarding_hooks(),
+                                          on_breaker=metrics.breaker_changed).handlers()
+    deliver = DeliveryWork(services.store, services.cfg.delivery, make_sender(services.cfg), on_outcome=metrics.delivery_ran)
+    handlers |= dict.fromkeys(DELIVERY_KINDS, deliver)  # one handler for every route of every notice
     return WorkRunner(
         services.store,
         handlers,
@@ -594,10 +684,17 @@ def build_app(services: Services) -> web.Application:
     app.router.add_post("/api/v1/dossiers", post_dossier)
     app.router.add_get("/api/v1/dossiers", list_dossiers)
     app.router.add_get("/api/v1/dossiers/{id}", get_dossier)
+    forwarding_api.add_routes(app.router)  # before the generic notice route: it adds the upstream's notices
     app.router.add_get("/api/v1/dossiers/{id}/notices/{kind}", get_notice)
     app.router.add_get("/api/v1/dossiers/{id}/original", get_original)
     app.router.add_get("/api/v1/dossiers/{id}/evidence", get_evidence)
     app.router.add_get("/api/v1/units/{mst}", get_unit)
+    from interchange.api.delivery import add_routes as add_delivery_routes  # it builds on this module
+
+    add_delivery_routes(app)
+    from interchange.api.book import get_person_book  # book.py builds on this module
+    app.router.add_get("/api/v1/persons/{pid}/book", get_person_book)
+    app.router.add_post("/api/v1/verify", post_verify)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)

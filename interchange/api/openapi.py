@@ -48,7 +48,9 @@ OPENAPI = {
             "get": {
                 "parameters": [
                     _ID,
-                    {"name": "kind", "in": "path", "required": True, "schema": {"enum": ["tiep-nhan", "tu-choi", "ket-qua"]}},
+                    {"name": "kind", "in": "path", "required": True, "description": "bhxh-tiep-nhan, bhxh-tu-choi: the "
+                     "upstream agency's own receipt or refusal, role ivan (its KET_QUA is the dossier's ket-qua)",
+                     "schema": {"enum": ["tiep-nhan", "tu-choi", "ket-qua", "bhxh-tiep-nhan", "bhxh-tu-choi"]}},
                 ],
                 "responses": {"200": {"description": "the signed notice", "content": _XML}},
             }
@@ -69,6 +71,18 @@ OPENAPI = {
                 },
             }
         },
+        "/api/v1/dossiers/{id}/forwarding": {
+            "get": {
+                "summary": "Role ivan: the dossier's forwarding upstream: state (pending, forwarded, refused_upstream, "
+                "failed), target and legal deadline, overdue, upstream transaction id, every try (forward and "
+                "KET_QUA poll: time, outcome, HTTP status, error, duration), the upstream notices kept",
+                "parameters": [_ID],
+                "responses": {
+                    "200": {"description": "the forwarding and its tries", "content": _JSON},
+                    "404": {"description": "no such dossier (or not the caller's), or NOT-FORWARDED", "content": _JSON},
+                },
+            }
+        },
         "/api/v1/units/{mst}": {
             "get": {
                 "summary": "A unit's registration for electronic transactions (active or stopped)",
@@ -76,6 +90,70 @@ OPENAPI = {
                 "responses": {
                     "200": {"description": "state, contact data, the registration dossier", "content": _JSON},
                     "404": {"description": "not registered, or not the caller's to see", "content": _JSON},
+                },
+            }
+        },
+        "/api/v1/verify": {
+            "post": {
+                "summary": "Verify any signed XML (a Hoso envelope and its forms, a form, a ThongBao notice)",
+                "requestBody": {"required": True, "content": {"application/xml": {}}},
+                "responses": {
+                    "200": {"description": "a report per signature: valid, signer, MST, chain, revocation, times; "
+                                           "ok is true when every signature is valid", "content": _JSON},
+                    "413": {"description": "too large", "content": _JSON},
+                    "415": {"description": "not XML", "content": _JSON},
+                },
+            }
+        },
+        "/api/v1/persons/{pid}/book": {
+            "get": {
+                "summary": "The electronic social-insurance book of a person: identity, contribution periods "
+                "(unit, salary basis, rate, employer and employee contributions by fund), benefit claims",
+                "parameters": [
+                    {"name": "pid", "in": "path", "required": True, "description": "12-digit personal ID or 10-digit SI code",
+                     "schema": {"type": "string", "pattern": "^([0-9]{12}|[0-9]{10})$"}},
+                    {"name": "as_of", "in": "query", "description": "last month of the timeline, MM/yyyy or YYYY-MM "
+                     "(default: the current month in Asia/Ho_Chi_Minh)", "schema": {"type": "string"}},
+                ],
+                "responses": {
+                    "200": {"description": "the book (a unit sees the periods it declared, an I-VAN those of "
+                            "dossiers it carried)", "content": _JSON},
+                    "400": {"description": "pid or as_of malformed", "content": _JSON},
+                    "404": {"description": "unknown person, or nothing the caller may see", "content": _JSON},
+                },
+            }
+        },
+        "/api/v1/callback": {
+            "put": {
+                "summary": "Register or replace the callback URL of the caller's unit (submitter key) or I-VAN "
+                "(ivan key): every notice stored afterwards for its dossiers is POSTed there (the signed XML "
+                "as stored; headers X-Transaction-Id, X-Notice-Kind, X-Delivery-Id, X-Delivery-Attempt; "
+                "2xx = delivered, else retried with backoff; deduplicate by X-Delivery-Id)",
+                "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                    "type": "object", "required": ["url"], "properties": {"url": {"type": "string", "format": "uri"}}}}}},
+                "responses": {
+                    "201": {"description": "registered", "content": _JSON},
+                    "200": {"description": "replaced", "content": _JSON},
+                    "400": {"description": "not a JSON object with url", "content": _JSON},
+                    "403": {"description": "not a submitter or ivan key", "content": _JSON},
+                    "422": {"description": "URL refused: not http(s), credentials, does not resolve, "
+                            "or a private address", "content": _JSON},
+                },
+            },
+            "get": {"summary": "The caller's callback URL", "responses": {
+                "200": {"description": "owner, url, key_id, created_at", "content": _JSON},
+                "404": {"description": "none registered", "content": _JSON}}},
+            "delete": {"summary": "Remove the caller's callback URL (deliveries already made still go out)",
+                       "responses": {"204": {"description": "removed"}, "404": {"description": "none registered"}}},
+        },
+        "/api/v1/dossiers/{id}/deliveries": {
+            "get": {
+                "summary": "The deliveries of a dossier's notices (callbacks, e-mail) with every attempt "
+                "(time, HTTP status or error, duration)",
+                "parameters": [_ID],
+                "responses": {
+                    "200": {"description": "state, next attempt, attempts", "content": _JSON},
+                    "404": {"description": "no such dossier, or not the caller's", "content": _JSON},
                 },
             }
         },

@@ -21,15 +21,20 @@ from datetime import datetime
 from interchange.config import Config
 from interchange.intake.pipeline import Caller, Outcome, Receiver
 from interchange.notices.notice import NoticeData, NoticeSigner
+from interchange.rules.params import LegalParameters, default_parameters
 
 _receiver: Receiver | None = None
 _notice_signer: NoticeSigner | None = None
+_cfg: Config | None = None
+_params: LegalParameters | None = None
 
 
 def _init(cfg: Config, parent_pid: int | None = None) -> None:
-    global _receiver, _notice_signer
+    global _receiver, _notice_signer, _cfg, _params
     _receiver = Receiver.from_config(cfg)
     _notice_signer = NoticeSigner.from_files(cfg.signing_key_path, cfg.signing_cert_path)
+    _cfg = cfg
+    _params = legal_parameters(cfg)
     if parent_pid is not None:
         threading.Thread(target=_exit_with_parent, args=(parent_pid,), daemon=True).start()
 
@@ -73,6 +78,32 @@ def _sign_notice(data: NoticeData) -> bytes:
     return _notice_signer.sign(data)
 
 
+def _judge(original: bytes):
+    """The rule layer on a received dossier's original bytes (interchange.rules.judge)."""
+    from interchange.rules.judge import judge
+
+    assert _cfg is not None and _params is not None, "worker not initialised"
+    try:
+        return judge(original, params=_params, limits=_cfg.limits)
+    finally:
+        if len(original) > LARGE_BODY:
+            _give_memory_back()
+
+
+def legal_parameters(cfg: Config) -> LegalParameters:
+    """The legal parameters file of `[rules] parameters` (the shipped one when empty)."""
+    return LegalParameters.load(cfg.path(cfg.rules.parameters)) if cfg.rules.parameters else default_parameters()
+
+
+def _verify(data: bytes, at: datetime) -> dict:
+    """A signature report on any signed XML (POST /api/v1/verify), with the receipt's trust store."""
+    from interchange.trust.report import signature_report
+
+    assert _receiver is not None and _cfg is not None, "worker not initialised"
+    return signature_report(data, trust=_receiver.trust, limits=_receiver.limits, at=at,
+                            legacy_sha1=_cfg.trust.legacy_sha1)
+
+
 def _ready() -> bool:
     return _receiver is not None
 
@@ -105,6 +136,13 @@ class ReceiptWorkers:
     async def sign_notice(self, data: NoticeData) -> bytes:
         """Sign a notice in a worker (RSA signing would otherwise hold up the event loop)."""
         return await asyncio.get_running_loop().run_in_executor(self._pool, _sign_notice, data)
+
+    async def verify(self, data: bytes, at: datetime) -> dict:
+        return await asyncio.get_running_loop().run_in_executor(self._pool, _verify, data, at)
+
+    async def judge(self, original: bytes):
+        """Judge a received dossier by the business rules in a worker (a Judgement)."""
+        return await asyncio.get_running_loop().run_in_executor(self._pool, _judge, original)
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)

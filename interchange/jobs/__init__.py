@@ -9,11 +9,24 @@ work and before marking it done, or its lease ran out) has the outcome of runnin
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+
+from interchange.forwarding import FORWARD
+
 from .registration import REGISTRATION, REGISTRATION_PROCEDURES
 
 
-def work_for(procedure: str | None) -> list[str]:
-    """The kinds of work a received dossier of `procedure` brings."""
+def work_for(
+    procedure: str | None, role: str = "agency", *, received_at: datetime | None = None,
+    forward_within: timedelta | None = None,
+) -> list[str | tuple[str, datetime]]:
+    """The work a received dossier of `procedure` brings, in server role `role`. In role ivan
+    that is forwarding upstream, due at received_at + forward_within (clock time: I-VANs run
+    24/7), and nothing else: the agency upstream checks, records and decides."""
+    if role == "ivan":
+        if received_at is None or forward_within is None:
+            raise ValueError("work_for: role ivan needs received_at and forward_within (the forwarding target)")
+        return [(FORWARD, received_at + forward_within)]
     return [REGISTRATION] if procedure in REGISTRATION_PROCEDURES else []
 
 

@@ -20,6 +20,16 @@ Handler = Callable[[WorkItem, datetime], Awaitable[None]]
 DRAIN_ROUNDS = 10  # batches one tick may run when every batch comes back full
 
 
+class RetryAt(Exception):
+    """Raised by a handler whose work is not finished and that keeps its own schedule (result
+    delivery): the item is queued again from `when`, whatever the runner's backoff. A handler
+    may also carry a `max_attempts` attribute: its items' claim limit instead of the runner's."""
+
+    def __init__(self, when: datetime, reason: str = ""):
+        super().__init__(reason or f"retry at {when.isoformat()}")
+        self.when = when
+
+
 @dataclass
 class Ran:
     item: WorkItem
@@ -83,16 +93,21 @@ class WorkRunner:
         return ran
 
     async def _attempt(self, item: WorkItem, clock: Callable[[], datetime]) -> Ran:
-        if item.attempts > self.max_attempts:  # claimed again and again, never finished: it kills or hangs its process
+        handler = self.handlers[item.kind]
+        max_attempts = getattr(handler, "max_attempts", None) or self.max_attempts
+        if item.attempts > max_attempts:  # claimed again and again, never finished: it kills or hangs its process
             error = f"given up: claimed {item.attempts - 1} times without finishing"
             await self.store.fail_work(item.id, self.worker, clock(), error, retry_at=None)
             log.error("work %s %s (%s): %s", item.kind, item.id, item.dossier_id, error)
             return Ran(item, "failed", error)
         try:
-            await self.handlers[item.kind](item, clock())
+            await handler(item, clock())
+        except RetryAt as retry:
+            await self.store.fail_work(item.id, self.worker, clock(), str(retry), retry_at=retry.when)
+            return Ran(item, "retry", str(retry))
         except Exception as exc:
             error = f"{type(exc).__name__}: {exc}"
-            retry_at = None if item.attempts >= self.max_attempts else clock() + self._backoff(item.attempts)
+            retry_at = None if item.attempts >= max_attempts else clock() + self._backoff(item.attempts)
             log.warning(
                 "work %s %s (%s), attempt %d: %s; %s", item.kind, item.id, item.dossier_id, item.attempts, error,
                 f"retry at {retry_at.isoformat()}" if retry_at else "given up",

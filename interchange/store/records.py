@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from interchange.records.model import Extracted
 
 RECEIVED = "received"
 REFUSED = "refused"
@@ -14,7 +18,11 @@ REJECTED = "rejected"  # KET_QUA KHONG_CHAP_NHAN
 TIEP_NHAN = "tiep-nhan"
 TU_CHOI = "tu-choi"
 KET_QUA = "ket-qua"
-NOTICE_KINDS = (TIEP_NHAN, TU_CHOI, KET_QUA)
+# Role ivan: the upstream agency's own receipt or refusal of the forwarded bytes, kept as signed
+# (its KET_QUA is the dossier's result: stored as KET_QUA). At most 16 characters (notices.kind).
+BHXH_TIEP_NHAN = "bhxh-tiep-nhan"
+BHXH_TU_CHOI = "bhxh-tu-choi"
+NOTICE_KINDS = (TIEP_NHAN, TU_CHOI, KET_QUA, BHXH_TIEP_NHAN, BHXH_TU_CHOI)
 
 ROLES = ("submitter", "ivan", "auditor", "admin")
 
@@ -43,7 +51,9 @@ class NewDossier:
     layers: dict[str, str] = field(default_factory=dict)  # layer -> passed | failed | not_run
     signers: list[dict] = field(default_factory=list)
     facts: dict = field(default_factory=dict)
-    work: list[str] = field(default_factory=list)  # kinds of work items enqueued with the receipt
+    # Work items enqueued with the receipt: a kind (due at due_at, else at receipt), or a
+    # (kind, due time) pair for work with a deadline of its own (forwarding upstream).
+    work: list[str | tuple[str, datetime]] = field(default_factory=list)
 
 
 @dataclass(kw_only=True)
@@ -71,6 +81,7 @@ class Dossier:
     signers: list[dict]
     facts: dict
     result_at: datetime | None = None  # when the KET_QUA was stored
+    params: dict | None = None  # the legal-parameters stamp its result was judged with
     notice_kinds: list[str] = field(default_factory=list)
 
 
@@ -174,3 +185,5 @@ class Settlement:
     notice: bytes  # the signed KET_QUA
     problems: list[dict]  # the errors listed in it
     unit: Unit | None = None  # the unit's row after the change, when it changes
+    records: Extracted | None = None  # what an accepted dossier's forms say (interchange.store.persons)
+    params: dict | None = None  # LegalParameters.stamp of the parameters judged with

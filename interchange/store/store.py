@@ -41,8 +41,12 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from interchange.audit import log as audit
+from interchange.delivery import store as delivery_rows  # deliveries are made with their notices
+from interchange.identifiers import mst_valid
 
+from . import persons
 from .records import (
+    ACCEPTED,
     DONE,
     FAILED,
     KET_QUA,
@@ -286,6 +290,7 @@ class Store:
                 originals.insert(), [{"dossier_id": new.id, "content": new.original} for new, _ in stored]
             )
             await conn.execute(notices.insert(), [_notice_row(r) for _, r in stored])
+            await delivery_rows.enqueue_receipt_deliveries(conn, [r.dossier for _, r in stored])
             work = [row for new, r in stored for row in _work_rows(new, r.dossier)]
             if work:
                 await conn.execute(work_items.insert(), work)
@@ -317,6 +322,7 @@ class Store:
                     await conn.execute(dossiers.insert(), _dossier_row(new, result.dossier))
                     await conn.execute(originals.insert(), {"dossier_id": new.id, "content": new.original})
                     await conn.execute(notices.insert(), _notice_row(result))
+                    await delivery_rows.enqueue_receipt_deliveries(conn, [result.dossier])
                     if work := _work_rows(new, result.dossier):
                         await conn.execute(work_items.insert(), work)
                     return result
@@ -329,6 +335,15 @@ class Store:
                 return found
         except Exception as exc:
             return exc
+
+    async def earlier_receipt(self, owner: str, sha256: bytes) -> SaveResult | None:
+        """The receipt of the same bytes from the same owner, unless refused (what an exact
+        resend replays)."""
+        key = f"{owner}:{sha256.hex()}"
+        async with self._engine.connect() as conn:
+            by_replay, _ = await self._stored(conn, {key}, set())
+        found = by_replay.get(key)
+        return None if found is None else SaveResult(found.dossier, found.notice, "replay")
 
     async def _repeat_stored(self, conn: AsyncConnection, new: NewDossier) -> SaveResult | None:
         return _repeat_of(new, *await self._stored(conn, {_replay_key(new)}, {_idempotency_scope(new)}))
@@ -471,6 +486,7 @@ class Store:
                 await conn.execution_options(sqlite_immediate=True)
                 async with conn.begin():
                     await conn.execute(notices.insert(), row)
+                    await delivery_rows.enqueue_notice_deliveries(conn, id, kind, row["created_at"])
                     await audit.append(conn, [stored])
             return True
         except IntegrityError:
@@ -557,7 +573,15 @@ class Store:
         values = {"state": settlement.state, "result_at": now}
         if settlement.state == REJECTED:
             values["replay_key"] = None  # as after a refusal: the same bytes sent again are judged again
+        if settlement.params is not None:
+            values["params"] = settlement.params
         await conn.execute(update(dossiers).where(dossiers.c.id == id).values(**values))
+        records_events = []
+        if settlement.records is not None and settlement.state == ACCEPTED:  # a rejected dossier makes no records
+            written = await persons.write_records(
+                conn, dossier=dossier, extracted=settlement.records, params=settlement.params, now=now
+            )
+            records_events = written.audit_events(actor)
         events = [
             _notice_event(id, KET_QUA, settlement.notice, actor),
             audit.Event(
@@ -571,6 +595,7 @@ class Store:
                 },
                 id,
             ),
+            *records_events,
         ]
         if settlement.unit is not None:
             await self._write_unit(conn, settlement.unit)
@@ -582,6 +607,9 @@ class Store:
                     id,
                 )
             )
+        await delivery_rows.enqueue_deliveries(
+            conn, dossier_id=id, owner=dossier.owner, unit_mst=dossier.unit_mst, kind=KET_QUA, now=now
+        )  # after the unit's row: a registration's own result is mailed to the address it registers
         await audit.append(conn, events)
 
     async def _write_unit(self, conn: AsyncConnection, unit: Unit) -> None:
@@ -613,6 +641,21 @@ class Store:
         async with self._engine.connect() as conn:
             row = (await conn.execute(query)).first()
         return None if row is None else _unit(row)
+
+    # -- persons and their records (logic in interchange.store.persons) ----------------------
+
+    async def find_person(self, pid: str) -> persons.Person | None:
+        """A person by personal ID or SI code."""
+        return await persons.find_person(self._engine, pid)
+
+    async def person_book_rows(self, pid: str, scope: Scope) -> persons.PersonRecords | None:
+        """What the book of a person is made of, read from one snapshot, with the dossiers `scope`
+        may see; None when the person is unknown or `scope` may see none of their records."""
+        async with self._engine.connect() as conn:
+            if conn.dialect.name == "postgresql":
+                await conn.execution_options(isolation_level="REPEATABLE READ")
+            async with conn.begin():
+                return await persons.read_person_records(conn, pid, None if scope.all else _visible(scope))
 
     # -- work queue ----------------------------------------------------------------------
     # Each server process claims due items in its own transactions (interchange.jobs). On
@@ -1003,6 +1046,10 @@ def _check_role(role: str, mst: str | None, ivan: str | None) -> None:
         raise ValueError("an ivan key is bound to one MaIVAN (and no MST)")
     if role in ("auditor", "admin") and (mst or ivan):
         raise ValueError(f"an {role} key is bound to no MST or MaIVAN")
+    if mst and not mst_valid(mst):
+        raise ValueError(f"{mst!r} is not a tax code: 10 digits whose last is the check digit, optionally -NNN")
+    if ivan and not (len(ivan) == 5 and ivan.isdigit()):
+        raise ValueError(f"{ivan!r} is not a MaIVAN: 5 digits")
 
 
 def _replay_key(new: NewDossier) -> str | None:
@@ -1096,8 +1143,9 @@ def _work_rows(new: NewDossier, dossier: Dossier) -> list[dict]:
     """The work items a received dossier brings, stored in its receipt's transaction."""
     if dossier.state != RECEIVED:
         return []
-    return [_work_row(dossier.id, kind, dossier.due_at or dossier.received_at, dossier.received_at)
-            for kind in new.work]
+    default_due = dossier.due_at or dossier.received_at
+    return [_work_row(dossier.id, *(w if isinstance(w, tuple) else (w, default_due)), dossier.received_at)
+            for w in new.work]
 
 
 def _work_row(dossier_id: str, kind: str, due_at: datetime, now: datetime) -> dict:

@@ -7,13 +7,16 @@ from datetime import UTC, datetime
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     Column,
+    Date,
     DateTime,
     ForeignKey,
     Index,
     Integer,
     LargeBinary,
     MetaData,
+    Numeric,
     String,
     Table,
     UniqueConstraint,
@@ -86,6 +89,7 @@ dossiers = Table(
     Column("signers", JSON, nullable=False),
     Column("facts", JSON, nullable=False),
     Column("result_at", UTCDateTime),  # when the KET_QUA was stored (migration 0003)
+    Column("params", JSON),  # the legal-parameters stamp the result was judged with (migration 0004)
     Index("ix_dossiers_owner", "owner"),
     Index("ix_dossiers_unit_mst", "unit_mst"),
     Index("ix_dossiers_ivan_code", "ivan_code"),
@@ -200,8 +204,178 @@ units = Table(
 
 # ---- records of accepted dossiers (migration 0004; interchange.store.persons) ---------------
 
+# One row per person. The 12-digit personal ID is the key, the 10-digit SI code an alias; a row may
+# hold either or both. Two rows found to be one person are merged: the other row keeps its place,
+# loses its identifiers and points at the row that stays (merged_into).
+persons = Table(
+    "persons",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("personal_id", String(12), unique=True),
+    Column("si_code", String(10), unique=True),
+    Column("name", String),
+    Column("birth_date", Date),
+    Column("gender", Integer),
+    Column("nationality", String(2)),
+    # Which form last set the personal data and when its dossier was received: a TK1-TS outranks
+    # the other forms, and an older dossier never overwrites a newer one.
+    Column("data_rank", Integer, nullable=False),
+    Column("data_at", UTCDateTime, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Column("merged_into", Integer, ForeignKey("persons.id")),
+)
+
+
+def _record_columns() -> list:
+    """What every record row has: its person, its dossier (with the dossier's receipt time and
+    unit, copied so the book reads one table) and its place in the form. Unique per dossier and
+    XPath: writing a dossier's records twice is refused by the schema."""
+    return [
+        Column("id", Integer, primary_key=True, autoincrement=True),
+        Column("person_id", Integer, ForeignKey("persons.id"), nullable=False),
+        Column("dossier_id", String(64), ForeignKey("dossiers.id", ondelete="CASCADE"), nullable=False),
+        Column("received_at", UTCDateTime, nullable=False),
+        Column("unit_mst", String),
+        Column("unit_code", String),
+        Column("xpath", String, nullable=False),
+        Column("stt", Integer, nullable=False),
+        # The person as this row named them.
+        Column("personal_id", String(12)),
+        Column("si_code", String(10)),
+        Column("name", String),
+    ]
+
+
+contribution_changes = Table(
+    "contribution_changes",
+    metadata,
+    *_record_columns(),
+    Column("pa", String(8), nullable=False),
+    Column("direction", String(16), nullable=False),
+    Column("from_month", String(7), nullable=False),  # "YYYY-MM"
+    Column("to_month", String(7)),
+    Column("position", String),
+    Column("workplace", String),
+    Column("salary", Numeric(20, 4)),
+    Column("coefficient", Boolean, nullable=False),
+    Column("allowances", JSON, nullable=False),  # element name -> decimal text
+    Column("rate", Numeric(8, 4)),
+    Column("region", String(2)),
+    Column("note", String),
+    UniqueConstraint("dossier_id", "xpath"),
+    Index("ix_contribution_changes_person", "person_id", "received_at", "stt"),
+    Index("ix_contribution_changes_unit", "unit_mst", "from_month"),
+)
+
+personal_data_changes = Table(
+    "personal_data_changes",
+    metadata,
+    *_record_columns(),
+    Column("birth_date", Date),
+    Column("gender", Integer),
+    Column("nationality", String(2)),
+    Column("data", JSON, nullable=False),
+    Column("change", String),
+    UniqueConstraint("dossier_id", "xpath"),
+    Index("ix_personal_data_changes_person", "person_id", "received_at"),
+    Index("ix_personal_data_changes_unit", "unit_mst"),
+)
+
+benefit_claims = Table(
+    "benefit_claims",
+    metadata,
+    *_record_columns(),
+    Column("regime", String(16), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("group_code", String),
+    Column("from_date", Date),
+    Column("to_date", Date),
+    Column("days", Integer),
+    Column("data", JSON, nullable=False),
+    UniqueConstraint("dossier_id", "xpath"),
+    Index("ix_benefit_claims_person", "person_id", "received_at"),
+    Index("ix_benefit_claims_unit", "unit_mst"),
+)
+
 
 # ---- result delivery (migration 0005; interchange.delivery) ----------------------------------
 
+# One callback URL per owner scope ("mst:<MST>" of a submitter key, "ivan:<MaIVAN>" of an ivan key).
+subscriptions = Table(
+    "subscriptions",
+    metadata,
+    Column("owner", String, primary_key=True),
+    Column("url", String, nullable=False),
+    Column("key_id", String(12), nullable=False),  # the key that registered it
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
+# One row per notice and recipient: a callback (recipient = the subscription's owner) or an
+# e-mail (recipient = "mst:<MST>" of the registered unit). Made in the notice's transaction.
+deliveries = Table(
+    "deliveries",
+    metadata,
+    Column("id", String(64), primary_key=True),  # <dossier id>.<notice kind>.<route>: X-Delivery-Id
+    Column("dossier_id", String(64), ForeignKey("dossiers.id", ondelete="CASCADE"), nullable=False),
+    Column("notice_kind", String(16), nullable=False),
+    Column("channel", String(16), nullable=False),  # callback | email
+    Column("recipient", String, nullable=False),
+    Column("target", String, nullable=False),  # the URL or e-mail address at the time of the notice
+    Column("state", String(16), nullable=False),  # pending | delivered | failed
+    Column("attempts", Integer, nullable=False),
+    Column("next_at", UTCDateTime),  # the next attempt (pending only)
+    Column("last_error", String),
+    Column("created_at", UTCDateTime, nullable=False),  # when the notice was stored
+    Column("delivered_at", UTCDateTime),
+    Index("ix_deliveries_dossier_id", "dossier_id"),
+    Index("ix_deliveries_recipient_state", "recipient", "state"),  # a changed URL moves the waiting ones
+)
+
+delivery_attempts = Table(
+    "delivery_attempts",
+    metadata,
+    Column("delivery_id", String(64), ForeignKey("deliveries.id", ondelete="CASCADE"), primary_key=True),
+    Column("n", Integer, primary_key=True, autoincrement=False),
+    Column("at", UTCDateTime, nullable=False),
+    Column("status", Integer),  # the HTTP status (callbacks); None when no answer came
+    Column("error", String),  # None when delivered
+    Column("duration_ms", Integer, nullable=False),
+)
+
 
 # ---- I-VAN forwarding (migration 0006; interchange.forwarding) -------------------------------
+
+# One row per dossier the `ivan` role forwards upstream, written by its work (absent until the
+# first try): where the forwarding stands and, once the upstream received it, its KET_QUA polling.
+forwardings = Table(
+    "forwardings",
+    metadata,
+    Column("dossier_id", String(64), ForeignKey("dossiers.id", ondelete="CASCADE"), primary_key=True),
+    Column("state", String(24), nullable=False),  # pending | forwarded | refused_upstream | failed
+    Column("due_at", UTCDateTime, nullable=False),  # the forwarding target (received_at + target, clock time)
+    Column("attempts", Integer, nullable=False),  # forwarding tries made (deferrals by the breaker are not tries)
+    Column("next_try_at", UTCDateTime),
+    Column("last_error", String),
+    Column("upstream_id", String(64)),  # the upstream's MaGiaoDich
+    Column("forwarded_at", UTCDateTime),  # when the upstream's receipt (or refusal) came
+    Column("result_due_at", UTCDateTime),  # the upstream's HanTraKetQua
+    Column("polls", Integer, nullable=False),  # KET_QUA polls made
+    Column("relayed_at", UTCDateTime),  # when the upstream's KET_QUA was stored
+    Index("ix_forwardings_state", "state"),
+)
+
+# Every try upstream, forwarding and polling alike, one row each (what happened, when, how long).
+forward_attempts = Table(
+    "forward_attempts",
+    metadata,
+    Column("dossier_id", String(64), ForeignKey("dossiers.id", ondelete="CASCADE"), primary_key=True),
+    Column("n", Integer, primary_key=True, autoincrement=False),  # 1, 2, ... per dossier
+    Column("kind", String(16), nullable=False),  # forward | poll
+    Column("at", UTCDateTime, nullable=False),
+    Column("outcome", String(24), nullable=False),  # see interchange.forwarding.OUTCOMES
+    Column("http_status", Integer),
+    Column("error", String),
+    Column("duration_ms", Integer, nullable=False),
+    Column("upstream_id", String(64)),
+)

@@ -1,0 +1,55 @@
+"""GET /api/v1/persons/{pid}/book: the electronic social-insurance book of a person (SPEC §5, §6).
+
+`pid` is the 12-digit personal ID or the 10-digit SI code; `?as_of=MM/yyyy` (or `YYYY-MM`) sets
+the last month of the timeline (default: the current month in Vietnam). Auditors and admins see
+the whole book; a unit (submitter key) sees the person's identity and the periods and benefit
+claims of its own dossiers; an I-VAN those of the dossiers it carried. A person unknown, or with
+nothing the caller may see, is a 404 either way (no existence leak).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from aiohttp import web
+
+from interchange.api.app import SERVICES, _problem_json, _reader
+from interchange.records.book import build_book, parse_month
+from interchange.rules.params import LegalParameters, default_parameters
+
+_PID = re.compile(r"[0-9]{12}|[0-9]{10}")
+_LOADED: dict[Path, LegalParameters] = {}
+
+
+def _parameters(request: web.Request) -> LegalParameters:
+    """The configured legal-parameters file, read once per process."""
+    cfg = request.app[SERVICES].cfg
+    if not cfg.rules.parameters:
+        return default_parameters()
+    path = cfg.path(cfg.rules.parameters)
+    if path not in _LOADED:
+        _LOADED[path] = LegalParameters.load(path)
+    return _LOADED[path]
+
+
+async def get_person_book(request: web.Request) -> web.Response:
+    key = await _reader(request)
+    pid = request.match_info["pid"]
+    if not _PID.fullmatch(pid):
+        return _problem_json(
+            400,
+            "BAD-PID",
+            f"{pid!r} is neither a personal ID (12 digits) nor an SI code (10 digits)",
+        )
+    as_of = request.query.get("as_of")
+    if as_of is not None:
+        try:
+            as_of = parse_month(as_of)
+        except ValueError as exc:
+            return _problem_json(400, "BAD-QUERY", f"as_of: {exc}")
+    records = await request.app[SERVICES].store.person_book_rows(pid, key.scope)
+    if records is None:
+        return _problem_json(404, "NOT-FOUND", "no such person")  # or nothing the caller may see
+    book = build_book(records, _parameters(request), as_of)
+    return web.json_response(book.to_json())

@@ -1,0 +1,118 @@
+"""Callback registration and the delivery record of a dossier (issue #4 item 5).
+
+A submitter key registers its unit's callback URL, an ivan key its I-VAN's: one URL per
+owner. Every notice stored after that for a dossier of the owner is POSTed there.
+"""
+
+from __future__ import annotations
+
+import json
+
+from aiohttp import web
+
+from interchange.api.app import SERVICES, _now, _problem_json, _reader
+from interchange.delivery import EMAIL
+from interchange.delivery.callback import UrlRefused, check_url
+from interchange.delivery.store import (
+    Attempt,
+    Delivery,
+    Subscription,
+    delete_subscription,
+    deliveries_of,
+    get_subscription,
+    set_subscription,
+)
+from interchange.store.records import ApiKey
+
+CALLBACK_ROLES = ("submitter", "ivan")
+
+
+def _owner(key: ApiKey) -> str:
+    if key.role not in CALLBACK_ROLES:
+        raise web.HTTPForbidden(
+            text=json.dumps({
+                "status": 403, "code": "AUTH-ROLE",
+                "message": f"a callback URL belongs to a unit (submitter key) or an I-VAN (ivan key), not to the role {key.role}",
+            }),
+            content_type="application/json",
+        )  # fmt: skip
+    return key.owner
+
+
+def _subscription_json(s: Subscription) -> dict:
+    return {"owner": s.owner, "url": s.url, "key_id": s.key_id, "created_at": s.created_at.isoformat()}
+
+
+async def put_callback(request: web.Request) -> web.Response:
+    """Register or replace the caller's callback URL: JSON {"url": "https://..."}."""
+    key = await _reader(request)
+    owner = _owner(key)
+    try:
+        body = await request.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return _problem_json(400, "BAD-JSON", 'the body must be JSON: {"url": "https://..."}')
+    if not isinstance(body, dict) or "url" not in body:
+        return _problem_json(400, "BAD-JSON", 'the body must be a JSON object with "url"')
+    cfg = request.app[SERVICES].cfg.delivery
+    try:
+        url = await check_url(body["url"], allow_private=cfg.allow_private_urls)
+    except UrlRefused as exc:
+        return _problem_json(422, "CALLBACK-URL", f"callback URL refused: {exc}")
+    sub, created = await set_subscription(request.app[SERVICES].store, owner, url, key.key_id, _now())
+    return web.json_response(_subscription_json(sub), status=201 if created else 200)
+
+
+async def get_callback(request: web.Request) -> web.Response:
+    key = await _reader(request)
+    sub = await get_subscription(request.app[SERVICES].store, _owner(key))
+    if sub is None:
+        return _problem_json(404, "NOT-FOUND", "no callback URL is registered for this unit or I-VAN")
+    return web.json_response(_subscription_json(sub))
+
+
+async def delete_callback(request: web.Request) -> web.Response:
+    key = await _reader(request)
+    if not await delete_subscription(request.app[SERVICES].store, _owner(key), key.key_id):
+        return _problem_json(404, "NOT-FOUND", "no callback URL is registered for this unit or I-VAN")
+    return web.Response(status=204)
+
+
+def _delivery_json(d: Delivery, attempts: list[Attempt], key: ApiKey) -> dict:
+    # Another party's callback URL may carry its secret: only its owner (and auditors) see it.
+    own = key.scope.all or d.recipient == key.owner or (d.channel == EMAIL and key.role == "submitter"
+                                                         and d.recipient == f"mst:{key.mst}")
+    return {
+        "id": d.id,
+        "notice": d.notice_kind,
+        "channel": d.channel,
+        "recipient": d.recipient,
+        "target": d.target if own else None,
+        "state": d.state,
+        "attempt_count": d.attempts,
+        "next_at": d.next_at.isoformat() if d.next_at else None,
+        "last_error": d.last_error,
+        "created_at": d.created_at.isoformat(),
+        "delivered_at": d.delivered_at.isoformat() if d.delivered_at else None,
+        "attempts": [
+            {"n": a.n, "at": a.at.isoformat(), "status": a.status, "error": a.error, "duration_ms": a.duration_ms}
+            for a in attempts
+        ],
+    }
+
+
+async def get_deliveries(request: web.Request) -> web.Response:
+    """Every delivery of a dossier's notices with every attempt; same visibility as the dossier."""
+    key = await _reader(request)
+    store = request.app[SERVICES].store
+    dossier = await store.get_dossier(request.match_info["id"], key.scope)
+    if dossier is None:
+        return _problem_json(404, "NOT-FOUND", "no such dossier")
+    found = await deliveries_of(store, dossier.id)
+    return web.json_response({"dossier": dossier.id, "deliveries": [_delivery_json(d, a, key) for d, a in found]})
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_put("/api/v1/callback", put_callback)
+    app.router.add_get("/api/v1/callback", get_callback)
+    app.router.add_delete("/api/v1/callback", delete_callback)
+    app.router.add_get("/api/v1/dossiers/{id}/deliveries", get_deliveries)

@@ -1,0 +1,84 @@
+"""Role ivan in the API: where a dossier's forwarding upstream stands, every try, and the
+upstream's own receipt or refusal (`bhxh-tiep-nhan`, `bhxh-tu-choi`). The upstream's KET_QUA
+is the dossier's result: it is read as `ket-qua` through the ordinary notice route."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from aiohttp import web
+
+from interchange.api import app as api
+from interchange.forwarding import FORWARD, LEGAL_CEILING, PENDING
+from interchange.forwarding import store as fstore
+from interchange.store.records import BHXH_TIEP_NHAN, BHXH_TU_CHOI, KET_QUA
+
+UPSTREAM_KINDS = (BHXH_TIEP_NHAN, BHXH_TU_CHOI)
+
+
+def add_routes(router: web.UrlDispatcher) -> None:
+    """Before the generic notice route, which knows only the agency's own kinds."""
+    router.add_get("/api/v1/dossiers/{id}/forwarding", get_forwarding)
+    router.add_get(f"/api/v1/dossiers/{{id}}/notices/{{kind:{'|'.join(UPSTREAM_KINDS)}}}", get_upstream_notice)
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment else None
+
+
+async def get_forwarding(request: web.Request) -> web.Response:
+    key = await api._reader(request)
+    store = request.app[api.SERVICES].store
+    dossier = await store.get_dossier(request.match_info["id"], key.scope)
+    if dossier is None:
+        return api._problem_json(404, "NOT-FOUND", "no such dossier")  # also for another unit's
+    fw = await fstore.forwarding_of(store, dossier.id)
+    if fw is None:
+        item = next((w for w in await store.work_of(dossier.id) if w.kind == FORWARD), None)
+        if item is None:
+            return api._problem_json(
+                404, "NOT-FORWARDED",
+                "this dossier is not forwarded upstream (it was refused at receipt, or the server is not in role ivan)",
+            )  # fmt: skip
+        fw = fstore.Forwarding(
+            dossier_id=dossier.id, state=PENDING, due_at=item.due_at, attempts=0, next_try_at=item.not_before,
+            last_error=item.last_error, upstream_id=None, forwarded_at=None, result_due_at=None, polls=0,
+            relayed_at=None,
+        )  # fmt: skip
+    now = datetime.now(UTC)
+    base = f"/api/v1/dossiers/{dossier.id}"
+    legal = dossier.received_at + LEGAL_CEILING
+    upstream_at = fw.forwarded_at or now  # the target is met when the upstream answered the bytes
+    return web.json_response({
+        "dossier_id": dossier.id,
+        "state": fw.state,
+        "due_at": _iso(fw.due_at),
+        "legal_deadline_at": legal.isoformat(),
+        "overdue": upstream_at > fw.due_at,
+        "past_legal_deadline": upstream_at > legal,
+        "forwarded_at": _iso(fw.forwarded_at),
+        "upstream_id": fw.upstream_id,
+        "attempts": fw.attempts,
+        "next_try_at": _iso(fw.next_try_at),
+        "last_error": fw.last_error,
+        "result": {
+            "due_at": _iso(fw.result_due_at),
+            "polls": fw.polls,
+            "relayed_at": _iso(fw.relayed_at),
+            "state": dossier.state,
+        },
+        "notices": {k: f"{base}/notices/{k}" for k in dossier.notice_kinds if k in (*UPSTREAM_KINDS, KET_QUA)},
+        "tries": [
+            {"n": a.n, "kind": a.kind, "at": a.at.isoformat(), "outcome": a.outcome, "http_status": a.http_status,
+             "error": a.error, "duration_ms": a.duration_ms, "upstream_id": a.upstream_id}
+            for a in await fstore.attempts_of(store, dossier.id)
+        ],
+    })  # fmt: skip
+
+
+async def get_upstream_notice(request: web.Request) -> web.Response:
+    key = await api._reader(request)
+    xml = await request.app[api.SERVICES].store.get_notice(request.match_info["id"], request.match_info["kind"], key.scope)
+    if xml is None:
+        return api._problem_json(404, "NOT-FOUND", "no such notice")
+    return web.Response(body=xml, content_type=api.XML_RESPONSE, charset="utf-8")

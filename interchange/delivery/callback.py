@@ -1,0 +1,189 @@
+"""Callback URLs: what may be registered, the POST of one notice, and a circuit breaker per host.
+
+A callback URL is chosen by a caller, and the server POSTs to it: unless `allow_private_urls`
+is on, URLs that name or resolve to loopback, private, link-local or otherwise non-public
+addresses are refused (SSRF), at registration and again at every connection (the resolver
+checks what the name resolves to then, so a name re-pointed later gains nothing). Redirects
+are not followed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import socket
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from urllib.parse import urlsplit
+
+import aiohttp
+from aiohttp.resolver import ThreadedResolver
+
+MAX_URL = 2000
+ANSWER_EXCERPT = 300  # bytes of a refusing receiver's answer kept with the attempt
+
+
+class UrlRefused(ValueError):
+    """A callback URL that may not be used; the message says why."""
+
+
+def _non_public(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return not ip.is_global or ip.is_multicast
+
+
+def check_url_shape(url: object, *, allow_private: bool) -> str:
+    """The URL if it is an absolute http(s) URL without credentials (and, unless allowed, not
+    a literal non-public address); UrlRefused otherwise."""
+    if not isinstance(url, str) or not url.strip():
+        raise UrlRefused('"url" must be a non-empty string')
+    url = url.strip()
+    if len(url) > MAX_URL:
+        raise UrlRefused(f"the URL is longer than {MAX_URL} characters")
+    try:
+        parts = urlsplit(url)
+        _ = parts.port  # raises on a port that is not a number in range
+    except ValueError as exc:
+        raise UrlRefused(f"the URL cannot be read: {exc}") from None
+    if parts.scheme not in ("https", "http"):
+        raise UrlRefused(f"the URL must start with https:// or http://, not {parts.scheme or '(no scheme)'}")
+    if not parts.hostname:
+        raise UrlRefused("the URL has no host")
+    if parts.username is not None or parts.password is not None:
+        raise UrlRefused("the URL must not carry credentials (user:password@); put a secret in the path instead")
+    if parts.fragment:
+        raise UrlRefused("the URL must not have a #fragment")
+    if any(c.isspace() or ord(c) < 0x20 for c in url):
+        raise UrlRefused("the URL must not contain spaces or control characters")
+    if not allow_private:
+        try:
+            ip = ipaddress.ip_address(parts.hostname)
+        except ValueError:
+            ip = None
+        if ip is not None and _non_public(ip):
+            raise UrlRefused(f"the URL's host {parts.hostname} is not a public address (loopback or private networks are refused)")
+    return url
+
+
+async def check_url(url: object, *, allow_private: bool) -> str:
+    """`check_url_shape`, and the host must resolve, to public addresses only unless allowed."""
+    url = check_url_shape(url, allow_private=allow_private)
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        infos = await asyncio.get_running_loop().getaddrinfo(parts.hostname, port, type=socket.SOCK_STREAM)
+    except OSError as exc:
+        raise UrlRefused(f"the URL's host {parts.hostname} does not resolve ({exc.strerror or exc})") from None
+    if not allow_private:
+        for info in infos:
+            address = info[4][0]
+            if _non_public(ipaddress.ip_address(address.split("%", 1)[0])):
+                raise UrlRefused(
+                    f"the URL's host {parts.hostname} resolves to {address}, not a public address "
+                    "(loopback or private networks are refused)"
+                )
+    return url
+
+
+class _PublicOnlyResolver(ThreadedResolver):
+    """Resolves as usual, but refuses names that resolve to non-public addresses (at connect time)."""
+
+    async def resolve(self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET):  # type: ignore[override]
+        found = await super().resolve(host, port, family)
+        for info in found:
+            if _non_public(ipaddress.ip_address(info["host"])):
+                raise OSError(f"{host} resolves to {info['host']}, not a public address: refused")
+        return found
+
+
+@dataclass
+class Answer:
+    status: int | None  # None: no HTTP answer (timeout, connection refused, refused address)
+    error: str | None  # None: delivered (2xx)
+    duration_ms: int
+
+
+async def post_notice(
+    url: str, body: bytes, headers: dict[str, str], *, timeout: float, allow_private: bool
+) -> Answer:
+    """POST one notice; never raises for what the receiver or the network does."""
+    started = time.perf_counter()
+
+    def answer(status: int | None, error: str | None) -> Answer:
+        return Answer(status, error, int((time.perf_counter() - started) * 1000))
+
+    try:
+        check_url_shape(url, allow_private=allow_private)
+    except UrlRefused as exc:
+        return answer(None, f"refused: {exc}")
+    connector = aiohttp.TCPConnector(
+        force_close=True, resolver=None if allow_private else _PublicOnlyResolver()
+    )
+    try:
+        async with aiohttp.ClientSession(
+            connector=connector, timeout=aiohttp.ClientTimeout(total=timeout)
+        ) as session:
+            async with session.post(url, data=body, headers=headers, allow_redirects=False) as resp:
+                if 200 <= resp.status < 300:
+                    return answer(resp.status, None)
+                excerpt = (await resp.content.read(ANSWER_EXCERPT)).decode("utf-8", "replace").strip()
+                reason = f"HTTP {resp.status} {resp.reason or ''}".strip()
+                return answer(resp.status, f"{reason}: {excerpt}" if excerpt else reason)
+    except TimeoutError:
+        return answer(None, f"timeout: no answer within {timeout:g} s")
+    except aiohttp.ClientConnectorError as exc:
+        return answer(None, f"connection failed: {exc.os_error or exc}")
+    except (aiohttp.ClientError, OSError) as exc:
+        return answer(None, f"{type(exc).__name__}: {exc}")
+
+
+def host_of(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{(parts.hostname or '').lower()}:{parts.port or (443 if parts.scheme == 'https' else 80)}"
+
+
+@dataclass
+class _HostState:
+    failures: int = 0
+    open_until: datetime | None = None
+    trial_until: datetime | None = None  # a trial attempt is in flight until then
+
+
+class CircuitBreaker:
+    """Per callback host, in this process: after `failures` consecutive failed attempts the
+    host's circuit opens for `cooldown`; attempts meanwhile wait (they are not attempts). Then
+    one trial goes: success closes the circuit, failure opens it again."""
+
+    def __init__(self, failures: int, cooldown: timedelta, trial_timeout: timedelta):
+        self.failures = max(1, failures)
+        self.cooldown = cooldown
+        self.trial_timeout = trial_timeout
+        self._hosts: dict[str, _HostState] = {}
+
+    def admit(self, host: str, now: datetime) -> datetime | None:
+        """None: go ahead. Else: wait until then."""
+        state = self._hosts.get(host)
+        if state is None or state.failures < self.failures:
+            return None
+        if state.open_until is not None and now < state.open_until:
+            return state.open_until
+        if state.trial_until is not None and now < state.trial_until:
+            return state.trial_until  # one trial at a time
+        state.trial_until = now + self.trial_timeout
+        return None
+
+    def record(self, host: str, ok: bool, now: datetime) -> None:
+        if ok:
+            self._hosts.pop(host, None)
+            return
+        state = self._hosts.setdefault(host, _HostState())
+        state.failures += 1
+        state.trial_until = None
+        if state.failures >= self.failures:
+            state.open_until = now + self.cooldown
+
+    def is_open(self, host: str, now: datetime) -> bool:
+        state = self._hosts.get(host)
+        return state is not None and state.open_until is not None and now < state.open_until

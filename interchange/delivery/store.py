@@ -1,0 +1,368 @@
+"""The delivery tables: subscriptions, deliveries made with their notices, attempts.
+
+`enqueue_deliveries` / `enqueue_receipt_deliveries` run inside the transaction that stores a
+notice (interchange.store.store calls them), so a stored notice always has its deliveries and
+their work items. The rest take the Store and open their own transactions.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+from sqlalchemy import Integer, String, delete, literal, or_, select, union_all, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from interchange.audit import log as audit
+from interchange.store.records import ACTIVE, KET_QUA, QUEUED, TU_CHOI, Dossier, Scope
+from interchange.store.tables import (
+    UTCDateTime,
+    deliveries,
+    delivery_attempts,
+    dossiers,
+    notices,
+    subscriptions,
+    units,
+    work_items,
+)
+
+from . import (
+    CALLBACK,
+    EMAIL,
+    KIND_PREFIX,
+    PENDING,
+    ROUTE_EMAIL,
+    SKIPPED,
+    delivery_id,
+    work_kind,
+)
+
+if TYPE_CHECKING:  # the store imports this module
+    from interchange.store.store import Store
+
+# Not a legal target: the time after which a delivery still waiting counts as overdue work
+# (retries past it show up in /metrics). Deliveries are claimed by it too, after overdue results.
+DELIVERY_TARGET = timedelta(minutes=15)
+CALLBACK_SET = "callback.set"  # audit kinds: who registered or removed which callback URL
+CALLBACK_DELETED = "callback.deleted"
+
+
+@dataclass
+class Subscription:
+    owner: str  # "mst:<MST>" | "ivan:<MaIVAN>"
+    url: str
+    key_id: str
+    created_at: datetime
+
+
+@dataclass
+class Attempt:
+    n: int
+    at: datetime
+    status: int | None  # HTTP status; None when no answer came (or for e-mail)
+    error: str | None  # None: delivered
+    duration_ms: int
+
+
+@dataclass
+class Delivery:
+    id: str
+    dossier_id: str
+    notice_kind: str
+    channel: str
+    recipient: str
+    target: str
+    state: str
+    attempts: int
+    next_at: datetime | None
+    last_error: str | None
+    created_at: datetime
+    delivered_at: datetime | None
+
+
+@dataclass
+class Outgoing:
+    """What one attempt sends: the delivery, the notice as stored and its dossier."""
+
+    delivery: Delivery
+    notice: bytes
+    dossier: Dossier
+
+
+def _engine(store: Store) -> AsyncEngine:
+    # The Store keeps its engine private; these functions are its delivery part, kept apart
+    # from store.py so that the feature lives in one package.
+    return store._engine
+
+
+# ---- made with the notice ------------------------------------------------------------------
+
+
+def _routes(owner: str, unit_mst: str | None, kind: str) -> list[tuple[str, str]]:
+    """(route, key) pairs a notice goes to: key is a subscription's owner for callbacks, the
+    unit's MST for e-mail. A refused dossier goes to its sender only: the MST a TU_CHOI names
+    was not proven by a valid signature."""
+    out = []
+    if owner.startswith(("mst:", "ivan:")):
+        out.append((owner.split(":", 1)[0], owner))
+    if unit_mst and kind != TU_CHOI and not owner.startswith("mst:"):
+        out.append(("mst", f"mst:{unit_mst}"))  # an I-VAN's (or admin's) dossier: the unit's callback too
+    if unit_mst and kind == KET_QUA:
+        out.append((ROUTE_EMAIL, unit_mst))
+    return out
+
+
+async def enqueue_deliveries(
+    conn: AsyncConnection, *, dossier_id: str, owner: str, unit_mst: str | None, kind: str, now: datetime
+) -> None:
+    """In the transaction that stores notice `kind` of a dossier: a delivery and a work item
+    for each subscription of its owner or unit and, for a KET_QUA, for the registered unit's
+    e-mail. One statement when nobody subscribed."""
+    await _enqueue(conn, [(dossier_id, kind, route, key, now) for route, key in _routes(owner, unit_mst, kind)])
+
+
+async def enqueue_receipt_deliveries(conn: AsyncConnection, stored: Iterable[Dossier]) -> None:
+    """`enqueue_deliveries` for a batch of receipts (TIEP_NHAN or TU_CHOI, stored at
+    received_at): one statement for the whole batch when nobody subscribed."""
+    rows = []
+    for d in stored:
+        kind = d.notice_kinds[0]
+        rows += [(d.id, kind, route, key, d.received_at) for route, key in _routes(d.owner, d.unit_mst, kind)]
+    await _enqueue(conn, rows)
+
+
+async def enqueue_notice_deliveries(conn: AsyncConnection, dossier_id: str, kind: str, now: datetime) -> None:
+    """`enqueue_deliveries` for a dossier known by its id only (Store.add_notice)."""
+    row = (await conn.execute(select(dossiers.c.owner, dossiers.c.unit_mst).where(dossiers.c.id == dossier_id))).first()
+    if row is not None:
+        await enqueue_deliveries(conn, dossier_id=dossier_id, owner=row.owner, unit_mst=row.unit_mst, kind=kind, now=now)
+
+
+async def _enqueue(conn: AsyncConnection, rows: Sequence[tuple[str, str, str, str, datetime]]) -> None:
+    if not rows:
+        return
+    # The notices in hand as a derived table, joined with the subscriptions and units in the
+    # database: an INSERT ... SELECT that inserts nothing when nobody subscribed.
+    parts = [
+        select(
+            literal(d, String).label("dossier_id"),
+            literal(k, String).label("notice_kind"),
+            literal(r, String).label("route"),
+            literal(key, String).label("key"),
+            literal(at, UTCDateTime()).label("at"),
+        )
+        for d, k, r, key, at in rows
+    ]
+    w = (union_all(*parts) if len(parts) > 1 else parts[0]).subquery("wanted")
+    new_id = w.c.dossier_id + "." + w.c.notice_kind + "." + w.c.route
+    common = (literal(PENDING, String), literal(0, Integer), w.c.at, w.c.at)
+    callbacks = (
+        select(new_id, w.c.dossier_id, w.c.notice_kind, literal(CALLBACK, String), subscriptions.c.owner,
+               subscriptions.c.url, *common)
+        .select_from(w.join(subscriptions, subscriptions.c.owner == w.c.key))
+        .where(w.c.route != ROUTE_EMAIL)
+    )  # fmt: skip
+    mails = (
+        select(new_id, w.c.dossier_id, w.c.notice_kind, literal(EMAIL, String), "mst:" + units.c.mst,
+               units.c.email, *common)
+        .select_from(w.join(units, units.c.mst == w.c.key))
+        .where(
+            w.c.route == ROUTE_EMAIL,
+            units.c.email.is_not(None),
+            units.c.email != "",
+            # registered and active, or this is the result of the unit's own registration dossier
+            # (so that a unit also hears that its stop was accepted)
+            or_(units.c.state == ACTIVE, units.c.dossier_id == w.c.dossier_id),
+        )
+    )
+    columns = ["id", "dossier_id", "notice_kind", "channel", "recipient", "target", "state", "attempts",
+               "next_at", "created_at"]  # fmt: skip
+    made = (
+        await conn.execute(
+            deliveries.insert()
+            .from_select(columns, union_all(callbacks, mails) if any(r[2] == ROUTE_EMAIL for r in rows) else callbacks)
+            .returning(deliveries.c.id, deliveries.c.dossier_id, deliveries.c.notice_kind, deliveries.c.created_at)
+        )
+    ).all()
+    if made:
+        await conn.execute(
+            work_items.insert(),
+            [
+                {
+                    "id": uuid.uuid4().hex,
+                    "dossier_id": m.dossier_id,
+                    "kind": work_kind(m.notice_kind, m.id.rsplit(".", 1)[1]),
+                    # a delivery still waiting after DELIVERY_TARGET shows in the overdue gauges of its kind
+                    "due_at": m.created_at + DELIVERY_TARGET,
+                    "not_before": m.created_at,
+                    "state": QUEUED,
+                    "attempts": 0,
+                    "created_at": m.created_at,
+                }
+                for m in made
+            ],
+        )
+
+
+def delivery_id_of(dossier_id: str, kind: str) -> str:
+    """The delivery a work item of `kind` serves."""
+    return delivery_id(dossier_id, *kind.removeprefix(KIND_PREFIX).split(":", 1))
+
+
+# ---- subscriptions -------------------------------------------------------------------------
+
+
+def _subscription(row) -> Subscription:
+    return Subscription(row.owner, row.url, row.key_id, row.created_at)
+
+
+async def get_subscription(store: Store, owner: str) -> Subscription | None:
+    async with _engine(store).connect() as conn:
+        row = (await conn.execute(select(subscriptions).where(subscriptions.c.owner == owner))).first()
+    return None if row is None else _subscription(row)
+
+
+async def set_subscription(store: Store, owner: str, url: str, key_id: str, now: datetime) -> tuple[Subscription, bool]:
+    """Register (or replace) the owner's callback URL; True when there was none. Notices stored
+    from the commit on go to it."""
+    sub = Subscription(owner, url, key_id, now)
+    async with _engine(store).connect() as conn:
+        await conn.execution_options(sqlite_immediate=True)
+        async with conn.begin():
+            found = (
+                await conn.execute(select(subscriptions.c.url).where(subscriptions.c.owner == owner).with_for_update())
+            ).first()
+            row = {"owner": owner, "url": url, "key_id": key_id, "created_at": now}
+            if found is None:
+                await conn.execute(subscriptions.insert(), row)
+            else:
+                await conn.execute(update(subscriptions).where(subscriptions.c.owner == owner).values(**row))
+            # Waiting retries go to the new URL: a corrected URL is what the owner wants used.
+            moved = await conn.execute(
+                update(deliveries)
+                .where(deliveries.c.recipient == owner, deliveries.c.state == PENDING, deliveries.c.channel == CALLBACK)
+                .values(target=url)
+            )
+            data = {"owner": owner, "url": url, "previous_url": None if found is None else found.url,
+                    "pending_moved": moved.rowcount}  # fmt: skip
+            await audit.append(conn, [audit.Event(CALLBACK_SET, f"key:{key_id}", data)])
+    return sub, found is None
+
+
+async def delete_subscription(store: Store, owner: str, key_id: str) -> bool:
+    """Remove the owner's callback URL; False when there was none. Its waiting retries are
+    skipped (delivered ones stay as they are)."""
+    async with _engine(store).connect() as conn:
+        await conn.execution_options(sqlite_immediate=True)
+        async with conn.begin():
+            gone = await conn.execute(delete(subscriptions).where(subscriptions.c.owner == owner))
+            if gone.rowcount:
+                skipped = await conn.execute(
+                    update(deliveries)
+                    .where(deliveries.c.recipient == owner, deliveries.c.state == PENDING, deliveries.c.channel == CALLBACK)
+                    .values(state=SKIPPED, next_at=None, last_error="the callback URL was removed")
+                )
+                data = {"owner": owner, "pending_skipped": skipped.rowcount}
+                await audit.append(conn, [audit.Event(CALLBACK_DELETED, f"key:{key_id}", data)])
+    return bool(gone.rowcount)
+
+
+# ---- attempts ------------------------------------------------------------------------------
+
+
+def _delivery(row) -> Delivery:
+    return Delivery(**{c.name: getattr(row, c.name) for c in deliveries.c})
+
+
+async def outgoing(store: Store, delivery_id: str) -> Outgoing | None:
+    """A delivery with its notice and dossier, for an attempt."""
+    async with _engine(store).connect() as conn:
+        row = (await conn.execute(select(deliveries).where(deliveries.c.id == delivery_id))).first()
+        if row is None:
+            return None
+        delivery = _delivery(row)
+        xml = (
+            await conn.execute(
+                select(notices.c.xml).where(
+                    notices.c.dossier_id == delivery.dossier_id, notices.c.kind == delivery.notice_kind
+                )
+            )
+        ).scalar_one()
+    dossier = await store.get_dossier(delivery.dossier_id, Scope(all=True))
+    return None if dossier is None else Outgoing(delivery, xml, dossier)
+
+
+async def record_attempt(
+    store: Store,
+    delivery: Delivery,
+    attempt: Attempt,
+    *,
+    state: str,
+    next_at: datetime | None,
+) -> bool:
+    """Record attempt n = delivery.attempts + 1 and the delivery's new state together. False
+    when another run recorded that attempt first (its lease ran out meanwhile): that run's
+    record stands."""
+    values = {
+        "state": state,
+        "attempts": attempt.n,
+        "next_at": next_at,
+        "last_error": attempt.error,
+        "delivered_at": attempt.at if attempt.error is None else None,
+    }
+    async with _engine(store).connect() as conn:
+        await conn.execution_options(sqlite_immediate=True)
+        async with conn.begin():
+            changed = await conn.execute(
+                update(deliveries)
+                .where(
+                    deliveries.c.id == delivery.id,
+                    deliveries.c.state == PENDING,
+                    deliveries.c.attempts == attempt.n - 1,
+                )
+                .values(**values)
+            )
+            if changed.rowcount != 1:
+                return False
+            await conn.execute(delivery_attempts.insert(), {"delivery_id": delivery.id, **vars(attempt)})
+    return True
+
+
+async def set_state(store: Store, delivery_id: str, *, state: str, next_at: datetime | None, why: str) -> None:
+    """Change a pending delivery without an attempt: deferred (circuit open), given up, skipped."""
+    async with _engine(store).connect() as conn:
+        await conn.execution_options(sqlite_immediate=True)
+        async with conn.begin():
+            await conn.execute(
+                update(deliveries)
+                .where(deliveries.c.id == delivery_id, deliveries.c.state == PENDING)
+                .values(state=state, next_at=next_at, last_error=why[:2000])
+            )
+
+
+async def deliveries_of(store: Store, dossier_id: str) -> list[tuple[Delivery, list[Attempt]]]:
+    """A dossier's deliveries (in the order they were made) with every attempt."""
+    async with _engine(store).connect() as conn:
+        rows = (
+            await conn.execute(
+                select(deliveries)
+                .where(deliveries.c.dossier_id == dossier_id)
+                .order_by(deliveries.c.created_at, deliveries.c.id)
+            )
+        ).all()
+        tries = (
+            await conn.execute(
+                select(delivery_attempts)
+                .join(deliveries, deliveries.c.id == delivery_attempts.c.delivery_id)
+                .where(deliveries.c.dossier_id == dossier_id)
+                .order_by(delivery_attempts.c.delivery_id, delivery_attempts.c.n)
+            )
+        ).all()
+    by_delivery: dict[str, list[Attempt]] = {}
+    for t in tries:
+        by_delivery.setdefault(t.delivery_id, []).append(Attempt(t.n, t.at, t.status, t.error, t.duration_ms))
+    return [(d, by_delivery.get(d.id, [])) for d in map(_delivery, rows)]
+
