@@ -39,8 +39,9 @@ from interchange.forwarding.policy import BREAKER_STATES
 from interchange.forwarding.work import Forwarder, Hooks
 from interchange.intake.pipeline import Caller, Outcome
 from interchange.intake.workers import ReceiptWorkers
-from interchange.jobs import REGISTRATION, REGISTRATION_PROCEDURES, work_for
+from interchange.jobs import REGISTRATION, REGISTRATION_PROCEDURES, RESULT, work_for
 from interchange.jobs.registration import RegistrationWork, not_active_problem
+from interchange.jobs.result import ResultWork
 from interchange.jobs.runner import Ran, WorkRunner
 from interchange.notices.notice import KIND_SLUG, RECEIPT, REFUSAL, NoticeData, NoticeSigner
 from interchange.store.records import (
@@ -443,6 +444,7 @@ def _dossier_json(d: Dossier, now: datetime, work: list[WorkItem] | None = None)
         "received_at": d.received_at.isoformat(),
         "due_at": d.due_at.isoformat() if d.due_at else None,
         "result_at": d.result_at.isoformat() if d.result_at else None,
+        "parameters": d.params,  # the legal parameters the rule layer applied (version, SHA-256)
         # the result is late, or is not given and its time has passed
         "overdue": d.due_at is not None and (d.result_at or now) > d.due_at,
         "unit": {"mst": d.unit_mst, "code": d.unit_code, "name": d.unit_name},
@@ -657,6 +659,8 @@ def _work_runner(services: Services, metrics: Metrics) -> WorkRunner:
     jobs = services.cfg.jobs
     handlers = {
         REGISTRATION: RegistrationWork(services.store, services.workers.sign_notice, on_result=metrics.result_given),
+        RESULT: ResultWork(services.store, services.workers.judge, services.workers.sign_notice,
+                           on_result=metrics.result_given),
     }
     if services.cfg.server.role == "ivan":  # forwarding upstream and relaying its notices (ValueError: bad [upstream])
         handlers |= Forwarder.from_config(services.cfg, services.store, hooks=metrics.forwarding_hooks(),

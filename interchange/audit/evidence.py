@@ -424,6 +424,7 @@ def _check_notices(
 ) -> datetime | None:
     """Check every notice; return the time of receipt the receipt notice states."""
     received_at = None
+    forwarded = _forwarded(files, record)
     expected = [f"notices/{k}.xml" for k in record.get("notice_kinds") or []]
     held = {n for n in files if n.startswith("notices/") and n.endswith(".xml")}
     notices = [n for n in expected if n in held] + sorted(
@@ -448,15 +449,19 @@ def _check_notices(
         )
         report.add(f"notice {kind} signature", sig.valid, "valid" if sig.valid else _problems_text(sig))
         problems = []
-        if text("MaGiaoDich") != record.get("id"):
+        # A notice of the upstream agency (an I-VAN's forwarded dossier) carries the agency's
+        # transaction id and number, as the logged forwarding states them; BamHoSo binds it.
+        upstream = text("MaGiaoDich") is not None and text("MaGiaoDich") == forwarded.get("upstream_id")
+        so_ho_so = forwarded.get("so_ho_so") if upstream else record.get("so_ho_so")
+        if text("MaGiaoDich") != record.get("id") and not upstream:
             problems.append(f"MaGiaoDich {text('MaGiaoDich')} is not the dossier {record.get('id')}")
         bam = text("BamHoSo")
         if bam is not None and bam != _digest_b64(original):
             problems.append("BamHoSo is not the SHA-256 of original.xml")
-        if bam is None and kind in (TIEP_NHAN, TU_CHOI):
+        if bam is None and (kind in (TIEP_NHAN, TU_CHOI) or upstream):
             problems.append("no BamHoSo")
-        if record.get("so_ho_so") and text("SoHoSo") not in (None, record["so_ho_so"]):
-            problems.append(f"SoHoSo {text('SoHoSo')} is not {record['so_ho_so']}")
+        if so_ho_so and text("SoHoSo") not in (None, so_ho_so):
+            problems.append(f"SoHoSo {text('SoHoSo')} is not {so_ho_so}")
         report.add(
             f"notice {kind} content",
             not problems,
@@ -465,6 +470,25 @@ def _check_notices(
         if kind in (TIEP_NHAN, TU_CHOI) and sig.valid:
             received_at = _parse_time(text("ThoiGianNhan"))
     return received_at
+
+
+def _forwarded(files: dict[str, bytes], record: dict) -> dict:
+    """The upstream's transaction id and number of a forwarded dossier, from its logged
+    `dossier.forwarded` entry (the audit chain itself is checked separately)."""
+    try:
+        lines = [json.loads(line) for line in files.get("audit.jsonl", b"").splitlines() if line.strip()]
+    except ValueError:
+        return {}
+    for entry in lines:
+        data = entry.get("data") if isinstance(entry, dict) else None
+        if (
+            entry.get("kind") == "dossier.forwarded"
+            and entry.get("dossier_id") == record.get("id")
+            and isinstance(data, dict)
+            and data.get("upstream_id")
+        ):
+            return {"upstream_id": data["upstream_id"], "so_ho_so": data.get("so_ho_so")}
+    return {}
 
 
 def _verify_original(

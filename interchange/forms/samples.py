@@ -131,6 +131,7 @@ def _person(
     si_code: bool = True,
     male: bool | None = None,
     years: tuple[int, int] = (1966, 2006),
+    serials: tuple[int, int] | None = None,
 ) -> Person:
     male = rng.random() < 0.5 if male is None else male
     if male:
@@ -143,8 +144,14 @@ def _person(
     # CCCD: province (3) + century/gender (1: 0/1 = male/female 1900s, 2/3 = 2000s)
     # + last two digits of the birth year (2) + 6 random digits.
     century_gender = (0 if year < 2000 else 2) + (0 if male else 1)
-    cccd = f"{place[0]}{century_gender}{year % 100:02d}{rng.randrange(1_000_000):06d}"
-    code = f"{place[1]}{rng.randrange(100_000_000):08d}" if si_code else ""
+    # `serials` (personal ID, SI code) keep the people of one form apart: random draws repeat among
+    # 50,000 people. The draws are made all the same, so that every other value stays as it was.
+    cccd_serial = rng.randrange(1_000_000)
+    code_serial = rng.randrange(100_000_000) if si_code else 0
+    if serials is not None:
+        cccd_serial, code_serial = serials
+    cccd = f"{place[0]}{century_gender}{year % 100:02d}{cccd_serial:06d}"
+    code = f"{place[1]}{code_serial:08d}" if si_code else ""
     return Person(name, male, born, cccd, code, place)
 
 
@@ -188,9 +195,17 @@ def _e(name: str, value: str) -> str:
     return f"      <{name}>{value}</{name}>" if value else f"      <{name} />"
 
 
-def _d02_row(rng: random.Random, stt: int, period_start: dt.date, tu_thang: str, workplace: str) -> str:
+def _serials(offsets: tuple[int, int], n: int) -> tuple[int, int]:
+    """The n-th distinct (personal ID serial, SI code serial) of a form: 7919 is prime to 10**6
+    and 10**8, so a million rows never repeat one."""
+    return (offsets[0] + n * 7919) % 1_000_000, (offsets[1] + n * 7919) % 100_000_000
+
+
+def _d02_row(
+    rng: random.Random, stt: int, period_start: dt.date, tu_thang: str, workplace: str, offsets: tuple[int, int]
+) -> str:
     # Built as one f-string per row: d02ts(50000) is used by a benchmark.
-    p = _person(rng, si_code=rng.random() < 0.8)
+    p = _person(rng, si_code=rng.random() < 0.8, serials=_serials(offsets, stt))
     salary = rng.randrange(5_500, 40_000) * 1000
     allowance = rng.choice((0, 0, 0, 500_000, 1_000_000, 2_000_000))
     extra = rng.choice((300_000, 500_000)) if rng.random() < 0.2 else 0
@@ -257,7 +272,9 @@ def d02ts(rows: int = 20, *, seed: int = 0, period: str = "11/2026", unit: Unit 
     period_start = _month_start(period)
     workplace = _text(unit.name)
     tu_thang = f"{period_start.month:02d}/{period_start.year}"
-    body = "\n".join(_d02_row(rng, i, period_start, tu_thang, workplace) for i in range(1, rows + 1))
+    ids = random.Random(f"D02-TS/{seed}/ids")
+    offsets = (ids.randrange(1_000_000), ids.randrange(100_000_000))
+    body = "\n".join(_d02_row(rng, i, period_start, tu_thang, workplace, offsets) for i in range(1, rows + 1))
     lines = [
         f"<D02-TS {XMLNS}>",
         "  <ThongTinKhac>",
@@ -267,6 +284,29 @@ def d02ts(rows: int = 20, *, seed: int = 0, period: str = "11/2026", unit: Unit 
         "  </ThongTinKhac>",
     ]
     lines += ["  <NoiDung>", body, "  </NoiDung>"] if rows else ["  <NoiDung />"]
+    lines += ["  <Cky />", "</D02-TS>"]
+    return _doc(lines)
+
+
+def d02ts_of(rows: list[dict[str, str]]) -> bytes:
+    """A D02-TS with exactly these rows: each a {field: value} of D02_FIELDS (others empty, STT
+    numbered when absent)."""
+    unknown = {k for row in rows for k in row} - set(D02_FIELDS)
+    if unknown:
+        raise ValueError(f"not D02-TS fields: {sorted(unknown)}")
+    lines = [
+        f"<D02-TS {XMLNS}>",
+        "  <ThongTinKhac>",
+        "    <SoToBiaSoBHXH>0</SoToBiaSoBHXH>",
+        "    <SoToRoiSoBHXH>0</SoToRoiSoBHXH>",
+        f"    <SoTheBHYT>{len(rows)}</SoTheBHYT>",
+        "  </ThongTinKhac>",
+        "  <NoiDung>" if rows else "  <NoiDung />",
+    ]
+    for n, row in enumerate(rows, start=1):
+        values = {"STT": str(n), **row}
+        lines += ["    <LaoDong>", *(_el(f, _text(values.get(f, "")), "      ") for f in D02_FIELDS), "    </LaoDong>"]
+    lines += ["  </NoiDung>"] if rows else []
     lines += ["  <Cky />", "</D02-TS>"]
     return _doc(lines)
 

@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from interchange.forwarding import FORWARD
 
 from .registration import REGISTRATION, REGISTRATION_PROCEDURES
+from .result import RESULT
 
 
 def work_for(
@@ -27,7 +28,8 @@ def work_for(
         if received_at is None or forward_within is None:
             raise ValueError("work_for: role ivan needs received_at and forward_within (the forwarding target)")
         return [(FORWARD, received_at + forward_within)]
-    return [REGISTRATION] if procedure in REGISTRATION_PROCEDURES else []
+    # registration dossiers have their own checks; every other procedure is judged by the rule layer
+    return [REGISTRATION] if procedure in REGISTRATION_PROCEDURES else [RESULT]
 
 
-__all__ = ["REGISTRATION", "REGISTRATION_PROCEDURES", "work_for"]
+__all__ = ["REGISTRATION", "REGISTRATION_PROCEDURES", "RESULT", "work_for"]

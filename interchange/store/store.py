@@ -570,7 +570,13 @@ class Store:
         await conn.execute(
             notices.insert(), {"dossier_id": id, "kind": KET_QUA, "xml": settlement.notice, "created_at": now}
         )
-        values = {"state": settlement.state, "result_at": now}
+        values = {
+            "state": settlement.state,
+            "result_at": now,
+            # the dossier reads as its KET_QUA does: the rule layer ran, with these errors and warnings
+            "layers": {**dossier.layers, "rule": "passed" if settlement.state == ACCEPTED else "failed"},
+            "problems": [*dossier.problems, *settlement.problems],
+        }
         if settlement.state == REJECTED:
             values["replay_key"] = None  # as after a refusal: the same bytes sent again are judged again
         if settlement.params is not None:
