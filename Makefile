@@ -28,6 +28,7 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/receipts.py
 	$(BIN)/python bench/large_dossier.py
+	$(BIN)/python bench/rules.py
 
 clean:
 	rm -rf $(VENV) data .pytest_cache

@@ -324,7 +324,7 @@ async def test_bad_upstream_notices_are_not_kept_and_a_refused_request_is_not_re
     assert await scripted.run(t0 + timedelta(seconds=540)) == ["forward:retry"]
     fw = await scripted.forwarding(tx)
     assert at(fw["next_try_at"]) == t0 + timedelta(seconds=660)  # Retry-After, not the backoff (720 s)
-    assert await scripted.run(t0 + timedelta(seconds=660)) == ["forward:retry"]
+    assert await scripted.run(t0 + timedelta(seconds=660)) == ["forward:failed"]  # a 409: no retry helps
     fw = await scripted.forwarding(tx)
     assert [a["outcome"] for a in fw["tries"]] == ["bad_notice", "bad_notice", "server_error", "client_error"]
     assert "SIG-DIGEST" in fw["tries"][0]["error"] and "BamHoSo" in fw["tries"][1]["error"]
@@ -353,7 +353,14 @@ async def test_a_dossier_refused_upstream_keeps_its_tu_choi(scripted, world):
     ]
     resp = await scripted.ivan.get(f"/api/v1/dossiers/{tx}/notices/bhxh-tu-choi", headers=scripted.keys["unit"])
     assert await resp.read() == refusal
-    assert [w.kind for w in await scripted.ivan_app[SERVICES].store.work_of(tx)] == ["forward"]  # nothing to poll
+    assert [w.kind for w in await scripted.ivan_app[SERVICES].store.work_of(tx) if w.kind == "forward"] == ["forward"]
+    assert "relay" not in [w.kind for w in await scripted.ivan_app[SERVICES].store.work_of(tx)]  # nothing to poll
+    # the dossier ends there: refused, not waiting (or overdue) for a KET_QUA that cannot come
+    info = await (await scripted.ivan.get(f"/api/v1/dossiers/{tx}", headers=scripted.keys["unit"])).json()
+    assert info["state"] == "refused" and info["result_at"] and info["overdue"] is False
+    # sent again (corrected or not), the same bytes are received and forwarded again, as after any refusal
+    again = await scripted.ivan.post("/api/v1/dossiers", data=body, headers={**XML, **scripted.keys["unit"]})
+    assert again.status == 202 and again.headers["X-Transaction-Id"] != tx
 
 
 async def test_agency_role_forwards_nothing(api, world):

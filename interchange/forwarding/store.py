@@ -16,7 +16,7 @@ from interchange.audit import log as audit
 from interchange.delivery import store as delivery_rows
 from interchange.store.records import FAILED, QUEUED, RUNNING, WorkItem
 from interchange.store.store import Store
-from interchange.store.tables import forward_attempts, forwardings, notices, work_items
+from interchange.store.tables import dossiers, forward_attempts, forwardings, notices, work_items
 
 from . import PENDING
 
@@ -61,6 +61,7 @@ class Change:
     enqueue: tuple[str, datetime, datetime] | None = None  # (kind, due_at, not_before) of a new work item
     requeue_at: datetime | None = None  # the item back in the queue from then (its claim not counted)
     fail: str | None = None  # the item failed for good, with this error
+    dossier: dict | None = None  # columns of the dossier's row to set (the agency refused it: state, result_at)
 
 
 async def forwarding_of(store: Store, dossier_id: str) -> Forwarding | None:
@@ -93,6 +94,8 @@ async def write(store: Store, item: WorkItem, now: datetime, change: Change, *, 
             await conn.execute(made)
             if change.forwarding:
                 await conn.execute(update(forwardings).where(forwardings.c.dossier_id == id).values(**change.forwarding))
+            if change.dossier:
+                await conn.execute(update(dossiers).where(dossiers.c.id == id).values(**change.dossier))
             if change.attempt is not None:
                 a = change.attempt
                 last = (

@@ -22,7 +22,7 @@ from datetime import datetime, timedelta
 
 from interchange.config import Config
 from interchange.jobs.registration import CHAP_NHAN, KHONG_CHAP_NHAN
-from interchange.jobs.runner import Handler, RetryAt
+from interchange.jobs.runner import GiveUp, Handler, RetryAt
 from interchange.notices.notice import RECEIPT, REFUSAL, RESULT
 from interchange.store.records import (
     ACCEPTED,
@@ -35,6 +35,7 @@ from interchange.store.records import (
     Unit,
     WorkItem,
 )
+from interchange.store.records import REFUSED as REFUSED_STATE
 from interchange.store.store import Store
 
 from . import FAILED, FORWARD, FORWARDED, PENDING, REFUSED_UPSTREAM, RELAY
@@ -67,7 +68,7 @@ class Rescheduled(RetryAt):
     """The handler put its work item back in the queue itself, from `when` (the message says why)."""
 
 
-class ForwardingFailed(Exception):
+class ForwardingFailed(GiveUp):
     """The upstream refused the request itself; the work item is failed, no retry helps."""
 
 
@@ -205,6 +206,9 @@ class Forwarder:
                         "so_ho_so": notice.so_ho_so, "attempts": tries, "sha256": dossier.sha256.hex(),
                         "errors": sorted({p["code"] for p in notice.problems if p.get("code")})},
             enqueue=enqueue,
+            # refused by the agency: no KET_QUA will come, the dossier ends here (and, as after any
+            # refusal, the same bytes sent again are judged again)
+            dossier=None if received else {"state": REFUSED_STATE, "result_at": now, "replay_key": None},
         ))  # fmt: skip
         self._count(FORWARD, outcome)
         if self.hooks.forwarded is not None:

@@ -30,6 +30,11 @@ class RetryAt(Exception):
         self.when = when
 
 
+class GiveUp(Exception):
+    """Raised by a handler whose work can never succeed (the other side refused the request
+    itself): the item is failed now, without the retries."""
+
+
 @dataclass
 class Ran:
     item: WorkItem
@@ -105,6 +110,10 @@ class WorkRunner:
         except RetryAt as retry:
             await self.store.fail_work(item.id, self.worker, clock(), str(retry), retry_at=retry.when)
             return Ran(item, "retry", str(retry))
+        except GiveUp as exc:
+            log.error("work %s %s (%s), attempt %d: %s; given up", item.kind, item.id, item.dossier_id, item.attempts, exc)
+            await self.store.fail_work(item.id, self.worker, clock(), str(exc), retry_at=None)
+            return Ran(item, "failed", str(exc))
         except Exception as exc:
             error = f"{type(exc).__name__}: {exc}"
             retry_at = None if item.attempts >= max_attempts else clock() + self._backoff(item.attempts)
