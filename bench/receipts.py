@@ -43,6 +43,21 @@ def percentile(sorted_values: list[float], q: float) -> float:
     return sorted_values[k]
 
 
+async def wait_for_results(url: str, token: str, timeout: float = 900.0) -> float:
+    """Seconds until no dossier is left without its result (state `received`)."""
+    import aiohttp
+
+    started = time.perf_counter()
+    headers = {"Authorization": f"Bearer {token}"}
+    async with aiohttp.ClientSession() as session:
+        while time.perf_counter() - started < timeout:
+            async with session.get(f"{url}/api/v1/dossiers?state=received&limit=1", headers=headers) as resp:
+                if not (await resp.json())["items"]:
+                    return time.perf_counter() - started
+            await asyncio.sleep(0.2)
+    raise TimeoutError(f"dossiers still without a result after {timeout:.0f} s")
+
+
 async def fire(
     url: str, token: str, bodies: list[bytes], concurrency: int
 ) -> tuple[list[float], collections.Counter, list[str], float]:
@@ -106,6 +121,11 @@ def main() -> int:
         help="record the server and its workers with py-spy during the measured phase "
         "(raw collapsed stacks to FILE; needs py-spy on PATH or $PY_SPY)",
     )
+    ap.add_argument(
+        "--no-results",
+        action="store_true",
+        help="do not wait for the work queue to judge every dossier (KET_QUA) after the receipts",
+    )
     ap.add_argument("--keep", action="store_true", help="keep the temp folder (store, server log)")
     ap.add_argument("--json", action="store_true", help="also print one machine-readable JSON line")
     args = ap.parse_args()
@@ -168,6 +188,7 @@ def main() -> int:
         latencies, statuses, odd, elapsed = asyncio.run(fire(server.url, token, measured, args.concurrency))
         client_cpu = cpu_seconds() - client_cpu0
         after = benchlib.server_processes(server.pid)
+        results_s = None if args.no_results else asyncio.run(wait_for_results(server.url, token)) + elapsed
         if spy is not None:
             spy.send_signal(signal.SIGINT)
             spy.wait(60)
@@ -202,6 +223,12 @@ def main() -> int:
         f"latency ms    p50 {ms[50]:.1f}   p90 {ms[90]:.1f}   p99 {ms[99]:.1f}   max {latencies[-1] * 1000:.1f}"
     )
     print(f"statuses      {dict(sorted(statuses.items(), key=str))}")
+    if results_s is not None:
+        total = len(latencies) + len(warmup)
+        print(
+            f"results       every KET_QUA {results_s:.2f} s after the first measured request "
+            f"({total} incl. warm-up: {total / results_s:.1f} results/s, judged, recorded and signed by the work queue)"
+        )
     if not ok:
         print(f"!!!!!!!! NOT EVERY ANSWER WAS 202 !!!!!!!!  (warm-up: {dict(warm_status)})")
         for line in warm_odd + odd:

@@ -7,6 +7,7 @@ than a fraction of a second."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -243,11 +244,24 @@ async def audit_kinds(store: Store, dossier_id: str) -> list[str]:
     return [e.kind for e in await store.audit_entries() if e.dossier_id == dossier_id]
 
 
+async def test_the_result_and_its_item_done_are_one_transaction(store, signer):
+    dossier_id = await save(store)
+    (item,) = await store.claim_work("w", T0, limit=5, lease=LEASE)
+    assert await registration_work(store, signer)(item, T0) is True
+    (done,) = [w for w in await store.work_of(dossier_id) if w.kind == REGISTRATION]
+    assert (done.state, done.done_at) == ("done", T0)
+    assert await registration_work(store, signer)(item, T0) is False  # run again: nothing to do
+
+
 async def test_a_crash_after_the_result_and_before_done_runs_again_with_the_same_outcome(store, signer):
     dossier_id = await save(store)
     handler = registration_work(store, signer)
     (item,) = await store.claim_work("dead", T0, limit=5, lease=LEASE)
-    await handler(item, T0)  # the KET_QUA is stored, the unit written ... and the process dies here
+    # The result marks its item done in its own transaction; an item the handler no longer holds
+    # (as if its lease had passed) stays running: the KET_QUA is stored, the unit written ... and
+    # the process dies here.
+    assert await handler(dataclasses.replace(item, claimed_by="not-me"), T0) is True
+    assert [w.state for w in await store.work_of(dossier_id) if w.kind == REGISTRATION] == ["running"]
     notice = await store.get_notice(dossier_id, KET_QUA, ALL)
     unit = await store.get_unit(UNIT.mst, ALL)
     assert notice and unit.state == ACTIVE and unit.updated_at == T0

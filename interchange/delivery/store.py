@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from sqlalchemy import Integer, String, delete, literal, or_, select, union_all, update
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from interchange.audit import log as audit
 from interchange.store.records import ACTIVE, KET_QUA, QUEUED, TU_CHOI, Dossier, Scope
@@ -92,12 +92,6 @@ class Outgoing:
     dossier: Dossier
 
 
-def _engine(store: Store) -> AsyncEngine:
-    # The Store keeps its engine private; these functions are its delivery part, kept apart
-    # from store.py so that the feature lives in one package.
-    return store._engine
-
-
 # ---- made with the notice ------------------------------------------------------------------
 
 
@@ -142,7 +136,7 @@ async def enqueue_notice_deliveries(conn: AsyncConnection, dossier_id: str, kind
 
 
 async def _enqueue(conn: AsyncConnection, rows: Sequence[tuple[str, str, str, str, datetime]]) -> None:
-    if not rows:
+    if not rows or not await _anyone_to_tell(conn, rows):
         return
     # The notices in hand as a derived table, joined with the subscriptions and units in the
     # database: an INSERT ... SELECT that inserts nothing when nobody subscribed.
@@ -207,6 +201,22 @@ async def _enqueue(conn: AsyncConnection, rows: Sequence[tuple[str, str, str, st
         )
 
 
+async def _anyone_to_tell(conn: AsyncConnection, rows: Sequence[tuple[str, str, str, str, datetime]]) -> bool:
+    """Whether a subscription or a unit's e-mail matches: the usual answer is no, and these two
+    small cached statements cost much less than building the INSERT ... SELECT."""
+    callbacks = {key for _, _, route, key, _ in rows if route != ROUTE_EMAIL}
+    mails = {key for _, _, route, key, _ in rows if route == ROUTE_EMAIL}
+    if callbacks:
+        query = select(subscriptions.c.owner).where(subscriptions.c.owner.in_(callbacks)).limit(1)
+        if (await conn.execute(query)).first() is not None:
+            return True
+    if mails:
+        query = select(units.c.mst).where(units.c.mst.in_(mails), units.c.email.is_not(None), units.c.email != "").limit(1)
+        if (await conn.execute(query)).first() is not None:
+            return True
+    return False
+
+
 def delivery_id_of(dossier_id: str, kind: str) -> str:
     """The delivery a work item of `kind` serves."""
     return delivery_id(dossier_id, *kind.removeprefix(KIND_PREFIX).split(":", 1))
@@ -220,7 +230,7 @@ def _subscription(row) -> Subscription:
 
 
 async def get_subscription(store: Store, owner: str) -> Subscription | None:
-    async with _engine(store).connect() as conn:
+    async with store._engine.connect() as conn:
         row = (await conn.execute(select(subscriptions).where(subscriptions.c.owner == owner))).first()
     return None if row is None else _subscription(row)
 
@@ -229,44 +239,40 @@ async def set_subscription(store: Store, owner: str, url: str, key_id: str, now:
     """Register (or replace) the owner's callback URL; True when there was none. Notices stored
     from the commit on go to it."""
     sub = Subscription(owner, url, key_id, now)
-    async with _engine(store).connect() as conn:
-        await conn.execution_options(sqlite_immediate=True)
-        async with conn.begin():
-            found = (
-                await conn.execute(select(subscriptions.c.url).where(subscriptions.c.owner == owner).with_for_update())
-            ).first()
-            row = {"owner": owner, "url": url, "key_id": key_id, "created_at": now}
-            if found is None:
-                await conn.execute(subscriptions.insert(), row)
-            else:
-                await conn.execute(update(subscriptions).where(subscriptions.c.owner == owner).values(**row))
-            # Waiting retries go to the new URL: a corrected URL is what the owner wants used.
-            moved = await conn.execute(
-                update(deliveries)
-                .where(deliveries.c.recipient == owner, deliveries.c.state == PENDING, deliveries.c.channel == CALLBACK)
-                .values(target=url)
-            )
-            data = {"owner": owner, "url": url, "previous_url": None if found is None else found.url,
-                    "pending_moved": moved.rowcount}  # fmt: skip
-            await audit.append(conn, [audit.Event(CALLBACK_SET, f"key:{key_id}", data)])
+    async with store.writing() as conn:
+        found = (
+            await conn.execute(select(subscriptions.c.url).where(subscriptions.c.owner == owner).with_for_update())
+        ).first()
+        row = {"owner": owner, "url": url, "key_id": key_id, "created_at": now}
+        if found is None:
+            await conn.execute(subscriptions.insert(), row)
+        else:
+            await conn.execute(update(subscriptions).where(subscriptions.c.owner == owner).values(**row))
+        # Waiting retries go to the new URL: a corrected URL is what the owner wants used.
+        moved = await conn.execute(
+            update(deliveries)
+            .where(deliveries.c.recipient == owner, deliveries.c.state == PENDING, deliveries.c.channel == CALLBACK)
+            .values(target=url)
+        )
+        data = {"owner": owner, "url": url, "previous_url": None if found is None else found.url,
+                "pending_moved": moved.rowcount}  # fmt: skip
+        await audit.append(conn, [audit.Event(CALLBACK_SET, f"key:{key_id}", data)])
     return sub, found is None
 
 
 async def delete_subscription(store: Store, owner: str, key_id: str) -> bool:
     """Remove the owner's callback URL; False when there was none. Its waiting retries are
     skipped (delivered ones stay as they are)."""
-    async with _engine(store).connect() as conn:
-        await conn.execution_options(sqlite_immediate=True)
-        async with conn.begin():
-            gone = await conn.execute(delete(subscriptions).where(subscriptions.c.owner == owner))
-            if gone.rowcount:
-                skipped = await conn.execute(
-                    update(deliveries)
-                    .where(deliveries.c.recipient == owner, deliveries.c.state == PENDING, deliveries.c.channel == CALLBACK)
-                    .values(state=SKIPPED, next_at=None, last_error="the callback URL was removed")
-                )
-                data = {"owner": owner, "pending_skipped": skipped.rowcount}
-                await audit.append(conn, [audit.Event(CALLBACK_DELETED, f"key:{key_id}", data)])
+    async with store.writing() as conn:
+        gone = await conn.execute(delete(subscriptions).where(subscriptions.c.owner == owner))
+        if gone.rowcount:
+            skipped = await conn.execute(
+                update(deliveries)
+                .where(deliveries.c.recipient == owner, deliveries.c.state == PENDING, deliveries.c.channel == CALLBACK)
+                .values(state=SKIPPED, next_at=None, last_error="the callback URL was removed")
+            )
+            data = {"owner": owner, "pending_skipped": skipped.rowcount}
+            await audit.append(conn, [audit.Event(CALLBACK_DELETED, f"key:{key_id}", data)])
     return bool(gone.rowcount)
 
 
@@ -279,7 +285,7 @@ def _delivery(row) -> Delivery:
 
 async def outgoing(store: Store, delivery_id: str) -> Outgoing | None:
     """A delivery with its notice and dossier, for an attempt."""
-    async with _engine(store).connect() as conn:
+    async with store._engine.connect() as conn:
         row = (await conn.execute(select(deliveries).where(deliveries.c.id == delivery_id))).first()
         if row is None:
             return None
@@ -313,39 +319,35 @@ async def record_attempt(
         "last_error": attempt.error,
         "delivered_at": attempt.at if attempt.error is None else None,
     }
-    async with _engine(store).connect() as conn:
-        await conn.execution_options(sqlite_immediate=True)
-        async with conn.begin():
-            changed = await conn.execute(
-                update(deliveries)
-                .where(
-                    deliveries.c.id == delivery.id,
-                    deliveries.c.state == PENDING,
-                    deliveries.c.attempts == attempt.n - 1,
-                )
-                .values(**values)
+    async with store.writing() as conn:
+        changed = await conn.execute(
+            update(deliveries)
+            .where(
+                deliveries.c.id == delivery.id,
+                deliveries.c.state == PENDING,
+                deliveries.c.attempts == attempt.n - 1,
             )
-            if changed.rowcount != 1:
-                return False
-            await conn.execute(delivery_attempts.insert(), {"delivery_id": delivery.id, **vars(attempt)})
+            .values(**values)
+        )
+        if changed.rowcount != 1:
+            return False
+        await conn.execute(delivery_attempts.insert(), {"delivery_id": delivery.id, **vars(attempt)})
     return True
 
 
 async def set_state(store: Store, delivery_id: str, *, state: str, next_at: datetime | None, why: str) -> None:
     """Change a pending delivery without an attempt: deferred (circuit open), given up, skipped."""
-    async with _engine(store).connect() as conn:
-        await conn.execution_options(sqlite_immediate=True)
-        async with conn.begin():
-            await conn.execute(
-                update(deliveries)
-                .where(deliveries.c.id == delivery_id, deliveries.c.state == PENDING)
-                .values(state=state, next_at=next_at, last_error=why[:2000])
-            )
+    async with store.writing() as conn:
+        await conn.execute(
+            update(deliveries)
+            .where(deliveries.c.id == delivery_id, deliveries.c.state == PENDING)
+            .values(state=state, next_at=next_at, last_error=why[:2000])
+        )
 
 
 async def deliveries_of(store: Store, dossier_id: str) -> list[tuple[Delivery, list[Attempt]]]:
     """A dossier's deliveries (in the order they were made) with every attempt."""
-    async with _engine(store).connect() as conn:
+    async with store._engine.connect() as conn:
         rows = (
             await conn.execute(
                 select(deliveries)

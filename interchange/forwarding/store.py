@@ -85,59 +85,57 @@ async def write(store: Store, item: WorkItem, now: datetime, change: Change, *, 
     only while this process still holds its claim (a process whose lease ran out changes nothing
     of the item; its rows are written all the same, as the try was made)."""
     id = item.dossier_id
-    async with store._engine.connect() as conn:
-        await conn.execution_options(sqlite_immediate=True)
-        async with conn.begin():
-            made = store._insert(forwardings).values(
-                dossier_id=id, state=PENDING, due_at=item.due_at, attempts=0, polls=0
-            ).on_conflict_do_nothing(index_elements=[forwardings.c.dossier_id])
-            await conn.execute(made)
-            if change.forwarding:
-                await conn.execute(update(forwardings).where(forwardings.c.dossier_id == id).values(**change.forwarding))
-            if change.dossier:
-                await conn.execute(update(dossiers).where(dossiers.c.id == id).values(**change.dossier))
-            if change.attempt is not None:
-                a = change.attempt
-                last = (
-                    await conn.execute(select(func.max(forward_attempts.c.n)).where(forward_attempts.c.dossier_id == id))
-                ).scalar()
-                a.n = (last or 0) + 1
-                await conn.execute(forward_attempts.insert(), {
-                    "dossier_id": id, "n": a.n, "kind": a.kind, "at": a.at, "outcome": a.outcome,
-                    "http_status": a.http_status, "error": (a.error or None) and a.error[:2000],
-                    "duration_ms": a.duration_ms, "upstream_id": a.upstream_id,
-                })  # fmt: skip
-            events = []
-            if change.notice is not None:
-                kind, xml = change.notice
-                await conn.execute(notices.insert(), {"dossier_id": id, "kind": kind, "xml": xml, "created_at": now})
-                await delivery_rows.enqueue_notice_deliveries(conn, id, kind, now)  # relayed to the submitter's callback
-                events.append(audit.Event(
-                    audit.NOTICE_STORED, actor,
-                    {"kind": kind, "sha256": hashlib.sha256(xml).hexdigest(), "size": len(xml)}, id,
-                ))  # fmt: skip
-            if change.audit_data is not None:
-                events.append(audit.Event(FORWARDING_EVENT, actor, change.audit_data, id))
-            if change.enqueue is not None:
-                kind, due_at, not_before = change.enqueue
-                row = {"id": uuid.uuid4().hex, "dossier_id": id, "kind": kind, "due_at": due_at,
-                       "not_before": not_before, "state": QUEUED, "attempts": 0, "created_at": now}  # fmt: skip
-                await conn.execute(
-                    store._insert(work_items).values(row).on_conflict_do_nothing(
-                        index_elements=[work_items.c.dossier_id, work_items.c.kind]
-                    )
+    async with store.writing() as conn:
+        made = store._insert(forwardings).values(
+            dossier_id=id, state=PENDING, due_at=item.due_at, attempts=0, polls=0
+        ).on_conflict_do_nothing(index_elements=[forwardings.c.dossier_id])
+        await conn.execute(made)
+        if change.forwarding:
+            await conn.execute(update(forwardings).where(forwardings.c.dossier_id == id).values(**change.forwarding))
+        if change.dossier:
+            await conn.execute(update(dossiers).where(dossiers.c.id == id).values(**change.dossier))
+        if change.attempt is not None:
+            a = change.attempt
+            last = (
+                await conn.execute(select(func.max(forward_attempts.c.n)).where(forward_attempts.c.dossier_id == id))
+            ).scalar()
+            a.n = (last or 0) + 1
+            await conn.execute(forward_attempts.insert(), {
+                "dossier_id": id, "n": a.n, "kind": a.kind, "at": a.at, "outcome": a.outcome,
+                "http_status": a.http_status, "error": (a.error or None) and a.error[:2000],
+                "duration_ms": a.duration_ms, "upstream_id": a.upstream_id,
+            })  # fmt: skip
+        events = []
+        if change.notice is not None:
+            kind, xml = change.notice
+            await conn.execute(notices.insert(), {"dossier_id": id, "kind": kind, "xml": xml, "created_at": now})
+            await delivery_rows.enqueue_notice_deliveries(conn, id, kind, now)  # relayed to the submitter's callback
+            events.append(audit.Event(
+                audit.NOTICE_STORED, actor,
+                {"kind": kind, "sha256": hashlib.sha256(xml).hexdigest(), "size": len(xml)}, id,
+            ))  # fmt: skip
+        if change.audit_data is not None:
+            events.append(audit.Event(FORWARDING_EVENT, actor, change.audit_data, id))
+        if change.enqueue is not None:
+            kind, due_at, not_before = change.enqueue
+            row = {"id": uuid.uuid4().hex, "dossier_id": id, "kind": kind, "due_at": due_at,
+                   "not_before": not_before, "state": QUEUED, "attempts": 0, "created_at": now}  # fmt: skip
+            await conn.execute(
+                store._insert(work_items).values(row).on_conflict_do_nothing(
+                    index_elements=[work_items.c.dossier_id, work_items.c.kind]
                 )
-            held = (work_items.c.id == item.id, work_items.c.state == RUNNING, work_items.c.claimed_by == item.claimed_by)
-            if change.requeue_at is not None:
-                # attempts back to 0: the runner gives up on items claimed too often without finishing
-                # (a crash loop); these tries finished, and their count is in the forwarding's row.
-                await conn.execute(update(work_items).where(*held).values(
-                    state=QUEUED, not_before=change.requeue_at, claimed_by=None, claimed_until=None,
-                    attempts=0, last_error=(change.forwarding.get("last_error") or "")[:2000] or None,
-                ))  # fmt: skip
-            elif change.fail is not None:
-                await conn.execute(update(work_items).where(*held).values(
-                    state=FAILED, done_at=now, claimed_until=None, last_error=change.fail[:2000],
-                ))  # fmt: skip
-            if events:
-                await audit.append(conn, events)
+            )
+        held = (work_items.c.id == item.id, work_items.c.state == RUNNING, work_items.c.claimed_by == item.claimed_by)
+        if change.requeue_at is not None:
+            # attempts back to 0: the runner gives up on items claimed too often without finishing
+            # (a crash loop); these tries finished, and their count is in the forwarding's row.
+            await conn.execute(update(work_items).where(*held).values(
+                state=QUEUED, not_before=change.requeue_at, claimed_by=None, claimed_until=None,
+                attempts=0, last_error=(change.forwarding.get("last_error") or "")[:2000] or None,
+            ))  # fmt: skip
+        elif change.fail is not None:
+            await conn.execute(update(work_items).where(*held).values(
+                state=FAILED, done_at=now, claimed_until=None, last_error=change.fail[:2000],
+            ))  # fmt: skip
+        if events:
+            await audit.append(conn, events)

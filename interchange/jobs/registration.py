@@ -123,7 +123,8 @@ class RegistrationWork:
         self.sign = sign  # ReceiptWorkers.sign_notice: RSA off the event loop
         self.on_result = on_result
 
-    async def __call__(self, item: WorkItem, now: datetime) -> None:
+    async def __call__(self, item: WorkItem, now: datetime) -> bool:
+        """True when the item was marked done with the result (see WorkRunner)."""
         settled: list[Dossier] = []
 
         async def decide(dossier: Dossier, unit: Unit | None) -> Settlement:
@@ -146,5 +147,8 @@ class RegistrationWork:
                 unit=unit_after(dossier, unit, contact, now) if accepted else None,
             )
 
-        if await self.store.settle(item.dossier_id, decide, now=now) is not None and self.on_result:
+        if await self.store.settle(item.dossier_id, decide, now=now, work=item) is None:
+            return False
+        if self.on_result:
             self.on_result(settled[0], now)
+        return True

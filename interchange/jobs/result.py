@@ -40,7 +40,8 @@ class ResultWork:
         self.sign = sign  # ReceiptWorkers.sign_notice
         self.on_result = on_result
 
-    async def __call__(self, item: WorkItem, now: datetime) -> None:
+    async def __call__(self, item: WorkItem, now: datetime) -> bool:
+        """True when the item was marked done with the result (see WorkRunner)."""
         stored = await self.store.get_dossier(item.dossier_id, Scope(all=True))
         if stored is None or KET_QUA in stored.notice_kinds:
             return  # done by an earlier run (or the dossier is gone): nothing to judge
@@ -67,5 +68,8 @@ class ResultWork:
                 params=judgement.params,
             )
 
-        if await self.store.settle(item.dossier_id, decide, now=now) is not None and self.on_result:
+        if await self.store.settle(item.dossier_id, decide, now=now, work=item) is None:
+            return False
+        if self.on_result:
             self.on_result(settled[0], now)
+        return True

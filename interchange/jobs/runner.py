@@ -16,7 +16,8 @@ from interchange.store.store import Store
 
 log = logging.getLogger(__name__)
 
-Handler = Callable[[WorkItem, datetime], Awaitable[None]]
+# A handler returns True when it marked its item done itself, in its own transaction.
+Handler = Callable[[WorkItem, datetime], Awaitable[bool | None]]
 DRAIN_ROUNDS = 10  # batches one tick may run when every batch comes back full
 
 
@@ -106,7 +107,7 @@ class WorkRunner:
             log.error("work %s %s (%s): %s", item.kind, item.id, item.dossier_id, error)
             return Ran(item, "failed", error)
         try:
-            await handler(item, clock())
+            completed = await handler(item, clock())
         except RetryAt as retry:
             await self.store.fail_work(item.id, self.worker, clock(), str(retry), retry_at=retry.when)
             return Ran(item, "retry", str(retry))
@@ -123,6 +124,8 @@ class WorkRunner:
             )  # fmt: skip
             await self.store.fail_work(item.id, self.worker, clock(), error, retry_at=retry_at)
             return Ran(item, "retry" if retry_at else "failed", error)
+        if completed:
+            return Ran(item, "done")
         done = await self.store.complete_work(item.id, self.worker, clock())
         return Ran(item, "done" if done else "lost")
 

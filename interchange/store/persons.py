@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
 
-from sqlalchemy import bindparam, or_, select, update
+from sqlalchemy import bindparam, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from interchange.audit import log as audit
@@ -265,6 +265,9 @@ def _rows_of(extracted: Extracted) -> list[tuple[str, object]]:
     ]
 
 
+PERSONS_LOCK = 0x696E_7463_0002  # pg_advisory_xact_lock key: one settlement writes persons at a time
+
+
 async def write_records(
     conn: AsyncConnection, *, dossier: Dossier, extracted: Extracted, params: dict | None, now: datetime
 ) -> RecordsWritten:
@@ -284,6 +287,11 @@ async def write_records(
             written.conflicts.append(f"{r.xpath} (STT {r.stt}): neither personal ID nor SI code; not recorded")
     if not rows:
         return written
+    if conn.dialect.name == "postgresql":
+        # Who is who is decided from the persons as they are: two settlements naming the same new
+        # person at once would both insert it (one then fails on the unique key and is judged all
+        # over again). Persons are written one settlement at a time; SQLite has one writer anyway.
+        await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": PERSONS_LOCK})
     loaded = await _load(conn, {r.person.personal_id for _, r in rows}, {r.person.si_code for _, r in rows})
     resolver = _Resolver(loaded)
     at = dossier.received_at
