@@ -291,17 +291,12 @@ def cmd_verify(args) -> int:
     return EXIT_OK if report["ok"] else EXIT_FAILED
 
 
-def _legal_parameters(cfg: Config):
-    from interchange.rules.params import LegalParameters, default_parameters
-
-    return LegalParameters.load(cfg.path(cfg.rules.parameters)) if cfg.rules.parameters else default_parameters()
-
-
 def cmd_check(args) -> int:
     """The receipt's layers (envelope, signature, schema), then, when they pass, the rule layer:
     the error list a TU_CHOI or a KET_QUA notice would carry."""
     from interchange.intake.pipeline import Receiver
     from interchange.rules.judge import judge
+    from interchange.rules.params import configured_parameters
 
     cfg = _config(args)
     data = Path(args.file).read_bytes()
@@ -310,7 +305,7 @@ def cmd_check(args) -> int:
     truncated = outcome.truncated
     rule_layer, judgement = "not_run", None
     if outcome.accepted:
-        judgement = judge(data, params=_legal_parameters(cfg), limits=cfg.limits)
+        judgement = judge(data, params=configured_parameters(cfg), limits=cfg.limits)
         problems += [p.as_dict() for p in judgement.problems]
         truncated += judgement.truncated
         rule_layer = "passed" if judgement.accepted else "failed"
@@ -337,8 +332,9 @@ def cmd_check(args) -> int:
 def cmd_rules(args) -> int:
     """The rule catalogue: code, severity, forms, what each rule requires (Vietnamese, English)."""
     from interchange.rules.catalogue import PROCEDURES, RULES
+    from interchange.rules.params import configured_parameters
 
-    params = _legal_parameters(_config(args))
+    params = configured_parameters(_config(args))
     if args.json:
         print(json.dumps({
             "parameters": params.stamp,

@@ -215,7 +215,7 @@ async def test_bad_requests(scenario):
         resp = await scenario.get(f"/api/v1/persons/{pid}/book", headers=scenario.keys["auditor"])
         body = await resp.json()
         assert resp.status == 400 and body["code"] == "BAD-PID" and pid in body["message"]
-    for as_of in ("13/2025", "2025-1", "soon"):
+    for as_of in ("13/2025", "2025-1", "soon", "9999-12", "12/1994"):
         status, body = await book(scenario, P_SI, as_of=as_of)
         assert status == 400 and body["code"] == "BAD-QUERY" and "as_of" in body["message"]
     assert (await book(scenario, "999999999999"))[0] == 404

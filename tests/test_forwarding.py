@@ -18,7 +18,8 @@ from aiohttp import web
 from interchange.api.app import SERVICES, WORK
 from interchange.audit.evidence import verify_bundle
 from interchange.config import Config, UpstreamConfig
-from interchange.forwarding.policy import CLOSED, HALF_OPEN, OPEN, CircuitBreaker, backoff, retry_after
+from interchange.forwarding.policy import CLOSED, HALF_OPEN, OPEN, CircuitBreaker, retry_after
+from interchange.jobs.runner import backoff
 from interchange.notices.notice import RECEIPT, NoticeData, NoticeSigner
 from interchange.server import make_app
 from interchange.store.records import FAILED, Scope
@@ -437,3 +438,21 @@ def test_upstream_config_is_checked_for_role_ivan():
     with pytest.raises(ValueError, match="upstream.target_minutes"):
         UpstreamConfig(url="https://agency.example", api_key="k", target_minutes=0).check()
     UpstreamConfig(url="https://agency.example", api_key="k").check()
+
+
+async def test_a_refused_upstream_key_is_retried_not_given_up(scripted, world):
+    """401/403 most likely mean the upstream key is being rotated: the dossier waits for the fix."""
+    body = dossier(world.signer(world.unit), seed=307)
+    tx = await scripted.submit(body)
+    now = datetime.now(UTC)
+    receipt = NoticeSigner(world.server.key, [world.server.cert, *world.server.chain]).sign(NoticeData(
+        kind="TIEP_NHAN", transaction_id="up-0003", received_at=now, issued_at=now, so_ho_so="00003/2026/BHXH",
+        sha256=hashlib.sha256(body).digest(), due_at=now + timedelta(days=5),
+    ))  # fmt: skip
+    scripted.script.extend([(401, b'{"code": "AUTH-MISSING"}', {}), (202, receipt, {})])
+    assert await scripted.run(now + S) == ["forward:retry"]
+    fw = await scripted.forwarding(tx)
+    assert fw["state"] == "pending" and [(a["outcome"], a["http_status"]) for a in fw["tries"]] == [("client_error", 401)]
+    assert "api_key" in fw["last_error"]
+    assert await scripted.run(now + S + timedelta(seconds=180)) == ["forward:done"]
+    assert (await scripted.forwarding(tx))["state"] == "forwarded"

@@ -269,24 +269,9 @@ async def post_dossier(request: web.Request) -> web.Response:
         return _refusal_response(
             request, 403, _transport_problem("AUTH-ROLE", "Vai trò này không được nộp hồ sơ.", f"The role {key.role} may not submit dossiers.")
         )
-    if request.content_type not in XML_TYPES:
-        return _refusal_response(
-            request,
-            415,
-            _transport_problem(
-                "CONTENT-TYPE",
-                "Hồ sơ phải gửi với Content-Type application/xml.",
-                f"Send the dossier as application/xml, not {request.content_type or '(none)'}.",
-            ),
-        )
-    if request.content_length is not None and request.content_length > limit:
-        return _too_large(request, limit)
-    try:
-        body = await request.read()  # bounded by client_max_size as the stream is read
-    except web.HTTPRequestEntityTooLarge:
-        return _too_large(request, limit)
-    if not body:
-        return _refusal_response(request, 422, _transport_problem("BODY-EMPTY", "Hồ sơ rỗng.", "The request body is empty."))
+    body = await _xml_body(request, limit)
+    if isinstance(body, Problem):
+        return _refusal_response(request, _BODY_STATUS[body.code], body)
     idempotency_key = request.headers.get("Idempotency-Key")
     if idempotency_key is not None and not _IDEMPOTENCY_KEY.match(idempotency_key):
         return _refusal_response(
@@ -341,14 +326,28 @@ async def post_dossier(request: web.Request) -> web.Response:
     return response
 
 
-def _too_large(request: web.Request, limit: int) -> web.Response:
-    return _refusal_response(
-        request,
-        413,
-        _transport_problem(
-            "BODY-TOO-LARGE", f"Hồ sơ vượt quá {limit} byte.", f"The dossier is larger than the limit of {limit} bytes."
-        ),
+_BODY_STATUS = {"CONTENT-TYPE": 415, "BODY-TOO-LARGE": 413, "BODY-EMPTY": 422}
+
+
+async def _xml_body(request: web.Request, limit: int) -> bytes | Problem:
+    """The XML body, or why it is refused (its code's status in _BODY_STATUS): not XML, larger than
+    `limit` (said before reading when the length is declared), or empty."""
+    if request.content_type not in XML_TYPES:
+        return _transport_problem(
+            "CONTENT-TYPE",
+            "Hồ sơ phải gửi với Content-Type application/xml.",
+            f"Send the dossier as application/xml, not {request.content_type or '(none)'}.",
+        )
+    too_large = _transport_problem(
+        "BODY-TOO-LARGE", f"Hồ sơ vượt quá {limit} byte.", f"The dossier is larger than the limit of {limit} bytes."
     )
+    if request.content_length is not None and request.content_length > limit:
+        return too_large
+    try:
+        body = await request.read()  # bounded by client_max_size as the stream is read
+    except web.HTTPRequestEntityTooLarge:
+        return too_large
+    return body or _transport_problem("BODY-EMPTY", "Hồ sơ rỗng.", "The request body is empty.")
 
 
 async def _unless_unregistered(services: Services, outcome: Outcome) -> Outcome:
@@ -580,20 +579,11 @@ async def get_original(request: web.Request) -> web.Response:
 
 async def post_verify(request: web.Request) -> web.Response:
     """A signature report on any signed XML: an envelope, a form or a notice (SPEC §5). Any role."""
-    key = await _reader(request)
-    del key  # any valid key may ask
+    await _reader(request)  # any valid key may ask
     services = request.app[SERVICES]
-    limit = services.cfg.limits.max_body_bytes
-    if request.content_type not in XML_TYPES:
-        return _problem_json(415, "CONTENT-TYPE", f"send the XML as application/xml, not {request.content_type or '(none)'}")
-    if request.content_length is not None and request.content_length > limit:
-        return _problem_json(413, "BODY-TOO-LARGE", f"the document is larger than the limit of {limit} bytes")
-    try:
-        body = await request.read()
-    except web.HTTPRequestEntityTooLarge:
-        return _problem_json(413, "BODY-TOO-LARGE", f"the document is larger than the limit of {limit} bytes")
-    if not body:
-        return _problem_json(422, "BODY-EMPTY", "the request body is empty")
+    body = await _xml_body(request, services.cfg.limits.max_body_bytes)
+    if isinstance(body, Problem):
+        return _problem_json(_BODY_STATUS[body.code], body.code, body.message_en)
     report = await services.workers.verify(body, _now())
     return web.json_response(report, dumps=lambda o: json.dumps(o, ensure_ascii=False, default=str))
 

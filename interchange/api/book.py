@@ -10,28 +10,14 @@ nothing the caller may see, is a 404 either way (no existence leak).
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 from aiohttp import web
 
 from interchange.api.app import SERVICES, _problem_json, _reader
-from interchange.records.book import build_book, parse_month
-from interchange.rules.params import LegalParameters, default_parameters
+from interchange.records.book import build_book, current_month, parse_month
+from interchange.rules.params import configured_parameters
 
 _PID = re.compile(r"[0-9]{12}|[0-9]{10}")
-_LOADED: dict[Path, LegalParameters] = {}
-
-
-def _parameters(request: web.Request) -> LegalParameters:
-    """The configured legal-parameters file, read once per process."""
-    cfg = request.app[SERVICES].cfg
-    if not cfg.rules.parameters:
-        return default_parameters()
-    path = cfg.path(cfg.rules.parameters)
-    if path not in _LOADED:
-        _LOADED[path] = LegalParameters.load(path)
-    return _LOADED[path]
-
 
 async def get_person_book(request: web.Request) -> web.Response:
     key = await _reader(request)
@@ -48,8 +34,12 @@ async def get_person_book(request: web.Request) -> web.Response:
             as_of = parse_month(as_of)
         except ValueError as exc:
             return _problem_json(400, "BAD-QUERY", f"as_of: {exc}")
+        year, month = map(int, current_month().split("-"))
+        latest = f"{year + 1:04d}-{month:02d}"  # the book is built month by month: no further than a year ahead
+        if not "1995-01" <= as_of <= latest:
+            return _problem_json(400, "BAD-QUERY", f"as_of: between 01/1995 and {latest[5:]}/{latest[:4]}")
     records = await request.app[SERVICES].store.person_book_rows(pid, key.scope)
     if records is None:
         return _problem_json(404, "NOT-FOUND", "no such person")  # or nothing the caller may see
-    book = build_book(records, _parameters(request), as_of)
+    book = build_book(records, configured_parameters(request.app[SERVICES].cfg), as_of)
     return web.json_response(book.to_json())

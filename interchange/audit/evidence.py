@@ -480,7 +480,9 @@ def _forwarded(files: dict[str, bytes], record: dict) -> dict:
     except ValueError:
         return {}
     for entry in lines:
-        data = entry.get("data") if isinstance(entry, dict) else None
+        if not isinstance(entry, dict):
+            continue  # the audit chain check reports it
+        data = entry.get("data")
         if (
             entry.get("kind") == "dossier.forwarded"
             and entry.get("dossier_id") == record.get("id")

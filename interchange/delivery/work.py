@@ -15,7 +15,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from interchange.config import DeliveryConfig
-from interchange.jobs.runner import RetryAt
+from interchange.jobs.runner import RetryAt, backoff
 from interchange.store.records import KET_QUA, NOTICE_KINDS, WorkItem
 from interchange.store.store import Store
 
@@ -39,9 +39,9 @@ DELIVERY_KINDS = tuple(
 OnOutcome = Callable[[Delivery, str, datetime], None]
 
 
-def backoff(cfg: DeliveryConfig, n: int) -> timedelta:
+def retry_wait(cfg: DeliveryConfig, n: int) -> timedelta:
     """The wait after failed attempt n (1-based): first_retry_seconds, doubling, capped."""
-    return timedelta(seconds=min(cfg.first_retry_seconds * 2 ** max(n - 1, 0), cfg.max_retry_seconds))
+    return backoff(n, timedelta(seconds=cfg.first_retry_seconds), timedelta(seconds=cfg.max_retry_seconds))
 
 
 class DeliveryWork:
@@ -134,7 +134,7 @@ class DeliveryWork:
         if answer.error is None:
             state, next_at = DELIVERED, None
         else:
-            next_at = now + backoff(self.cfg, n)
+            next_at = now + retry_wait(self.cfg, n)
             given_up = n >= self.cfg.max_attempts or next_at > self._give_up_at(d)
             state, next_at = (FAILED, None) if given_up else (PENDING, next_at)
         if not await record_attempt(self.store, d, attempt, state=state, next_at=next_at):

@@ -15,13 +15,6 @@ BREAKER_STATES = {CLOSED: 0, HALF_OPEN: 1, OPEN: 2}  # the gauge's values
 DEFERRED_WHILE_PROBING = timedelta(seconds=60)  # items that meet a probe in flight come back after this
 
 
-def backoff(tries: int, first: timedelta, cap: timedelta) -> timedelta:
-    """The wait after the `tries`-th failed try: `first`, doubling with each further try, at most `cap`."""
-    if tries < 1:
-        raise ValueError(f"tries counts from 1, not {tries}")
-    return min(first * 2 ** min(tries - 1, 32), cap)  # the exponent is bounded: 2**32 * first is past any cap
-
-
 def retry_after(value: str | None, now: datetime) -> timedelta | None:
     """A Retry-After header (seconds, or an HTTP date) as a wait from `now`; None when absent or unreadable."""
     if not value:

@@ -90,6 +90,8 @@ async def write(store: Store, item: WorkItem, now: datetime, change: Change, *, 
             dossier_id=id, state=PENDING, due_at=item.due_at, attempts=0, polls=0
         ).on_conflict_do_nothing(index_elements=[forwardings.c.dossier_id])
         await conn.execute(made)
+        # Two runs of one item (a lease ran out) take turns here, so that each try gets its own n.
+        await conn.execute(select(forwardings.c.dossier_id).where(forwardings.c.dossier_id == id).with_for_update())
         if change.forwarding:
             await conn.execute(update(forwardings).where(forwardings.c.dossier_id == id).values(**change.forwarding))
         if change.dossier:

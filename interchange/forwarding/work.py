@@ -22,7 +22,7 @@ from datetime import datetime, timedelta
 
 from interchange.config import Config
 from interchange.jobs.registration import CHAP_NHAN, KHONG_CHAP_NHAN
-from interchange.jobs.runner import GiveUp, Handler, RetryAt
+from interchange.jobs.runner import GiveUp, Handler, RetryAt, backoff
 from interchange.notices.notice import RECEIPT, REFUSAL, RESULT
 from interchange.store.records import (
     ACCEPTED,
@@ -42,7 +42,7 @@ from . import FAILED, FORWARD, FORWARDED, PENDING, REFUSED_UPSTREAM, RELAY
 from . import store as fstore
 from .client import UpstreamClient, UpstreamError
 from .notices import BadNotice, NoticeChecker, UpstreamNotice, error_summary
-from .policy import CircuitBreaker, backoff, retry_after
+from .policy import CircuitBreaker, retry_after
 
 log = logging.getLogger(__name__)
 ALL = Scope(all=True)
@@ -172,6 +172,13 @@ class Forwarder:
                               f"HTTP {status}: {error_summary(answer.body)}", ms, status=status, wait=wait)  # fmt: skip
             return
         self.breaker.success()
+        if status in (401, 403):
+            # Most likely the upstream key being rotated: an operator fixes [upstream] api_key and
+            # the dossiers go on (tries visible in the API), rather than failing for good.
+            await self._retry(item, now, FORWARD, tries, CLIENT_ERROR,
+                              f"HTTP {status}: {error_summary(answer.body)} (check [upstream] api_key)", ms,
+                              status=status)  # fmt: skip
+            return
         error = f"HTTP {status} from {self.client.url}: {error_summary(answer.body)}"
         if 300 <= status < 400:
             error += " (a redirect: set upstream.url to the server's final URL)"

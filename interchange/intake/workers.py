@@ -21,7 +21,7 @@ from datetime import datetime
 from interchange.config import Config
 from interchange.intake.pipeline import Caller, Outcome, Receiver
 from interchange.notices.notice import NoticeData, NoticeSigner
-from interchange.rules.params import LegalParameters, default_parameters
+from interchange.rules.params import LegalParameters, configured_parameters
 
 _receiver: Receiver | None = None
 _notice_signer: NoticeSigner | None = None
@@ -34,7 +34,7 @@ def _init(cfg: Config, parent_pid: int | None = None) -> None:
     _receiver = Receiver.from_config(cfg)
     _notice_signer = NoticeSigner.from_files(cfg.signing_key_path, cfg.signing_cert_path)
     _cfg = cfg
-    _params = legal_parameters(cfg)
+    _params = configured_parameters(cfg)
     if parent_pid is not None:
         threading.Thread(target=_exit_with_parent, args=(parent_pid,), daemon=True).start()
 
@@ -89,10 +89,6 @@ def _judge(original: bytes):
         if len(original) > LARGE_BODY:
             _give_memory_back()
 
-
-def legal_parameters(cfg: Config) -> LegalParameters:
-    """The legal parameters file of `[rules] parameters` (the shipped one when empty)."""
-    return LegalParameters.load(cfg.path(cfg.rules.parameters)) if cfg.rules.parameters else default_parameters()
 
 
 def _verify(data: bytes, at: datetime) -> dict:

@@ -56,6 +56,20 @@ def not_active_problem(mst: str | None, state: str | None) -> Problem:
     )
 
 
+def result_notice(
+    dossier: Dossier, now: datetime, *, accepted: bool, problems: list[Problem], truncated: int = 0
+) -> NoticeData:
+    """The KET_QUA of a received dossier: the rule layer passed (CHAP_NHAN) or failed."""
+    return NoticeData(
+        kind=RESULT, transaction_id=dossier.id, received_at=dossier.received_at, issued_at=now,
+        sha256=dossier.sha256, so_ho_so=dossier.so_ho_so, procedure=dossier.procedure,
+        mst=dossier.unit_mst, unit_code=dossier.unit_code, ivan_code=dossier.ivan_code,
+        due_at=dossier.due_at, result=CHAP_NHAN if accepted else KHONG_CHAP_NHAN,
+        layers={**dossier.layers, str(Layer.RULE): "passed" if accepted else "failed"},
+        problems=problems, truncated=truncated,
+    )  # fmt: skip
+
+
 def registration_problems(procedure: str, mst: str | None, contact: dict[str, str], unit: Unit | None) -> list[Problem]:
     """The automatic checks of a registration dossier, against the unit's registration as it is."""
     out: list[Problem] = []
@@ -131,14 +145,7 @@ class RegistrationWork:
             contact = dossier.facts.get("contact") or {}
             problems = registration_problems(dossier.procedure or "", dossier.unit_mst, contact, unit)
             accepted = not any(p.severity == Severity.ERROR for p in problems)
-            notice = await self.sign(NoticeData(
-                kind=RESULT, transaction_id=dossier.id, received_at=dossier.received_at, issued_at=now,
-                sha256=dossier.sha256, so_ho_so=dossier.so_ho_so, procedure=dossier.procedure,
-                mst=dossier.unit_mst, unit_code=dossier.unit_code, ivan_code=dossier.ivan_code,
-                due_at=dossier.due_at, result=CHAP_NHAN if accepted else KHONG_CHAP_NHAN,
-                layers={**dossier.layers, str(Layer.RULE): "passed" if accepted else "failed"},
-                problems=problems,
-            ))  # fmt: skip
+            notice = await self.sign(result_notice(dossier, now, accepted=accepted, problems=problems))
             settled.append(dossier)
             return Settlement(
                 state=ACCEPTED if accepted else REJECTED,

@@ -21,6 +21,14 @@ Handler = Callable[[WorkItem, datetime], Awaitable[bool | None]]
 DRAIN_ROUNDS = 10  # batches one tick may run when every batch comes back full
 
 
+def backoff(tries: int, first: timedelta, cap: timedelta) -> timedelta:
+    """The wait after the `tries`-th failed try: `first`, doubling with each further try, at most `cap`
+    (the queue's own retries, result deliveries and forwarding upstream all wait this way)."""
+    if tries < 1:
+        raise ValueError(f"tries counts from 1, not {tries}")
+    return min(first * 2 ** min(tries - 1, 32), cap)  # the exponent is bounded: 2**32 * first is past any cap
+
+
 class RetryAt(Exception):
     """Raised by a handler whose work is not finished and that keeps its own schedule (result
     delivery): the item is queued again from `when`, whatever the runner's backoff. A handler
@@ -130,7 +138,7 @@ class WorkRunner:
         return Ran(item, "done" if done else "lost")
 
     def _backoff(self, attempts: int) -> timedelta:
-        return min(self.backoff * 2 ** max(attempts - 1, 0), self.max_backoff)
+        return backoff(max(attempts, 1), self.backoff, self.max_backoff)
 
     async def refresh_overdue(self, now: datetime | None = None) -> list[Overdue]:
         now = now or _utcnow()

@@ -148,6 +148,17 @@ def default_parameters() -> LegalParameters:
     return LegalParameters.load()
 
 
+@cache
+def _loaded(path: str) -> LegalParameters:
+    return LegalParameters.load(path)
+
+
+def configured_parameters(cfg) -> LegalParameters:
+    """The file `[rules] parameters` of `cfg` names (the shipped one when empty), read once per
+    process: a change of law takes effect at the next start."""
+    return _loaded(str(cfg.path(cfg.rules.parameters))) if cfg.rules.parameters else default_parameters()
+
+
 def normalise_rate(rate: Decimal | str | float | None) -> str | None:
     """"32.0", "32", 32 -> "32"; "31.80" -> "31.8"; None or "" or junk -> None."""
     if rate is None or (isinstance(rate, str) and not rate.strip()):

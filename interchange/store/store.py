@@ -1057,7 +1057,7 @@ def _check_role(role: str, mst: str | None, ivan: str | None) -> None:
         raise ValueError(f"an {role} key is bound to no MST or MaIVAN")
     if mst and not mst_valid(mst):
         raise ValueError(f"{mst!r} is not a tax code: 10 digits whose last is the check digit, optionally -NNN")
-    if ivan and not (len(ivan) == 5 and ivan.isdigit()):
+    if ivan and not re.fullmatch(r"[0-9]{5}", ivan):
         raise ValueError(f"{ivan!r} is not a MaIVAN: 5 digits")
 
 
