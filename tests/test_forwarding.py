@@ -18,8 +18,7 @@ from aiohttp import web
 from interchange.api.app import SERVICES, WORK
 from interchange.audit.evidence import verify_bundle
 from interchange.config import Config, UpstreamConfig
-from interchange.forwarding.policy import CLOSED, HALF_OPEN, OPEN, CircuitBreaker, retry_after
-from interchange.jobs.runner import backoff
+from interchange.jobs.policy import CLOSED, HALF_OPEN, OPEN, CircuitBreaker, backoff, retry_after
 from interchange.notices.notice import RECEIPT, NoticeData, NoticeSigner
 from interchange.server import make_app
 from interchange.store.records import FAILED, Scope

@@ -35,11 +35,11 @@ from interchange.delivery.mail import make_sender
 from interchange.delivery.store import Delivery
 from interchange.delivery.work import DELIVERY_KINDS, DeliveryWork
 from interchange.errors import Layer, Problem
-from interchange.forwarding.policy import BREAKER_STATES
 from interchange.forwarding.work import Forwarder, Hooks
 from interchange.intake.pipeline import Caller, Outcome
 from interchange.intake.workers import ReceiptWorkers
 from interchange.jobs import REGISTRATION, REGISTRATION_PROCEDURES, RESULT, work_for
+from interchange.jobs.policy import BREAKER_STATES
 from interchange.jobs.registration import RegistrationWork, not_active_problem
 from interchange.jobs.result import ResultWork
 from interchange.jobs.runner import Ran, WorkRunner

@@ -20,6 +20,8 @@ from urllib.parse import urlsplit
 import aiohttp
 from aiohttp.resolver import ThreadedResolver
 
+from interchange.jobs.policy import CircuitBreaker
+
 MAX_URL = 2000
 ANSWER_EXCERPT = 300  # bytes of a refusing receiver's answer kept with the attempt
 
@@ -144,46 +146,23 @@ def host_of(url: str) -> str:
     return f"{(parts.hostname or '').lower()}:{parts.port or (443 if parts.scheme == 'https' else 80)}"
 
 
-@dataclass
-class _HostState:
-    failures: int = 0
-    open_until: datetime | None = None
-    trial_until: datetime | None = None  # a trial attempt is in flight until then
+class HostBreakers:
+    """A circuit breaker per callback host, in this process: after `failures` consecutive failed
+    attempts the host's circuit opens for `cooldown`; attempts meanwhile wait (they are not
+    attempts). Then one trial goes: success closes the circuit, failure opens it again."""
 
-
-class CircuitBreaker:
-    """Per callback host, in this process: after `failures` consecutive failed attempts the
-    host's circuit opens for `cooldown`; attempts meanwhile wait (they are not attempts). Then
-    one trial goes: success closes the circuit, failure opens it again."""
-
-    def __init__(self, failures: int, cooldown: timedelta, trial_timeout: timedelta):
+    def __init__(self, failures: int, cooldown: timedelta):
         self.failures = max(1, failures)
         self.cooldown = cooldown
-        self.trial_timeout = trial_timeout
-        self._hosts: dict[str, _HostState] = {}
+        self._hosts: dict[str, CircuitBreaker] = {}
 
     def admit(self, host: str, now: datetime) -> datetime | None:
         """None: go ahead. Else: wait until then."""
-        state = self._hosts.get(host)
-        if state is None or state.failures < self.failures:
-            return None
-        if state.open_until is not None and now < state.open_until:
-            return state.open_until
-        if state.trial_until is not None and now < state.trial_until:
-            return state.trial_until  # one trial at a time
-        state.trial_until = now + self.trial_timeout
-        return None
+        breaker = self._hosts.get(host)
+        return None if breaker is None or breaker.allow(now) else breaker.retry_at(now)
 
     def record(self, host: str, ok: bool, now: datetime) -> None:
         if ok:
-            self._hosts.pop(host, None)
-            return
-        state = self._hosts.setdefault(host, _HostState())
-        state.failures += 1
-        state.trial_until = None
-        if state.failures >= self.failures:
-            state.open_until = now + self.cooldown
-
-    def is_open(self, host: str, now: datetime) -> bool:
-        state = self._hosts.get(host)
-        return state is not None and state.open_until is not None and now < state.open_until
+            self._hosts.pop(host, None)  # a healthy host needs no state
+        else:
+            self._hosts.setdefault(host, CircuitBreaker(self.failures, self.cooldown)).failure(now)

@@ -15,12 +15,13 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from interchange.config import DeliveryConfig
-from interchange.jobs.runner import RetryAt, backoff
+from interchange.jobs.policy import backoff
+from interchange.jobs.runner import RetryAt
 from interchange.store.records import KET_QUA, NOTICE_KINDS, WorkItem
 from interchange.store.store import Store
 
 from . import CALLBACK, DELIVERED, FAILED, PENDING, ROUTE_EMAIL, ROUTE_IVAN, ROUTE_MST, SKIPPED, work_kind
-from .callback import Answer, CircuitBreaker, host_of, post_notice
+from .callback import Answer, HostBreakers, host_of, post_notice
 from .mail import MailSender, build_message
 from .store import Attempt, Delivery, Outgoing, delivery_id_of, outgoing, record_attempt, set_state
 
@@ -53,17 +54,13 @@ class DeliveryWork:
         cfg: DeliveryConfig,
         mailer: MailSender | None,
         *,
-        breaker: CircuitBreaker | None = None,
+        breaker: HostBreakers | None = None,
         on_outcome: OnOutcome | None = None,
     ):
         self.store = store
         self.cfg = cfg
         self.mailer = mailer
-        self.breaker = breaker or CircuitBreaker(
-            cfg.breaker_failures,
-            timedelta(seconds=cfg.breaker_cooldown_seconds),
-            trial_timeout=timedelta(seconds=2 * cfg.timeout_seconds),
-        )
+        self.breaker = breaker or HostBreakers(cfg.breaker_failures, timedelta(seconds=cfg.breaker_cooldown_seconds))
         self.on_outcome = on_outcome
         # The runner's claim limit for these items: every attempt, every wait for an open
         # circuit over the give-up time, and some room for crashes.

@@ -21,8 +21,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from interchange.config import Config
+from interchange.jobs.policy import CircuitBreaker, backoff, retry_after
 from interchange.jobs.registration import CHAP_NHAN, KHONG_CHAP_NHAN
-from interchange.jobs.runner import GiveUp, Handler, RetryAt, backoff
+from interchange.jobs.runner import GiveUp, Handler, RetryAt
 from interchange.notices.notice import RECEIPT, REFUSAL, RESULT
 from interchange.store.records import (
     ACCEPTED,
@@ -42,7 +43,6 @@ from . import FAILED, FORWARD, FORWARDED, PENDING, REFUSED_UPSTREAM, RELAY
 from . import store as fstore
 from .client import UpstreamClient, UpstreamError
 from .notices import BadNotice, NoticeChecker, UpstreamNotice, error_summary
-from .policy import CircuitBreaker, retry_after
 
 log = logging.getLogger(__name__)
 ALL = Scope(all=True)

@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from interchange.jobs.policy import backoff
 from interchange.store.records import Overdue, WorkItem
 from interchange.store.store import Store
 
@@ -19,14 +20,6 @@ log = logging.getLogger(__name__)
 # A handler returns True when it marked its item done itself, in its own transaction.
 Handler = Callable[[WorkItem, datetime], Awaitable[bool | None]]
 DRAIN_ROUNDS = 10  # batches one tick may run when every batch comes back full
-
-
-def backoff(tries: int, first: timedelta, cap: timedelta) -> timedelta:
-    """The wait after the `tries`-th failed try: `first`, doubling with each further try, at most `cap`
-    (the queue's own retries, result deliveries and forwarding upstream all wait this way)."""
-    if tries < 1:
-        raise ValueError(f"tries counts from 1, not {tries}")
-    return min(first * 2 ** min(tries - 1, 32), cap)  # the exponent is bounded: 2**32 * first is past any cap
 
 
 class RetryAt(Exception):

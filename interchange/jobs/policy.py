@@ -1,7 +1,8 @@
-"""When to try upstream again: backoff, Retry-After, and a circuit breaker.
+"""When to try again: backoff, Retry-After, and a circuit breaker (the work queue's retries,
+result deliveries to callback hosts, forwarding upstream).
 
-The breaker is per process and in memory: each server process judges the upstream by its own
-tries. Times come from the caller (`now`), so tests drive it with a controllable clock.
+Breakers are per process and in memory: each server process judges a peer by its own tries.
+Times come from the caller (`now`), so tests drive them with a controllable clock.
 """
 
 from __future__ import annotations
@@ -13,6 +14,13 @@ from email.utils import parsedate_to_datetime
 CLOSED, HALF_OPEN, OPEN = "closed", "half_open", "open"
 BREAKER_STATES = {CLOSED: 0, HALF_OPEN: 1, OPEN: 2}  # the gauge's values
 DEFERRED_WHILE_PROBING = timedelta(seconds=60)  # items that meet a probe in flight come back after this
+
+
+def backoff(tries: int, first: timedelta, cap: timedelta) -> timedelta:
+    """The wait after the `tries`-th failed try: `first`, doubling with each further try, at most `cap`."""
+    if tries < 1:
+        raise ValueError(f"tries counts from 1, not {tries}")
+    return min(first * 2 ** min(tries - 1, 32), cap)  # the exponent is bounded: 2**32 * first is past any cap
 
 
 def retry_after(value: str | None, now: datetime) -> timedelta | None:
