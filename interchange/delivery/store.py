@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Integer, String, delete, literal, or_, select, union_all, update
+from sqlalchemy import Integer, String, delete, exists, literal, or_, select, union_all, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from interchange.audit import log as audit
@@ -206,15 +206,12 @@ async def _anyone_to_tell(conn: AsyncConnection, rows: Sequence[tuple[str, str, 
     small cached statements cost much less than building the INSERT ... SELECT."""
     callbacks = {key for _, _, route, key, _ in rows if route != ROUTE_EMAIL}
     mails = {key for _, _, route, key, _ in rows if route == ROUTE_EMAIL}
+    wanted = []
     if callbacks:
-        query = select(subscriptions.c.owner).where(subscriptions.c.owner.in_(callbacks)).limit(1)
-        if (await conn.execute(query)).first() is not None:
-            return True
+        wanted.append(exists().where(subscriptions.c.owner.in_(callbacks)))
     if mails:
-        query = select(units.c.mst).where(units.c.mst.in_(mails), units.c.email.is_not(None), units.c.email != "").limit(1)
-        if (await conn.execute(query)).first() is not None:
-            return True
-    return False
+        wanted.append(exists().where(units.c.mst.in_(mails), units.c.email.is_not(None), units.c.email != ""))
+    return bool(wanted) and bool((await conn.execute(select(or_(*wanted)))).scalar())
 
 
 def delivery_id_of(dossier_id: str, kind: str) -> str:

@@ -67,9 +67,13 @@ OUTCOMES = (ACCEPTED_UPSTREAM, REPLAYED, REFUSED, RELAYED, NOT_YET, UNREACHABLE,
 class Rescheduled(RetryAt):
     """The handler put its work item back in the queue itself, from `when` (the message says why)."""
 
+    handled = True
+
 
 class ForwardingFailed(GiveUp):
     """The upstream refused the request itself; the work item is failed, no retry helps."""
+
+    handled = True  # failed in the transaction of the try's row
 
 
 @dataclass

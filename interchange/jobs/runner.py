@@ -27,6 +27,10 @@ class RetryAt(Exception):
     delivery): the item is queued again from `when`, whatever the runner's backoff. A handler
     may also carry a `max_attempts` attribute: its items' claim limit instead of the runner's."""
 
+    # True in a subclass whose handler has re-queued (or failed) the item in its own transaction:
+    # the runner then writes nothing more.
+    handled = False
+
     def __init__(self, when: datetime, reason: str = ""):
         super().__init__(reason or f"retry at {when.isoformat()}")
         self.when = when
@@ -35,6 +39,8 @@ class RetryAt(Exception):
 class GiveUp(Exception):
     """Raised by a handler whose work can never succeed (the other side refused the request
     itself): the item is failed now, without the retries."""
+
+    handled = False  # as RetryAt.handled
 
 
 @dataclass
@@ -110,11 +116,13 @@ class WorkRunner:
         try:
             completed = await handler(item, clock())
         except RetryAt as retry:
-            await self.store.fail_work(item.id, self.worker, clock(), str(retry), retry_at=retry.when)
+            if not retry.handled:
+                await self.store.fail_work(item.id, self.worker, clock(), str(retry), retry_at=retry.when)
             return Ran(item, "retry", str(retry))
         except GiveUp as exc:
             log.error("work %s %s (%s), attempt %d: %s; given up", item.kind, item.id, item.dossier_id, item.attempts, exc)
-            await self.store.fail_work(item.id, self.worker, clock(), str(exc), retry_at=None)
+            if not exc.handled:
+                await self.store.fail_work(item.id, self.worker, clock(), str(exc), retry_at=None)
             return Ran(item, "failed", str(exc))
         except Exception as exc:
             error = f"{type(exc).__name__}: {exc}"

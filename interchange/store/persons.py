@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
 
-from sqlalchemy import bindparam, or_, select, text, update
+from sqlalchemy import bindparam, exists, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from interchange.audit import log as audit
@@ -274,11 +274,11 @@ async def write_records(
     """Write the records of an accepted dossier, inside the caller's transaction (the one that
     stores its KET_QUA). `params` is the legal-parameters stamp, kept on the dossier by the caller."""
     written = RecordsWritten(dossier.id)
-    for table in RECORD_TABLES:
-        found = (await conn.execute(select(table.c.id).where(table.c.dossier_id == dossier.id).limit(1))).first()
-        if found is not None:
-            written.already = True
-            return written
+    # settle() writes records once, with the KET_QUA; this guards any other caller, in one statement
+    earlier = or_(*(exists().where(table.c.dossier_id == dossier.id) for table in RECORD_TABLES))
+    if (await conn.execute(select(earlier))).scalar():
+        written.already = True
+        return written
     rows = []
     for form, r in _rows_of(extracted):
         if r.person.personal_id or r.person.si_code:
