@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 
 # A handler returns True when it marked its item done itself, in its own transaction.
 Handler = Callable[[WorkItem, datetime], Awaitable[bool | None]]
-DRAIN_ROUNDS = 10  # batches one tick may run when every batch comes back full
+DRAIN_ROUNDS = 10  # full batches between two refreshes of the overdue gauges while a round drains
 
 
 class RetryAt(Exception):
@@ -152,7 +152,7 @@ class WorkRunner:
 
     async def tick(self) -> None:
         """The scheduler's job: start a round unless one is running. A round runs due work until
-        none is left (or DRAIN_ROUNDS batches), then refreshes the overdue gauges. It runs as its
+        a batch comes back short, then refreshes the overdue gauges. It runs as its
         own task, so the job returns at once (the scheduler never sees it overrun its interval)
         and stopping the scheduler never cuts an item off halfway."""
         if self._stopping or (self._round is not None and not self._round.done()):
@@ -161,9 +161,13 @@ class WorkRunner:
 
     async def _drain(self) -> None:
         try:
-            for _ in range(DRAIN_ROUNDS):
-                if self._stopping or len(await self.run_due()) < self.batch:
-                    break
+            rounds = 0
+            # Until a batch comes back short (waiting for the next tick meanwhile left the queue idle
+            # a second in three at month-start volumes), refreshing the overdue gauges now and then.
+            while not self._stopping and len(await self.run_due()) >= self.batch:
+                rounds += 1
+                if rounds % DRAIN_ROUNDS == 0:
+                    await self.refresh_overdue()
             await self.refresh_overdue()
         except Exception:
             log.exception("work: claiming or refreshing failed; trying again at the next tick")
