@@ -24,6 +24,7 @@ import logging
 import re
 import secrets
 import socket
+import sqlite3
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection
@@ -1017,7 +1018,16 @@ def _sqlite_on_connect(dbapi_connection, _record) -> None:
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     for pragma in SQLITE_PRAGMAS:
-        cursor.execute(pragma)
+        for attempt in range(50):
+            try:
+                cursor.execute(pragma)
+                break
+            except sqlite3.OperationalError as exc:
+                # Switching a new file to WAL needs it to itself: two processes opening it at once can
+                # get "database is locked" at once, without the busy handler. One wins soon.
+                if "locked" not in str(exc) or attempt == 49:
+                    raise
+                time.sleep(0.05)
     cursor.close()
 
 
