@@ -28,6 +28,8 @@ import random
 from dataclasses import dataclass
 from xml.sax.saxutils import escape
 
+from interchange.forms.fields import D02_FIELDS, TK1_FIELDS
+
 # The tax-code checks live in interchange.identifiers; tests and the demo call them from here too.
 from interchange.identifiers import mst_check_digit, mst_valid  # noqa: F401
 
@@ -178,16 +180,6 @@ def _doc(body_lines: list[str]) -> bytes:
 
 # --- D02-TS ----------------------------------------------------------------------------
 
-D02_FIELDS = (
-    "STT", "HoTen", "MasoBHXH", "ChucVu", "NoiLamViec", "TienLuong", "PhuCapCV", "PhuCapTNVK",
-    "PhuCapTNNghe", "PhuCapLuong", "PhuCapBosung", "TuThang", "DenThang", "Ghichu", "PA",
-    "TyleDong", "TinhLai", "DaCoSo", "MucHuong", "MaPhongBan", "MavungSS", "MavungLTT", "ID",
-    "Loai", "CoGiamChet", "NgayChet", "NgaySinh", "GioiTinh", "CMND",
-    "Vtvl_nql_tungay", "Vtvl_nql_denngay", "Vtvl_cmktbc_tungay", "Vtvl_cmktbc_denngay",
-    "Vtvl_cmktbt_tungay", "Vtvl_cmktbt_denngay", "Vtvl_khac_tungay", "Vtvl_khac_denngay",
-    "Nndh_tungay", "Nndh_denngay", "Hdld_tungay", "Hdld_xdth_tungay", "Hdld_xdth_denngay",
-    "Hdld_khac_tungay", "Hdld_khac_denngay",
-)  # fmt: skip
 
 
 def _e(name: str, value: str) -> str:
@@ -313,12 +305,6 @@ def d02ts_of(rows: list[dict[str, str]]) -> bytes:
 
 # --- TK1-TS ----------------------------------------------------------------------------
 
-TK1_FIELDS = (
-    "STT", "HoTen", "NgaySinh", "GioiTinh", "QuocTich", "DanToc", "Matinh_KS", "Mahuyen_KS",
-    "Maxa_KS", "Diachi_NN", "Matinh_NN", "Mahuyen_NN", "Maxa_NN", "Ten_ChaMe_Giamho", "MasoBHXH",
-    "Dienthoai_LH", "CMND", "Maho_Giadinh", "Mucdong", "Phuongthuc", "MaTinhBenhVien",
-    "MaBenhVien", "Noidung_Thaydoi", "HosoKemtheo", "CCNS", "ID", "Diachi_KS", "Email_LH",
-)  # fmt: skip
 
 
 def tk1ts(people: int = 1, *, seed: int = 0) -> bytes:

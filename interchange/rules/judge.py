@@ -25,6 +25,7 @@ from lxml import etree
 
 from interchange.config import LimitsConfig
 from interchange.errors import Problem, Problems, Severity
+from interchange.forms.fields import D02_FIELDS
 from interchange.identifiers import (
     PID_BIRTH,
     PID_FORMAT,
@@ -393,16 +394,6 @@ def _children(row: etree._Element) -> dict:
 
 # ---- D02-TS ------------------------------------------------------------------------------------
 
-D02_FIELDS = (
-    "STT", "HoTen", "MasoBHXH", "ChucVu", "NoiLamViec", "TienLuong", "PhuCapCV", "PhuCapTNVK",
-    "PhuCapTNNghe", "PhuCapLuong", "PhuCapBosung", "TuThang", "DenThang", "Ghichu", "PA",
-    "TyleDong", "TinhLai", "DaCoSo", "MucHuong", "MaPhongBan", "MavungSS", "MavungLTT", "ID",
-    "Loai", "CoGiamChet", "NgayChet", "NgaySinh", "GioiTinh", "CMND",
-    "Vtvl_nql_tungay", "Vtvl_nql_denngay", "Vtvl_cmktbc_tungay", "Vtvl_cmktbc_denngay",
-    "Vtvl_cmktbt_tungay", "Vtvl_cmktbt_denngay", "Vtvl_khac_tungay", "Vtvl_khac_denngay",
-    "Nndh_tungay", "Nndh_denngay", "Hdld_tungay", "Hdld_xdth_tungay", "Hdld_xdth_denngay",
-    "Hdld_khac_tungay", "Hdld_khac_denngay",
-)  # SPEC §2 order  # fmt: skip
 D02_DATES = ("NgayChet", "Vtvl_nql_tungay", "Vtvl_nql_denngay", "Vtvl_cmktbc_tungay", "Vtvl_cmktbc_denngay",
              "Vtvl_cmktbt_tungay", "Vtvl_cmktbt_denngay", "Vtvl_khac_tungay", "Vtvl_khac_denngay", "Nndh_tungay",
              "Nndh_denngay", "Hdld_tungay", "Hdld_xdth_tungay", "Hdld_xdth_denngay", "Hdld_khac_tungay",
