@@ -19,16 +19,15 @@ import urllib.request
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from unittest import mock
 
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import NameOID
 
-from interchange import cli
 from interchange.cli import main
 from interchange.config import REPO_ROOT
+from tests.clitools import dev_setup, no_interchange_env, run
 
 MST = "0101234565"  # the demo default
 OTHER_MST = "0312345673"
@@ -42,19 +41,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def run(argv: list[str]) -> tuple[int, str]:
-    """`interchange ...` in-process: (exit code, stdout).
-
-    `cli._print_problems` binds `sys.stdout` as a default argument at import time, so a
-    redirection misses the error list (see test_problem_list_follows_redirected_stdout); it is
-    pointed at the same buffer here.
-    """
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out), mock.patch.object(cli._print_problems, "__defaults__", (out,)):
-        code = main(argv)
-    return code, out.getvalue()
 
 
 def snapshot(root: Path) -> dict[str, tuple[str, int]]:
@@ -93,12 +79,8 @@ def setup(tmp_path_factory) -> Setup:
         '[targets]\n"600" = "5 working days"\n',
         encoding="utf-8",
     )
-    with pytest.MonkeyPatch.context() as mp:
-        for name in list(os.environ):
-            if name.startswith("INTERCHANGE_"):
-                mp.delenv(name)
-        code, out = run(["--config", str(config), "dev-setup"])
-        assert code == 0, out
+    with no_interchange_env():
+        out = dev_setup(config)
         tokens = TOKEN.findall(out)
         assert len(tokens) == 1, out
         s = Setup(root, config, port, out, tokens[0], root / "data" / "demo" / f"unit-{MST}.p12",

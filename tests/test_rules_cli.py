@@ -2,32 +2,19 @@
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
-import os
 import re
 from pathlib import Path
-from unittest import mock
 
 import pytest
 from lxml import etree
 
-from interchange import cli
-from interchange.cli import main
 from interchange.forms import samples
 from interchange.rules.catalogue import CATALOGUE
 from interchange.rules.params import default_parameters
+from tests.clitools import dev_setup, no_interchange_env, run
 
 pytestmark = pytest.mark.usefixtures("clean_environ")
-
-
-def run(argv: list[str]) -> tuple[int, str]:
-    """`interchange ...` in-process: (exit code, stdout), the problem list included (see test_cli.run)."""
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out), mock.patch.object(cli._print_problems, "__defaults__", (out,)):
-        code = main(argv)
-    return code, out.getvalue()
 
 
 @pytest.fixture(scope="module")
@@ -36,12 +23,8 @@ def world(tmp_path_factory):
     root = tmp_path_factory.mktemp("rules-cli")
     config = root / "config.toml"
     config.write_text('data_dir = "data"\n[trust]\nanchors_dir = "trusted"\ncrl_dir = "crl"\n', encoding="utf-8")
-    with pytest.MonkeyPatch.context() as mp:
-        for name in list(os.environ):
-            if name.startswith("INTERCHANGE_"):
-                mp.delenv(name)
-        code, out = run(["--config", str(config), "dev-setup"])
-        assert code == 0, out
+    with no_interchange_env():
+        dev_setup(config)
     p12 = root / "data" / "demo" / f"unit-{samples.Unit().mst}.p12"
     assert p12.is_file()
 

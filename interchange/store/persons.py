@@ -458,23 +458,17 @@ async def read_person_records(conn: AsyncConnection, pid: str, visible) -> Perso
     person = await find_person(conn, pid)
     if person is None:
         return None
-    cc, bc = contribution_changes, benefit_claims
-    change_rows = (
-        await conn.execute(
-            select(cc, dossiers.c.unit_name)
-            .join(dossiers, dossiers.c.id == cc.c.dossier_id)
-            .where(cc.c.person_id == person.id)
-            .order_by(cc.c.received_at, cc.c.dossier_id, cc.c.stt)
-        )
-    ).all()
-    claim_rows = (
-        await conn.execute(
-            select(bc, dossiers.c.unit_name)
-            .join(dossiers, dossiers.c.id == bc.c.dossier_id)
-            .where(bc.c.person_id == person.id)
-            .order_by(bc.c.received_at, bc.c.dossier_id, bc.c.stt)
-        )
-    ).all()
+    change_rows, claim_rows = [
+        (
+            await conn.execute(
+                select(t, dossiers.c.unit_name)
+                .join(dossiers, dossiers.c.id == t.c.dossier_id)
+                .where(t.c.person_id == person.id)
+                .order_by(t.c.received_at, t.c.dossier_id, t.c.stt)
+            )
+        ).all()
+        for t in (contribution_changes, benefit_claims)
+    ]
     data_ids = (
         await conn.execute(
             select(personal_data_changes.c.dossier_id).where(personal_data_changes.c.person_id == person.id)
