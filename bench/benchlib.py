@@ -24,8 +24,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives import hashes
 from sqlalchemy.engine import make_url
 
-from interchange.forms import samples
-from interchange.trust import pki
+from interchange.devkit import pki, samples
 from interchange.trust.dossier_signing import sign_envelope
 from interchange.trust.xmldsig import DocumentSigner
 

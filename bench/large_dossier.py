@@ -93,8 +93,8 @@ def child_stages(config: Path, small: Path, body_path: Path) -> dict:
     from interchange.errors import Layer, Problems
     from interchange.intake.envelope import read_envelope
     from interchange.intake.pipeline import ENVELOPE_SIGNATURE_AT, FORM_SIGNATURE_AT
-    from interchange.intake.xmlparse import parse_xml
     from interchange.trust.xmldsig import verify_document
+    from interchange.xmlparse import parse_xml
 
     cfg, r, caller = _setup(config, small)
     stages: list[dict] = []

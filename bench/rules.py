@@ -16,9 +16,9 @@ import json
 import sys
 import time
 
-from interchange.forms import samples
-from interchange.intake.xmlparse import XmlLimits, parse_xml
+from interchange.devkit import samples
 from interchange.rules.judge import judge, judge_form
+from interchange.xmlparse import XmlLimits, parse_xml
 
 
 def _timed(fn) -> tuple[float, float, object]:

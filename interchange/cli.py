@@ -43,8 +43,8 @@ def cmd_serve(args) -> int:
 
 def cmd_dev_setup(args) -> int:
     """First run: development CA, server notice key, demo unit, demo API key (printed once)."""
+    from interchange.devkit.pki import ensure_dev_pki
     from interchange.store.store import Store
-    from interchange.trust.pki import ensure_dev_pki
 
     cfg = _config(args)
     made = ensure_dev_pki(
@@ -72,7 +72,7 @@ def cmd_dev_setup(args) -> int:
 
 
 def cmd_pki(args) -> int:
-    from interchange.trust import pki
+    from interchange.devkit import pki
 
     cfg = _config(args)
     if args.pki_cmd == "init":
@@ -140,7 +140,7 @@ def cmd_keys(args) -> int:
 
 
 def cmd_sample(args) -> int:
-    from interchange.forms import samples
+    from interchange.devkit import samples
 
     unit = samples.Unit(mst=args.mst) if args.mst else samples.Unit()
     forms = [("D02-TS", "D02-TS.xml", samples.d02ts(args.rows, seed=args.seed, period=args.period))]
@@ -151,7 +151,7 @@ def cmd_sample(args) -> int:
 
 
 def _load_signer(args):
-    from interchange.trust.pki import load_p12
+    from interchange.devkit.pki import load_p12
     from interchange.trust.xmldsig import DocumentSigner
 
     issued = load_p12(args.p12, args.password.encode() if args.password else None)
@@ -159,8 +159,8 @@ def _load_signer(args):
 
 
 def cmd_sign(args) -> int:
-    from interchange.intake.xmlparse import XmlLimits, parse_xml
     from interchange.trust.dossier_signing import sign_envelope, sign_form
+    from interchange.xmlparse import XmlLimits, parse_xml
 
     data = Path(args.file).read_bytes()
     signer = _load_signer(args)
@@ -235,9 +235,9 @@ def _verify_bytes(
 ) -> dict:
     """Every signature in a dossier, a form or a notice; at `at` (a past moment: nothing fetched),
     judging revocation by `revocation` (CRLs, OCSP responses kept with a dossier) when given."""
-    from interchange.intake.xmlparse import XmlLimits
     from interchange.trust.anchors import TrustStore
     from interchange.trust.report import signature_report
+    from interchange.xmlparse import XmlLimits
 
     crls, ocsps = revocation if revocation is not None else (None, None)
     trust = TrustStore.from_config(cfg, cache_seconds=0, fetch=at is None, crls=crls, ocsps=ocsps)

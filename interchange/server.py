@@ -11,12 +11,12 @@ from aiohttp import web
 from interchange.api.app import WORK, Services, build_app
 from interchange.config import Config
 from interchange.forwarding.work import forwarder_of
-from interchange.intake.workers import ReceiptWorkers
 from interchange.jobs.scheduler import WorkScheduler
 from interchange.notices.notice import NoticeSigner
 from interchange.store.store import Store
 from interchange.trust.revocation import crl_refresher
 from interchange.workcal import WorkCalendar
+from interchange.workers import ReceiptWorkers
 
 log = logging.getLogger("interchange")
 

@@ -13,9 +13,8 @@ import pytest
 
 from interchange.api.app import SERVICES
 from interchange.config import Config
-from interchange.forms import samples
+from interchange.devkit import pki, samples
 from interchange.server import make_app
-from interchange.trust import pki
 from interchange.trust.dossier_signing import sign_envelope
 from interchange.trust.xmldsig import DocumentSigner
 

@@ -36,14 +36,13 @@ from lxml import etree
 
 from interchange.api.app import SERVICES
 from interchange.config import Config
-from interchange.forms import samples
+from interchange.devkit import pki, samples
 from interchange.intake.pipeline import Caller, Outcome, Receiver
-from interchange.intake.xmlparse import XmlLimits, parse_xml
 from interchange.notices.notice import NS
 from interchange.server import make_app
-from interchange.trust import pki
 from interchange.trust.dossier_signing import sign_envelope, sign_form
 from interchange.trust.xmldsig import DSIG_NS, to_bytes
+from interchange.xmlparse import XmlLimits, parse_xml
 from tests.conftest import OTHER_UNIT, UNIT, World, dossier
 from tests.test_api import XML, error_codes, notice_of
 

@@ -20,10 +20,10 @@ from lxml import etree
 
 from interchange import cli
 from interchange.audit.evidence import build_bundle, verify_bundle
+from interchange.devkit import pki
 from interchange.intake.pipeline import Caller, Receiver
 from interchange.notices.notice import NS, RESULT, NoticeData, NoticeSigner
 from interchange.store.records import KET_QUA, RECEIVED, NewDossier, Scope
-from interchange.trust import pki
 from tests.conftest import UNIT, dossier
 
 XML = {"Content-Type": "application/xml"}

@@ -18,11 +18,11 @@ from aiohttp import web
 from interchange.api.app import SERVICES, WORK
 from interchange.audit.evidence import verify_bundle
 from interchange.config import Config, UpstreamConfig
+from interchange.devkit import pki
 from interchange.jobs.policy import CLOSED, HALF_OPEN, OPEN, CircuitBreaker, backoff, retry_after
 from interchange.notices.notice import RECEIPT, NoticeData, NoticeSigner
 from interchange.server import make_app
 from interchange.store.records import FAILED, Scope
-from interchange.trust import pki
 from tests.conftest import OTHER_UNIT, UNIT, World, dossier
 from tests.test_api import XML, notice_of, t
 from tests.test_registration import registration

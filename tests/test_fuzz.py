@@ -35,9 +35,8 @@ from hypothesis.control import currently_in_test_context
 from lxml import etree
 
 from interchange.config import Config
-from interchange.forms import samples
+from interchange.devkit import pki, samples
 from interchange.intake.pipeline import Caller, Outcome, Receiver
-from interchange.trust import pki
 from interchange.trust.dossier_signing import sign_envelope, sign_form
 from interchange.trust.xmldsig import SIGNATURE_TAG, DocumentSigner, to_bytes
 from tests.conftest import UNIT

@@ -8,9 +8,8 @@ from datetime import timedelta
 import pytest
 from lxml import etree
 
-from interchange.forms import samples
+from interchange.devkit import pki, samples
 from interchange.intake.pipeline import Caller, Receiver
-from interchange.trust import pki
 from interchange.trust.dossier_signing import sign_envelope, sign_form
 from interchange.trust.xmldsig import DSIG_NS, to_bytes
 from tests.conftest import OTHER_UNIT, UNIT, dossier

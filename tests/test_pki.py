@@ -1,4 +1,4 @@
-"""Development PKI (interchange.trust.pki) and certificate reading (interchange.trust.certinfo)."""
+"""Development PKI (interchange.devkit.pki) and certificate reading (interchange.trust.certinfo)."""
 
 from __future__ import annotations
 

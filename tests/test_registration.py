@@ -12,8 +12,8 @@ import pytest
 
 from interchange.api.app import SERVICES, WORK
 from interchange.audit.evidence import verify_bundle
+from interchange.devkit import samples
 from interchange.errors import Layer
-from interchange.forms import samples
 from interchange.jobs.registration import registration_problems
 from interchange.notices.notice import NS
 from interchange.store.records import ACTIVE, STOPPED, Unit

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from lxml import etree
 
 from interchange.api.app import WORK
-from interchange.forms import samples
+from interchange.devkit import samples
 from interchange.notices.notice import NS
 from interchange.trust.dossier_signing import sign_envelope
 from tests.conftest import OTHER_UNIT, UNIT

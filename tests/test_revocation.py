@@ -18,8 +18,8 @@ from cryptography.x509 import ocsp
 from cryptography.x509.oid import AuthorityInformationAccessOID
 
 from interchange import cli
+from interchange.devkit import pki
 from interchange.intake.pipeline import Receiver
-from interchange.trust import pki
 from interchange.trust.anchors import TrustStore, validate_at
 from interchange.trust.revocation import (
     CrlCache,

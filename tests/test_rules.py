@@ -12,8 +12,8 @@ import pytest
 from lxml import etree
 
 from interchange.config import LimitsConfig
+from interchange.devkit import samples
 from interchange.errors import Layer, Severity
-from interchange.forms import samples
 from interchange.identifiers import make_personal_id
 from interchange.records.model import INCREASE
 from interchange.rules import catalogue as cat

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from lxml import etree
 
-from interchange.forms import samples
+from interchange.devkit import samples
 from interchange.rules.catalogue import CATALOGUE
 from interchange.rules.params import default_parameters
 from tests.clitools import dev_setup, no_interchange_env, run

@@ -9,7 +9,7 @@ import copy
 import pytest
 from lxml import etree
 
-from interchange.forms import samples
+from interchange.devkit import samples
 from interchange.rules.judge import judge_form
 
 ODD = ["", "0", "-1", "99/9999", "13/2026", "00/2026", "1e9", "NaN", "Infinity", "١٢", "１２", "x" * 300, "00/0000",

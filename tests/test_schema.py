@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from lxml import etree
 
+from interchange.devkit import samples
 from interchange.errors import Layer
-from interchange.forms import samples
 from interchange.forms.schema import FORM_SCHEMAS, WINDOW, SchemaSet, default_schema_set
 
 XSD_DIR = Path(__file__).resolve().parents[1] / "xsd"

@@ -23,11 +23,10 @@ import pytest
 from lxml import etree
 
 from interchange.api.app import SERVICES
-from interchange.forms import samples
+from interchange.devkit import pki, samples
 from interchange.intake.pipeline import Caller, Receiver
 from interchange.notices.notice import NS
 from interchange.server import make_app
-from interchange.trust import pki
 from interchange.trust.dossier_signing import sign_envelope
 from interchange.trust.xmldsig import DSIG_NS
 from tests.conftest import OTHER_UNIT, UNIT, World

@@ -37,7 +37,6 @@ from interchange.delivery.work import DELIVERY_KINDS, DeliveryWork
 from interchange.errors import Layer, Problem
 from interchange.forwarding.work import Forwarder, Hooks
 from interchange.intake.pipeline import Caller, Outcome
-from interchange.intake.workers import ReceiptWorkers
 from interchange.jobs import REGISTRATION, REGISTRATION_PROCEDURES, RESULT, work_for
 from interchange.jobs.policy import BREAKER_STATES
 from interchange.jobs.registration import RegistrationWork, not_active_problem
@@ -58,6 +57,7 @@ from interchange.store.records import (
 )
 from interchange.store.store import Store
 from interchange.workcal import WorkCalendar
+from interchange.workers import ReceiptWorkers
 
 log = logging.getLogger("interchange.api")
 

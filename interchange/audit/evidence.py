@@ -38,13 +38,13 @@ from lxml import etree
 from interchange.audit.log import check_excerpt
 from interchange.errors import Problems, Refusal
 from interchange.intake.envelope import read_envelope
-from interchange.intake.xmlparse import XmlLimits, parse_xml
 from interchange.notices.notice import NS as NOTICE_NS
 from interchange.notices.notice import NoticeSigner
 from interchange.store.records import REFUSED, TIEP_NHAN, TU_CHOI, Dossier
 from interchange.trust import anchors
 from interchange.trust.xmldsig import verify_document
 from interchange.workcal import VN_TZ
+from interchange.xmlparse import XmlLimits, parse_xml
 
 FORMAT = "interchange-evidence/1"
 NS = "urn:interchange:evidence:1"

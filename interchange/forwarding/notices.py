@@ -11,10 +11,10 @@ from datetime import datetime
 
 from interchange.config import Config
 from interchange.errors import Refusal, Severity
-from interchange.intake.xmlparse import XmlLimits, parse_xml
 from interchange.notices.notice import NS
 from interchange.trust.anchors import TrustStore
 from interchange.trust.xmldsig import verify_document
+from interchange.xmlparse import XmlLimits, parse_xml
 
 
 class BadNotice(Exception):

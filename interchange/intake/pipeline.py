@@ -15,9 +15,9 @@ from interchange.config import REPO_ROOT, Config
 from interchange.errors import LAYER_ORDER, Layer, Problem, Problems, Refusal
 from interchange.forms.schema import SchemaSet
 from interchange.intake.envelope import Envelope, read_envelope
-from interchange.intake.xmlparse import XmlLimits, parse_xml
 from interchange.trust.anchors import TrustStore
 from interchange.trust.xmldsig import verify_document
+from interchange.xmlparse import XmlLimits, parse_xml
 
 ENVELOPE_SIGNATURE_AT = "CKy_Dvi"
 FORM_SIGNATURE_AT = "Cky"

@@ -39,7 +39,6 @@ from interchange.identifiers import (
     si_code_valid,
 )
 from interchange.intake.envelope import Envelope, FormFile, read_envelope
-from interchange.intake.xmlparse import XmlLimits, parse_xml
 from interchange.records.model import (
     ADJUSTMENT,
     COEFFICIENT_LIMIT,
@@ -55,6 +54,7 @@ from interchange.records.model import (
 from interchange.rules import catalogue as cat
 from interchange.rules.catalogue import CATALOGUE, D01, D02, HOSO, M01B, TK1, problem
 from interchange.rules.params import CAP_REGIONAL, REGIONS, LegalParameters, ParamsInForce, default_parameters
+from interchange.xmlparse import XmlLimits, parse_xml
 
 ENVELOPE_FORMS_XPATH = "/Hoso/NoiDung/ThongTinHoSo/ToKhais"
 ENVELOPE_MST_XPATH = "/Hoso/NoiDung/ThongTinDonVi/MaSoThue"

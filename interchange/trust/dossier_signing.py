@@ -8,8 +8,8 @@ from datetime import datetime
 
 from lxml import etree
 
-from interchange.intake.xmlparse import XmlLimits, parse_xml
 from interchange.trust.xmldsig import SIGNATURE_TAG, DocumentSigner, to_bytes
+from interchange.xmlparse import XmlLimits, parse_xml
 
 _LIMITS = XmlLimits(max_depth=64, max_elements=50_000_000)
 

@@ -8,9 +8,9 @@ from base64 import b64decode
 from datetime import datetime
 
 from interchange.errors import Refusal
-from interchange.intake.xmlparse import XmlLimits, parse_xml
 from interchange.trust.anchors import TrustStore
 from interchange.trust.xmldsig import verify_document
+from interchange.xmlparse import XmlLimits, parse_xml
 
 
 def signature_report(data: bytes, *, trust: TrustStore, limits: XmlLimits, at: datetime, legacy_sha1: bool) -> dict:
