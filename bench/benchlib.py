@@ -218,7 +218,7 @@ def create_submitter_key(store_url: str, mst: str = UNIT.mst) -> str:
     async def make() -> str:
         store = await Store.open(store_url)
         try:
-            _, token = await store.create_api_key("submitter", mst=mst, label="bench")
+            _, token = await store.keys.create("submitter", mst=mst, label="bench")
             return token
         finally:
             await store.close()

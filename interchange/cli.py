@@ -57,8 +57,8 @@ def cmd_dev_setup(args) -> int:
     async def demo_key() -> None:
         store = await Store.open(cfg.store_url)
         try:
-            if not any(k.mst == args.mst and k.revoked_at is None for k in await store.list_api_keys()):
-                key, token = await store.create_api_key("submitter", mst=args.mst, label="demo unit")
+            if not any(k.mst == args.mst and k.revoked_at is None for k in await store.keys.list_all()):
+                key, token = await store.keys.create("submitter", mst=args.mst, label="demo unit")
                 print(f"demo unit {args.mst}: certificate {made['demo_p12']} (password: demo)")
                 print(f"demo API key (shown once, keep it): {token}")
         finally:
@@ -105,11 +105,11 @@ def cmd_keys(args) -> int:
         store = await Store.open(cfg.store_url)
         try:
             if args.keys_cmd == "create":
-                key, token = await store.create_api_key(args.role, mst=args.mst, ivan=args.ivan, label=args.label or "")
+                key, token = await store.keys.create(args.role, mst=args.mst, ivan=args.ivan, label=args.label or "")
                 print(f"key id {key.key_id} ({key.role}{' ' + key.owner if key.role in ('submitter', 'ivan') else ''})")
                 print(f"API key (shown once): {token}")
             elif args.keys_cmd == "rotate":
-                rotated = await store.rotate_api_key(args.key_id)
+                rotated = await store.keys.rotate(args.key_id)
                 if rotated is None:
                     print(f"no active key {args.key_id}", file=sys.stderr)
                     return EXIT_FAILED
@@ -117,12 +117,12 @@ def cmd_keys(args) -> int:
                 print(f"key {args.key_id} revoked; its replacement is {key.key_id} ({key.role})")
                 print(f"API key (shown once): {token}")
             elif args.keys_cmd == "revoke":
-                if not await store.revoke_api_key(args.key_id):
+                if not await store.keys.revoke(args.key_id):
                     print(f"no active key {args.key_id}", file=sys.stderr)
                     return EXIT_FAILED
                 print(f"revoked {args.key_id}")
             else:
-                for k in await store.list_api_keys():
+                for k in await store.keys.list_all():
                     state = f"revoked {k.revoked_at.isoformat()}" if k.revoked_at else "active"
                     print(f"{k.key_id}  {k.role:<9} {k.mst or k.ivan or '-':<15} {state:<10} {k.label}")
             return EXIT_OK
@@ -363,7 +363,7 @@ def cmd_audit(args) -> int:
     async def run():
         store = await Store.open(cfg.store_url)
         try:
-            return await store.verify_audit()
+            return await store.audit.verify()
         finally:
             await store.close()
 
@@ -385,7 +385,7 @@ def cmd_audit(args) -> int:
 
 def cmd_evidence(args) -> int:
     """`evidence verify FILE.zip`: check a bundle offline (no server, no network)."""
-    from interchange.audit.evidence import load_trusted, verify_bundle
+    from interchange.evidence.bundle import load_trusted, verify_bundle
     from interchange.trust.anchors import load_anchor_certs
 
     if args.trusted:

@@ -1,24 +1,47 @@
-"""Assembling and running the server: store, worker processes, notice key, HTTP app, and the
-scheduler that runs due work from the database."""
+"""The composition root: assembling and running the server. It opens the store, the worker
+processes and the notice key, makes the use cases and the work handlers, builds the HTTP app
+and starts the scheduler that runs due work from the database. Nothing else wires components."""
 
 from __future__ import annotations
 
 import logging
 from contextlib import AsyncExitStack, asynccontextmanager
+from datetime import timedelta
 
 from aiohttp import web
 
-from interchange.api.app import WORK, Services, build_app
+from interchange.api.app import build_app
+from interchange.api.http import Services
+from interchange.api.metrics import Metrics
 from interchange.config import Config
-from interchange.forwarding.work import forwarder_of
+from interchange.delivery.mail import make_sender
+from interchange.delivery.work import DELIVERY_KINDS, DeliveryWork
+from interchange.forwarding.work import Forwarder, forwarder_of
+from interchange.jobs.registration import RegistrationWork
+from interchange.jobs.result import ResultWork
+from interchange.jobs.runner import WorkRunner
 from interchange.jobs.scheduler import WorkScheduler
+from interchange.kinds import WORK_JUDGE, WORK_REGISTRATION
 from interchange.notices.notice import NoticeSigner
+from interchange.receiving.receipt import Policy, Reception
 from interchange.store.store import Store
 from interchange.trust.revocation import crl_refresher
 from interchange.workcal import WorkCalendar
 from interchange.workers import ReceiptWorkers
 
 log = logging.getLogger("interchange")
+
+WORK = web.AppKey("work", WorkRunner)  # this process's work runner (tests drive it directly)
+
+
+def reception_policy(cfg: Config) -> Policy:
+    return Policy(
+        role=cfg.server.role,
+        office_code=cfg.server.office_code,
+        targets=dict(cfg.targets),
+        registration_required=cfg.registration.required,
+        forward_within=timedelta(minutes=cfg.upstream.target_minutes),
+    )
 
 
 @asynccontextmanager
@@ -29,17 +52,46 @@ async def services_for(cfg: Config, *, workers: int | None = None):
     try:
         await pool.start()
         signer = NoticeSigner.from_files(cfg.signing_key_path, cfg.signing_cert_path)
-        yield Services(cfg=cfg, store=store, workers=pool, signer=signer, calendar=WorkCalendar.from_config(cfg))
+        calendar = WorkCalendar.from_config(cfg)
+        reception = Reception(store, pool, calendar, reception_policy(cfg))
+        yield Services(cfg=cfg, store=store, workers=pool, signer=signer, calendar=calendar, reception=reception)
     finally:
         pool.close()
         await store.close()
+
+
+def work_runner(services: Services, metrics: Metrics) -> WorkRunner:
+    """The work this process claims and runs (started by the scheduler below)."""
+    cfg, store, workers = services.cfg, services.store, services.workers
+    handlers = {
+        WORK_REGISTRATION: RegistrationWork(store, workers.sign_notice, on_result=metrics.result_given),
+        WORK_JUDGE: ResultWork(store, workers.judge, workers.sign_notice, on_result=metrics.result_given),
+    }
+    if cfg.server.role == "ivan":  # forwarding upstream and relaying its notices (ValueError: bad [upstream])
+        handlers |= Forwarder.from_config(cfg, store, hooks=metrics.forwarding_hooks(),
+                                          on_breaker=metrics.breaker_changed).handlers()
+    deliver = DeliveryWork(store, cfg.delivery, make_sender(cfg), on_outcome=metrics.delivery_ran)
+    handlers |= dict.fromkeys(DELIVERY_KINDS, deliver)  # one handler for every route of every notice
+    jobs = cfg.jobs
+    return WorkRunner(
+        store,
+        handlers,
+        batch=jobs.batch,
+        concurrency=jobs.concurrency,
+        lease=timedelta(seconds=jobs.lease_seconds),
+        max_attempts=jobs.max_attempts,
+        on_ran=metrics.ran,
+        on_overdue=lambda overdue, now: metrics.set_overdue(list(handlers), overdue, now),
+    )
 
 
 async def make_app(cfg: Config, *, workers: int | None = None) -> web.Application:
     """An app whose services are open now and close on the app's cleanup (for run_app and tests)."""
     stack = AsyncExitStack()
     services = await stack.enter_async_context(services_for(cfg, workers=workers))
-    app = build_app(services)
+    metrics = Metrics()
+    app = build_app(services, metrics)
+    app[WORK] = work_runner(services, metrics)
 
     async def close(_app: web.Application) -> None:
         await stack.aclose()

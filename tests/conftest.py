@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from interchange.api.app import SERVICES
+from interchange.api.http import SERVICES
 from interchange.config import Config
 from interchange.devkit import pki, samples
 from interchange.server import make_app
@@ -105,7 +105,7 @@ async def api(cfg, store_url, aiohttp_client):
         ("auditor", "auditor", {}),
         ("admin", "admin", {}),
     ):
-        _, token = await store.create_api_key(role, **kw)
+        _, token = await store.keys.create(role, **kw)
         keys[name] = {"Authorization": f"Bearer {token}"}
     client.keys = keys
     client.store = store

@@ -52,17 +52,17 @@ async def test_auditor_is_read_only(api, world):
 
 
 async def test_rotation_and_revocation(api, world):
-    keys = {k.key_id: k for k in await api.store.list_api_keys()}
+    keys = {k.key_id: k for k in await api.store.keys.list_all()}
     old_token = api.keys["unit"]["Authorization"].split()[1]
     old_id = old_token.split("_")[1]
-    new_key, new_token = await api.store.rotate_api_key(old_id)
+    new_key, new_token = await api.store.keys.rotate(old_id)
     assert new_key.role == "submitter" and new_key.mst == keys[old_id].mst and new_key.key_id != old_id
     resp = await api.get("/api/v1/dossiers", headers={"Authorization": f"Bearer {old_token}"})
     assert resp.status == 401
     resp = await api.get("/api/v1/dossiers", headers={"Authorization": f"Bearer {new_token}"})
     assert resp.status == 200
-    assert await api.store.rotate_api_key(old_id) is None  # a revoked key cannot be rotated
-    assert await api.store.revoke_api_key(new_key.key_id)
+    assert await api.store.keys.rotate(old_id) is None  # a revoked key cannot be rotated
+    assert await api.store.keys.revoke(new_key.key_id)
     resp = await api.get("/api/v1/dossiers", headers={"Authorization": f"Bearer {new_token}"})
     assert resp.status == 401
 
@@ -86,12 +86,12 @@ def cfg_limited(cfg):
 
 
 async def test_rate_limit_answers_429(cfg_limited, aiohttp_client, world):
-    from interchange.api.app import SERVICES
+    from interchange.api.http import SERVICES
     from interchange.server import make_app
 
     app = await make_app(cfg_limited, workers=0)
     client = await aiohttp_client(app)
-    _, token = await app[SERVICES].store.create_api_key("submitter", mst=OTHER_UNIT.mst)
+    _, token = await app[SERVICES].store.keys.create("submitter", mst=OTHER_UNIT.mst)
     auth = {"Authorization": f"Bearer {token}"}
     statuses = [(await client.get("/api/v1/dossiers", headers=auth)).status for _ in range(3)]
     assert statuses == [200, 200, 429]

@@ -34,7 +34,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding
 from cryptography.x509.oid import NameOID
 from lxml import etree
 
-from interchange.api.app import SERVICES
+from interchange.api.http import SERVICES
 from interchange.config import Config
 from interchange.devkit import pki, samples
 from interchange.intake.pipeline import Caller, Outcome, Receiver
@@ -1153,7 +1153,7 @@ async def start_api(cfg: Config, aiohttp_client):
     store = app[SERVICES].store
     client.keys = {}
     for name, role, kw in (("unit", "submitter", {"mst": UNIT.mst}), ("auditor", "auditor", {})):
-        _, token = await store.create_api_key(role, **kw)
+        _, token = await store.keys.create(role, **kw)
         client.keys[name] = {"Authorization": f"Bearer {token}"}
     return client
 

@@ -15,36 +15,36 @@ import pytest
 from sqlalchemy import text, update
 
 from interchange import cli
-from interchange.audit import log as audit
+from interchange.audit import chain as audit
 from interchange.store import KET_QUA, REFUSED, Store
 from interchange.store.tables import audit_log
 from tests.test_store import MST_B, new_dossier, notice_for
 
 
 async def entries(store: Store) -> list[audit.Entry]:
-    return await store.audit_entries()
+    return await store.audit.entries()
 
 
 async def test_receipts_notices_and_key_events_are_chained(store):
-    key, _ = await store.create_api_key("submitter", mst="0101234565", label="payroll", actor="test:admin")
-    received = await store.save_receipt(new_dossier(b"<Hoso n='1'/>"), notice_for)
-    refused = await store.save_receipt(
+    key, _ = await store.keys.create("submitter", mst="0101234565", label="payroll", actor="test:admin")
+    received = await store.receipts.save(new_dossier(b"<Hoso n='1'/>"), notice_for)
+    refused = await store.receipts.save(
         new_dossier(b"<Hoso n='2'/>", state=REFUSED, problems=[{"code": "XSD"}]), notice_for
     )
-    replay = await store.save_receipt(new_dossier(b"<Hoso n='1'/>"), notice_for)
+    replay = await store.receipts.save(new_dossier(b"<Hoso n='1'/>"), notice_for)
     assert replay.outcome == "replay"
-    a = await store.save_receipt(new_dossier(b"<Hoso n='3'/>", idempotency_key="k1"), notice_for)
-    conflict = await store.save_receipt(new_dossier(b"<Hoso n='4'/>", idempotency_key="k1"), notice_for)
+    a = await store.receipts.save(new_dossier(b"<Hoso n='3'/>", idempotency_key="k1"), notice_for)
+    conflict = await store.receipts.save(new_dossier(b"<Hoso n='4'/>", idempotency_key="k1"), notice_for)
     assert conflict.outcome == "conflict"
-    assert await store.add_notice(received.dossier.id, KET_QUA, b"<ThongBao kind='ket-qua'/>")
-    assert not await store.add_notice(
+    assert await store.dossiers.add_notice(received.dossier.id, KET_QUA, b"<ThongBao kind='ket-qua'/>")
+    assert not await store.dossiers.add_notice(
         received.dossier.id, KET_QUA, b"<ThongBao again/>"
     )  # nothing stored, nothing logged
-    assert await store.revoke_api_key(key.key_id, actor="test:admin")
-    assert await store.revoke_api_key(key.key_id)  # already revoked: no second entry
-    other, _ = await store.create_api_key("ivan", ivan="00123")
-    rotated, _ = await store.rotate_api_key(other.key_id)
-    await store.append_audit(audit.ADMIN_ACTION, {"action": "restore-test"}, actor="test:admin")
+    assert await store.keys.revoke(key.key_id, actor="test:admin")
+    assert await store.keys.revoke(key.key_id)  # already revoked: no second entry
+    other, _ = await store.keys.create("ivan", ivan="00123")
+    rotated, _ = await store.keys.rotate(other.key_id)
+    await store.audit.append(audit.ADMIN_ACTION, {"action": "restore-test"}, actor="test:admin")
 
     log = await entries(store)
     assert [e.kind for e in log] == [
@@ -83,8 +83,8 @@ async def test_receipts_notices_and_key_events_are_chained(store):
     assert log[0].prev_hash == audit.GENESIS
     assert all(e.prev_hash == before.hash for before, e in zip(log, log[1:], strict=False))
     assert all(e.computed_hash() == e.hash for e in log)
-    assert await store.audit_head() == (log[-1].seq, log[-1].hash)
-    report = await store.verify_audit()
+    assert await store.audit.head() == (log[-1].seq, log[-1].hash)
+    report = await store.audit.verify()
     assert report.ok and report.entries == len(log)
 
 
@@ -93,7 +93,7 @@ async def test_a_receipt_that_fails_leaves_no_entry(store):
         raise RuntimeError("signer down")
 
     saves = [
-        store.save_receipt(new_dossier(f"<Hoso n='{i}'/>".encode()), broken if i == 2 else notice_for)
+        store.receipts.save(new_dossier(f"<Hoso n='{i}'/>".encode()), broken if i == 2 else notice_for)
         for i in range(5)
     ]
     results = await asyncio.gather(*saves, return_exceptions=True)
@@ -102,7 +102,7 @@ async def test_a_receipt_that_fails_leaves_no_entry(store):
     assert sorted(e.dossier_id for e in log) == sorted(
         r.dossier.id for r in results if not isinstance(r, Exception)
     )
-    assert (await store.verify_audit()).ok
+    assert (await store.audit.verify()).ok
 
 
 async def test_concurrent_writers_keep_one_chain(store_url):
@@ -111,20 +111,20 @@ async def test_concurrent_writers_keep_one_chain(store_url):
     first, second = await Store.open(store_url), await Store.open(store_url)
     try:
         saves = [
-            (first if i % 2 else second).save_receipt(
+            (first if i % 2 else second).receipts.save(
                 new_dossier(f"<Hoso n='{i}'/>".encode(), **({"owner": f"mst:{MST_B}"} if i % 3 == 0 else {})),
                 notice_for,
             )
             for i in range(300)
         ]
-        keys = [first.create_api_key("auditor") for _ in range(5)] + [
-            second.create_api_key("admin") for _ in range(5)
+        keys = [first.keys.create("auditor") for _ in range(5)] + [
+            second.keys.create("admin") for _ in range(5)
         ]
         await asyncio.gather(*saves, *keys)
-        report = await first.verify_audit()
+        report = await first.audit.verify()
         assert report.ok, report.findings[:3]
         assert report.entries == report.head_seq == 310
-        log = await first.audit_entries()
+        log = await first.audit.entries()
         assert len({e.dossier_id for e in log if e.dossier_id}) == 300
         ats = [e.at for e in log]
         assert ats == sorted(ats)  # times taken under the head's lock never go backwards
@@ -139,16 +139,16 @@ async def test_concurrent_writers_keep_one_chain(store_url):
 @pytest.fixture
 async def six(store) -> Store:
     """A store whose log holds six entries."""
-    await store.create_api_key("auditor")
+    await store.keys.create("auditor")
     for i in range(4):
-        await store.save_receipt(new_dossier(f"<Hoso n='{i}'/>".encode()), notice_for)
-    await store.create_api_key("admin")
-    assert (await store.audit_head())[0] == 6
+        await store.receipts.save(new_dossier(f"<Hoso n='{i}'/>".encode()), notice_for)
+    await store.keys.create("admin")
+    assert (await store.audit.head())[0] == 6
     return store
 
 
 async def sql(store: Store, *statements: str) -> None:
-    async with store._engine.begin() as conn:
+    async with store.db.engine.begin() as conn:
         for statement in statements:
             await conn.execute(text(statement))
 
@@ -183,7 +183,7 @@ async def _edit_actor(store):
 
 
 async def _edit_data(store):
-    async with store._engine.begin() as conn:
+    async with store.db.engine.begin() as conn:
         row = (await conn.execute(text("SELECT data FROM audit_log WHERE seq = 3"))).scalar_one()
         data = json.loads(row) if isinstance(row, str) else row
         data["sha256"] = "0" * 64
@@ -212,7 +212,7 @@ async def _remove_and_renumber(store):
 
 
 async def _rewrite_with_a_fresh_hash(store):
-    entry = (await store.audit_entries(after=2, limit=1))[0]
+    entry = (await store.audit.entries(after=2, limit=1))[0]
     forged = audit.Entry(**{**entry.__dict__, "actor": "key:mallory"})
     digest = forged.computed_hash()
     await sql(store, f"UPDATE audit_log SET actor = 'key:mallory', hash = '{digest}' WHERE seq = 3")
@@ -245,7 +245,7 @@ async def _cut_the_end(store):
 )
 async def test_audit_verify_says_where_the_log_was_changed(six, store_url, tmp_path, tamper, seq, what):
     await tamper(six)
-    report = await six.verify_audit()
+    report = await six.audit.verify()
     assert not report.ok
     assert (report.findings[0].seq, report.findings[0].what) == (seq, what), report.findings
     code, out = await cli_verify(store_url, tmp_path)
@@ -257,7 +257,7 @@ async def test_audit_verify_says_where_the_log_was_changed(six, store_url, tmp_p
 
 async def test_swapped_entries_are_named_both(six):
     await _swap(six)
-    findings = (await six.verify_audit()).findings
+    findings = (await six.audit.verify()).findings
     assert [(f.seq, f.what) for f in findings] == [(3, "reordered"), (4, "reordered")]
     assert "written as seq 4" in findings[0].message and "written as seq 3" in findings[1].message
 

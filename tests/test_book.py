@@ -1,7 +1,7 @@
 """The electronic social-insurance book (interchange.records.book, GET /api/v1/persons/{pid}/book).
 
 The scenario of issue #3: three monthly dossiers (11/2025, 12/2025, 01/2026) of unit A, and one of
-unit B, settled through `Store.settle`; P is first known by SI code only, Q by personal ID only, and
+unit B, settled through `Store.results.settle`; P is first known by SI code only, Q by personal ID only, and
 Q moves from A to B. Every amount below is worked out by hand from the legal parameters:
 base salary 2,340,000 (cap 20 x = 46,800,000); regional minimum of region 01 4,960,000 in 2025 and
 5,310,000 from 01/2026 (unemployment cap 20 x = 99,200,000, then 106,200,000); rate 32 = HT_TT
@@ -20,7 +20,7 @@ from interchange.records.book import DeclaredChange, Identity, PersonRecords, Un
 from interchange.records.model import BenefitClaim, Extracted
 from interchange.rules.params import default_parameters
 from interchange.store import ACCEPTED, RECEIVED, NewDossier
-from interchange.store.records import Settlement
+from interchange.store.types import Settlement
 from tests.conftest import OTHER_UNIT, UNIT
 from tests.test_persons import change, ref
 
@@ -105,13 +105,13 @@ async def settle(store, unit, at: datetime, extracted: Extracted, *, ivan: str |
     async def receipt(_dossier) -> bytes:
         return b"<ThongBao/>"
 
-    dossier_id = (await store.save_receipt(new, receipt)).dossier.id
+    dossier_id = (await store.receipts.save(new, receipt)).dossier.id
 
     async def decide(_dossier, _unit) -> Settlement:
         return Settlement(state=ACCEPTED, notice=b"<ThongBao/>", problems=[], records=extracted,
                           params=default_parameters().stamp)  # fmt: skip
 
-    assert await store.settle(dossier_id, decide, now=at) is not None
+    assert await store.results.settle(dossier_id, decide, now=at) is not None
     return dossier_id
 
 

@@ -14,15 +14,15 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from aiohttp import web
 
-from interchange.api.app import SERVICES, WORK
-from interchange.delivery import DELIVERED, FAILED, PENDING
+from interchange.api.http import SERVICES
 from interchange.delivery.callback import UrlRefused, check_url, check_url_shape, post_notice
 from interchange.delivery.mail import OutboxSender, SmtpSender, build_message
-from interchange.delivery.store import DELIVERY_TARGET, deliveries_of, set_subscription
 from interchange.delivery.work import DELIVERY_KINDS
 from interchange.jobs.runner import RetryAt, WorkRunner
 from interchange.notices.notice import RESULT, NoticeData
-from interchange.store.records import ACCEPTED, DONE, QUEUED, Dossier, Scope, Settlement
+from interchange.server import WORK
+from interchange.store.deliveries import DELIVERED, DELIVERY_TARGET, FAILED, PENDING
+from interchange.store.types import ACCEPTED, DONE, QUEUED, Dossier, Scope, Settlement
 from tests.conftest import OTHER_UNIT, UNIT, dossier
 from tests.test_api import notice_of, post, t
 from tests.test_registration import CONTACT, registration
@@ -135,7 +135,7 @@ async def test_callback_registration(api, receiver):
     assert set(spec["paths"]["/api/v1/callback"]) == {"put", "get", "delete"}
     assert "get" in spec["paths"]["/api/v1/dossiers/{id}/deliveries"]
     # the change is in the audit log
-    kinds = [e.kind for e in await api.store.audit_entries()]
+    kinds = [e.kind for e in await api.store.audit.entries()]
     assert kinds.count("callback.set") == 2 and kinds.count("callback.deleted") == 1
 
 
@@ -290,7 +290,7 @@ async def test_a_delivery_is_given_up_after_its_attempts_or_its_time(api, world,
     (d,) = await deliveries(api, tx)
     assert (d["state"], d["attempt_count"], d["next_at"]) == (FAILED, 3, None)
     assert await deliver(api, now + timedelta(days=2)) == []
-    (item,) = [w for w in await api.store.work_of(tx) if w.kind == "deliver:tiep-nhan:mst"]
+    (item,) = [w for w in await api.store.work.of(tx) if w.kind == "deliver:tiep-nhan:mst"]
     assert item.state == DONE
 
     cfg.max_attempts, cfg.give_up_hours = 40, 0.1  # 6 minutes: the second retry (at +9 min) is past it
@@ -358,7 +358,7 @@ async def test_deliveries_are_seen_only_where_the_dossier_is(api, world, receive
 
 
 async def settle_accepted(api, tx: str) -> bytes:
-    """Give a dossier its KET_QUA the way the result work does (Store.settle)."""
+    """Give a dossier its KET_QUA the way the result work does (Store.results.settle)."""
     services = api.app[SERVICES]
     now = datetime.now(UTC)
 
@@ -369,7 +369,7 @@ async def settle_accepted(api, tx: str) -> bytes:
         ))  # fmt: skip
         return Settlement(state=ACCEPTED, notice=xml, problems=[])
 
-    settled = await api.store.settle(tx, decide, now=now)
+    settled = await api.store.results.settle(tx, decide, now=now)
     return settled.notice
 
 
@@ -491,7 +491,7 @@ async def test_work_claimed_by_a_killed_process_is_delivered_once_after_its_leas
     tx = await submit(api, world, seed=15)
     now = datetime.now(UTC) + T
     lease = timedelta(minutes=2)
-    (item,) = await api.store.claim_work("killed", now, limit=10, lease=lease, kinds=DELIVERY_KINDS)
+    (item,) = await api.store.work.claim("killed", now, limit=10, lease=lease, kinds=DELIVERY_KINDS)
     assert await deliver(api, now + T) == []  # still leased to the dead process
     (ran,) = await deliver(api, now + lease + T)
     assert ran.outcome == "done" and len(receiver.got) == 1
@@ -505,25 +505,25 @@ async def test_work_claimed_by_a_killed_process_is_delivered_once_after_its_leas
 
 async def test_a_delivery_is_made_in_the_notices_transaction(store, now):
     """Store-level: no subscription, no delivery rows (and no work); a rolled-back receipt leaves none."""
-    saved = await store.save_receipt(new_dossier(b"<Hoso n='1'/>"), notice_for)
-    assert await deliveries_of(store, saved.dossier.id) == []
-    await set_subscription(store, saved.dossier.owner, "https://cb.example.vn/hook", "k1", now)
-    saved = await store.save_receipt(new_dossier(b"<Hoso n='2'/>"), notice_for)
-    ((d, attempts),) = await deliveries_of(store, saved.dossier.id)
+    saved = await store.receipts.save(new_dossier(b"<Hoso n='1'/>"), notice_for)
+    assert await store.deliveries.of(saved.dossier.id) == []
+    await store.deliveries.subscribe(saved.dossier.owner, "https://cb.example.vn/hook", "k1", now)
+    saved = await store.receipts.save(new_dossier(b"<Hoso n='2'/>"), notice_for)
+    ((d, attempts),) = await store.deliveries.of(saved.dossier.id)
     assert (d.state, d.target, attempts) == (PENDING, "https://cb.example.vn/hook", [])
-    (item,) = [w for w in await store.work_of(saved.dossier.id) if w.kind.startswith("deliver:")]
+    (item,) = [w for w in await store.work.of(saved.dossier.id) if w.kind.startswith("deliver:")]
     assert item.state == QUEUED and item.not_before == d.created_at == saved.dossier.received_at
     assert item.due_at == d.created_at + DELIVERY_TARGET and item.kind == "deliver:tiep-nhan:mst"
     assert d.id == f"{saved.dossier.id}.tiep-nhan.mst" and d.recipient == saved.dossier.owner
-    assert (await store.get_dossier(saved.dossier.id, Scope(all=True))) is not None
+    assert (await store.dossiers.get(saved.dossier.id, Scope(all=True))) is not None
 
 
 # ---- the runner's retry time ----------------------------------------------------------------------
 
 
 async def test_a_handler_may_set_its_own_retry_time_and_attempt_limit(store, now):
-    saved = await store.save_receipt(new_dossier(), notice_for)
-    await store.enqueue_work(saved.dossier.id, "own-schedule", now, now=now)
+    saved = await store.receipts.save(new_dossier(), notice_for)
+    await store.work.enqueue(saved.dossier.id, "own-schedule", now, now=now)
     whens = [now + timedelta(hours=h) for h in (1, 5, 6, 7, 8, 9, 10, 11, 12)]
 
     class Handler:
@@ -544,7 +544,7 @@ async def test_a_handler_may_set_its_own_retry_time_and_attempt_limit(store, now
         (ran,) = await runner.run_due(at)
         if n < len(whens) - 1:
             assert ran.outcome == "retry" and ran.error == f"not yet ({n + 1})"
-            (item,) = await store.work_of(saved.dossier.id)
+            (item,) = await store.work.of(saved.dossier.id)
             assert item.not_before == whens[n] and item.state == QUEUED
             assert await runner.run_due(whens[n] - T) == []
             at = whens[n]

@@ -19,11 +19,11 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from lxml import etree
 
 from interchange import cli
-from interchange.audit.evidence import build_bundle, verify_bundle
 from interchange.devkit import pki
+from interchange.evidence.bundle import build_bundle, verify_bundle
 from interchange.intake.pipeline import Caller, Receiver
 from interchange.notices.notice import NS, RESULT, NoticeData, NoticeSigner
-from interchange.store.records import KET_QUA, RECEIVED, NewDossier, Scope
+from interchange.store.types import KET_QUA, RECEIVED, NewDossier, Scope
 from tests.conftest import UNIT, dossier
 
 XML = {"Content-Type": "application/xml"}
@@ -91,7 +91,7 @@ async def test_bundle_holds_everything_and_verifies_offline(api, world, tmp_path
         NoticeData(kind=RESULT, transaction_id=tx, received_at=datetime.now(UTC), issued_at=datetime.now(UTC),
                    sha256=hashlib.sha256(body).digest(), result="CHAP_NHAN")
     )  # fmt: skip
-    assert await services.store.add_notice(tx, KET_QUA, result)
+    assert await services.store.dossiers.add_notice(tx, KET_QUA, result)
 
     bundle = await evidence(api, tx)
     files = files_of(bundle)
@@ -269,8 +269,8 @@ async def test_a_later_revocation_or_expiry_does_not_change_the_verdict(cfg, sto
         return signer.sign(NoticeData(kind="TIEP_NHAN", transaction_id=d.id, received_at=d.received_at,
                                       issued_at=then, sha256=d.sha256, so_ho_so=d.so_ho_so))  # fmt: skip
 
-    await store.save_receipt(new, notice)
-    parts = await store.evidence_parts(new.id, Scope(all=True))
+    await store.receipts.save(new, notice)
+    parts = await store.dossiers.evidence_parts(new.id, Scope(all=True))
     bundle = await build_bundle(parts.dossier, parts.original, parts.notices, parts.audit, signer)
     files = files_of(bundle)
     assert {"revocation/1.json", "revocation/1-crl-1.crl"} <= set(files)

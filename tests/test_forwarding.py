@@ -15,14 +15,14 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from interchange.api.app import SERVICES, WORK
-from interchange.audit.evidence import verify_bundle
+from interchange.api.http import SERVICES
 from interchange.config import Config, UpstreamConfig
 from interchange.devkit import pki
+from interchange.evidence.bundle import verify_bundle
 from interchange.jobs.policy import CLOSED, HALF_OPEN, OPEN, CircuitBreaker, backoff, retry_after
 from interchange.notices.notice import RECEIPT, NoticeData, NoticeSigner
-from interchange.server import make_app
-from interchange.store.records import FAILED, Scope
+from interchange.server import WORK, make_app
+from interchange.store.types import FAILED, Scope
 from tests.conftest import OTHER_UNIT, UNIT, World, dossier
 from tests.test_api import XML, notice_of, t
 from tests.test_registration import registration
@@ -120,7 +120,7 @@ async def ivan_client(cfg: Config, aiohttp_client) -> tuple[object, dict]:
     store = app[SERVICES].store
     keys = {}
     for name, mst in (("unit", UNIT.mst), ("other", OTHER_UNIT.mst)):
-        _, token = await store.create_api_key("submitter", mst=mst)
+        _, token = await store.keys.create("submitter", mst=mst)
         keys[name] = {"Authorization": f"Bearer {token}"}
     return client, keys
 
@@ -141,7 +141,7 @@ async def pair(world, cfg, store_url, tmp_path, aiohttp_client):
     agency_app.middlewares.append(lose)
     agency = Served(agency_app)
     await agency.start()
-    _, token = await agency_app[SERVICES].store.create_api_key("ivan", ivan="00123")
+    _, token = await agency_app[SERVICES].store.keys.create("ivan", ivan="00123")
     cfg.store.url = store_url
     ivan_setup(cfg, agency.url, token)
     client, keys = await ivan_client(cfg, aiohttp_client)
@@ -150,7 +150,7 @@ async def pair(world, cfg, store_url, tmp_path, aiohttp_client):
 
 
 async def agency_dossiers(pair: Pair) -> list:
-    return (await pair.agency_store.list_dossiers(ALL))[0]
+    return (await pair.agency_store.dossiers.list_page(ALL))[0]
 
 
 def at(value: str) -> datetime:
@@ -168,7 +168,7 @@ async def test_forwards_the_exact_bytes_and_relays_receipt_and_result(pair, worl
 
     (upstream,) = await agency_dossiers(pair)
     assert upstream.sha256 == hashlib.sha256(body).digest() and upstream.owner == "ivan:00123"
-    assert await pair.agency_store.get_original(upstream.id, ALL) == body  # the exact bytes
+    assert await pair.agency_store.dossiers.original(upstream.id, ALL) == body  # the exact bytes
     fw = await pair.forwarding(tx)
     assert fw["state"] == "forwarded" and fw["upstream_id"] == upstream.id and not fw["overdue"]
     assert [(a["kind"], a["outcome"], a["http_status"], a["upstream_id"]) for a in fw["tries"]] == [
@@ -179,7 +179,7 @@ async def test_forwards_the_exact_bytes_and_relays_receipt_and_result(pair, worl
     resp = await pair.ivan.get(f"/api/v1/dossiers/{tx}/notices/bhxh-tiep-nhan", headers=pair.keys["unit"])
     kept = await resp.read()
     assert resp.status == 200
-    assert kept == await pair.agency_store.get_notice(upstream.id, "tiep-nhan", ALL)  # as signed upstream
+    assert kept == await pair.agency_store.dossiers.notice(upstream.id, "tiep-nhan", ALL)  # as signed upstream
     assert t(notice_of(kept), "MaGiaoDich") == upstream.id
     info = await (await pair.ivan.get(f"/api/v1/dossiers/{tx}", headers=pair.keys["unit"])).json()
     assert set(info["notices"]) == {"tiep-nhan", "bhxh-tiep-nhan"}
@@ -199,7 +199,7 @@ async def test_forwards_the_exact_bytes_and_relays_receipt_and_result(pair, worl
     fw = await pair.forwarding(tx)
     assert fw["tries"][-1]["outcome"] == "relayed" and fw["result"]["state"] == "accepted"
     resp = await pair.ivan.get(f"/api/v1/dossiers/{tx}/notices/ket-qua", headers=pair.keys["unit"])
-    assert await resp.read() == await pair.agency_store.get_notice(upstream.id, "ket-qua", ALL)
+    assert await resp.read() == await pair.agency_store.dossiers.notice(upstream.id, "ket-qua", ALL)
     info = await (await pair.ivan.get(f"/api/v1/dossiers/{tx}", headers=pair.keys["unit"])).json()
     assert info["state"] == "accepted" and info["result_at"]
     assert await pair.run(poll1 + timedelta(days=3)) == []  # nothing left to do
@@ -333,7 +333,7 @@ async def test_bad_upstream_notices_are_not_kept_and_a_refused_request_is_not_re
     resp = await scripted.ivan.get(f"/api/v1/dossiers/{tx}/notices/bhxh-tiep-nhan", headers=scripted.keys["unit"])
     assert resp.status == 404  # nothing unverified was kept
     assert await scripted.run(t0 + timedelta(days=1)) == []  # failed for good: no endless retry
-    (item,) = await scripted.ivan_app[SERVICES].store.work_of(tx)
+    (item,) = await scripted.ivan_app[SERVICES].store.work.of(tx)
     assert item.kind == "forward" and item.state == FAILED and "409" in item.last_error
 
 
@@ -353,8 +353,8 @@ async def test_a_dossier_refused_upstream_keeps_its_tu_choi(scripted, world):
     ]
     resp = await scripted.ivan.get(f"/api/v1/dossiers/{tx}/notices/bhxh-tu-choi", headers=scripted.keys["unit"])
     assert await resp.read() == refusal
-    assert [w.kind for w in await scripted.ivan_app[SERVICES].store.work_of(tx) if w.kind == "forward"] == ["forward"]
-    assert "relay" not in [w.kind for w in await scripted.ivan_app[SERVICES].store.work_of(tx)]  # nothing to poll
+    assert [w.kind for w in await scripted.ivan_app[SERVICES].store.work.of(tx) if w.kind == "forward"] == ["forward"]
+    assert "relay" not in [w.kind for w in await scripted.ivan_app[SERVICES].store.work.of(tx)]  # nothing to poll
     # the dossier ends there: refused, not waiting (or overdue) for a KET_QUA that cannot come
     info = await (await scripted.ivan.get(f"/api/v1/dossiers/{tx}", headers=scripted.keys["unit"])).json()
     assert info["state"] == "refused" and info["result_at"] and info["overdue"] is False
@@ -367,7 +367,7 @@ async def test_agency_role_forwards_nothing(api, world):
     resp = await api.post("/api/v1/dossiers", data=dossier(world.signer(world.unit), seed=306),
                           headers={**XML, **api.keys["unit"]})  # fmt: skip
     tx = t(notice_of(await resp.read()), "MaGiaoDich")
-    assert "forward" not in [w.kind for w in await api.store.work_of(tx)]
+    assert "forward" not in [w.kind for w in await api.store.work.of(tx)]
     resp = await api.get(f"/api/v1/dossiers/{tx}/forwarding", headers=api.keys["unit"])
     assert resp.status == 404 and (await resp.json())["code"] == "NOT-FORWARDED"
 

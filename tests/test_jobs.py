@@ -15,12 +15,13 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import text
 
-from interchange.audit import log as audit
-from interchange.jobs import REGISTRATION, work_for
+from interchange.audit import chain as audit
 from interchange.jobs.registration import RegistrationWork
 from interchange.jobs.runner import WorkRunner
 from interchange.jobs.scheduler import WorkScheduler
+from interchange.kinds import WORK_REGISTRATION as REGISTRATION
 from interchange.notices.notice import NoticeSigner
+from interchange.receiving.receipt import work_for
 from interchange.store import (
     ACCEPTED,
     ACTIVE,
@@ -32,7 +33,7 @@ from interchange.store import (
     Scope,
     Store,
 )
-from interchange.store.records import DONE, FAILED, QUEUED, RUNNING, Settlement
+from interchange.store.types import DONE, FAILED, QUEUED, RUNNING, Settlement
 from tests.conftest import UNIT
 
 T0 = datetime(2026, 3, 2, 2, 30, tzinfo=UTC)  # Monday 09:30 in Vietnam
@@ -60,7 +61,7 @@ async def receipt(_dossier) -> bytes:
 
 
 async def save(store: Store, **kw) -> str:
-    return (await store.save_receipt(received(**kw), receipt)).dossier.id
+    return (await store.receipts.save(received(**kw), receipt)).dossier.id
 
 
 async def dossiers_with_work(store: Store, due: list[timedelta], kind: str = "test") -> list[str]:
@@ -68,7 +69,7 @@ async def dossiers_with_work(store: Store, due: list[timedelta], kind: str = "te
     ids = []
     for offset in due:
         dossier_id = await save(store, procedure="600", work=[])
-        assert await store.enqueue_work(dossier_id, kind, T0 + offset, now=T0 - timedelta(hours=3))
+        assert await store.work.enqueue(dossier_id, kind, T0 + offset, now=T0 - timedelta(hours=3))
         ids.append(dossier_id)
     return ids
 
@@ -82,57 +83,57 @@ async def test_the_migrations_make_the_tables_as_declared(store):
     def differences(conn):
         return compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), metadata)
 
-    async with store._engine.connect() as conn:
+    async with store.db.engine.connect() as conn:
         assert await conn.run_sync(differences) == []
 
 
 async def test_receipt_enqueues_its_work_in_the_same_transaction(store):
     new = received()
-    saved = await store.save_receipt(new, receipt)
-    (item,) = await store.work_of(new.id)
+    saved = await store.receipts.save(new, receipt)
+    (item,) = await store.work.of(new.id)
     assert (item.kind, item.state, item.attempts) == (REGISTRATION, QUEUED, 0)
     assert item.due_at == saved.dossier.due_at and item.not_before == T0
-    assert (await store.save_receipt(new, receipt)).outcome == "replay"
-    assert len(await store.work_of(new.id)) == 1  # a replay enqueues nothing
+    assert (await store.receipts.save(new, receipt)).outcome == "replay"
+    assert len(await store.work.of(new.id)) == 1  # a replay enqueues nothing
 
     refused = received(state=REFUSED)
-    await store.save_receipt(refused, receipt)
-    assert await store.work_of(refused.id) == []
+    await store.receipts.save(refused, receipt)
+    assert await store.work.of(refused.id) == []
 
     async def failing(_dossier):
         raise RuntimeError("signing failed")
 
     lost = received()
     with pytest.raises(RuntimeError):
-        await store.save_receipt(lost, failing)
-    assert await store.get_dossier(lost.id, ALL) is None and await store.work_of(lost.id) == []
-    assert not await store.enqueue_work(new.id, REGISTRATION, T0)  # one item of a kind per dossier
+        await store.receipts.save(lost, failing)
+    assert await store.dossiers.get(lost.id, ALL) is None and await store.work.of(lost.id) == []
+    assert not await store.work.enqueue(new.id, REGISTRATION, T0)  # one item of a kind per dossier
 
 
 async def test_claim_takes_the_most_overdue_first(store):
     ids = await dossiers_with_work(store, [timedelta(hours=1), timedelta(hours=-2), timedelta(minutes=30),
                                            timedelta(hours=-1)])  # fmt: skip
-    first = await store.claim_work("w", T0, limit=2, lease=LEASE)
+    first = await store.work.claim("w", T0, limit=2, lease=LEASE)
     assert [i.dossier_id for i in first] == [ids[1], ids[3]]  # overdue, the oldest due first
     assert all(i.state == RUNNING and i.claimed_by == "w" and i.claimed_until == T0 + LEASE for i in first)
-    rest = await store.claim_work("w", T0, limit=10, lease=LEASE)
+    rest = await store.work.claim("w", T0, limit=10, lease=LEASE)
     assert [i.dossier_id for i in rest] == [ids[2], ids[0]]
-    assert await store.claim_work("w", T0, limit=10, lease=LEASE) == []
-    assert [(o.kind, o.count, o.oldest_due_at) for o in await store.overdue_work(T0)] == [
+    assert await store.work.claim("w", T0, limit=10, lease=LEASE) == []
+    assert [(o.kind, o.count, o.oldest_due_at) for o in await store.work.overdue(T0)] == [
         ("test", 2, T0 - timedelta(hours=2))
     ]
 
 
 async def test_only_the_given_kinds_are_claimed(store):
     await dossiers_with_work(store, [timedelta(0)], kind="other")
-    assert await store.claim_work("w", T0, limit=10, lease=LEASE, kinds=["test"]) == []
-    assert len(await store.claim_work("w", T0, limit=10, lease=LEASE, kinds=["other"])) == 1
+    assert await store.work.claim("w", T0, limit=10, lease=LEASE, kinds=["test"]) == []
+    assert len(await store.work.claim("w", T0, limit=10, lease=LEASE, kinds=["other"])) == 1
 
 
 async def test_concurrent_claimers_get_disjoint_items(store):
     await dossiers_with_work(store, [timedelta(minutes=m) for m in range(20)])
     batches = await asyncio.gather(
-        *(store.claim_work(f"w{n}", T0, limit=6, lease=LEASE) for n in range(4))
+        *(store.work.claim(f"w{n}", T0, limit=6, lease=LEASE) for n in range(4))
     )
     ids = [i.id for batch in batches for i in batch]
     assert len(ids) == len(set(ids)) == 20
@@ -143,7 +144,7 @@ async def test_skip_locked_passes_over_rows_another_claimer_holds(store, store_u
     if not store_url.startswith("postgresql"):
         pytest.skip("row locks are PostgreSQL's; SQLite claimers take turns on the write lock")
     await dossiers_with_work(store, [timedelta(minutes=m) for m in range(6)])
-    async with store._engine.connect() as other:
+    async with store.db.engine.connect() as other:
         async with other.begin():  # another process, in the middle of its claim
             held = set(
                 (
@@ -153,21 +154,21 @@ async def test_skip_locked_passes_over_rows_another_claimer_holds(store, store_u
                 ).scalars()
             )
             # Without SKIP LOCKED this claim would wait for the other transaction (and time out).
-            mine = await asyncio.wait_for(store.claim_work("me", T0, limit=10, lease=LEASE), 5)
+            mine = await asyncio.wait_for(store.work.claim("me", T0, limit=10, lease=LEASE), 5)
             assert len(mine) == 3 and not held & {i.id for i in mine}
-    later = await store.claim_work("me", T0, limit=10, lease=LEASE)
+    later = await store.work.claim("me", T0, limit=10, lease=LEASE)
     assert {i.id for i in later} == held  # the other one committed nothing: its rows are free again
 
 
 async def test_an_expired_lease_is_claimed_again(store):
     (dossier_id,) = await dossiers_with_work(store, [timedelta(hours=1)])
-    (dead,) = await store.claim_work("dead", T0, limit=5, lease=LEASE)
-    assert await store.claim_work("alive", T0 + LEASE - timedelta(seconds=1), limit=5, lease=LEASE) == []
-    (again,) = await store.claim_work("alive", T0 + LEASE, limit=5, lease=LEASE)
+    (dead,) = await store.work.claim("dead", T0, limit=5, lease=LEASE)
+    assert await store.work.claim("alive", T0 + LEASE - timedelta(seconds=1), limit=5, lease=LEASE) == []
+    (again,) = await store.work.claim("alive", T0 + LEASE, limit=5, lease=LEASE)
     assert (again.id, again.claimed_by, again.attempts) == (dead.id, "alive", 2)
-    assert not await store.complete_work(dead.id, "dead", T0 + LEASE)  # its claim is gone
-    assert await store.complete_work(again.id, "alive", T0 + LEASE)
-    (item,) = await store.work_of(dossier_id)
+    assert not await store.work.complete(dead.id, "dead", T0 + LEASE)  # its claim is gone
+    assert await store.work.complete(again.id, "alive", T0 + LEASE)
+    (item,) = await store.work.of(dossier_id)
     assert (item.state, item.done_at, item.claimed_until) == (DONE, T0 + LEASE, None)
 
 
@@ -182,12 +183,12 @@ async def test_a_failing_handler_is_retried_with_backoff_then_failed(store):
     runner = WorkRunner(store, {"test": flaky}, worker="w", max_attempts=2, backoff=timedelta(seconds=30))
     (ran,) = await runner.run_due(T0)
     assert ran.outcome == "retry" and ran.error == "ConnectionError: upstream down"
-    (item,) = await store.work_of(dossier_id)
+    (item,) = await store.work.of(dossier_id)
     assert (item.state, item.not_before, item.claimed_by) == (QUEUED, T0 + timedelta(seconds=30), None)
     assert await runner.run_due(T0 + timedelta(seconds=29)) == []
     (ran,) = await runner.run_due(T0 + timedelta(seconds=30))
     assert ran.outcome == "failed"
-    (item,) = await store.work_of(dossier_id)
+    (item,) = await store.work.of(dossier_id)
     assert (item.state, item.attempts, item.last_error) == (FAILED, 2, "ConnectionError: upstream down")
     assert await runner.run_due(T0 + timedelta(hours=5)) == [] and len(calls) == 2
     # a failed item stays visible as overdue: its deadline was missed all the same
@@ -204,11 +205,11 @@ async def test_an_item_that_keeps_killing_its_process_is_given_up(store):
 
     now = T0
     for _ in range(3):  # claimed, then the process "dies" each time
-        assert len(await store.claim_work("dying", now, limit=1, lease=LEASE)) == 1
+        assert len(await store.work.claim("dying", now, limit=1, lease=LEASE)) == 1
         now += LEASE
     (ran,) = await WorkRunner(store, {"test": handler}, worker="w", max_attempts=3).run_due(now)
     assert ran.outcome == "failed" and runs == []
-    (item,) = await store.work_of(dossier_id)
+    (item,) = await store.work.of(dossier_id)
     assert item.state == FAILED and item.last_error.startswith("given up")
 
 
@@ -241,14 +242,14 @@ def registration_work(store: Store, signer: NoticeSigner, results: list | None =
 
 
 async def audit_kinds(store: Store, dossier_id: str) -> list[str]:
-    return [e.kind for e in await store.audit_entries() if e.dossier_id == dossier_id]
+    return [e.kind for e in await store.audit.entries() if e.dossier_id == dossier_id]
 
 
 async def test_the_result_and_its_item_done_are_one_transaction(store, signer):
     dossier_id = await save(store)
-    (item,) = await store.claim_work("w", T0, limit=5, lease=LEASE)
+    (item,) = await store.work.claim("w", T0, limit=5, lease=LEASE)
     assert await registration_work(store, signer)(item, T0) is True
-    (done,) = [w for w in await store.work_of(dossier_id) if w.kind == REGISTRATION]
+    (done,) = [w for w in await store.work.of(dossier_id) if w.kind == REGISTRATION]
     assert (done.state, done.done_at) == ("done", T0)
     assert await registration_work(store, signer)(item, T0) is False  # run again: nothing to do
 
@@ -256,14 +257,14 @@ async def test_the_result_and_its_item_done_are_one_transaction(store, signer):
 async def test_a_crash_after_the_result_and_before_done_runs_again_with_the_same_outcome(store, signer):
     dossier_id = await save(store)
     handler = registration_work(store, signer)
-    (item,) = await store.claim_work("dead", T0, limit=5, lease=LEASE)
+    (item,) = await store.work.claim("dead", T0, limit=5, lease=LEASE)
     # The result marks its item done in its own transaction; an item the handler no longer holds
     # (as if its lease had passed) stays running: the KET_QUA is stored, the unit written ... and
     # the process dies here.
     assert await handler(dataclasses.replace(item, claimed_by="not-me"), T0) is True
-    assert [w.state for w in await store.work_of(dossier_id) if w.kind == REGISTRATION] == ["running"]
-    notice = await store.get_notice(dossier_id, KET_QUA, ALL)
-    unit = await store.get_unit(UNIT.mst, ALL)
+    assert [w.state for w in await store.work.of(dossier_id) if w.kind == REGISTRATION] == ["running"]
+    notice = await store.dossiers.notice(dossier_id, KET_QUA, ALL)
+    unit = await store.units.get(UNIT.mst, ALL)
     assert notice and unit.state == ACTIVE and unit.updated_at == T0
 
     results = []
@@ -271,31 +272,31 @@ async def test_a_crash_after_the_result_and_before_done_runs_again_with_the_same
     (ran,) = await runner.run_due(T0 + LEASE + timedelta(minutes=5))
     assert (ran.outcome, ran.item.attempts) == ("done", 2)
     assert results == []  # the second run found the result and changed nothing
-    assert await store.get_notice(dossier_id, KET_QUA, ALL) == notice
-    assert await store.get_unit(UNIT.mst, ALL) == unit
-    dossier = await store.get_dossier(dossier_id, ALL)
+    assert await store.dossiers.notice(dossier_id, KET_QUA, ALL) == notice
+    assert await store.units.get(UNIT.mst, ALL) == unit
+    dossier = await store.dossiers.get(dossier_id, ALL)
     assert (dossier.state, dossier.result_at, dossier.notice_kinds.count(KET_QUA)) == (ACCEPTED, T0, 1)
     assert await audit_kinds(store, dossier_id) == [
         audit.DOSSIER_RECEIVED, audit.NOTICE_STORED, audit.DOSSIER_SETTLED, audit.UNIT_CHANGED,
     ]  # fmt: skip
-    assert (await store.verify_audit()).ok
+    assert (await store.audit.verify()).ok
 
 
 async def test_two_processes_running_the_same_item_store_one_result(store, signer):
     dossier_id = await save(store)
-    (item,) = await store.claim_work("slow", T0, limit=5, lease=LEASE)
+    (item,) = await store.work.claim("slow", T0, limit=5, lease=LEASE)
     results = []
     await asyncio.gather(*(registration_work(store, signer, results)(item, T0 + timedelta(seconds=n))
                            for n in range(3)))  # fmt: skip
     assert len(results) == 1
-    dossier = await store.get_dossier(dossier_id, ALL)
+    dossier = await store.dossiers.get(dossier_id, ALL)
     assert dossier.notice_kinds.count(KET_QUA) == 1
     assert (await audit_kinds(store, dossier_id)).count(audit.UNIT_CHANGED) == 1
 
 
 async def test_a_unit_that_changes_while_deciding_is_decided_again(store, signer):
     first, second = await save(store), await save(store)
-    (item_second,) = [i for i in await store.claim_work("w", T0, limit=5, lease=LEASE) if i.dossier_id == second]
+    (item_second,) = [i for i in await store.work.claim("w", T0, limit=5, lease=LEASE) if i.dossier_id == second]
     seen = []
 
     async def decide(dossier, unit):
@@ -305,9 +306,9 @@ async def test_a_unit_that_changes_while_deciding_is_decided_again(store, signer
         state = REJECTED if unit else ACCEPTED
         return Settlement(state=state, notice=b"<ThongBao/>", problems=[], unit=None)
 
-    settled = await store.settle(first, decide, now=T0)
+    settled = await store.results.settle(first, decide, now=T0)
     assert seen == [None, ACTIVE] and settled.state == REJECTED
-    assert (await store.get_dossier(first, ALL)).state == REJECTED
+    assert (await store.dossiers.get(first, ALL)).state == REJECTED
 
 
 async def test_the_scheduler_claims_and_runs_due_work(store):
@@ -329,6 +330,6 @@ async def test_the_scheduler_claims_and_runs_due_work(store):
             await asyncio.sleep(0.025)
     finally:
         await scheduler.stop()
-    (item,) = await store.work_of(dossier_id)
+    (item,) = await store.work.of(dossier_id)
     assert item.state == DONE and seen
     await runner.tick()  # stopped: claims nothing more

@@ -10,13 +10,14 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from interchange.api.app import SERVICES, WORK
-from interchange.audit.evidence import verify_bundle
+from interchange.api.http import SERVICES
 from interchange.devkit import samples
 from interchange.errors import Layer
+from interchange.evidence.bundle import verify_bundle
 from interchange.jobs.registration import registration_problems
 from interchange.notices.notice import NS
-from interchange.store.records import ACTIVE, STOPPED, Unit
+from interchange.server import WORK, reception_policy
+from interchange.store.types import ACTIVE, STOPPED, Unit
 from interchange.trust.anchors import TrustStore
 from interchange.trust.dossier_signing import sign_envelope
 from interchange.trust.xmldsig import verify_document
@@ -173,6 +174,7 @@ async def test_a_refused_dossier_does_not_show_an_ivan_the_unit(api, world):
 
 async def test_registration_required_refuses_unregistered_units(api, world, cfg):
     cfg.registration.required = True
+    api.services.reception.policy = reception_policy(cfg)  # the server reads its settings at start
     status, body, _ = await post(api, dossier(world.signer(world.unit), seed=40))
     assert status == 422
     root = notice_of(body)
@@ -228,7 +230,7 @@ async def test_the_server_runs_due_work_by_itself(cfg, store_url, aiohttp_client
     cfg.jobs.interval_seconds = 0.05
     app = await make_app(cfg, workers=0)
     client = await aiohttp_client(app)
-    _, token = await app[WORK].store.create_api_key("submitter", mst=UNIT.mst)
+    _, token = await app[WORK].store.keys.create("submitter", mst=UNIT.mst)
     auth = {"Authorization": f"Bearer {token}"}
     resp = await client.post("/api/v1/dossiers", data=registration(world.signer(world.unit)),
                              headers={"Content-Type": "application/xml", **auth})  # fmt: skip

@@ -9,9 +9,9 @@ from datetime import UTC, datetime, timedelta
 
 from lxml import etree
 
-from interchange.api.app import WORK
 from interchange.devkit import samples
 from interchange.notices.notice import NS
+from interchange.server import WORK
 from interchange.trust.dossier_signing import sign_envelope
 from tests.conftest import OTHER_UNIT, UNIT
 
@@ -182,20 +182,20 @@ async def test_result_work_run_again_after_a_crash_changes_nothing(api, world):
     store = api.store
     now = datetime.now(UTC) + timedelta(seconds=1)
     # a process claims the item and dies before finishing it
-    (claimed,) = await store.claim_work("dead-process", now, limit=10, lease=timedelta(minutes=2), kinds=["result"])
+    (claimed,) = await store.work.claim("dead-process", now, limit=10, lease=timedelta(minutes=2), kinds=["result"])
     assert await api.app[WORK].run_due(now=now) == []  # leased: nobody else takes it yet
     ran = await api.app[WORK].run_due(now=now + timedelta(minutes=3))  # the lease ran out
     assert [(r.item.kind, r.outcome) for r in ran if r.item.kind == "result"] == [("result", "done")]
-    notice = await store.get_notice(tx, "ket-qua", _all())
+    notice = await store.dossiers.notice(tx, "ket-qua", _all())
     first_book = await book(api, P_SI)
     # the dead process's handler finishing late (or a second run) finds the KET_QUA: nothing changes
     await api.app[WORK].handlers["result"](claimed, now + timedelta(minutes=4))
-    assert await store.get_notice(tx, "ket-qua", _all()) == notice
+    assert await store.dossiers.notice(tx, "ket-qua", _all()) == notice
     assert await book(api, P_SI) == first_book
-    assert [w.state for w in await store.work_of(tx) if w.kind == "result"] == ["done"]
+    assert [w.state for w in await store.work.of(tx) if w.kind == "result"] == ["done"]
 
 
 def _all():
-    from interchange.store.records import Scope
+    from interchange.store.types import Scope
 
     return Scope(all=True)

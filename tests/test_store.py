@@ -23,7 +23,10 @@ from interchange.store import (
     Scope,
     Store,
 )
-from interchange.store import store as store_module
+from interchange.store import db as db_module
+from interchange.store import keys as keys_module
+from interchange.store import receipts as receipts_module
+from interchange.store.receipts import Receipts
 
 VN = timezone(timedelta(hours=7))
 T0 = datetime(2026, 3, 2, 9, 30, tzinfo=VN)
@@ -63,7 +66,7 @@ async def notice_for(dossier: Dossier) -> bytes:
 
 
 async def count(store: Store) -> int:
-    items, _ = await store.list_dossiers(ALL, limit=500)
+    items, _ = await store.dossiers.list_page(ALL, limit=500)
     return len(items)
 
 
@@ -77,10 +80,10 @@ async def test_round_trip_keeps_every_field_and_aware_times(store):
         signers=[{"subject": "CN=Công ty", "mst": MST_A, "valid": True}],
         facts={"forms": ["D02-TS"], "versions": {"D02-TS": "1"}},
     )
-    saved = await store.save_receipt(new, notice_for)
+    saved = await store.receipts.save(new, notice_for)
     assert saved.outcome == "stored"
     assert saved.notice == notice_bytes(saved.dossier)
-    got = await store.get_dossier(new.id, ALL)
+    got = await store.dossiers.get(new.id, ALL)
     assert got == saved.dossier
     assert got.received_at == T0 and got.received_at.tzinfo is not None
     assert got.received_at.utcoffset() == timedelta(0)
@@ -89,22 +92,22 @@ async def test_round_trip_keeps_every_field_and_aware_times(store):
     assert got.problems == new.problems and got.layers == new.layers
     assert got.signers == new.signers and got.facts == new.facts
     assert got.so_ho_so == "00001/2026/X" and got.notice_kinds == [TIEP_NHAN]
-    assert await store.get_original(new.id, ALL) == new.original  # the BOM and all
-    assert await store.get_notice(new.id, TIEP_NHAN, ALL) == saved.notice
-    assert await store.get_notice(new.id, TU_CHOI, ALL) is None
-    assert await store.get_dossier("no-such-id", ALL) is None
+    assert await store.dossiers.original(new.id, ALL) == new.original  # the BOM and all
+    assert await store.dossiers.notice(new.id, TIEP_NHAN, ALL) == saved.notice
+    assert await store.dossiers.notice(new.id, TU_CHOI, ALL) is None
+    assert await store.dossiers.get("no-such-id", ALL) is None
 
 
 async def test_save_rejects_naive_times_and_bad_states(store):
     with pytest.raises(ValueError):
-        await store.save_receipt(new_dossier(received_at=datetime(2026, 1, 1)), notice_for)
+        await store.receipts.save(new_dossier(received_at=datetime(2026, 1, 1)), notice_for)
     with pytest.raises(ValueError):
-        await store.save_receipt(new_dossier(state="accepted"), notice_for)
+        await store.receipts.save(new_dossier(state="accepted"), notice_for)
 
 
 async def test_numbers_count_per_office_and_vietnamese_year_and_skip_refusals(store):
     async def save(n: int, **kw) -> str | None:
-        saved = await store.save_receipt(new_dossier(f"<Hoso n='{n}'/>".encode(), **kw), notice_for)
+        saved = await store.receipts.save(new_dossier(f"<Hoso n='{n}'/>".encode(), **kw), notice_for)
         return saved.dossier.so_ho_so
 
     assert await save(1) == "00001/2026/X"
@@ -117,69 +120,69 @@ async def test_numbers_count_per_office_and_vietnamese_year_and_skip_refusals(st
 
 
 async def test_numbers_grow_past_five_digits(store):
-    async with store._engine.begin() as conn:
+    async with store.db.engine.begin() as conn:
         await conn.execute(
             text("INSERT INTO dossier_counters (office, year, last_number) VALUES ('X', 2026, 99999)")
         )
-    saved = await store.save_receipt(new_dossier(), notice_for)
+    saved = await store.receipts.save(new_dossier(), notice_for)
     assert saved.dossier.so_ho_so == "100000/2026/X"
 
 
 async def test_replay_of_a_received_dossier_returns_the_first_notice(store):
-    first = await store.save_receipt(new_dossier(), notice_for)
+    first = await store.receipts.save(new_dossier(), notice_for)
 
     async def must_not_run(_: Dossier) -> bytes:
         raise AssertionError("a replay makes no notice")
 
-    again = await store.save_receipt(new_dossier(), must_not_run)
+    again = await store.receipts.save(new_dossier(), must_not_run)
     assert again.outcome == "replay"
     assert again.dossier.id == first.dossier.id and again.notice == first.notice
     assert await count(store) == 1
     # Same bytes from another unit are that unit's own dossier.
-    other = await store.save_receipt(new_dossier(owner=f"mst:{MST_B}", unit_mst=MST_B), notice_for)
+    other = await store.receipts.save(new_dossier(owner=f"mst:{MST_B}", unit_mst=MST_B), notice_for)
     assert other.outcome == "stored" and other.dossier.so_ho_so == "00002/2026/X"
 
 
 async def test_a_refused_dossier_sent_again_is_judged_again(store):
-    first = await store.save_receipt(new_dossier(state=REFUSED), notice_for)
-    second = await store.save_receipt(new_dossier(state=REFUSED), notice_for)
+    first = await store.receipts.save(new_dossier(state=REFUSED), notice_for)
+    second = await store.receipts.save(new_dossier(state=REFUSED), notice_for)
     assert (first.outcome, second.outcome) == ("stored", "stored")
     assert first.dossier.id != second.dossier.id
     assert first.dossier.notice_kinds == [TU_CHOI] and first.dossier.so_ho_so is None
-    accepted = await store.save_receipt(new_dossier(), notice_for)
+    accepted = await store.receipts.save(new_dossier(), notice_for)
     assert accepted.outcome == "stored" and accepted.dossier.so_ho_so == "00001/2026/X"
-    replay = await store.save_receipt(new_dossier(), notice_for)
+    replay = await store.receipts.save(new_dossier(), notice_for)
     assert replay.outcome == "replay" and replay.dossier.id == accepted.dossier.id
     assert await count(store) == 3
 
 
 async def test_idempotency_key_replays_and_conflicts(store):
-    first = await store.save_receipt(new_dossier(b"<A/>", idempotency_key="k1"), notice_for)
-    replay = await store.save_receipt(new_dossier(b"<A/>", idempotency_key="k1"), notice_for)
-    conflict = await store.save_receipt(new_dossier(b"<B/>", idempotency_key="k1"), notice_for)
+    first = await store.receipts.save(new_dossier(b"<A/>", idempotency_key="k1"), notice_for)
+    replay = await store.receipts.save(new_dossier(b"<A/>", idempotency_key="k1"), notice_for)
+    conflict = await store.receipts.save(new_dossier(b"<B/>", idempotency_key="k1"), notice_for)
     assert (first.outcome, replay.outcome, conflict.outcome) == ("stored", "replay", "conflict")
     assert replay.dossier.id == conflict.dossier.id == first.dossier.id
     assert conflict.notice == first.notice
     assert await count(store) == 1
     # A key belongs to its owner: another unit may use the same one.
-    other = await store.save_receipt(
+    other = await store.receipts.save(
         new_dossier(b"<B/>", idempotency_key="k1", owner=f"mst:{MST_B}", unit_mst=MST_B), notice_for
     )
     assert other.outcome == "stored"
 
 
 async def test_idempotency_key_replays_a_refusal_with_its_refusal_notice(store):
-    refused = await store.save_receipt(new_dossier(state=REFUSED, idempotency_key="k2"), notice_for)
-    again = await store.save_receipt(new_dossier(state=REFUSED, idempotency_key="k2"), notice_for)
+    refused = await store.receipts.save(new_dossier(state=REFUSED, idempotency_key="k2"), notice_for)
+    again = await store.receipts.save(new_dossier(state=REFUSED, idempotency_key="k2"), notice_for)
     assert again.outcome == "replay" and again.dossier.id == refused.dossier.id
     assert again.notice == refused.notice and b"refused" in again.notice
-    corrected = await store.save_receipt(new_dossier(b"<fixed/>", idempotency_key="k2"), notice_for)
+    corrected = await store.receipts.save(new_dossier(b"<fixed/>", idempotency_key="k2"), notice_for)
     assert corrected.outcome == "conflict"  # a corrected resend needs a new key
     assert await count(store) == 1
 
 
 async def test_concurrent_identical_saves_store_one(store):
-    results = await asyncio.gather(*(store.save_receipt(new_dossier(), notice_for) for _ in range(20)))
+    results = await asyncio.gather(*(store.receipts.save(new_dossier(), notice_for) for _ in range(20)))
     assert sorted(r.outcome for r in results) == ["replay"] * 19 + ["stored"]
     assert len({r.dossier.id for r in results}) == 1
     assert len({r.notice for r in results}) == 1
@@ -191,7 +194,7 @@ async def test_concurrent_identical_saves_from_two_processes_store_one(store, st
     try:
         results = await asyncio.gather(
             *(
-                s.save_receipt(new_dossier(idempotency_key="same"), notice_for)
+                s.receipts.save(new_dossier(idempotency_key="same"), notice_for)
                 for _ in range(10)
                 for s in (store, other)
             )
@@ -204,8 +207,8 @@ async def test_concurrent_identical_saves_from_two_processes_store_one(store, st
 
 
 async def test_a_race_lost_to_another_process_answers_with_the_winner(store, monkeypatch):
-    winner = await store.save_receipt(new_dossier(), notice_for)
-    real = Store._stored
+    winner = await store.receipts.save(new_dossier(), notice_for)
+    real = Receipts.find_stored
     blind = {"left": 2}  # the batch's look and the one-by-one look both miss the winner
 
     async def stale(self, conn, replay_keys, scopes):
@@ -214,31 +217,31 @@ async def test_a_race_lost_to_another_process_answers_with_the_winner(store, mon
             return {}, {}
         return await real(self, conn, replay_keys, scopes)
 
-    monkeypatch.setattr(Store, "_stored", stale)
-    loser = await store.save_receipt(new_dossier(), notice_for)
+    monkeypatch.setattr(Receipts, "find_stored", stale)
+    loser = await store.receipts.save(new_dossier(), notice_for)
     assert blind["left"] == 0
     assert loser.outcome == "replay" and loser.dossier.id == winner.dossier.id
     assert await count(store) == 1
-    following = await store.save_receipt(new_dossier(b"<next/>"), notice_for)
+    following = await store.receipts.save(new_dossier(b"<next/>"), notice_for)
     assert following.dossier.so_ho_so == "00002/2026/X"  # the loser's number was given back
 
 
 async def test_group_commit_stores_200_concurrent_saves_with_gapless_numbers(store, monkeypatch):
     batches: list[int] = []
-    real = Store._write_batch
+    real = Receipts.write_batch
 
     async def counting(self, batch):
         batches.append(len(batch))
         await real(self, batch)
 
-    monkeypatch.setattr(Store, "_write_batch", counting)
+    monkeypatch.setattr(Receipts, "write_batch", counting)
     results = await asyncio.gather(
-        *(store.save_receipt(new_dossier(f"<Hoso n='{i}'/>".encode()), notice_for) for i in range(200))
+        *(store.receipts.save(new_dossier(f"<Hoso n='{i}'/>".encode()), notice_for) for i in range(200))
     )
     assert all(r.outcome == "stored" for r in results)
     numbers = sorted(int(r.dossier.so_ho_so.split("/")[0]) for r in results)
     assert numbers == list(range(1, 201))
-    assert sum(batches) == 200 and max(batches) <= store_module.BATCH_SIZE
+    assert sum(batches) == 200 and max(batches) <= receipts_module.BATCH_SIZE
     assert len(batches) < 20  # gathered, not one commit each
     assert await count(store) == 200
 
@@ -251,24 +254,24 @@ async def test_a_failing_notice_fails_only_its_own_save(store):
 
     ids = [f"bad-{i}" if i in (3, 7) else uuid.uuid4().hex for i in range(10)]
     results = await asyncio.gather(
-        *(store.save_receipt(new_dossier(f"<n{i}/>".encode(), id=ids[i]), fussy) for i in range(10)),
+        *(store.receipts.save(new_dossier(f"<n{i}/>".encode(), id=ids[i]), fussy) for i in range(10)),
         return_exceptions=True,
     )
     failed = [r for r in results if isinstance(r, Exception)]
     assert len(failed) == 2 and all(isinstance(e, RuntimeError) for e in failed)
     numbers = sorted(r.dossier.so_ho_so for r in results if not isinstance(r, Exception))
     assert numbers == [f"{n:05d}/2026/X" for n in range(1, 9)]
-    assert await store.get_dossier("bad-3", ALL) is None
+    assert await store.dossiers.get("bad-3", ALL) is None
     assert await count(store) == 8
 
 
 async def test_a_database_error_fails_only_its_own_save(store):
     # Two dossiers with one id (a caller's bug) in one batch: the second cannot be stored.
     results = await asyncio.gather(
-        store.save_receipt(new_dossier(b"<a/>"), notice_for),
-        store.save_receipt(new_dossier(b"<b/>", id="dup"), notice_for),
-        store.save_receipt(new_dossier(b"<c/>", id="dup"), notice_for),
-        store.save_receipt(new_dossier(b"<d/>"), notice_for),
+        store.receipts.save(new_dossier(b"<a/>"), notice_for),
+        store.receipts.save(new_dossier(b"<b/>", id="dup"), notice_for),
+        store.receipts.save(new_dossier(b"<c/>", id="dup"), notice_for),
+        store.receipts.save(new_dossier(b"<d/>"), notice_for),
         return_exceptions=True,
     )
     assert [type(r).__name__ for r in results] == ["SaveResult", "SaveResult", "IntegrityError", "SaveResult"]
@@ -277,19 +280,19 @@ async def test_a_database_error_fails_only_its_own_save(store):
         "00002/2026/X",
         "00003/2026/X",
     ]
-    assert await store.get_original("dup", ALL) == b"<b/>"
+    assert await store.dossiers.original("dup", ALL) == b"<b/>"
 
 
 async def test_scopes_never_show_another_units_dossiers(store):
-    a = await store.save_receipt(new_dossier(b"<a/>"), notice_for)
-    b = await store.save_receipt(new_dossier(b"<b/>", owner=f"mst:{MST_B}", unit_mst=MST_B), notice_for)
+    a = await store.receipts.save(new_dossier(b"<a/>"), notice_for)
+    b = await store.receipts.save(new_dossier(b"<b/>", owner=f"mst:{MST_B}", unit_mst=MST_B), notice_for)
     # An I-VAN submits for unit C: the I-VAN and unit C both see it.
-    c = await store.save_receipt(
+    c = await store.receipts.save(
         new_dossier(b"<c/>", owner="ivan:00123", unit_mst="0100000001", ivan_code="00123"), notice_for
     )
 
     async def visible(scope: Scope) -> set[str]:
-        items, _ = await store.list_dossiers(scope)
+        items, _ = await store.dossiers.list_page(scope)
         return {d.id for d in items}
 
     assert await visible(Scope(mst=MST_A)) == {a.dossier.id}
@@ -301,11 +304,11 @@ async def test_scopes_never_show_another_units_dossiers(store):
     assert await visible(ALL) == {a.dossier.id, b.dossier.id, c.dossier.id}
 
     mine, theirs = Scope(mst=MST_A), b.dossier.id
-    assert await store.get_dossier(theirs, mine) is None
-    assert await store.get_notice(theirs, TIEP_NHAN, mine) is None
-    assert await store.get_original(theirs, mine) is None
-    assert (await store.get_dossier(a.dossier.id, mine)).id == a.dossier.id
-    assert await store.get_original(a.dossier.id, mine) == b"<a/>"
+    assert await store.dossiers.get(theirs, mine) is None
+    assert await store.dossiers.notice(theirs, TIEP_NHAN, mine) is None
+    assert await store.dossiers.original(theirs, mine) is None
+    assert (await store.dossiers.get(a.dossier.id, mine)).id == a.dossier.id
+    assert await store.dossiers.original(a.dossier.id, mine) == b"<a/>"
 
 
 async def test_list_filters(store):
@@ -319,10 +322,10 @@ async def test_list_filters(store):
             period=period,
             received_at=T0 + timedelta(hours=i),
         )
-        await store.save_receipt(new, notice_for)
+        await store.receipts.save(new, notice_for)
 
     async def found(**filters) -> list[tuple[str, str, str]]:
-        items, _ = await store.list_dossiers(ALL, **filters)
+        items, _ = await store.dossiers.list_page(ALL, **filters)
         return [(d.state, d.procedure, d.period) for d in items]
 
     assert await found(state=REFUSED) == [(REFUSED, "600", "01/2026")]
@@ -339,52 +342,52 @@ async def test_pagination_walks_newest_first_without_gaps_or_repeats(store):
     for i in range(11):
         at = T0 + timedelta(minutes=i // 3)  # ties on received_at: the id breaks them
         saved.append(
-            (await store.save_receipt(new_dossier(f"<n{i}/>".encode(), received_at=at), notice_for)).dossier
+            (await store.receipts.save(new_dossier(f"<n{i}/>".encode(), received_at=at), notice_for)).dossier
         )
     expected = [d.id for d in sorted(saved, key=lambda d: (d.received_at, d.id), reverse=True)]
     seen, cursor, pages = [], None, 0
     while True:
-        items, cursor = await store.list_dossiers(ALL, limit=4, cursor=cursor)
+        items, cursor = await store.dossiers.list_page(ALL, limit=4, cursor=cursor)
         seen += [d.id for d in items]
         pages += 1
         if cursor is None:
             break
     assert seen == expected and pages == 3
-    assert all(d.notice_kinds == [TIEP_NHAN] for d in (await store.list_dossiers(ALL))[0])
+    assert all(d.notice_kinds == [TIEP_NHAN] for d in (await store.dossiers.list_page(ALL))[0])
     with pytest.raises(ValueError):
-        await store.list_dossiers(ALL, cursor="not-a-cursor")
+        await store.dossiers.list_page(ALL, cursor="not-a-cursor")
 
 
 async def test_page_size_is_capped_at_500(store):
     await asyncio.gather(
-        *(store.save_receipt(new_dossier(f"<n{i}/>".encode()), notice_for) for i in range(501))
+        *(store.receipts.save(new_dossier(f"<n{i}/>".encode()), notice_for) for i in range(501))
     )
-    items, cursor = await store.list_dossiers(ALL, limit=10_000)
+    items, cursor = await store.dossiers.list_page(ALL, limit=10_000)
     assert len(items) == 500 and cursor is not None
-    rest, cursor = await store.list_dossiers(ALL, limit=10_000, cursor=cursor)
+    rest, cursor = await store.dossiers.list_page(ALL, limit=10_000, cursor=cursor)
     assert len(rest) == 1 and cursor is None
 
 
 async def test_later_notices(store):
-    saved = await store.save_receipt(new_dossier(), notice_for)
-    assert await store.add_notice(saved.dossier.id, KET_QUA, b"<KetQua/>") is True
-    assert await store.add_notice(saved.dossier.id, KET_QUA, b"<Other/>") is False  # never replaced
-    assert await store.get_notice(saved.dossier.id, KET_QUA, Scope(mst=MST_A)) == b"<KetQua/>"
-    assert await store.get_notice(saved.dossier.id, KET_QUA, Scope(mst=MST_B)) is None
-    assert (await store.get_dossier(saved.dossier.id, ALL)).notice_kinds == [TIEP_NHAN, KET_QUA]
+    saved = await store.receipts.save(new_dossier(), notice_for)
+    assert await store.dossiers.add_notice(saved.dossier.id, KET_QUA, b"<KetQua/>") is True
+    assert await store.dossiers.add_notice(saved.dossier.id, KET_QUA, b"<Other/>") is False  # never replaced
+    assert await store.dossiers.notice(saved.dossier.id, KET_QUA, Scope(mst=MST_A)) == b"<KetQua/>"
+    assert await store.dossiers.notice(saved.dossier.id, KET_QUA, Scope(mst=MST_B)) is None
+    assert (await store.dossiers.get(saved.dossier.id, ALL)).notice_kinds == [TIEP_NHAN, KET_QUA]
     with pytest.raises(LookupError):
-        await store.add_notice("no-such-id", KET_QUA, b"<KetQua/>")
+        await store.dossiers.add_notice("no-such-id", KET_QUA, b"<KetQua/>")
     with pytest.raises(ValueError):
-        await store.add_notice(saved.dossier.id, "ket_qua", b"<KetQua/>")
-    replay = await store.save_receipt(new_dossier(), notice_for)
+        await store.dossiers.add_notice(saved.dossier.id, "ket_qua", b"<KetQua/>")
+    replay = await store.receipts.save(new_dossier(), notice_for)
     assert replay.notice == saved.notice and replay.dossier.notice_kinds == [TIEP_NHAN, KET_QUA]
 
 
 async def test_api_keys(store):
-    key, token = await store.create_api_key("submitter", mst=MST_A, label="payroll")
+    key, token = await store.keys.create("submitter", mst=MST_A, label="payroll")
     assert re.fullmatch(r"ik_[0-9a-f]{12}_[A-Za-z0-9_-]{43}", token) and token.split("_")[1] == key.key_id
     assert (key.owner, key.scope) == (f"mst:{MST_A}", Scope(mst=MST_A))
-    assert await store.authenticate(token) == key
+    assert await store.keys.authenticate(token) == key
     secret = token[len("ik_") + 13 :]
     for bad in [
         "",
@@ -395,20 +398,20 @@ async def test_api_keys(store):
         f"ik_000000000000_{secret}",  # unknown key
         token.upper(),
     ]:
-        assert await store.authenticate(bad) is None, bad
+        assert await store.keys.authenticate(bad) is None, bad
 
-    ivan, ivan_token = await store.create_api_key("ivan", ivan="00123")
-    auditor, _ = await store.create_api_key("auditor")
+    ivan, ivan_token = await store.keys.create("ivan", ivan="00123")
+    auditor, _ = await store.keys.create("auditor")
     assert (ivan.owner, ivan.scope, auditor.scope) == ("ivan:00123", Scope(ivan="00123"), ALL)
-    assert [k.key_id for k in await store.list_api_keys()] == [key.key_id, ivan.key_id, auditor.key_id]
+    assert [k.key_id for k in await store.keys.list_all()] == [key.key_id, ivan.key_id, auditor.key_id]
 
-    assert await store.revoke_api_key(key.key_id) is True
-    assert await store.authenticate(token) is None
-    assert await store.revoke_api_key(key.key_id) is True  # already revoked: still revoked
-    assert await store.revoke_api_key("ffffffffffff") is False
-    listed = {k.key_id: k for k in await store.list_api_keys()}
+    assert await store.keys.revoke(key.key_id) is True
+    assert await store.keys.authenticate(token) is None
+    assert await store.keys.revoke(key.key_id) is True  # already revoked: still revoked
+    assert await store.keys.revoke("ffffffffffff") is False
+    listed = {k.key_id: k for k in await store.keys.list_all()}
     assert listed[key.key_id].revoked_at is not None and listed[ivan.key_id].revoked_at is None
-    assert (await store.authenticate(ivan_token)).ivan == "00123"
+    assert (await store.keys.authenticate(ivan_token)).ivan == "00123"
 
     for role, kw in [
         ("submitter", {}),
@@ -418,18 +421,18 @@ async def test_api_keys(store):
         ("root", {}),
     ]:
         with pytest.raises(ValueError):
-            await store.create_api_key(role, **kw)
+            await store.keys.create(role, **kw)
 
 
 async def test_a_revocation_reaches_other_processes_within_seconds(store, store_url, monkeypatch):
-    key, token = await store.create_api_key("admin")
+    key, token = await store.keys.create("admin")
     other = await Store.open(store_url)
     try:
-        assert await other.authenticate(token) == key  # now cached there
-        await store.revoke_api_key(key.key_id)
-        later = time.monotonic() + store_module.KEY_CACHE_SECONDS + 0.1
-        monkeypatch.setattr(store_module.time, "monotonic", lambda: later)
-        assert await other.authenticate(token) is None
+        assert await other.keys.authenticate(token) == key  # now cached there
+        await store.keys.revoke(key.key_id)
+        later = time.monotonic() + keys_module.KEY_CACHE_SECONDS + 0.1
+        monkeypatch.setattr(keys_module.time, "monotonic", lambda: later)
+        assert await other.keys.authenticate(token) is None
     finally:
         await other.close()
 
@@ -438,18 +441,18 @@ def _head_revision() -> str:
     from alembic.config import Config as AlembicConfig
     from alembic.script import ScriptDirectory
 
-    return ScriptDirectory.from_config(AlembicConfig(str(store_module.ALEMBIC_INI))).get_current_head()
+    return ScriptDirectory.from_config(AlembicConfig(str(db_module.ALEMBIC_INI))).get_current_head()
 
 
 async def test_migrations_run_again_harmlessly(store_url):
     first, second = await asyncio.gather(Store.open(store_url), Store.open(store_url))  # two starting at once
-    saved = await first.save_receipt(new_dossier(), notice_for)
+    saved = await first.receipts.save(new_dossier(), notice_for)
     await first.close()
     await second.close()
     again = await Store.open(store_url)
     try:
-        assert (await again.get_dossier(saved.dossier.id, ALL)).so_ho_so == "00001/2026/X"
-        async with again._engine.connect() as conn:
+        assert (await again.dossiers.get(saved.dossier.id, ALL)).so_ho_so == "00001/2026/X"
+        async with again.db.engine.connect() as conn:
             versions = (await conn.execute(text("SELECT version_num FROM alembic_version"))).scalars().all()
         assert versions == [_head_revision()]
     finally:
@@ -463,7 +466,7 @@ async def test_ping(store):
 async def test_sqlite_connections_are_durable(store, store_url):
     if not store_url.startswith("sqlite"):
         pytest.skip("SQLite only")
-    async with store._engine.connect() as conn:
+    async with store.db.engine.connect() as conn:
         pragmas = [
             (await conn.exec_driver_sql(f"PRAGMA {name}")).scalar()
             for name in ("journal_mode", "synchronous", "foreign_keys", "busy_timeout")
@@ -474,21 +477,21 @@ async def test_sqlite_connections_are_durable(store, store_url):
 async def test_close_finishes_what_is_queued(store_url):
     opened = await Store.open(store_url)
     saves = [
-        asyncio.ensure_future(opened.save_receipt(new_dossier(f"<n{i}/>".encode()), notice_for))
+        asyncio.ensure_future(opened.receipts.save(new_dossier(f"<n{i}/>".encode()), notice_for))
         for i in range(5)
     ]
     await asyncio.sleep(0)
     await opened.close()
     assert all(s.result().outcome == "stored" for s in saves)
     with pytest.raises(RuntimeError):
-        await opened.save_receipt(new_dossier(), notice_for)
+        await opened.receipts.save(new_dossier(), notice_for)
 
 
 async def test_throughput_of_concurrent_small_saves(store, store_url, capsys):
     n = 2000
     started = time.perf_counter()
     results = await asyncio.gather(
-        *(store.save_receipt(new_dossier(f"<Hoso n='{i}'/>".encode()), notice_for) for i in range(n))
+        *(store.receipts.save(new_dossier(f"<Hoso n='{i}'/>".encode()), notice_for) for i in range(n))
     )
     elapsed = time.perf_counter() - started
     assert len({r.dossier.so_ho_so for r in results}) == n

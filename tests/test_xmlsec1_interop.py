@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 from lxml import etree
 
-from interchange.api.app import SERVICES
+from interchange.api.http import SERVICES
 from interchange.devkit import pki, samples
 from interchange.intake.pipeline import Caller, Receiver
 from interchange.notices.notice import NS
@@ -242,7 +242,7 @@ async def api(cfg, aiohttp_client):
     app = await make_app(cfg, workers=0)
     client = await aiohttp_client(app)
     store = app[SERVICES].store
-    _, token = await store.create_api_key("submitter", mst=UNIT.mst)
+    _, token = await store.keys.create("submitter", mst=UNIT.mst)
     client.auth = {"Authorization": f"Bearer {token}"}
     return client
 

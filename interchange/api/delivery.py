@@ -10,19 +10,11 @@ import json
 
 from aiohttp import web
 
-from interchange.api.app import SERVICES, _now, _problem_json, _reader
-from interchange.delivery import EMAIL
+from interchange.api.http import SERVICES, problem_json, reader
+from interchange.clock import utc_now
 from interchange.delivery.callback import UrlRefused, check_url
-from interchange.delivery.store import (
-    Attempt,
-    Delivery,
-    Subscription,
-    delete_subscription,
-    deliveries_of,
-    get_subscription,
-    set_subscription,
-)
-from interchange.store.records import ApiKey
+from interchange.store.deliveries import EMAIL, Attempt, Delivery, Subscription
+from interchange.store.types import ApiKey
 
 CALLBACK_ROLES = ("submitter", "ivan")
 
@@ -45,35 +37,35 @@ def _subscription_json(s: Subscription) -> dict:
 
 async def put_callback(request: web.Request) -> web.Response:
     """Register or replace the caller's callback URL: JSON {"url": "https://..."}."""
-    key = await _reader(request)
+    key = await reader(request)
     owner = _owner(key)
     try:
         body = await request.json()
     except (json.JSONDecodeError, UnicodeDecodeError):
-        return _problem_json(400, "BAD-JSON", 'the body must be JSON: {"url": "https://..."}')
+        return problem_json(400, "BAD-JSON", 'the body must be JSON: {"url": "https://..."}')
     if not isinstance(body, dict) or "url" not in body:
-        return _problem_json(400, "BAD-JSON", 'the body must be a JSON object with "url"')
+        return problem_json(400, "BAD-JSON", 'the body must be a JSON object with "url"')
     cfg = request.app[SERVICES].cfg.delivery
     try:
         url = await check_url(body["url"], allow_private=cfg.allow_private_urls)
     except UrlRefused as exc:
-        return _problem_json(422, "CALLBACK-URL", f"callback URL refused: {exc}")
-    sub, created = await set_subscription(request.app[SERVICES].store, owner, url, key.key_id, _now())
+        return problem_json(422, "CALLBACK-URL", f"callback URL refused: {exc}")
+    sub, created = await request.app[SERVICES].store.deliveries.subscribe(owner, url, key.key_id, utc_now())
     return web.json_response(_subscription_json(sub), status=201 if created else 200)
 
 
 async def get_callback(request: web.Request) -> web.Response:
-    key = await _reader(request)
-    sub = await get_subscription(request.app[SERVICES].store, _owner(key))
+    key = await reader(request)
+    sub = await request.app[SERVICES].store.deliveries.subscription(_owner(key))
     if sub is None:
-        return _problem_json(404, "NOT-FOUND", "no callback URL is registered for this unit or I-VAN")
+        return problem_json(404, "NOT-FOUND", "no callback URL is registered for this unit or I-VAN")
     return web.json_response(_subscription_json(sub))
 
 
 async def delete_callback(request: web.Request) -> web.Response:
-    key = await _reader(request)
-    if not await delete_subscription(request.app[SERVICES].store, _owner(key), key.key_id):
-        return _problem_json(404, "NOT-FOUND", "no callback URL is registered for this unit or I-VAN")
+    key = await reader(request)
+    if not await request.app[SERVICES].store.deliveries.unsubscribe(_owner(key), key.key_id):
+        return problem_json(404, "NOT-FOUND", "no callback URL is registered for this unit or I-VAN")
     return web.Response(status=204)
 
 
@@ -102,17 +94,10 @@ def _delivery_json(d: Delivery, attempts: list[Attempt], key: ApiKey) -> dict:
 
 async def get_deliveries(request: web.Request) -> web.Response:
     """Every delivery of a dossier's notices with every attempt; same visibility as the dossier."""
-    key = await _reader(request)
+    key = await reader(request)
     store = request.app[SERVICES].store
-    dossier = await store.get_dossier(request.match_info["id"], key.scope)
+    dossier = await store.dossiers.get(request.match_info["id"], key.scope)
     if dossier is None:
-        return _problem_json(404, "NOT-FOUND", "no such dossier")
-    found = await deliveries_of(store, dossier.id)
+        return problem_json(404, "NOT-FOUND", "no such dossier")
+    found = await store.deliveries.of(dossier.id)
     return web.json_response({"dossier": dossier.id, "deliveries": [_delivery_json(d, a, key) for d, a in found]})
-
-
-def add_routes(app: web.Application) -> None:
-    app.router.add_put("/api/v1/callback", put_callback)
-    app.router.add_get("/api/v1/callback", get_callback)
-    app.router.add_delete("/api/v1/callback", delete_callback)
-    app.router.add_get("/api/v1/dossiers/{id}/deliveries", get_deliveries)

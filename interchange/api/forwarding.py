@@ -8,18 +8,15 @@ from datetime import UTC, datetime
 
 from aiohttp import web
 
-from interchange.api import app as api
-from interchange.forwarding import FORWARD, LEGAL_CEILING, PENDING
-from interchange.forwarding import store as fstore
-from interchange.store.records import BHXH_TIEP_NHAN, BHXH_TU_CHOI, KET_QUA
+from interchange.api.http import SERVICES, XML_RESPONSE, problem_json, reader
+from interchange.forwarding import LEGAL_CEILING
+from interchange.kinds import WORK_FORWARD
+from interchange.store.forwarding import PENDING, Forwarding
+from interchange.store.types import BHXH_TIEP_NHAN, BHXH_TU_CHOI, KET_QUA
 
 UPSTREAM_KINDS = (BHXH_TIEP_NHAN, BHXH_TU_CHOI)
 
 
-def add_routes(router: web.UrlDispatcher) -> None:
-    """Before the generic notice route, which knows only the agency's own kinds."""
-    router.add_get("/api/v1/dossiers/{id}/forwarding", get_forwarding)
-    router.add_get(f"/api/v1/dossiers/{{id}}/notices/{{kind:{'|'.join(UPSTREAM_KINDS)}}}", get_upstream_notice)
 
 
 def _iso(moment: datetime | None) -> str | None:
@@ -27,20 +24,20 @@ def _iso(moment: datetime | None) -> str | None:
 
 
 async def get_forwarding(request: web.Request) -> web.Response:
-    key = await api._reader(request)
-    store = request.app[api.SERVICES].store
-    dossier = await store.get_dossier(request.match_info["id"], key.scope)
+    key = await reader(request)
+    store = request.app[SERVICES].store
+    dossier = await store.dossiers.get(request.match_info["id"], key.scope)
     if dossier is None:
-        return api._problem_json(404, "NOT-FOUND", "no such dossier")  # also for another unit's
-    fw = await fstore.forwarding_of(store, dossier.id)
+        return problem_json(404, "NOT-FOUND", "no such dossier")  # also for another unit's
+    fw = await store.forwarding.of(dossier.id)
     if fw is None:
-        item = next((w for w in await store.work_of(dossier.id) if w.kind == FORWARD), None)
+        item = next((w for w in await store.work.of(dossier.id) if w.kind == WORK_FORWARD), None)
         if item is None:
-            return api._problem_json(
+            return problem_json(
                 404, "NOT-FORWARDED",
                 "this dossier is not forwarded upstream (it was refused at receipt, or the server is not in role ivan)",
             )  # fmt: skip
-        fw = fstore.Forwarding(
+        fw = Forwarding(
             dossier_id=dossier.id, state=PENDING, due_at=item.due_at, attempts=0, next_try_at=item.not_before,
             last_error=item.last_error, upstream_id=None, forwarded_at=None, result_due_at=None, polls=0,
             relayed_at=None,
@@ -71,14 +68,14 @@ async def get_forwarding(request: web.Request) -> web.Response:
         "tries": [
             {"n": a.n, "kind": a.kind, "at": a.at.isoformat(), "outcome": a.outcome, "http_status": a.http_status,
              "error": a.error, "duration_ms": a.duration_ms, "upstream_id": a.upstream_id}
-            for a in await fstore.attempts_of(store, dossier.id)
+            for a in await store.forwarding.attempts_of(dossier.id)
         ],
     })  # fmt: skip
 
 
 async def get_upstream_notice(request: web.Request) -> web.Response:
-    key = await api._reader(request)
-    xml = await request.app[api.SERVICES].store.get_notice(request.match_info["id"], request.match_info["kind"], key.scope)
+    key = await reader(request)
+    xml = await request.app[SERVICES].store.dossiers.notice(request.match_info["id"], request.match_info["kind"], key.scope)
     if xml is None:
-        return api._problem_json(404, "NOT-FOUND", "no such notice")
-    return web.Response(body=xml, content_type=api.XML_RESPONSE, charset="utf-8")
+        return problem_json(404, "NOT-FOUND", "no such notice")
+    return web.Response(body=xml, content_type=XML_RESPONSE, charset="utf-8")

@@ -1,1 +1,2 @@
-"""Audit: the hash-chained log of what the server did, and evidence bundles checked offline."""
+"""The audit log's hash chain: entries, hashing and checking, without a database
+(`interchange.store.audit` appends; `interchange.evidence` puts excerpts in bundles)."""

@@ -10,24 +10,3 @@ Delivery is at least once: a process killed after sending and before recording t
 sends again. Receivers deduplicate by the `X-Delivery-Id` header (the same id on every attempt
 of one notice to one recipient; e-mails carry it in `Message-ID` and `X-Delivery-Id`).
 """
-
-from __future__ import annotations
-
-# No imports from interchange.store here: the store imports this package's enqueue functions.
-
-PENDING, DELIVERED, FAILED, SKIPPED = "pending", "delivered", "failed", "skipped"
-CALLBACK, EMAIL = "callback", "email"
-# A delivery's route: the callback of a unit ("mst"), of an I-VAN ("ivan"), or the unit's e-mail.
-ROUTE_MST, ROUTE_IVAN, ROUTE_EMAIL = "mst", "ivan", "email"
-KIND_PREFIX = "deliver:"
-
-
-def work_kind(notice_kind: str, route: str) -> str:
-    """The work item kind of a delivery (one per dossier, notice kind and route)."""
-    return f"{KIND_PREFIX}{notice_kind}:{route}"
-
-
-def delivery_id(dossier_id: str, notice_kind: str, route: str) -> str:
-    """The delivery's id, also its X-Delivery-Id: the same for every attempt."""
-    return f"{dossier_id}.{notice_kind}.{route}"
-

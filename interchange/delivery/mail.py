@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Protocol
 
 from interchange.config import Config
-from interchange.store.records import ACCEPTED, Dossier
+from interchange.store.types import ACCEPTED, Dossier
 
 
 class MailSender(Protocol):

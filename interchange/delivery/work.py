@@ -17,13 +17,26 @@ from datetime import datetime, timedelta
 from interchange.config import DeliveryConfig
 from interchange.jobs.policy import backoff
 from interchange.jobs.runner import RetryAt
-from interchange.store.records import KET_QUA, NOTICE_KINDS, WorkItem
+from interchange.kinds import delivery_work
+from interchange.store.deliveries import (
+    CALLBACK,
+    DELIVERED,
+    FAILED,
+    PENDING,
+    ROUTE_EMAIL,
+    ROUTE_IVAN,
+    ROUTE_MST,
+    SKIPPED,
+    Attempt,
+    Delivery,
+    Outgoing,
+    delivery_id_of,
+)
 from interchange.store.store import Store
+from interchange.store.types import KET_QUA, NOTICE_KINDS, WorkItem
 
-from . import CALLBACK, DELIVERED, FAILED, PENDING, ROUTE_EMAIL, ROUTE_IVAN, ROUTE_MST, SKIPPED, work_kind
 from .callback import Answer, HostBreakers, host_of, post_notice
 from .mail import MailSender, build_message
-from .store import Attempt, Delivery, Outgoing, delivery_id_of, outgoing, record_attempt, set_state
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +45,7 @@ USER_AGENT = "interchange-delivery/1"
 # Every kind of delivery work: callbacks of every notice, e-mail of the KET_QUA only (the
 # receipt notices are in the submitter's HTTP answer already; mailing them is noise).
 DELIVERY_KINDS = tuple(
-    [work_kind(n, r) for n in NOTICE_KINDS for r in (ROUTE_MST, ROUTE_IVAN)] + [work_kind(KET_QUA, ROUTE_EMAIL)]
+    [delivery_work(n, r) for n in NOTICE_KINDS for r in (ROUTE_MST, ROUTE_IVAN)] + [delivery_work(KET_QUA, ROUTE_EMAIL)]
 )
 
 # Called with the delivery, the outcome of this run (delivered, retry, failed, deferred,
@@ -68,7 +81,7 @@ class DeliveryWork:
         self.max_attempts = cfg.max_attempts + math.ceil(give_up / max(1, cfg.breaker_cooldown_seconds)) + 10
 
     async def __call__(self, item: WorkItem, now: datetime) -> None:
-        out = await outgoing(self.store, delivery_id_of(item.dossier_id, item.kind))
+        out = await self.store.deliveries.outgoing(delivery_id_of(item.dossier_id, item.kind))
         if out is None or out.delivery.state != PENDING:
             return  # recorded as done by an earlier run
         d = out.delivery
@@ -78,16 +91,16 @@ class DeliveryWork:
             if wait is not None:  # not an attempt: the delivery waits for the host's circuit
                 why = f"circuit open: {host} failed {self.breaker.failures} times in a row; next try at {wait.isoformat()}"
                 if wait > self._give_up_at(d):
-                    await set_state(self.store, d.id, state=FAILED, next_at=None, why=f"given up: {why}")
+                    await self.store.deliveries.set_state(d.id, state=FAILED, next_at=None, why=f"given up: {why}")
                     self._outcome(d, FAILED, now)
                     return
-                await set_state(self.store, d.id, state=PENDING, next_at=wait, why=why)
+                await self.store.deliveries.set_state(d.id, state=PENDING, next_at=wait, why=why)
                 self._outcome(d, "deferred", now)
                 raise RetryAt(wait, why)
             answer = await self._post(out)
             self.breaker.record(host, answer.error is None, now)
         elif self.mailer is None:
-            await set_state(self.store, d.id, state=SKIPPED, next_at=None,
+            await self.store.deliveries.set_state(d.id, state=SKIPPED, next_at=None,
                             why="e-mail is switched off ([delivery] email_sender = off)")  # fmt: skip
             self._outcome(d, SKIPPED, now)
             return
@@ -134,7 +147,7 @@ class DeliveryWork:
             next_at = now + retry_wait(self.cfg, n)
             given_up = n >= self.cfg.max_attempts or next_at > self._give_up_at(d)
             state, next_at = (FAILED, None) if given_up else (PENDING, next_at)
-        if not await record_attempt(self.store, d, attempt, state=state, next_at=next_at):
+        if not await self.store.deliveries.record_attempt(d, attempt, state=state, next_at=next_at):
             return  # another run (whose lease had run out) recorded this attempt: its record stands
         if state == PENDING:
             self._outcome(d, "retry", now)

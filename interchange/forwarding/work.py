@@ -1,4 +1,4 @@
-"""The work handlers of the `ivan` role: FORWARD (the exact bytes upstream) and RELAY (the
+"""The work handlers of the `ivan` role: WORK_FORWARD (the exact bytes upstream) and WORK_RELAY (the
 upstream's KET_QUA back), sharing one HTTP client, circuit breaker and notice checker.
 
 One run makes at most one request. Its outcome is written in one transaction
@@ -24,8 +24,11 @@ from interchange.config import Config
 from interchange.jobs.policy import CircuitBreaker, backoff, retry_after
 from interchange.jobs.registration import CHAP_NHAN, KHONG_CHAP_NHAN
 from interchange.jobs.runner import GiveUp, Handler, RetryAt
+from interchange.kinds import WORK_FORWARD, WORK_RELAY
 from interchange.notices.notice import RECEIPT, REFUSAL, RESULT
-from interchange.store.records import (
+from interchange.store.forwarding import FAILED, FORWARDED, PENDING, REFUSED_UPSTREAM, Attempt, Change
+from interchange.store.store import Store
+from interchange.store.types import (
     ACCEPTED,
     BHXH_TIEP_NHAN,
     BHXH_TU_CHOI,
@@ -36,11 +39,8 @@ from interchange.store.records import (
     Unit,
     WorkItem,
 )
-from interchange.store.records import REFUSED as REFUSED_STATE
-from interchange.store.store import Store
+from interchange.store.types import REFUSED as REFUSED_STATE
 
-from . import FAILED, FORWARD, FORWARDED, PENDING, REFUSED_UPSTREAM, RELAY
-from . import store as fstore
 from .client import UpstreamClient, UpstreamError
 from .notices import BadNotice, NoticeChecker, UpstreamNotice, error_summary
 
@@ -124,21 +124,21 @@ class Forwarder:
         )
 
     def handlers(self) -> dict[str, Handler]:
-        return {FORWARD: self.forward, RELAY: self.relay}
+        return {WORK_FORWARD: self.forward, WORK_RELAY: self.relay}
 
     async def close(self) -> None:
         await self.client.close()
 
-    # -- FORWARD -------------------------------------------------------------------------------
+    # -- WORK_FORWARD -------------------------------------------------------------------------------
 
     async def forward(self, item: WorkItem, now: datetime) -> None:
-        fw = await fstore.forwarding_of(self.store, item.dossier_id)
+        fw = await self.store.forwarding.of(item.dossier_id)
         if fw is not None and fw.state != PENDING:
             return  # decided by an earlier run whose process died before marking the item done
         if not self.breaker.allow(now):
-            await self._defer(item, now, FORWARD)
-        dossier = await self.store.get_dossier(item.dossier_id, ALL)
-        body = await self.store.get_original(item.dossier_id, ALL)
+            await self._defer(item, now, WORK_FORWARD)
+        dossier = await self.store.dossiers.get(item.dossier_id, ALL)
+        body = await self.store.dossiers.original(item.dossier_id, ALL)
         if dossier is None or body is None:
             raise LookupError(f"no dossier {item.dossier_id!r} to forward")
         tries = (fw.attempts if fw else 0) + 1
@@ -147,7 +147,7 @@ class Forwarder:
             answer = await self.client.submit(body, idempotency_key=dossier.id)
         except UpstreamError as exc:
             self.breaker.failure(now)
-            await self._retry(item, now, FORWARD, tries, exc.outcome, str(exc), _ms(started))
+            await self._retry(item, now, WORK_FORWARD, tries, exc.outcome, str(exc), _ms(started))
             return
         ms = _ms(started)
         status = answer.status
@@ -161,7 +161,7 @@ class Forwarder:
                 if (notice.kind, status) in ((RECEIPT, 422), (REFUSAL, 202)):
                     raise BadNotice(f"HTTP {status} with a {notice.kind} notice")
             except BadNotice as exc:
-                await self._retry(item, now, FORWARD, tries, BAD_NOTICE,
+                await self._retry(item, now, WORK_FORWARD, tries, BAD_NOTICE,
                                   f"HTTP {status}, notice not kept: {exc}", ms, status=status)  # fmt: skip
                 return
             await self._forwarded(item, now, dossier, tries, notice, status, ms)
@@ -172,28 +172,28 @@ class Forwarder:
         if status >= 500 or status in RETRYABLE_4XX:
             self.breaker.failure(now, pause=wait if status in PAUSING else None)
             outcome = THROTTLED if status == 429 else SERVER_ERROR
-            await self._retry(item, now, FORWARD, tries, outcome,
+            await self._retry(item, now, WORK_FORWARD, tries, outcome,
                               f"HTTP {status}: {error_summary(answer.body)}", ms, status=status, wait=wait)  # fmt: skip
             return
         self.breaker.success()
         if status in (401, 403):
             # Most likely the upstream key being rotated: an operator fixes [upstream] api_key and
             # the dossiers go on (tries visible in the API), rather than failing for good.
-            await self._retry(item, now, FORWARD, tries, CLIENT_ERROR,
+            await self._retry(item, now, WORK_FORWARD, tries, CLIENT_ERROR,
                               f"HTTP {status}: {error_summary(answer.body)} (check [upstream] api_key)", ms,
                               status=status)  # fmt: skip
             return
         error = f"HTTP {status} from {self.client.url}: {error_summary(answer.body)}"
         if 300 <= status < 400:
             error += " (a redirect: set upstream.url to the server's final URL)"
-        await fstore.write(self.store, item, now, fstore.Change(
+        await self.store.forwarding.write(item, now, Change(
             forwarding={"state": FAILED, "attempts": tries, "last_error": error, "next_try_at": None},
-            attempt=fstore.Attempt(kind=FORWARD, at=now, outcome=CLIENT_ERROR, duration_ms=ms, http_status=status,
+            attempt=Attempt(kind=WORK_FORWARD, at=now, outcome=CLIENT_ERROR, duration_ms=ms, http_status=status,
                                    error=error),
             audit_data={"state": FAILED, "http_status": status, "error": error, "attempts": tries},
             fail=error,
         ))  # fmt: skip
-        self._count(FORWARD, CLIENT_ERROR)
+        self._count(WORK_FORWARD, CLIENT_ERROR)
         log.error("forwarding %s failed for good: %s", item.dossier_id, error)
         raise ForwardingFailed(f"{error}; not tried again (the request itself was refused)")
 
@@ -205,12 +205,12 @@ class Forwarder:
         state = FORWARDED if received else REFUSED_UPSTREAM
         enqueue = None
         if received:  # poll for its KET_QUA, first after the first backoff; due at the upstream's HanTraKetQua
-            enqueue = (RELAY, notice.due_at or dossier.due_at or now + self.max_retry, now + self.first_retry)
-        await fstore.write(self.store, item, now, fstore.Change(
+            enqueue = (WORK_RELAY, notice.due_at or dossier.due_at or now + self.max_retry, now + self.first_retry)
+        await self.store.forwarding.write(item, now, Change(
             forwarding={"state": state, "attempts": tries, "upstream_id": notice.transaction_id, "forwarded_at": now,
                         "result_due_at": notice.due_at, "last_error": None,
                         "next_try_at": enqueue[2] if enqueue else None},
-            attempt=fstore.Attempt(kind=FORWARD, at=now, outcome=outcome, duration_ms=ms, http_status=status,
+            attempt=Attempt(kind=WORK_FORWARD, at=now, outcome=outcome, duration_ms=ms, http_status=status,
                                    upstream_id=notice.transaction_id),
             notice=(BHXH_TIEP_NHAN if received else BHXH_TU_CHOI, notice.xml),
             audit_data={"state": state, "http_status": status, "upstream_id": notice.transaction_id,
@@ -221,21 +221,21 @@ class Forwarder:
             # refusal, the same bytes sent again are judged again)
             dossier=None if received else {"state": REFUSED_STATE, "result_at": now, "replay_key": None},
         ))  # fmt: skip
-        self._count(FORWARD, outcome)
+        self._count(WORK_FORWARD, outcome)
         if self.hooks.forwarded is not None:
             self.hooks.forwarded((now - dossier.received_at).total_seconds())
 
-    # -- RELAY ---------------------------------------------------------------------------------
+    # -- WORK_RELAY ---------------------------------------------------------------------------------
 
     async def relay(self, item: WorkItem, now: datetime) -> None:
-        fw = await fstore.forwarding_of(self.store, item.dossier_id)
+        fw = await self.store.forwarding.of(item.dossier_id)
         if fw is None or fw.state != FORWARDED or fw.upstream_id is None:
             raise LookupError(f"dossier {item.dossier_id}: nothing forwarded to poll a result for")
         if fw.relayed_at is not None:
             return
         if not self.breaker.allow(now):
-            await self._defer(item, now, RELAY)
-        dossier = await self.store.get_dossier(item.dossier_id, ALL)
+            await self._defer(item, now, WORK_RELAY)
+        dossier = await self.store.dossiers.get(item.dossier_id, ALL)
         assert dossier is not None  # the forwarding's row is the dossier's (ON DELETE CASCADE)
         polls = fw.polls + 1
         started = time.perf_counter()
@@ -243,12 +243,12 @@ class Forwarder:
             answer = await self.client.ket_qua(fw.upstream_id)
         except UpstreamError as exc:
             self.breaker.failure(now)
-            await self._retry(item, now, RELAY, polls, exc.outcome, str(exc), _ms(started))
+            await self._retry(item, now, WORK_RELAY, polls, exc.outcome, str(exc), _ms(started))
             return
         ms = _ms(started)
         if answer.status == 404:
             self.breaker.success()
-            await self._retry(item, now, RELAY, polls, NOT_YET, None, ms, status=404, upstream_id=fw.upstream_id)
+            await self._retry(item, now, WORK_RELAY, polls, NOT_YET, None, ms, status=404, upstream_id=fw.upstream_id)
             return
         if answer.status != 200:
             wait = retry_after(answer.retry_after, now) if answer.status in PAUSING else None
@@ -259,7 +259,7 @@ class Forwarder:
                 self.breaker.success()
             # A 401/403 here is most likely a key being rotated: polling goes on (at the capped
             # backoff), visible in the attempts, rather than losing the result for good.
-            await self._retry(item, now, RELAY, polls, THROTTLED if answer.status == 429 else
+            await self._retry(item, now, WORK_RELAY, polls, THROTTLED if answer.status == 429 else
                               (SERVER_ERROR if retryable else CLIENT_ERROR),
                               f"HTTP {answer.status}: {error_summary(answer.body)}", ms,
                               status=answer.status, wait=wait, upstream_id=fw.upstream_id)  # fmt: skip
@@ -273,7 +273,7 @@ class Forwarder:
             if notice.result not in (CHAP_NHAN, KHONG_CHAP_NHAN):
                 raise BadNotice(f"KetQua is {notice.result}, expected {CHAP_NHAN} or {KHONG_CHAP_NHAN}")
         except BadNotice as exc:
-            await self._retry(item, now, RELAY, polls, BAD_NOTICE, f"KET_QUA not kept: {exc}", ms,
+            await self._retry(item, now, WORK_RELAY, polls, BAD_NOTICE, f"KET_QUA not kept: {exc}", ms,
                               status=200, upstream_id=fw.upstream_id)  # fmt: skip
             return
 
@@ -282,10 +282,10 @@ class Forwarder:
             return Settlement(state=ACCEPTED if notice.result == CHAP_NHAN else REJECTED, notice=notice.xml,
                               problems=notice.problems)  # fmt: skip
 
-        settled = await self.store.settle(item.dossier_id, decide, now=now)
-        await fstore.write(self.store, item, now, fstore.Change(
+        settled = await self.store.results.settle(item.dossier_id, decide, now=now)
+        await self.store.forwarding.write(item, now, Change(
             forwarding={"polls": polls, "relayed_at": now, "next_try_at": None, "last_error": None},
-            attempt=fstore.Attempt(kind="poll", at=now, outcome=RELAYED, duration_ms=ms, http_status=200,
+            attempt=Attempt(kind="poll", at=now, outcome=RELAYED, duration_ms=ms, http_status=200,
                                    upstream_id=fw.upstream_id),
         ))  # fmt: skip
         self._count("poll", RELAYED)
@@ -301,11 +301,11 @@ class Forwarder:
         """Record a try that did not settle anything and queue the item again: after the upstream's
         Retry-After when it gave one, else after the backoff of `tries` tries."""
         at = now + (wait if wait is not None else backoff(tries, self.first_retry, self.max_retry))
-        label = "forward" if kind == FORWARD else "poll"
-        counter = {"attempts": tries} if kind == FORWARD else {"polls": tries}
-        await fstore.write(self.store, item, now, fstore.Change(
+        label = "forward" if kind == WORK_FORWARD else "poll"
+        counter = {"attempts": tries} if kind == WORK_FORWARD else {"polls": tries}
+        await self.store.forwarding.write(item, now, Change(
             forwarding={**counter, "next_try_at": at, "last_error": error or outcome},
-            attempt=fstore.Attempt(kind=label, at=now, outcome=outcome, duration_ms=ms, http_status=status,
+            attempt=Attempt(kind=label, at=now, outcome=outcome, duration_ms=ms, http_status=status,
                                    error=error, upstream_id=upstream_id),
             requeue_at=at,
         ))  # fmt: skip
@@ -319,7 +319,7 @@ class Forwarder:
         at = self.breaker.retry_at(now)
         reason = (f"deferred: circuit {self.breaker.state} after {self.breaker.consecutive} failures in a row "
                   f"at {self.client.url}")  # fmt: skip
-        await fstore.write(self.store, item, now, fstore.Change(
+        await self.store.forwarding.write(item, now, Change(
             forwarding={"next_try_at": at, "last_error": reason}, requeue_at=at,
         ))  # fmt: skip
         raise Rescheduled(at, f"{kind}: {reason}; not counted as a try, next at {at.isoformat()}")
@@ -331,7 +331,7 @@ class Forwarder:
 
 def forwarder_of(handlers: Mapping[str, Handler]) -> Forwarder | None:
     """The Forwarder behind a runner's handlers (role ivan), to close its HTTP session on shutdown."""
-    owner = getattr(handlers.get(FORWARD), "__self__", None)
+    owner = getattr(handlers.get(WORK_FORWARD), "__self__", None)
     return owner if isinstance(owner, Forwarder) else None
 
 

@@ -2,7 +2,7 @@
 
 The certificate was verified at receipt (a received dossier passed the signature layer,
 bound to the unit's MST). The work item checks the rest, issues the signed KET_QUA and
-sets the unit's state, all in one transaction (`Store.settle`); a second run finds the
+sets the unit's state, all in one transaction (`Store.results.settle`); a second run finds the
 KET_QUA and changes nothing.
 """
 
@@ -15,7 +15,8 @@ from datetime import datetime
 from interchange.errors import Layer, Problem, Severity
 from interchange.identifiers import mst_valid
 from interchange.notices.notice import RESULT, NoticeData
-from interchange.store.records import (
+from interchange.store.store import Store
+from interchange.store.types import (
     ACCEPTED,
     ACTIVE,
     REJECTED,
@@ -25,9 +26,7 @@ from interchange.store.records import (
     Unit,
     WorkItem,
 )
-from interchange.store.store import Store
 
-REGISTRATION = "registration"  # the work kind
 REGISTER, CHANGE, STOP = "04/DK-IVAN", "05/SD-IVAN", "06/NG-IVAN"
 REGISTRATION_PROCEDURES = frozenset({REGISTER, CHANGE, STOP})
 CHAP_NHAN, KHONG_CHAP_NHAN = "CHAP_NHAN", "KHONG_CHAP_NHAN"
@@ -124,7 +123,7 @@ def unit_after(dossier: Dossier, unit: Unit | None, contact: dict[str, str], now
 
 
 class RegistrationWork:
-    """The handler of REGISTRATION work items."""
+    """The handler of WORK_REGISTRATION items (interchange.kinds)."""
 
     def __init__(
         self,
@@ -154,7 +153,7 @@ class RegistrationWork:
                 unit=unit_after(dossier, unit, contact, now) if accepted else None,
             )
 
-        if await self.store.settle(item.dossier_id, decide, now=now, work=item) is None:
+        if await self.store.results.settle(item.dossier_id, decide, now=now, work=item) is None:
             return False
         if self.on_result:
             self.on_result(settled[0], now)

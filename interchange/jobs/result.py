@@ -1,5 +1,5 @@
 """The result of a received declaration dossier (procedures 600, 602, 603, 630 ...): the rule
-layer judges its forms, and one transaction (`Store.settle`) stores the signed KET_QUA, the
+layer judges its forms, and one transaction (`Store.results.settle`) stores the signed KET_QUA, the
 dossier's new state (accepted or rejected), the records of an accepted dossier, the legal
 parameters applied and the audit entries. A second run finds the KET_QUA and changes nothing.
 
@@ -14,16 +14,14 @@ from datetime import datetime
 
 from interchange.notices.notice import NoticeData
 from interchange.rules.judge import Judgement
-from interchange.store.records import ACCEPTED, KET_QUA, REJECTED, Dossier, Scope, Settlement, Unit, WorkItem
 from interchange.store.store import Store
+from interchange.store.types import ACCEPTED, KET_QUA, REJECTED, Dossier, Scope, Settlement, Unit, WorkItem
 
 from .registration import result_notice
 
-RESULT = "result"  # the work kind
-
 
 class ResultWork:
-    """The handler of RESULT work items."""
+    """The handler of WORK_JUDGE items (interchange.kinds)."""
 
     def __init__(
         self,
@@ -41,10 +39,10 @@ class ResultWork:
     async def __call__(self, item: WorkItem, now: datetime) -> bool:
         """True when the item was marked done with the result (see WorkRunner)."""
         # settle() finds an earlier KET_QUA too; looking first saves judging (a second at 50,000 rows)
-        stored = await self.store.get_dossier(item.dossier_id, Scope(all=True))
+        stored = await self.store.dossiers.get(item.dossier_id, Scope(all=True))
         if stored is None or KET_QUA in stored.notice_kinds:
             return False  # done by an earlier run (or the dossier is gone): nothing to judge
-        original = await self.store.get_original(item.dossier_id, Scope(all=True))
+        original = await self.store.dossiers.original(item.dossier_id, Scope(all=True))
         judgement = await self.judge(original)
         settled: list[Dossier] = []
 
@@ -62,7 +60,7 @@ class ResultWork:
                 params=judgement.params,
             )
 
-        if await self.store.settle(item.dossier_id, decide, now=now, work=item) is None:
+        if await self.store.results.settle(item.dossier_id, decide, now=now, work=item) is None:
             return False
         if self.on_result:
             self.on_result(settled[0], now)

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from interchange.jobs.policy import backoff
-from interchange.store.records import Overdue, WorkItem
 from interchange.store.store import Store
+from interchange.store.types import Overdue, WorkItem
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +86,7 @@ class WorkRunner:
     async def run_due(self, now: datetime | None = None) -> list[Ran]:
         """Claim one batch of due items and run it; the outcomes, most urgent item first."""
         clock = (lambda: now) if now is not None else _utcnow
-        items = await self.store.claim_work(
+        items = await self.store.work.claim(
             self.worker, clock(), limit=self.batch, lease=self.lease, kinds=self.handlers.keys()
         )
         if not items:
@@ -110,19 +110,19 @@ class WorkRunner:
         max_attempts = getattr(handler, "max_attempts", None) or self.max_attempts
         if item.attempts > max_attempts:  # claimed again and again, never finished: it kills or hangs its process
             error = f"given up: claimed {item.attempts - 1} times without finishing"
-            await self.store.fail_work(item.id, self.worker, clock(), error, retry_at=None)
+            await self.store.work.fail(item.id, self.worker, clock(), error, retry_at=None)
             log.error("work %s %s (%s): %s", item.kind, item.id, item.dossier_id, error)
             return Ran(item, "failed", error)
         try:
             completed = await handler(item, clock())
         except RetryAt as retry:
             if not retry.handled:
-                await self.store.fail_work(item.id, self.worker, clock(), str(retry), retry_at=retry.when)
+                await self.store.work.fail(item.id, self.worker, clock(), str(retry), retry_at=retry.when)
             return Ran(item, "retry", str(retry))
         except GiveUp as exc:
             log.error("work %s %s (%s), attempt %d: %s; given up", item.kind, item.id, item.dossier_id, item.attempts, exc)
             if not exc.handled:
-                await self.store.fail_work(item.id, self.worker, clock(), str(exc), retry_at=None)
+                await self.store.work.fail(item.id, self.worker, clock(), str(exc), retry_at=None)
             return Ran(item, "failed", str(exc))
         except Exception as exc:
             error = f"{type(exc).__name__}: {exc}"
@@ -131,11 +131,11 @@ class WorkRunner:
                 "work %s %s (%s), attempt %d: %s; %s", item.kind, item.id, item.dossier_id, item.attempts, error,
                 f"retry at {retry_at.isoformat()}" if retry_at else "given up",
             )  # fmt: skip
-            await self.store.fail_work(item.id, self.worker, clock(), error, retry_at=retry_at)
+            await self.store.work.fail(item.id, self.worker, clock(), error, retry_at=retry_at)
             return Ran(item, "retry" if retry_at else "failed", error)
         if completed:
             return Ran(item, "done")
-        done = await self.store.complete_work(item.id, self.worker, clock())
+        done = await self.store.work.complete(item.id, self.worker, clock())
         return Ran(item, "done" if done else "lost")
 
     def _backoff(self, attempts: int) -> timedelta:
@@ -143,7 +143,7 @@ class WorkRunner:
 
     async def refresh_overdue(self, now: datetime | None = None) -> list[Overdue]:
         now = now or _utcnow()
-        overdue = await self.store.overdue_work(now)
+        overdue = await self.store.work.overdue(now)
         if self.on_overdue is not None:
             self.on_overdue(overdue, now)
         return overdue

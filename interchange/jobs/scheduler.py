@@ -2,7 +2,7 @@
 
 The job store is in memory and never shared (APScheduler 3 cannot share one between
 processes): the schedule is only "look for due work every few seconds", and what is due
-lives in the database, where `Store.claim_work` hands each item to one process.
+lives in the database, where `Store.work.claim` hands each item to one process.
 """
 
 from __future__ import annotations

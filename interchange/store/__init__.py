@@ -1,6 +1,7 @@
-"""The data-access layer: `Store` and the records it takes and gives."""
+"""The data layer: `Store` (store.py lists its parts, one module per concern) and its types."""
 
-from .records import (
+from .store import Store
+from .types import (
     ACCEPTED,
     ACTIVE,
     KET_QUA,
@@ -20,7 +21,6 @@ from .records import (
     Unit,
     WorkItem,
 )
-from .store import Store
 
 __all__ = [
     "ACCEPTED",

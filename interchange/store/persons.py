@@ -27,14 +27,16 @@ from datetime import date, datetime
 from decimal import Decimal
 
 from sqlalchemy import bindparam, exists, or_, select, text, update
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection
 
-from interchange.audit import log as audit
+from interchange.audit.chain import Event
 from interchange.records.book import DeclaredChange, DeclaredClaim, Identity, PersonRecords, UnitRef
 from interchange.records.model import BenefitClaim, ContributionChange, Extracted, PersonRef
 
-from .records import Dossier
+from .db import Database
+from .rows import visible
 from .tables import benefit_claims, contribution_changes, dossiers, personal_data_changes, persons
+from .types import Dossier, Scope
 
 LOOKUP_CHUNK = 500  # identifiers per IN (...) list: well under every driver's parameter limit
 TK1, D02, M01B = "TK1-TS", "D02-TS", "M01B-HSB"
@@ -83,12 +85,12 @@ class RecordsWritten:
     conflicts: list[str] = field(default_factory=list)
     already: bool = False  # the dossier's records were written before: nothing was changed
 
-    def audit_events(self, actor: str) -> list[audit.Event]:
+    def audit_events(self, actor: str) -> list[Event]:
         """What the audit log keeps of this write (nothing when it was a repeat)."""
         if self.already:
             return []
         events = [
-            audit.Event(
+            Event(
                 RECORDS_WRITTEN,
                 actor,
                 {
@@ -103,7 +105,7 @@ class RecordsWritten:
             )
         ]
         events += [
-            audit.Event(
+            Event(
                 PERSON_MERGED,
                 actor,
                 {"kept": m.kept, "merged": m.merged, "personal_id": m.personal_id, "si_code": m.si_code},
@@ -440,14 +442,10 @@ def _person(row) -> Person:
     return Person(**{name: getattr(row, name) for name in Person.__dataclass_fields__})
 
 
-async def find_person(engine_or_conn: AsyncEngine | AsyncConnection, pid: str) -> Person | None:
+async def find_person(conn: AsyncConnection, pid: str) -> Person | None:
     """A person by personal ID (12 digits) or SI code (10 digits); None when unknown."""
     query = select(persons).where(or_(persons.c.personal_id == pid, persons.c.si_code == pid))
-    if isinstance(engine_or_conn, AsyncEngine):
-        async with engine_or_conn.connect() as conn:
-            row = (await conn.execute(query)).first()
-    else:
-        row = (await engine_or_conn.execute(query)).first()
+    row = (await conn.execute(query)).first()
     return None if row is None else _person(row)
 
 
@@ -536,3 +534,19 @@ def _decimal(value) -> Decimal | None:
     if value is None:
         return None
     return Decimal(str(value)).normalize()
+
+
+class Persons:
+    def __init__(self, db: Database):
+        self._db = db
+
+    async def find(self, pid: str) -> Person | None:
+        """A person by personal ID or SI code."""
+        async with self._db.reading() as conn:
+            return await find_person(conn, pid)
+
+    async def book_rows(self, pid: str, scope: Scope) -> PersonRecords | None:
+        """What the book of a person is made of, read from one snapshot, with the dossiers `scope`
+        may see; None when the person is unknown or `scope` may see none of their records."""
+        async with self._db.reading(snapshot=True) as conn:
+            return await read_person_records(conn, pid, None if scope.all else visible(scope))

@@ -4,7 +4,7 @@ import asyncio
 
 from alembic import context
 
-from interchange.store.store import make_engine
+from interchange.store.db import make_engine
 from interchange.store.tables import metadata
 
 

@@ -13,7 +13,7 @@ down_revision = "0001"
 branch_labels = None
 depends_on = None
 
-GENESIS = "0" * 64  # the prev_hash of the first entry (interchange.audit.log.GENESIS)
+GENESIS = "0" * 64  # the prev_hash of the first entry (interchange.audit.chain.GENESIS)
 
 
 def upgrade() -> None:

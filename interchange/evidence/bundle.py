@@ -35,12 +35,12 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from lxml import etree
 
-from interchange.audit.log import check_excerpt
+from interchange.audit.chain import check_excerpt
 from interchange.errors import Problems, Refusal
 from interchange.intake.envelope import read_envelope
 from interchange.notices.notice import NS as NOTICE_NS
 from interchange.notices.notice import NoticeSigner
-from interchange.store.records import REFUSED, TIEP_NHAN, TU_CHOI, Dossier
+from interchange.store.types import REFUSED, TIEP_NHAN, TU_CHOI, Dossier
 from interchange.trust import anchors
 from interchange.trust.xmldsig import verify_document
 from interchange.workcal import VN_TZ

@@ -1,8 +1,8 @@
 """The delivery tables: subscriptions, deliveries made with their notices, attempts.
 
 `enqueue_deliveries` / `enqueue_receipt_deliveries` run inside the transaction that stores a
-notice (interchange.store.store calls them), so a stored notice always has its deliveries and
-their work items. The rest take the Store and open their own transactions.
+notice (the receipts, results and forwarding modules call them), so a stored notice always has
+its deliveries and their work items. `Deliveries` opens transactions of its own.
 """
 
 from __future__ import annotations
@@ -11,14 +11,17 @@ import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
 
 from sqlalchemy import Integer, String, delete, exists, literal, or_, select, union_all, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from interchange.audit import log as audit
-from interchange.store.records import ACTIVE, KET_QUA, QUEUED, TU_CHOI, Dossier, Scope
-from interchange.store.tables import (
+from interchange.audit.chain import Event
+from interchange.kinds import WORK_DELIVER_PREFIX, delivery_work
+
+from .audit import append as audit_append
+from .db import Database
+from .rows import DOSSIER_COLUMNS, dossier_of, notice_kinds
+from .tables import (
     UTCDateTime,
     deliveries,
     delivery_attempts,
@@ -28,20 +31,16 @@ from interchange.store.tables import (
     units,
     work_items,
 )
+from .types import ACTIVE, KET_QUA, QUEUED, TU_CHOI, Dossier
 
-from . import (
-    CALLBACK,
-    EMAIL,
-    KIND_PREFIX,
-    PENDING,
-    ROUTE_EMAIL,
-    SKIPPED,
-    delivery_id,
-    work_kind,
-)
+PENDING, DELIVERED, FAILED, SKIPPED = "pending", "delivered", "failed", "skipped"
+CALLBACK, EMAIL = "callback", "email"
+# A delivery's route: the callback of a unit ("mst"), of an I-VAN ("ivan"), or the unit's e-mail.
+ROUTE_MST, ROUTE_IVAN, ROUTE_EMAIL = "mst", "ivan", "email"
+def delivery_id(dossier_id: str, notice_kind: str, route: str) -> str:
+    """The delivery's id, also its X-Delivery-Id: the same for every attempt."""
+    return f"{dossier_id}.{notice_kind}.{route}"
 
-if TYPE_CHECKING:  # the store imports this module
-    from interchange.store.store import Store
 
 # Not a legal target: the time after which a delivery still waiting counts as overdue work
 # (retries past it show up in /metrics). Deliveries are claimed by it too, after overdue results.
@@ -188,7 +187,7 @@ async def _enqueue(conn: AsyncConnection, rows: Sequence[tuple[str, str, str, st
                 {
                     "id": uuid.uuid4().hex,
                     "dossier_id": m.dossier_id,
-                    "kind": work_kind(m.notice_kind, m.id.rsplit(".", 1)[1]),
+                    "kind": delivery_work(m.notice_kind, m.id.rsplit(".", 1)[1]),
                     # a delivery still waiting after DELIVERY_TARGET shows in the overdue gauges of its kind
                     "due_at": m.created_at + DELIVERY_TARGET,
                     "not_before": m.created_at,
@@ -216,152 +215,147 @@ async def _anyone_to_tell(conn: AsyncConnection, rows: Sequence[tuple[str, str, 
 
 def delivery_id_of(dossier_id: str, kind: str) -> str:
     """The delivery a work item of `kind` serves."""
-    return delivery_id(dossier_id, *kind.removeprefix(KIND_PREFIX).split(":", 1))
+    return delivery_id(dossier_id, *kind.removeprefix(WORK_DELIVER_PREFIX).split(":", 1))
 
 
-# ---- subscriptions -------------------------------------------------------------------------
+# ---- subscriptions and attempts ------------------------------------------------------------
 
 
 def _subscription(row) -> Subscription:
     return Subscription(row.owner, row.url, row.key_id, row.created_at)
 
 
-async def get_subscription(store: Store, owner: str) -> Subscription | None:
-    async with store._engine.connect() as conn:
-        row = (await conn.execute(select(subscriptions).where(subscriptions.c.owner == owner))).first()
-    return None if row is None else _subscription(row)
-
-
-async def set_subscription(store: Store, owner: str, url: str, key_id: str, now: datetime) -> tuple[Subscription, bool]:
-    """Register (or replace) the owner's callback URL; True when there was none. Notices stored
-    from the commit on go to it."""
-    sub = Subscription(owner, url, key_id, now)
-    async with store.writing() as conn:
-        found = (
-            await conn.execute(select(subscriptions.c.url).where(subscriptions.c.owner == owner).with_for_update())
-        ).first()
-        row = {"owner": owner, "url": url, "key_id": key_id, "created_at": now}
-        if found is None:
-            await conn.execute(subscriptions.insert(), row)
-        else:
-            await conn.execute(update(subscriptions).where(subscriptions.c.owner == owner).values(**row))
-        # Waiting retries go to the new URL: a corrected URL is what the owner wants used.
-        moved = await conn.execute(
-            update(deliveries)
-            .where(deliveries.c.recipient == owner, deliveries.c.state == PENDING, deliveries.c.channel == CALLBACK)
-            .values(target=url)
-        )
-        data = {"owner": owner, "url": url, "previous_url": None if found is None else found.url,
-                "pending_moved": moved.rowcount}  # fmt: skip
-        await audit.append(conn, [audit.Event(CALLBACK_SET, f"key:{key_id}", data)])
-    return sub, found is None
-
-
-async def delete_subscription(store: Store, owner: str, key_id: str) -> bool:
-    """Remove the owner's callback URL; False when there was none. Its waiting retries are
-    skipped (delivered ones stay as they are)."""
-    async with store.writing() as conn:
-        gone = await conn.execute(delete(subscriptions).where(subscriptions.c.owner == owner))
-        if gone.rowcount:
-            skipped = await conn.execute(
-                update(deliveries)
-                .where(deliveries.c.recipient == owner, deliveries.c.state == PENDING, deliveries.c.channel == CALLBACK)
-                .values(state=SKIPPED, next_at=None, last_error="the callback URL was removed")
-            )
-            data = {"owner": owner, "pending_skipped": skipped.rowcount}
-            await audit.append(conn, [audit.Event(CALLBACK_DELETED, f"key:{key_id}", data)])
-    return bool(gone.rowcount)
-
-
-# ---- attempts ------------------------------------------------------------------------------
-
-
 def _delivery(row) -> Delivery:
     return Delivery(**{c.name: getattr(row, c.name) for c in deliveries.c})
 
 
-async def outgoing(store: Store, delivery_id: str) -> Outgoing | None:
-    """A delivery with its notice and dossier, for an attempt."""
-    async with store._engine.connect() as conn:
-        row = (await conn.execute(select(deliveries).where(deliveries.c.id == delivery_id))).first()
-        if row is None:
-            return None
-        delivery = _delivery(row)
-        xml = (
-            await conn.execute(
-                select(notices.c.xml).where(
-                    notices.c.dossier_id == delivery.dossier_id, notices.c.kind == delivery.notice_kind
+class Deliveries:
+    def __init__(self, db: Database):
+        self._db = db
+
+    async def subscription(self, owner: str) -> Subscription | None:
+        async with self._db.reading() as conn:
+            row = (await conn.execute(select(subscriptions).where(subscriptions.c.owner == owner))).first()
+        return None if row is None else _subscription(row)
+
+    async def subscribe(self, owner: str, url: str, key_id: str, now: datetime) -> tuple[Subscription, bool]:
+        """Register (or replace) the owner's callback URL; True when there was none. Notices stored
+        from the commit on go to it."""
+        sub = Subscription(owner, url, key_id, now)
+        async with self._db.writing() as conn:
+            found = (
+                await conn.execute(select(subscriptions.c.url).where(subscriptions.c.owner == owner).with_for_update())
+            ).first()
+            row = {"owner": owner, "url": url, "key_id": key_id, "created_at": now}
+            if found is None:
+                await conn.execute(subscriptions.insert(), row)
+            else:
+                await conn.execute(update(subscriptions).where(subscriptions.c.owner == owner).values(**row))
+            # Waiting retries go to the new URL: a corrected URL is what the owner wants used.
+            moved = await conn.execute(
+                update(deliveries)
+                .where(deliveries.c.recipient == owner, deliveries.c.state == PENDING, deliveries.c.channel == CALLBACK)
+                .values(target=url)
+            )
+            data = {"owner": owner, "url": url, "previous_url": None if found is None else found.url,
+                    "pending_moved": moved.rowcount}  # fmt: skip
+            await audit_append(conn, [Event(CALLBACK_SET, f"key:{key_id}", data)])
+        return sub, found is None
+
+    async def unsubscribe(self, owner: str, key_id: str) -> bool:
+        """Remove the owner's callback URL; False when there was none. Its waiting retries are
+        skipped (delivered ones stay as they are)."""
+        async with self._db.writing() as conn:
+            gone = await conn.execute(delete(subscriptions).where(subscriptions.c.owner == owner))
+            if gone.rowcount:
+                skipped = await conn.execute(
+                    update(deliveries)
+                    .where(deliveries.c.recipient == owner, deliveries.c.state == PENDING,
+                           deliveries.c.channel == CALLBACK)
+                    .values(state=SKIPPED, next_at=None, last_error="the callback URL was removed")
                 )
+                data = {"owner": owner, "pending_skipped": skipped.rowcount}
+                await audit_append(conn, [Event(CALLBACK_DELETED, f"key:{key_id}", data)])
+        return bool(gone.rowcount)
+
+    async def outgoing(self, delivery_id: str) -> Outgoing | None:
+        """A delivery with its notice and dossier, for an attempt."""
+        async with self._db.reading() as conn:
+            row = (await conn.execute(select(deliveries).where(deliveries.c.id == delivery_id))).first()
+            if row is None:
+                return None
+            delivery = _delivery(row)
+            xml = (
+                await conn.execute(
+                    select(notices.c.xml).where(
+                        notices.c.dossier_id == delivery.dossier_id, notices.c.kind == delivery.notice_kind
+                    )
+                )
+            ).scalar_one()
+            found = (
+                await conn.execute(select(*DOSSIER_COLUMNS).where(dossiers.c.id == delivery.dossier_id))
+            ).first()
+            if found is None:
+                return None
+            kinds = await notice_kinds(conn, [found.id])
+        return Outgoing(delivery, xml, dossier_of(found, kinds.get(found.id, [])))
+
+    async def record_attempt(
+        self, delivery: Delivery, attempt: Attempt, *, state: str, next_at: datetime | None
+    ) -> bool:
+        """Record attempt n = delivery.attempts + 1 and the delivery's new state together. False
+        when another run recorded that attempt first (its lease ran out meanwhile): that run's
+        record stands."""
+        values = {
+            "state": state,
+            "attempts": attempt.n,
+            "next_at": next_at,
+            "last_error": attempt.error,
+            "delivered_at": attempt.at if attempt.error is None else None,
+        }
+        async with self._db.writing() as conn:
+            changed = await conn.execute(
+                update(deliveries)
+                .where(
+                    deliveries.c.id == delivery.id,
+                    deliveries.c.state == PENDING,
+                    deliveries.c.attempts == attempt.n - 1,
+                )
+                .values(**values)
             )
-        ).scalar_one()
-    dossier = await store.get_dossier(delivery.dossier_id, Scope(all=True))
-    return None if dossier is None else Outgoing(delivery, xml, dossier)
+            if changed.rowcount != 1:
+                return False
+            await conn.execute(delivery_attempts.insert(), {"delivery_id": delivery.id, **vars(attempt)})
+        return True
 
-
-async def record_attempt(
-    store: Store,
-    delivery: Delivery,
-    attempt: Attempt,
-    *,
-    state: str,
-    next_at: datetime | None,
-) -> bool:
-    """Record attempt n = delivery.attempts + 1 and the delivery's new state together. False
-    when another run recorded that attempt first (its lease ran out meanwhile): that run's
-    record stands."""
-    values = {
-        "state": state,
-        "attempts": attempt.n,
-        "next_at": next_at,
-        "last_error": attempt.error,
-        "delivered_at": attempt.at if attempt.error is None else None,
-    }
-    async with store.writing() as conn:
-        changed = await conn.execute(
-            update(deliveries)
-            .where(
-                deliveries.c.id == delivery.id,
-                deliveries.c.state == PENDING,
-                deliveries.c.attempts == attempt.n - 1,
-            )
-            .values(**values)
-        )
-        if changed.rowcount != 1:
-            return False
-        await conn.execute(delivery_attempts.insert(), {"delivery_id": delivery.id, **vars(attempt)})
-    return True
-
-
-async def set_state(store: Store, delivery_id: str, *, state: str, next_at: datetime | None, why: str) -> None:
-    """Change a pending delivery without an attempt: deferred (circuit open), given up, skipped."""
-    async with store.writing() as conn:
-        await conn.execute(
-            update(deliveries)
-            .where(deliveries.c.id == delivery_id, deliveries.c.state == PENDING)
-            .values(state=state, next_at=next_at, last_error=why[:2000])
-        )
-
-
-async def deliveries_of(store: Store, dossier_id: str) -> list[tuple[Delivery, list[Attempt]]]:
-    """A dossier's deliveries (in the order they were made) with every attempt."""
-    async with store._engine.connect() as conn:
-        rows = (
+    async def set_state(self, delivery_id: str, *, state: str, next_at: datetime | None, why: str) -> None:
+        """Change a pending delivery without an attempt: deferred (circuit open), given up, skipped."""
+        async with self._db.writing() as conn:
             await conn.execute(
-                select(deliveries)
-                .where(deliveries.c.dossier_id == dossier_id)
-                .order_by(deliveries.c.created_at, deliveries.c.id)
+                update(deliveries)
+                .where(deliveries.c.id == delivery_id, deliveries.c.state == PENDING)
+                .values(state=state, next_at=next_at, last_error=why[:2000])
             )
-        ).all()
-        tries = (
-            await conn.execute(
-                select(delivery_attempts)
-                .join(deliveries, deliveries.c.id == delivery_attempts.c.delivery_id)
-                .where(deliveries.c.dossier_id == dossier_id)
-                .order_by(delivery_attempts.c.delivery_id, delivery_attempts.c.n)
-            )
-        ).all()
-    by_delivery: dict[str, list[Attempt]] = {}
-    for t in tries:
-        by_delivery.setdefault(t.delivery_id, []).append(Attempt(t.n, t.at, t.status, t.error, t.duration_ms))
-    return [(d, by_delivery.get(d.id, [])) for d in map(_delivery, rows)]
 
+    async def of(self, dossier_id: str) -> list[tuple[Delivery, list[Attempt]]]:
+        """A dossier's deliveries (in the order they were made) with every attempt."""
+        async with self._db.reading() as conn:
+            rows = (
+                await conn.execute(
+                    select(deliveries)
+                    .where(deliveries.c.dossier_id == dossier_id)
+                    .order_by(deliveries.c.created_at, deliveries.c.id)
+                )
+            ).all()
+            tries = (
+                await conn.execute(
+                    select(delivery_attempts)
+                    .join(deliveries, deliveries.c.id == delivery_attempts.c.delivery_id)
+                    .where(deliveries.c.dossier_id == dossier_id)
+                    .order_by(delivery_attempts.c.delivery_id, delivery_attempts.c.n)
+                )
+            ).all()
+        by_delivery: dict[str, list[Attempt]] = {}
+        for t in tries:
+            by_delivery.setdefault(t.delivery_id, []).append(Attempt(t.n, t.at, t.status, t.error, t.duration_ms))
+        return [(d, by_delivery.get(d.id, [])) for d in map(_delivery, rows)]

@@ -9,8 +9,9 @@ breaks its own hash, and rewriting it with a fresh hash breaks the link the next
 A one-row head (last seq and hash) is locked by every appender, which keeps one chain when
 several processes share a PostgreSQL database, and shows entries cut off the end.
 
-Checking is pure (no database): `ChainChecker` takes the whole log in seq order with O(1)
-state, `check_excerpt` the few entries of one dossier in an evidence bundle.
+This module is pure (no database; appending is `interchange.store.audit`). Checking:
+`ChainChecker` takes the whole log in seq order with O(1) state, `check_excerpt` the few
+entries of one dossier in an evidence bundle.
 """
 
 from __future__ import annotations
@@ -20,11 +21,6 @@ import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-
-from sqlalchemy import select, update
-from sqlalchemy.ext.asyncio import AsyncConnection
-
-from interchange.store.tables import audit_head, audit_log
 
 GENESIS = "0" * 64
 HEAD_ID = 1
@@ -155,44 +151,6 @@ def chain(after_seq: int, after_hash: str, at: datetime, events: Sequence[Event]
         )
         entries.append(Entry(seq, when, event.kind, event.actor, event.dossier_id, data, prev, digest))
         prev = digest
-    return entries
-
-
-async def append(conn: AsyncConnection, events: Sequence[Event]) -> list[Entry]:
-    """Append `events` in the caller's transaction: one locked read of the head, one insert of
-    all the entries, one update. Call it last in a transaction, so that the head stays locked briefly."""
-    if not events:
-        return []
-    head = (
-        await conn.execute(
-            select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == HEAD_ID).with_for_update()
-        )
-    ).one()
-    at = datetime.now(UTC)  # taken under the lock, so times never go backwards along the chain
-    entries = chain(head.seq, head.hash, at, events)
-    # One executemany of a cached statement: a multi-row VALUES would be compiled anew for every
-    # batch size, which cost more than the whole insert.
-    await conn.execute(
-        audit_log.insert(),
-        [
-            {
-                "seq": e.seq,
-                "at": at,
-                "kind": e.kind,
-                "actor": e.actor,
-                "dossier_id": e.dossier_id,
-                "data": e.data,
-                "prev_hash": e.prev_hash,
-                "hash": e.hash,
-            }
-            for e in entries
-        ],
-    )
-    await conn.execute(
-        update(audit_head)
-        .where(audit_head.c.id == HEAD_ID)
-        .values(seq=entries[-1].seq, hash=entries[-1].hash)
-    )
     return entries
 
 

@@ -1,0 +1,248 @@
+"""The dossier routes (SPEC §5): submit, list, read one, its notices, original and evidence;
+a unit's registration; verifying any signed XML."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import datetime
+
+from aiohttp import web
+
+from interchange.api.http import (
+    BODY_STATUS,
+    IDEMPOTENCY_KEY,
+    LIMITER,
+    METRICS,
+    SERVICES,
+    XML_RESPONSE,
+    api_key,
+    problem_json,
+    query_time,
+    reader,
+    refusal_response,
+    retry_after,
+    transport_problem,
+    xml_body,
+)
+from interchange.clock import utc_now
+from interchange.errors import Problem
+from interchange.evidence.bundle import build_bundle
+from interchange.notices.notice import KIND_SLUG
+from interchange.receiving.receipt import CONFLICT, FORBIDDEN, RECEIVED_NOW, REFUSED_NOW, REPLAYED
+from interchange.store.types import Dossier, Unit, WorkItem
+
+SUBMITTING_ROLES = ("submitter", "ivan", "admin")
+ANSWER_STATUS = {RECEIVED_NOW: 202, REFUSED_NOW: 422, REPLAYED: 200}
+
+
+async def post_dossier(request: web.Request) -> web.Response:
+    """POST /api/v1/dossiers: the HTTP side of interchange.receiving (limits, key, body, answer)."""
+    started = time.perf_counter()
+    services = request.app[SERVICES]
+    key = await api_key(request)
+    if key is None:
+        return refusal_response(
+            request,
+            401,
+            transport_problem("AUTH-MISSING", "Thiếu hoặc sai khóa API.", "A valid API key is required (Authorization: Bearer ...)."),
+            **{"WWW-Authenticate": 'Bearer realm="interchange"'},
+        )
+    wait = request.app[LIMITER].take(key.key_id)
+    if wait:
+        return refusal_response(
+            request,
+            429,
+            transport_problem(
+                "RATE-LIMIT", "Gửi quá nhiều yêu cầu; hãy thử lại sau.", "Too many requests for this API key; retry later."
+            ),
+            **{"Retry-After": retry_after(wait)},
+        )
+    if key.role not in SUBMITTING_ROLES:
+        return refusal_response(
+            request, 403, transport_problem("AUTH-ROLE", "Vai trò này không được nộp hồ sơ.", f"The role {key.role} may not submit dossiers.")
+        )
+    body = await xml_body(request, services.cfg.limits.max_body_bytes)
+    if isinstance(body, Problem):
+        return refusal_response(request, BODY_STATUS[body.code], body)
+    idempotency_key = request.headers.get("Idempotency-Key")
+    if idempotency_key is not None and not IDEMPOTENCY_KEY.match(idempotency_key):
+        return refusal_response(
+            request,
+            422,
+            transport_problem(
+                "IDEMPOTENCY-KEY", "Idempotency-Key không hợp lệ.", "Idempotency-Key must be 1-200 printable ASCII characters."
+            ),
+        )
+    answer = await services.reception.receive(body, key, idempotency_key=idempotency_key)
+    if answer.outcome in (FORBIDDEN, CONFLICT):
+        response = refusal_response(request, 403 if answer.outcome == FORBIDDEN else 409, answer.problem)
+    else:
+        response = web.Response(
+            status=ANSWER_STATUS[answer.outcome],
+            body=answer.notice,
+            content_type=XML_RESPONSE,
+            charset="utf-8",
+            headers={"Location": f"/api/v1/dossiers/{answer.dossier.id}", "X-Transaction-Id": answer.dossier.id},
+        )
+        request.app[METRICS].receipts.labels(outcome=answer.outcome).inc()
+    request.app[METRICS].receipt_seconds.observe(time.perf_counter() - started)
+    return response
+
+
+def _dossier_json(d: Dossier, now: datetime, work: list[WorkItem] | None = None) -> dict:
+    base = f"/api/v1/dossiers/{d.id}"
+    out = {
+        "id": d.id,
+        "so_ho_so": d.so_ho_so,
+        "state": d.state,
+        "sha256": d.sha256.hex(),
+        "size": d.size,
+        "received_at": d.received_at.isoformat(),
+        "due_at": d.due_at.isoformat() if d.due_at else None,
+        "result_at": d.result_at.isoformat() if d.result_at else None,
+        "parameters": d.params,  # the legal parameters the rule layer applied (version, SHA-256)
+        # the result is late, or is not given and its time has passed
+        "overdue": d.due_at is not None and (d.result_at or now) > d.due_at,
+        "unit": {"mst": d.unit_mst, "code": d.unit_code, "name": d.unit_name},
+        "ivan_code": d.ivan_code,
+        "procedure": d.procedure,
+        "period": d.period,
+        "idempotency_key": d.idempotency_key,
+        "layers": d.layers,
+        "errors": d.problems,
+        "signers": [_signer_json(s) for s in d.signers],
+        "notices": {kind: f"{base}/notices/{kind}" for kind in d.notice_kinds},
+        "original": f"{base}/original",
+    }
+    if work is not None:
+        out["work"] = [_work_json(w, now) for w in work]
+    return out
+
+
+def _work_json(w: WorkItem, now: datetime) -> dict:
+    return {
+        "kind": w.kind,
+        "state": w.state,
+        "due_at": w.due_at.isoformat(),
+        "done_at": w.done_at.isoformat() if w.done_at else None,
+        "overdue": (w.done_at or now) > w.due_at,
+        "attempts": w.attempts,
+        "last_error": w.last_error,
+    }
+
+
+def _signer_json(report: dict) -> dict:
+    """A signature report without the bulky proofs (chains, CRLs, OCSP answers): those are in
+    the evidence bundle."""
+    out = {k: v for k, v in report.items() if k != "chain_pem"}
+    revocation = report.get("revocation")
+    if isinstance(revocation, dict):
+        out["revocation"] = {
+            **{k: v for k, v in revocation.items() if k not in ("crls", "ocsp")},
+            "crls": len(revocation.get("crls") or []),
+            "ocsp": len(revocation.get("ocsp") or []),
+        }
+    return out
+
+
+async def list_dossiers(request: web.Request) -> web.Response:
+    key = await reader(request)
+    q = request.query
+    try:
+        limit = int(q.get("limit", "50"))
+    except ValueError:
+        return problem_json(400, "BAD-QUERY", "limit must be a whole number")
+    try:
+        items, cursor = await request.app[SERVICES].store.dossiers.list_page(
+            key.scope,
+            state=q.get("state"),
+            procedure=q.get("procedure"),
+            period=q.get("period"),
+            received_from=query_time(q.get("from"), "from"),
+            received_to=query_time(q.get("to"), "to"),
+            limit=max(1, min(limit, 500)),
+            cursor=q.get("cursor"),
+        )
+    except ValueError as exc:
+        return problem_json(400, "BAD-QUERY", str(exc))
+    now = utc_now()
+    return web.json_response({"items": [_dossier_json(d, now) for d in items], "next_cursor": cursor})
+
+
+async def get_dossier(request: web.Request) -> web.Response:
+    key = await reader(request)
+    store = request.app[SERVICES].store
+    dossier = await store.dossiers.get(request.match_info["id"], key.scope)
+    if dossier is None:
+        return problem_json(404, "NOT-FOUND", "no such dossier")  # also for another unit's: no existence leak
+    return web.json_response(_dossier_json(dossier, utc_now(), await store.work.of(dossier.id)))
+
+
+async def get_unit(request: web.Request) -> web.Response:
+    """A unit's registration for electronic transactions (SPEC §9)."""
+    key = await reader(request)
+    unit = await request.app[SERVICES].store.units.get(request.match_info["mst"], key.scope)
+    if unit is None:
+        return problem_json(404, "NOT-FOUND", "no such registered unit")  # or not the caller's to see
+    return web.json_response(_unit_json(unit))
+
+
+def _unit_json(u: Unit) -> dict:
+    return {
+        "mst": u.mst,
+        "unit_code": u.unit_code,
+        "name": u.name,
+        "state": u.state,
+        "email": u.email,
+        "address": u.address,
+        "contact": u.contact,
+        "result_channel": u.result_channel,
+        "updated_at": u.updated_at.isoformat(),
+        "registration": f"/api/v1/dossiers/{u.dossier_id}",
+    }
+
+
+async def get_notice(request: web.Request) -> web.Response:
+    key = await reader(request)
+    kind = request.match_info["kind"]
+    if kind not in KIND_SLUG.values():
+        return problem_json(404, "NOT-FOUND", f"notice kinds are {', '.join(KIND_SLUG.values())}")
+    xml = await request.app[SERVICES].store.dossiers.notice(request.match_info["id"], kind, key.scope)
+    if xml is None:
+        return problem_json(404, "NOT-FOUND", "no such notice")
+    return web.Response(body=xml, content_type=XML_RESPONSE, charset="utf-8")
+
+
+async def get_original(request: web.Request) -> web.Response:
+    key = await reader(request)
+    data = await request.app[SERVICES].store.dossiers.original(request.match_info["id"], key.scope)
+    if data is None:
+        return problem_json(404, "NOT-FOUND", "no such dossier")
+    return web.Response(body=data, content_type=XML_RESPONSE)
+
+
+async def post_verify(request: web.Request) -> web.Response:
+    """A signature report on any signed XML: an envelope, a form or a notice (SPEC §5). Any role."""
+    await reader(request)  # any valid key may ask
+    services = request.app[SERVICES]
+    body = await xml_body(request, services.cfg.limits.max_body_bytes)
+    if isinstance(body, Problem):
+        return problem_json(BODY_STATUS[body.code], body.code, body.message_en)
+    report = await services.workers.verify(body, utc_now())
+    return web.json_response(report, dumps=lambda o: json.dumps(o, ensure_ascii=False, default=str))
+
+
+async def get_evidence(request: web.Request) -> web.Response:
+    """The dossier's evidence bundle (ZIP), checked offline by `interchange evidence verify`."""
+    key = await reader(request)
+    services = request.app[SERVICES]
+    parts = await services.store.dossiers.evidence_parts(request.match_info["id"], key.scope)
+    if parts is None:
+        return problem_json(404, "NOT-FOUND", "no such dossier")
+    body = await build_bundle(parts.dossier, parts.original, parts.notices, parts.audit, services.signer)
+    return web.Response(
+        body=body,
+        content_type="application/zip",
+        headers={"Content-Disposition": f'attachment; filename="evidence-{parts.dossier.id}.zip"'},
+    )

@@ -1,0 +1,134 @@
+"""What every route of the HTTP shell shares: the services it is given, API keys and rate
+limits, problem JSON, signed refusals, the XML body and query times."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from aiohttp import web
+
+from interchange.api.metrics import Metrics
+from interchange.api.ratelimit import RateLimiter
+from interchange.clock import utc_now
+from interchange.config import Config
+from interchange.errors import Layer, Problem
+from interchange.notices.notice import REFUSAL, NoticeData, NoticeSigner
+from interchange.receiving.receipt import Reception
+from interchange.store.store import Store
+from interchange.store.types import ApiKey
+from interchange.workcal import WorkCalendar
+from interchange.workers import ReceiptWorkers
+
+XML_TYPES = {"application/xml", "text/xml"}
+XML_RESPONSE = "application/xml"
+IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,200}$")
+BODY_STATUS = {"CONTENT-TYPE": 415, "BODY-TOO-LARGE": 413, "BODY-EMPTY": 422}  # Problem code -> HTTP status
+
+
+@dataclass
+class Services:
+    """What the HTTP shell is given by the composition root (interchange.server)."""
+
+    cfg: Config
+    store: Store
+    workers: ReceiptWorkers
+    signer: NoticeSigner
+    calendar: WorkCalendar
+    reception: Reception
+
+
+SERVICES = web.AppKey("services", Services)
+METRICS = web.AppKey("metrics", Metrics)
+LIMITER = web.AppKey("limiter", RateLimiter)
+
+
+def problem_json(status: int, code: str, message: str, **headers) -> web.Response:
+    return web.json_response({"status": status, "code": code, "message": message}, status=status, headers=headers)
+
+
+def transport_problem(code: str, vi: str, en: str) -> Problem:
+    return Problem(layer=Layer.TRANSPORT, code=code, message_vi=vi, message_en=en, xpath="/")
+
+
+def refusal_response(request: web.Request, status: int, problem: Problem, **headers) -> web.Response:
+    """A signed TU_CHOI for a request refused before anything was stored."""
+    services = request.app[SERVICES]
+    now = utc_now()
+    notice = services.signer.sign(
+        NoticeData(kind=REFUSAL, transaction_id=uuid.uuid4().hex, received_at=now, issued_at=now, problems=[problem])
+    )
+    request.app[METRICS].receipts.labels(outcome=f"http_{status}").inc()
+    return web.Response(status=status, body=notice, content_type=XML_RESPONSE, charset="utf-8", headers=headers)
+
+
+async def api_key(request: web.Request) -> ApiKey | None:
+    """The valid key of the request's bearer token, or None."""
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return await request.app[SERVICES].store.keys.authenticate(token.strip())
+
+
+async def reader(request: web.Request) -> ApiKey:
+    """The caller's key for a JSON route; 401 without a valid one, 429 past its rate."""
+    key = await api_key(request)
+    if key is None:
+        raise web.HTTPUnauthorized(
+            text=json.dumps({"status": 401, "code": "AUTH-MISSING",
+                             "message": "a valid API key is required (Authorization: Bearer ...)"}),
+            content_type="application/json",
+            headers={"WWW-Authenticate": 'Bearer realm="interchange"'},
+        )  # fmt: skip
+    wait = request.app[LIMITER].take(key.key_id)
+    if wait:
+        raise web.HTTPTooManyRequests(
+            text=json.dumps({"status": 429, "code": "RATE-LIMIT", "message": "too many requests for this API key"}),
+            content_type="application/json",
+            headers={"Retry-After": retry_after(wait)},
+        )
+    return key
+
+
+def retry_after(wait: float) -> str:
+    return str(max(1, math.ceil(wait)))
+
+
+async def xml_body(request: web.Request, limit: int) -> bytes | Problem:
+    """The XML body, or why it is refused (its code's status in BODY_STATUS): not XML, larger than
+    `limit` (said before reading when the length is declared), or empty."""
+    if request.content_type not in XML_TYPES:
+        return transport_problem(
+            "CONTENT-TYPE",
+            "Hồ sơ phải gửi với Content-Type application/xml.",
+            f"Send the dossier as application/xml, not {request.content_type or '(none)'}.",
+        )
+    too_large = transport_problem(
+        "BODY-TOO-LARGE", f"Hồ sơ vượt quá {limit} byte.", f"The dossier is larger than the limit of {limit} bytes."
+    )
+    if request.content_length is not None and request.content_length > limit:
+        return too_large
+    try:
+        body = await request.read()  # bounded by client_max_size as the stream is read
+    except web.HTTPRequestEntityTooLarge:
+        return too_large
+    return body or transport_problem("BODY-EMPTY", "Hồ sơ rỗng.", "The request body is empty.")
+
+
+def query_time(value: str | None, name: str) -> datetime | None:
+    """An ISO 8601 time from the query (UTC when no offset is given); 400 when it is not one."""
+    if not value:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise web.HTTPBadRequest(
+            text=json.dumps({"status": 400, "code": "BAD-QUERY", "message": f"{name} must be an ISO 8601 time"}),
+            content_type="application/json",
+        ) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

@@ -1,0 +1,118 @@
+"""The Prometheus metrics of one server process (`/metrics`): receipts, target times (SPEC §8),
+the work queue, forwarding upstream and deliveries."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from interchange.forwarding.work import Hooks
+from interchange.jobs.policy import BREAKER_STATES
+from interchange.jobs.runner import Ran
+from interchange.store.deliveries import Delivery
+from interchange.store.types import Dossier, Overdue
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.receipts = Counter(
+            "interchange_receipts", "Dossiers answered at receipt, by outcome", ["outcome"], registry=self.registry
+        )
+        self.receipt_seconds = Histogram(
+            "interchange_receipt_seconds",
+            "Time from request to signed receipt notice",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+            registry=self.registry,
+        )
+        # Compliance with the target times (SPEC §8). The gauges are refreshed by the work scheduler.
+        self.work_overdue = Gauge(
+            "interchange_work_overdue_items",
+            "Work items past their due time and not done, by kind (the whole queue: every process "
+            "reports the same value, aggregate with max)",
+            ["kind"],
+            registry=self.registry,
+        )
+        self.work_overdue_age = Gauge(
+            "interchange_work_overdue_age_seconds",
+            "How long the oldest overdue work item of a kind is past its due time",
+            ["kind"],
+            registry=self.registry,
+        )
+        self.work_runs = Counter(
+            "interchange_work_runs",
+            "Work items run by this process, by kind and outcome (done, retry, failed, lost)",
+            ["kind", "outcome"],
+            registry=self.registry,
+        )
+        self.time_to_result = Histogram(
+            "interchange_time_to_result_seconds",
+            "Time from receipt to the KET_QUA, by procedure",
+            ["procedure"],
+            buckets=(60, 300, 900, 1800, 3600, 7200, 14400, 28800, 86400, 172800, 432000, 864000, 1728000),
+            registry=self.registry,
+        )
+        # Role ivan (interchange.forwarding): forwarding upstream within its target (SPEC §8).
+        self.time_to_forward = Histogram(
+            "interchange_time_to_forward_seconds",
+            "Time from receipt to the upstream's answer to the forwarded bytes (its TIEP_NHAN or TU_CHOI)",
+            buckets=(1, 5, 15, 60, 180, 300, 600, 900, 1800, 3600, 7200, 14400, 86400),
+            registry=self.registry,
+        )
+        self.forward_attempts = Counter(
+            "interchange_forward_attempts",
+            "Tries upstream by this process, by kind (forward, poll) and outcome (accepted, replayed, "
+            "refused, relayed, not_yet, unreachable, timeout, server_error, throttled, client_error, bad_notice)",
+            ["kind", "outcome"],
+            registry=self.registry,
+        )
+        self.forward_breaker = Gauge(
+            "interchange_forward_breaker_state",
+            "This process's circuit breaker for the upstream: 0 closed, 1 half-open (probing), 2 open",
+            registry=self.registry,
+        )
+
+        self.deliveries = Counter(
+            "interchange_deliveries",
+            "Runs of result deliveries by channel (callback, email) and outcome (delivered, retry, "
+            "failed: given up, deferred: circuit open, skipped: e-mail off)",
+            ["channel", "outcome"],
+            registry=self.registry,
+        )
+        self.delivery_seconds = Histogram(
+            "interchange_delivery_seconds",
+            "Time from a notice to its delivery, by channel",
+            ["channel"],
+            buckets=(1, 5, 15, 60, 300, 900, 1800, 3600, 7200, 14400, 43200, 86400),
+            registry=self.registry,
+        )
+
+    def delivery_ran(self, delivery: Delivery, outcome: str, now: datetime) -> None:
+        self.deliveries.labels(channel=delivery.channel, outcome=outcome).inc()
+        if outcome == "delivered":
+            self.delivery_seconds.labels(channel=delivery.channel).observe((now - delivery.created_at).total_seconds())
+
+    def set_overdue(self, kinds: list[str], overdue: list[Overdue], now: datetime) -> None:
+        """Every kind gets a value (0 when nothing is overdue), so that its series never go stale."""
+        by_kind = {o.kind: o for o in overdue}
+        for kind in sorted({*kinds, *by_kind}):
+            o = by_kind.get(kind)
+            self.work_overdue.labels(kind=kind).set(o.count if o else 0)
+            self.work_overdue_age.labels(kind=kind).set((now - o.oldest_due_at).total_seconds() if o else 0)
+
+    def ran(self, ran: Ran) -> None:
+        self.work_runs.labels(kind=ran.item.kind, outcome=ran.outcome).inc()
+
+    def result_given(self, dossier: Dossier, at: datetime) -> None:
+        self.time_to_result.labels(procedure=dossier.procedure or "").observe((at - dossier.received_at).total_seconds())
+
+    def forwarding_hooks(self) -> Hooks:
+        return Hooks(
+            attempt=lambda kind, outcome: self.forward_attempts.labels(kind=kind, outcome=outcome).inc(),
+            forwarded=self.time_to_forward.observe,
+            result=self.result_given,
+        )
+
+    def breaker_changed(self, state: str) -> None:
+        self.forward_breaker.set(BREAKER_STATES[state])

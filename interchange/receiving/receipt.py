@@ -1,0 +1,197 @@
+"""Receiving a dossier (SPEC §2-§5, §8, §9), without HTTP: the stages run in the worker
+processes, then the registration gate, the replay and idempotency decisions, the due time, the
+work the dossier brings, and the signed receipt notice, stored before anything is answered.
+
+    submission -> stages (envelope, signature, schema)      interchange.workers / intake
+               -> registration gate (REG-NOT-ACTIVE)        registration_gate
+               -> replay of an earlier receipt?             Store.receipts.earlier
+               -> new dossier: due time, work items         new_dossier, work_for
+               -> stored with its signed notice             Store.receipts.save (group commit)
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+
+from interchange.clock import utc_now
+from interchange.errors import Layer, Problem
+from interchange.intake.pipeline import Caller, Outcome
+from interchange.jobs.registration import REGISTRATION_PROCEDURES, not_active_problem
+from interchange.kinds import WORK_FORWARD, WORK_JUDGE, WORK_REGISTRATION
+from interchange.notices.notice import RECEIPT, REFUSAL, NoticeData
+from interchange.store.store import Store
+from interchange.store.types import ACTIVE, RECEIVED, REFUSED, ApiKey, Dossier, NewDossier, Scope
+from interchange.workcal import WorkCalendar
+
+# What a submission became (Answer.outcome).
+RECEIVED_NOW = "received"  # stored with a TIEP_NHAN
+REFUSED_NOW = "refused"  # stored with a TU_CHOI
+REPLAYED = "replay"  # an earlier receipt of the same bytes (or Idempotency-Key) answered again
+CONFLICT = "conflict"  # the Idempotency-Key names other bytes: nothing stored
+FORBIDDEN = "forbidden"  # not the caller's to send: nothing stored
+
+
+@dataclass(frozen=True)
+class Policy:
+    """The server's settings the decisions depend on."""
+
+    role: str = "agency"  # agency | ivan
+    office_code: str = "BHXH"
+    targets: dict[str, str] | None = None  # procedure -> target time ("5 working days")
+    registration_required: bool = False
+    forward_within: timedelta = timedelta(minutes=15)  # role ivan: the forwarding target
+
+
+@dataclass
+class Answer:
+    outcome: str  # RECEIVED_NOW | REFUSED_NOW | REPLAYED | CONFLICT | FORBIDDEN
+    dossier: Dossier | None = None  # stored (or replayed); None when nothing was stored
+    notice: bytes | None = None  # the signed receipt notice to answer with
+    problem: Problem | None = None  # why, for CONFLICT and FORBIDDEN
+
+
+class Stages:
+    """What the use case needs of the worker processes (interchange.workers.ReceiptWorkers)."""
+
+    receive: Callable[[bytes, datetime, Caller | None], Awaitable[Outcome]]
+    sign_notice: Callable[[NoticeData], Awaitable[bytes]]
+
+
+class Reception:
+    def __init__(self, store: Store, stages: Stages, calendar: WorkCalendar, policy: Policy):
+        self.store = store
+        self.stages = stages
+        self.calendar = calendar
+        self.policy = policy
+
+    async def receive(
+        self, body: bytes, key: ApiKey, *, idempotency_key: str | None = None, received_at: datetime | None = None
+    ) -> Answer:
+        """Judge `body` sent with `key` and store it with its signed notice (or find the earlier
+        receipt it repeats). Returns after the commit."""
+        received_at = received_at or utc_now()
+        outcome = await self.stages.receive(body, received_at, Caller(role=key.role, mst=key.mst, ivan=key.ivan))
+        if outcome.forbidden:
+            return Answer(FORBIDDEN, problem=outcome.problems[-1])
+        gated = await registration_gate(self.store, self.policy, outcome)
+        # An exact resend of a dossier received before its unit stopped replays that receipt.
+        saved = await self.store.receipts.earlier(key.owner, outcome.sha256) if gated is not outcome else None
+        if saved is None:
+            new = new_dossier(self.policy, self.calendar, key, body, gated, received_at, idempotency_key)
+
+            async def make_notice(dossier: Dossier) -> bytes:
+                return await self.stages.sign_notice(receipt_notice(dossier, gated))
+
+            saved = await self.store.receipts.save(new, make_notice)
+        if saved.outcome == "conflict":
+            return Answer(CONFLICT, dossier=saved.dossier, problem=conflict_problem(saved.dossier.id))
+        if saved.outcome == "replay":
+            return Answer(REPLAYED, saved.dossier, saved.notice)
+        return Answer(RECEIVED_NOW if saved.dossier.state == RECEIVED else REFUSED_NOW, saved.dossier, saved.notice)
+
+
+async def registration_gate(store: Store, policy: Policy, outcome: Outcome) -> Outcome:
+    """With `[registration] required`, a dossier of a unit that is not registered and active
+    is refused (SPEC §9); registration dossiers themselves are always received. Returns the
+    outcome unchanged when the gate lets it through."""
+    procedure, mst = outcome.envelope.get("procedure"), outcome.envelope.get("mst")
+    if not (policy.registration_required and outcome.accepted) or procedure in REGISTRATION_PROCEDURES:
+        return outcome
+    if policy.role != "agency":
+        return outcome  # registrations are the agency's: an I-VAN forwards and the agency judges
+    unit = await store.units.get(mst, Scope(all=True)) if mst else None
+    if unit is not None and unit.state == ACTIVE:
+        return outcome
+    return replace(
+        outcome,
+        accepted=False,
+        problems=[*outcome.problems, not_active_problem(mst, None if unit is None else unit.state)],
+        layers={**outcome.layers, "rule": "failed"},
+    )
+
+
+def work_for(
+    procedure: str | None, role: str = "agency", *, received_at: datetime | None = None,
+    forward_within: timedelta | None = None,
+) -> list[str | tuple[str, datetime]]:
+    """The work a received dossier of `procedure` brings, in server role `role`. In role ivan
+    that is forwarding upstream, due at received_at + forward_within (clock time: I-VANs run
+    24/7), and nothing else: the agency upstream checks, records and decides."""
+    if role == "ivan":
+        if received_at is None or forward_within is None:
+            raise ValueError("work_for: role ivan needs received_at and forward_within (the forwarding target)")
+        return [(WORK_FORWARD, received_at + forward_within)]
+    # registration dossiers have their own checks; every other procedure is judged by the rule layer
+    return [WORK_REGISTRATION] if procedure in REGISTRATION_PROCEDURES else [WORK_JUDGE]
+
+
+def new_dossier(
+    policy: Policy, calendar: WorkCalendar, key: ApiKey, body: bytes, outcome: Outcome, received_at: datetime,
+    idempotency_key: str | None,
+) -> NewDossier:
+    """What the store keeps of a judged submission: its state, due time and work."""
+    env = outcome.envelope
+    due_at = None
+    target = (policy.targets or {}).get(env.get("procedure") or "")
+    if outcome.accepted and target:
+        due_at = calendar.due(received_at, target)
+    work = work_for(env.get("procedure"), policy.role, received_at=received_at, forward_within=policy.forward_within)
+    return NewDossier(
+        id=uuid.uuid4().hex,
+        state=RECEIVED if outcome.accepted else REFUSED,
+        owner=key.owner,
+        submitter_key_id=key.key_id,
+        original=body,
+        sha256=outcome.sha256,
+        received_at=received_at,
+        office_code=policy.office_code,
+        unit_mst=env.get("mst"),
+        unit_code=env.get("unit_code"),
+        unit_name=env.get("unit_name"),
+        ivan_code=env.get("ivan_code"),
+        procedure=env.get("procedure"),
+        period=env.get("period"),
+        due_at=due_at,
+        idempotency_key=idempotency_key,
+        problems=[p.as_dict() for p in outcome.problems],
+        layers=outcome.layers,
+        signers=outcome.signers,
+        facts={
+            "files": env.get("files", []),
+            "forms": outcome.forms,
+            "truncated": outcome.truncated,
+            **({"contact": env["contact"]} if env.get("contact") else {}),
+        },
+        work=work if outcome.accepted else [],
+    )
+
+
+def receipt_notice(dossier: Dossier, outcome: Outcome) -> NoticeData:
+    """The TIEP_NHAN or TU_CHOI of a stored dossier."""
+    return NoticeData(
+        kind=RECEIPT if dossier.state == RECEIVED else REFUSAL,
+        transaction_id=dossier.id,
+        received_at=dossier.received_at,
+        issued_at=utc_now(),
+        sha256=dossier.sha256,
+        so_ho_so=dossier.so_ho_so,
+        procedure=dossier.procedure,
+        mst=dossier.unit_mst,
+        unit_code=dossier.unit_code,
+        ivan_code=dossier.ivan_code,
+        due_at=dossier.due_at,
+        layers=outcome.layers,
+        problems=outcome.problems,
+        truncated=outcome.truncated,
+    )
+
+
+def conflict_problem(dossier_id: str) -> Problem:
+    return Problem(
+        layer=Layer.TRANSPORT, code="IDEMPOTENCY-CONFLICT", xpath="/",
+        message_vi="Idempotency-Key này đã dùng cho một hồ sơ khác.",
+        message_en=f"This Idempotency-Key was used for different bytes (dossier {dossier_id}).",
+    )  # fmt: skip

@@ -1,0 +1,448 @@
+"""Receiving: the group-commit writer that stores each received or refused dossier with its
+original bytes, its signed receipt notice, its work items and deliveries, and the replay and
+idempotency decisions made against what is stored.
+
+One writer task gathers every `save` waiting at that moment into one transaction (one SAVEPOINT
+per dossier) and commits once: with durable commits an fsync per dossier would cap SQLite far
+below the target rate. A batch's audit entries go in together, last, so the chain head stays
+locked only briefly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
+from datetime import UTC
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from interchange.audit.chain import (
+    DOSSIER_CONFLICT,
+    DOSSIER_RECEIVED,
+    DOSSIER_REFUSED,
+    DOSSIER_REPLAYED,
+    Event,
+)
+from interchange.clock import VN_TZ
+
+from .audit import append as audit_append
+from .db import Database
+from .deliveries import enqueue_receipt_deliveries
+from .rows import DOSSIER_COLUMNS, dossier_of, new_work_row
+from .tables import counters, dossiers, notices, originals, work_items
+from .types import RECEIVED, REFUSED, TIEP_NHAN, TU_CHOI, Dossier, NewDossier, SaveResult
+
+log = logging.getLogger(__name__)
+
+BATCH_SIZE = 64
+
+
+@dataclass(eq=False)
+class _Job:
+    new: NewDossier
+    make_notice: Callable[[Dossier], Awaitable[bytes]]
+    future: asyncio.Future
+
+
+class Receipts:
+    """The group-commit writer of receipts (start it in the event loop that serves it)."""
+
+    def __init__(self, db: Database):
+        self._db = db
+        self._queue: asyncio.Queue[_Job | None] = asyncio.Queue()
+        self._writer: asyncio.Task | None = None
+
+    def start(self) -> None:
+        self._writer = asyncio.get_running_loop().create_task(self._write_loop(), name="store-writer")
+
+    async def close(self) -> None:
+        """Finish the receipts already queued; refuse new ones."""
+        writer, self._writer = self._writer, None  # refuse new receipts from now on
+        if writer is not None:
+            self._queue.put_nowait(None)
+            await writer
+
+    async def save(
+        self, new: NewDossier, make_notice: Callable[[Dossier], Awaitable[bytes]]
+    ) -> SaveResult:
+        """Store a received or refused dossier with its receipt notice; return after the commit.
+
+        `make_notice` gets the dossier as stored (with its number) and returns the signed
+        notice bytes; it runs inside the transaction, so a notice exists for every dossier.
+        The notices of one batch are made concurrently (the server signs them in its worker
+        processes), so signing never holds up the event loop.
+        An exact resend of a dossier that was not refused, or a resend with a known
+        Idempotency-Key, stores nothing and returns the earlier dossier and notice.
+        """
+        _check_new(new)
+        if self._writer is None:
+            raise RuntimeError("store is closed")
+        job = _Job(new, make_notice, asyncio.get_running_loop().create_future())
+        self._queue.put_nowait(job)
+        return await job.future
+
+    async def _write_loop(self) -> None:
+        stopping = False
+        batch: list[_Job | None] = []
+        try:
+            while not stopping:
+                job = await self._queue.get()
+                if job is None:
+                    break
+                batch = [job]
+                while len(batch) < BATCH_SIZE and not self._queue.empty():
+                    job = self._queue.get_nowait()
+                    if job is None:
+                        stopping = True
+                        break
+                    batch.append(job)
+                await self.write_batch(batch)
+                batch = []
+        finally:  # cancelled (the loop is going away): no caller may wait for ever
+            while not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            for job in batch:
+                if job is not None and not job.future.done():
+                    job.future.set_exception(RuntimeError("store closed before the dossier was stored"))
+
+    async def write_batch(self, batch: list[_Job]) -> None:
+        jobs = [job for job in batch if not job.future.done()]  # skip callers gone before anything was stored
+        try:
+            async with self._db.writing() as conn:
+                try:
+                    async with conn.begin_nested():
+                        results = await self._save_together(conn, jobs)
+                        await audit_append(conn, _receipt_events(jobs, results))
+                except Exception as exc:
+                    # A database error in the batch: on PostgreSQL most likely another process
+                    # stored the same dossier or key first. Redo the batch one by one, each
+                    # in its own savepoint, so that an error reaches only its own caller.
+                    log.info(
+                        "store: a batch of %d failed (%s); saving one by one",
+                        len(jobs),
+                        type(exc).__name__,
+                    )
+                    results = [await self._save_alone(conn, job) for job in jobs]
+                    # Logged after every savepoint: the chain head is locked last, as on the fast path.
+                    await audit_append(conn, _receipt_events(jobs, results))
+        except Exception as exc:  # begin or commit failed: nothing of this batch is stored
+            results = [exc] * len(jobs)
+        for job, outcome in zip(jobs, results, strict=True):
+            if job.future.done():
+                continue
+            if isinstance(outcome, Exception):
+                job.future.set_exception(outcome)
+            else:
+                job.future.set_result(outcome)
+
+    async def _save_together(self, conn: AsyncConnection, jobs: list[_Job]) -> list[SaveResult | Exception]:
+        """The fast path: a few statements for the whole batch instead of several per dossier."""
+        by_replay, by_scope = await self.find_stored(
+            conn, {_replay_key(j.new) for j in jobs}, {_idempotency_scope(j.new) for j in jobs}
+        )
+        last: dict[tuple[str, int], int] = {}  # (office, year) -> last number given
+        at_start: dict[tuple[str, int], int] = {}
+        results: list[SaveResult | Exception] = []
+        stored: list[tuple[NewDossier, SaveResult]] = []
+        repeats: list[tuple[int, SaveResult, str]] = []  # results that copy an earlier one of this batch
+        for job in jobs:
+            new = job.new
+            earlier = _earlier_of(new, by_replay, by_scope)
+            if earlier is not None:
+                results.append(SaveResult(replace(earlier[0].dossier), earlier[0].notice, earlier[1]))
+                repeats.append((len(results) - 1, earlier[0], earlier[1]))
+                continue
+            so_ho_so = None
+            if new.state == RECEIVED:
+                group = (new.office_code, new.received_at.astimezone(VN_TZ).year)
+                if group not in last:
+                    last[group] = at_start[group] = await self._bump_counter(conn, *group, 0)
+                last[group] += 1
+                so_ho_so = _so_ho_so(last[group], *group)
+            result = SaveResult(_stored_dossier(new, so_ho_so), b"", "stored")
+            results.append(result)
+            stored.append((new, result))
+            _remember(new, result, by_replay, by_scope)
+        made = await asyncio.gather(
+            *(
+                job.make_notice(result.dossier)
+                for job, (_, result) in zip(_fresh(jobs, stored), stored, strict=True)
+            ),
+            return_exceptions=True,
+        )
+        if any(isinstance(m, BaseException) for m in made):
+            # Numbers were handed out in order: redo the batch one by one, so that the failing
+            # dossier's savepoint gives its number back and only its caller sees the error.
+            raise _NoticeFailed(next(m for m in made if isinstance(m, BaseException)))
+        for (_, result), xml in zip(stored, made, strict=True):
+            result.notice = xml
+        for index, earlier, outcome in repeats:
+            results[index] = SaveResult(replace(earlier.dossier), earlier.notice, outcome)
+        if stored:
+            await conn.execute(dossiers.insert(), [_dossier_row(new, r.dossier) for new, r in stored])
+            await conn.execute(
+                originals.insert(), [{"dossier_id": new.id, "content": new.original} for new, _ in stored]
+            )
+            await conn.execute(notices.insert(), [_notice_row(r) for _, r in stored])
+            await enqueue_receipt_deliveries(conn, [r.dossier for _, r in stored])
+            work = [row for new, r in stored for row in _work_rows(new, r.dossier)]
+            if work:
+                await conn.execute(work_items.insert(), work)
+        for (office, year), number in last.items():
+            if number != at_start[(office, year)]:
+                await conn.execute(
+                    update(counters)
+                    .where(counters.c.office == office, counters.c.year == year)
+                    .values(last_number=number)
+                )
+        return results
+
+    async def _save_alone(self, conn: AsyncConnection, job: _Job) -> SaveResult | Exception:
+        """The slow path: one dossier in its own savepoint."""
+        new = job.new
+        try:
+            try:
+                async with conn.begin_nested():
+                    found = await self._repeat_stored(conn, new)
+                    if found is not None:
+                        return found
+                    so_ho_so = None
+                    if new.state == RECEIVED:
+                        year = new.received_at.astimezone(VN_TZ).year
+                        number = await self._bump_counter(conn, new.office_code, year, 1)
+                        so_ho_so = _so_ho_so(number, new.office_code, year)
+                    dossier = _stored_dossier(new, so_ho_so)
+                    result = SaveResult(dossier, await job.make_notice(dossier), "stored")
+                    await conn.execute(dossiers.insert(), _dossier_row(new, result.dossier))
+                    await conn.execute(originals.insert(), {"dossier_id": new.id, "content": new.original})
+                    await conn.execute(notices.insert(), _notice_row(result))
+                    await enqueue_receipt_deliveries(conn, [result.dossier])
+                    if work := _work_rows(new, result.dossier):
+                        await conn.execute(work_items.insert(), work)
+                    return result
+            except IntegrityError:
+                # Another process stored the same dossier or key after our look: answer with that one.
+                async with conn.begin_nested():
+                    found = await self._repeat_stored(conn, new)
+                if found is None:
+                    raise
+                return found
+        except Exception as exc:
+            return exc
+
+    async def earlier(self, owner: str, sha256: bytes) -> SaveResult | None:
+        """The receipt of the same bytes from the same owner, unless refused (what an exact
+        resend replays)."""
+        key = f"{owner}:{sha256.hex()}"
+        async with self._db.reading() as conn:
+            by_replay, _ = await self.find_stored(conn, {key}, set())
+        found = by_replay.get(key)
+        return None if found is None else SaveResult(found.dossier, found.notice, "replay")
+
+    async def _repeat_stored(self, conn: AsyncConnection, new: NewDossier) -> SaveResult | None:
+        return _repeat_of(new, *await self.find_stored(conn, {_replay_key(new)}, {_idempotency_scope(new)}))
+
+    async def find_stored(
+        self, conn: AsyncConnection, replay_keys: set[str | None], scopes: set[str | None]
+    ) -> tuple[dict[str, SaveResult], dict[str, SaveResult]]:
+        """Stored dossiers with these replay keys or idempotency scopes, with their receipt notices."""
+        replay_keys.discard(None)
+        scopes.discard(None)
+        wanted = []
+        if replay_keys:
+            wanted.append(dossiers.c.replay_key.in_(replay_keys))
+        if scopes:
+            wanted.append(dossiers.c.idempotency_scope.in_(scopes))
+        if not wanted:
+            return {}, {}
+        columns = (*DOSSIER_COLUMNS, dossiers.c.replay_key, dossiers.c.idempotency_scope)
+        rows = (await conn.execute(select(*columns).where(or_(*wanted)))).all()
+        if not rows:
+            return {}, {}
+        stored = await conn.execute(
+            select(notices.c.dossier_id, notices.c.kind, notices.c.xml)
+            .where(notices.c.dossier_id.in_([r.id for r in rows]))
+            .order_by(notices.c.created_at, notices.c.kind)
+        )
+        kinds: dict[str, list[str]] = {}
+        receipts: dict[str, bytes] = {}
+        for dossier_id, kind, xml in stored:
+            kinds.setdefault(dossier_id, []).append(kind)
+            if kind in (TIEP_NHAN, TU_CHOI):
+                receipts[dossier_id] = xml
+        by_replay: dict[str, SaveResult] = {}
+        by_scope: dict[str, SaveResult] = {}
+        for row in rows:
+            result = SaveResult(dossier_of(row, kinds.get(row.id, [])), receipts.get(row.id, b""), "stored")
+            if row.replay_key is not None:
+                by_replay[row.replay_key] = result
+            if row.idempotency_scope is not None:
+                by_scope[row.idempotency_scope] = result
+        return by_replay, by_scope
+
+    async def _bump_counter(self, conn: AsyncConnection, office: str, year: int, step: int) -> int:
+        """Add `step` (0 or 1) to the counter of (office, year), creating it, and return its value.
+
+        One statement, atomic on both backends. The counter stays locked until commit (a row
+        lock on PostgreSQL; on SQLite the writer holds the database lock), and a rolled-back
+        savepoint gives the number back: numbers have no gaps.
+        """
+        stmt = self._db.insert(counters).values(office=office, year=year, last_number=step)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[counters.c.office, counters.c.year],
+            set_={"last_number": counters.c.last_number + step},
+        ).returning(counters.c.last_number)
+        return (await conn.execute(stmt)).scalar_one()
+
+
+def _check_new(new: NewDossier) -> None:
+    if new.state not in (RECEIVED, REFUSED):
+        raise ValueError(f"dossier state must be {RECEIVED!r} or {REFUSED!r}, not {new.state!r}")
+    if len(new.sha256) != 32:
+        raise ValueError("sha256 must be the 32-byte digest")
+    for name in ("received_at", "due_at"):
+        value = getattr(new, name)
+        if value is not None and value.tzinfo is None:
+            raise ValueError(f"{name} must be tz-aware")
+
+
+def _replay_key(new: NewDossier) -> str | None:
+    return None if new.state == REFUSED else f"{new.owner}:{new.sha256.hex()}"
+
+
+def _idempotency_scope(new: NewDossier) -> str | None:
+    return None if new.idempotency_key is None else f"{new.owner}:{new.idempotency_key}"
+
+
+def _earlier_of(
+    new: NewDossier, by_replay: dict[str, SaveResult], by_scope: dict[str, SaveResult]
+) -> tuple[SaveResult, str] | None:
+    """The stored dossier `new` repeats, and how: same bytes from the same owner (unless
+    refused) is a "replay"; the same Idempotency-Key is a replay, or a "conflict" when the
+    bytes differ."""
+    earlier = by_replay.get(_replay_key(new) or "")
+    if earlier is not None:
+        return earlier, "replay"
+    earlier = by_scope.get(_idempotency_scope(new) or "")
+    if earlier is None:
+        return None
+    return earlier, ("replay" if earlier.dossier.sha256 == new.sha256 else "conflict")
+
+
+def _repeat_of(
+    new: NewDossier, by_replay: dict[str, SaveResult], by_scope: dict[str, SaveResult]
+) -> SaveResult | None:
+    found = _earlier_of(new, by_replay, by_scope)
+    if found is None:
+        return None
+    return SaveResult(replace(found[0].dossier), found[0].notice, found[1])
+
+
+def _remember(
+    new: NewDossier, result: SaveResult, by_replay: dict[str, SaveResult], by_scope: dict[str, SaveResult]
+) -> None:
+    if (key := _replay_key(new)) is not None:
+        by_replay[key] = result
+    if (scope := _idempotency_scope(new)) is not None:
+        by_scope[scope] = result
+
+
+def _so_ho_so(number: int, office: str, year: int) -> str:
+    return f"{number:05d}/{year}/{office}"
+
+
+class _NoticeFailed(Exception):
+    """Making one notice of a batch failed: the batch is redone one dossier at a time."""
+
+
+def _fresh(jobs: list[_Job], stored: list[tuple[NewDossier, SaveResult]]) -> list[_Job]:
+    """The jobs whose dossiers are stored now, in the order of `stored`."""
+    by_id = {job.new.id: job for job in jobs}
+    return [by_id[new.id] for new, _ in stored]
+
+
+def _stored_dossier(new: NewDossier, so_ho_so: str | None) -> Dossier:
+    return Dossier(
+        id=new.id,
+        so_ho_so=so_ho_so,
+        state=new.state,
+        owner=new.owner,
+        submitter_key_id=new.submitter_key_id,
+        sha256=new.sha256,
+        size=len(new.original),
+        received_at=new.received_at.astimezone(UTC),
+        unit_mst=new.unit_mst,
+        unit_code=new.unit_code,
+        unit_name=new.unit_name,
+        ivan_code=new.ivan_code,
+        procedure=new.procedure,
+        period=new.period,
+        due_at=None if new.due_at is None else new.due_at.astimezone(UTC),
+        idempotency_key=new.idempotency_key,
+        problems=new.problems,
+        layers=new.layers,
+        signers=new.signers,
+        facts=new.facts,
+        notice_kinds=[TIEP_NHAN if new.state == RECEIVED else TU_CHOI],
+    )
+
+
+def _dossier_row(new: NewDossier, dossier: Dossier) -> dict:
+    row = {c.name: getattr(dossier, c.name) for c in DOSSIER_COLUMNS}
+    row.update(replay_key=_replay_key(new), idempotency_scope=_idempotency_scope(new))
+    return row
+
+
+def _work_rows(new: NewDossier, dossier: Dossier) -> list[dict]:
+    """The work items a received dossier brings, stored in its receipt's transaction."""
+    if dossier.state != RECEIVED:
+        return []
+    default_due = dossier.due_at or dossier.received_at
+    return [new_work_row(dossier.id, *(w if isinstance(w, tuple) else (w, default_due)), dossier.received_at)
+            for w in new.work]
+
+
+def _notice_row(result: SaveResult) -> dict:
+    d = result.dossier
+    return {"dossier_id": d.id, "kind": d.notice_kinds[0], "xml": result.notice, "created_at": d.received_at}
+
+
+def _receipt_events(jobs: list[_Job], results: list[SaveResult | Exception]) -> list[Event]:
+    """One audit entry per answered receipt: stored (received or refused), replayed or conflicting."""
+    events = []
+    for job, result in zip(jobs, results, strict=True):
+        if isinstance(result, Exception):
+            continue
+        new, d = job.new, result.dossier
+        data = {
+            "sha256": new.sha256.hex(),
+            "size": len(new.original),
+            "notice": {
+                "kind": d.notice_kinds[0] if d.notice_kinds else None,
+                "sha256": hashlib.sha256(result.notice).hexdigest(),
+            },
+            "idempotency_key": new.idempotency_key,
+        }
+        if result.outcome == "stored":
+            kind = DOSSIER_RECEIVED if d.state == RECEIVED else DOSSIER_REFUSED
+            data.update(
+                state=d.state,
+                so_ho_so=d.so_ho_so,
+                owner=d.owner,
+                unit_mst=d.unit_mst,
+                ivan_code=d.ivan_code,
+                procedure=d.procedure,
+                period=d.period,
+                received_at=d.received_at.isoformat(),
+                due_at=d.due_at.isoformat() if d.due_at else None,
+                errors=sorted({p.get("code") for p in d.problems if p.get("code")}),
+            )
+        else:
+            kind = DOSSIER_REPLAYED if result.outcome == "replay" else DOSSIER_CONFLICT
+        events.append(Event(kind, f"key:{new.submitter_key_id}", data, d.id))
+    return events

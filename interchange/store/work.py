@@ -1,0 +1,130 @@
+"""The work queue (`work_items`): what follows a receipt, claimed by due time under a lease.
+
+Each server process claims due items in its own transactions (interchange.jobs). On PostgreSQL,
+FOR UPDATE SKIP LOCKED lets concurrent claimers pass over each other's rows instead of waiting;
+on SQLite the claim's BEGIN IMMEDIATE makes claimers take turns.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import and_, func, or_, select, update
+
+from .db import Database
+from .rows import new_work_row, work_item_of
+from .tables import work_items
+from .types import DONE, FAILED, QUEUED, RUNNING, Overdue, WorkItem
+
+
+class WorkQueue:
+    def __init__(self, db: Database):
+        self._db = db
+
+    async def enqueue(self, dossier_id: str, kind: str, due_at: datetime, *, now: datetime | None = None) -> bool:
+        """Add a work item for a stored dossier; False when it has one of that kind already."""
+        row = new_work_row(dossier_id, kind, due_at, now or datetime.now(UTC))
+        stmt = self._db.insert(work_items).values(row).on_conflict_do_nothing(
+            index_elements=[work_items.c.dossier_id, work_items.c.kind]
+        )
+        async with self._db.writing() as conn:
+            inserted = await conn.execute(stmt)
+        return bool(inserted.rowcount)
+
+    async def claim(
+        self,
+        worker: str,
+        now: datetime,
+        *,
+        limit: int,
+        lease: timedelta,
+        kinds: Collection[str] | None = None,
+    ) -> list[WorkItem]:
+        """Claim up to `limit` items that may run at `now`, earliest due (most overdue) first:
+        queued items past their `not_before`, and running items whose lease has run out (their
+        process died or hangs). A claim counts an attempt and holds the item until now + lease."""
+        claimable = or_(
+            and_(work_items.c.state == QUEUED, work_items.c.not_before <= now),
+            and_(work_items.c.state == RUNNING, work_items.c.claimed_until <= now),
+        )
+        if kinds is not None:
+            claimable = and_(claimable, work_items.c.kind.in_(list(kinds)))
+        pick = (
+            select(work_items.c.id)
+            .where(claimable)
+            .order_by(work_items.c.due_at, work_items.c.created_at, work_items.c.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)  # PostgreSQL; SQLite has no row locks (and needs none)
+        )
+        async with self._db.writing() as conn:
+            ids = list((await conn.execute(pick)).scalars())
+            if not ids:
+                return []
+            await conn.execute(
+                update(work_items)
+                .where(work_items.c.id.in_(ids))
+                .values(
+                    state=RUNNING,
+                    claimed_by=worker,
+                    claimed_until=now + lease,
+                    attempts=work_items.c.attempts + 1,
+                )
+            )
+            rows = (await conn.execute(select(work_items).where(work_items.c.id.in_(ids)))).all()
+        return sorted((work_item_of(r) for r in rows), key=lambda w: (w.due_at, w.created_at, w.id))
+
+    async def complete(self, item_id: str, worker: str, now: datetime) -> bool:
+        """Mark a claimed item done. False when `worker` no longer holds it (its lease ran out
+        and another process claimed it: that one finishes it)."""
+        return await self._release(item_id, worker, state=DONE, done_at=now, claimed_until=None)
+
+    async def fail(
+        self, item_id: str, worker: str, now: datetime, error: str, *, retry_at: datetime | None
+    ) -> bool:
+        """Record a failed attempt: queued again from `retry_at`, or failed for good when None."""
+        if retry_at is None:
+            return await self._release(
+                item_id, worker, state=FAILED, done_at=now, claimed_until=None, last_error=error[:2000]
+            )
+        return await self._release(
+            item_id, worker, state=QUEUED, not_before=retry_at, claimed_by=None, claimed_until=None,
+            last_error=error[:2000],
+        )  # fmt: skip
+
+    async def _release(self, item_id: str, worker: str, **values) -> bool:
+        async with self._db.writing() as conn:
+            changed = await conn.execute(
+                update(work_items)
+                .where(
+                    work_items.c.id == item_id,
+                    work_items.c.state == RUNNING,
+                    work_items.c.claimed_by == worker,
+                )
+                .values(**values)
+            )
+        return changed.rowcount == 1
+
+    async def of(self, dossier_id: str) -> list[WorkItem]:
+        async with self._db.reading() as conn:
+            rows = (
+                await conn.execute(
+                    select(work_items)
+                    .where(work_items.c.dossier_id == dossier_id)
+                    .order_by(work_items.c.created_at, work_items.c.id)
+                )
+            ).all()
+        return [work_item_of(r) for r in rows]
+
+    async def overdue(self, now: datetime) -> list[Overdue]:
+        """Items not done whose due time has passed, by kind (failed ones included: their
+        deadline was missed all the same)."""
+        query = (
+            select(work_items.c.kind, func.count(), func.min(work_items.c.due_at))
+            .where(work_items.c.state.in_([QUEUED, RUNNING, FAILED]), work_items.c.due_at < now)
+            .group_by(work_items.c.kind)
+            .order_by(work_items.c.kind)
+        )
+        async with self._db.reading() as conn:
+            rows = (await conn.execute(query)).all()
+        return [Overdue(kind, count, oldest) for kind, count, oldest in rows]
