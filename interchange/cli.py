@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import sys
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -301,6 +302,8 @@ def cmd_check(args) -> int:
     cfg = _config(args)
     data = Path(args.file).read_bytes()
     outcome = Receiver.from_config(cfg).receive(data, datetime.now(UTC))
+    if args.registration and outcome.accepted:
+        outcome = asyncio.run(_registration_gate(cfg, outcome))
     problems = [p.as_dict() for p in outcome.problems]
     truncated = outcome.truncated
     rule_layer, judgement = "not_run", None
@@ -327,6 +330,20 @@ def cmd_check(args) -> int:
         else:
             print("received (TIEP_NHAN), then REJECTED by the rules (KET_QUA KHONG_CHAP_NHAN)")
     return EXIT_OK if ok else EXIT_FAILED
+
+
+async def _registration_gate(cfg, outcome):
+    """The server's registration gate (SPEC §9) against the configured store, as with
+    `[registration] required = true`: the same decision the server makes at receipt."""
+    from interchange.receiving.receipt import registration_gate
+    from interchange.server import reception_policy
+    from interchange.store import Store
+
+    store = await Store.open(cfg.store_url)
+    try:
+        return await registration_gate(store, replace(reception_policy(cfg), registration_required=True), outcome)
+    finally:
+        await store.close()
 
 
 def cmd_rules(args) -> int:
@@ -491,6 +508,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("check", help="the server's envelope, signature, schema and rule checks, offline")
     p.add_argument("file")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--registration", action="store_true",
+                   help="also require the unit to be registered and active in the configured store "
+                        "(REG-NOT-ACTIVE otherwise), as the server does with [registration] required")
     p.set_defaults(func=cmd_check)
 
     p = sub.add_parser("rules", help="list the business rules (code, severity, forms, text)")
