@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from interchange.clock import utc_now
 from interchange.store.tables import audit_head, audit_log
 
 GENESIS = "0" * 64
@@ -168,7 +169,7 @@ async def append(conn: AsyncConnection, events: Sequence[Event]) -> list[Entry]:
             select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == HEAD_ID).with_for_update()
         )
     ).one()
-    at = datetime.now(UTC)  # taken under the lock, so times never go backwards along the chain
+    at = utc_now()  # taken under the lock, so times never go backwards along the chain
     entries = chain(head.seq, head.hash, at, events)
     # One executemany of a cached statement: a multi-row VALUES would be compiled anew for every
     # batch size, which cost more than the whole insert.

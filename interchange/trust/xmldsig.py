@@ -34,10 +34,10 @@ from signxml import (
 from signxml.exceptions import InvalidCertificate, InvalidDigest, InvalidInput, InvalidSignature
 from signxml.verifier import VerifyResult
 
+from interchange.clock import VN_TZ, utc_now
 from interchange.errors import Layer, Problem, Severity
 from interchange.trust.anchors import TrustStore
 from interchange.trust.certinfo import describe, mst_of
-from interchange.workcal import VN_TZ
 
 DSIG_NS = "http://www.w3.org/2000/09/xmldsig#"
 SIGNATURE_TAG = f"{{{DSIG_NS}}}Signature"
@@ -431,7 +431,7 @@ class DocumentSigner:
         etree.SubElement(holder, SIGNATURE_TAG, Id="placeholder", nsmap={None: DSIG_NS})
         signed = self._signer.sign(root, key=self.key, cert=self._cert_pems, always_add_key_value=True)
         signature = next(signed.iter(SIGNATURE_TAG))
-        when = (signing_time or datetime.now(UTC)).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        when = (signing_time or utc_now()).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         obj = etree.SubElement(signature, f"{{{DSIG_NS}}}Object")
         props = etree.SubElement(obj, f"{{{DSIG_NS}}}SignatureProperties")
         prop = etree.SubElement(props, f"{{{DSIG_NS}}}SignatureProperty", Target="")
