@@ -9,6 +9,7 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
+from interchange.clock import utc_now
 from interchange.config import Config, load_config
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -202,29 +203,18 @@ def cmd_submit(args) -> int:
 
 
 def _notice_summary(body: bytes) -> dict:
-    from lxml import etree
-
-    from interchange.notices.notice import NS
+    from interchange.notices.reader import NotANotice, read_notice
 
     try:
-        root = etree.fromstring(body, etree.XMLParser(resolve_entities=False, no_network=True))
-    except etree.XMLSyntaxError:
+        notice = read_notice(body)
+    except NotANotice:
         return {"kind": None, "errors": [], "raw": body[:500].decode("utf-8", "replace")}
-
-    def t(name: str):
-        return root.findtext(f"{{{NS}}}{name}")
-
-    errors = []
-    for loi in root.iterfind(f"{{{NS}}}DanhSachLoi/{{{NS}}}Loi"):
-        line = loi.findtext(f"{{{NS}}}Dong")
-        errors.append({
-            "layer": loi.findtext(f"{{{NS}}}Tang"), "code": loi.findtext(f"{{{NS}}}Ma"),
-            "severity": loi.findtext(f"{{{NS}}}MucDo"), "form": loi.findtext(f"{{{NS}}}ToKhai"),
-            "xpath": loi.findtext(f"{{{NS}}}ViTri"), "line": int(line) if line else None,
-            "message_vi": loi.findtext(f"{{{NS}}}MoTa"), "message_en": loi.findtext(f"{{{NS}}}MoTaEN"),
-        })
-    return {"kind": t("LoaiThongBao"), "transaction": t("MaGiaoDich"), "so_ho_so": t("SoHoSo"),
-            "due": t("HanTraKetQua"), "errors": errors}
+    errors = [{
+        "layer": p.layer, "code": p.code, "severity": p.severity, "form": p.form, "xpath": p.xpath,
+        "line": p.line, "message_vi": p.message_vi, "message_en": p.message_en,
+    } for p in notice.problems]  # fmt: skip
+    return {"kind": notice.kind, "transaction": notice.transaction_id, "so_ho_so": notice.so_ho_so,
+            "due": notice.due_text, "errors": errors}
 
 
 # ---- verify, check ---------------------------------------------------------------------------
@@ -242,7 +232,7 @@ def _verify_bytes(
     crls, ocsps = revocation if revocation is not None else (None, None)
     trust = TrustStore.from_config(cfg, cache_seconds=0, fetch=at is None, crls=crls, ocsps=ocsps)
     limits = XmlLimits(max_depth=cfg.limits.max_depth, max_elements=cfg.limits.max_elements)
-    return signature_report(data, trust=trust, limits=limits, at=at or datetime.now(UTC), legacy_sha1=cfg.trust.legacy_sha1)
+    return signature_report(data, trust=trust, limits=limits, at=at or utc_now(), legacy_sha1=cfg.trust.legacy_sha1)
 
 
 def cmd_verify(args) -> int:
@@ -300,7 +290,7 @@ def cmd_check(args) -> int:
 
     cfg = _config(args)
     data = Path(args.file).read_bytes()
-    outcome = Receiver.from_config(cfg).receive(data, datetime.now(UTC))
+    outcome = Receiver.from_config(cfg).receive(data, utc_now())
     problems = [p.as_dict() for p in outcome.problems]
     truncated = outcome.truncated
     rule_layer, judgement = "not_run", None
@@ -459,7 +449,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("sample", help="write an unsigned sample dossier (procedure 600, one D02-TS)")
     p.add_argument("--rows", type=int, default=20)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--period", default=datetime.now(UTC).strftime("%m/%Y"))
+    p.add_argument("--period", default=utc_now().strftime("%m/%Y"))
     p.add_argument("--mst")
     p.add_argument("-o", "--out", required=True)
     p.set_defaults(func=cmd_sample)
