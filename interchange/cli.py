@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from interchange.clock import utc_now
+from interchange.codes import LAYERS
 from interchange.config import Config, load_config
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -341,6 +342,22 @@ def cmd_rules(args) -> int:
     return EXIT_OK
 
 
+def cmd_codes(args) -> int:
+    """Every code the server can emit (notices' Loi/Ma, problem+json `code`): layer, severity, text."""
+    from interchange.codes import every_code
+
+    listed = every_code(args.layer)
+    if args.json:
+        print(json.dumps({"codes": [c.as_dict() for c in listed]}, ensure_ascii=False, indent=2))
+        return EXIT_OK
+    print(f"{len(listed)} codes" + (f" of layer {args.layer}" if args.layer else ""))
+    for c in listed:
+        print(f"{c.layer:<9} {c.severity:<7} {c.code}")
+        print(f"    {c.vi}")
+        print(f"    {c.en}")
+    return EXIT_OK
+
+
 # ---- audit, evidence -------------------------------------------------------------------------
 
 
@@ -486,6 +503,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("rules", help="list the business rules (code, severity, forms, text)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_rules)
+
+    p = sub.add_parser("codes", help="list every code a notice or an API problem can carry (layer, severity, text)")
+    p.add_argument("--json", action="store_true", help="print JSON: {\"codes\": [{code, layer, severity, text_vi, text_en}]}")
+    p.add_argument("--layer", choices=LAYERS, help="only the codes of this layer")
+    p.set_defaults(func=cmd_codes)
 
     p = sub.add_parser("audit", help="the tamper-evident audit log")
     asub = p.add_subparsers(dest="audit_cmd", required=True)
