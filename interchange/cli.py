@@ -10,6 +10,8 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
+from interchange.clock import utc_now
+from interchange.codes import LAYERS
 from interchange.config import Config, load_config
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -203,29 +205,18 @@ def cmd_submit(args) -> int:
 
 
 def _notice_summary(body: bytes) -> dict:
-    from lxml import etree
-
-    from interchange.notices.notice import NS
+    from interchange.notices.reader import NotANotice, read_notice
 
     try:
-        root = etree.fromstring(body, etree.XMLParser(resolve_entities=False, no_network=True))
-    except etree.XMLSyntaxError:
+        notice = read_notice(body)
+    except NotANotice:
         return {"kind": None, "errors": [], "raw": body[:500].decode("utf-8", "replace")}
-
-    def t(name: str):
-        return root.findtext(f"{{{NS}}}{name}")
-
-    errors = []
-    for loi in root.iterfind(f"{{{NS}}}DanhSachLoi/{{{NS}}}Loi"):
-        line = loi.findtext(f"{{{NS}}}Dong")
-        errors.append({
-            "layer": loi.findtext(f"{{{NS}}}Tang"), "code": loi.findtext(f"{{{NS}}}Ma"),
-            "severity": loi.findtext(f"{{{NS}}}MucDo"), "form": loi.findtext(f"{{{NS}}}ToKhai"),
-            "xpath": loi.findtext(f"{{{NS}}}ViTri"), "line": int(line) if line else None,
-            "message_vi": loi.findtext(f"{{{NS}}}MoTa"), "message_en": loi.findtext(f"{{{NS}}}MoTaEN"),
-        })
-    return {"kind": t("LoaiThongBao"), "transaction": t("MaGiaoDich"), "so_ho_so": t("SoHoSo"),
-            "due": t("HanTraKetQua"), "errors": errors}
+    errors = [{
+        "layer": p.layer, "code": p.code, "severity": p.severity, "form": p.form, "xpath": p.xpath,
+        "line": p.line, "message_vi": p.message_vi, "message_en": p.message_en,
+    } for p in notice.problems]  # fmt: skip
+    return {"kind": notice.kind, "transaction": notice.transaction_id, "so_ho_so": notice.so_ho_so,
+            "due": notice.due_text, "errors": errors}
 
 
 # ---- verify, check ---------------------------------------------------------------------------
@@ -243,7 +234,7 @@ def _verify_bytes(
     crls, ocsps = revocation if revocation is not None else (None, None)
     trust = TrustStore.from_config(cfg, cache_seconds=0, fetch=at is None, crls=crls, ocsps=ocsps)
     limits = XmlLimits(max_depth=cfg.limits.max_depth, max_elements=cfg.limits.max_elements)
-    return signature_report(data, trust=trust, limits=limits, at=at or datetime.now(UTC), legacy_sha1=cfg.trust.legacy_sha1)
+    return signature_report(data, trust=trust, limits=limits, at=at or utc_now(), legacy_sha1=cfg.trust.legacy_sha1)
 
 
 def cmd_verify(args) -> int:
@@ -301,7 +292,7 @@ def cmd_check(args) -> int:
 
     cfg = _config(args)
     data = Path(args.file).read_bytes()
-    outcome = Receiver.from_config(cfg).receive(data, datetime.now(UTC))
+    outcome = Receiver.from_config(cfg).receive(data, utc_now())
     if args.registration and outcome.accepted:
         outcome = asyncio.run(_registration_gate(cfg, outcome))
     problems = [p.as_dict() for p in outcome.problems]
@@ -365,6 +356,22 @@ def cmd_rules(args) -> int:
         print(f"{r.code:<22} {r.severity:<7} {', '.join(r.forms)}")
         print(f"    {r.title_vi}")
         print(f"    {r.title_en}")
+    return EXIT_OK
+
+
+def cmd_codes(args) -> int:
+    """Every code the server can emit (notices' Loi/Ma, problem+json `code`): layer, severity, text."""
+    from interchange.codes import every_code
+
+    listed = every_code(args.layer)
+    if args.json:
+        print(json.dumps({"codes": [c.as_dict() for c in listed]}, ensure_ascii=False, indent=2))
+        return EXIT_OK
+    print(f"{len(listed)} codes" + (f" of layer {args.layer}" if args.layer else ""))
+    for c in listed:
+        print(f"{c.layer:<9} {c.severity:<7} {c.code}")
+        print(f"    {c.vi}")
+        print(f"    {c.en}")
     return EXIT_OK
 
 
@@ -476,7 +483,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("sample", help="write an unsigned sample dossier (procedure 600, one D02-TS)")
     p.add_argument("--rows", type=int, default=20)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--period", default=datetime.now(UTC).strftime("%m/%Y"))
+    p.add_argument("--period", default=utc_now().strftime("%m/%Y"))
     p.add_argument("--mst")
     p.add_argument("-o", "--out", required=True)
     p.set_defaults(func=cmd_sample)
@@ -516,6 +523,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("rules", help="list the business rules (code, severity, forms, text)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_rules)
+
+    p = sub.add_parser("codes", help="list every code a notice or an API problem can carry (layer, severity, text)")
+    p.add_argument("--json", action="store_true", help="print JSON: {\"codes\": [{code, layer, severity, text_vi, text_en}]}")
+    p.add_argument("--layer", choices=LAYERS, help="only the codes of this layer")
+    p.set_defaults(func=cmd_codes)
 
     p = sub.add_parser("audit", help="the tamper-evident audit log")
     asub = p.add_subparsers(dest="audit_cmd", required=True)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from lxml import etree
 
+from interchange import codes
 from interchange.errors import Layer, Problem, Refusal
 
 _local = threading.local()
@@ -54,7 +55,7 @@ def parse_xml(
         if marker in data:
             raise _refuse(
                 layer,
-                "XML-DTD",
+                codes.XML_DTD,
                 "Tệp XML không được chứa khai báo DTD hoặc thực thể (DOCTYPE/ENTITY).",
                 "XML must not contain a DTD or entity declarations (DOCTYPE/ENTITY).",
                 form,
@@ -68,7 +69,7 @@ def parse_xml(
     if start_tags > limits.max_elements:
         raise _refuse(
             layer,
-            "XML-TOO-MANY-ELEMENTS",
+            codes.XML_TOO_MANY_ELEMENTS,
             f"Tệp XML có khoảng {start_tags} phần tử, vượt giới hạn {limits.max_elements}.",
             f"XML has about {start_tags} elements, over the limit of {limits.max_elements}.",
             form,
@@ -79,7 +80,7 @@ def parse_xml(
         line = exc.lineno if isinstance(exc.lineno, int) else None
         raise _refuse(
             layer,
-            "XML-MALFORMED",
+            codes.XML_MALFORMED,
             f"Tệp XML không đúng cú pháp: {exc.msg}",
             f"Malformed XML: {exc.msg}",
             form,
@@ -87,7 +88,7 @@ def parse_xml(
         ) from None
     tree = root.getroottree()
     if tree.docinfo.internalDTD is not None or tree.docinfo.doctype:
-        raise _refuse(layer, "XML-DTD", "Tệp XML không được chứa DTD.", "XML must not contain a DTD.", form)
+        raise _refuse(layer, codes.XML_DTD, "Tệp XML không được chứa DTD.", "XML must not contain a DTD.", form)
     try:
         count = int(root.xpath("count(//*)"))
         too_deep = root.xpath("boolean(/" + "*/" * limits.max_depth + "*)")
@@ -96,7 +97,7 @@ def parse_xml(
     if count > limits.max_elements:
         raise _refuse(
             layer,
-            "XML-TOO-MANY-ELEMENTS",
+            codes.XML_TOO_MANY_ELEMENTS,
             f"Tệp XML có {count} phần tử, vượt giới hạn {limits.max_elements}.",
             f"XML has {count} elements, over the limit of {limits.max_elements}.",
             form,
@@ -104,7 +105,7 @@ def parse_xml(
     if too_deep:
         raise _refuse(
             layer,
-            "XML-TOO-DEEP",
+            codes.XML_TOO_DEEP,
             f"Tệp XML lồng quá {limits.max_depth} cấp.",
             f"XML nests deeper than {limits.max_depth} levels.",
             form,

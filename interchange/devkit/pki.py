@@ -39,6 +39,8 @@ from cryptography.hazmat.primitives.asymmetric.types import (
 from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from interchange.clock import utc_now
+
 log = logging.getLogger(__name__)
 
 CLOCK_SKEW = timedelta(minutes=5)
@@ -105,10 +107,6 @@ def new_key(kind: str = "rsa2048") -> PrivateKeyTypes:
     raise ValueError(f"unknown key kind: {kind!r} (one of {', '.join(KEY_KINDS)})")
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
 def _utc(value: datetime) -> datetime:
     if value.tzinfo is None:
         raise ValueError("datetimes must be timezone-aware")
@@ -148,7 +146,7 @@ def _key_usage(flags: Iterable[str]) -> x509.KeyUsage:
 def _validity(
     not_before: datetime | None, not_after: datetime | None, days: int
 ) -> tuple[datetime, datetime]:
-    nb = _utc(not_before) if not_before is not None else _now() - CLOCK_SKEW
+    nb = _utc(not_before) if not_before is not None else utc_now() - CLOCK_SKEW
     na = _utc(not_after) if not_after is not None else nb + timedelta(days=days)
     if na <= nb:
         raise ValueError("not_after must be later than not_before")
@@ -392,7 +390,7 @@ def issue_crl(
     Defaults: thisUpdate now - 5 min, nextUpdate thisUpdate + 7 days, CRLNumber from thisUpdate
     (seconds since the epoch, so later CRLs have larger numbers).
     """
-    tu = _utc(this_update) if this_update is not None else _now() - CLOCK_SKEW
+    tu = _utc(this_update) if this_update is not None else utc_now() - CLOCK_SKEW
     nu = _utc(next_update) if next_update is not None else tu + timedelta(days=7)
     number = crl_number if crl_number is not None else int(tu.timestamp())
     builder = (

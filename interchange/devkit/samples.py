@@ -28,6 +28,7 @@ import random
 from dataclasses import dataclass
 from xml.sax.saxutils import escape
 
+from interchange.clock import vn_now
 from interchange.forms.fields import D02_FIELDS, TK1_FIELDS
 
 # The tax-code checks live in interchange.identifiers; tests and the demo call them from here too.
@@ -494,7 +495,7 @@ REGISTRATION_FIELDS = ("Email", "DiaChi", "NguoiLienHe", "PTNhanKetQua")
 
 def today_vn() -> str:
     """Today's date in Asia/Ho_Chi_Minh (UTC+7, no daylight saving), dd/MM/yyyy."""
-    return _d((dt.datetime.now(dt.UTC) + dt.timedelta(hours=7)).date())
+    return _d(vn_now().date())
 
 
 def envelope(

@@ -36,14 +36,14 @@ from cryptography.hazmat.primitives import serialization
 from lxml import etree
 
 from interchange.audit.chain import check_excerpt
+from interchange.clock import utc_now, vn_iso
 from interchange.errors import Problems, Refusal
 from interchange.intake.envelope import read_envelope
-from interchange.notices.notice import NS as NOTICE_NS
 from interchange.notices.notice import NoticeSigner
+from interchange.notices.reader import NotANotice, Notice, notice_from_root
 from interchange.store.types import REFUSED, TIEP_NHAN, TU_CHOI, Dossier
 from interchange.trust import anchors
 from interchange.trust.xmldsig import verify_document
-from interchange.workcal import VN_TZ
 from interchange.xmlparse import XmlLimits, parse_xml
 
 FORMAT = "interchange-evidence/1"
@@ -119,7 +119,7 @@ def manifest_of(
         "format": FORMAT,
         "dossier_id": dossier.id,
         "so_ho_so": dossier.so_ho_so,
-        "created_at": created_at.astimezone(VN_TZ).isoformat(timespec="seconds"),
+        "created_at": vn_iso(created_at),
         "audit_head": audit_head,
         "files": {
             name: {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
@@ -172,7 +172,7 @@ async def build_bundle(
 ) -> bytes:
     """The ZIP. Hashing and compressing (the original may be 100 MB) run in a thread; the
     manifest (a few KB) is signed on the calling thread, the one that owns `signer`."""
-    created_at = created_at or datetime.now(UTC)
+    created_at = created_at or utc_now()
     head = next((r for r in audit_records if r.get("record") == "head"), None)
     audit_head = {"seq": head["seq"], "hash": head["hash"]} if head else None
     files = await asyncio.to_thread(bundle_files, dossier, original, notices, audit_records)
@@ -373,7 +373,7 @@ def _check_manifests(
     except Refusal as refusal:
         report.add("manifest.xml signature", False, "; ".join(p.code for p in refusal.problems))
         return None
-    created = _parse_time(root.findtext(f"{{{NS}}}ThoiGianLap")) or datetime.now(UTC)
+    created = _parse_time(root.findtext(f"{{{NS}}}ThoiGianLap")) or utc_now()
     sig = verify_document(
         root, location="", trust=trust, at=created, document=MANIFEST_XML, legacy_sha1=legacy_sha1
     )
@@ -439,11 +439,11 @@ def _check_notices(
         except Refusal as refusal:
             report.add(f"notice {kind}", False, "; ".join(p.code for p in refusal.problems))
             continue
-
-        def text(tag: str, root=root) -> str | None:
-            return root.findtext(f"{{{NOTICE_NS}}}{tag}")
-
-        issued = _parse_time(text("ThoiGianThongBao")) or datetime.now(UTC)
+        try:
+            notice = notice_from_root(root)
+        except NotANotice:  # not a ThongBao: no field to read, and the content check below says so
+            notice = Notice(kind=None, transaction_id=None)
+        issued = _parse_time(notice.issued_text) or utc_now()
         sig = verify_document(
             root, location="", trust=trust, at=issued, document=name, legacy_sha1=legacy_sha1
         )
@@ -451,24 +451,24 @@ def _check_notices(
         problems = []
         # A notice of the upstream agency (an I-VAN's forwarded dossier) carries the agency's
         # transaction id and number, as the logged forwarding states them; BamHoSo binds it.
-        upstream = text("MaGiaoDich") is not None and text("MaGiaoDich") == forwarded.get("upstream_id")
+        upstream = notice.transaction_id is not None and notice.transaction_id == forwarded.get("upstream_id")
         so_ho_so = forwarded.get("so_ho_so") if upstream else record.get("so_ho_so")
-        if text("MaGiaoDich") != record.get("id") and not upstream:
-            problems.append(f"MaGiaoDich {text('MaGiaoDich')} is not the dossier {record.get('id')}")
-        bam = text("BamHoSo")
+        if notice.transaction_id != record.get("id") and not upstream:
+            problems.append(f"MaGiaoDich {notice.transaction_id} is not the dossier {record.get('id')}")
+        bam = notice.digest
         if bam is not None and bam != _digest_b64(original):
             problems.append("BamHoSo is not the SHA-256 of original.xml")
         if bam is None and (kind in (TIEP_NHAN, TU_CHOI) or upstream):
             problems.append("no BamHoSo")
-        if so_ho_so and text("SoHoSo") not in (None, so_ho_so):
-            problems.append(f"SoHoSo {text('SoHoSo')} is not {so_ho_so}")
+        if so_ho_so and notice.so_ho_so not in (None, so_ho_so):
+            problems.append(f"SoHoSo {notice.so_ho_so} is not {so_ho_so}")
         report.add(
             f"notice {kind} content",
             not problems,
             "; ".join(problems) or "about this dossier; BamHoSo = SHA-256 of original.xml",
         )
         if kind in (TIEP_NHAN, TU_CHOI) and sig.valid:
-            received_at = _parse_time(text("ThoiGianNhan"))
+            received_at = _parse_time(notice.received_text)
     return received_at
 
 
@@ -531,7 +531,7 @@ def _check_original(
 ) -> None:
     now, problems = _verify_original(original, trust, at, legacy_sha1)
     recorded = {s.get("document"): bool(s.get("valid")) for s in record.get("signers") or []}
-    when = at.astimezone(VN_TZ).isoformat(timespec="seconds")
+    when = vn_iso(at)
     if record.get("state") != REFUSED:  # received, and later accepted or rejected
         ok = bool(now) and all(now.values()) and set(recorded) <= set(now)
         detail = f"{len(now)} signatures valid at receipt ({when})" if ok else problems or "no signature"

@@ -41,6 +41,7 @@ from pathlib import Path
 
 from lxml import etree
 
+from interchange import codes
 from interchange.errors import Layer, Problem, Problems
 
 log = logging.getLogger(__name__)
@@ -215,26 +216,26 @@ class SchemaSet:
             problems.add(
                 Problem(
                     layer=Layer.SCHEMA,
-                    code="XSD-UNKNOWN-FORM",
+                    code=codes.XSD_UNKNOWN_FORM,
                     form=form_code,
                     message_vi=f"Không có lược đồ cho tờ khai '{form_code}'; mẫu tờ khai này chưa được hỗ trợ.",
                     message_en=f"No schema for form '{form_code}'; this form is not supported.",
                 )
             )
             return problems
-        target = _Target(Layer.SCHEMA, "XSD", form_code, f"Tờ khai {form_code}")
+        target = _Target(Layer.SCHEMA, codes.XSD, form_code, f"Tờ khai {form_code}")
         return self._validate(schema, target, root, size_hint, line_offset, problems)
 
     def validate_envelope(
         self, root: etree._Element, *, size_hint: int = 0, line_offset: int = 0, cap: int = 100
     ) -> Problems:
         """Problems of a `Hoso` envelope: layer `envelope`, code `ENV-XSD`."""
-        target = _Target(Layer.ENVELOPE, "ENV-XSD", None, "Hồ sơ")
+        target = _Target(Layer.ENVELOPE, codes.ENV_XSD, None, "Hồ sơ")
         return self._validate(self._envelope, target, root, size_hint, line_offset, Problems(cap=cap))
 
     def validate_notice(self, root: etree._Element, *, cap: int = 100) -> Problems:
         """Problems of a `ThongBao` notice (a self-check before signing): code `XSD`, form "ThongBao"."""
-        target = _Target(Layer.SCHEMA, "XSD", "ThongBao", "Thông báo")
+        target = _Target(Layer.SCHEMA, codes.XSD, "ThongBao", "Thông báo")
         return self._validate(self._notice, target, root, 0, 0, Problems(cap=cap))
 
     # --- the work -------------------------------------------------------------------

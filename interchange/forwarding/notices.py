@@ -11,7 +11,7 @@ from datetime import datetime
 
 from interchange.config import Config
 from interchange.errors import Refusal, Severity
-from interchange.notices.notice import NS
+from interchange.notices.reader import NotANotice, check_root, notice_from_root, read_notice
 from interchange.trust.anchors import TrustStore
 from interchange.trust.xmldsig import verify_document
 from interchange.xmlparse import XmlLimits, parse_xml
@@ -58,64 +58,45 @@ class NoticeChecker:
             root = parse_xml(xml, self.limits).getroot()
         except Refusal as refusal:
             raise BadNotice(f"not readable XML: {refusal.problems[0].message_en}") from None
-        if root.tag != f"{{{NS}}}ThongBao":
-            raise BadNotice(f"not a notice: root element {root.tag}, expected {{{NS}}}ThongBao")
+        try:
+            check_root(root)
+        except NotANotice as exc:
+            raise BadNotice(str(exc)) from None
         report = verify_document(root, location="", trust=self.trust, at=at, document="ThongBao",
                                  legacy_sha1=self.legacy_sha1)  # fmt: skip
         if not report.valid:
             errors = [p for p in report.problems if p.severity == Severity.ERROR] or report.problems
             raise BadNotice("signature not accepted: " + "; ".join(f"{p.code}: {p.message_en}" for p in errors))
-
-        def text(name: str) -> str | None:
-            value = root.findtext(f"{{{NS}}}{name}")
-            return value.strip() if value and value.strip() else None
-
-        kind = text("LoaiThongBao")
+        notice = notice_from_root(root)  # read from the verified tree only
+        kind = notice.kind
         if kind not in kinds:
             raise BadNotice(f"LoaiThongBao is {kind}, expected {' or '.join(kinds)}")
-        digest = text("BamHoSo")
+        digest = notice.digest
         if digest is None or not hmac.compare_digest(digest, base64.b64encode(sha256).decode()):
             raise BadNotice(
                 f"BamHoSo {digest} is not the SHA-256 of the bytes forwarded ({base64.b64encode(sha256).decode()})"
             )
-        tx = text("MaGiaoDich")
+        tx = notice.transaction_id
         if not tx:
             raise BadNotice("MaGiaoDich is missing")
         if transaction_id is not None and tx != transaction_id:
             raise BadNotice(f"MaGiaoDich is {tx}, expected {transaction_id} (the upstream's receipt)")
-        due = text("HanTraKetQua")
-        try:
-            due_at = datetime.fromisoformat(due) if due else None
-        except ValueError:
-            raise BadNotice(f"HanTraKetQua {due!r} is not an ISO 8601 time") from None
+        due, due_at = notice.due_text, notice.due_at
+        if due is not None and due_at is None:
+            raise BadNotice(f"HanTraKetQua {due!r} is not an ISO 8601 time")
         if due_at is not None and due_at.tzinfo is None:
             raise BadNotice(f"HanTraKetQua {due!r} has no time zone")
         return UpstreamNotice(
-            kind=kind, transaction_id=tx, xml=xml, so_ho_so=text("SoHoSo"), due_at=due_at,
-            result=text("KetQua"), problems=_problems(root),
+            kind=kind, transaction_id=tx, xml=xml, so_ho_so=notice.so_ho_so, due_at=due_at,
+            result=notice.result, problems=[p.as_dict() for p in notice.problems],
         )  # fmt: skip
-
-
-def _problems(root) -> list[dict]:
-    out = []
-    for loi in root.iterfind(f"{{{NS}}}DanhSachLoi/{{{NS}}}Loi"):
-        def t(name: str, loi=loi) -> str | None:
-            return loi.findtext(f"{{{NS}}}{name}")
-
-        line = t("Dong")
-        out.append({
-            "layer": t("Tang"), "code": t("Ma"), "message_vi": t("MoTa") or "", "message_en": t("MoTaEN") or "",
-            "xpath": t("ViTri") or "", "line": int(line) if line and line.isdigit() else None,
-            "form": t("ToKhai"), "value": t("GiaTri"), "severity": t("MucDo") or "error",
-        })  # fmt: skip
-    return out
 
 
 def error_summary(body: bytes) -> str:
     """The error codes of an upstream answer we do not keep (a refusal of the request), for the attempt's row."""
     try:
-        root = parse_xml(body, XmlLimits()).getroot()
-    except Refusal:
+        notice = read_notice(body)
+    except NotANotice:
         return body[:200].decode("utf-8", "replace")
-    codes = [f"{p['code']}: {p['message_en'] or p['message_vi']}" for p in _problems(root)]
+    codes = [f"{p.code}: {p.message_en or p.message_vi or ''}" for p in notice.problems]
     return "; ".join(codes) if codes else body[:200].decode("utf-8", "replace")

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 from lxml import etree
 
+from interchange import codes
 from interchange.errors import Layer, Problem, Problems
 from interchange.forms.schema import FORM_SCHEMAS
 
@@ -85,7 +86,7 @@ def read_envelope(root: etree._Element, problems: Problems, max_files: int) -> E
     if root.tag != "Hoso":
         problems.add(
             _problem(
-                "ENV-ROOT", f"Phần tử gốc phải là Hoso, không phải {root.tag}.", f"The root must be Hoso, not {root.tag}.", "/", root.sourceline
+                codes.ENV_ROOT, f"Phần tử gốc phải là Hoso, không phải {root.tag}.", f"The root must be Hoso, not {root.tag}.", "/", root.sourceline
             )
         )
         return env
@@ -111,7 +112,7 @@ def read_envelope(root: etree._Element, problems: Problems, max_files: int) -> E
     if env.mst is None:
         problems.add(
             _problem(
-                "ENV-MST-MISSING",
+                codes.ENV_MST_MISSING,
                 "Thiếu mã số thuế đơn vị (ThongTinDonVi/MaSoThue).",
                 "The unit's tax code (ThongTinDonVi/MaSoThue) is missing.",
                 "/Hoso/NoiDung/ThongTinDonVi/MaSoThue",
@@ -125,7 +126,7 @@ def read_envelope(root: etree._Element, problems: Problems, max_files: int) -> E
     if declared_count is not None and declared_count != str(len(files)):
         problems.add(
             _problem(
-                "ENV-FILE-COUNT",
+                codes.ENV_FILE_COUNT,
                 f"SoLuongFile khai {declared_count} nhưng hồ sơ có {len(files)} tệp.",
                 f"SoLuongFile says {declared_count} but the dossier holds {len(files)} files.",
                 tree.getpath(count_el),
@@ -136,7 +137,7 @@ def read_envelope(root: etree._Element, problems: Problems, max_files: int) -> E
     if len(files) > max_files:
         problems.add(
             _problem(
-                "ENV-TOO-MANY-FILES",
+                codes.ENV_TOO_MANY_FILES,
                 f"Hồ sơ có {len(files)} tệp, vượt giới hạn {max_files}.",
                 f"The dossier holds {len(files)} files, over the limit of {max_files}.",
                 "/Hoso/NoiDung/ThongTinHoSo/ToKhais",
@@ -158,7 +159,7 @@ def read_envelope(root: etree._Element, problems: Problems, max_files: int) -> E
         if declared is not None and declared not in (str(len(b64)), str(raw_len)):
             problems.add(
                 _problem(
-                    "ENV-FILE-LENGTH",
+                    codes.ENV_FILE_LENGTH,
                     f"DoDaiFile khai {declared} nhưng nội dung tệp dài {len(b64)} ký tự.",
                     f"DoDaiFile says {declared} but the base64 content is {len(b64)} characters long.",
                     tree.getpath(length_el),
@@ -171,7 +172,7 @@ def read_envelope(root: etree._Element, problems: Problems, max_files: int) -> E
         except (binascii.Error, ValueError):
             problems.add(
                 _problem(
-                    "ENV-FILE-BASE64",
+                    codes.ENV_FILE_BASE64,
                     "Nội dung tệp (NoiDungFile) không phải base64 hợp lệ.",
                     "NoiDungFile is not valid base64.",
                     xpath + "/NoiDungFile",
@@ -181,7 +182,7 @@ def read_envelope(root: etree._Element, problems: Problems, max_files: int) -> E
             continue
         if not content:
             problems.add(
-                _problem("ENV-FILE-EMPTY", "Tệp trong hồ sơ rỗng.", "An embedded file is empty.", xpath + "/NoiDungFile", file_el.sourceline)
+                _problem(codes.ENV_FILE_EMPTY, "Tệp trong hồ sơ rỗng.", "An embedded file is empty.", xpath + "/NoiDungFile", file_el.sourceline)
             )
             continue
         code = _text(file_el, "MaToKhai") or ""
@@ -191,7 +192,7 @@ def read_envelope(root: etree._Element, problems: Problems, max_files: int) -> E
         if digest in seen or (name and name in seen):
             problems.add(
                 _problem(
-                    "ENV-FILE-DUPLICATE",
+                    codes.ENV_FILE_DUPLICATE,
                     f"Tệp {name or code} có hai lần trong hồ sơ.",
                     f"The file {name or code} is in the dossier twice (same name or same content).",
                     xpath,
@@ -204,7 +205,7 @@ def read_envelope(root: etree._Element, problems: Problems, max_files: int) -> E
         if code in FORM_SCHEMAS and not _is_xml_file(kind, name):
             problems.add(
                 _problem(
-                    "ENV-FILE-TYPE",
+                    codes.ENV_FILE_TYPE,
                     f"Tờ khai {code} phải là tệp XML có chữ ký số, không phải {kind or name}.",
                     f"The form {code} must be a signed XML file, not {kind or name}.",
                     xpath + "/LoaiFile",

@@ -11,6 +11,7 @@ import hashlib
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
+from interchange import codes
 from interchange.config import REPO_ROOT, Config
 from interchange.errors import LAYER_ORDER, Layer, Problem, Problems, Refusal
 from interchange.forms.schema import SchemaSet
@@ -155,13 +156,13 @@ def _caller_may_send(caller: Caller, env: Envelope) -> bool:
 def _forbidden_problem(caller: Caller, env: Envelope) -> Problem:
     if caller.role == "ivan":
         return Problem(
-            layer=Layer.ENVELOPE, code="AUTH-IVAN-MISMATCH",
+            layer=Layer.ENVELOPE, code=codes.AUTH_IVAN_MISMATCH,
             message_vi=f"Khóa API thuộc I-VAN {caller.ivan}, hồ sơ ghi MaIVAN {env.ivan_code or '(trống)'}.",
             message_en=f"The API key belongs to I-VAN {caller.ivan}; the dossier says MaIVAN {env.ivan_code or '(none)'}.",
             xpath="/Hoso/NoiDung/ThongTinIVAN/MaIVAN", value=env.ivan_code,
         )
     return Problem(
-        layer=Layer.ENVELOPE, code="AUTH-UNIT-MISMATCH",
+        layer=Layer.ENVELOPE, code=codes.AUTH_UNIT_MISMATCH,
         message_vi=f"Khóa API thuộc đơn vị có MST {caller.mst}, hồ sơ của MST {env.mst or '(trống)'}.",
         message_en=f"The API key belongs to the unit with tax code {caller.mst}; the dossier is for {env.mst or '(none)'}.",
         xpath="/Hoso/NoiDung/ThongTinDonVi/MaSoThue", value=env.mst,

@@ -12,6 +12,7 @@ import re
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 
+from interchange import codes
 from interchange.errors import Layer, Problem, Severity
 from interchange.identifiers import mst_valid
 from interchange.notices.notice import RESULT, NoticeData
@@ -30,7 +31,7 @@ from interchange.store.types import (
 REGISTER, CHANGE, STOP = "04/DK-IVAN", "05/SD-IVAN", "06/NG-IVAN"
 REGISTRATION_PROCEDURES = frozenset({REGISTER, CHANGE, STOP})
 CHAP_NHAN, KHONG_CHAP_NHAN = "CHAP_NHAN", "KHONG_CHAP_NHAN"
-NOT_ACTIVE = "REG-NOT-ACTIVE"  # also the receipt's refusal when [registration] required is on
+NOT_ACTIVE = codes.REG_NOT_ACTIVE  # also the receipt's refusal when [registration] required is on
 
 _EMAIL = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$")
 _NOI_DUNG = "/Hoso/NoiDung"
@@ -74,26 +75,26 @@ def registration_problems(procedure: str, mst: str | None, contact: dict[str, st
     out: list[Problem] = []
     if not mst or not mst_valid(mst):
         out.append(_problem(
-            "REG-MST", f"Mã số thuế {mst} sai chữ số kiểm tra.",
+            codes.REG_MST, f"Mã số thuế {mst} sai chữ số kiểm tra.",
             f"The tax code {mst} has a wrong check digit.", f"{_NOI_DUNG}/ThongTinDonVi/MaSoThue", mst,
         ))  # fmt: skip
     if procedure in (REGISTER, CHANGE):
         email = (contact.get("Email") or "").strip()
         if not email:
-            out.append(_problem("REG-EMAIL-MISSING", "Thiếu địa chỉ thư điện tử (Email).",
+            out.append(_problem(codes.REG_EMAIL_MISSING, "Thiếu địa chỉ thư điện tử (Email).",
                                 "The e-mail address (Email) is missing.", f"{_NOI_DUNG}/Email"))
         elif len(email) > 254 or not _EMAIL.match(email):
-            out.append(_problem("REG-EMAIL-INVALID", f"Địa chỉ thư điện tử {email} không hợp lệ.",
+            out.append(_problem(codes.REG_EMAIL_INVALID, f"Địa chỉ thư điện tử {email} không hợp lệ.",
                                 f"The e-mail address {email} is not valid.", f"{_NOI_DUNG}/Email", email))
         if not (contact.get("DiaChi") or "").strip():
-            out.append(_problem("REG-ADDRESS-MISSING", "Thiếu địa chỉ liên hệ (DiaChi).",
+            out.append(_problem(codes.REG_ADDRESS_MISSING, "Thiếu địa chỉ liên hệ (DiaChi).",
                                 "The contact address (DiaChi) is missing.", f"{_NOI_DUNG}/DiaChi"))
         if not (contact.get("NguoiLienHe") or "").strip():
-            out.append(_problem("REG-CONTACT-MISSING", "Thiếu người liên hệ (NguoiLienHe).",
+            out.append(_problem(codes.REG_CONTACT_MISSING, "Thiếu người liên hệ (NguoiLienHe).",
                                 "The contact person (NguoiLienHe) is missing.", f"{_NOI_DUNG}/NguoiLienHe"))
     if procedure == REGISTER and unit is not None and unit.state == ACTIVE:
         out.append(_problem(
-            "REG-ALREADY-ACTIVE",
+            codes.REG_ALREADY_ACTIVE,
             f"Đơn vị (MST {mst}) đã đăng ký giao dịch điện tử; thay đổi thông tin bằng thủ tục {CHANGE}.",
             f"The unit (tax code {mst}) is registered already; change its data with procedure {CHANGE}.",
             f"{_NOI_DUNG}/ThongTinHoSo/MaThuTuc", procedure,

@@ -9,8 +9,9 @@ import secrets
 import socket
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
+from interchange.clock import utc_now
 from interchange.jobs.policy import backoff
 from interchange.store.store import Store
 from interchange.store.types import Overdue, WorkItem
@@ -85,7 +86,7 @@ class WorkRunner:
 
     async def run_due(self, now: datetime | None = None) -> list[Ran]:
         """Claim one batch of due items and run it; the outcomes, most urgent item first."""
-        clock = (lambda: now) if now is not None else _utcnow
+        clock = (lambda: now) if now is not None else utc_now
         items = await self.store.work.claim(
             self.worker, clock(), limit=self.batch, lease=self.lease, kinds=self.handlers.keys()
         )
@@ -142,7 +143,7 @@ class WorkRunner:
         return backoff(max(attempts, 1), self.backoff, self.max_backoff)
 
     async def refresh_overdue(self, now: datetime | None = None) -> list[Overdue]:
-        now = now or _utcnow()
+        now = now or utc_now()
         overdue = await self.store.work.overdue(now)
         if self.on_overdue is not None:
             self.on_overdue(overdue, now)
@@ -181,7 +182,3 @@ class WorkRunner:
                 await asyncio.wait_for(asyncio.shield(self._round), timeout)
             except TimeoutError:
                 log.warning("work: a batch was still running at shutdown; its items return after the lease")
-
-
-def _utcnow() -> datetime:
-    return datetime.now(UTC)

@@ -8,12 +8,14 @@ lives in the database, where `Store.work.claim` hands each item to one process.
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
+from datetime import UTC
 
 from apscheduler.executors.asyncio import AsyncIOExecutor
 from apscheduler.jobstores.memory import MemoryJobStore
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
+
+from interchange.clock import utc_now
 
 from .runner import WorkRunner
 
@@ -41,7 +43,7 @@ class WorkScheduler:
             max_instances=1,
             coalesce=True,
             misfire_grace_time=None,
-            next_run_time=datetime.now(UTC),
+            next_run_time=utc_now(),
         )
         scheduler.start()
         self._scheduler = scheduler

@@ -14,9 +14,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from lxml import etree
 
+from interchange.clock import vn_iso
 from interchange.errors import LAYER_ORDER, Problem
 from interchange.trust.xmldsig import DocumentSigner, to_bytes
-from interchange.workcal import VN_TZ
 
 NS = "urn:interchange:thongbao:1"
 RECEIPT, REFUSAL, RESULT = "TIEP_NHAN", "TU_CHOI", "KET_QUA"
@@ -43,10 +43,6 @@ class NoticeData:
     truncated: int = 0
 
 
-def _vn_time(moment: datetime) -> str:
-    return moment.astimezone(VN_TZ).isoformat(timespec="seconds")
-
-
 def build_notice(data: NoticeData) -> etree._Element:
     root = etree.Element(f"{{{NS}}}ThongBao", nsmap={None: NS})
 
@@ -67,10 +63,10 @@ def build_notice(data: NoticeData) -> etree._Element:
     ):
         if value:
             add(root, name, value)
-    add(root, "ThoiGianNhan", _vn_time(data.received_at))
-    add(root, "ThoiGianThongBao", _vn_time(data.issued_at))
+    add(root, "ThoiGianNhan", vn_iso(data.received_at))
+    add(root, "ThoiGianThongBao", vn_iso(data.issued_at))
     if data.due_at is not None:
-        add(root, "HanTraKetQua", _vn_time(data.due_at))
+        add(root, "HanTraKetQua", vn_iso(data.due_at))
     if data.sha256 is not None:
         add(root, "BamHoSo", base64.b64encode(data.sha256).decode(), ThuatToan="SHA-256")
     if data.result:

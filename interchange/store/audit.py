@@ -7,12 +7,12 @@ import getpass
 import hashlib
 import socket
 from collections.abc import Sequence
-from datetime import UTC, datetime
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from interchange.audit.chain import HEAD_ID, NOTICE_STORED, ChainChecker, ChainReport, Entry, Event, chain
+from interchange.clock import utc_now
 
 from .db import Database
 from .tables import audit_head, audit_log
@@ -30,7 +30,7 @@ async def append(conn: AsyncConnection, events: Sequence[Event]) -> list[Entry]:
             select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == HEAD_ID).with_for_update()
         )
     ).one()
-    at = datetime.now(UTC)  # taken under the lock, so times never go backwards along the chain
+    at = utc_now()  # taken under the lock, so times never go backwards along the chain
     entries = chain(head.seq, head.hash, at, events)
     # One executemany of a cached statement: a multi-row VALUES would be compiled anew for every
     # batch size, which cost more than the whole insert.

@@ -136,7 +136,7 @@ api_keys = Table(
     Column("revoked_at", UTCDateTime),
 )
 
-# The tamper-evident audit log (interchange.audit.log): each entry's hash covers its fields and
+# The tamper-evident audit log (interchange.audit.chain, appended by interchange.store.audit): each entry's hash covers its fields and
 # the hash of the entry before it. Entries are only ever appended, in the transaction of what
 # they record.
 audit_log = Table(

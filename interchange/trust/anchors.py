@@ -44,6 +44,7 @@ from pyhanko_certvalidator.errors import (
 from pyhanko_certvalidator.fetchers import Fetchers
 from pyhanko_certvalidator.policy_decl import CertRevTrustPolicy, RevocationCheckingPolicy
 
+from interchange import codes
 from interchange.trust.revocation import (
     SOFT_FALLBACK,
     CachingCRLFetcher,
@@ -113,7 +114,7 @@ def _from_asn1(cert: asn1_x509.Certificate) -> x509.Certificate:
 
 def _untrusted(exc: Exception) -> CertProblem:
     return CertProblem(
-        "SIG-UNTRUSTED",
+        codes.SIG_UNTRUSTED,
         "Chứng thư ký không được cấp bởi tổ chức chứng thực tin cậy.",
         f"The certificate does not chain to a trusted anchor: {exc}",
     )
@@ -125,7 +126,7 @@ def key_problem(cert: x509.Certificate) -> CertProblem | None:
     if isinstance(key, rsa.RSAPublicKey):
         if key.key_size < MIN_RSA_BITS:
             return CertProblem(
-                "SIG-WEAK-KEY",
+                codes.SIG_WEAK_KEY,
                 f"Khóa RSA {key.key_size} bit quá yếu (tối thiểu {MIN_RSA_BITS} bit).",
                 f"RSA key of {key.key_size} bits is too weak (minimum {MIN_RSA_BITS}).",
             )
@@ -133,13 +134,13 @@ def key_problem(cert: x509.Certificate) -> CertProblem | None:
     if isinstance(key, ec.EllipticCurvePublicKey):
         if key.curve.name not in ALLOWED_CURVES:
             return CertProblem(
-                "SIG-WEAK-KEY",
+                codes.SIG_WEAK_KEY,
                 f"Đường cong {key.curve.name} không được chấp nhận.",
                 f"Curve {key.curve.name} is not allowed.",
             )
         return None
     return CertProblem(
-        "SIG-WEAK-KEY", "Loại khóa không được chấp nhận.", f"Key type {type(key).__name__} is not allowed."
+        codes.SIG_WEAK_KEY, "Loại khóa không được chấp nhận.", f"Key type {type(key).__name__} is not allowed."
     )
 
 
@@ -151,7 +152,7 @@ def usage_problems(cert: x509.Certificate) -> list[CertProblem]:
         if bc.ca:
             problems.append(
                 CertProblem(
-                    "SIG-CA-LEAF",
+                    codes.SIG_CA_LEAF,
                     "Chứng thư ký là chứng thư của tổ chức cấp (CA=true), không dùng để ký hồ sơ.",
                     "The signing certificate is a CA certificate (CA=true).",
                 )
@@ -163,7 +164,7 @@ def usage_problems(cert: x509.Certificate) -> list[CertProblem]:
         if not (ku.digital_signature or ku.content_commitment):
             problems.append(
                 CertProblem(
-                    "SIG-KEY-USAGE",
+                    codes.SIG_KEY_USAGE,
                     "Mục đích sử dụng khóa không cho phép ký số.",
                     "Key usage does not allow digital signatures.",
                 )
@@ -175,7 +176,7 @@ def usage_problems(cert: x509.Certificate) -> list[CertProblem]:
         if eku and eku <= TLS_ONLY_EKUS:
             problems.append(
                 CertProblem(
-                    "SIG-KEY-USAGE",
+                    codes.SIG_KEY_USAGE,
                     "Chứng thư chỉ dùng cho máy chủ TLS, không dùng để ký hồ sơ.",
                     "The certificate is for TLS servers only, not for signing documents.",
                 )
@@ -195,7 +196,7 @@ def validity_problems(chain: list[x509.Certificate], at: datetime) -> list[CertP
         if at < cert.not_valid_before_utc:
             problems.append(
                 CertProblem(
-                    "SIG-NOT-YET-VALID",
+                    codes.SIG_NOT_YET_VALID,
                     f"{who} chưa có hiệu lực tại thời điểm nhận (hiệu lực từ {cert.not_valid_before_utc.isoformat()}).",
                     f"{whom} is not yet valid at receipt (valid from {cert.not_valid_before_utc.isoformat()}).",
                 )
@@ -203,7 +204,7 @@ def validity_problems(chain: list[x509.Certificate], at: datetime) -> list[CertP
         elif at > cert.not_valid_after_utc:
             problems.append(
                 CertProblem(
-                    "SIG-EXPIRED",
+                    codes.SIG_EXPIRED,
                     f"{who} đã hết hạn tại thời điểm nhận (hết hạn {cert.not_valid_after_utc.isoformat()}).",
                     f"{whom} had expired at receipt (expired {cert.not_valid_after_utc.isoformat()}).",
                 )
@@ -214,12 +215,12 @@ def validity_problems(chain: list[x509.Certificate], at: datetime) -> list[CertP
 def _revoked_problem(is_leaf: bool, when: datetime | None, detail: str) -> CertProblem:
     who = "Chứng thư ký" if is_leaf else "Chứng thư của tổ chức cấp"
     on = f" từ {when.isoformat()}" if when else ""
-    return CertProblem("SIG-REVOKED", f"{who} đã bị thu hồi{on}.", f"Certificate revoked: {detail}")
+    return CertProblem(codes.SIG_REVOKED, f"{who} đã bị thu hồi{on}.", f"Certificate revoked: {detail}")
 
 
 def _unknown_problem(detail: str) -> CertProblem:
     return CertProblem(
-        "SIG-REVOCATION-UNKNOWN",
+        codes.SIG_REVOCATION_UNKNOWN,
         "Không xác định được tình trạng thu hồi của chứng thư (không có CRL hoặc phản hồi OCSP còn hiệu lực).",
         f"The revocation status could not be established (no current CRL or OCSP response): {detail}",
     )
@@ -477,7 +478,7 @@ class TrustStore:
             return (
                 [
                     CertProblem(
-                        "SIG-UNTRUSTED",
+                        codes.SIG_UNTRUSTED,
                         "Máy chủ chưa có chứng thư gốc tin cậy nào.",
                         f"No trust anchors are installed in {self.anchors_dir}.",
                     )
@@ -587,7 +588,7 @@ class TrustStore:
             return (
                 [
                     CertProblem(
-                        "SIG-CHAIN-INVALID",
+                        codes.SIG_CHAIN_INVALID,
                         "Chuỗi chứng thư không hợp lệ.",
                         f"The certificate chain is not valid: {exc}",
                     )

@@ -35,7 +35,7 @@ import tempfile
 from base64 import b64decode, b64encode
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -47,6 +47,8 @@ from cryptography.hazmat.primitives import serialization
 from pyhanko_certvalidator.errors import CRLFetchError, OCSPFetchError
 from pyhanko_certvalidator.fetchers import CertificateFetcher, CRLFetcher, OCSPFetcher
 from pyhanko_certvalidator.policy_decl import RevocationCheckingPolicy, RevocationCheckingRule
+
+from interchange.clock import utc_now
 
 if TYPE_CHECKING:
     from aiohttp import web
@@ -246,7 +248,7 @@ class CrlCache:
             "url": url,
             "this_update": crl.last_update_utc.isoformat(),
             "next_update": crl.next_update_utc.isoformat() if crl.next_update_utc else None,
-            "fetched_at": datetime.now(UTC).isoformat(),
+            "fetched_at": utc_now().isoformat(),
             "issuer": crl.issuer.rfc4514_string(),
             "issuer_cert": b64encode(issuer.public_bytes(serialization.Encoding.DER)).decode(),
         }
@@ -371,7 +373,7 @@ class Revocation:
     source: str | None = None  # crl | ocsp | None
     crls: list[bytes] = field(default_factory=list)  # DER
     ocsp: list[bytes] = field(default_factory=list)  # DER OCSPResponse
-    checked_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    checked_at: datetime = field(default_factory=utc_now)
 
     def as_dict(self) -> dict:
         return {

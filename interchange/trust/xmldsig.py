@@ -34,10 +34,11 @@ from signxml import (
 from signxml.exceptions import InvalidCertificate, InvalidDigest, InvalidInput, InvalidSignature
 from signxml.verifier import VerifyResult
 
+from interchange import codes
+from interchange.clock import VN_TZ, utc_now
 from interchange.errors import Layer, Problem, Severity
 from interchange.trust.anchors import TrustStore
 from interchange.trust.certinfo import describe, mst_of
-from interchange.workcal import VN_TZ
 
 DSIG_NS = "http://www.w3.org/2000/09/xmldsig#"
 SIGNATURE_TAG = f"{{{DSIG_NS}}}Signature"
@@ -228,18 +229,18 @@ def _parse_signing_time(text: str | None) -> datetime | None:
 def _map_signxml_error(exc: Exception) -> tuple[str, str, str]:
     text = str(exc)
     if isinstance(exc, InvalidDigest):
-        return "SIG-DIGEST", "Nội dung đã bị thay đổi sau khi ký (sai giá trị băm).", text
+        return codes.SIG_DIGEST, "Nội dung đã bị thay đổi sau khi ký (sai giá trị băm).", text
     if "forbidden by configuration" in text:
-        return "SIG-ALGORITHM", "Thuật toán ký hoặc băm không được chấp nhận.", text
+        return codes.SIG_ALGORITHM, "Thuật toán ký hoặc băm không được chấp nhận.", text
     if isinstance(exc, (TypeError, binascii.Error)) or "SignatureValue" in text:
-        return "SIG-INVALID", "Giá trị chữ ký (SignatureValue) không hợp lệ.", "The SignatureValue is empty or not base64."
+        return codes.SIG_INVALID, "Giá trị chữ ký (SignatureValue) không hợp lệ.", "The SignatureValue is empty or not base64."
     if "KeyValue" in text:
-        return "SIG-KEYVALUE", "Khóa công khai trong KeyValue không khớp với chứng thư.", text
+        return codes.SIG_KEYVALUE, "Khóa công khai trong KeyValue không khớp với chứng thư.", text
     if isinstance(exc, InvalidSignature):
-        return "SIG-INVALID", "Chữ ký số không hợp lệ.", text
+        return codes.SIG_INVALID, "Chữ ký số không hợp lệ.", text
     if isinstance(exc, InvalidCertificate):
-        return "SIG-CERT", "Chứng thư ký không hợp lệ.", text
-    return "SIG-PROFILE", "Chữ ký không đúng quy cách (phải ký toàn bộ tài liệu, một tham chiếu).", text
+        return codes.SIG_CERT, "Chứng thư ký không hợp lệ.", text
+    return codes.SIG_PROFILE, "Chữ ký không đúng quy cách (phải ký toàn bộ tài liệu, một tham chiếu).", text
 
 
 def verify_document(
@@ -265,13 +266,13 @@ def verify_document(
     signatures = list(root.iter(SIGNATURE_TAG))
     if not signatures:
         report.problems.append(
-            _problem("SIG-MISSING", "Tài liệu chưa được ký số.", "The document is not signed.", form, "/")
+            _problem(codes.SIG_MISSING, "Tài liệu chưa được ký số.", "The document is not signed.", form, "/")
         )
         return report
     if len(signatures) > 1:
         report.problems.append(
             _problem(
-                "SIG-MULTIPLE",
+                codes.SIG_MULTIPLE,
                 f"Tài liệu có {len(signatures)} chữ ký; chỉ được có một.",
                 f"The document holds {len(signatures)} signatures; exactly one is allowed.",
                 form,
@@ -288,7 +289,7 @@ def verify_document(
         where = f"/{root.tag}/{location}" if location else f"/{root.tag}"
         report.problems.append(
             _problem(
-                "SIG-LOCATION",
+                codes.SIG_LOCATION,
                 f"Chữ ký phải nằm tại {where}.",
                 f"The signature must be at {where}, found at {sig_path}.",
                 form,
@@ -307,13 +308,13 @@ def verify_document(
         leaf = _leaf_of(certs) if certs else None
     except (ValueError, TypeError, UnicodeError) as exc:
         report.problems.append(
-            _problem("SIG-CERT", "Không đọc được chứng thư trong chữ ký.", f"Unreadable certificate: {exc}", form, sig_path, sig_line)
+            _problem(codes.SIG_CERT, "Không đọc được chứng thư trong chữ ký.", f"Unreadable certificate: {exc}", form, sig_path, sig_line)
         )
         return report
     if not certs:
         report.problems.append(
             _problem(
-                "SIG-CERT-MISSING",
+                codes.SIG_CERT_MISSING,
                 "Chữ ký không kèm chứng thư số (X509Certificate).",
                 "The signature carries no X509Certificate.",
                 form,
@@ -329,7 +330,7 @@ def verify_document(
         path = trust.validate(leaf, [c for c in certs if c is not leaf], at)
     except (ValueError, TypeError, UnicodeError) as exc:  # pyhanko parses what cryptography did not
         report.problems.append(
-            _problem("SIG-CERT", "Không đọc được chứng thư trong chữ ký.", f"Unreadable certificate: {exc}", form, sig_path, sig_line)
+            _problem(codes.SIG_CERT, "Không đọc được chứng thư trong chữ ký.", f"Unreadable certificate: {exc}", form, sig_path, sig_line)
         )
         return report
     report.chain = [describe(c) for c in path.chain]
@@ -342,7 +343,7 @@ def verify_document(
         report.problems.append(
             replace(
                 _problem(
-                    "SIG-SIGNING-TIME",
+                    codes.SIG_SIGNING_TIME,
                     f"Thời điểm ký khai báo ({report.signing_time}) nằm ngoài thời hạn của chứng thư.",
                     f"The claimed signing time ({report.signing_time}) is outside the certificate's validity "
                     "(it is unsigned, so only the time of receipt decides).",
@@ -356,7 +357,7 @@ def verify_document(
     if expected_mst is not None and report.mst != expected_mst:
         report.problems.append(
             _problem(
-                "SIG-MST-MISMATCH",
+                codes.SIG_MST_MISMATCH,
                 f"Mã số thuế của người ký ({report.mst or 'không có'}) khác mã số thuế đơn vị ({expected_mst}).",
                 f"The signer's tax code ({report.mst or 'none'}) differs from the unit's MaSoThue ({expected_mst}).",
                 form,
@@ -431,7 +432,7 @@ class DocumentSigner:
         etree.SubElement(holder, SIGNATURE_TAG, Id="placeholder", nsmap={None: DSIG_NS})
         signed = self._signer.sign(root, key=self.key, cert=self._cert_pems, always_add_key_value=True)
         signature = next(signed.iter(SIGNATURE_TAG))
-        when = (signing_time or datetime.now(UTC)).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        when = (signing_time or utc_now()).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         obj = etree.SubElement(signature, f"{{{DSIG_NS}}}Object")
         props = etree.SubElement(obj, f"{{{DSIG_NS}}}SignatureProperties")
         prop = etree.SubElement(props, f"{{{DSIG_NS}}}SignatureProperty", Target="")
