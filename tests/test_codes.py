@@ -3,7 +3,7 @@
 
 The sources are read with `ast`: every code put in a Problem, a CertProblem, a Refusal or a
 problem+json answer (as a literal or as a `codes.` constant) must be catalogued, and
-catalogued codes are written as constants outside the places listed in PENDING.
+catalogued codes are written as constants everywhere else.
 """
 
 from __future__ import annotations
@@ -26,12 +26,10 @@ from tests.clitools import run
 SRC = Path(interchange.__file__).parent
 CODE = re.compile(r"[A-Z][A-Z0-9]*(?:-[A-Z0-9]+)+|XSD|INTERNAL")
 # Where the code is among a call's positional arguments.
-CODE_ARG = {"_problem": 0, "_transport_problem": 0, "CertProblem": 0, "problem": 0, "_refuse": 1,
-            "_problem_json": 1, "_Target": 1}  # fmt: skip
-EXPECTED_LAYER = {"_transport_problem": {"transport"}, "CertProblem": {"signature"}, "_refuse": {"envelope"},
-                  "_problem_json": {"api", "transport"}}  # fmt: skip
-# Not yet switched to the constants (rewritten by others at the time of writing): literals allowed.
-PENDING = ("api/", "store/")
+CODE_ARG = {"_problem": 0, "transport_problem": 0, "CertProblem": 0, "problem": 0, "_refuse": 1,
+            "problem_json": 1, "_Target": 1}  # fmt: skip
+EXPECTED_LAYER = {"transport_problem": {"transport"}, "CertProblem": {"signature"}, "_refuse": {"envelope"},
+                  "problem_json": {"api", "transport"}}  # fmt: skip
 JSON_CODE = re.compile(r'"code":\s*"([^"]+)"')
 
 
@@ -119,10 +117,10 @@ def test_every_code_the_sources_emit_is_catalogued():
     assert not set(codes.CATALOGUE) - emitted, "catalogued but never emitted"
 
 
-def test_codes_are_constants_outside_the_pending_places():
+def test_codes_are_constants_everywhere():
     literals = []
     for name, tree in _sources():
-        if name == "codes.py" or name.startswith(PENDING):
+        if name == "codes.py":
             continue
         for node in ast.walk(tree):
             if isinstance(node, ast.Constant) and isinstance(node.value, str):

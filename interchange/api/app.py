@@ -12,6 +12,7 @@ import logging
 
 from aiohttp import web
 
+from interchange import codes
 from interchange.api import book, delivery, dossiers, forwarding, ops
 from interchange.api.http import LIMITER, METRICS, SERVICES, Services, problem_json
 from interchange.api.metrics import Metrics
@@ -28,7 +29,7 @@ async def never_500_silently(request: web.Request, handler):
         raise
     except Exception:
         log.exception("unexpected error on %s %s", request.method, request.path)
-        return problem_json(500, "INTERNAL", "unexpected server error; it has been logged")
+        return problem_json(500, codes.INTERNAL, "unexpected server error; it has been logged")
 
 
 def build_app(services: Services, metrics: Metrics) -> web.Application:

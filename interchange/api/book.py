@@ -13,6 +13,7 @@ import re
 
 from aiohttp import web
 
+from interchange import codes
 from interchange.api.http import SERVICES, problem_json, reader
 from interchange.records.book import build_book, current_month, parse_month
 from interchange.rules.params import configured_parameters
@@ -25,7 +26,7 @@ async def get_person_book(request: web.Request) -> web.Response:
     if not _PID.fullmatch(pid):
         return problem_json(
             400,
-            "BAD-PID",
+            codes.BAD_PID,
             f"{pid!r} is neither a personal ID (12 digits) nor an SI code (10 digits)",
         )
     as_of = request.query.get("as_of")
@@ -33,13 +34,13 @@ async def get_person_book(request: web.Request) -> web.Response:
         try:
             as_of = parse_month(as_of)
         except ValueError as exc:
-            return problem_json(400, "BAD-QUERY", f"as_of: {exc}")
+            return problem_json(400, codes.BAD_QUERY, f"as_of: {exc}")
         year, month = map(int, current_month().split("-"))
         latest = f"{year + 1:04d}-{month:02d}"  # the book is built month by month: no further than a year ahead
         if not "1995-01" <= as_of <= latest:
-            return problem_json(400, "BAD-QUERY", f"as_of: between 01/1995 and {latest[5:]}/{latest[:4]}")
+            return problem_json(400, codes.BAD_QUERY, f"as_of: between 01/1995 and {latest[5:]}/{latest[:4]}")
     records = await request.app[SERVICES].store.persons.book_rows(pid, key.scope)
     if records is None:
-        return problem_json(404, "NOT-FOUND", "no such person")  # or nothing the caller may see
+        return problem_json(404, codes.NOT_FOUND, "no such person")  # or nothing the caller may see
     book = build_book(records, configured_parameters(request.app[SERVICES].cfg), as_of)
     return web.json_response(book.to_json())

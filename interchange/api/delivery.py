@@ -10,6 +10,7 @@ import json
 
 from aiohttp import web
 
+from interchange import codes
 from interchange.api.http import SERVICES, problem_json, reader
 from interchange.clock import utc_now
 from interchange.delivery.callback import UrlRefused, check_url
@@ -23,7 +24,7 @@ def _owner(key: ApiKey) -> str:
     if key.role not in CALLBACK_ROLES:
         raise web.HTTPForbidden(
             text=json.dumps({
-                "status": 403, "code": "AUTH-ROLE",
+                "status": 403, "code": codes.AUTH_ROLE,
                 "message": f"a callback URL belongs to a unit (submitter key) or an I-VAN (ivan key), not to the role {key.role}",
             }),
             content_type="application/json",
@@ -42,14 +43,14 @@ async def put_callback(request: web.Request) -> web.Response:
     try:
         body = await request.json()
     except (json.JSONDecodeError, UnicodeDecodeError):
-        return problem_json(400, "BAD-JSON", 'the body must be JSON: {"url": "https://..."}')
+        return problem_json(400, codes.BAD_JSON, 'the body must be JSON: {"url": "https://..."}')
     if not isinstance(body, dict) or "url" not in body:
-        return problem_json(400, "BAD-JSON", 'the body must be a JSON object with "url"')
+        return problem_json(400, codes.BAD_JSON, 'the body must be a JSON object with "url"')
     cfg = request.app[SERVICES].cfg.delivery
     try:
         url = await check_url(body["url"], allow_private=cfg.allow_private_urls)
     except UrlRefused as exc:
-        return problem_json(422, "CALLBACK-URL", f"callback URL refused: {exc}")
+        return problem_json(422, codes.CALLBACK_URL, f"callback URL refused: {exc}")
     sub, created = await request.app[SERVICES].store.deliveries.subscribe(owner, url, key.key_id, utc_now())
     return web.json_response(_subscription_json(sub), status=201 if created else 200)
 
@@ -58,14 +59,14 @@ async def get_callback(request: web.Request) -> web.Response:
     key = await reader(request)
     sub = await request.app[SERVICES].store.deliveries.subscription(_owner(key))
     if sub is None:
-        return problem_json(404, "NOT-FOUND", "no callback URL is registered for this unit or I-VAN")
+        return problem_json(404, codes.NOT_FOUND, "no callback URL is registered for this unit or I-VAN")
     return web.json_response(_subscription_json(sub))
 
 
 async def delete_callback(request: web.Request) -> web.Response:
     key = await reader(request)
     if not await request.app[SERVICES].store.deliveries.unsubscribe(_owner(key), key.key_id):
-        return problem_json(404, "NOT-FOUND", "no callback URL is registered for this unit or I-VAN")
+        return problem_json(404, codes.NOT_FOUND, "no callback URL is registered for this unit or I-VAN")
     return web.Response(status=204)
 
 
@@ -98,6 +99,6 @@ async def get_deliveries(request: web.Request) -> web.Response:
     store = request.app[SERVICES].store
     dossier = await store.dossiers.get(request.match_info["id"], key.scope)
     if dossier is None:
-        return problem_json(404, "NOT-FOUND", "no such dossier")
+        return problem_json(404, codes.NOT_FOUND, "no such dossier")
     found = await store.deliveries.of(dossier.id)
     return web.json_response({"dossier": dossier.id, "deliveries": [_delivery_json(d, a, key) for d, a in found]})

@@ -9,6 +9,7 @@ from datetime import datetime
 
 from aiohttp import web
 
+from interchange import codes
 from interchange.api.http import (
     BODY_STATUS,
     IDEMPOTENCY_KEY,
@@ -45,7 +46,7 @@ async def post_dossier(request: web.Request) -> web.Response:
         return refusal_response(
             request,
             401,
-            transport_problem("AUTH-MISSING", "Thiếu hoặc sai khóa API.", "A valid API key is required (Authorization: Bearer ...)."),
+            transport_problem(codes.AUTH_MISSING, "Thiếu hoặc sai khóa API.", "A valid API key is required (Authorization: Bearer ...)."),
             **{"WWW-Authenticate": 'Bearer realm="interchange"'},
         )
     wait = request.app[LIMITER].take(key.key_id)
@@ -54,13 +55,13 @@ async def post_dossier(request: web.Request) -> web.Response:
             request,
             429,
             transport_problem(
-                "RATE-LIMIT", "Gửi quá nhiều yêu cầu; hãy thử lại sau.", "Too many requests for this API key; retry later."
+                codes.RATE_LIMIT, "Gửi quá nhiều yêu cầu; hãy thử lại sau.", "Too many requests for this API key; retry later."
             ),
             **{"Retry-After": retry_after(wait)},
         )
     if key.role not in SUBMITTING_ROLES:
         return refusal_response(
-            request, 403, transport_problem("AUTH-ROLE", "Vai trò này không được nộp hồ sơ.", f"The role {key.role} may not submit dossiers.")
+            request, 403, transport_problem(codes.AUTH_ROLE, "Vai trò này không được nộp hồ sơ.", f"The role {key.role} may not submit dossiers.")
         )
     body = await xml_body(request, services.cfg.limits.max_body_bytes)
     if isinstance(body, Problem):
@@ -71,7 +72,7 @@ async def post_dossier(request: web.Request) -> web.Response:
             request,
             422,
             transport_problem(
-                "IDEMPOTENCY-KEY", "Idempotency-Key không hợp lệ.", "Idempotency-Key must be 1-200 printable ASCII characters."
+                codes.IDEMPOTENCY_KEY, "Idempotency-Key không hợp lệ.", "Idempotency-Key must be 1-200 printable ASCII characters."
             ),
         )
     answer = await services.reception.receive(body, key, idempotency_key=idempotency_key)
@@ -152,7 +153,7 @@ async def list_dossiers(request: web.Request) -> web.Response:
     try:
         limit = int(q.get("limit", "50"))
     except ValueError:
-        return problem_json(400, "BAD-QUERY", "limit must be a whole number")
+        return problem_json(400, codes.BAD_QUERY, "limit must be a whole number")
     try:
         items, cursor = await request.app[SERVICES].store.dossiers.list_page(
             key.scope,
@@ -165,7 +166,7 @@ async def list_dossiers(request: web.Request) -> web.Response:
             cursor=q.get("cursor"),
         )
     except ValueError as exc:
-        return problem_json(400, "BAD-QUERY", str(exc))
+        return problem_json(400, codes.BAD_QUERY, str(exc))
     now = utc_now()
     return web.json_response({"items": [_dossier_json(d, now) for d in items], "next_cursor": cursor})
 
@@ -175,7 +176,7 @@ async def get_dossier(request: web.Request) -> web.Response:
     store = request.app[SERVICES].store
     dossier = await store.dossiers.get(request.match_info["id"], key.scope)
     if dossier is None:
-        return problem_json(404, "NOT-FOUND", "no such dossier")  # also for another unit's: no existence leak
+        return problem_json(404, codes.NOT_FOUND, "no such dossier")  # also for another unit's: no existence leak
     return web.json_response(_dossier_json(dossier, utc_now(), await store.work.of(dossier.id)))
 
 
@@ -184,7 +185,7 @@ async def get_unit(request: web.Request) -> web.Response:
     key = await reader(request)
     unit = await request.app[SERVICES].store.units.get(request.match_info["mst"], key.scope)
     if unit is None:
-        return problem_json(404, "NOT-FOUND", "no such registered unit")  # or not the caller's to see
+        return problem_json(404, codes.NOT_FOUND, "no such registered unit")  # or not the caller's to see
     return web.json_response(_unit_json(unit))
 
 
@@ -207,10 +208,10 @@ async def get_notice(request: web.Request) -> web.Response:
     key = await reader(request)
     kind = request.match_info["kind"]
     if kind not in KIND_SLUG.values():
-        return problem_json(404, "NOT-FOUND", f"notice kinds are {', '.join(KIND_SLUG.values())}")
+        return problem_json(404, codes.NOT_FOUND, f"notice kinds are {', '.join(KIND_SLUG.values())}")
     xml = await request.app[SERVICES].store.dossiers.notice(request.match_info["id"], kind, key.scope)
     if xml is None:
-        return problem_json(404, "NOT-FOUND", "no such notice")
+        return problem_json(404, codes.NOT_FOUND, "no such notice")
     return web.Response(body=xml, content_type=XML_RESPONSE, charset="utf-8")
 
 
@@ -218,7 +219,7 @@ async def get_original(request: web.Request) -> web.Response:
     key = await reader(request)
     data = await request.app[SERVICES].store.dossiers.original(request.match_info["id"], key.scope)
     if data is None:
-        return problem_json(404, "NOT-FOUND", "no such dossier")
+        return problem_json(404, codes.NOT_FOUND, "no such dossier")
     return web.Response(body=data, content_type=XML_RESPONSE)
 
 
@@ -239,7 +240,7 @@ async def get_evidence(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
     parts = await services.store.dossiers.evidence_parts(request.match_info["id"], key.scope)
     if parts is None:
-        return problem_json(404, "NOT-FOUND", "no such dossier")
+        return problem_json(404, codes.NOT_FOUND, "no such dossier")
     body = await build_bundle(parts.dossier, parts.original, parts.notices, parts.audit, services.signer)
     return web.Response(
         body=body,

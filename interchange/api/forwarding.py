@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 
 from aiohttp import web
 
+from interchange import codes
 from interchange.api.http import SERVICES, XML_RESPONSE, problem_json, reader
 from interchange.forwarding import LEGAL_CEILING
 from interchange.kinds import WORK_FORWARD
@@ -28,13 +29,13 @@ async def get_forwarding(request: web.Request) -> web.Response:
     store = request.app[SERVICES].store
     dossier = await store.dossiers.get(request.match_info["id"], key.scope)
     if dossier is None:
-        return problem_json(404, "NOT-FOUND", "no such dossier")  # also for another unit's
+        return problem_json(404, codes.NOT_FOUND, "no such dossier")  # also for another unit's
     fw = await store.forwarding.of(dossier.id)
     if fw is None:
         item = next((w for w in await store.work.of(dossier.id) if w.kind == WORK_FORWARD), None)
         if item is None:
             return problem_json(
-                404, "NOT-FORWARDED",
+                404, codes.NOT_FORWARDED,
                 "this dossier is not forwarded upstream (it was refused at receipt, or the server is not in role ivan)",
             )  # fmt: skip
         fw = Forwarding(
@@ -77,5 +78,5 @@ async def get_upstream_notice(request: web.Request) -> web.Response:
     key = await reader(request)
     xml = await request.app[SERVICES].store.dossiers.notice(request.match_info["id"], request.match_info["kind"], key.scope)
     if xml is None:
-        return problem_json(404, "NOT-FOUND", "no such notice")
+        return problem_json(404, codes.NOT_FOUND, "no such notice")
     return web.Response(body=xml, content_type=XML_RESPONSE, charset="utf-8")

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 
 from aiohttp import web
 
+from interchange import codes
 from interchange.api.metrics import Metrics
 from interchange.api.ratelimit import RateLimiter
 from interchange.clock import utc_now
@@ -27,7 +28,7 @@ from interchange.workers import ReceiptWorkers
 XML_TYPES = {"application/xml", "text/xml"}
 XML_RESPONSE = "application/xml"
 IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,200}$")
-BODY_STATUS = {"CONTENT-TYPE": 415, "BODY-TOO-LARGE": 413, "BODY-EMPTY": 422}  # Problem code -> HTTP status
+BODY_STATUS = {codes.CONTENT_TYPE: 415, codes.BODY_TOO_LARGE: 413, codes.BODY_EMPTY: 422}  # Problem code -> HTTP status
 
 
 @dataclass
@@ -80,7 +81,7 @@ async def reader(request: web.Request) -> ApiKey:
     key = await api_key(request)
     if key is None:
         raise web.HTTPUnauthorized(
-            text=json.dumps({"status": 401, "code": "AUTH-MISSING",
+            text=json.dumps({"status": 401, "code": codes.AUTH_MISSING,
                              "message": "a valid API key is required (Authorization: Bearer ...)"}),
             content_type="application/json",
             headers={"WWW-Authenticate": 'Bearer realm="interchange"'},
@@ -88,7 +89,7 @@ async def reader(request: web.Request) -> ApiKey:
     wait = request.app[LIMITER].take(key.key_id)
     if wait:
         raise web.HTTPTooManyRequests(
-            text=json.dumps({"status": 429, "code": "RATE-LIMIT", "message": "too many requests for this API key"}),
+            text=json.dumps({"status": 429, "code": codes.RATE_LIMIT, "message": "too many requests for this API key"}),
             content_type="application/json",
             headers={"Retry-After": retry_after(wait)},
         )
@@ -104,12 +105,12 @@ async def xml_body(request: web.Request, limit: int) -> bytes | Problem:
     `limit` (said before reading when the length is declared), or empty."""
     if request.content_type not in XML_TYPES:
         return transport_problem(
-            "CONTENT-TYPE",
+            codes.CONTENT_TYPE,
             "Hồ sơ phải gửi với Content-Type application/xml.",
             f"Send the dossier as application/xml, not {request.content_type or '(none)'}.",
         )
     too_large = transport_problem(
-        "BODY-TOO-LARGE", f"Hồ sơ vượt quá {limit} byte.", f"The dossier is larger than the limit of {limit} bytes."
+        codes.BODY_TOO_LARGE, f"Hồ sơ vượt quá {limit} byte.", f"The dossier is larger than the limit of {limit} bytes."
     )
     if request.content_length is not None and request.content_length > limit:
         return too_large
@@ -117,7 +118,7 @@ async def xml_body(request: web.Request, limit: int) -> bytes | Problem:
         body = await request.read()  # bounded by client_max_size as the stream is read
     except web.HTTPRequestEntityTooLarge:
         return too_large
-    return body or transport_problem("BODY-EMPTY", "Hồ sơ rỗng.", "The request body is empty.")
+    return body or transport_problem(codes.BODY_EMPTY, "Hồ sơ rỗng.", "The request body is empty.")
 
 
 def query_time(value: str | None, name: str) -> datetime | None:
@@ -128,7 +129,7 @@ def query_time(value: str | None, name: str) -> datetime | None:
         moment = datetime.fromisoformat(value)
     except ValueError:
         raise web.HTTPBadRequest(
-            text=json.dumps({"status": 400, "code": "BAD-QUERY", "message": f"{name} must be an ISO 8601 time"}),
+            text=json.dumps({"status": 400, "code": codes.BAD_QUERY, "message": f"{name} must be an ISO 8601 time"}),
             content_type="application/json",
         ) from None
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

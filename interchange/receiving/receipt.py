@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
+from interchange import codes
 from interchange.clock import utc_now
 from interchange.errors import Layer, Problem
 from interchange.intake.pipeline import Caller, Outcome
@@ -191,7 +192,7 @@ def receipt_notice(dossier: Dossier, outcome: Outcome) -> NoticeData:
 
 def conflict_problem(dossier_id: str) -> Problem:
     return Problem(
-        layer=Layer.TRANSPORT, code="IDEMPOTENCY-CONFLICT", xpath="/",
+        layer=Layer.TRANSPORT, code=codes.IDEMPOTENCY_CONFLICT, xpath="/",
         message_vi="Idempotency-Key này đã dùng cho một hồ sơ khác.",
         message_en=f"This Idempotency-Key was used for different bytes (dossier {dossier_id}).",
     )  # fmt: skip
