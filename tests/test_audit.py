@@ -16,7 +16,8 @@ from sqlalchemy import text, update
 
 from interchange import cli
 from interchange.audit import chain as audit
-from interchange.store import KET_QUA, REFUSED, Store
+from interchange.kinds import SLUG_RESULT
+from interchange.store import REFUSED, Store
 from interchange.store.tables import audit_log
 from tests.test_store import MST_B, new_dossier, notice_for
 
@@ -36,9 +37,9 @@ async def test_receipts_notices_and_key_events_are_chained(store):
     a = await store.receipts.save(new_dossier(b"<Hoso n='3'/>", idempotency_key="k1"), notice_for)
     conflict = await store.receipts.save(new_dossier(b"<Hoso n='4'/>", idempotency_key="k1"), notice_for)
     assert conflict.outcome == "conflict"
-    assert await store.dossiers.add_notice(received.dossier.id, KET_QUA, b"<ThongBao kind='ket-qua'/>")
+    assert await store.dossiers.add_notice(received.dossier.id, SLUG_RESULT, b"<ThongBao kind='ket-qua'/>")
     assert not await store.dossiers.add_notice(
-        received.dossier.id, KET_QUA, b"<ThongBao again/>"
+        received.dossier.id, SLUG_RESULT, b"<ThongBao again/>"
     )  # nothing stored, nothing logged
     assert await store.keys.revoke(key.key_id, actor="test:admin")
     assert await store.keys.revoke(key.key_id)  # already revoked: no second entry

@@ -19,7 +19,8 @@ from interchange.delivery.callback import UrlRefused, check_url, check_url_shape
 from interchange.delivery.mail import OutboxSender, SmtpSender, build_message
 from interchange.delivery.work import DELIVERY_KINDS
 from interchange.jobs.runner import RetryAt, WorkRunner
-from interchange.notices.notice import RESULT, NoticeData
+from interchange.kinds import NOTICE_RESULT
+from interchange.notices.notice import NoticeData
 from interchange.server import WORK
 from interchange.store.deliveries import DELIVERED, DELIVERY_TARGET, FAILED, PENDING
 from interchange.store.types import ACCEPTED, DONE, QUEUED, Dossier, Scope, Settlement
@@ -364,7 +365,7 @@ async def settle_accepted(api, tx: str) -> bytes:
 
     async def decide(d, unit):
         xml = services.signer.sign(NoticeData(
-            kind=RESULT, transaction_id=d.id, received_at=d.received_at, issued_at=now, sha256=d.sha256,
+            kind=NOTICE_RESULT, transaction_id=d.id, received_at=d.received_at, issued_at=now, sha256=d.sha256,
             so_ho_so=d.so_ho_so, procedure=d.procedure, mst=d.unit_mst, result="CHAP_NHAN",
         ))  # fmt: skip
         return Settlement(state=ACCEPTED, notice=xml, problems=[])

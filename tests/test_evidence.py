@@ -22,8 +22,9 @@ from interchange import cli
 from interchange.devkit import pki
 from interchange.evidence.bundle import build_bundle, verify_bundle
 from interchange.intake.pipeline import Caller, Receiver
-from interchange.notices.notice import NS, RESULT, NoticeData, NoticeSigner
-from interchange.store.types import KET_QUA, RECEIVED, NewDossier, Scope
+from interchange.kinds import NOTICE_RESULT, SLUG_RESULT
+from interchange.notices.notice import NS, NoticeData, NoticeSigner
+from interchange.store.types import RECEIVED, NewDossier, Scope
 from tests.conftest import UNIT, dossier
 
 XML = {"Content-Type": "application/xml"}
@@ -88,10 +89,10 @@ async def test_bundle_holds_everything_and_verifies_offline(api, world, tmp_path
     assert status == 202
     services = api.services
     result = services.signer.sign(
-        NoticeData(kind=RESULT, transaction_id=tx, received_at=datetime.now(UTC), issued_at=datetime.now(UTC),
+        NoticeData(kind=NOTICE_RESULT, transaction_id=tx, received_at=datetime.now(UTC), issued_at=datetime.now(UTC),
                    sha256=hashlib.sha256(body).digest(), result="CHAP_NHAN")
     )  # fmt: skip
-    assert await services.store.dossiers.add_notice(tx, KET_QUA, result)
+    assert await services.store.dossiers.add_notice(tx, SLUG_RESULT, result)
 
     bundle = await evidence(api, tx)
     files = files_of(bundle)

@@ -20,7 +20,8 @@ from interchange.config import Config, UpstreamConfig
 from interchange.devkit import pki
 from interchange.evidence.bundle import verify_bundle
 from interchange.jobs.policy import CLOSED, HALF_OPEN, OPEN, CircuitBreaker, backoff, retry_after
-from interchange.notices.notice import RECEIPT, NoticeData, NoticeSigner
+from interchange.kinds import NOTICE_RECEIPT
+from interchange.notices.notice import NoticeData, NoticeSigner
 from interchange.server import WORK, make_app
 from interchange.store.types import FAILED, Scope
 from tests.conftest import OTHER_UNIT, UNIT, World, dossier
@@ -301,7 +302,7 @@ async def scripted(world, cfg, store_url, aiohttp_client, aiohttp_server):
 def upstream_receipt(world: World, body: bytes, tx: str = "up-0001") -> bytes:
     now = datetime.now(UTC)
     return NoticeSigner(world.server.key, [world.server.cert, *world.server.chain]).sign(NoticeData(
-        kind=RECEIPT, transaction_id=tx, received_at=now, issued_at=now, sha256=hashlib.sha256(body).digest(),
+        kind=NOTICE_RECEIPT, transaction_id=tx, received_at=now, issued_at=now, sha256=hashlib.sha256(body).digest(),
         so_ho_so="00001/2026/AGCY", due_at=now + timedelta(days=7),
     ))  # fmt: skip
 

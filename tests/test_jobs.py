@@ -19,20 +19,11 @@ from interchange.audit import chain as audit
 from interchange.jobs.registration import RegistrationWork
 from interchange.jobs.runner import WorkRunner
 from interchange.jobs.scheduler import WorkScheduler
+from interchange.kinds import SLUG_RESULT
 from interchange.kinds import WORK_REGISTRATION as REGISTRATION
 from interchange.notices.notice import NoticeSigner
 from interchange.receiving.receipt import work_for
-from interchange.store import (
-    ACCEPTED,
-    ACTIVE,
-    KET_QUA,
-    RECEIVED,
-    REFUSED,
-    REJECTED,
-    NewDossier,
-    Scope,
-    Store,
-)
+from interchange.store import ACCEPTED, ACTIVE, RECEIVED, REFUSED, REJECTED, NewDossier, Scope, Store
 from interchange.store.types import DONE, FAILED, QUEUED, RUNNING, Settlement
 from tests.conftest import UNIT
 
@@ -263,7 +254,7 @@ async def test_a_crash_after_the_result_and_before_done_runs_again_with_the_same
     # the process dies here.
     assert await handler(dataclasses.replace(item, claimed_by="not-me"), T0) is True
     assert [w.state for w in await store.work.of(dossier_id) if w.kind == REGISTRATION] == ["running"]
-    notice = await store.dossiers.notice(dossier_id, KET_QUA, ALL)
+    notice = await store.dossiers.notice(dossier_id, SLUG_RESULT, ALL)
     unit = await store.units.get(UNIT.mst, ALL)
     assert notice and unit.state == ACTIVE and unit.updated_at == T0
 
@@ -272,10 +263,10 @@ async def test_a_crash_after_the_result_and_before_done_runs_again_with_the_same
     (ran,) = await runner.run_due(T0 + LEASE + timedelta(minutes=5))
     assert (ran.outcome, ran.item.attempts) == ("done", 2)
     assert results == []  # the second run found the result and changed nothing
-    assert await store.dossiers.notice(dossier_id, KET_QUA, ALL) == notice
+    assert await store.dossiers.notice(dossier_id, SLUG_RESULT, ALL) == notice
     assert await store.units.get(UNIT.mst, ALL) == unit
     dossier = await store.dossiers.get(dossier_id, ALL)
-    assert (dossier.state, dossier.result_at, dossier.notice_kinds.count(KET_QUA)) == (ACCEPTED, T0, 1)
+    assert (dossier.state, dossier.result_at, dossier.notice_kinds.count(SLUG_RESULT)) == (ACCEPTED, T0, 1)
     assert await audit_kinds(store, dossier_id) == [
         audit.DOSSIER_RECEIVED, audit.NOTICE_STORED, audit.DOSSIER_SETTLED, audit.UNIT_CHANGED,
     ]  # fmt: skip
@@ -290,7 +281,7 @@ async def test_two_processes_running_the_same_item_store_one_result(store, signe
                            for n in range(3)))  # fmt: skip
     assert len(results) == 1
     dossier = await store.dossiers.get(dossier_id, ALL)
-    assert dossier.notice_kinds.count(KET_QUA) == 1
+    assert dossier.notice_kinds.count(SLUG_RESULT) == 1
     assert (await audit_kinds(store, dossier_id)).count(audit.UNIT_CHANGED) == 1
 
 

@@ -11,7 +11,8 @@ from lxml import etree
 
 from interchange.clock import VN_TZ
 from interchange.errors import Layer, Problem, Severity
-from interchange.notices.notice import NS, RECEIPT, REFUSAL, RESULT, NoticeData, build_notice
+from interchange.kinds import NOTICE_RECEIPT, NOTICE_REFUSAL, NOTICE_RESULT
+from interchange.notices.notice import NS, NoticeData, build_notice
 from interchange.notices.reader import NotANotice, notice_from_root, read_notice
 
 RECEIVED = datetime(2025, 3, 3, 1, 30, 5, tzinfo=UTC)  # 08:30:05 in Vietnam
@@ -29,14 +30,14 @@ def test_round_trip_every_field():
         Problem(layer=Layer.RULE, code="R-GENDER", message_vi="Chỉ cảnh báo", severity=Severity.WARNING),
     ]  # fmt: skip
     data = NoticeData(
-        kind=RESULT, transaction_id="tx-1", received_at=RECEIVED, issued_at=RECEIVED + timedelta(hours=2),
+        kind=NOTICE_RESULT, transaction_id="tx-1", received_at=RECEIVED, issued_at=RECEIVED + timedelta(hours=2),
         sha256=digest, so_ho_so="00012/2025/HN001", procedure="600", mst="0101234565", unit_code="YN0123A",
         ivan_code="00123", due_at=RECEIVED + timedelta(days=1), result="KHONG_CHAP_NHAN",
         layers={"envelope": "passed", "signature": "passed", "schema": "passed", "rule": "failed"},
         problems=problems, truncated=3,
     )  # fmt: skip
     n = read_notice(_bytes(data))
-    assert (n.kind, n.transaction_id, n.so_ho_so, n.procedure) == (RESULT, "tx-1", "00012/2025/HN001", "600")
+    assert (n.kind, n.transaction_id, n.so_ho_so, n.procedure) == (NOTICE_RESULT, "tx-1", "00012/2025/HN001", "600")
     assert (n.mst, n.unit_code, n.ivan_code, n.result) == ("0101234565", "YN0123A", "00123", "KHONG_CHAP_NHAN")
     assert n.received_text == "2025-03-03T08:30:05+07:00"
     assert n.received_at == RECEIVED and n.received_at.utcoffset() == timedelta(hours=7)
@@ -57,8 +58,8 @@ def test_round_trip_every_field():
 
 
 def test_missing_optional_fields():
-    n = read_notice(_bytes(NoticeData(kind=REFUSAL, transaction_id="tx-2", received_at=RECEIVED, issued_at=RECEIVED)))
-    assert (n.kind, n.transaction_id) == (REFUSAL, "tx-2")
+    n = read_notice(_bytes(NoticeData(kind=NOTICE_REFUSAL, transaction_id="tx-2", received_at=RECEIVED, issued_at=RECEIVED)))
+    assert (n.kind, n.transaction_id) == (NOTICE_REFUSAL, "tx-2")
     assert n.so_ho_so is n.procedure is n.mst is n.unit_code is n.ivan_code is n.result is None
     assert n.due_text is None and n.due_at is None
     assert n.digest is None and n.digest_algorithm is None
@@ -66,10 +67,10 @@ def test_missing_optional_fields():
 
 
 def test_receipt_from_a_parsed_tree():
-    data = NoticeData(kind=RECEIPT, transaction_id="tx-3", received_at=RECEIVED, issued_at=RECEIVED,
+    data = NoticeData(kind=NOTICE_RECEIPT, transaction_id="tx-3", received_at=RECEIVED, issued_at=RECEIVED,
                       sha256=b"\0" * 32, due_at=RECEIVED + timedelta(hours=8))  # fmt: skip
     n = notice_from_root(etree.fromstring(_bytes(data)))
-    assert n.kind == RECEIPT and n.due_at == data.due_at
+    assert n.kind == NOTICE_RECEIPT and n.due_at == data.due_at
 
 
 def test_odd_values_read_leniently():
@@ -78,7 +79,7 @@ def test_odd_values_read_leniently():
       <DanhSachLoi><Loi><Ma>X</Ma><Dong>²</Dong></Loi><SoLoiBiBoQua>many</SoLoiBiBoQua></DanhSachLoi>
     </ThongBao>""".encode()
     n = read_notice(xml)
-    assert n.kind == RESULT and n.transaction_id is None  # stripped; whitespace only is absent
+    assert n.kind == NOTICE_RESULT and n.transaction_id is None  # stripped; whitespace only is absent
     assert n.due_text == "tomorrow" and n.due_at is None  # kept as text; not a time
     assert n.received_at == datetime(2025, 3, 3, 8, 30, 5)  # naive: the caller decides
     assert n.problems[0].line is None and n.problems[0].message_vi is None and n.truncated == 0

@@ -12,17 +12,8 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 from sqlalchemy import text
 
-from interchange.store import (
-    KET_QUA,
-    RECEIVED,
-    REFUSED,
-    TIEP_NHAN,
-    TU_CHOI,
-    Dossier,
-    NewDossier,
-    Scope,
-    Store,
-)
+from interchange.kinds import SLUG_RECEIPT, SLUG_REFUSAL, SLUG_RESULT
+from interchange.store import RECEIVED, REFUSED, Dossier, NewDossier, Scope, Store
 from interchange.store import db as db_module
 from interchange.store import keys as keys_module
 from interchange.store import receipts as receipts_module
@@ -91,10 +82,10 @@ async def test_round_trip_keeps_every_field_and_aware_times(store):
     assert (got.size, got.sha256, got.ivan_code) == (len(new.original), new.sha256, "00123")
     assert got.problems == new.problems and got.layers == new.layers
     assert got.signers == new.signers and got.facts == new.facts
-    assert got.so_ho_so == "00001/2026/X" and got.notice_kinds == [TIEP_NHAN]
+    assert got.so_ho_so == "00001/2026/X" and got.notice_kinds == [SLUG_RECEIPT]
     assert await store.dossiers.original(new.id, ALL) == new.original  # the BOM and all
-    assert await store.dossiers.notice(new.id, TIEP_NHAN, ALL) == saved.notice
-    assert await store.dossiers.notice(new.id, TU_CHOI, ALL) is None
+    assert await store.dossiers.notice(new.id, SLUG_RECEIPT, ALL) == saved.notice
+    assert await store.dossiers.notice(new.id, SLUG_REFUSAL, ALL) is None
     assert await store.dossiers.get("no-such-id", ALL) is None
 
 
@@ -148,7 +139,7 @@ async def test_a_refused_dossier_sent_again_is_judged_again(store):
     second = await store.receipts.save(new_dossier(state=REFUSED), notice_for)
     assert (first.outcome, second.outcome) == ("stored", "stored")
     assert first.dossier.id != second.dossier.id
-    assert first.dossier.notice_kinds == [TU_CHOI] and first.dossier.so_ho_so is None
+    assert first.dossier.notice_kinds == [SLUG_REFUSAL] and first.dossier.so_ho_so is None
     accepted = await store.receipts.save(new_dossier(), notice_for)
     assert accepted.outcome == "stored" and accepted.dossier.so_ho_so == "00001/2026/X"
     replay = await store.receipts.save(new_dossier(), notice_for)
@@ -305,7 +296,7 @@ async def test_scopes_never_show_another_units_dossiers(store):
 
     mine, theirs = Scope(mst=MST_A), b.dossier.id
     assert await store.dossiers.get(theirs, mine) is None
-    assert await store.dossiers.notice(theirs, TIEP_NHAN, mine) is None
+    assert await store.dossiers.notice(theirs, SLUG_RECEIPT, mine) is None
     assert await store.dossiers.original(theirs, mine) is None
     assert (await store.dossiers.get(a.dossier.id, mine)).id == a.dossier.id
     assert await store.dossiers.original(a.dossier.id, mine) == b"<a/>"
@@ -353,7 +344,7 @@ async def test_pagination_walks_newest_first_without_gaps_or_repeats(store):
         if cursor is None:
             break
     assert seen == expected and pages == 3
-    assert all(d.notice_kinds == [TIEP_NHAN] for d in (await store.dossiers.list_page(ALL))[0])
+    assert all(d.notice_kinds == [SLUG_RECEIPT] for d in (await store.dossiers.list_page(ALL))[0])
     with pytest.raises(ValueError):
         await store.dossiers.list_page(ALL, cursor="not-a-cursor")
 
@@ -370,17 +361,17 @@ async def test_page_size_is_capped_at_500(store):
 
 async def test_later_notices(store):
     saved = await store.receipts.save(new_dossier(), notice_for)
-    assert await store.dossiers.add_notice(saved.dossier.id, KET_QUA, b"<KetQua/>") is True
-    assert await store.dossiers.add_notice(saved.dossier.id, KET_QUA, b"<Other/>") is False  # never replaced
-    assert await store.dossiers.notice(saved.dossier.id, KET_QUA, Scope(mst=MST_A)) == b"<KetQua/>"
-    assert await store.dossiers.notice(saved.dossier.id, KET_QUA, Scope(mst=MST_B)) is None
-    assert (await store.dossiers.get(saved.dossier.id, ALL)).notice_kinds == [TIEP_NHAN, KET_QUA]
+    assert await store.dossiers.add_notice(saved.dossier.id, SLUG_RESULT, b"<KetQua/>") is True
+    assert await store.dossiers.add_notice(saved.dossier.id, SLUG_RESULT, b"<Other/>") is False  # never replaced
+    assert await store.dossiers.notice(saved.dossier.id, SLUG_RESULT, Scope(mst=MST_A)) == b"<KetQua/>"
+    assert await store.dossiers.notice(saved.dossier.id, SLUG_RESULT, Scope(mst=MST_B)) is None
+    assert (await store.dossiers.get(saved.dossier.id, ALL)).notice_kinds == [SLUG_RECEIPT, SLUG_RESULT]
     with pytest.raises(LookupError):
-        await store.dossiers.add_notice("no-such-id", KET_QUA, b"<KetQua/>")
+        await store.dossiers.add_notice("no-such-id", SLUG_RESULT, b"<KetQua/>")
     with pytest.raises(ValueError):
         await store.dossiers.add_notice(saved.dossier.id, "ket_qua", b"<KetQua/>")
     replay = await store.receipts.save(new_dossier(), notice_for)
-    assert replay.notice == saved.notice and replay.dossier.notice_kinds == [TIEP_NHAN, KET_QUA]
+    assert replay.notice == saved.notice and replay.dossier.notice_kinds == [SLUG_RECEIPT, SLUG_RESULT]
 
 
 async def test_api_keys(store):

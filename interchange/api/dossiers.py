@@ -29,7 +29,7 @@ from interchange.api.http import (
 from interchange.clock import utc_now
 from interchange.errors import Problem
 from interchange.evidence.bundle import build_bundle
-from interchange.notices.notice import KIND_SLUG
+from interchange.kinds import SLUG_OF_NOTICE
 from interchange.receiving.receipt import CONFLICT, FORBIDDEN, RECEIVED_NOW, REFUSED_NOW, REPLAYED
 from interchange.store.types import Dossier, Unit, WorkItem
 
@@ -207,8 +207,8 @@ def _unit_json(u: Unit) -> dict:
 async def get_notice(request: web.Request) -> web.Response:
     key = await reader(request)
     kind = request.match_info["kind"]
-    if kind not in KIND_SLUG.values():
-        return problem_json(404, codes.NOT_FOUND, f"notice kinds are {', '.join(KIND_SLUG.values())}")
+    if kind not in SLUG_OF_NOTICE.values():
+        return problem_json(404, codes.NOT_FOUND, f"notice kinds are {', '.join(SLUG_OF_NOTICE.values())}")
     xml = await request.app[SERVICES].store.dossiers.notice(request.match_info["id"], kind, key.scope)
     if xml is None:
         return problem_json(404, codes.NOT_FOUND, "no such notice")

@@ -11,11 +11,10 @@ from aiohttp import web
 from interchange import codes
 from interchange.api.http import SERVICES, XML_RESPONSE, problem_json, reader
 from interchange.forwarding import LEGAL_CEILING
-from interchange.kinds import WORK_FORWARD
+from interchange.kinds import SLUG_RESULT, SLUG_UPSTREAM_RECEIPT, SLUG_UPSTREAM_REFUSAL, WORK_FORWARD
 from interchange.store.forwarding import PENDING, Forwarding
-from interchange.store.types import BHXH_TIEP_NHAN, BHXH_TU_CHOI, KET_QUA
 
-UPSTREAM_KINDS = (BHXH_TIEP_NHAN, BHXH_TU_CHOI)
+UPSTREAM_KINDS = (SLUG_UPSTREAM_RECEIPT, SLUG_UPSTREAM_REFUSAL)
 
 
 
@@ -65,7 +64,7 @@ async def get_forwarding(request: web.Request) -> web.Response:
             "relayed_at": _iso(fw.relayed_at),
             "state": dossier.state,
         },
-        "notices": {k: f"{base}/notices/{k}" for k in dossier.notice_kinds if k in (*UPSTREAM_KINDS, KET_QUA)},
+        "notices": {k: f"{base}/notices/{k}" for k in dossier.notice_kinds if k in (*UPSTREAM_KINDS, SLUG_RESULT)},
         "tries": [
             {"n": a.n, "kind": a.kind, "at": a.at.isoformat(), "outcome": a.outcome, "http_status": a.http_status,
              "error": a.error, "duration_ms": a.duration_ms, "upstream_id": a.upstream_id}

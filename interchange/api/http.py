@@ -18,7 +18,8 @@ from interchange.api.ratelimit import RateLimiter
 from interchange.clock import utc_now
 from interchange.config import Config
 from interchange.errors import Layer, Problem
-from interchange.notices.notice import REFUSAL, NoticeData, NoticeSigner
+from interchange.kinds import NOTICE_REFUSAL
+from interchange.notices.notice import NoticeData, NoticeSigner
 from interchange.receiving.receipt import Reception
 from interchange.store.store import Store
 from interchange.store.types import ApiKey
@@ -61,7 +62,7 @@ def refusal_response(request: web.Request, status: int, problem: Problem, **head
     services = request.app[SERVICES]
     now = utc_now()
     notice = services.signer.sign(
-        NoticeData(kind=REFUSAL, transaction_id=uuid.uuid4().hex, received_at=now, issued_at=now, problems=[problem])
+        NoticeData(kind=NOTICE_REFUSAL, transaction_id=uuid.uuid4().hex, received_at=now, issued_at=now, problems=[problem])
     )
     request.app[METRICS].receipts.labels(outcome=f"http_{status}").inc()
     return web.Response(status=status, body=notice, content_type=XML_RESPONSE, charset="utf-8", headers=headers)

@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from interchange.config import DeliveryConfig
 from interchange.jobs.policy import backoff
 from interchange.jobs.runner import RetryAt
-from interchange.kinds import delivery_work
+from interchange.kinds import NOTICE_SLUGS, SLUG_RESULT, delivery_work
 from interchange.store.deliveries import (
     CALLBACK,
     DELIVERED,
@@ -33,7 +33,7 @@ from interchange.store.deliveries import (
     delivery_id_of,
 )
 from interchange.store.store import Store
-from interchange.store.types import KET_QUA, NOTICE_KINDS, WorkItem
+from interchange.store.types import WorkItem
 
 from .callback import Answer, HostBreakers, host_of, post_notice
 from .mail import MailSender, build_message
@@ -45,7 +45,7 @@ USER_AGENT = "interchange-delivery/1"
 # Every kind of delivery work: callbacks of every notice, e-mail of the KET_QUA only (the
 # receipt notices are in the submitter's HTTP answer already; mailing them is noise).
 DELIVERY_KINDS = tuple(
-    [delivery_work(n, r) for n in NOTICE_KINDS for r in (ROUTE_MST, ROUTE_IVAN)] + [delivery_work(KET_QUA, ROUTE_EMAIL)]
+    [delivery_work(n, r) for n in NOTICE_SLUGS for r in (ROUTE_MST, ROUTE_IVAN)] + [delivery_work(SLUG_RESULT, ROUTE_EMAIL)]
 )
 
 # Called with the delivery, the outcome of this run (delivered, retry, failed, deferred,

@@ -39,9 +39,10 @@ from interchange.audit.chain import check_excerpt
 from interchange.clock import utc_now, vn_iso
 from interchange.errors import Problems, Refusal
 from interchange.intake.envelope import read_envelope
+from interchange.kinds import SLUG_RECEIPT, SLUG_REFUSAL
 from interchange.notices.notice import NoticeSigner
 from interchange.notices.reader import NotANotice, Notice, notice_from_root
-from interchange.store.types import REFUSED, TIEP_NHAN, TU_CHOI, Dossier
+from interchange.store.types import REFUSED, Dossier
 from interchange.trust import anchors
 from interchange.trust.xmldsig import verify_document
 from interchange.xmlparse import XmlLimits, parse_xml
@@ -458,7 +459,7 @@ def _check_notices(
         bam = notice.digest
         if bam is not None and bam != _digest_b64(original):
             problems.append("BamHoSo is not the SHA-256 of original.xml")
-        if bam is None and (kind in (TIEP_NHAN, TU_CHOI) or upstream):
+        if bam is None and (kind in (SLUG_RECEIPT, SLUG_REFUSAL) or upstream):
             problems.append("no BamHoSo")
         if so_ho_so and notice.so_ho_so not in (None, so_ho_so):
             problems.append(f"SoHoSo {notice.so_ho_so} is not {so_ho_so}")
@@ -467,7 +468,7 @@ def _check_notices(
             not problems,
             "; ".join(problems) or "about this dossier; BamHoSo = SHA-256 of original.xml",
         )
-        if kind in (TIEP_NHAN, TU_CHOI) and sig.valid:
+        if kind in (SLUG_RECEIPT, SLUG_REFUSAL) and sig.valid:
             received_at = _parse_time(notice.received_text)
     return received_at
 

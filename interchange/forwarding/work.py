@@ -24,21 +24,18 @@ from interchange.config import Config
 from interchange.jobs.policy import CircuitBreaker, backoff, retry_after
 from interchange.jobs.registration import CHAP_NHAN, KHONG_CHAP_NHAN
 from interchange.jobs.runner import GiveUp, Handler, RetryAt
-from interchange.kinds import WORK_FORWARD, WORK_RELAY
-from interchange.notices.notice import RECEIPT, REFUSAL, RESULT
+from interchange.kinds import (
+    NOTICE_RECEIPT,
+    NOTICE_REFUSAL,
+    NOTICE_RESULT,
+    SLUG_UPSTREAM_RECEIPT,
+    SLUG_UPSTREAM_REFUSAL,
+    WORK_FORWARD,
+    WORK_RELAY,
+)
 from interchange.store.forwarding import FAILED, FORWARDED, PENDING, REFUSED_UPSTREAM, Attempt, Change
 from interchange.store.store import Store
-from interchange.store.types import (
-    ACCEPTED,
-    BHXH_TIEP_NHAN,
-    BHXH_TU_CHOI,
-    REJECTED,
-    Dossier,
-    Scope,
-    Settlement,
-    Unit,
-    WorkItem,
-)
+from interchange.store.types import ACCEPTED, REJECTED, Dossier, Scope, Settlement, Unit, WorkItem
 from interchange.store.types import REFUSED as REFUSED_STATE
 
 from .client import UpstreamClient, UpstreamError
@@ -155,10 +152,10 @@ class Forwarder:
             self.breaker.success()  # the upstream works, whatever it thinks of the notice
             try:
                 notice = await asyncio.to_thread(
-                    self.checker.check, answer.body, sha256=dossier.sha256, kinds=(RECEIPT, REFUSAL), at=now
+                    self.checker.check, answer.body, sha256=dossier.sha256, kinds=(NOTICE_RECEIPT, NOTICE_REFUSAL), at=now
                 )
                 # 200 replays either notice (a resend after a lost answer, Idempotency-Key).
-                if (notice.kind, status) in ((RECEIPT, 422), (REFUSAL, 202)):
+                if (notice.kind, status) in ((NOTICE_RECEIPT, 422), (NOTICE_REFUSAL, 202)):
                     raise BadNotice(f"HTTP {status} with a {notice.kind} notice")
             except BadNotice as exc:
                 await self._retry(item, now, WORK_FORWARD, tries, BAD_NOTICE,
@@ -200,7 +197,7 @@ class Forwarder:
     async def _forwarded(
         self, item: WorkItem, now: datetime, dossier: Dossier, tries: int, notice: UpstreamNotice, status: int, ms: int
     ) -> None:
-        received = notice.kind == RECEIPT
+        received = notice.kind == NOTICE_RECEIPT
         outcome = (ACCEPTED_UPSTREAM if status == 202 else REPLAYED) if received else REFUSED
         state = FORWARDED if received else REFUSED_UPSTREAM
         enqueue = None
@@ -212,7 +209,7 @@ class Forwarder:
                         "next_try_at": enqueue[2] if enqueue else None},
             attempt=Attempt(kind=WORK_FORWARD, at=now, outcome=outcome, duration_ms=ms, http_status=status,
                                    upstream_id=notice.transaction_id),
-            notice=(BHXH_TIEP_NHAN if received else BHXH_TU_CHOI, notice.xml),
+            notice=(SLUG_UPSTREAM_RECEIPT if received else SLUG_UPSTREAM_REFUSAL, notice.xml),
             audit_data={"state": state, "http_status": status, "upstream_id": notice.transaction_id,
                         "so_ho_so": notice.so_ho_so, "attempts": tries, "sha256": dossier.sha256.hex(),
                         "errors": sorted({p["code"] for p in notice.problems if p.get("code")})},
@@ -267,7 +264,7 @@ class Forwarder:
         self.breaker.success()
         try:
             notice = await asyncio.to_thread(
-                self.checker.check, answer.body, sha256=dossier.sha256, kinds=(RESULT,), at=now,
+                self.checker.check, answer.body, sha256=dossier.sha256, kinds=(NOTICE_RESULT,), at=now,
                 transaction_id=fw.upstream_id,
             )
             if notice.result not in (CHAP_NHAN, KHONG_CHAP_NHAN):

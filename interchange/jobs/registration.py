@@ -15,7 +15,8 @@ from datetime import datetime
 from interchange import codes
 from interchange.errors import Layer, Problem, Severity
 from interchange.identifiers import mst_valid
-from interchange.notices.notice import RESULT, NoticeData
+from interchange.kinds import NOTICE_RESULT
+from interchange.notices.notice import NoticeData
 from interchange.store.store import Store
 from interchange.store.types import (
     ACCEPTED,
@@ -61,7 +62,7 @@ def result_notice(
 ) -> NoticeData:
     """The KET_QUA of a received dossier: the rule layer passed (CHAP_NHAN) or failed."""
     return NoticeData(
-        kind=RESULT, transaction_id=dossier.id, received_at=dossier.received_at, issued_at=now,
+        kind=NOTICE_RESULT, transaction_id=dossier.id, received_at=dossier.received_at, issued_at=now,
         sha256=dossier.sha256, so_ho_so=dossier.so_ho_so, procedure=dossier.procedure,
         mst=dossier.unit_mst, unit_code=dossier.unit_code, ivan_code=dossier.ivan_code,
         due_at=dossier.due_at, result=CHAP_NHAN if accepted else KHONG_CHAP_NHAN,

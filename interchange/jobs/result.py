@@ -12,10 +12,11 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 
+from interchange.kinds import SLUG_RESULT
 from interchange.notices.notice import NoticeData
 from interchange.rules.judge import Judgement
 from interchange.store.store import Store
-from interchange.store.types import ACCEPTED, KET_QUA, REJECTED, Dossier, Scope, Settlement, Unit, WorkItem
+from interchange.store.types import ACCEPTED, REJECTED, Dossier, Scope, Settlement, Unit, WorkItem
 
 from .registration import result_notice
 
@@ -40,7 +41,7 @@ class ResultWork:
         """True when the item was marked done with the result (see WorkRunner)."""
         # settle() finds an earlier KET_QUA too; looking first saves judging (a second at 50,000 rows)
         stored = await self.store.dossiers.get(item.dossier_id, Scope(all=True))
-        if stored is None or KET_QUA in stored.notice_kinds:
+        if stored is None or SLUG_RESULT in stored.notice_kinds:
             return False  # done by an earlier run (or the dossier is gone): nothing to judge
         original = await self.store.dossiers.original(item.dossier_id, Scope(all=True))
         judgement = await self.judge(original)

@@ -19,8 +19,6 @@ from interchange.errors import LAYER_ORDER, Problem
 from interchange.trust.xmldsig import DocumentSigner, to_bytes
 
 NS = "urn:interchange:thongbao:1"
-RECEIPT, REFUSAL, RESULT = "TIEP_NHAN", "TU_CHOI", "KET_QUA"
-KIND_SLUG = {RECEIPT: "tiep-nhan", REFUSAL: "tu-choi", RESULT: "ket-qua"}
 _LAYER_STATE_VI = {"passed": "dat", "failed": "khong_dat", "not_run": "chua_chay"}
 
 

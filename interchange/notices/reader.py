@@ -20,10 +20,11 @@ from datetime import datetime
 from lxml import etree
 
 from interchange.errors import Problem, Refusal
-from interchange.notices.notice import NS, RECEIPT, REFUSAL, RESULT
+from interchange.kinds import NOTICE_RECEIPT, NOTICE_REFUSAL, NOTICE_RESULT
+from interchange.notices.notice import NS
 from interchange.xmlparse import XmlLimits, parse_xml
 
-KINDS = (RECEIPT, REFUSAL, RESULT)
+KINDS = (NOTICE_RECEIPT, NOTICE_REFUSAL, NOTICE_RESULT)
 _LAYER_STATE = {"dat": "passed", "khong_dat": "failed", "chua_chay": "not_run"}  # notice.py's, reversed
 
 

@@ -21,8 +21,8 @@ from interchange.clock import utc_now
 from interchange.errors import Layer, Problem
 from interchange.intake.pipeline import Caller, Outcome
 from interchange.jobs.registration import REGISTRATION_PROCEDURES, not_active_problem
-from interchange.kinds import WORK_FORWARD, WORK_JUDGE, WORK_REGISTRATION
-from interchange.notices.notice import RECEIPT, REFUSAL, NoticeData
+from interchange.kinds import NOTICE_RECEIPT, NOTICE_REFUSAL, WORK_FORWARD, WORK_JUDGE, WORK_REGISTRATION
+from interchange.notices.notice import NoticeData
 from interchange.store.store import Store
 from interchange.store.types import ACTIVE, RECEIVED, REFUSED, ApiKey, Dossier, NewDossier, Scope
 from interchange.workcal import WorkCalendar
@@ -173,7 +173,7 @@ def new_dossier(
 def receipt_notice(dossier: Dossier, outcome: Outcome) -> NoticeData:
     """The TIEP_NHAN or TU_CHOI of a stored dossier."""
     return NoticeData(
-        kind=RECEIPT if dossier.state == RECEIVED else REFUSAL,
+        kind=NOTICE_RECEIPT if dossier.state == RECEIVED else NOTICE_REFUSAL,
         transaction_id=dossier.id,
         received_at=dossier.received_at,
         issued_at=utc_now(),

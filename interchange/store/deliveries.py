@@ -16,7 +16,7 @@ from sqlalchemy import Integer, String, delete, exists, literal, or_, select, un
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from interchange.audit.chain import Event
-from interchange.kinds import WORK_DELIVER_PREFIX, delivery_work
+from interchange.kinds import SLUG_REFUSAL, SLUG_RESULT, WORK_DELIVER_PREFIX, delivery_work
 
 from .audit import append as audit_append
 from .db import Database
@@ -31,7 +31,7 @@ from .tables import (
     units,
     work_items,
 )
-from .types import ACTIVE, KET_QUA, QUEUED, TU_CHOI, Dossier
+from .types import ACTIVE, QUEUED, Dossier
 
 PENDING, DELIVERED, FAILED, SKIPPED = "pending", "delivered", "failed", "skipped"
 CALLBACK, EMAIL = "callback", "email"
@@ -101,9 +101,9 @@ def _routes(owner: str, unit_mst: str | None, kind: str) -> list[tuple[str, str]
     out = []
     if owner.startswith(("mst:", "ivan:")):
         out.append((owner.split(":", 1)[0], owner))
-    if unit_mst and kind != TU_CHOI and not owner.startswith("mst:"):
+    if unit_mst and kind != SLUG_REFUSAL and not owner.startswith("mst:"):
         out.append(("mst", f"mst:{unit_mst}"))  # an I-VAN's (or admin's) dossier: the unit's callback too
-    if unit_mst and kind == KET_QUA:
+    if unit_mst and kind == SLUG_RESULT:
         out.append((ROUTE_EMAIL, unit_mst))
     return out
 

@@ -12,6 +12,7 @@ from sqlalchemy import and_, or_, select
 from sqlalchemy.exc import IntegrityError
 
 from interchange.audit.chain import Entry, excerpt_records
+from interchange.kinds import NOTICE_SLUGS
 
 from .audit import append as audit_append
 from .audit import head_of, notice_stored
@@ -19,7 +20,7 @@ from .db import Database
 from .deliveries import enqueue_notice_deliveries
 from .rows import DOSSIER_COLUMNS, dossier_of, notice_kinds, visible
 from .tables import audit_log, dossiers, notices, originals
-from .types import NOTICE_KINDS, Dossier, Scope
+from .types import Dossier, Scope
 
 MAX_PAGE = 500
 
@@ -111,7 +112,7 @@ class Dossiers:
     async def add_notice(self, id: str, kind: str, xml: bytes, *, actor: str = "server") -> bool:
         """Store a later notice (KET_QUA). False when one of that kind is already stored: a
         signed notice is never replaced. LookupError when there is no such dossier."""
-        if kind not in NOTICE_KINDS:
+        if kind not in NOTICE_SLUGS:
             raise ValueError(f"unknown notice kind {kind!r}")
         row = {"dossier_id": id, "kind": kind, "xml": xml, "created_at": datetime.now(UTC)}
         stored = notice_stored(id, kind, xml, actor)

@@ -29,13 +29,14 @@ from interchange.audit.chain import (
     Event,
 )
 from interchange.clock import VN_TZ
+from interchange.kinds import SLUG_RECEIPT, SLUG_REFUSAL
 
 from .audit import append as audit_append
 from .db import Database
 from .deliveries import enqueue_receipt_deliveries
 from .rows import DOSSIER_COLUMNS, dossier_of, new_work_row
 from .tables import counters, dossiers, notices, originals, work_items
-from .types import RECEIVED, REFUSED, TIEP_NHAN, TU_CHOI, Dossier, NewDossier, SaveResult
+from .types import RECEIVED, REFUSED, Dossier, NewDossier, SaveResult
 
 log = logging.getLogger(__name__)
 
@@ -273,7 +274,7 @@ class Receipts:
         receipts: dict[str, bytes] = {}
         for dossier_id, kind, xml in stored:
             kinds.setdefault(dossier_id, []).append(kind)
-            if kind in (TIEP_NHAN, TU_CHOI):
+            if kind in (SLUG_RECEIPT, SLUG_REFUSAL):
                 receipts[dossier_id] = xml
         by_replay: dict[str, SaveResult] = {}
         by_scope: dict[str, SaveResult] = {}
@@ -388,7 +389,7 @@ def _stored_dossier(new: NewDossier, so_ho_so: str | None) -> Dossier:
         layers=new.layers,
         signers=new.signers,
         facts=new.facts,
-        notice_kinds=[TIEP_NHAN if new.state == RECEIVED else TU_CHOI],
+        notice_kinds=[SLUG_RECEIPT if new.state == RECEIVED else SLUG_REFUSAL],
     )
 
 

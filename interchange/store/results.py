@@ -10,6 +10,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from interchange.audit.chain import DOSSIER_SETTLED, UNIT_CHANGED, Event
+from interchange.kinds import SLUG_RESULT
 
 from .audit import append as audit_append
 from .audit import notice_stored
@@ -18,7 +19,17 @@ from .deliveries import enqueue_deliveries
 from .persons import write_records
 from .rows import DOSSIER_COLUMNS, dossier_of, notice_kinds, unit_data, unit_of
 from .tables import dossiers, notices, units, work_items
-from .types import ACCEPTED, DONE, KET_QUA, RECEIVED, REJECTED, RUNNING, Dossier, Settlement, Unit, WorkItem
+from .types import (
+    ACCEPTED,
+    DONE,
+    RECEIVED,
+    REJECTED,
+    RUNNING,
+    Dossier,
+    Settlement,
+    Unit,
+    WorkItem,
+)
 from .units import write_unit
 
 SETTLE_TRIES = 5  # decisions made again because the unit changed meanwhile, at most
@@ -83,7 +94,7 @@ class Results:
         if row is None:
             raise LookupError(f"no dossier {id!r}")
         kinds = (await notice_kinds(conn, [id])).get(id, [])
-        if KET_QUA in kinds:
+        if SLUG_RESULT in kinds:
             return None, None
         if row.state != RECEIVED:
             raise LookupError(f"dossier {id!r} is {row.state}, not {RECEIVED}")
@@ -105,7 +116,7 @@ class Results:
     ) -> None:
         id = dossier.id
         await conn.execute(
-            notices.insert(), {"dossier_id": id, "kind": KET_QUA, "xml": settlement.notice, "created_at": now}
+            notices.insert(), {"dossier_id": id, "kind": SLUG_RESULT, "xml": settlement.notice, "created_at": now}
         )
         values = {
             "state": settlement.state,
@@ -126,7 +137,7 @@ class Results:
             )
             records_events = written.audit_events(actor)
         events = [
-            notice_stored(id, KET_QUA, settlement.notice, actor),
+            notice_stored(id, SLUG_RESULT, settlement.notice, actor),
             Event(
                 DOSSIER_SETTLED,
                 actor,
@@ -151,6 +162,6 @@ class Results:
                 )
             )
         await enqueue_deliveries(
-            conn, dossier_id=id, owner=dossier.owner, unit_mst=dossier.unit_mst, kind=KET_QUA, now=now
+            conn, dossier_id=id, owner=dossier.owner, unit_mst=dossier.unit_mst, kind=SLUG_RESULT, now=now
         )  # after the unit's row: a registration's own result is mailed to the address it registers
         await audit_append(conn, events)

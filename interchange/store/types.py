@@ -15,15 +15,6 @@ REFUSED = "refused"
 ACCEPTED = "accepted"  # KET_QUA CHAP_NHAN
 REJECTED = "rejected"  # KET_QUA KHONG_CHAP_NHAN
 
-TIEP_NHAN = "tiep-nhan"
-TU_CHOI = "tu-choi"
-KET_QUA = "ket-qua"
-# Role ivan: the upstream agency's own receipt or refusal of the forwarded bytes, kept as signed
-# (its KET_QUA is the dossier's result: stored as KET_QUA). At most 16 characters (notices.kind).
-BHXH_TIEP_NHAN = "bhxh-tiep-nhan"
-BHXH_TU_CHOI = "bhxh-tu-choi"
-NOTICE_KINDS = (TIEP_NHAN, TU_CHOI, KET_QUA, BHXH_TIEP_NHAN, BHXH_TU_CHOI)
-
 ROLES = ("submitter", "ivan", "auditor", "admin")
 
 
