@@ -15,7 +15,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.padding import PKCS1v15
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from interchange.trust import certinfo, pki
+from interchange.devkit import pki
+from interchange.trust import certinfo
 
 MST = "0101234565"
 
