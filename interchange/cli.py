@@ -295,8 +295,8 @@ def cmd_check(args) -> int:
     """The receipt's layers (envelope, signature, schema), then, when they pass, the rule layer:
     the error list a TU_CHOI or a KET_QUA notice would carry."""
     from interchange.intake.pipeline import Receiver
+    from interchange.legal.params import configured_parameters
     from interchange.rules.judge import judge
-    from interchange.rules.params import configured_parameters
 
     cfg = _config(args)
     data = Path(args.file).read_bytes()
@@ -331,8 +331,8 @@ def cmd_check(args) -> int:
 
 def cmd_rules(args) -> int:
     """The rule catalogue: code, severity, forms, what each rule requires (Vietnamese, English)."""
+    from interchange.legal.params import configured_parameters
     from interchange.rules.catalogue import PROCEDURES, RULES
-    from interchange.rules.params import configured_parameters
 
     params = configured_parameters(_config(args))
     if args.json:

@@ -15,6 +15,7 @@ import string
 from dataclasses import dataclass
 
 from interchange.errors import Layer, Problem, Severity
+from interchange.months import Month
 
 ERROR, WARNING = Severity.ERROR, Severity.WARNING
 HOSO = "Hoso"  # rules on the envelope itself (procedure, unit)
@@ -295,7 +296,7 @@ REGISTRATION_PROCEDURES = frozenset({"04/DK-IVAN", "05/SD-IVAN", "06/NG-IVAN"})
 LOAI_BY_DIRECTION = {"increase": "1", "decrease": "2", "adjustment": "3"}
 DIRECTION_VI = {"increase": "tăng", "decrease": "giảm", "adjustment": "điều chỉnh"}
 COEFFICIENT_RANGE = ("1.0", "10.0")  # a plausible coefficient of the state pay scale
-FIRST_MONTH = (1995, 1)  # compulsory social insurance started on 1 January 1995
+FIRST_MONTH = Month(1995, 1)  # compulsory social insurance started on 1 January 1995
 
 ISO_COUNTRIES = frozenset("""
 AD AE AF AG AI AL AM AO AQ AR AS AT AU AW AX AZ BA BB BD BE BF BG BH BI BJ BL BM BN BO BQ BR BS BT BV BW BY
