@@ -386,7 +386,7 @@ def cmd_audit(args) -> int:
 def cmd_evidence(args) -> int:
     """`evidence verify FILE.zip`: check a bundle offline (no server, no network)."""
     from interchange.audit.evidence import load_trusted, verify_bundle
-    from interchange.trust.anchors import load_anchor_certs
+    from interchange.trust.certinfo import load_anchor_certs
 
     if args.trusted:
         trusted, legacy_sha1 = load_trusted(args.trusted), False
