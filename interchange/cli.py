@@ -287,8 +287,8 @@ def cmd_check(args) -> int:
     """The receipt's layers (envelope, signature, schema), then, when they pass, the rule layer:
     the error list a TU_CHOI or a KET_QUA notice would carry."""
     from interchange.intake.pipeline import Receiver
+    from interchange.legal.params import configured_parameters
     from interchange.rules.judge import judge
-    from interchange.rules.params import configured_parameters
 
     cfg = _config(args)
     data = Path(args.file).read_bytes()
@@ -339,8 +339,8 @@ async def _registration_gate(cfg, outcome):
 
 def cmd_rules(args) -> int:
     """The rule catalogue: code, severity, forms, what each rule requires (Vietnamese, English)."""
+    from interchange.legal.params import configured_parameters
     from interchange.rules.catalogue import PROCEDURES, RULES
-    from interchange.rules.params import configured_parameters
 
     params = configured_parameters(_config(args))
     if args.json:
@@ -361,7 +361,7 @@ def cmd_rules(args) -> int:
 
 def cmd_codes(args) -> int:
     """Every code the server can emit (notices' Loi/Ma, problem+json `code`): layer, severity, text."""
-    from interchange.codes import every_code
+    from interchange.rules.catalogue import every_code
 
     listed = every_code(args.layer)
     if args.json:
@@ -410,7 +410,7 @@ def cmd_audit(args) -> int:
 def cmd_evidence(args) -> int:
     """`evidence verify FILE.zip`: check a bundle offline (no server, no network)."""
     from interchange.evidence.bundle import load_trusted, verify_bundle
-    from interchange.trust.anchors import load_anchor_certs
+    from interchange.trust.certinfo import load_anchor_certs
 
     if args.trusted:
         trusted, legacy_sha1 = load_trusted(args.trusted), False

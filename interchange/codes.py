@@ -7,8 +7,8 @@ is still written where the problem is made; the description here says what the c
 Code that emits a code uses the constant (`codes.SIG_EXPIRED`), never the literal.
 
 The business rules' `R-` codes have their own catalogue, `interchange.rules.catalogue`, which
-stays their source; `every_code()` lists both (the rules are imported when it is called, so
-this module imports nothing of interchange but `interchange.errors`).
+stays their source; its `every_code()` lists both. This module imports nothing of interchange
+but `interchange.errors`, so that every layer can use it.
 
 A code never changes once published: notices, stored dossiers and integrators carry it.
 """
@@ -163,22 +163,3 @@ INTERNAL = _code("INTERNAL", API, "Lỗi máy chủ ngoài dự kiến; lỗi đ
                  "Unexpected server error; it has been logged.")
 
 del T, E, S, X, R
-
-
-def lookup(code: str) -> Code | None:
-    """The catalogue entry of a code, the rule catalogue's included."""
-    return CATALOGUE.get(code) or next((c for c in rule_codes() if c.code == code), None)
-
-
-def rule_codes() -> list[Code]:
-    """The `R-` rule codes, from the rule catalogue (imported here, not at module load)."""
-    from interchange.rules.catalogue import RULES
-
-    return [Code(r.code, str(Layer.RULE), str(r.severity), r.title_vi, r.title_en) for r in RULES]
-
-
-def every_code(layer: str | None = None) -> list[Code]:
-    """Every code the server can emit, in layer order (then as catalogued); `layer` filters."""
-    codes = [*CATALOGUE.values(), *rule_codes()]
-    ordered = sorted(codes, key=lambda c: LAYERS.index(c.layer))  # stable: catalogue order within a layer
-    return [c for c in ordered if layer is None or c.layer == layer]

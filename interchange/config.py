@@ -84,7 +84,7 @@ class JobsConfig:
 class RulesConfig:
     """The rule layer (interchange.rules)."""
 
-    parameters: str = ""  # legal parameters file; empty: the one shipped (interchange/rules/legal-parameters.toml)
+    parameters: str = ""  # legal parameters file; empty: the one shipped (interchange/legal/legal-parameters.toml)
 
 
 @dataclass

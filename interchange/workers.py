@@ -20,8 +20,8 @@ from datetime import datetime
 
 from interchange.config import Config
 from interchange.intake.pipeline import Caller, Outcome, Receiver
+from interchange.legal.params import LegalParameters, configured_parameters
 from interchange.notices.notice import NoticeData, NoticeSigner
-from interchange.rules.params import LegalParameters, configured_parameters
 
 _receiver: Receiver | None = None
 _notice_signer: NoticeSigner | None = None

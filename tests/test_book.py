@@ -16,9 +16,9 @@ from decimal import Decimal
 
 import pytest
 
+from interchange.legal.params import default_parameters
 from interchange.records.book import DeclaredChange, Identity, PersonRecords, UnitRef, build_book
 from interchange.records.model import BenefitClaim, Extracted
-from interchange.rules.params import default_parameters
 from interchange.store import ACCEPTED, RECEIVED, NewDossier
 from interchange.store.types import Settlement
 from tests.conftest import OTHER_UNIT, UNIT
@@ -236,7 +236,9 @@ def declared(n: int, c, unit: UnitRef = UNIT_A) -> DeclaredChange:
 
 
 def spans(records: PersonRecords, as_of: str) -> list[tuple]:
-    return [(p.unit.mst, p.from_month, p.to_month, p.basis, p.employer_monthly) for p in build_book(records, PARAMS, as_of).periods]
+    """(unit, from, to, basis, employer per month) of each period, months written "YYYY-MM"."""
+    return [(p.unit.mst, p.from_month.iso, p.to_month.iso if p.to_month else None, p.basis, p.employer_monthly)
+            for p in build_book(records, PARAMS, as_of).periods]  # fmt: skip
 
 
 def test_unpaid_leave_stops_then_the_terms_resume():

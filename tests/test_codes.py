@@ -21,6 +21,7 @@ import interchange
 from interchange import codes
 from interchange.errors import Layer, Severity
 from interchange.rules.catalogue import CATALOGUE as RULES
+from interchange.rules.catalogue import every_code, lookup_code
 from tests.clitools import run
 
 SRC = Path(interchange.__file__).parent
@@ -93,18 +94,18 @@ def test_the_catalogue_is_well_formed():
         assert entry.vi.strip() and entry.en.strip() and entry.vi != entry.en, code
         assert getattr(codes, code.replace("-", "_")) == code  # the constant's name is the code's
     assert not set(codes.CATALOGUE) & set(RULES)
-    every = codes.every_code()
+    every = every_code()
     assert [c.code for c in every if c.layer == "rule" and c.code.startswith("R-")] == list(RULES)
     assert len({c.code for c in every}) == len(every) == len(codes.CATALOGUE) + len(RULES)
     assert [codes.LAYERS.index(c.layer) for c in every] == sorted(codes.LAYERS.index(c.layer) for c in every)
-    assert codes.lookup("SIG-SIGNING-TIME").severity == "warning"
-    assert codes.lookup("R-D02-CAP").vi == RULES["R-D02-CAP"].title_vi
-    assert codes.lookup("NO-SUCH-CODE") is None
+    assert lookup_code("SIG-SIGNING-TIME").severity == "warning"
+    assert lookup_code("R-D02-CAP").vi == RULES["R-D02-CAP"].title_vi
+    assert lookup_code("NO-SUCH-CODE") is None
 
 
 def test_every_code_the_sources_emit_is_catalogued():
     found = _emitted()
-    catalogued = {c.code: c for c in codes.every_code()}
+    catalogued = {c.code: c for c in every_code()}
     missing = sorted({f"{f}:{line}: {code}" for f, line, code, _ in found if code not in catalogued})
     assert not missing, "codes emitted but not catalogued (add them to interchange/codes.py):\n" + "\n".join(missing)
     wrong = sorted({f"{f}:{line}: {code} is {catalogued[code].layer}, emitted as {layers}"
@@ -142,7 +143,7 @@ def test_cli_lists_every_code():
     code, out = run(["codes", "--json"])
     assert code == 0
     listed = json.loads(out)["codes"]
-    assert [c["code"] for c in listed] == [c.code for c in codes.every_code()]
+    assert [c["code"] for c in listed] == [c.code for c in every_code()]
     assert set(listed[0]) == {"code", "layer", "severity", "text_vi", "text_en"}
     tu = next(c for c in listed if c["code"] == "SIG-EXPIRED")
     assert tu == {"code": "SIG-EXPIRED", "layer": "signature", "severity": "error",
@@ -163,7 +164,7 @@ def test_cli_filters_by_layer(layer):
     code, out = run(["codes", "--json", "--layer", layer])
     listed = json.loads(out)["codes"]
     assert code == 0 and listed and {c["layer"] for c in listed} == {layer}
-    assert len(listed) == len(codes.every_code(layer))
+    assert len(listed) == len(every_code(layer))
 
 
 def test_cli_refuses_an_unknown_layer(capsys):

@@ -13,6 +13,7 @@ from decimal import Decimal
 
 from sqlalchemy import event, func, select
 
+from interchange.months import Month
 from interchange.records.model import (
     INCREASE,
     PA_DIRECTIONS,
@@ -40,11 +41,14 @@ def ref(pid: str | None = None, si: str | None = None, name: str = "Nguyễn Vă
 
 
 def change(stt: int, person: PersonRef, pa: str = "TM", from_month: str = "2026-01", **kw) -> ContributionChange:
+    """A D02-TS row; months written "YYYY-MM"."""
     values = {"to_month": None, "position": "Kế toán", "workplace": "Hà Nội", "salary": Decimal(10_000_000),
               "rate": Decimal(32), "region": "01", **kw}  # fmt: skip
+    if values["to_month"] is not None:
+        values["to_month"] = Month.parse_iso(values["to_month"])
     return ContributionChange(
         xpath=f"/D02-TS/NoiDung/LaoDong[{stt}]", stt=stt, person=person, pa=pa, direction=PA_DIRECTIONS[pa],
-        from_month=from_month, **values,
+        from_month=Month.parse_iso(from_month), **values,
     )  # fmt: skip
 
 
@@ -202,7 +206,7 @@ async def test_records_round_trip_exactly(store):
     await write(store, Extracted(contribution_changes=[c]))
     (back,) = (await store.persons.book_rows(PID, ALL)).changes
     got = back.change
-    assert (got.pa, got.direction, got.from_month, got.to_month) == ("TM", INCREASE, "2025-11", "2026-06")
+    assert (got.pa, got.direction, got.from_month, got.to_month) == ("TM", INCREASE, Month(2025, 11), Month(2026, 6))
     assert got.salary == Decimal("2.34") and got.coefficient
     assert got.allowances == {"PhuCapCV": Decimal("0.5"), "PhuCapTNVK": Decimal("5")}
     assert (got.rate, got.region, got.note, got.position, got.workplace) == (Decimal("31.8"), "01", "HĐLĐ 12 tháng", "Kế toán", "Hà Nội")

@@ -15,11 +15,12 @@ from interchange.config import LimitsConfig
 from interchange.devkit import samples
 from interchange.errors import Layer, Severity
 from interchange.identifiers import make_personal_id
+from interchange.legal.params import default_parameters
+from interchange.months import Month
 from interchange.records.model import INCREASE
 from interchange.rules import catalogue as cat
 from interchange.rules.catalogue import CATALOGUE, RULES
 from interchange.rules.judge import Judgement, judge, judge_form
-from interchange.rules.params import default_parameters
 
 PARSER = etree.XMLParser(remove_blank_text=False)
 PID_1990_M = make_personal_id("001", 1990, True, 123)  # born 1990, male, Hà Nội
@@ -279,7 +280,7 @@ def test_contribution_change_extracted_as_declared():
     j = d02({**row(1, TienLuong="2.34", PhuCapCV="0.5", TyleDong="32.0", DenThang="12/2026", Ghichu="hệ số")})
     assert j.accepted, [(p.code, p.message_en) for p in j.problems]
     c = j.extracted.contribution_changes[0]
-    assert (c.pa, c.direction, c.from_month, c.to_month) == ("TM", INCREASE, "2026-11", "2026-12")
+    assert (c.pa, c.direction, c.from_month, c.to_month) == ("TM", INCREASE, Month(2026, 11), Month(2026, 12))
     assert c.coefficient and c.salary == Decimal("2.34") and c.allowances == {"PhuCapCV": Decimal("0.5")}
     assert c.rate == Decimal("32.0") and c.region == "01" and c.note == "hệ số" and c.stt == 1
     assert c.person.personal_id == PID_1990_M and c.person.si_code == "0123456789"

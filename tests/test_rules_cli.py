@@ -10,8 +10,8 @@ import pytest
 from lxml import etree
 
 from interchange.devkit import samples
+from interchange.legal.params import default_parameters
 from interchange.rules.catalogue import CATALOGUE
-from interchange.rules.params import default_parameters
 from tests.clitools import dev_setup, no_interchange_env, run
 
 pytestmark = pytest.mark.usefixtures("clean_environ")

@@ -15,10 +15,12 @@ from aiohttp import web
 
 from interchange import codes
 from interchange.api.http import SERVICES, problem_json, reader
-from interchange.records.book import build_book, current_month, parse_month
-from interchange.rules.params import configured_parameters
+from interchange.legal.params import configured_parameters
+from interchange.months import Month
+from interchange.records.book import build_book, read_month, this_month
 
 _PID = re.compile(r"[0-9]{12}|[0-9]{10}")
+FIRST_MONTH = Month(1995, 1)  # the first month a book can show
 
 async def get_person_book(request: web.Request) -> web.Response:
     key = await reader(request)
@@ -32,13 +34,12 @@ async def get_person_book(request: web.Request) -> web.Response:
     as_of = request.query.get("as_of")
     if as_of is not None:
         try:
-            as_of = parse_month(as_of)
+            as_of = read_month(as_of)
         except ValueError as exc:
             return problem_json(400, codes.BAD_QUERY, f"as_of: {exc}")
-        year, month = map(int, current_month().split("-"))
-        latest = f"{year + 1:04d}-{month:02d}"  # the book is built month by month: no further than a year ahead
-        if not "1995-01" <= as_of <= latest:
-            return problem_json(400, codes.BAD_QUERY, f"as_of: between 01/1995 and {latest[5:]}/{latest[:4]}")
+        latest = this_month().plus(12)  # the book is built month by month: no further than a year ahead
+        if not FIRST_MONTH <= as_of <= latest:
+            return problem_json(400, codes.BAD_QUERY, f"as_of: between {FIRST_MONTH.wire} and {latest.wire}")
     records = await request.app[SERVICES].store.persons.book_rows(pid, key.scope)
     if records is None:
         return problem_json(404, codes.NOT_FOUND, "no such person")  # or nothing the caller may see

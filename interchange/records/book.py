@@ -37,13 +37,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from decimal import Decimal
-from zoneinfo import ZoneInfo
 
+from interchange.clock import VN_TZ
+from interchange.legal.params import LegalParameters, normalise_rate
+from interchange.months import Month
 from interchange.records.model import ADJUSTMENT, DECREASE, INCREASE, BenefitClaim, ContributionChange
-from interchange.rules.params import LegalParameters, month_start, normalise_rate
-
-VN_TIME = ZoneInfo("Asia/Ho_Chi_Minh")
-
 
 # ---- input -----------------------------------------------------------------------------------
 
@@ -119,8 +117,8 @@ class FundAmount:
 @dataclass
 class Period:
     unit: UnitRef
-    from_month: str  # "YYYY-MM"
-    to_month: str | None  # None: open at as_of
+    from_month: Month
+    to_month: Month | None  # None: open at as_of
     months: int
     position: str | None
     workplace: str | None
@@ -153,8 +151,8 @@ class Period:
     def to_json(self) -> dict:
         return {
             "unit": {"mst": self.unit.mst, "code": self.unit.code, "name": self.unit.name},
-            "from_month": _mm_yyyy(self.from_month),
-            "to_month": _mm_yyyy(self.to_month) if self.to_month else None,
+            "from_month": self.from_month.wire,
+            "to_month": self.to_month.wire if self.to_month else None,
             "months": self.months,
             "position": self.position,
             "workplace": self.workplace,
@@ -210,7 +208,7 @@ class Benefit:
 @dataclass
 class Book:
     identity: Identity
-    as_of: str  # "YYYY-MM"
+    as_of: Month
     periods: list[Period]
     benefits: list[Benefit]
     parameters: dict  # LegalParameters.stamp
@@ -229,7 +227,7 @@ class Book:
                 "gender": i.gender,
                 "nationality": i.nationality,
             },
-            "as_of": _mm_yyyy(self.as_of),
+            "as_of": self.as_of.wire,
             "periods": [p.to_json() for p in self.periods],
             "totals": {"employer": employer, "employee": employee, "total": employer + employee},
             "benefits": [b.to_json() for b in self.benefits],
@@ -241,24 +239,26 @@ class Book:
 # ---- building --------------------------------------------------------------------------------
 
 
-def current_month(now: datetime | None = None) -> str:
-    """The current month in Vietnam, "YYYY-MM"."""
-    moment = now or datetime.now(VN_TIME)
-    return moment.astimezone(VN_TIME).strftime("%Y-%m")
+def this_month(now: datetime | None = None) -> Month:
+    """The current month in Vietnam."""
+    moment = now or datetime.now(VN_TZ)
+    return Month.of(moment.astimezone(VN_TZ))
 
 
-def parse_month(text: str) -> str:
-    """"MM/yyyy" or "YYYY-MM" -> "YYYY-MM"; ValueError otherwise (month 01-12 only)."""
+def read_month(text: str) -> Month:
+    """"MM/yyyy" or "YYYY-MM" -> the month; ValueError otherwise (month 01-12 only)."""
     try:
-        day = month_start(text)
+        return Month.parse(text)
     except ValueError:
         raise ValueError(f"not a month: {text!r} (MM/yyyy or YYYY-MM)") from None
-    return f"{day.year:04d}-{day.month:02d}"
 
 
-def build_book(records: PersonRecords, params: LegalParameters, as_of: str | None = None) -> Book:
-    """The book of one person up to `as_of` ("YYYY-MM"; default the current month in Vietnam)."""
-    as_of = parse_month(as_of) if as_of else current_month()
+def build_book(records: PersonRecords, params: LegalParameters, as_of: Month | str | None = None) -> Book:
+    """The book of one person up to `as_of` (a `Month`, or "MM/yyyy" or "YYYY-MM"; default the
+    current month in Vietnam)."""
+    if isinstance(as_of, str):
+        as_of = read_month(as_of) if as_of else None
+    as_of = as_of or this_month()
     notes: list[str] = []
     by_unit: dict[str, list[DeclaredChange]] = {}
     for d in sorted(records.changes, key=lambda d: (d.received_at, d.dossier_id, d.change.stt)):
@@ -317,13 +317,13 @@ def _source(d: DeclaredChange) -> Source:
     return Source(d.dossier_id, d.change.stt, d.change.pa)
 
 
-def _timeline(changes: list[DeclaredChange], last: str, notes: list[str]) -> dict[str, _Terms | None]:
+def _timeline(changes: list[DeclaredChange], last: Month, notes: list[str]) -> dict[Month, _Terms | None]:
     """Month -> the terms in force at one unit (None: not contributing), up to `last`."""
-    months: dict[str, _Terms | None] = {}
+    months: dict[Month, _Terms | None] = {}
     adjusted: dict[tuple[int, int], _Terms] = {}  # one object per (terms, adjustment): periods compare cheaply
     for n, d in enumerate(changes):
         c = d.change
-        span = _month_range(c.from_month, min(c.to_month or last, last))
+        span = list(Month.span(c.from_month, min(c.to_month or last, last)))
         if c.direction == INCREASE:
             terms = _Terms(d.unit, c, (_source(d),))
             for m in span:
@@ -342,8 +342,8 @@ def _timeline(changes: list[DeclaredChange], last: str, notes: list[str]) -> dic
                     months[m] = adjusted[key]
             if idle:
                 notes.append(
-                    f"dossier {d.dossier_id} row {c.stt} ({c.pa}): adjustment of {_mm_yyyy(idle[0])}"
-                    f"..{_mm_yyyy(idle[-1])} at unit {d.unit.key}, where no contributions were declared: "
+                    f"dossier {d.dossier_id} row {c.stt} ({c.pa}): adjustment of {idle[0].wire}"
+                    f"..{idle[-1].wire} at unit {d.unit.key}, where no contributions were declared: "
                     "those months are unchanged"
                 )
         else:
@@ -351,13 +351,13 @@ def _timeline(changes: list[DeclaredChange], last: str, notes: list[str]) -> dic
     return months
 
 
-def _unit_periods(changes: list[DeclaredChange], params: LegalParameters, as_of: str, notes: list[str]) -> list[Period]:
-    after = _next_month(as_of)
+def _unit_periods(changes: list[DeclaredChange], params: LegalParameters, as_of: Month, notes: list[str]) -> list[Period]:
+    after = as_of.next()
     months = _timeline(changes, after, notes)
     periods: list[Period] = []
     current: Period | None = None
     current_key: tuple | None = None
-    previous: str | None = None
+    previous: Month | None = None
     for m in sorted(k for k in months if k <= as_of):
         terms = months[m]
         if terms is None:
@@ -375,9 +375,9 @@ def _unit_periods(changes: list[DeclaredChange], params: LegalParameters, as_of:
                 for x in p.contributions(basis, c.rate if c.rate is not None else "", c.region)
             ]
         except (LookupError, ValueError) as exc:
-            problem = f"{_mm_yyyy(m)}: no contributions computed: {exc}"
+            problem = f"{m.wire}: no contributions computed: {exc}"
         key = (terms.key, basis, tuple(funds), problem)
-        if current is not None and current_key == key and previous == _previous_month(m):
+        if current is not None and current_key == key and previous == m.previous():
             current.months += 1
             current.to_month = m
             current.unit = terms.unit  # the latest name the unit gave
@@ -408,29 +408,6 @@ def _unit_periods(changes: list[DeclaredChange], params: LegalParameters, as_of:
         if following is not None and following.key == current_key[0]:
             current.to_month = None
     return periods
-
-
-def _month_range(first: str, last: str) -> list[str]:
-    out = []
-    m = first
-    while m <= last:
-        out.append(m)
-        m = _next_month(m)
-    return out
-
-
-def _next_month(m: str) -> str:
-    year, month = int(m[:4]), int(m[5:7])
-    return f"{year + month // 12:04d}-{month % 12 + 1:02d}"
-
-
-def _previous_month(m: str) -> str:
-    year, month = int(m[:4]), int(m[5:7])
-    return f"{year - 1:04d}-12" if month == 1 else f"{year:04d}-{month - 1:02d}"
-
-
-def _mm_yyyy(m: str) -> str:
-    return f"{m[5:7]}/{m[:4]}"
 
 
 def _dec(value: Decimal | None) -> str | None:

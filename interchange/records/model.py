@@ -2,7 +2,7 @@
 (interchange.rules), the store keeps it (interchange.store.persons), the book reads it back
 (interchange.records.book). No XML and no database types here.
 
-Months are "YYYY-MM" strings (they sort), days are `date`s, money is whole VND (`int`), rates and
+Months are `interchange.months.Month`s, days are `date`s, money is whole VND (`int`), rates and
 coefficients are `Decimal`s as declared.
 """
 
@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
 
-from interchange.rules.params import ParamsInForce
+from interchange.legal.params import ParamsInForce
+from interchange.months import Month
 
 # D02-TS directions of a change (SPEC §6): each PA code belongs to one.
 INCREASE, DECREASE, ADJUSTMENT = "increase", "decrease", "adjustment"
@@ -46,8 +47,8 @@ class ContributionChange:
     person: PersonRef
     pa: str  # PA code, e.g. TM
     direction: str  # INCREASE | DECREASE | ADJUSTMENT (from PA_DIRECTIONS)
-    from_month: str  # "YYYY-MM" (TuThang)
-    to_month: str | None  # "YYYY-MM" (DenThang), None when open
+    from_month: Month  # TuThang
+    to_month: Month | None  # DenThang, None when open
     position: str | None  # ChucVu
     workplace: str | None  # NoiLamViec
     salary: Decimal | None  # TienLuong as declared: VND, or a coefficient when <= COEFFICIENT_LIMIT

@@ -14,7 +14,10 @@ from __future__ import annotations
 import string
 from dataclasses import dataclass
 
+from interchange.codes import CATALOGUE as GENERAL_CODES
+from interchange.codes import LAYERS, Code
 from interchange.errors import Layer, Problem, Severity
+from interchange.months import Month
 
 ERROR, WARNING = Severity.ERROR, Severity.WARNING
 HOSO = "Hoso"  # rules on the envelope itself (procedure, unit)
@@ -295,7 +298,7 @@ REGISTRATION_PROCEDURES = frozenset({"04/DK-IVAN", "05/SD-IVAN", "06/NG-IVAN"})
 LOAI_BY_DIRECTION = {"increase": "1", "decrease": "2", "adjustment": "3"}
 DIRECTION_VI = {"increase": "tăng", "decrease": "giảm", "adjustment": "điều chỉnh"}
 COEFFICIENT_RANGE = ("1.0", "10.0")  # a plausible coefficient of the state pay scale
-FIRST_MONTH = (1995, 1)  # compulsory social insurance started on 1 January 1995
+FIRST_MONTH = Month(1995, 1)  # compulsory social insurance started on 1 January 1995
 
 ISO_COUNTRIES = frozenset("""
 AD AE AF AG AI AL AM AO AQ AR AS AT AU AW AX AZ BA BB BD BE BF BG BH BI BJ BL BM BN BO BQ BR BS BT BV BW BY
@@ -321,3 +324,23 @@ BENEFIT_GROUPS: dict[str, frozenset[str]] = {
     "CheDoDuongSuc": frozenset("123"),
 }
 BENEFIT_KINDS = ("PhatSinh", "DieuChinh")
+
+
+# ---- every code the server can emit: interchange.codes and the rules ----------------------
+
+
+def lookup_code(code: str) -> Code | None:
+    """The catalogue entry of a code, the rule catalogue's included."""
+    return GENERAL_CODES.get(code) or next((c for c in rule_codes() if c.code == code), None)
+
+
+def rule_codes() -> list[Code]:
+    """The `R-` rule codes as catalogue entries."""
+    return [Code(r.code, str(Layer.RULE), str(r.severity), r.title_vi, r.title_en) for r in RULES]
+
+
+def every_code(layer: str | None = None) -> list[Code]:
+    """Every code the server can emit, in layer order (then as catalogued); `layer` filters."""
+    every = [*GENERAL_CODES.values(), *rule_codes()]
+    ordered = sorted(every, key=lambda c: LAYERS.index(c.layer))  # stable: catalogue order within a layer
+    return [c for c in ordered if layer is None or c.layer == layer]

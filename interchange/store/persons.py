@@ -30,6 +30,7 @@ from sqlalchemy import bindparam, exists, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from interchange.audit.chain import Event
+from interchange.months import Month
 from interchange.records.book import DeclaredChange, DeclaredClaim, Identity, PersonRecords, UnitRef
 from interchange.records.model import BenefitClaim, ContributionChange, Extracted, PersonRef
 
@@ -367,8 +368,8 @@ def _change_values(c: ContributionChange) -> dict:
     return {
         "pa": c.pa,
         "direction": c.direction,
-        "from_month": c.from_month,
-        "to_month": c.to_month,
+        "from_month": c.from_month.iso,
+        "to_month": c.to_month.iso if c.to_month else None,
         "position": c.position,
         "workplace": c.workplace,
         "salary": c.salary,
@@ -500,8 +501,8 @@ def _declared_change(r) -> DeclaredChange:
         person=_ref(r),
         pa=r.pa,
         direction=r.direction,
-        from_month=r.from_month,
-        to_month=r.to_month,
+        from_month=Month.parse_iso(r.from_month),
+        to_month=Month.parse_iso(r.to_month) if r.to_month else None,
         position=r.position,
         workplace=r.workplace,
         salary=_decimal(r.salary),

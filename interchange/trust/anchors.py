@@ -45,6 +45,7 @@ from pyhanko_certvalidator.fetchers import Fetchers
 from pyhanko_certvalidator.policy_decl import CertRevTrustPolicy, RevocationCheckingPolicy
 
 from interchange import codes
+from interchange.trust.certinfo import load_anchor_certs
 from interchange.trust.revocation import (
     SOFT_FALLBACK,
     CachingCRLFetcher,
@@ -86,22 +87,6 @@ class PathResult:
     @property
     def ok(self) -> bool:
         return not self.problems
-
-
-def _load_pem_or_der_certs(path: Path) -> list[x509.Certificate]:
-    data = path.read_bytes()
-    if b"-----BEGIN" in data:
-        return x509.load_pem_x509_certificates(data)
-    return [x509.load_der_x509_certificate(data)]
-
-
-def load_anchor_certs(directory: Path) -> list[x509.Certificate]:
-    certs: list[x509.Certificate] = []
-    if directory.is_dir():
-        for path in sorted(directory.iterdir()):
-            if path.suffix.lower() in (".pem", ".crt", ".cer", ".der"):
-                certs.extend(_load_pem_or_der_certs(path))
-    return certs
 
 
 def _to_asn1(cert: x509.Certificate) -> asn1_x509.Certificate:

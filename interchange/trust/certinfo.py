@@ -1,4 +1,5 @@
-"""Reading certificates: the employer's MST (tax code) and a JSON-able description.
+"""Reading certificates: the employer's MST (tax code), a JSON-able description, and the
+certificate files of a directory (the trust anchors).
 
 The MST is taken only from subject attributes of type UID (OID 0.9.2342.19200300.100.1.1)
 whose value is ``MST:<tax code>``, as licensed Vietnamese CAs write it
@@ -11,6 +12,7 @@ from __future__ import annotations
 import functools
 import re
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from cryptography import x509
@@ -129,3 +131,24 @@ def _describe(cert: x509.Certificate) -> dict[str, Any]:
         "key": public_key_description(cert),
         "signature_hash": signature_hash,
     }
+
+
+# ---- certificate files ---------------------------------------------------------------------
+
+
+def _load_pem_or_der_certs(path: Path) -> list[x509.Certificate]:
+    data = path.read_bytes()
+    if b"-----BEGIN" in data:
+        return x509.load_pem_x509_certificates(data)
+    return [x509.load_der_x509_certificate(data)]
+
+
+def load_anchor_certs(directory: Path) -> list[x509.Certificate]:
+    """The certificates (PEM or DER, .pem .crt .cer .der) of a directory, in name order; none when
+    it does not exist."""
+    certs: list[x509.Certificate] = []
+    if directory.is_dir():
+        for path in sorted(directory.iterdir()):
+            if path.suffix.lower() in (".pem", ".crt", ".cer", ".der"):
+                certs.extend(_load_pem_or_der_certs(path))
+    return certs

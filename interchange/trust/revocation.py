@@ -49,6 +49,7 @@ from pyhanko_certvalidator.fetchers import CertificateFetcher, CRLFetcher, OCSPF
 from pyhanko_certvalidator.policy_decl import RevocationCheckingPolicy, RevocationCheckingRule
 
 from interchange.clock import utc_now
+from interchange.trust.certinfo import load_anchor_certs
 
 if TYPE_CHECKING:
     from aiohttp import web
@@ -424,8 +425,6 @@ async def async_refresh_crls(cfg: Config, *, fetch: FetchFn = fetch_url) -> list
     trust anchors) and cache each new one. Does nothing unless `trust.fetch_revocation` is on."""
     if not cfg.trust.fetch_revocation:
         return []
-    from interchange.trust.anchors import load_anchor_certs
-
     cache = CrlCache(cache_dir(cfg))
     anchors = load_anchor_certs(cfg.path(cfg.trust.anchors_dir))
     issuers_by_url: dict[str, list[x509.Certificate]] = {}

@@ -17,6 +17,8 @@ from decimal import ROUND_HALF_UP, Decimal
 from functools import cache
 from pathlib import Path
 
+from interchange.months import Month
+
 DEFAULT_PATH = Path(__file__).with_name("legal-parameters.toml")
 REGIONS = ("01", "02", "03", "04")
 CAP_BASE, CAP_REGIONAL = "base", "regional"
@@ -129,9 +131,9 @@ class LegalParameters:
             )
         return found
 
-    def month(self, month: str) -> ParamsInForce:
-        """The parameters of a month written "MM/yyyy" or "yyyy-MM" (its first day)."""
-        return self.at(month_start(month))
+    def month(self, month: Month | str) -> ParamsInForce:
+        """The parameters of a month (its first day), a `Month` or written "MM/yyyy" or "yyyy-MM"."""
+        return self.at((month if isinstance(month, Month) else Month.parse(month)).first_day)
 
     def sources(self, day: date) -> dict[str, str]:
         """The legal texts in force on `day`, by parameter (for the book and the notices)."""
@@ -171,18 +173,6 @@ def normalise_rate(rate: Decimal | str | float | None) -> str | None:
         return None
     text = format(value.normalize(), "f")
     return text.rstrip("0").rstrip(".") if "." in text else text
-
-
-def month_start(month: str) -> date:
-    """"MM/yyyy" or "yyyy-MM" -> the first day of that month. ValueError otherwise."""
-    text = month.strip()
-    if "/" in text:
-        mm, yyyy = text.split("/")
-    else:
-        yyyy, mm = text.split("-")
-    if len(mm) != 2 or len(yyyy) != 4 or not (mm.isdigit() and yyyy.isdigit()):
-        raise ValueError(f"not a month: {month!r}")
-    return date(int(yyyy), int(mm), 1)
 
 
 def _percent(amount: int, percent: Decimal) -> int:
