@@ -54,7 +54,6 @@ from interchange.trust.revocation import (
     NoCRLFetcher,
     NoOCSPFetcher,
     Revocation,
-    cache_dir,
     check_mode,
     checking_policy,
     dir_fingerprint,
@@ -63,7 +62,7 @@ from interchange.trust.revocation import (
 )
 
 if TYPE_CHECKING:
-    from interchange.config import Config
+    from interchange.config import TrustConfig, TrustPaths
 
 ALLOWED_CURVES = ("secp256r1", "secp384r1", "secp521r1")
 MIN_RSA_BITS = 2048
@@ -378,21 +377,22 @@ class TrustStore:
     @classmethod
     def from_config(
         cls,
-        cfg: Config,
+        t: TrustConfig,
+        paths: TrustPaths,
         *,
         cache_seconds: int | None = None,
         fetch: bool = True,
         crls: Sequence[bytes] | None = None,
         ocsps: Sequence[bytes] | None = None,
     ) -> TrustStore:
-        """The store the config describes; `fetch=False` never touches the network whatever it says."""
-        t = cfg.trust
+        """The store `[trust]` describes, reading the folders of `paths`; `fetch=False` never
+        touches the network whatever it says."""
         return cls(
-            cfg.path(t.anchors_dir),
-            cfg.path(t.crl_dir),
+            paths.anchors,
+            paths.crls,
             t.cache_seconds if cache_seconds is None else cache_seconds,
             revocation=t.revocation,
-            revocation_cache=cache_dir(cfg),
+            revocation_cache=paths.cache,
             fetch_crls=fetch and t.fetch_revocation,
             ocsp=fetch and t.ocsp,
             crls=crls,
