@@ -234,10 +234,8 @@ def test_cache_does_not_hide_a_new_crl(cfg, world, now, monkeypatch):
     cfg.trust.cache_seconds = 300
     receiver = Receiver.from_config(cfg.trust, cfg.trust_paths, cfg.limits)
     runs = []
-    original = TrustStore._path
-    monkeypatch.setattr(
-        TrustStore, "_path", lambda self, *a, **kw: runs.append(1) or original(self, *a, **kw)
-    )
+    check_path = receiver.trust.check_path  # one uncached path validation
+    monkeypatch.setattr(receiver.trust, "check_path", lambda *a, **kw: runs.append(1) or check_path(*a, **kw))
     data = dossier(world.signer(world.unit))
     assert receiver.receive(data, now).accepted
     assert receiver.receive(data, now).accepted
