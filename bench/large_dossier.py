@@ -3,7 +3,7 @@
 The dossier is generated and signed once (form, then envelope) and cached in bench/out/.
 Each measurement runs in a FRESH process, so that its peak RSS is only that work:
 
-  (a) pipeline   `Receiver.from_config(cfg).receive(body, now, caller)` in a subprocess:
+  (a) pipeline   `Receiver.from_config(cfg.trust, cfg.trust_paths, cfg.limits).receive(body, now, caller)` in a subprocess:
                  wall time, peak RSS (ru_maxrss) absolute and minus the RSS after imports,
                  Receiver construction and one small warm-up dossier;
   stages         the functions `Receiver.receive` calls, in its order, timed one by one
@@ -54,7 +54,7 @@ def _setup(config: Path, small: Path):
     from interchange.intake.pipeline import Caller, Receiver
 
     cfg = load_config(config)
-    receiver = Receiver.from_config(cfg)
+    receiver = Receiver.from_config(cfg.trust, cfg.trust_paths, cfg.limits)
     caller = Caller(role="submitter", mst=benchlib.UNIT.mst)
     warm = receiver.receive(small.read_bytes(), datetime.now(UTC), caller)
     if not warm.accepted:

@@ -232,7 +232,8 @@ def _verify_bytes(
     from interchange.xmlparse import XmlLimits
 
     crls, ocsps = revocation if revocation is not None else (None, None)
-    trust = TrustStore.from_config(cfg, cache_seconds=0, fetch=at is None, crls=crls, ocsps=ocsps)
+    trust = TrustStore.from_config(cfg.trust, cfg.trust_paths, cache_seconds=0, fetch=at is None, crls=crls,
+                                   ocsps=ocsps)  # fmt: skip
     limits = XmlLimits(max_depth=cfg.limits.max_depth, max_elements=cfg.limits.max_elements)
     return signature_report(data, trust=trust, limits=limits, at=at or utc_now(), legacy_sha1=cfg.trust.legacy_sha1)
 
@@ -292,14 +293,14 @@ def cmd_check(args) -> int:
 
     cfg = _config(args)
     data = Path(args.file).read_bytes()
-    outcome = Receiver.from_config(cfg).receive(data, utc_now())
+    outcome = Receiver.from_config(cfg.trust, cfg.trust_paths, cfg.limits).receive(data, utc_now())
     if args.registration and outcome.accepted:
         outcome = asyncio.run(_registration_gate(cfg, outcome))
     problems = [p.as_dict() for p in outcome.problems]
     truncated = outcome.truncated
     rule_layer, judgement = "not_run", None
     if outcome.accepted:
-        judgement = judge(data, params=configured_parameters(cfg), limits=cfg.limits)
+        judgement = judge(data, params=configured_parameters(cfg.parameters_path), limits=cfg.limits)
         problems += [p.as_dict() for p in judgement.problems]
         truncated += judgement.truncated
         rule_layer = "passed" if judgement.accepted else "failed"
@@ -342,7 +343,7 @@ def cmd_rules(args) -> int:
     from interchange.legal.params import configured_parameters
     from interchange.rules.catalogue import PROCEDURES, RULES
 
-    params = configured_parameters(_config(args))
+    params = configured_parameters(_config(args).parameters_path)
     if args.json:
         print(json.dumps({
             "parameters": params.stamp,

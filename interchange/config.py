@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, get_type_hints
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+REVOCATION_CACHE = "revocation"  # fetched CRLs, under data_dir
 DEFAULT_CONFIG = REPO_ROOT / "config.toml"
 DEFAULT_TARGETS = {
     "600": "5 working days",
@@ -149,6 +150,15 @@ class CalendarConfig:
     make_up_days: list[str] = field(default_factory=list)  # "YYYY-MM-DD" worked, even on a weekend
 
 
+@dataclass(frozen=True)
+class TrustPaths:
+    """The folders of [trust], resolved (`Config.trust_paths`): what the trust store reads."""
+
+    anchors: Path  # PEM trust anchors ([trust] anchors_dir)
+    crls: Path  # CRL files put there by hand ([trust] crl_dir)
+    cache: Path  # CRLs fetched from distribution points (<data_dir>/revocation)
+
+
 @dataclass
 class Config:
     data_dir: str = "data"
@@ -189,6 +199,17 @@ class Config:
     @property
     def signing_cert_path(self) -> Path:
         return self.path(self.signing.cert, under_data=True)
+
+    @property
+    def trust_paths(self) -> TrustPaths:
+        return TrustPaths(
+            self.path(self.trust.anchors_dir), self.path(self.trust.crl_dir), self.data_path / REVOCATION_CACHE
+        )
+
+    @property
+    def parameters_path(self) -> Path | None:
+        """The legal parameters file of [rules]; None: the one shipped with the package."""
+        return self.path(self.rules.parameters) if self.rules.parameters else None
 
 
 _TRUE = ("1", "true", "yes", "on")

@@ -13,21 +13,23 @@ from aiohttp import web
 from interchange.api.app import build_app
 from interchange.api.http import Services
 from interchange.api.metrics import Metrics
-from interchange.config import Config
+from interchange.config import Config, JobsConfig
 from interchange.delivery.mail import make_sender
 from interchange.delivery.work import DELIVERY_KINDS, DeliveryWork
+from interchange.forwarding.notices import NoticeChecker
 from interchange.forwarding.work import Forwarder, forwarder_of
 from interchange.jobs.registration import RegistrationWork
 from interchange.jobs.result import ResultWork
 from interchange.jobs.runner import WorkRunner
 from interchange.jobs.scheduler import WorkScheduler
 from interchange.kinds import WORK_JUDGE, WORK_REGISTRATION
+from interchange.legal.params import configured_parameters
 from interchange.notices.notice import NoticeSigner
 from interchange.receiving.receipt import Policy, Reception
 from interchange.store.store import Store
 from interchange.trust.revocation import crl_refresher
 from interchange.workcal import WorkCalendar
-from interchange.workers import ReceiptWorkers
+from interchange.workers import ReceiptWorkers, WorkerSettings
 
 log = logging.getLogger("interchange")
 
@@ -44,33 +46,59 @@ def reception_policy(cfg: Config) -> Policy:
     )
 
 
+def worker_settings(cfg: Config) -> WorkerSettings:
+    """What each worker process builds its stages from, every path resolved here."""
+    return WorkerSettings(
+        trust=cfg.trust,
+        trust_paths=cfg.trust_paths,
+        limits=cfg.limits,
+        signing_key=cfg.signing_key_path,
+        signing_cert=cfg.signing_cert_path,
+        parameters=cfg.parameters_path,
+    )
+
+
 @asynccontextmanager
 async def services_for(cfg: Config, *, workers: int | None = None):
     """Open everything the app needs, and close it in reverse order."""
     store = await Store.open(cfg.store_url)
-    pool = ReceiptWorkers(cfg, workers)
+    pool = ReceiptWorkers(worker_settings(cfg), cfg.server.workers if workers is None else workers)
     try:
         await pool.start()
         signer = NoticeSigner.from_files(cfg.signing_key_path, cfg.signing_cert_path)
-        calendar = WorkCalendar.from_config(cfg)
+        calendar = WorkCalendar.from_config(cfg.calendar)
         reception = Reception(store, pool, calendar, reception_policy(cfg))
-        yield Services(cfg=cfg, store=store, workers=pool, signer=signer, calendar=calendar, reception=reception)
+        yield Services(
+            limits=cfg.limits, delivery=cfg.delivery, params=configured_parameters(cfg.parameters_path),
+            store=store, workers=pool, signer=signer, calendar=calendar, reception=reception,
+        )  # fmt: skip
     finally:
         pool.close()
         await store.close()
 
 
-def work_runner(services: Services, metrics: Metrics) -> WorkRunner:
+def forwarder(cfg: Config, store: Store, metrics: Metrics) -> Forwarder:
+    """Role ivan: forwarding upstream and relaying its notices (ValueError: bad [upstream])."""
+    cfg.upstream.check()  # named before the notice anchors are looked at
+    checker = NoticeChecker.from_config(
+        cfg.trust, cfg.limits,
+        anchors=cfg.path(cfg.upstream.notice_anchors or cfg.trust.anchors_dir), crls=cfg.trust_paths.crls,
+    )  # fmt: skip
+    return Forwarder.from_config(cfg.upstream, store, checker, hooks=metrics.forwarding_hooks(),
+                                 on_breaker=metrics.breaker_changed)  # fmt: skip
+
+
+def work_runner(cfg: Config, services: Services, metrics: Metrics) -> WorkRunner:
     """The work this process claims and runs (started by the scheduler below)."""
-    cfg, store, workers = services.cfg, services.store, services.workers
+    store, workers = services.store, services.workers
     handlers = {
         WORK_REGISTRATION: RegistrationWork(store, workers.sign_notice, on_result=metrics.result_given),
         WORK_JUDGE: ResultWork(store, workers.judge, workers.sign_notice, on_result=metrics.result_given),
     }
-    if cfg.server.role == "ivan":  # forwarding upstream and relaying its notices (ValueError: bad [upstream])
-        handlers |= Forwarder.from_config(cfg, store, hooks=metrics.forwarding_hooks(),
-                                          on_breaker=metrics.breaker_changed).handlers()
-    deliver = DeliveryWork(store, cfg.delivery, make_sender(cfg), on_outcome=metrics.delivery_ran)
+    if cfg.server.role == "ivan":
+        handlers |= forwarder(cfg, store, metrics).handlers()
+    deliver = DeliveryWork(store, services.delivery, make_sender(cfg.delivery, cfg.data_path),
+                           on_outcome=metrics.delivery_ran)  # fmt: skip
     handlers |= dict.fromkeys(DELIVERY_KINDS, deliver)  # one handler for every route of every notice
     jobs = cfg.jobs
     return WorkRunner(
@@ -91,14 +119,14 @@ async def make_app(cfg: Config, *, workers: int | None = None) -> web.Applicatio
     services = await stack.enter_async_context(services_for(cfg, workers=workers))
     metrics = Metrics()
     app = build_app(services, metrics)
-    app[WORK] = work_runner(services, metrics)
+    app[WORK] = work_runner(cfg, services, metrics)
 
     async def close(_app: web.Application) -> None:
         await stack.aclose()
 
     app.on_cleanup.append(close)
-    app.cleanup_ctx.append(crl_refresher(cfg))  # re-fetches CRLs on a schedule when trust.fetch_revocation
-    app.cleanup_ctx.append(work_scheduler(cfg))  # ends before `close` runs: cleanup contexts end first
+    app.cleanup_ctx.append(crl_refresher(cfg.trust, cfg.trust_paths))  # re-fetches CRLs when trust.fetch_revocation
+    app.cleanup_ctx.append(work_scheduler(cfg.jobs))  # ends before `close` runs: cleanup contexts end first
     app.on_cleanup.append(close_forwarding)
     return app
 
@@ -109,15 +137,15 @@ async def close_forwarding(app: web.Application) -> None:
         await forwarder.close()
 
 
-def work_scheduler(cfg: Config):
+def work_scheduler(jobs: JobsConfig):
     """This process's own scheduler (memory job store, never shared): it claims due work from the
     database every `[jobs] interval_seconds`; 0 leaves the work to other processes."""
 
     async def run(app: web.Application):
-        if cfg.jobs.interval_seconds <= 0:
+        if jobs.interval_seconds <= 0:
             yield
             return
-        scheduler = WorkScheduler(app[WORK], cfg.jobs.interval_seconds)
+        scheduler = WorkScheduler(app[WORK], jobs.interval_seconds)
         scheduler.start()
         try:
             yield

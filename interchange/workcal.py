@@ -19,9 +19,12 @@ import re
 import threading
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from interchange.clock import VN_TZ
+
+if TYPE_CHECKING:
+    from interchange.config import CalendarConfig
 
 _TARGET = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*working\s+(hour|hours|day|days)\s*$", re.IGNORECASE)
 _PERIOD = re.compile(r"^\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*$")
@@ -127,9 +130,8 @@ class WorkCalendar:
         self.country = (self.country or "").strip().upper() or None
 
     @classmethod
-    def from_config(cls, cfg: Any) -> WorkCalendar:
-        """From a `Config` (its [calendar] section) or the section itself; errors name the key."""
-        section = getattr(cfg, "calendar", cfg)
+    def from_config(cls, section: CalendarConfig) -> WorkCalendar:
+        """From the [calendar] section; errors name the key."""
         country = (section.holidays_country or "").strip().upper() or None
         if country:
             import holidays

@@ -16,25 +16,41 @@ import os
 import threading
 import time
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 
-from interchange.config import Config
+from interchange.config import LimitsConfig, TrustConfig, TrustPaths
 from interchange.intake.pipeline import Caller, Outcome, Receiver
 from interchange.legal.params import LegalParameters, configured_parameters
 from interchange.notices.notice import NoticeData, NoticeSigner
 
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    """What each worker builds its stages from, with every path resolved by the composition root
+    (interchange.server); sent to each worker process, so picklable."""
+
+    trust: TrustConfig
+    trust_paths: TrustPaths
+    limits: LimitsConfig
+    signing_key: Path  # the notice key ([signing] key)
+    signing_cert: Path  # ... and its certificate chain ([signing] cert)
+    parameters: Path | None = None  # the legal parameters file ([rules] parameters); None: the shipped one
+
+
 _receiver: Receiver | None = None
 _notice_signer: NoticeSigner | None = None
-_cfg: Config | None = None
+_settings: WorkerSettings | None = None
 _params: LegalParameters | None = None
 
 
-def _init(cfg: Config, parent_pid: int | None = None) -> None:
-    global _receiver, _notice_signer, _cfg, _params
-    _receiver = Receiver.from_config(cfg)
-    _notice_signer = NoticeSigner.from_files(cfg.signing_key_path, cfg.signing_cert_path)
-    _cfg = cfg
-    _params = configured_parameters(cfg)
+def _init(settings: WorkerSettings, parent_pid: int | None = None) -> None:
+    global _receiver, _notice_signer, _settings, _params
+    _receiver = Receiver.from_config(settings.trust, settings.trust_paths, settings.limits)
+    _notice_signer = NoticeSigner.from_files(settings.signing_key, settings.signing_cert)
+    _settings = settings
+    _params = configured_parameters(settings.parameters)
     if parent_pid is not None:
         threading.Thread(target=_exit_with_parent, args=(parent_pid,), daemon=True).start()
 
@@ -82,9 +98,9 @@ def _judge(original: bytes):
     """The rule layer on a received dossier's original bytes (interchange.rules.judge)."""
     from interchange.rules.judge import judge
 
-    assert _cfg is not None and _params is not None, "worker not initialised"
+    assert _settings is not None and _params is not None, "worker not initialised"
     try:
-        return judge(original, params=_params, limits=_cfg.limits)
+        return judge(original, params=_params, limits=_settings.limits)
     finally:
         if len(original) > LARGE_BODY:
             _give_memory_back()
@@ -95,9 +111,9 @@ def _verify(data: bytes, at: datetime) -> dict:
     """A signature report on any signed XML (POST /api/v1/verify), with the receipt's trust store."""
     from interchange.trust.report import signature_report
 
-    assert _receiver is not None and _cfg is not None, "worker not initialised"
+    assert _receiver is not None and _settings is not None, "worker not initialised"
     return signature_report(data, trust=_receiver.trust, limits=_receiver.limits, at=at,
-                            legacy_sha1=_cfg.trust.legacy_sha1)
+                            legacy_sha1=_settings.trust.legacy_sha1)
 
 
 def _ready() -> bool:
@@ -105,8 +121,8 @@ def _ready() -> bool:
 
 
 class ReceiptWorkers:
-    def __init__(self, cfg: Config, processes: int | None = None):
-        processes = cfg.server.workers if processes is None else processes
+    def __init__(self, settings: WorkerSettings, processes: int):
+        """`processes` worker processes ([server] workers); 0 runs the stages in one thread."""
         self.processes = processes
         self._pool: Executor
         if processes > 0:
@@ -115,11 +131,11 @@ class ReceiptWorkers:
                 processes,
                 mp_context=multiprocessing.get_context("spawn"),
                 initializer=_init,
-                initargs=(cfg, os.getpid()),
+                initargs=(settings, os.getpid()),
             )
         else:
             # One thread: a Receiver is not shared between threads.
-            self._pool = ThreadPoolExecutor(1, initializer=_init, initargs=(cfg,), thread_name_prefix="receipt")
+            self._pool = ThreadPoolExecutor(1, initializer=_init, initargs=(settings,), thread_name_prefix="receipt")
 
     async def start(self) -> None:
         """Start every worker now, so that the first dossier does not pay for it."""

@@ -1004,7 +1004,7 @@ def xfail_if_bug(names: Sequence[str]) -> list:
 def test_attack_is_refused(name, world, cfg, now):
     attack = ATTACKS[name]
     body = attack.build(world, cfg)
-    out = Receiver.from_config(cfg).receive(body, now, Caller("admin"))
+    out = Receiver.from_config(cfg.trust, cfg.trust_paths, cfg.limits).receive(body, now, Caller("admin"))
     assert not out.accepted, "accepted"
     if attack.layer:
         assert out.failed_layer == attack.layer, out.layers
@@ -1028,13 +1028,13 @@ def test_the_corpus_is_large_enough():
     ],
 )
 def test_no_problem_echoes_a_large_part_of_the_input(name, world, cfg, now):
-    out = Receiver.from_config(cfg).receive(ATTACKS[name].build(world, cfg), now)
+    out = Receiver.from_config(cfg.trust, cfg.trust_paths, cfg.limits).receive(ATTACKS[name].build(world, cfg), now)
     assert out.problems and all(short(p) for p in out.problems), [len(p.message_en) for p in out.problems]
 
 
 @pytest.fixture
 def receiver(cfg) -> Receiver:
-    return Receiver.from_config(cfg)
+    return Receiver.from_config(cfg.trust, cfg.trust_paths, cfg.limits)
 
 
 # --- changes that are not attacks: accepted, and what is read is what was signed ----------------

@@ -3,12 +3,14 @@ overrides, unknown keys, the default store URL and relative-path resolution."""
 
 from __future__ import annotations
 
+import ast
 import tomllib
 from pathlib import Path
 
 import pytest
 from sqlalchemy.engine import make_url
 
+import interchange
 from interchange.config import DEFAULT_CONFIG, REPO_ROOT, Config, load_config
 
 FULL = """
@@ -242,3 +244,44 @@ def test_relative_paths_resolve_against_the_config_files_folder(tmp_path, monkey
     assert cfg.signing_key_path == base / "data" / "server" / "notice-key.pem"
     assert cfg.signing_cert_path == base / "data" / "server" / "notice-cert.pem"
     assert Path(make_url(cfg.store_url).database) == base / "data" / "interchange.db"
+
+
+# ---- each component takes its own section ----------------------------------------------------
+
+WIRING = {"server.py", "cli.py", "config.py"}  # where the whole Config is read and handed out
+
+
+def _mentions_config(annotation: ast.expr | None) -> bool:
+    """`Config`, `Config | None`, `"Config"`, `config.Config` ... (not `TrustConfig`)."""
+    if annotation is None:
+        return False
+    if isinstance(annotation, ast.Constant) and isinstance(annotation.value, str):
+        try:
+            annotation = ast.parse(annotation.value, mode="eval").body
+        except SyntaxError:
+            return False
+    return any(
+        (isinstance(n, ast.Name) and n.id == "Config") or (isinstance(n, ast.Attribute) and n.attr == "Config")
+        for n in ast.walk(annotation)
+    )
+
+
+def test_no_component_takes_the_whole_config():
+    """Components are given their sections (and resolved paths) by the composition root; only
+    server.py, cli.py and config.py handle the whole `Config`."""
+    src = Path(interchange.__file__).parent
+    offenders = []
+    for path in sorted(src.rglob("*.py")):
+        name = path.relative_to(src).as_posix()
+        if name in WIRING:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                a = node.args
+                for arg in [*a.posonlyargs, *a.args, *a.kwonlyargs, a.vararg, a.kwarg]:
+                    if arg is not None and _mentions_config(arg.annotation):
+                        offenders.append(f"{name}:{node.lineno} {node.name}({arg.arg}: Config)")
+            elif isinstance(node, ast.ImportFrom) and node.module == "interchange.config":
+                if any(alias.name == "Config" for alias in node.names):
+                    offenders.append(f"{name}:{node.lineno} imports Config")
+    assert offenders == []

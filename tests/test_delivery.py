@@ -141,7 +141,7 @@ async def test_callback_registration(api, receiver):
 
 
 async def test_private_addresses_are_refused_unless_allowed(api, receiver):
-    api.app[SERVICES].cfg.delivery.allow_private_urls = False
+    api.app[SERVICES].delivery.allow_private_urls = False
     for url in (receiver.url, "http://10.1.2.3/hook", "http://[::1]:8080/x", "http://169.254.169.254/latest"):
         resp = await api.put("/api/v1/callback", json={"url": url}, headers=api.keys["unit"])
         body = await resp.json()
@@ -270,14 +270,14 @@ async def test_timeouts_and_refused_connections_are_failed_attempts(api, world, 
     assert d2["attempts"][0]["error"].startswith("connection failed")
     # the SSRF check holds at send time too: switched off, the stored loopback URL is refused
     receiver.delay = 0
-    api.app[SERVICES].cfg.delivery.allow_private_urls = False
+    api.app[SERVICES].delivery.allow_private_urls = False
     await deliver(api, datetime.fromisoformat(d["next_at"]))
     (d,) = await deliveries(api, tx)
     assert "not a public address" in d["attempts"][1]["error"] and len(receiver.got) == 1
 
 
 async def test_a_delivery_is_given_up_after_its_attempts_or_its_time(api, world, receiver):
-    cfg = api.app[SERVICES].cfg.delivery
+    cfg = api.app[SERVICES].delivery
     cfg.max_attempts = 3
     await subscribe(api, receiver.url)
     tx = await submit(api, world, seed=7)
@@ -306,7 +306,7 @@ async def test_a_delivery_is_given_up_after_its_attempts_or_its_time(api, world,
 
 
 async def test_the_circuit_breaker_holds_attempts_to_a_failing_host_then_tries_one(api, world, receiver):
-    cfg = api.app[SERVICES].cfg.delivery
+    cfg = api.app[SERVICES].delivery
     cfg.breaker_failures, cfg.breaker_cooldown_seconds = 2, 300
     api.app[WORK].handlers[DELIVERY_KINDS[0]].breaker.failures = 2
     await subscribe(api, receiver.url)
@@ -555,13 +555,13 @@ async def test_a_handler_may_set_its_own_retry_time_and_attempt_limit(store, now
 def test_the_email_sender_comes_from_the_config(cfg):
     from interchange.delivery.mail import make_sender
 
-    assert isinstance(make_sender(cfg), OutboxSender) and make_sender(cfg).folder == cfg.data_path / "outbox"
+    assert isinstance(make_sender(cfg.delivery, cfg.data_path), OutboxSender) and make_sender(cfg.delivery, cfg.data_path).folder == cfg.data_path / "outbox"
     cfg.delivery.email_sender = "smtp"
     cfg.delivery.smtp_host, cfg.delivery.smtp_port = "mail.example.vn", 2525
-    smtp = make_sender(cfg)
+    smtp = make_sender(cfg.delivery, cfg.data_path)
     assert isinstance(smtp, SmtpSender) and (smtp.host, smtp.port, smtp.starttls) == ("mail.example.vn", 2525, True)
     cfg.delivery.email_sender = "off"
-    assert make_sender(cfg) is None
+    assert make_sender(cfg.delivery, cfg.data_path) is None
     cfg.delivery.email_sender = "pigeon"
     with pytest.raises(ValueError, match="outbox, smtp or off, not 'pigeon'"):
-        make_sender(cfg)
+        make_sender(cfg.delivery, cfg.data_path)

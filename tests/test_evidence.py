@@ -83,7 +83,7 @@ def failed(report) -> set[str]:
     return {c.name for c in report.checks if not c.ok}
 
 
-async def test_bundle_holds_everything_and_verifies_offline(api, world, tmp_path, root_pem):
+async def test_bundle_holds_everything_and_verifies_offline(api, cfg, world, tmp_path, root_pem):
     body = dossier(world.signer(world.unit), seed=41)
     status, tx = await submit(api, body)
     assert status == 202
@@ -128,7 +128,7 @@ async def test_bundle_holds_everything_and_verifies_offline(api, world, tmp_path
 
     # Without --trusted, the anchors of the config are used; with an unrelated anchor nothing verifies.
     config = tmp_path / "verify.toml"
-    config.write_text(f'[trust]\nanchors_dir = "{Path(api.services.cfg.trust.anchors_dir).as_posix()}"\n')
+    config.write_text(f'[trust]\nanchors_dir = "{Path(cfg.trust.anchors_dir).as_posix()}"\n')
     code, out = await asyncio.to_thread(verify_cli, path, "--config", str(config))
     assert code == 0, out
     rogue = tmp_path / "rogue.pem"
@@ -255,7 +255,7 @@ async def test_a_later_revocation_or_expiry_does_not_change_the_verdict(cfg, sto
     cfg.trust.anchors_dir, cfg.trust.crl_dir = str(anchors_dir), str(crl_dir)
 
     body = dossier(pki_signer(unit))
-    receiver = Receiver.from_config(cfg)
+    receiver = Receiver.from_config(cfg.trust, cfg.trust_paths, cfg.limits)
     outcome = await asyncio.to_thread(receiver.receive, body, then, Caller("submitter", mst=UNIT.mst))
     assert outcome.accepted, outcome.problems
     assert all((s.get("revocation") or {}).get("crls") for s in outcome.signers)

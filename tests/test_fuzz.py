@@ -165,7 +165,8 @@ def receiver(signer: DocumentSigner, tmp_path_factory) -> Receiver:
     cfg = Config()
     cfg.base_dir = tmp_path_factory.mktemp("fuzz")
     cfg.trust.anchors_dir, cfg.trust.crl_dir = "trusted", "crl"
-    return Receiver.from_config(trust_fixed_root(cfg, signer))
+    cfg = trust_fixed_root(cfg, signer)
+    return Receiver.from_config(cfg.trust, cfg.trust_paths, cfg.limits)
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ from tests.conftest import OTHER_UNIT, UNIT, dossier
 
 @pytest.fixture
 def receiver(cfg) -> Receiver:
-    return Receiver.from_config(cfg)
+    return Receiver.from_config(cfg.trust, cfg.trust_paths, cfg.limits)
 
 
 def codes(outcome) -> list[str]:

@@ -87,7 +87,7 @@ async def test_register_change_and_stop(api, world, cfg):
     assert t(root, "SoHoSo") == t(receipt, "SoHoSo") and t(root, "BamHoSo") == t(receipt, "BamHoSo")
     assert error_codes(root) == []
     report = await asyncio.to_thread(  # the trust store runs its own event loop
-        verify_document, root, location="", trust=TrustStore.from_config(cfg), at=datetime.now(UTC), document="ket-qua"
+        verify_document, root, location="", trust=TrustStore.from_config(cfg.trust, cfg.trust_paths), at=datetime.now(UTC), document="ket-qua"
     )
     assert report.valid, report.as_dict()
 

@@ -88,7 +88,7 @@ def past_cfg(cfg, old_ca):
 
 
 def receive(cfg, data: bytes, at: datetime):
-    return Receiver.from_config(cfg).receive(data, at)
+    return Receiver.from_config(cfg.trust, cfg.trust_paths, cfg.limits).receive(data, at)
 
 
 def codes(outcome) -> set[str]:
@@ -224,7 +224,7 @@ def test_unreadable_crl_file_is_skipped(cfg, world, now):
 def test_unknown_policy_is_a_config_error(cfg):
     cfg.trust.revocation = "strict"
     with pytest.raises(ValueError, match="trust.revocation"):
-        TrustStore.from_config(cfg)
+        TrustStore.from_config(cfg.trust, cfg.trust_paths)
 
 
 # ---- the cache -------------------------------------------------------------------------------
@@ -232,12 +232,10 @@ def test_unknown_policy_is_a_config_error(cfg):
 
 def test_cache_does_not_hide_a_new_crl(cfg, world, now, monkeypatch):
     cfg.trust.cache_seconds = 300
-    receiver = Receiver.from_config(cfg)
+    receiver = Receiver.from_config(cfg.trust, cfg.trust_paths, cfg.limits)
     runs = []
-    original = TrustStore._path
-    monkeypatch.setattr(
-        TrustStore, "_path", lambda self, *a, **kw: runs.append(1) or original(self, *a, **kw)
-    )
+    check_path = receiver.trust.check_path  # one uncached path validation
+    monkeypatch.setattr(receiver.trust, "check_path", lambda *a, **kw: runs.append(1) or check_path(*a, **kw))
     data = dossier(world.signer(world.unit))
     assert receiver.receive(data, now).accepted
     assert receiver.receive(data, now).accepted
@@ -259,7 +257,7 @@ def test_cache_is_not_reused_for_a_distant_time(cfg, world, now):
         "issuing.crl",
         pki.issue_crl(world.ca, [(world.unit.cert.serial_number, now + timedelta(hours=1))]),
     )
-    receiver = Receiver.from_config(cfg)
+    receiver = Receiver.from_config(cfg.trust, cfg.trust_paths, cfg.limits)
     data = dossier(world.signer(world.unit))
     assert receiver.receive(data, now).accepted
     assert codes(receiver.receive(data, now + timedelta(hours=2))) == {"SIG-REVOKED"}
@@ -279,7 +277,7 @@ def revoked_later(world, old_ca, now):
 def test_validate_at_before_the_revocation(past_cfg, world, now, revoked_later):
     cfg = past_cfg
     cert, crl = revoked_later
-    trust = TrustStore.from_config(cfg)
+    trust = TrustStore.from_config(cfg.trust, cfg.trust_paths)
     for mode in ("soft-fail", "hard-fail"):
         before = validate_at(
             cert.cert, cert.chain, now - 20 * DAY, trust=trust, crls=[der(crl)], revocation=mode
@@ -372,7 +370,7 @@ def test_verify_at_expired_certificate_with_the_record_kept_at_receipt(
         cert.cert,
         cert.chain,
         received,
-        trust=TrustStore.from_config(cfg),
+        trust=TrustStore.from_config(cfg.trust, cfg.trust_paths),
         crls=revocation_data_from_json(outcome.signers)[0],
     )
     assert result.ok and result.revocation.status == "good"
@@ -386,7 +384,7 @@ def test_crl_issued_after_expiry_proves_nothing(past_cfg, world, old_ca, now):
         cert.cert,
         cert.chain,
         now - 100 * DAY,
-        trust=TrustStore.from_config(past_cfg),
+        trust=TrustStore.from_config(past_cfg.trust, past_cfg.trust_paths),
         crls=[der(later)],
         revocation="hard-fail",
     )
@@ -443,7 +441,7 @@ def ocsp_response(world, cert: x509.Certificate, *, revoked_at: datetime | None 
 
 def test_validate_at_with_kept_ocsp_responses(cfg, world, now):
     cert = unit_cert(world, ocsp_url="http://127.0.0.1:9/ocsp")
-    trust = TrustStore.from_config(cfg)
+    trust = TrustStore.from_config(cfg.trust, cfg.trust_paths)
     good = validate_at(
         cert.cert,
         cert.chain,
@@ -521,7 +519,7 @@ def test_fetching_caches_crls_and_refresh_replaces_them(cfg, world, now, crl_ser
     assert crl_server.requests == []
 
     cfg.trust.fetch_revocation = True
-    receiver = Receiver.from_config(cfg)
+    receiver = Receiver.from_config(cfg.trust, cfg.trust_paths, cfg.limits)
     out = receiver.receive(data, now)
     assert out.accepted, out.problems
     assert out.signers[0]["revocation"]["status"] == "good"
@@ -534,13 +532,13 @@ def test_fetching_caches_crls_and_refresh_replaces_them(cfg, world, now, crl_ser
     # the scheduled refresh picks up a newer CRL; the receiver (its cache included) sees it at once
     revoking = pki.issue_crl(world.ca, [(cert.cert.serial_number, now - timedelta(hours=1))])
     crl_server.files["/issuing.crl"] = der(revoking)
-    [result] = refresh_crls(cfg)
+    [result] = refresh_crls(cfg.trust, cfg.trust_paths)
     assert result["ok"] and result["updated"] and result["url"] == url
     assert codes(receiver.receive(data, now)) == {"SIG-REVOKED"}
 
     # an older CRL replayed later does not roll the cache back
     crl_server.files["/issuing.crl"] = der(first)
-    [result] = refresh_crls(cfg)
+    [result] = refresh_crls(cfg.trust, cfg.trust_paths)
     assert result["ok"] and not result["updated"]
     assert cache.entries()[0].path.read_bytes() == der(revoking)
 
@@ -549,9 +547,9 @@ async def test_refresh_does_nothing_unless_fetching_is_on(cfg, world, crl_server
     CrlCache(cfg.data_path / "revocation").store(
         crl_server.url + "/x.crl", der(pki.issue_crl(world.ca, [])), [world.ca.cert]
     )
-    assert await async_refresh_crls(cfg) == []
+    assert await async_refresh_crls(cfg.trust, cfg.trust_paths) == []
     cfg.trust.fetch_revocation = True
-    [result] = await async_refresh_crls(cfg)
+    [result] = await async_refresh_crls(cfg.trust, cfg.trust_paths)
     assert not result["ok"] and crl_server.requests == ["/x.crl"]  # 404: reported, not raised
 
 

@@ -220,20 +220,20 @@ def test_no_public_holidays_when_the_country_is_empty():
 def test_from_config_reads_the_repository_config_and_env_overrides():
     cfg = load_config(environ={})
     assert cfg.calendar == CalendarConfig()
-    c = WorkCalendar.from_config(cfg)
+    c = WorkCalendar.from_config(cfg.calendar)
     assert (c.periods, c.weekdays, c.country) == (CAL.periods, CAL.weekdays, "VN")
-    assert WorkCalendar.from_config(Config()).due(vn(2026, 2, 12, 10), "5 working days") == vn(2026, 2, 26, 10)
+    assert WorkCalendar.from_config(Config().calendar).due(vn(2026, 2, 12, 10), "5 working days") == vn(2026, 2, 26, 10)
 
     # an INTERCHANGE_CALENDAR_* override is a comma-separated list
     env = {"INTERCHANGE_CALENDAR_EXTRA_DAYS_OFF": "2027-02-11, 2027-02-12", "INTERCHANGE_CALENDAR_WEEKDAYS": "mon,tue"}
-    c = WorkCalendar.from_config(load_config(environ=env))
+    c = WorkCalendar.from_config(load_config(environ=env).calendar)
     assert c.extra_days_off == {date(2027, 2, 11), date(2027, 2, 12)} and c.weekdays == {0, 1}
 
 
 def test_from_config_reads_toml_dates(tmp_path):
     path = tmp_path / "c.toml"
     path.write_text('[calendar]\nextra_days_off = [2027-02-11, "2027-02-12"]\nmake_up_days = [2027-01-30]\n')
-    c = WorkCalendar.from_config(load_config(path, environ={}))
+    c = WorkCalendar.from_config(load_config(path, environ={}).calendar)
     assert c.extra_days_off == {date(2027, 2, 11), date(2027, 2, 12)} and c.make_up_days == {date(2027, 1, 30)}
 
 

@@ -192,7 +192,7 @@ def test_dossier_signed_by_xmlsec1_is_received(cfg, world, pems, now, prefix):
         res = pems.verify(doc, name)
         assert res.returncode == 0, f"{name}: {res.stderr}"
 
-    out = Receiver.from_config(cfg).receive(data, now, Caller("submitter", mst=UNIT.mst))
+    out = Receiver.from_config(cfg.trust, cfg.trust_paths, cfg.limits).receive(data, now, Caller("submitter", mst=UNIT.mst))
     assert out.accepted, out.problems
     assert out.layers == {"envelope": "passed", "signature": "passed", "schema": "passed"}
     assert [s["document"] for s in out.signers] == ["Hoso", "D02-TS.xml", "TK1-TS.xml"]
@@ -208,7 +208,7 @@ def test_dossier_signed_by_xmlsec1_with_bom_kept(cfg, world, pems, now):
     """Real files start with a BOM: the same xmlsec1-signed bytes with a BOM put back."""
     data, _ = xmlsec1_dossier(pems, world.unit, seed=1)
     assert not data.startswith(samples.BOM.encode())
-    out = Receiver.from_config(cfg).receive(
+    out = Receiver.from_config(cfg.trust, cfg.trust_paths, cfg.limits).receive(
         samples.BOM.encode() + data, now, Caller("submitter", mst=UNIT.mst)
     )
     assert out.accepted, out.problems
@@ -225,7 +225,7 @@ def test_tampered_form_signed_by_xmlsec1_is_refused(cfg, world, pems, now):
     env = with_template(samples.envelope(UNIT, files), "CKy_Dvi", template(prefix="ds", sig_id="2env"))
     data = pems.sign(env, world.unit, "Hoso-resigned")  # the unit re-signs only the envelope
 
-    out = Receiver.from_config(cfg).receive(data, now, Caller("submitter", mst=UNIT.mst))
+    out = Receiver.from_config(cfg.trust, cfg.trust_paths, cfg.limits).receive(data, now, Caller("submitter", mst=UNIT.mst))
     assert not out.accepted
     assert codes(out) == ["SIG-DIGEST"] and out.problems[0].form == "D02-TS"
     assert out.layers == {"envelope": "passed", "signature": "failed", "schema": "not_run"}
@@ -323,13 +323,13 @@ def test_sha1_envelope_signed_by_xmlsec1(cfg, world, pems, now):
     assert f'Algorithm="{RSA_SHA1}"'.encode() in data
     caller = Caller("submitter", mst=UNIT.mst)
 
-    out = Receiver.from_config(cfg).receive(data, now, caller)
+    out = Receiver.from_config(cfg.trust, cfg.trust_paths, cfg.limits).receive(data, now, caller)
     assert not out.accepted
     assert codes(out) == ["SIG-ALGORITHM"]
     assert out.problems[0].form is None  # the envelope's; the forms are SHA-256
 
     cfg.trust.legacy_sha1 = True
-    out = Receiver.from_config(cfg).receive(data, now, caller)
+    out = Receiver.from_config(cfg.trust, cfg.trust_paths, cfg.limits).receive(data, now, caller)
     assert out.accepted, out.problems
     assert out.signers[0]["signature_method"] == RSA_SHA1 and all(s["valid"] for s in out.signers)
 
@@ -340,7 +340,7 @@ def test_sha1_envelope_signed_by_xmlsec1(cfg, world, pems, now):
 def test_other_units_certificate_signed_by_xmlsec1(cfg, world, pems, now):
     """UNIT's dossier, but xmlsec1 signed the forms and the envelope with OTHER_UNIT's key."""
     data, _ = xmlsec1_dossier(pems, world.other_unit, seed=5)
-    out = Receiver.from_config(cfg).receive(data, now, Caller("submitter", mst=UNIT.mst))
+    out = Receiver.from_config(cfg.trust, cfg.trust_paths, cfg.limits).receive(data, now, Caller("submitter", mst=UNIT.mst))
     assert not out.accepted
     assert codes(out) == ["SIG-MST-MISMATCH"] * 3
     assert [p.form for p in out.problems] == [None, "D02-TS", "TK1-TS"]

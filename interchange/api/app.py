@@ -33,10 +33,10 @@ async def never_500_silently(request: web.Request, handler):
 
 
 def build_app(services: Services, metrics: Metrics) -> web.Application:
-    app = web.Application(client_max_size=services.cfg.limits.max_body_bytes, middlewares=[never_500_silently])
+    app = web.Application(client_max_size=services.limits.max_body_bytes, middlewares=[never_500_silently])
     app[SERVICES] = services
     app[METRICS] = metrics
-    app[LIMITER] = RateLimiter(services.cfg.limits.rate_per_second, services.cfg.limits.rate_burst)
+    app[LIMITER] = RateLimiter(services.limits.rate_per_second, services.limits.rate_burst)
     add = app.router
     add.add_post("/api/v1/dossiers", dossiers.post_dossier)
     add.add_get("/api/v1/dossiers", dossiers.list_dossiers)

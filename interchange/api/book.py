@@ -15,7 +15,6 @@ from aiohttp import web
 
 from interchange import codes
 from interchange.api.http import SERVICES, problem_json, reader
-from interchange.legal.params import configured_parameters
 from interchange.months import Month
 from interchange.records.book import build_book, read_month, this_month
 
@@ -43,5 +42,5 @@ async def get_person_book(request: web.Request) -> web.Response:
     records = await request.app[SERVICES].store.persons.book_rows(pid, key.scope)
     if records is None:
         return problem_json(404, codes.NOT_FOUND, "no such person")  # or nothing the caller may see
-    book = build_book(records, configured_parameters(request.app[SERVICES].cfg), as_of)
+    book = build_book(records, request.app[SERVICES].params, as_of)
     return web.json_response(book.to_json())

@@ -46,7 +46,7 @@ async def put_callback(request: web.Request) -> web.Response:
         return problem_json(400, codes.BAD_JSON, 'the body must be JSON: {"url": "https://..."}')
     if not isinstance(body, dict) or "url" not in body:
         return problem_json(400, codes.BAD_JSON, 'the body must be a JSON object with "url"')
-    cfg = request.app[SERVICES].cfg.delivery
+    cfg = request.app[SERVICES].delivery
     try:
         url = await check_url(body["url"], allow_private=cfg.allow_private_urls)
     except UrlRefused as exc:

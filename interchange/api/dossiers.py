@@ -63,7 +63,7 @@ async def post_dossier(request: web.Request) -> web.Response:
         return refusal_response(
             request, 403, transport_problem(codes.AUTH_ROLE, "Vai trò này không được nộp hồ sơ.", f"The role {key.role} may not submit dossiers.")
         )
-    body = await xml_body(request, services.cfg.limits.max_body_bytes)
+    body = await xml_body(request, services.limits.max_body_bytes)
     if isinstance(body, Problem):
         return refusal_response(request, BODY_STATUS[body.code], body)
     idempotency_key = request.headers.get("Idempotency-Key")
@@ -227,7 +227,7 @@ async def post_verify(request: web.Request) -> web.Response:
     """A signature report on any signed XML: an envelope, a form or a notice (SPEC §5). Any role."""
     await reader(request)  # any valid key may ask
     services = request.app[SERVICES]
-    body = await xml_body(request, services.cfg.limits.max_body_bytes)
+    body = await xml_body(request, services.limits.max_body_bytes)
     if isinstance(body, Problem):
         return problem_json(BODY_STATUS[body.code], body.code, body.message_en)
     report = await services.workers.verify(body, utc_now())

@@ -16,9 +16,10 @@ from interchange import codes
 from interchange.api.metrics import Metrics
 from interchange.api.ratelimit import RateLimiter
 from interchange.clock import utc_now
-from interchange.config import Config
+from interchange.config import DeliveryConfig, LimitsConfig
 from interchange.errors import Layer, Problem
 from interchange.kinds import NOTICE_REFUSAL
+from interchange.legal.params import LegalParameters
 from interchange.notices.notice import NoticeData, NoticeSigner
 from interchange.receiving.receipt import Reception
 from interchange.store.store import Store
@@ -36,7 +37,9 @@ BODY_STATUS = {codes.CONTENT_TYPE: 415, codes.BODY_TOO_LARGE: 413, codes.BODY_EM
 class Services:
     """What the HTTP shell is given by the composition root (interchange.server)."""
 
-    cfg: Config
+    limits: LimitsConfig  # [limits]: body size, rate per key
+    delivery: DeliveryConfig  # [delivery]: the callback URL check
+    params: LegalParameters  # the legal parameters of [rules] (the e-SI book)
     store: Store
     workers: ReceiptWorkers
     signer: NoticeSigner

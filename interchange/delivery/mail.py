@@ -15,8 +15,10 @@ from email.utils import format_datetime
 from pathlib import Path
 from typing import Protocol
 
-from interchange.config import Config
+from interchange.config import DeliveryConfig
 from interchange.store.types import ACCEPTED, Dossier
+
+OUTBOX_DIRNAME = "outbox"  # .eml files, under the data directory
 
 
 class MailSender(Protocol):
@@ -107,13 +109,13 @@ class SmtpSender:
             smtp.send_message(message)
 
 
-def make_sender(cfg: Config) -> MailSender | None:
-    """The sender `[delivery] email_sender` names; None when e-mail is off."""
-    d = cfg.delivery
+def make_sender(d: DeliveryConfig, data_dir: Path) -> MailSender | None:
+    """The sender `[delivery] email_sender` names; None when e-mail is off. The outbox is a folder
+    of the (resolved) data directory."""
     if d.email_sender == "off":
         return None
     if d.email_sender == "outbox":
-        return OutboxSender(cfg.data_path / "outbox")
+        return OutboxSender(Path(data_dir) / OUTBOX_DIRNAME)
     if d.email_sender == "smtp":
         return SmtpSender(
             d.smtp_host, d.smtp_port, starttls=d.smtp_starttls, user=d.smtp_user, password=d.smtp_password,

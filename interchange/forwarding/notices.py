@@ -8,8 +8,9 @@ import base64
 import hmac
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 
-from interchange.config import Config
+from interchange.config import LimitsConfig, TrustConfig
 from interchange.errors import Refusal, Severity
 from interchange.notices.reader import NotANotice, check_root, notice_from_root, read_notice
 from interchange.trust.anchors import TrustStore
@@ -41,14 +42,14 @@ class NoticeChecker:
         self.legacy_sha1 = legacy_sha1
 
     @classmethod
-    def from_config(cls, cfg: Config) -> NoticeChecker:
-        t = cfg.trust
-        anchors = cfg.path(cfg.upstream.notice_anchors or t.anchors_dir)
-        trust = TrustStore(anchors, cfg.path(t.crl_dir), t.cache_seconds, revocation=t.revocation)
+    def from_config(cls, t: TrustConfig, limits: LimitsConfig, *, anchors: Path, crls: Path) -> NoticeChecker:
+        """`anchors`: the resolved folder of `[upstream] notice_anchors` (else `[trust] anchors_dir`);
+        `crls`: the resolved `[trust] crl_dir`."""
+        trust = TrustStore(anchors, crls, t.cache_seconds, revocation=t.revocation)
         if not trust.anchors:
             raise ValueError(f"config: upstream.notice_anchors: no PEM certificates in {anchors}")
-        limits = XmlLimits(max_depth=cfg.limits.max_depth, max_elements=cfg.limits.max_elements)
-        return cls(trust, limits, legacy_sha1=t.legacy_sha1)
+        xml_limits = XmlLimits(max_depth=limits.max_depth, max_elements=limits.max_elements)
+        return cls(trust, xml_limits, legacy_sha1=t.legacy_sha1)
 
     def check(
         self, xml: bytes, *, sha256: bytes, kinds: tuple[str, ...], at: datetime, transaction_id: str | None = None

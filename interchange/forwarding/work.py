@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from interchange.config import Config
+from interchange.config import UpstreamConfig
 from interchange.jobs.policy import CircuitBreaker, backoff, retry_after
 from interchange.jobs.registration import CHAP_NHAN, KHONG_CHAP_NHAN
 from interchange.jobs.runner import GiveUp, Handler, RetryAt
@@ -104,17 +104,16 @@ class Forwarder:
 
     @classmethod
     def from_config(
-        cls, cfg: Config, store: Store, *, hooks: Hooks | None = None,
+        cls, up: UpstreamConfig, store: Store, checker: NoticeChecker, *, hooks: Hooks | None = None,
         on_breaker: Callable[[str], None] | None = None,
     ) -> Forwarder:
-        """The role ivan's forwarder; ValueError when [upstream] cannot work."""
-        up = cfg.upstream
+        """The role ivan's forwarder from `[upstream]`; ValueError when it cannot work."""
         up.check()
         return cls(
             store,
             UpstreamClient(up.url, up.api_key, up.timeout_seconds),
             CircuitBreaker(up.breaker_failures, timedelta(seconds=up.breaker_cooldown_seconds), on_change=on_breaker),
-            NoticeChecker.from_config(cfg),
+            checker,
             first_retry=timedelta(seconds=up.first_retry_seconds),
             max_retry=timedelta(seconds=up.max_retry_seconds),
             hooks=hooks,

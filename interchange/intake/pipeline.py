@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from interchange import codes
-from interchange.config import REPO_ROOT, Config
+from interchange.config import REPO_ROOT, LimitsConfig, TrustConfig, TrustPaths
 from interchange.errors import LAYER_ORDER, Layer, Problem, Problems, Refusal
 from interchange.forms.schema import SchemaSet
 from interchange.intake.envelope import Envelope, read_envelope
@@ -64,14 +64,15 @@ class Receiver:
         self.legacy_sha1 = legacy_sha1
 
     @classmethod
-    def from_config(cls, cfg: Config) -> Receiver:
+    def from_config(cls, trust: TrustConfig, paths: TrustPaths, limits: LimitsConfig) -> Receiver:
+        """From `[trust]` (with its folders resolved) and `[limits]`."""
         return cls(
-            TrustStore.from_config(cfg),
+            TrustStore.from_config(trust, paths),
             SchemaSet(REPO_ROOT / "xsd", max_readable_bytes=500_000),
-            XmlLimits(max_depth=cfg.limits.max_depth, max_elements=cfg.limits.max_elements),
-            max_files=cfg.limits.max_files,
-            max_errors=cfg.limits.max_errors,
-            legacy_sha1=cfg.trust.legacy_sha1,
+            XmlLimits(max_depth=limits.max_depth, max_elements=limits.max_elements),
+            max_files=limits.max_files,
+            max_errors=limits.max_errors,
+            legacy_sha1=trust.legacy_sha1,
         )
 
     def receive(self, body: bytes, at: datetime, caller: Caller | None = None) -> Outcome:

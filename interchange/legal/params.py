@@ -9,6 +9,7 @@ those of its first month, and the book computes each month with that month's.
 from __future__ import annotations
 
 import hashlib
+import os
 import tomllib
 from bisect import bisect_right
 from dataclasses import dataclass
@@ -155,10 +156,10 @@ def _loaded(path: str) -> LegalParameters:
     return LegalParameters.load(path)
 
 
-def configured_parameters(cfg) -> LegalParameters:
-    """The file `[rules] parameters` of `cfg` names (the shipped one when empty), read once per
+def configured_parameters(path: str | os.PathLike | None) -> LegalParameters:
+    """The file `[rules] parameters` names, resolved (None: the shipped one), read once per
     process: a change of law takes effect at the next start."""
-    return _loaded(str(cfg.path(cfg.rules.parameters))) if cfg.rules.parameters else default_parameters()
+    return _loaded(str(path)) if path else default_parameters()
 
 
 def normalise_rate(rate: Decimal | str | float | None) -> str | None:

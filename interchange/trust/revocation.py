@@ -54,12 +54,11 @@ from interchange.trust.certinfo import load_anchor_certs
 if TYPE_CHECKING:
     from aiohttp import web
 
-    from interchange.config import Config
+    from interchange.config import TrustConfig, TrustPaths
 
 log = logging.getLogger(__name__)
 
 MODES = ("soft-fail", "hard-fail", "require")
-CACHE_DIRNAME = "revocation"
 CRL_SUFFIXES = (".crl", ".pem", ".der")
 MAX_CRL_BYTES = 64 * 1024 * 1024  # national CAs publish CRLs of tens of MB
 FETCH_TIMEOUT_SECONDS = 20
@@ -416,17 +415,13 @@ def revocation_data_from_json(obj) -> tuple[list[bytes], list[bytes]]:
 # ---- scheduled refresh -----------------------------------------------------------------------
 
 
-def cache_dir(cfg: Config) -> Path:
-    return cfg.data_path / CACHE_DIRNAME
-
-
-async def async_refresh_crls(cfg: Config, *, fetch: FetchFn = fetch_url) -> list[dict]:
+async def async_refresh_crls(trust: TrustConfig, paths: TrustPaths, *, fetch: FetchFn = fetch_url) -> list[dict]:
     """Fetch again every CRL URL known (those already cached, and the distribution points of the
     trust anchors) and cache each new one. Does nothing unless `trust.fetch_revocation` is on."""
-    if not cfg.trust.fetch_revocation:
+    if not trust.fetch_revocation:
         return []
-    cache = CrlCache(cache_dir(cfg))
-    anchors = load_anchor_certs(cfg.path(cfg.trust.anchors_dir))
+    cache = CrlCache(paths.cache)
+    anchors = load_anchor_certs(paths.anchors)
     issuers_by_url: dict[str, list[x509.Certificate]] = {}
     for entry in cache.entries():
         issuers_by_url.setdefault(entry.url, []).append(entry.issuer_cert)
@@ -454,20 +449,20 @@ async def async_refresh_crls(cfg: Config, *, fetch: FetchFn = fetch_url) -> list
     return results
 
 
-def refresh_crls(cfg: Config, *, fetch: FetchFn = fetch_url) -> list[dict]:
+def refresh_crls(trust: TrustConfig, paths: TrustPaths, *, fetch: FetchFn = fetch_url) -> list[dict]:
     """`async_refresh_crls` for a scheduled job outside an event loop."""
-    return asyncio.run(async_refresh_crls(cfg, fetch=fetch))
+    return asyncio.run(async_refresh_crls(trust, paths, fetch=fetch))
 
 
-def crl_refresher(cfg: Config) -> Callable[[web.Application], AsyncIterator[None]]:
+def crl_refresher(trust: TrustConfig, paths: TrustPaths) -> Callable[[web.Application], AsyncIterator[None]]:
     """An aiohttp cleanup context refreshing CRLs every `trust.crl_refresh_minutes` while the
     server runs (when fetching is on). The worker processes notice the new files on their own."""
-    check_mode(cfg.trust.revocation)  # a typo fails the start here, not inside every worker
+    check_mode(trust.revocation)  # a typo fails the start here, not inside every worker
 
     async def ctx(_app: web.Application) -> AsyncIterator[None]:
         task = None
-        if cfg.trust.fetch_revocation and cfg.trust.crl_refresh_minutes > 0:
-            task = asyncio.create_task(_refresh_forever(cfg, cfg.trust.crl_refresh_minutes * 60))
+        if trust.fetch_revocation and trust.crl_refresh_minutes > 0:
+            task = asyncio.create_task(_refresh_forever(trust, paths, trust.crl_refresh_minutes * 60))
         yield
         if task is not None:
             task.cancel()
@@ -477,10 +472,10 @@ def crl_refresher(cfg: Config) -> Callable[[web.Application], AsyncIterator[None
     return ctx
 
 
-async def _refresh_forever(cfg: Config, every_seconds: float) -> None:
+async def _refresh_forever(trust: TrustConfig, paths: TrustPaths, every_seconds: float) -> None:
     while True:
         try:
-            await async_refresh_crls(cfg)
+            await async_refresh_crls(trust, paths)
         except Exception:  # a failed round must not end the schedule
             log.exception("CRL refresh failed")
         await asyncio.sleep(every_seconds)
