@@ -22,6 +22,8 @@ def _config(args) -> Config:
 
 
 def _print_problems(problems: list[dict], out=None) -> None:
+    """The problem list, to `out` or else to the `sys.stdout` of the moment (looked up at each
+    call, so that a redirection, e.g. `contextlib.redirect_stdout`, catches it)."""
     out = out or sys.stdout
     for p in problems:
         where = p.get("xpath") or "/"
@@ -448,7 +450,17 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="interchange", description=__doc__)
     sub = parser.add_subparsers(dest="cmd", required=True, parser_class=_Parser)
+    _add_setup_commands(sub)
+    _add_keys_commands(sub)
+    _add_document_commands(sub)
+    _add_check_commands(sub)
+    _add_catalogue_commands(sub)
+    _add_record_commands(sub)
+    return parser
 
+
+def _add_setup_commands(sub) -> None:
+    """serve, dev-setup, pki: running the server and its development PKI."""
     sub.add_parser("serve", help="start the server").set_defaults(func=cmd_serve)
     p = sub.add_parser("dev-setup", help="first run: development CA, notice key, demo unit and API key")
     p.add_argument("--mst", default="0101234565", help="the demo unit's tax code")
@@ -467,6 +479,9 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--out", required=True)
     p.set_defaults(func=cmd_pki)
 
+
+def _add_keys_commands(sub) -> None:
+    """keys: the API keys of the configured store."""
     p = sub.add_parser("keys", help="API keys")
     ksub = p.add_subparsers(dest="keys_cmd", required=True)
     q = ksub.add_parser("create")
@@ -481,6 +496,9 @@ def build_parser() -> argparse.ArgumentParser:
     ksub.add_parser("list")
     p.set_defaults(func=cmd_keys)
 
+
+def _add_document_commands(sub) -> None:
+    """sample, sign, submit: making a dossier and sending it."""
     p = sub.add_parser("sample", help="write an unsigned sample dossier (procedure 600, one D02-TS)")
     p.add_argument("--rows", type=int, default=20)
     p.add_argument("--seed", type=int, default=0)
@@ -504,6 +522,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_submit)
 
+
+def _add_check_commands(sub) -> None:
+    """verify, check: what the server would say of a file, offline."""
     p = sub.add_parser("verify", help="verify every signature in a file")
     p.add_argument("file")
     p.add_argument("--at", help="validation time, ISO 8601 (default now; a past time fetches nothing)")
@@ -521,6 +542,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "(REG-NOT-ACTIVE otherwise), as the server does with [registration] required")
     p.set_defaults(func=cmd_check)
 
+
+def _add_catalogue_commands(sub) -> None:
+    """rules, codes: what the server can say."""
     p = sub.add_parser("rules", help="list the business rules (code, severity, forms, text)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_rules)
@@ -530,6 +554,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--layer", choices=LAYERS, help="only the codes of this layer")
     p.set_defaults(func=cmd_codes)
 
+
+def _add_record_commands(sub) -> None:
+    """audit, evidence: checking what the server kept."""
     p = sub.add_parser("audit", help="the tamper-evident audit log")
     asub = p.add_subparsers(dest="audit_cmd", required=True)
     q = asub.add_parser("verify", help="recompute the hash chain; exit 1 at an edited, removed or reordered entry")
@@ -544,7 +571,6 @@ def build_parser() -> argparse.ArgumentParser:
                    help="trust anchor(s) for the signatures (default: [trust] anchors_dir); repeatable")
     q.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_evidence)
-    return parser
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -6,23 +6,16 @@ import contextlib
 import io
 import os
 from pathlib import Path
-from unittest import mock
 
 import pytest
 
-from interchange import cli
 from interchange.cli import main
 
 
 def run(argv: list[str]) -> tuple[int, str]:
-    """`interchange ...` in-process: (exit code, stdout).
-
-    `cli._print_problems` binds `sys.stdout` as a default argument at import time, so a
-    redirection misses the error list (see test_problem_list_follows_redirected_stdout); it is
-    pointed at the same buffer here.
-    """
+    """`interchange ...` in-process: (exit code, stdout)."""
     out = io.StringIO()
-    with contextlib.redirect_stdout(out), mock.patch.object(cli._print_problems, "__defaults__", (out,)):
+    with contextlib.redirect_stdout(out):
         code = main(argv)
     return code, out.getvalue()
 

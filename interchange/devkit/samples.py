@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from xml.sax.saxutils import escape
 
 from interchange.clock import vn_now
+from interchange.devkit.people import PLACES, POSITIONS, STREETS, new_person
 from interchange.forms.fields import D02_FIELDS, TK1_FIELDS
 
 # The tax-code checks live in interchange.identifiers; tests and the demo call them from here too.
@@ -83,81 +84,6 @@ UNIT_DANANG = Unit(
     phone="02363815678",
 )
 
-# --- people ----------------------------------------------------------------------------
-
-_FAMILY = (
-    "Nguyễn", "Trần", "Lê", "Phạm", "Hoàng", "Huỳnh", "Phan", "Vũ", "Võ", "Đặng",
-    "Bùi", "Đỗ", "Hồ", "Ngô", "Dương", "Lý", "Đinh", "Trịnh", "Mai", "Cao",
-)  # fmt: skip
-_MIDDLE_M = ("Văn", "Đức", "Hữu", "Quang", "Minh", "Công", "Xuân", "Thành", "Đình", "Anh")
-_MIDDLE_F = ("Thị", "Ngọc", "Thu", "Hồng", "Thanh", "Phương", "Thùy", "Kim", "Bích", "Mai")
-_GIVEN_M = (
-    "An", "Bình", "Cường", "Dũng", "Hải", "Hiếu", "Hùng", "Khánh", "Long", "Nam",
-    "Phúc", "Quân", "Sơn", "Thắng", "Tuấn", "Việt", "Đạt", "Trung", "Lâm", "Khoa",
-)  # fmt: skip
-_GIVEN_F = (
-    "Anh", "Chi", "Dung", "Giang", "Hà", "Hạnh", "Hương", "Lan", "Linh", "Mai",
-    "Ngân", "Nhung", "Phương", "Quỳnh", "Thảo", "Trang", "Uyên", "Vân", "Yến", "Ánh",
-)  # fmt: skip
-# (CCCD province code, SI-code province prefix, commune code, address)
-_PLACES = (
-    ("001", "01", "00004", "Phường Ba Đình, Thành phố Hà Nội"),
-    ("001", "01", "00166", "Phường Láng, Thành phố Hà Nội"),
-    ("079", "79", "26734", "Phường Sài Gòn, Thành phố Hồ Chí Minh"),
-    ("031", "31", "11311", "Phường Hồng Bàng, Thành phố Hải Phòng"),
-    ("048", "48", "20194", "Phường Hải Châu, Thành phố Đà Nẵng"),
-    ("092", "92", "31117", "Phường Ninh Kiều, Thành phố Cần Thơ"),
-    ("038", "38", "14758", "Phường Hạc Thành, Tỉnh Thanh Hóa"),
-    ("040", "40", "16681", "Phường Trường Vinh, Tỉnh Nghệ An"),
-)
-_POSITIONS = (
-    "Nhân viên kinh doanh", "Kế toán viên", "Kỹ sư phần mềm", "Công nhân may",
-    "Trưởng phòng hành chính", "Lái xe", "Nhân viên kho", "Chuyên viên nhân sự",
-    "Kỹ thuật viên điện", "Nhân viên chăm sóc khách hàng",
-)  # fmt: skip
-_STREETS = ("Láng Hạ", "Kim Mã", "Nguyễn Trãi", "Lê Duẩn", "Trần Phú", "Hai Bà Trưng", "Lý Thường Kiệt")
-
-
-@dataclass(frozen=True, slots=True)
-class Person:
-    name: str
-    male: bool
-    born: dt.date
-    cccd: str
-    si_code: str  # may be "" (a first-time participant has no SI code yet)
-    place: tuple[str, str, str, str]
-
-
-def _person(
-    rng: random.Random,
-    *,
-    si_code: bool = True,
-    male: bool | None = None,
-    years: tuple[int, int] = (1966, 2006),
-    serials: tuple[int, int] | None = None,
-) -> Person:
-    male = rng.random() < 0.5 if male is None else male
-    if male:
-        name = f"{rng.choice(_FAMILY)} {rng.choice(_MIDDLE_M)} {rng.choice(_GIVEN_M)}"
-    else:
-        name = f"{rng.choice(_FAMILY)} {rng.choice(_MIDDLE_F)} {rng.choice(_GIVEN_F)}"
-    year = rng.randint(*years)
-    born = dt.date(year, rng.randint(1, 12), rng.randint(1, 28))
-    place = rng.choice(_PLACES)
-    # CCCD: province (3) + century/gender (1: 0/1 = male/female 1900s, 2/3 = 2000s)
-    # + last two digits of the birth year (2) + 6 random digits.
-    century_gender = (0 if year < 2000 else 2) + (0 if male else 1)
-    # `serials` (personal ID, SI code) keep the people of one form apart: random draws repeat among
-    # 50,000 people. The draws are made all the same, so that every other value stays as it was.
-    cccd_serial = rng.randrange(1_000_000)
-    code_serial = rng.randrange(100_000_000) if si_code else 0
-    if serials is not None:
-        cccd_serial, code_serial = serials
-    cccd = f"{place[0]}{century_gender}{year % 100:02d}{cccd_serial:06d}"
-    code = f"{place[1]}{code_serial:08d}" if si_code else ""
-    return Person(name, male, born, cccd, code, place)
-
-
 def _d(day: dt.date) -> str:
     return f"{day.day:02d}/{day.month:02d}/{day.year}"
 
@@ -198,7 +124,7 @@ def _d02_row(
     rng: random.Random, stt: int, period_start: dt.date, tu_thang: str, workplace: str, offsets: tuple[int, int]
 ) -> str:
     # Built as one f-string per row: d02ts(50000) is used by a benchmark.
-    p = _person(rng, si_code=rng.random() < 0.8, serials=_serials(offsets, stt))
+    p = new_person(rng, si_code=rng.random() < 0.8, serials=_serials(offsets, stt))
     salary = rng.randrange(5_500, 40_000) * 1000
     allowance = rng.choice((0, 0, 0, 500_000, 1_000_000, 2_000_000))
     extra = rng.choice((300_000, 500_000)) if rng.random() < 0.2 else 0
@@ -207,7 +133,7 @@ def _d02_row(
     fixed_term = rng.random() < 0.6
     manager = allowance > 0
     since = _d(start)
-    position = "Trưởng phòng" if manager else rng.choice(_POSITIONS)
+    position = "Trưởng phòng" if manager else rng.choice(POSITIONS)
     return (
         "    <LaoDong>\n"
         f"      <STT>{stt}</STT>\n"
@@ -316,8 +242,8 @@ def tk1ts(people: int = 1, *, seed: int = 0) -> bytes:
     rng = random.Random(f"TK1-TS/{seed}")
     out = [f"<TK1-TS {XMLNS}>", "  <NoiDung>"] if people else [f"<TK1-TS {XMLNS}>", "  <NoiDung />"]
     for i in range(1, people + 1):
-        p = _person(rng, si_code=rng.random() < 0.3)
-        home = rng.choice(_PLACES)
+        p = new_person(rng, si_code=rng.random() < 0.3)
+        home = rng.choice(PLACES)
         v = {
             "STT": str(i),
             "HoTen": p.name,
@@ -328,7 +254,7 @@ def tk1ts(people: int = 1, *, seed: int = 0) -> bytes:
             "Matinh_KS": p.place[1],
             "Mahuyen_KS": "",
             "Maxa_KS": p.place[2],
-            "Diachi_NN": f"Số {rng.randint(1, 200)} phố {rng.choice(_STREETS)}",
+            "Diachi_NN": f"Số {rng.randint(1, 200)} phố {rng.choice(STREETS)}",
             "Matinh_NN": home[1],
             "Mahuyen_NN": "",
             "Maxa_NN": home[2],
@@ -372,7 +298,7 @@ def d01ts(items: int = 1, *, seed: int = 0, unit: Unit | None = None) -> bytes:
     ]
     out.append("    <BangKe>" if items else "    <BangKe />")
     for i in range(1, items + 1):
-        p = _person(rng)
+        p = new_person(rng)
         signed = dt.date(2026, rng.randint(1, 10), rng.randint(1, 28))
         fields = (
             ("STT", str(i)),
@@ -422,7 +348,7 @@ def m01bhsb(rows: int = 2, *, seed: int = 0, unit: Unit | None = None) -> bytes:
     groups: dict[str, list[str]] = {"CheDoOmDau": [], "CheDoThaiSan": [], "CheDoDuongSuc": []}
     for i in range(1, rows + 1):
         maternity = i % 2 == 0
-        p = _person(rng, male=False, years=(1986, 2004)) if maternity else _person(rng)
+        p = new_person(rng, male=False, years=(1986, 2004)) if maternity else new_person(rng)
         start = dt.date(2026, 10, rng.randint(1, 20))
         days = 180 if maternity else rng.randint(1, 10)
         end = start + dt.timedelta(days=days - 1)
@@ -534,21 +460,8 @@ def envelope(
             _el("TenIVAN", _text(ivan[1]), "      "),
             "    </ThongTinIVAN>",
         ]
-    out.append("    <ThongTinDonVi>")
+    out += _unit_lines(unit)
     out += [
-        _el(k, _text(v), "      ")
-        for k, v in (
-            ("TenDoiTuong", unit.name),
-            ("MaSoBHXH", unit.code),
-            ("LoaiDoiTuong", "1"),
-            ("MaSoThue", unit.mst),
-            ("NguoiKy", unit.signer),
-            ("DienThoai", unit.phone),
-            ("CoQuanQuanLy", unit.office),
-        )
-    ]
-    out += [
-        "    </ThongTinDonVi>",
         "    <ThongTinHoSo>",
         _el("TenThuTuc", _text(name), "      "),
         _el("MaThuTuc", _text(procedure), "      "),
@@ -556,30 +469,49 @@ def envelope(
         _el("NgayLap", _text(created or today_vn()), "      "),
         f"      <SoLuongFile>{len(files) + (1 if tamper_count else 0)}</SoLuongFile>",
     ]
-    if files:
-        out.append("      <ToKhais>")
-        for code, file_name, content in files:
-            b64 = base64.b64encode(content).decode("ascii")
-            ext = file_name.rsplit(".", 1)[-1].lower() if "." in file_name else ""
-            out += [
-                "        <FileToKhai>",
-                _el("MaToKhai", _text(code), "          "),
-                _el("MoTaToKhai", _text(FORM_DESCRIPTIONS.get(code, code)), "          "),
-                _el("TenFile", _text(file_name), "          "),
-                _el("LoaiFile", f".{ext}" if ext else "", "          "),
-                f"          <DoDaiFile>{len(b64)}</DoDaiFile>",
-                f"          <NoiDungFile>{b64}</NoiDungFile>",
-                "        </FileToKhai>",
-            ]
-        out.append("      </ToKhais>")
-    else:
-        out.append("      <ToKhais />")
+    out += _files_lines(files)
     out.append("    </ThongTinHoSo>")
     for key in REGISTRATION_FIELDS:
         if registration and key in registration:
             out.append(_el(key, _text(registration[key]), "    "))
     out += ["  </NoiDung>", "  <CKy_Dvi />", "</Hoso>"]
     return _doc(out)
+
+
+def _unit_lines(unit: Unit) -> list[str]:
+    """ThongTinDonVi: the employer, as it signs the dossier."""
+    fields = (
+        ("TenDoiTuong", unit.name),
+        ("MaSoBHXH", unit.code),
+        ("LoaiDoiTuong", "1"),
+        ("MaSoThue", unit.mst),
+        ("NguoiKy", unit.signer),
+        ("DienThoai", unit.phone),
+        ("CoQuanQuanLy", unit.office),
+    )
+    return ["    <ThongTinDonVi>", *(_el(k, _text(v), "      ") for k, v in fields), "    </ThongTinDonVi>"]
+
+
+def _files_lines(files: list[tuple[str, str, bytes]]) -> list[str]:
+    """ToKhais: each file as base64 on one line, its type from its name's extension."""
+    if not files:
+        return ["      <ToKhais />"]
+    out = ["      <ToKhais>"]
+    for code, file_name, content in files:
+        b64 = base64.b64encode(content).decode("ascii")
+        ext = file_name.rsplit(".", 1)[-1].lower() if "." in file_name else ""
+        out += [
+            "        <FileToKhai>",
+            _el("MaToKhai", _text(code), "          "),
+            _el("MoTaToKhai", _text(FORM_DESCRIPTIONS.get(code, code)), "          "),
+            _el("TenFile", _text(file_name), "          "),
+            _el("LoaiFile", f".{ext}" if ext else "", "          "),
+            f"          <DoDaiFile>{len(b64)}</DoDaiFile>",
+            f"          <NoiDungFile>{b64}</NoiDungFile>",
+            "        </FileToKhai>",
+        ]
+    out.append("      </ToKhais>")
+    return out
 
 
 def dossier_600(

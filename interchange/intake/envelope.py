@@ -79,6 +79,11 @@ def _problem(code: str, vi: str, en: str, xpath: str, line: int | None, value: s
     return Problem(layer=Layer.ENVELOPE, code=code, message_vi=vi, message_en=en, xpath=xpath, line=line, value=value)
 
 
+# where the unit's and the dossier's fields sit under the root
+_UNIT = "NoiDung/ThongTinDonVi/"
+_INFO = "NoiDung/ThongTinHoSo/"
+
+
 def read_envelope(root: etree._Element, problems: Problems, max_files: int) -> Envelope:
     """Read what the later layers need; every inconsistency goes to `problems`."""
     tree = root.getroottree()
@@ -90,25 +95,7 @@ def read_envelope(root: etree._Element, problems: Problems, max_files: int) -> E
             )
         )
         return env
-    unit = "NoiDung/ThongTinDonVi/"
-    env.unit_name = _text(root, unit + "TenDoiTuong")
-    env.unit_code = _text(root, unit + "MaSoBHXH")
-    env.unit_type = _text(root, unit + "LoaiDoiTuong")
-    env.mst = _text(root, unit + "MaSoThue")
-    env.signer_name = _text(root, unit + "NguoiKy")
-    env.phone = _text(root, unit + "DienThoai")
-    env.office = _text(root, unit + "CoQuanQuanLy")
-    env.ivan_code = _text(root, "NoiDung/ThongTinIVAN/MaIVAN")
-    env.ivan_name = _text(root, "NoiDung/ThongTinIVAN/TenIVAN")
-    info = "NoiDung/ThongTinHoSo/"
-    env.procedure_name = _text(root, info + "TenThuTuc")
-    env.procedure = _text(root, info + "MaThuTuc")
-    env.period = _text(root, info + "KyKeKhai")
-    env.created = _text(root, info + "NgayLap")
-    for name in ("Email", "DiaChi", "NguoiLienHe", "PTNhanKetQua"):
-        value = _text(root, "NoiDung/" + name)
-        if value:
-            env.contact[name] = value
+    _read_fields(root, env)
     if env.mst is None:
         problems.add(
             _problem(
@@ -119,110 +106,155 @@ def read_envelope(root: etree._Element, problems: Problems, max_files: int) -> E
                 None,
             )
         )
+    files = root.findall(_INFO + "ToKhais/FileToKhai")
+    if not _check_file_count(root, tree, len(files), problems, max_files):
+        return env
+    seen: set = set()  # names and content digests of the files read so far
+    for file_el in files:
+        form_file = _read_file(file_el, tree, problems, seen)
+        if form_file is not None:
+            env.files.append(form_file)
+    return env
 
-    files = root.findall(info + "ToKhais/FileToKhai")
-    declared_count = _text(root, info + "SoLuongFile")
-    count_el = root.find(info + "SoLuongFile")
-    if declared_count is not None and declared_count != str(len(files)):
+
+def _read_fields(root: etree._Element, env: Envelope) -> None:
+    """The envelope's simple fields: the unit, the I-VAN, the dossier and the contact."""
+    env.unit_name = _text(root, _UNIT + "TenDoiTuong")
+    env.unit_code = _text(root, _UNIT + "MaSoBHXH")
+    env.unit_type = _text(root, _UNIT + "LoaiDoiTuong")
+    env.mst = _text(root, _UNIT + "MaSoThue")
+    env.signer_name = _text(root, _UNIT + "NguoiKy")
+    env.phone = _text(root, _UNIT + "DienThoai")
+    env.office = _text(root, _UNIT + "CoQuanQuanLy")
+    env.ivan_code = _text(root, "NoiDung/ThongTinIVAN/MaIVAN")
+    env.ivan_name = _text(root, "NoiDung/ThongTinIVAN/TenIVAN")
+    env.procedure_name = _text(root, _INFO + "TenThuTuc")
+    env.procedure = _text(root, _INFO + "MaThuTuc")
+    env.period = _text(root, _INFO + "KyKeKhai")
+    env.created = _text(root, _INFO + "NgayLap")
+    for name in ("Email", "DiaChi", "NguoiLienHe", "PTNhanKetQua"):
+        value = _text(root, "NoiDung/" + name)
+        if value:
+            env.contact[name] = value
+
+
+def _check_file_count(
+    root: etree._Element, tree: etree._ElementTree, count: int, problems: Problems, max_files: int
+) -> bool:
+    """SoLuongFile against the files present, and the limit; False: too many files to read."""
+    declared_count = _text(root, _INFO + "SoLuongFile")
+    count_el = root.find(_INFO + "SoLuongFile")
+    if declared_count is not None and declared_count != str(count):
         problems.add(
             _problem(
                 codes.ENV_FILE_COUNT,
-                f"SoLuongFile khai {declared_count} nhưng hồ sơ có {len(files)} tệp.",
-                f"SoLuongFile says {declared_count} but the dossier holds {len(files)} files.",
+                f"SoLuongFile khai {declared_count} nhưng hồ sơ có {count} tệp.",
+                f"SoLuongFile says {declared_count} but the dossier holds {count} files.",
                 tree.getpath(count_el),
                 count_el.sourceline,
                 declared_count,
             )
         )
-    if len(files) > max_files:
+    if count > max_files:
         problems.add(
             _problem(
                 codes.ENV_TOO_MANY_FILES,
-                f"Hồ sơ có {len(files)} tệp, vượt giới hạn {max_files}.",
-                f"The dossier holds {len(files)} files, over the limit of {max_files}.",
+                f"Hồ sơ có {count} tệp, vượt giới hạn {max_files}.",
+                f"The dossier holds {count} files, over the limit of {max_files}.",
                 "/Hoso/NoiDung/ThongTinHoSo/ToKhais",
                 None,
             )
         )
-        return env
-    seen: set = set()  # names and content digests of the files read so far
-    for file_el in files:
-        xpath = tree.getpath(file_el)
-        content_el = file_el.find("NoiDungFile")
-        text = content_el.text or "" if content_el is not None else ""
-        # Most files carry the base64 on one line: only copy it when there is white space to drop
-        # (for an 80 MB dossier the copy costs 160 MB at its peak).
-        b64 = text if not _has_space(text) else "".join(text.split())
-        declared = _text(file_el, "DoDaiFile")
-        length_el = file_el.find("DoDaiFile")
-        raw_len = len(text)
-        if declared is not None and declared not in (str(len(b64)), str(raw_len)):
-            problems.add(
-                _problem(
-                    codes.ENV_FILE_LENGTH,
-                    f"DoDaiFile khai {declared} nhưng nội dung tệp dài {len(b64)} ký tự.",
-                    f"DoDaiFile says {declared} but the base64 content is {len(b64)} characters long.",
-                    tree.getpath(length_el),
-                    length_el.sourceline,
-                    declared,
-                )
-            )
-        try:
-            content = b64decode(b64, validate=True)
-        except (binascii.Error, ValueError):
-            problems.add(
-                _problem(
-                    codes.ENV_FILE_BASE64,
-                    "Nội dung tệp (NoiDungFile) không phải base64 hợp lệ.",
-                    "NoiDungFile is not valid base64.",
-                    xpath + "/NoiDungFile",
-                    content_el.sourceline if content_el is not None else file_el.sourceline,
-                )
-            )
-            continue
-        if not content:
-            problems.add(
-                _problem(codes.ENV_FILE_EMPTY, "Tệp trong hồ sơ rỗng.", "An embedded file is empty.", xpath + "/NoiDungFile", file_el.sourceline)
-            )
-            continue
-        code = _text(file_el, "MaToKhai") or ""
-        name = _text(file_el, "TenFile") or ""
-        kind = _text(file_el, "LoaiFile") or ""
-        digest = hashlib.sha256(content).digest()
-        if digest in seen or (name and name in seen):
-            problems.add(
-                _problem(
-                    codes.ENV_FILE_DUPLICATE,
-                    f"Tệp {name or code} có hai lần trong hồ sơ.",
-                    f"The file {name or code} is in the dossier twice (same name or same content).",
-                    xpath,
-                    file_el.sourceline,
-                    name or None,
-                )
-            )
-            continue
-        seen.update({digest, name} if name else {digest})
-        if code in FORM_SCHEMAS and not _is_xml_file(kind, name):
-            problems.add(
-                _problem(
-                    codes.ENV_FILE_TYPE,
-                    f"Tờ khai {code} phải là tệp XML có chữ ký số, không phải {kind or name}.",
-                    f"The form {code} must be a signed XML file, not {kind or name}.",
-                    xpath + "/LoaiFile",
-                    file_el.sourceline,
-                    kind or None,
-                )
-            )
-            continue
-        env.files.append(
-            FormFile(
-                code=code,
-                description=_text(file_el, "MoTaToKhai") or "",
-                name=name,
-                kind=kind,
-                content=content,
-                xpath=xpath,
-                line=file_el.sourceline,
+        return False
+    return True
+
+
+def _read_file(file_el: etree._Element, tree: etree._ElementTree, problems: Problems, seen: set) -> FormFile | None:
+    """One FileToKhai, or None when it cannot be used (the reason is in `problems`).
+    `seen` holds the names and content digests of the files read before it."""
+    xpath = tree.getpath(file_el)
+    content = _decoded_content(file_el, tree, xpath, problems)
+    if content is None:
+        return None
+    code = _text(file_el, "MaToKhai") or ""
+    name = _text(file_el, "TenFile") or ""
+    kind = _text(file_el, "LoaiFile") or ""
+    digest = hashlib.sha256(content).digest()
+    if digest in seen or (name and name in seen):
+        problems.add(
+            _problem(
+                codes.ENV_FILE_DUPLICATE,
+                f"Tệp {name or code} có hai lần trong hồ sơ.",
+                f"The file {name or code} is in the dossier twice (same name or same content).",
+                xpath,
+                file_el.sourceline,
+                name or None,
             )
         )
-    return env
+        return None
+    seen.update({digest, name} if name else {digest})
+    if code in FORM_SCHEMAS and not _is_xml_file(kind, name):
+        problems.add(
+            _problem(
+                codes.ENV_FILE_TYPE,
+                f"Tờ khai {code} phải là tệp XML có chữ ký số, không phải {kind or name}.",
+                f"The form {code} must be a signed XML file, not {kind or name}.",
+                xpath + "/LoaiFile",
+                file_el.sourceline,
+                kind or None,
+            )
+        )
+        return None
+    return FormFile(
+        code=code,
+        description=_text(file_el, "MoTaToKhai") or "",
+        name=name,
+        kind=kind,
+        content=content,
+        xpath=xpath,
+        line=file_el.sourceline,
+    )
+
+
+def _decoded_content(
+    file_el: etree._Element, tree: etree._ElementTree, xpath: str, problems: Problems
+) -> bytes | None:
+    """The decoded bytes of NoiDungFile (DoDaiFile checked on the way); None when not base64 or empty."""
+    content_el = file_el.find("NoiDungFile")
+    text = content_el.text or "" if content_el is not None else ""
+    # Most files carry the base64 on one line: only copy it when there is white space to drop
+    # (for an 80 MB dossier the copy costs 160 MB at its peak).
+    b64 = text if not _has_space(text) else "".join(text.split())
+    declared = _text(file_el, "DoDaiFile")
+    length_el = file_el.find("DoDaiFile")
+    raw_len = len(text)
+    if declared is not None and declared not in (str(len(b64)), str(raw_len)):
+        problems.add(
+            _problem(
+                codes.ENV_FILE_LENGTH,
+                f"DoDaiFile khai {declared} nhưng nội dung tệp dài {len(b64)} ký tự.",
+                f"DoDaiFile says {declared} but the base64 content is {len(b64)} characters long.",
+                tree.getpath(length_el),
+                length_el.sourceline,
+                declared,
+            )
+        )
+    try:
+        content = b64decode(b64, validate=True)
+    except (binascii.Error, ValueError):
+        problems.add(
+            _problem(
+                codes.ENV_FILE_BASE64,
+                "Nội dung tệp (NoiDungFile) không phải base64 hợp lệ.",
+                "NoiDungFile is not valid base64.",
+                xpath + "/NoiDungFile",
+                content_el.sourceline if content_el is not None else file_el.sourceline,
+            )
+        )
+        return None
+    if not content:
+        problems.add(
+            _problem(codes.ENV_FILE_EMPTY, "Tệp trong hồ sơ rỗng.", "An embedded file is empty.", xpath + "/NoiDungFile", file_el.sourceline)
+        )
+        return None
+    return content

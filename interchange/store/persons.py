@@ -300,29 +300,46 @@ async def write_records(
     at = dossier.received_at
     people = [resolver.resolve(r.person, f"{r.xpath} (STT {r.stt})", RANK[form], at) for form, r in rows]
 
-    # Merged rows first give up their identifiers, so the rows kept can take them (unique columns).
     if resolver.merges:
+        written.merges = await _apply_merges(conn, resolver.merges, now)
+    written.persons_updated = await _update_changed(conn, loaded, now)
+    if resolver.new:
+        await _insert_new(conn, resolver.new, now)
+    made = await _insert_records(conn, dossier, rows, people)
+    written.contribution_changes = len(made[D02])
+    written.personal_data = len(made[TK1])
+    written.benefit_claims = len(made[M01B])
+    written.persons_created = len(resolver.new)
+    written.conflicts += resolver.conflicts
+    return written
+
+
+async def _apply_merges(conn: AsyncConnection, merges: list[tuple[_Working, _Working]], now: datetime) -> list[Merge]:
+    """Merged rows first give up their identifiers, so the rows kept can take them (unique
+    columns); their records, and the rows merged into them earlier, move to the row kept."""
+    moves = [{"gone_id": gone.id, "kept_id": kept.final.id} for kept, gone in merges]
+    await conn.execute(
+        update(persons)
+        .where(persons.c.id == bindparam("gone_id"))
+        .values(personal_id=None, si_code=None, merged_into=bindparam("kept_id"), updated_at=now),
+        moves,
+    )
+    for table in RECORD_TABLES:
         await conn.execute(
-            update(persons)
-            .where(persons.c.id == bindparam("gone_id"))
-            .values(personal_id=None, si_code=None, merged_into=bindparam("kept_id"), updated_at=now),
-            [{"gone_id": gone.id, "kept_id": kept.final.id} for kept, gone in resolver.merges],
-        )
-        moves = [{"gone_id": gone.id, "kept_id": kept.final.id} for kept, gone in resolver.merges]
-        for table in RECORD_TABLES:
-            await conn.execute(
-                update(table).where(table.c.person_id == bindparam("gone_id")).values(person_id=bindparam("kept_id")),
-                moves,
-            )
-        await conn.execute(
-            update(persons)
-            .where(persons.c.merged_into == bindparam("gone_id"))
-            .values(merged_into=bindparam("kept_id")),
+            update(table).where(table.c.person_id == bindparam("gone_id")).values(person_id=bindparam("kept_id")),
             moves,
         )
-        written.merges = [
-            Merge(kept.final.id, gone.id, kept.final.personal_id, kept.final.si_code) for kept, gone in resolver.merges
-        ]
+    await conn.execute(
+        update(persons)
+        .where(persons.c.merged_into == bindparam("gone_id"))
+        .values(merged_into=bindparam("kept_id")),
+        moves,
+    )
+    return [Merge(kept.final.id, gone.id, kept.final.personal_id, kept.final.si_code) for kept, gone in merges]
+
+
+async def _update_changed(conn: AsyncConnection, loaded: list[_Working], now: datetime) -> int:
+    """Write back the loaded persons the resolver changed (and did not merge away); how many."""
     changed = [p for p in loaded if p.merged_into is None and p.dirty]
     if changed:
         await conn.execute(
@@ -331,15 +348,28 @@ async def write_records(
             .values({**{k: bindparam(f"v_{k}") for k in changed[0].values()}, "updated_at": now}),
             [{"person_id": p.id, **{f"v_{k}": v for k, v in p.values().items()}} for p in changed],
         )
-    if resolver.new:
-        # A plain executemany, then the ids by identifier: an ordered INSERT ... RETURNING would
-        # be one statement per row on SQLite.
-        await conn.execute(
-            persons.insert(), [{**p.values(), "created_at": now, "updated_at": now} for p in resolver.new]
-        )
-        await _fetch_ids(conn, resolver.new)
+    return len(changed)
 
-    base = {"dossier_id": dossier.id, "received_at": at, "unit_mst": dossier.unit_mst, "unit_code": dossier.unit_code}
+
+async def _insert_new(conn: AsyncConnection, new: list[_Working], now: datetime) -> None:
+    """Insert the persons first seen in this dossier and give them their ids.
+
+    A plain executemany, then the ids by identifier: an ordered INSERT ... RETURNING would
+    be one statement per row on SQLite."""
+    await conn.execute(persons.insert(), [{**p.values(), "created_at": now, "updated_at": now} for p in new])
+    await _fetch_ids(conn, new)
+
+
+async def _insert_records(
+    conn: AsyncConnection, dossier: Dossier, rows: list, people: list[_Working]
+) -> dict[str, list[dict]]:
+    """One record row per form row, on the person it was resolved to; the rows by form."""
+    base = {
+        "dossier_id": dossier.id,
+        "received_at": dossier.received_at,
+        "unit_mst": dossier.unit_mst,
+        "unit_code": dossier.unit_code,
+    }
     made: dict[str, list[dict]] = {TK1: [], D02: [], M01B: []}
     for (form, r), person in zip(rows, people, strict=True):
         row = {
@@ -355,13 +385,7 @@ async def write_records(
     for form, table in ((D02, contribution_changes), (TK1, personal_data_changes), (M01B, benefit_claims)):
         if made[form]:
             await conn.execute(table.insert(), made[form])
-    written.contribution_changes = len(made[D02])
-    written.personal_data = len(made[TK1])
-    written.benefit_claims = len(made[M01B])
-    written.persons_created = len(resolver.new)
-    written.persons_updated = len(changed)
-    written.conflicts += resolver.conflicts
-    return written
+    return made
 
 
 def _change_values(c: ContributionChange) -> dict:

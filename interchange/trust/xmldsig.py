@@ -16,6 +16,7 @@ import functools
 import hashlib
 import hmac
 from base64 import b64decode
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
@@ -262,13 +263,37 @@ def verify_document(
     found wrong (all problems, not the first).
     """
     report = SignatureReport(document=document, form=form)
+    signature = _the_signature(root, location, form, report)
+    if signature is None:
+        return report
+    _read_unsigned_claims(signature, report)
+    here = functools.partial(
+        _problem, form=form, xpath=root.getroottree().getpath(signature), line=signature.sourceline
+    )
+    signer = _signer_certs(signature, report, here)
+    if signer is None:
+        return report
+    leaf, certs = signer
+    if not _check_chain(trust, leaf, certs, at, report, here):
+        return report
+    _check_claims(leaf, expected_mst, report, here)
+    _check_signature_value(root, location, leaf, at, legacy_sha1, report, here)
+    if signature.getparent() is not None:
+        _detach(signature)  # never read unsigned content: drop a signature that failed before its reference was checked
+    return report
+
+
+def _the_signature(
+    root: etree._Element, location: str, form: str | None, report: SignatureReport
+) -> etree._Element | None:
+    """The document's one Signature, where the profile puts it; None (with the problem) otherwise."""
     tree = root.getroottree()
     signatures = list(root.iter(SIGNATURE_TAG))
     if not signatures:
         report.problems.append(
             _problem(codes.SIG_MISSING, "Tài liệu chưa được ký số.", "The document is not signed.", form, "/")
         )
-        return report
+        return None
     if len(signatures) > 1:
         report.problems.append(
             _problem(
@@ -280,12 +305,11 @@ def verify_document(
                 signatures[1].sourceline,
             )
         )
-        return report
+        return None
     signature = signatures[0]
-    sig_path, sig_line = tree.getpath(signature), signature.sourceline
-    parent = signature.getparent()
     expected_parent = root if not location else root.find(location)
-    if parent is not expected_parent:
+    if signature.getparent() is not expected_parent:
+        sig_path = tree.getpath(signature)
         where = f"/{root.tag}/{location}" if location else f"/{root.tag}"
         report.problems.append(
             _problem(
@@ -294,78 +318,110 @@ def verify_document(
                 f"The signature must be at {where}, found at {sig_path}.",
                 form,
                 sig_path,
-                sig_line,
+                signature.sourceline,
             )
         )
-        return report
+        return None
+    return signature
+
+
+def _read_unsigned_claims(signature: etree._Element, report: SignatureReport) -> None:
+    """What the signature says of itself, recorded before anything is checked."""
     for el in signature.iter(f"{{{DSIG_NS}}}SigningTime", "SigningTime"):
         report.signing_time = (el.text or "").strip() or None
     method = signature.find(f"{{{DSIG_NS}}}SignedInfo/{{{DSIG_NS}}}SignatureMethod")
     report.signature_method = method.get("Algorithm") if method is not None else None
 
+
+# A Problem at the signature: `here(code, message_vi, message_en)`.
+_Here = Callable[[str, str, str], Problem]
+
+
+def _signer_certs(
+    signature: etree._Element, report: SignatureReport, here: _Here
+) -> tuple[x509.Certificate, list[x509.Certificate]] | None:
+    """(the signer's certificate, every certificate carried), the signer described in the report."""
     try:
         certs = _certs_of(signature)
         leaf = _leaf_of(certs) if certs else None
     except (ValueError, TypeError, UnicodeError) as exc:
         report.problems.append(
-            _problem(codes.SIG_CERT, "Không đọc được chứng thư trong chữ ký.", f"Unreadable certificate: {exc}", form, sig_path, sig_line)
+            here(codes.SIG_CERT, "Không đọc được chứng thư trong chữ ký.", f"Unreadable certificate: {exc}")
         )
-        return report
+        return None
     if not certs:
         report.problems.append(
-            _problem(
+            here(
                 codes.SIG_CERT_MISSING,
                 "Chữ ký không kèm chứng thư số (X509Certificate).",
                 "The signature carries no X509Certificate.",
-                form,
-                sig_path,
-                sig_line,
             )
         )
-        return report
+        return None
     report.signer = describe(leaf)
     report.mst = mst_of(leaf)
+    return leaf, certs
 
+
+def _check_chain(
+    trust: TrustStore,
+    leaf: x509.Certificate,
+    certs: list[x509.Certificate],
+    at: datetime,
+    report: SignatureReport,
+    here: _Here,
+) -> bool:
+    """The signer's path to a trust anchor and its revocation; False when a certificate is unreadable."""
     try:
         path = trust.validate(leaf, [c for c in certs if c is not leaf], at)
     except (ValueError, TypeError, UnicodeError) as exc:  # pyhanko parses what cryptography did not
         report.problems.append(
-            _problem(codes.SIG_CERT, "Không đọc được chứng thư trong chữ ký.", f"Unreadable certificate: {exc}", form, sig_path, sig_line)
+            here(codes.SIG_CERT, "Không đọc được chứng thư trong chữ ký.", f"Unreadable certificate: {exc}")
         )
-        return report
+        return False
     report.chain = [describe(c) for c in path.chain]
     report.chain_pem = [c.public_bytes(serialization.Encoding.PEM).decode() for c in path.chain]
     report.revocation = path.revocation.as_dict() if path.revocation else None
     for cp in path.problems:
-        report.problems.append(_problem(cp.code, cp.message_vi, cp.message_en, form, sig_path, sig_line))
+        report.problems.append(here(cp.code, cp.message_vi, cp.message_en))
+    return True
+
+
+def _check_claims(leaf: x509.Certificate, expected_mst: str | None, report: SignatureReport, here: _Here) -> None:
+    """The claimed signing time against the certificate (a warning), the signer's tax code against the unit's."""
     claimed = _parse_signing_time(report.signing_time)
     if claimed is not None and not (leaf.not_valid_before_utc <= claimed <= leaf.not_valid_after_utc):
         report.problems.append(
             replace(
-                _problem(
+                here(
                     codes.SIG_SIGNING_TIME,
                     f"Thời điểm ký khai báo ({report.signing_time}) nằm ngoài thời hạn của chứng thư.",
                     f"The claimed signing time ({report.signing_time}) is outside the certificate's validity "
                     "(it is unsigned, so only the time of receipt decides).",
-                    form,
-                    sig_path,
-                    sig_line,
                 ),
                 severity=Severity.WARNING,
             )
         )
     if expected_mst is not None and report.mst != expected_mst:
         report.problems.append(
-            _problem(
+            here(
                 codes.SIG_MST_MISMATCH,
                 f"Mã số thuế của người ký ({report.mst or 'không có'}) khác mã số thuế đơn vị ({expected_mst}).",
                 f"The signer's tax code ({report.mst or 'none'}) differs from the unit's MaSoThue ({expected_mst}).",
-                form,
-                sig_path,
-                sig_line,
             )
         )
 
+
+def _check_signature_value(
+    root: etree._Element,
+    location: str,
+    leaf: x509.Certificate,
+    at: datetime,
+    legacy_sha1: bool,
+    report: SignatureReport,
+    here: _Here,
+) -> None:
+    """signxml's checks and our reference profile; the report is valid when nothing is an error."""
     config = SignatureConfiguration(
         require_x509=True,
         location=f"./{location}/" if location else "./",
@@ -380,12 +436,9 @@ def verify_document(
         )
     except (InvalidInput, InvalidSignature, InvalidCertificate, ValueError, TypeError, etree.LxmlError) as exc:
         code, vi, en = _map_signxml_error(exc)
-        report.problems.append(_problem(code, vi, en, form, sig_path, sig_line))
+        report.problems.append(here(code, vi, en))
     else:
         report.valid = not any(p.severity == Severity.ERROR for p in report.problems)
-    if signature.getparent() is not None:
-        _detach(signature)  # never read unsigned content: drop a signature that failed before its reference was checked
-    return report
 
 
 # For signxml's copies of the Signature element: no entities, no network, and no 10 MB text
