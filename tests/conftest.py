@@ -1,11 +1,11 @@
 """Shared fixtures: a test PKI (trusted CA, units, bad certificates), a config in a temp
-folder, signers, and dossiers signed the way payroll software signs them."""
+folder, the HTTP API with a key per role. Helpers that are not fixtures (the units, signed
+dossiers...) are in tests/helpers.py; the store's fixtures in tests/conftest_store.py."""
 
 from __future__ import annotations
 
 import os
 import shutil
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -13,31 +13,11 @@ import pytest
 
 from interchange.api.http import SERVICES
 from interchange.config import Config
-from interchange.devkit import pki, samples
+from interchange.devkit import pki
 from interchange.server import make_app
-from interchange.trust.dossier_signing import sign_envelope
-from interchange.trust.xmldsig import DocumentSigner
+from tests.helpers import OTHER_UNIT, UNIT, World
 
 pytest_plugins = ["tests.conftest_store"]
-
-UNIT = samples.Unit()  # the demo unit
-OTHER_UNIT = samples.Unit(mst=samples.make_mst("030123456"), code="YZB123K", name="Công ty CP Khác")
-
-
-@dataclass
-class World:
-    """Every certificate a test may need, made once per session (RSA key generation is slow)."""
-
-    root: pki.Issued
-    ca: pki.Issued  # intermediate that issues units
-    rogue_ca: pki.Issued  # not trusted
-    unit: pki.Issued
-    other_unit: pki.Issued
-    server: pki.Issued
-    anchors_dir: Path
-
-    def signer(self, issued: pki.Issued) -> DocumentSigner:
-        return DocumentSigner(issued.key, [issued.cert, *issued.chain])
 
 
 @pytest.fixture(scope="session")
@@ -71,22 +51,6 @@ def cfg(world: World, tmp_path: Path) -> Config:
     pki.write_key_pem(cfg.signing_key_path, world.server.key)
     pki.write_certs_pem(cfg.signing_cert_path, [world.server.cert, *world.server.chain])
     return cfg
-
-
-def dossier(
-    signer: DocumentSigner | None,
-    *,
-    unit: samples.Unit = UNIT,
-    rows: int = 3,
-    seed: int = 0,
-    forms: list[tuple[str, str, bytes]] | None = None,
-    ivan: tuple[str, str] | None = ("00123", "Công ty I-VAN Mẫu"),
-    procedure: str = "600",
-) -> bytes:
-    """An envelope with a D02-TS (or the given forms), signed forms-first then envelope."""
-    forms = forms if forms is not None else [("D02-TS", "D02-TS.xml", samples.d02ts(rows, seed=seed, unit=unit))]
-    data = samples.envelope(unit, forms, procedure=procedure, ivan=ivan)
-    return data if signer is None else sign_envelope(data, signer)
 
 
 @pytest.fixture

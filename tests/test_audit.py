@@ -18,7 +18,7 @@ from interchange import cli
 from interchange.audit import chain as audit
 from interchange.store import KET_QUA, REFUSED, Store
 from interchange.store.tables import audit_log
-from tests.test_store import MST_B, new_dossier, notice_for
+from tests.helpers import MST_B, new_dossier, notice_for
 
 
 async def entries(store: Store) -> list[audit.Entry]:

@@ -24,9 +24,8 @@ from interchange.evidence.bundle import build_bundle, verify_bundle
 from interchange.intake.pipeline import Caller, Receiver
 from interchange.notices.notice import NS, RESULT, NoticeData, NoticeSigner
 from interchange.store.types import KET_QUA, RECEIVED, NewDossier, Scope
-from tests.conftest import UNIT, dossier
+from tests.helpers import UNIT, XML, dossier
 
-XML = {"Content-Type": "application/xml"}
 LAYOUT = {
     "original.xml",
     "notices/tiep-nhan.xml",

@@ -22,12 +22,9 @@ from interchange.evidence.bundle import verify_bundle
 from interchange.jobs.policy import CLOSED, HALF_OPEN, OPEN, CircuitBreaker, backoff, retry_after
 from interchange.notices.notice import RECEIPT, NoticeData, NoticeSigner
 from interchange.server import WORK, make_app
-from interchange.store.types import FAILED, Scope
-from tests.conftest import OTHER_UNIT, UNIT, World, dossier
-from tests.test_api import XML, notice_of, t
-from tests.test_registration import registration
+from interchange.store.types import FAILED
+from tests.helpers import ALL, OTHER_UNIT, UNIT, XML, World, dossier, notice_of, registration, t
 
-ALL = Scope(all=True)
 S = timedelta(seconds=1)
 
 

@@ -30,14 +30,12 @@ from interchange.store import (
     REFUSED,
     REJECTED,
     NewDossier,
-    Scope,
     Store,
 )
 from interchange.store.types import DONE, FAILED, QUEUED, RUNNING, Settlement
-from tests.conftest import UNIT
+from tests.helpers import ALL, UNIT
 
 T0 = datetime(2026, 3, 2, 2, 30, tzinfo=UTC)  # Monday 09:30 in Vietnam
-ALL = Scope(all=True)
 LEASE = timedelta(minutes=2)
 CONTACT = {"Email": "ketoan@mauviet.vn", "DiaChi": "Số 1 Láng Hạ, Hà Nội", "NguoiLienHe": "Nguyễn Văn An"}
 
