@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy.engine import make_url
 
 from interchange.api.http import SERVICES
 from interchange.config import Config
@@ -36,8 +37,9 @@ def world(tmp_path_factory) -> World:
 
 
 @pytest.fixture
-def cfg(world: World, tmp_path: Path) -> Config:
-    """A config in a temp folder: SQLite store, the test root as the only anchor, inline worker."""
+def cfg(world: World, tmp_path: Path, migrated_sqlite) -> Config:
+    """A config in a temp folder: SQLite store (a copy of the migrated template, see
+    tests/conftest_store.py), the test root as the only anchor, inline worker."""
     cfg = Config()
     cfg.base_dir = tmp_path
     cfg.data_dir = str(tmp_path / "data")
@@ -50,6 +52,7 @@ def cfg(world: World, tmp_path: Path) -> Config:
     cfg.targets = {"600": "5 working days", "04/DK-IVAN": "2 working hours"}
     pki.write_key_pem(cfg.signing_key_path, world.server.key)
     pki.write_certs_pem(cfg.signing_cert_path, [world.server.cert, *world.server.chain])
+    migrated_sqlite(Path(make_url(cfg.store_url).database))
     return cfg
 
 

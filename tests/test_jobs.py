@@ -72,6 +72,7 @@ async def dossiers_with_work(store: Store, due: list[timedelta], kind: str = "te
     return ids
 
 
+@pytest.mark.fresh_database  # the store runs the migrations themselves, not a copy of their result
 async def test_the_migrations_make_the_tables_as_declared(store):
     from alembic.autogenerate import compare_metadata
     from alembic.migration import MigrationContext

@@ -408,6 +408,7 @@ def _head_revision() -> str:
     return ScriptDirectory.from_config(AlembicConfig(str(db_module.ALEMBIC_INI))).get_current_head()
 
 
+@pytest.mark.fresh_database  # two processes migrating one new database at once
 async def test_migrations_run_again_harmlessly(store_url):
     first, second = await asyncio.gather(Store.open(store_url), Store.open(store_url))  # two starting at once
     saved = await first.receipts.save(new_dossier(), notice_for)
