@@ -15,10 +15,31 @@ from sqlalchemy.engine import make_url
 from interchange.api.http import SERVICES
 from interchange.config import Config
 from interchange.devkit import pki
+from interchange.notices import notice as notice_module
 from interchange.server import make_app
 from tests.helpers import OTHER_UNIT, UNIT, World
 
 pytest_plugins = ["tests.conftest_store"]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def notice_keys_loaded_once():
+    """The server loads its notice key from PEM whenever an app starts (make_app, and again for
+    the inline worker), and loading an RSA key checks it (~40 ms). The same bytes make the same
+    key: each distinct PEM is loaded once per session (a new or broken file is still loaded, or
+    refused, by the real function)."""
+    real = notice_module.load_pem_private_key
+    loaded = {}
+
+    def load_pem_private_key(data, password=None, **kw):
+        key = (bytes(data), password, tuple(sorted(kw.items())))
+        if key not in loaded:
+            loaded[key] = real(data, password, **kw)
+        return loaded[key]
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(notice_module, "load_pem_private_key", load_pem_private_key)
+        yield
 
 
 @pytest.fixture(scope="session")
