@@ -1,43 +1,45 @@
 """Shared fixtures: a test PKI (trusted CA, units, bad certificates), a config in a temp
-folder, signers, and dossiers signed the way payroll software signs them."""
+folder, the HTTP API with a key per role. Helpers that are not fixtures (the units, signed
+dossiers...) are in tests/helpers.py; the store's fixtures in tests/conftest_store.py."""
 
 from __future__ import annotations
 
 import os
 import shutil
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy.engine import make_url
 
 from interchange.api.http import SERVICES
 from interchange.config import Config
-from interchange.devkit import pki, samples
+from interchange.devkit import pki
+from interchange.notices import notice as notice_module
 from interchange.server import make_app
-from interchange.trust.dossier_signing import sign_envelope
-from interchange.trust.xmldsig import DocumentSigner
+from tests.helpers import OTHER_UNIT, UNIT, World
 
 pytest_plugins = ["tests.conftest_store"]
 
-UNIT = samples.Unit()  # the demo unit
-OTHER_UNIT = samples.Unit(mst=samples.make_mst("030123456"), code="YZB123K", name="Công ty CP Khác")
 
+@pytest.fixture(scope="session", autouse=True)
+def notice_keys_loaded_once():
+    """The server loads its notice key from PEM whenever an app starts (make_app, and again for
+    the inline worker), and loading an RSA key checks it (~40 ms). The same bytes make the same
+    key: each distinct PEM is loaded once per session (a new or broken file is still loaded, or
+    refused, by the real function)."""
+    real = notice_module.load_pem_private_key
+    loaded = {}
 
-@dataclass
-class World:
-    """Every certificate a test may need, made once per session (RSA key generation is slow)."""
+    def load_pem_private_key(data, password=None, **kw):
+        key = (bytes(data), password, tuple(sorted(kw.items())))
+        if key not in loaded:
+            loaded[key] = real(data, password, **kw)
+        return loaded[key]
 
-    root: pki.Issued
-    ca: pki.Issued  # intermediate that issues units
-    rogue_ca: pki.Issued  # not trusted
-    unit: pki.Issued
-    other_unit: pki.Issued
-    server: pki.Issued
-    anchors_dir: Path
-
-    def signer(self, issued: pki.Issued) -> DocumentSigner:
-        return DocumentSigner(issued.key, [issued.cert, *issued.chain])
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(notice_module, "load_pem_private_key", load_pem_private_key)
+        yield
 
 
 @pytest.fixture(scope="session")
@@ -56,8 +58,9 @@ def world(tmp_path_factory) -> World:
 
 
 @pytest.fixture
-def cfg(world: World, tmp_path: Path) -> Config:
-    """A config in a temp folder: SQLite store, the test root as the only anchor, inline worker."""
+def cfg(world: World, tmp_path: Path, migrated_sqlite) -> Config:
+    """A config in a temp folder: SQLite store (a copy of the migrated template, see
+    tests/conftest_store.py), the test root as the only anchor, inline worker."""
     cfg = Config()
     cfg.base_dir = tmp_path
     cfg.data_dir = str(tmp_path / "data")
@@ -70,23 +73,8 @@ def cfg(world: World, tmp_path: Path) -> Config:
     cfg.targets = {"600": "5 working days", "04/DK-IVAN": "2 working hours"}
     pki.write_key_pem(cfg.signing_key_path, world.server.key)
     pki.write_certs_pem(cfg.signing_cert_path, [world.server.cert, *world.server.chain])
+    migrated_sqlite(Path(make_url(cfg.store_url).database))
     return cfg
-
-
-def dossier(
-    signer: DocumentSigner | None,
-    *,
-    unit: samples.Unit = UNIT,
-    rows: int = 3,
-    seed: int = 0,
-    forms: list[tuple[str, str, bytes]] | None = None,
-    ivan: tuple[str, str] | None = ("00123", "Công ty I-VAN Mẫu"),
-    procedure: str = "600",
-) -> bytes:
-    """An envelope with a D02-TS (or the given forms), signed forms-first then envelope."""
-    forms = forms if forms is not None else [("D02-TS", "D02-TS.xml", samples.d02ts(rows, seed=seed, unit=unit))]
-    data = samples.envelope(unit, forms, procedure=procedure, ivan=ivan)
-    return data if signer is None else sign_envelope(data, signer)
 
 
 @pytest.fixture

@@ -6,8 +6,7 @@ from __future__ import annotations
 import pytest
 
 from interchange.api.ratelimit import RateLimiter
-from tests.conftest import OTHER_UNIT, dossier
-from tests.test_api import XML, notice_of, post, t
+from tests.helpers import OTHER_UNIT, XML, dossier, notice_of, post, t
 
 READ_PATHS = ("", "/original", "/notices/tiep-nhan", "/evidence")
 

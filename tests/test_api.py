@@ -7,31 +7,9 @@ import base64
 import hashlib
 
 import pytest
-from lxml import etree
 
 from interchange.notices.notice import NS
-from tests.conftest import OTHER_UNIT, UNIT, dossier
-
-XML = {"Content-Type": "application/xml"}
-
-
-def notice_of(body: bytes):
-    root = etree.fromstring(body)
-    assert root.tag == f"{{{NS}}}ThongBao"
-    return root
-
-
-def t(root, name):
-    return root.findtext(f"{{{NS}}}{name}")
-
-
-def error_codes(root) -> list[str]:
-    return [e.text for e in root.iterfind(f".//{{{NS}}}Loi/{{{NS}}}Ma")]
-
-
-async def post(api, body, key="unit", **headers):
-    resp = await api.post("/api/v1/dossiers", data=body, headers={**XML, **api.keys[key], **headers})
-    return resp.status, await resp.read(), resp
+from tests.helpers import OTHER_UNIT, UNIT, XML, dossier, error_codes, notice_of, post, t
 
 
 async def test_receipt_replay_and_reading_back(api, world):

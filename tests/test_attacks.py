@@ -34,20 +34,28 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding
 from cryptography.x509.oid import NameOID
 from lxml import etree
 
-from interchange.api.http import SERVICES
 from interchange.config import Config
 from interchange.devkit import pki, samples
 from interchange.intake.pipeline import Caller, Outcome, Receiver
 from interchange.notices.notice import NS
-from interchange.server import make_app
 from interchange.trust.dossier_signing import sign_envelope, sign_form
 from interchange.trust.xmldsig import DSIG_NS, to_bytes
 from interchange.xmlparse import XmlLimits, parse_xml
-from tests.conftest import OTHER_UNIT, UNIT, World, dossier
-from tests.test_api import XML, error_codes, notice_of
+from tests.helpers import (
+    ENVELOPED,
+    FORM_PATH,
+    OTHER_UNIT,
+    UNIT,
+    XML,
+    World,
+    dossier,
+    error_codes,
+    listed,
+    notice_of,
+    start_api,
+)
 
 C14N = "http://www.w3.org/TR/2001/REC-xml-c14n-20010315"
-ENVELOPED = "http://www.w3.org/2000/09/xmldsig#enveloped-signature"
 XSLT = "http://www.w3.org/TR/1999/REC-xslt-19991116"
 XPATH = "http://www.w3.org/TR/1999/REC-xpath-19991116"
 SIGNATURE_METHODS = {
@@ -59,9 +67,6 @@ DIGEST_METHODS = {
     "sha256": "http://www.w3.org/2001/04/xmlenc#sha256",
     "sha1": "http://www.w3.org/2000/09/xmldsig#sha1",
 }
-FORM_PATH = "NoiDung/ThongTinHoSo/ToKhais/FileToKhai"
-
-
 # --- building blocks --------------------------------------------------------------------------
 
 
@@ -1144,24 +1149,6 @@ HTTP_ATTACKS = [
     "relative-namespace-uri-in-envelope",
     "text-after-the-signature-in-a-form",
 ]
-
-
-async def start_api(cfg: Config, aiohttp_client):
-    """As tests/test_api.py's `api` fixture, on SQLite only, started after the attack has set cfg."""
-    app = await make_app(cfg, workers=0)
-    client = await aiohttp_client(app)
-    store = app[SERVICES].store
-    client.keys = {}
-    for name, role, kw in (("unit", "submitter", {"mst": UNIT.mst}), ("auditor", "auditor", {})):
-        _, token = await store.keys.create(role, **kw)
-        client.keys[name] = {"Authorization": f"Bearer {token}"}
-    return client
-
-
-async def listed(api, state: str) -> list:
-    resp = await api.get(f"/api/v1/dossiers?state={state}", headers=api.keys["auditor"])
-    assert resp.status == 200
-    return (await resp.json())["items"]
 
 
 @pytest.mark.parametrize("name", xfail_if_bug(HTTP_ATTACKS))

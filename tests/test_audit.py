@@ -19,7 +19,7 @@ from interchange.audit import chain as audit
 from interchange.kinds import SLUG_RESULT
 from interchange.store import REFUSED, Store
 from interchange.store.tables import audit_log
-from tests.test_store import MST_B, new_dossier, notice_for
+from tests.helpers import MST_B, new_dossier, notice_for
 
 
 async def entries(store: Store) -> list[audit.Entry]:

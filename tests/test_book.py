@@ -21,8 +21,7 @@ from interchange.records.book import DeclaredChange, Identity, PersonRecords, Un
 from interchange.records.model import BenefitClaim, Extracted
 from interchange.store import ACCEPTED, RECEIVED, NewDossier
 from interchange.store.types import Settlement
-from tests.conftest import OTHER_UNIT, UNIT
-from tests.test_persons import change, ref
+from tests.helpers import OTHER_UNIT, UNIT, change, ref
 
 P_SI, P_PID = "0101234567", "001090012345"
 Q_PID, Q_SI = "079195001234", "7912345678"

@@ -28,8 +28,8 @@ from cryptography.x509.oid import NameOID
 from interchange.cli import main
 from interchange.config import REPO_ROOT
 from tests.clitools import dev_setup, no_interchange_env, run
+from tests.helpers import MST_A as MST
 
-MST = "0101234565"  # the demo default
 OTHER_MST = "0312345673"
 TOKEN = re.compile(r"ik_[0-9a-f]+_[A-Za-z0-9_-]+")
 

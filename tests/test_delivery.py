@@ -24,10 +24,18 @@ from interchange.notices.notice import NoticeData
 from interchange.server import WORK
 from interchange.store.deliveries import DELIVERED, DELIVERY_TARGET, FAILED, PENDING
 from interchange.store.types import ACCEPTED, DONE, QUEUED, Dossier, Scope, Settlement
-from tests.conftest import OTHER_UNIT, UNIT, dossier
-from tests.test_api import notice_of, post, t
-from tests.test_registration import CONTACT, registration
-from tests.test_store import new_dossier, notice_for
+from tests.helpers import (
+    CONTACT,
+    OTHER_UNIT,
+    UNIT,
+    dossier,
+    new_dossier,
+    notice_for,
+    notice_of,
+    post,
+    registration,
+    t,
+)
 
 T = timedelta(seconds=1)
 

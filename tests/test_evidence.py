@@ -25,9 +25,8 @@ from interchange.intake.pipeline import Caller, Receiver
 from interchange.kinds import NOTICE_RESULT, SLUG_RESULT
 from interchange.notices.notice import NS, NoticeData, NoticeSigner
 from interchange.store.types import RECEIVED, NewDossier, Scope
-from tests.conftest import UNIT, dossier
+from tests.helpers import UNIT, XML, dossier
 
-XML = {"Content-Type": "application/xml"}
 LAYOUT = {
     "original.xml",
     "notices/tiep-nhan.xml",

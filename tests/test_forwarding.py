@@ -23,12 +23,9 @@ from interchange.jobs.policy import CLOSED, HALF_OPEN, OPEN, CircuitBreaker, bac
 from interchange.kinds import NOTICE_RECEIPT
 from interchange.notices.notice import NoticeData, NoticeSigner
 from interchange.server import WORK, make_app
-from interchange.store.types import FAILED, Scope
-from tests.conftest import OTHER_UNIT, UNIT, World, dossier
-from tests.test_api import XML, notice_of, t
-from tests.test_registration import registration
+from interchange.store.types import FAILED
+from tests.helpers import ALL, OTHER_UNIT, UNIT, XML, World, dossier, notice_of, registration, t
 
-ALL = Scope(all=True)
 S = timedelta(seconds=1)
 
 

@@ -39,9 +39,7 @@ from interchange.devkit import pki, samples
 from interchange.intake.pipeline import Caller, Outcome, Receiver
 from interchange.trust.dossier_signing import sign_envelope, sign_form
 from interchange.trust.xmldsig import SIGNATURE_TAG, DocumentSigner, to_bytes
-from tests.conftest import UNIT
-from tests.test_api import XML
-from tests.test_attacks import FORM_PATH, listed, start_api
+from tests.helpers import FORM_PATH, UNIT, XML, listed, start_api
 
 NOW = datetime.now(UTC)
 FIXED_PKI = Path(__file__).parent / "data" / "attacks" / "fuzz-unit.pem"  # key, then unit, CA, root

@@ -23,12 +23,11 @@ from interchange.kinds import SLUG_RESULT
 from interchange.kinds import WORK_REGISTRATION as REGISTRATION
 from interchange.notices.notice import NoticeSigner
 from interchange.receiving.receipt import work_for
-from interchange.store import ACCEPTED, ACTIVE, RECEIVED, REFUSED, REJECTED, NewDossier, Scope, Store
+from interchange.store import ACCEPTED, ACTIVE, RECEIVED, REFUSED, REJECTED, NewDossier, Store
 from interchange.store.types import DONE, FAILED, QUEUED, RUNNING, Settlement
-from tests.conftest import UNIT
+from tests.helpers import ALL, UNIT
 
 T0 = datetime(2026, 3, 2, 2, 30, tzinfo=UTC)  # Monday 09:30 in Vietnam
-ALL = Scope(all=True)
 LEASE = timedelta(minutes=2)
 CONTACT = {"Email": "ketoan@mauviet.vn", "DiaChi": "Số 1 Láng Hạ, Hà Nội", "NguoiLienHe": "Nguyễn Văn An"}
 
@@ -65,6 +64,7 @@ async def dossiers_with_work(store: Store, due: list[timedelta], kind: str = "te
     return ids
 
 
+@pytest.mark.fresh_database  # the store runs the migrations themselves, not a copy of their result
 async def test_the_migrations_make_the_tables_as_declared(store):
     from alembic.autogenerate import compare_metadata
     from alembic.migration import MigrationContext

@@ -16,42 +16,21 @@ from sqlalchemy import event, func, select
 from interchange.months import Month
 from interchange.records.model import (
     INCREASE,
-    PA_DIRECTIONS,
     BenefitClaim,
-    ContributionChange,
     Extracted,
     PersonalDataChange,
     PersonRef,
 )
-from interchange.store import ACCEPTED, RECEIVED, REJECTED, NewDossier, Scope, Store
+from interchange.store import ACCEPTED, RECEIVED, REJECTED, NewDossier, Store
 from interchange.store.persons import PERSON_MERGED, RECORDS_WRITTEN, RecordsWritten, write_records
 from interchange.store.tables import benefit_claims, contribution_changes, personal_data_changes, persons
 from interchange.store.types import Dossier, Settlement
-from tests.conftest import UNIT
+from tests.helpers import ALL, UNIT, change, ref
 
 T0 = datetime(2026, 1, 5, 2, 0, tzinfo=UTC)
 PID = "001090012345"
 SI = "0101234567"
 STAMP = {"version": "test", "sha256": "0" * 64}
-ALL = Scope(all=True)
-
-
-def ref(pid: str | None = None, si: str | None = None, name: str = "Nguyễn Văn An", **kw) -> PersonRef:
-    return PersonRef(personal_id=pid, si_code=si, name=name, **kw)
-
-
-def change(stt: int, person: PersonRef, pa: str = "TM", from_month: str = "2026-01", **kw) -> ContributionChange:
-    """A D02-TS row; months written "YYYY-MM"."""
-    values = {"to_month": None, "position": "Kế toán", "workplace": "Hà Nội", "salary": Decimal(10_000_000),
-              "rate": Decimal(32), "region": "01", **kw}  # fmt: skip
-    if values["to_month"] is not None:
-        values["to_month"] = Month.parse_iso(values["to_month"])
-    return ContributionChange(
-        xpath=f"/D02-TS/NoiDung/LaoDong[{stt}]", stt=stt, person=person, pa=pa, direction=PA_DIRECTIONS[pa],
-        from_month=Month.parse_iso(from_month), **values,
-    )  # fmt: skip
-
-
 def data_change(stt: int, person: PersonRef, change: str | None = None) -> PersonalDataChange:
     return PersonalDataChange(xpath=f"/TK1-TS/NoiDung/LaoDong[{stt}]", stt=stt, person=person,
                               data={"DanToc": "01"}, change=change)  # fmt: skip

@@ -12,16 +12,12 @@ from interchange.devkit import pki, samples
 from interchange.intake.pipeline import Caller, Receiver
 from interchange.trust.dossier_signing import sign_envelope, sign_form
 from interchange.trust.xmldsig import DSIG_NS, to_bytes
-from tests.conftest import OTHER_UNIT, UNIT, dossier
+from tests.helpers import OTHER_UNIT, UNIT, codes, dossier
 
 
 @pytest.fixture
 def receiver(cfg) -> Receiver:
     return Receiver.from_config(cfg.trust, cfg.trust_paths, cfg.limits)
-
-
-def codes(outcome) -> list[str]:
-    return [p.code for p in outcome.problems]
 
 
 def test_signed_dossier_is_received(receiver, world, now):

@@ -17,9 +17,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from interchange.devkit import pki
 from interchange.trust import certinfo
-
-MST = "0101234565"
-
+from tests.helpers import MST_A as MST
 
 # ---------------------------------------------------------------- fixtures: keys are the slow part
 

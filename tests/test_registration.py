@@ -19,17 +19,8 @@ from interchange.notices.notice import NS
 from interchange.server import WORK, reception_policy
 from interchange.store.types import ACTIVE, STOPPED, Unit
 from interchange.trust.anchors import TrustStore
-from interchange.trust.dossier_signing import sign_envelope
 from interchange.trust.xmldsig import verify_document
-from tests.conftest import OTHER_UNIT, UNIT, dossier
-from tests.test_api import error_codes, notice_of, post, t
-
-CONTACT = {
-    "Email": "ketoan@mauviet.vn",
-    "DiaChi": "Số 1 Láng Hạ, Phường Láng, Hà Nội",
-    "NguoiLienHe": "Nguyễn Văn An",
-    "PTNhanKetQua": "1",
-}
+from tests.helpers import CONTACT, OTHER_UNIT, UNIT, dossier, error_codes, notice_of, post, registration, t
 
 
 @pytest.fixture
@@ -38,14 +29,6 @@ def cfg(cfg):
     cfg.jobs.interval_seconds = 0
     cfg.targets.update({"05/SD-IVAN": "2 working hours", "06/NG-IVAN": "2 working hours"})
     return cfg
-
-
-def registration(signer, procedure: str = "04/DK-IVAN", *, unit: samples.Unit = UNIT, contact=None,
-                 ivan=("00123", "Công ty I-VAN Mẫu")) -> bytes:
-    """A signed registration dossier: contact data in NoiDung, no forms."""
-    data = samples.envelope(unit, [], procedure=procedure, period="", ivan=ivan,
-                            registration=CONTACT if contact is None else contact)
-    return sign_envelope(data, signer)  # fmt: skip
 
 
 async def run_work(api, now: datetime | None = None):

@@ -13,9 +13,8 @@ from interchange.devkit import samples
 from interchange.notices.notice import NS
 from interchange.server import WORK
 from interchange.trust.dossier_signing import sign_envelope
-from tests.conftest import OTHER_UNIT, UNIT
-
-XML = {"Content-Type": "application/xml"}
+from tests.helpers import OTHER_UNIT, UNIT, XML
+from tests.helpers import error_codes as codes
 
 P_PID, P_SI = "001090123456", "0112345678"  # male, born 1990, Hà Nội (001)
 Q_PID, Q_SI = "079195654321", "7912345678"  # female, born 1995, TP Hồ Chí Minh (079)
@@ -57,10 +56,6 @@ async def result_of(api, tx: str, key: str = "unit"):
 
 def text(root, name: str) -> str | None:
     return root.findtext(f"{{{NS}}}{name}")
-
-
-def codes(root) -> list[str]:
-    return [e.text for e in root.iterfind(f".//{{{NS}}}Loi/{{{NS}}}Ma")]
 
 
 async def book(api, pid: str, key: str = "auditor", as_of: str = "03/2026"):

@@ -27,7 +27,8 @@ from interchange.trust.revocation import (
     refresh_crls,
     revocation_data_from_json,
 )
-from tests.conftest import UNIT, dossier
+from tests.helpers import UNIT, dossier
+from tests.helpers import code_set as codes
 
 DAY = timedelta(days=1)
 
@@ -89,10 +90,6 @@ def past_cfg(cfg, old_ca):
 
 def receive(cfg, data: bytes, at: datetime):
     return Receiver.from_config(cfg.trust, cfg.trust_paths, cfg.limits).receive(data, at)
-
-
-def codes(outcome) -> set[str]:
-    return {p.code for p in outcome.problems}
 
 
 def run_cli(capsys, *argv: str) -> tuple[int, str]:

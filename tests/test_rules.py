@@ -21,6 +21,7 @@ from interchange.records.model import INCREASE
 from interchange.rules import catalogue as cat
 from interchange.rules.catalogue import CATALOGUE, RULES
 from interchange.rules.judge import Judgement, judge, judge_form
+from tests.helpers import code_set as codes
 
 PARSER = etree.XMLParser(remove_blank_text=False)
 PID_1990_M = make_personal_id("001", 1990, True, 123)  # born 1990, male, Hà Nội
@@ -75,10 +76,6 @@ def dossier(procedure: str = "600", files: list | None = None, unit: samples.Uni
     if files is None:
         files = [("D02-TS", "D02-TS.xml", samples.d02ts(3))]
     return judge(samples.envelope(unit, files, procedure=procedure))
-
-
-def codes(j: Judgement) -> set[str]:
-    return {p.code for p in j.problems}
 
 
 def only(j: Judgement, code: str):

@@ -3,57 +3,22 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import re
 import time
 import uuid
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import text
 
 from interchange.kinds import SLUG_RECEIPT, SLUG_REFUSAL, SLUG_RESULT
-from interchange.store import RECEIVED, REFUSED, Dossier, NewDossier, Scope, Store
+from interchange.store import RECEIVED, REFUSED, Dossier, Scope, Store
 from interchange.store import db as db_module
 from interchange.store import keys as keys_module
 from interchange.store import receipts as receipts_module
 from interchange.store.receipts import Receipts
-
-VN = timezone(timedelta(hours=7))
-T0 = datetime(2026, 3, 2, 9, 30, tzinfo=VN)
-ALL = Scope(all=True)
-MST_A = "0101234565"
-MST_B = "0309876547"
-
-
-def new_dossier(data: bytes = b"\xef\xbb\xbf<Hoso/>", **overrides) -> NewDossier:
-    fields = {
-        "id": uuid.uuid4().hex,
-        "state": RECEIVED,
-        "owner": f"mst:{MST_A}",
-        "submitter_key_id": "a1b2c3d4e5f6",
-        "original": data,
-        "sha256": hashlib.sha256(data).digest(),
-        "received_at": T0,
-        "office_code": "X",
-        "unit_mst": MST_A,
-        "unit_code": "YN0001A",
-        "unit_name": "Công ty TNHH Mẫu",
-        "procedure": "600",
-        "period": "03/2026",
-    }
-    fields.update(overrides)
-    return NewDossier(**fields)
-
-
-def notice_bytes(dossier: Dossier) -> bytes:
-    return f"<ThongBao id='{dossier.id}' so='{dossier.so_ho_so}' state='{dossier.state}'/>".encode()
-
-
-async def notice_for(dossier: Dossier) -> bytes:
-    """The store awaits make_notice (the server signs notices in its worker processes)."""
-    await asyncio.sleep(0)
-    return notice_bytes(dossier)
+from tests.helpers import ALL, MST_A, MST_B, VN, new_dossier, notice_bytes, notice_for
+from tests.helpers import STORE_T0 as T0
 
 
 async def count(store: Store) -> int:
@@ -435,6 +400,7 @@ def _head_revision() -> str:
     return ScriptDirectory.from_config(AlembicConfig(str(db_module.ALEMBIC_INI))).get_current_head()
 
 
+@pytest.mark.fresh_database  # two processes migrating one new database at once
 async def test_migrations_run_again_harmlessly(store_url):
     first, second = await asyncio.gather(Store.open(store_url), Store.open(store_url))  # two starting at once
     saved = await first.receipts.save(new_dossier(), notice_for)

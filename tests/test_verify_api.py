@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from tests.conftest import dossier
-
-XML = {"Content-Type": "application/xml"}
+from tests.helpers import XML, dossier
 
 
 async def verify(api, body: bytes, key: str = "auditor"):

@@ -29,7 +29,7 @@ from interchange.notices.notice import NS
 from interchange.server import make_app
 from interchange.trust.dossier_signing import sign_envelope
 from interchange.trust.xmldsig import DSIG_NS
-from tests.conftest import OTHER_UNIT, UNIT, World
+from tests.helpers import ENVELOPED, OTHER_UNIT, UNIT, World, codes
 
 pytestmark = [
     pytest.mark.xmlsec1,
@@ -40,7 +40,6 @@ pytestmark = [
 ]
 
 C14N_10 = "http://www.w3.org/TR/2001/REC-xml-c14n-20010315"
-ENVELOPED = "http://www.w3.org/2000/09/xmldsig#enveloped-signature"
 RSA_SHA256 = "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256"
 SHA256 = "http://www.w3.org/2001/04/xmlenc#sha256"
 RSA_SHA1 = "http://www.w3.org/2000/09/xmldsig#rsa-sha1"
@@ -162,10 +161,6 @@ def xmlsec1_dossier(
     env = samples.envelope(unit, [(code, f"{code}.xml", data) for code, data in signed.items()])
     tmpl = template(prefix=prefix, sig_id="2env", method=envelope_method, digest=envelope_digest)
     return pems.sign(with_template(env, "CKy_Dvi", tmpl), issued, "Hoso"), signed
-
-
-def codes(outcome) -> list[str]:
-    return [p.code for p in outcome.problems]
 
 
 def form_in(envelope: bytes, index: int = 0) -> bytes:

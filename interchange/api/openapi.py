@@ -160,5 +160,10 @@ OPENAPI = {
         "/healthz": {"get": {"security": [], "responses": {"200": {"description": "alive"}}}},
         "/readyz": {"get": {"security": [], "responses": {"200": {"description": "ready"}, "503": {"description": "not"}}}},
         "/metrics": {"get": {"security": [], "responses": {"200": {"description": "Prometheus text format"}}}},
+        "/api/openapi.json": {"get": {"summary": "This description", "security": [],
+                                      "responses": {"200": {"description": "OpenAPI 3.0", "content": _JSON}}}},
+        "/": {"get": {"summary": "A small page to look up a dossier's state and notices with one's own API key",
+                      "security": [], "responses": {"200": {"description": "the page",
+                                                            "content": {"text/html": {"schema": {"type": "string"}}}}}}},
     },
 }

@@ -1,4 +1,6 @@
-"""Alembic environment: Store.open passes its connection; the CLI (-x url=...) makes one."""
+"""Alembic environment: Store.open passes its connection; the CLI (-x url=...) makes one;
+offline mode (`alembic upgrade head --sql`, or `command.upgrade(..., sql=True)` with the
+`dialect` attribute set) writes the migrations as one SQL script."""
 
 import asyncio
 
@@ -29,8 +31,22 @@ async def run_from_url(url: str) -> None:
         await engine.dispose()
 
 
+def write_sql(dialect: str) -> None:
+    context.configure(
+        dialect_name=dialect,
+        target_metadata=metadata,
+        render_as_batch=dialect == "sqlite",
+        compare_type=True,
+        literal_binds=True,
+    )
+    with context.begin_transaction():
+        context.run_migrations()
+
+
 connection = context.config.attributes.get("connection")
-if connection is not None:
+if context.is_offline_mode():
+    write_sql(context.config.attributes.get("dialect") or "postgresql")
+elif connection is not None:
     run_on(connection)
 else:
     url = context.get_x_argument(as_dictionary=True).get("url") or context.config.get_main_option(
