@@ -29,6 +29,10 @@ class ServerConfig:
     role: str = "agency"  # agency | ivan
     office_code: str = "BHXH"
     workers: int = 2  # processes for signature and schema work; 0 runs it in a thread
+    keepalive_seconds: float = 15.0  # an idle kept-alive connection is closed after this
+    header_seconds: float = 10.0  # a request's line and headers must arrive within this (slowloris)
+    body_seconds: float = 30.0  # a body may take this long, plus 1 s per body_min_rate bytes received
+    body_min_rate: int = 16384  # bytes per second a slow upload must keep up (after body_seconds)
 
 
 @dataclass
@@ -63,6 +67,12 @@ class LimitsConfig:
     max_errors: int = 100
     rate_per_second: float = 100.0  # per API key and server process; 0 switches the limit off
     rate_burst: int = 200
+    # CPU budget of one call in a worker process (receipt stages, rules, verify, notice signing):
+    # worker_seconds plus worker_seconds_per_mib per MiB of its input; past it the worker
+    # process is ended and the request answered 503. 0 switches it off. Processes only
+    # ([server] workers > 0): a thread cannot be stopped.
+    worker_seconds: float = 5.0
+    worker_seconds_per_mib: float = 0.5
 
 
 @dataclass
