@@ -29,9 +29,10 @@ class ServerConfig:
     role: str = "agency"  # agency | ivan
     office_code: str = "BHXH"
     workers: int = 2  # processes for signature and schema work; 0 runs it in a thread
-    keepalive_seconds: float = 15.0  # an idle kept-alive connection is closed after this
-    header_seconds: float = 10.0  # a request's line and headers must arrive within this (slowloris)
-    body_seconds: float = 30.0  # a body may take this long, plus 1 s per body_min_rate bytes received
+    # A connection is closed when no complete request head (line and headers) has arrived this
+    # long after it opened or after its last answer: idle keep-alive, and slow headers (slowloris).
+    keepalive_seconds: float = 15.0
+    body_seconds: float = 30.0  # a body may take this long, plus 1 s per body_min_rate bytes received; 0: no limit
     body_min_rate: int = 16384  # bytes per second a slow upload must keep up (after body_seconds)
 
 
