@@ -62,6 +62,14 @@ IDEMPOTENCY_KEY = _code("IDEMPOTENCY-KEY", T, "Idempotency-Key không hợp lệ
                         "Idempotency-Key must be 1-200 printable ASCII characters.")
 IDEMPOTENCY_CONFLICT = _code("IDEMPOTENCY-CONFLICT", T, "Idempotency-Key này đã dùng cho một hồ sơ khác.",
                              "This Idempotency-Key was used for different bytes.")
+CONTENT_ENCODING = _code("CONTENT-ENCODING", T, "Kiểu nén (Content-Encoding) không được hỗ trợ; chỉ nhận gzip hoặc deflate.",
+                         "The body's Content-Encoding is not supported (gzip and deflate are).")
+BODY_UNREADABLE = _code("BODY-UNREADABLE", T, "Không đọc được nội dung yêu cầu (nén sai hoặc cắt khúc sai).",
+                        "The request body could not be read: it does not decode with its Content-Encoding, or its framing is broken.")
+WORKER_BUDGET = _code("WORKER-BUDGET", T, "Hồ sơ cần quá nhiều thời gian xử lý; chưa lưu gì, hãy thử lại sau.",
+                      "Checking the dossier took longer than the server's budget; nothing was stored, retry later.")
+WORKER_LOST = _code("WORKER-LOST", T, "Tiến trình xử lý hồ sơ bị dừng; chưa lưu gì, hãy thử lại sau.",
+                    "The process checking the dossier ended; nothing was stored, retry later.")
 
 # ---- envelope: parsing, the Hoso envelope, who may send it ------------------------------------
 XML_DTD = _code("XML-DTD", E, "Tệp XML không được chứa khai báo DTD hoặc thực thể (DOCTYPE/ENTITY).",

@@ -29,6 +29,11 @@ class ServerConfig:
     role: str = "agency"  # agency | ivan
     office_code: str = "BHXH"
     workers: int = 2  # processes for signature and schema work; 0 runs it in a thread
+    # A connection is closed when no complete request head (line and headers) has arrived this
+    # long after it opened or after its last answer: idle keep-alive, and slow headers (slowloris).
+    keepalive_seconds: float = 15.0
+    body_seconds: float = 30.0  # a body may take this long, plus 1 s per body_min_rate bytes received; 0: no limit
+    body_min_rate: int = 16384  # bytes per second a slow upload must keep up (after body_seconds)
 
 
 @dataclass
@@ -63,6 +68,12 @@ class LimitsConfig:
     max_errors: int = 100
     rate_per_second: float = 100.0  # per API key and server process; 0 switches the limit off
     rate_burst: int = 200
+    # CPU budget of one call in a worker process (receipt stages, rules, verify, notice signing):
+    # worker_seconds plus worker_seconds_per_mib per MiB of its input; past it the worker
+    # process is ended and the request answered 503. 0 switches it off. Processes only
+    # ([server] workers > 0): a thread cannot be stopped.
+    worker_seconds: float = 5.0
+    worker_seconds_per_mib: float = 0.5
 
 
 @dataclass

@@ -5,12 +5,13 @@ and starts the scheduler that runs due work from the database. Nothing else wire
 from __future__ import annotations
 
 import logging
+import resource
 from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import timedelta
 
 from aiohttp import web
 
-from interchange.api.app import build_app
+from interchange.api.app import build_app, quiet_bad_requests
 from interchange.api.http import Services
 from interchange.api.metrics import Metrics
 from interchange.config import Config, JobsConfig
@@ -118,7 +119,7 @@ async def make_app(cfg: Config, *, workers: int | None = None) -> web.Applicatio
     stack = AsyncExitStack()
     services = await stack.enter_async_context(services_for(cfg, workers=workers))
     metrics = Metrics()
-    app = build_app(services, metrics)
+    app = build_app(services, metrics, cfg.server)
     app[WORK] = work_runner(cfg, services, metrics)
 
     async def close(_app: web.Application) -> None:
@@ -157,6 +158,23 @@ def work_scheduler(jobs: JobsConfig):
 
 def serve(cfg: Config) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    quiet_bad_requests()  # malformed HTTP that aiohttp answers 400 itself: one line, no traceback
+    more_open_files()
     log.info("interchange %s role on http://%s:%s, store %s", cfg.server.role, cfg.server.host, cfg.server.port,
              cfg.store_url.split("@")[-1])
-    web.run_app(make_app(cfg), host=cfg.server.host, port=cfg.server.port, access_log=None)
+    web.run_app(
+        make_app(cfg), host=cfg.server.host, port=cfg.server.port, access_log=None,
+        # also bounds the wait for a request head: aiohttp closes a connection whose head has not
+        # come this long after it opened or after its last answer (slowloris, idle connections)
+        keepalive_timeout=cfg.server.keepalive_seconds,
+    )  # fmt: skip
+
+
+def more_open_files() -> None:
+    """Raise the soft limit of open files to the hard one: every idle connection holds one."""
+    try:
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft != resource.RLIM_INFINITY and (hard == resource.RLIM_INFINITY or soft < hard):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard if hard != resource.RLIM_INFINITY else 65536, hard))
+    except (ValueError, OSError):
+        pass

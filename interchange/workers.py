@@ -3,6 +3,16 @@
 
 Each worker builds its `Receiver` once (trust anchors, schemas); lxml schema objects cannot
 be pickled, so they are built inside the worker rather than shipped to it.
+
+With processes, every call has a CPU budget (`[limits] worker_seconds` plus
+`worker_seconds_per_mib` per MiB of its input). A call past its budget ends the worker
+processes (a `ProcessPoolExecutor` breaks as a whole when one of its processes dies), the
+pool is replaced and the call raises `WorkerBudgetExceeded`; the other calls that were running
+in that pool are run again once in the new one. A worker process that dies on its own (killed,
+out of memory, a crash) fails the calls it held with `WorkerLost` (not retried: the input may be
+what killed it) and the pool is replaced. Both are `WorkerUnavailable`: nothing was done, the
+caller answers 503 and may retry. In thread mode (`workers = 0`) there is no budget: a thread
+cannot be stopped.
 """
 
 from __future__ import annotations
@@ -11,11 +21,15 @@ import asyncio
 import ctypes
 import ctypes.util
 import gc
+import hashlib
+import logging
 import multiprocessing
 import os
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -37,6 +51,39 @@ class WorkerSettings:
     signing_key: Path  # the notice key ([signing] key)
     signing_cert: Path  # ... and its certificate chain ([signing] cert)
     parameters: Path | None = None  # the legal parameters file ([rules] parameters); None: the shipped one
+    # Called in the worker before each stage with its name ("receive", "judge", "verify",
+    # "sign_notice") and its input: a seam for tests (a slow or crashing stage). A module-level
+    # function, so that it can be sent to the worker processes. None in production.
+    before_stage: Callable[[str, object], None] | None = None
+
+
+log = logging.getLogger("interchange.workers")
+MIB = 1024 * 1024
+
+
+class WorkerUnavailable(Exception):
+    """A call could not be completed in a worker process; nothing of it was done. Retry later."""
+
+    retry_after = 5  # seconds, for the Retry-After of the 503 answering it
+
+    def __init__(self, stage: str, message: str):
+        super().__init__(message)
+        self.stage = stage
+
+
+class WorkerBudgetExceeded(WorkerUnavailable):
+    """The call ran past its CPU budget; its worker process was ended."""
+
+
+class WorkerLost(WorkerUnavailable):
+    """The worker process running the call died (killed, out of memory, crashed)."""
+
+
+def budget_seconds(limits: LimitsConfig, size: int) -> float | None:
+    """The time one call on an input of `size` bytes may hold a worker; None: no budget."""
+    if limits.worker_seconds <= 0:
+        return None
+    return limits.worker_seconds + max(0.0, limits.worker_seconds_per_mib) * size / MIB
 
 
 _receiver: Receiver | None = None
@@ -62,8 +109,14 @@ def _exit_with_parent(parent_pid: int) -> None:
     os._exit(0)
 
 
+def _before(stage: str, data: object) -> None:
+    if _settings is not None and _settings.before_stage is not None:
+        _settings.before_stage(stage, data)
+
+
 def _receive(body: bytes, at: datetime, caller: Caller | None) -> Outcome:
     assert _receiver is not None, "worker not initialised"
+    _before("receive", body)
     try:
         return _receiver.receive(body, at, caller)
     finally:
@@ -91,6 +144,7 @@ except (OSError, AttributeError):
 
 def _sign_notice(data: NoticeData) -> bytes:
     assert _notice_signer is not None, "worker not initialised"
+    _before("sign_notice", data)
     return _notice_signer.sign(data)
 
 
@@ -99,6 +153,7 @@ def _judge(original: bytes):
     from interchange.rules.judge import judge
 
     assert _settings is not None and _params is not None, "worker not initialised"
+    _before("judge", original)
     try:
         return judge(original, params=_params, limits=_settings.limits)
     finally:
@@ -106,12 +161,12 @@ def _judge(original: bytes):
             _give_memory_back()
 
 
-
 def _verify(data: bytes, at: datetime) -> dict:
     """A signature report on any signed XML (POST /api/v1/verify), with the receipt's trust store."""
     from interchange.trust.report import signature_report
 
     assert _receiver is not None and _settings is not None, "worker not initialised"
+    _before("verify", data)
     return signature_report(data, trust=_receiver.trust, limits=_receiver.limits, at=at,
                             legacy_sha1=_settings.trust.legacy_sha1)
 
@@ -120,41 +175,161 @@ def _ready() -> bool:
     return _receiver is not None
 
 
+class _Pool:
+    """One generation of worker processes; replaced whole when one of its processes dies."""
+
+    def __init__(self, executor: ProcessPoolExecutor):
+        self.executor = executor
+        self.ended = False  # its processes were killed (by us)
+        self.for_budget = False  # ... for a call past its budget: the other calls it ran are innocent
+        self.warm: asyncio.Future | None = None  # every process started and initialised
+
+    def pids(self) -> list[int]:
+        return [p.pid for p in list((getattr(self.executor, "_processes", None) or {}).values()) if p.pid]
+
+    def end(self, for_budget: bool = False) -> None:
+        """Kill its processes now (a stage in a loop in C does not listen to SIGTERM in time)."""
+        self.for_budget = self.for_budget or for_budget
+        if self.ended:
+            return
+        self.ended = True
+        for process in list((getattr(self.executor, "_processes", None) or {}).values()):
+            try:
+                process.kill()
+            except (OSError, ValueError, AttributeError):
+                pass
+        self.executor.shutdown(wait=False)  # no cancel_futures: what it ran fails as BrokenProcessPool
+
+
 class ReceiptWorkers:
     def __init__(self, settings: WorkerSettings, processes: int):
         """`processes` worker processes ([server] workers); 0 runs the stages in one thread."""
         self.processes = processes
-        self._pool: Executor
+        self.settings = settings
+        self.limits = settings.limits
+        self.replaced = 0  # pools replaced since start (a killed or dead worker process)
+        self._proc: _Pool | None = None
+        self._slots: asyncio.Semaphore | None = None
+        self._thread: Executor | None = None
         if processes > 0:
-            # spawn, not fork: the parent runs an event loop and threads that must not be copied.
-            self._pool = ProcessPoolExecutor(
-                processes,
-                mp_context=multiprocessing.get_context("spawn"),
-                initializer=_init,
-                initargs=(settings, os.getpid()),
-            )
+            self._proc = self._new_pool()
         else:
             # One thread: a Receiver is not shared between threads.
-            self._pool = ThreadPoolExecutor(1, initializer=_init, initargs=(settings,), thread_name_prefix="receipt")
+            self._thread = ThreadPoolExecutor(1, initializer=_init, initargs=(settings,), thread_name_prefix="receipt")
+
+    def _new_pool(self) -> _Pool:
+        # spawn, not fork: the parent runs an event loop and threads that must not be copied.
+        return _Pool(
+            ProcessPoolExecutor(
+                self.processes,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_init,
+                initargs=(self.settings, os.getpid()),
+            )
+        )
+
+    def pids(self) -> list[int]:
+        """The worker processes' ids (empty in thread mode, or before they started)."""
+        return self._proc.pids() if self._proc is not None else []
 
     async def start(self) -> None:
         """Start every worker now, so that the first dossier does not pay for it."""
+        if self._proc is None:
+            await asyncio.get_running_loop().run_in_executor(self._thread, _ready)
+            return
+        self._slots = asyncio.Semaphore(self.processes)
+        self._proc.warm = asyncio.ensure_future(self._warm(self._proc))
+        await self._proc.warm
+
+    async def _warm(self, pool: _Pool) -> None:
         loop = asyncio.get_running_loop()
-        await asyncio.gather(*(loop.run_in_executor(self._pool, _ready) for _ in range(max(self.processes, 1))))
+        await asyncio.gather(*(loop.run_in_executor(pool.executor, _ready) for _ in range(self.processes)))
+
+    def _replace(self, broken: _Pool) -> None:
+        """A new generation in place of `broken` (unless another call replaced it already)."""
+        if self._proc is not broken:
+            return
+        broken.end()  # a dead process breaks the executor, which ends the others too; make sure
+        self._proc = self._new_pool()
+        self._proc.warm = asyncio.ensure_future(self._warm(self._proc))
+        self.replaced += 1
+
+    async def _call(self, stage: str, fn, args: tuple, data: bytes | None = None):
+        """`fn(*args)` in a worker; in processes within the budget for `data`'s size."""
+        loop = asyncio.get_running_loop()
+        if self._proc is None:
+            return await loop.run_in_executor(self._thread, fn, *args)
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(self.processes)
+        budget = budget_seconds(self.limits, len(data or b""))
+        # One call per process at a time: the budget's clock starts when the call starts
+        # rather than while it waits behind another one in the executor's queue.
+        async with self._slots:
+            for attempt in (1, 2):
+                pool = self._proc
+                if pool.warm is None:
+                    pool.warm = asyncio.ensure_future(self._warm(pool))
+                try:
+                    await asyncio.shield(pool.warm)
+                except Exception:  # noqa: BLE001  (a broken pool is found by submit below)
+                    pass
+                try:
+                    future = asyncio.wrap_future(pool.executor.submit(fn, *args))
+                except (BrokenProcessPool, RuntimeError):  # died while idle, or ended by another call
+                    self._replace(pool)
+                    continue
+                try:
+                    return await asyncio.wait_for(future, budget)
+                except TimeoutError:
+                    size, digest = _describe(data)
+                    log.warning(
+                        "worker budget exceeded: %s of %s bytes (sha256 %s) ran over %.1f s; "
+                        "worker processes %s ended, pool replaced", stage, size, digest, budget, pool.pids(),
+                    )  # fmt: skip
+                    pool.end(for_budget=True)
+                    self._replace(pool)
+                    raise WorkerBudgetExceeded(stage, f"{stage} ran over its budget of {budget:.1f} s") from None
+                except BrokenProcessPool:
+                    innocent = pool.for_budget and attempt == 1
+                    self._replace(pool)
+                    if innocent:
+                        continue  # ended for another call's budget: run it again in the new pool
+                    size, digest = _describe(data)
+                    log.error("worker process died during %s of %s bytes (sha256 %s); pool replaced",
+                              stage, size, digest)  # fmt: skip
+                    raise WorkerLost(stage, f"the worker process running {stage} ended") from None
+            raise WorkerLost(stage, f"no worker process could run {stage}")
 
     async def receive(self, body: bytes, at: datetime, caller: Caller | None) -> Outcome:
-        return await asyncio.get_running_loop().run_in_executor(self._pool, _receive, body, at, caller)
+        return await self._call("receive", _receive, (body, at, caller), body)
 
     async def sign_notice(self, data: NoticeData) -> bytes:
         """Sign a notice in a worker (RSA signing would otherwise hold up the event loop)."""
-        return await asyncio.get_running_loop().run_in_executor(self._pool, _sign_notice, data)
+        return await self._call("sign_notice", _sign_notice, (data,))
 
     async def verify(self, data: bytes, at: datetime) -> dict:
-        return await asyncio.get_running_loop().run_in_executor(self._pool, _verify, data, at)
+        return await self._call("verify", _verify, (data, at), data)
 
     async def judge(self, original: bytes):
         """Judge a received dossier by the business rules in a worker (a Judgement)."""
-        return await asyncio.get_running_loop().run_in_executor(self._pool, _judge, original)
+        return await self._call("judge", _judge, (original,), original)
 
     def close(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        if self._thread is not None:
+            self._thread.shutdown(wait=True, cancel_futures=True)
+            return
+        assert self._proc is not None
+        executor = self._proc.executor
+        processes = list((getattr(executor, "_processes", None) or {}).values())
+        executor.shutdown(wait=False, cancel_futures=True)
+        for process in processes:  # a stage stuck past its budget must not hold up the shutdown
+            process.join(5)
+            if process.is_alive():
+                process.kill()
+        executor.shutdown(wait=True)
+
+
+def _describe(data: bytes | None) -> tuple[str, str]:
+    if data is None:
+        return "-", "-"
+    return str(len(data)), hashlib.sha256(data).hexdigest()

@@ -32,6 +32,7 @@ from interchange.evidence.bundle import build_bundle
 from interchange.kinds import SLUG_OF_NOTICE
 from interchange.receiving.receipt import CONFLICT, FORBIDDEN, RECEIVED_NOW, REFUSED_NOW, REPLAYED
 from interchange.store.types import Dossier, Unit, WorkItem
+from interchange.workers import WorkerBudgetExceeded, WorkerUnavailable
 
 SUBMITTING_ROLES = ("submitter", "ivan", "admin")
 ANSWER_STATUS = {RECEIVED_NOW: 202, REFUSED_NOW: 422, REPLAYED: 200}
@@ -75,7 +76,10 @@ async def post_dossier(request: web.Request) -> web.Response:
                 codes.IDEMPOTENCY_KEY, "Idempotency-Key không hợp lệ.", "Idempotency-Key must be 1-200 printable ASCII characters."
             ),
         )
-    answer = await services.reception.receive(body, key, idempotency_key=idempotency_key)
+    try:
+        answer = await services.reception.receive(body, key, idempotency_key=idempotency_key)
+    except WorkerUnavailable as exc:  # a worker process ended (past its budget, or died): nothing stored
+        return refusal_response(request, 503, worker_problem(exc), **{"Retry-After": str(exc.retry_after)})
     if answer.outcome in (FORBIDDEN, CONFLICT):
         response = refusal_response(request, 403 if answer.outcome == FORBIDDEN else 409, answer.problem)
     else:
@@ -89,6 +93,20 @@ async def post_dossier(request: web.Request) -> web.Response:
         request.app[METRICS].receipts.labels(outcome=answer.outcome).inc()
     request.app[METRICS].receipt_seconds.observe(time.perf_counter() - started)
     return response
+
+
+def worker_problem(exc: WorkerUnavailable) -> Problem:
+    if isinstance(exc, WorkerBudgetExceeded):
+        return transport_problem(
+            codes.WORKER_BUDGET,
+            "Hồ sơ cần quá nhiều thời gian xử lý; chưa lưu gì, hãy thử lại sau.",
+            f"Checking the dossier took longer than the server's budget ({exc.stage}); nothing was stored, retry later.",
+        )
+    return transport_problem(
+        codes.WORKER_LOST,
+        "Tiến trình xử lý hồ sơ bị dừng; chưa lưu gì, hãy thử lại sau.",
+        f"The process checking the dossier ended ({exc.stage}); nothing was stored, retry later.",
+    )
 
 
 def _dossier_json(d: Dossier, now: datetime, work: list[WorkItem] | None = None) -> dict:
@@ -230,7 +248,11 @@ async def post_verify(request: web.Request) -> web.Response:
     body = await xml_body(request, services.limits.max_body_bytes)
     if isinstance(body, Problem):
         return problem_json(BODY_STATUS[body.code], body.code, body.message_en)
-    report = await services.workers.verify(body, utc_now())
+    try:
+        report = await services.workers.verify(body, utc_now())
+    except WorkerUnavailable as exc:
+        problem = worker_problem(exc)
+        return problem_json(503, problem.code, problem.message_en, **{"Retry-After": str(exc.retry_after)})
     return web.json_response(report, dumps=lambda o: json.dumps(o, ensure_ascii=False, default=str))
 
 

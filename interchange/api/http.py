@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from aiohttp import web
+from aiohttp.http_exceptions import ContentEncodingError
 
 from interchange import codes
 from interchange.api.metrics import Metrics
@@ -30,7 +31,12 @@ from interchange.workers import ReceiptWorkers
 XML_TYPES = {"application/xml", "text/xml"}
 XML_RESPONSE = "application/xml"
 IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,200}$")
-BODY_STATUS = {codes.CONTENT_TYPE: 415, codes.BODY_TOO_LARGE: 413, codes.BODY_EMPTY: 422}  # Problem code -> HTTP status
+# Problem code -> HTTP status
+BODY_STATUS = {codes.CONTENT_TYPE: 415, codes.CONTENT_ENCODING: 415, codes.BODY_UNREADABLE: 400,
+               codes.BODY_TOO_LARGE: 413, codes.BODY_EMPTY: 422}  # fmt: skip
+# A payroll vendor may compress: aiohttp decodes these as the body is read, in bounded steps, and
+# the decoded size is what `client_max_size` (limits.max_body_bytes) bounds: a zip bomb is a 413.
+CONTENT_ENCODINGS = {"", "identity", "gzip", "x-gzip", "deflate"}
 
 
 @dataclass
@@ -104,9 +110,24 @@ def retry_after(wait: float) -> str:
     return str(max(1, math.ceil(wait)))
 
 
+def unreadable_problem(exc: web.RequestPayloadError) -> Problem:
+    cause = "it does not decode with its Content-Encoding" if isinstance(exc.__cause__, ContentEncodingError) else (
+        "its framing is broken")  # fmt: skip
+    return transport_problem(codes.BODY_UNREADABLE, "Không đọc được nội dung yêu cầu.",
+                             f"The request body could not be read: {cause}.")  # fmt: skip
+
+
 async def xml_body(request: web.Request, limit: int) -> bytes | Problem:
-    """The XML body, or why it is refused (its code's status in BODY_STATUS): not XML, larger than
-    `limit` (said before reading when the length is declared), or empty."""
+    """The XML body, or why it is refused (its code's status in BODY_STATUS): not XML, not in a
+    Content-Encoding we decode, larger than `limit` once decoded (said before reading when the
+    length is declared), not decodable, or empty."""
+    encoding = request.headers.get("Content-Encoding", "").strip().lower()
+    if encoding not in CONTENT_ENCODINGS:
+        return transport_problem(
+            codes.CONTENT_ENCODING,
+            "Chỉ nhận hồ sơ nén gzip hoặc deflate.",
+            f"Content-Encoding {encoding[:40]!r} is not supported; send the dossier as is, or gzip or deflate it.",
+        )
     if request.content_type not in XML_TYPES:
         return transport_problem(
             codes.CONTENT_TYPE,
@@ -122,7 +143,17 @@ async def xml_body(request: web.Request, limit: int) -> bytes | Problem:
         body = await request.read()  # bounded by client_max_size as the stream is read
     except web.HTTPRequestEntityTooLarge:
         return too_large
+    except web.RequestPayloadError as exc:
+        if client_gone(request):
+            raise  # not an answer to give: never_500_silently logs the disconnect
+        return unreadable_problem(exc)
     return body or transport_problem(codes.BODY_EMPTY, "Hồ sơ rỗng.", "The request body is empty.")
+
+
+def client_gone(request: web.Request) -> bool:
+    """The client closed the connection (or it was cut off): no answer can reach it."""
+    transport = request.transport
+    return transport is None or transport.is_closing()
 
 
 def query_time(value: str | None, name: str) -> datetime | None:
