@@ -20,7 +20,7 @@ from interchange.api.http import SERVICES
 from interchange.notices.notice import NS
 from interchange.store.types import Scope
 from interchange.workers import ReceiptWorkers, WorkerBudgetExceeded, WorkerLost
-from tests.conftest import UNIT, dossier
+from tests.helpers import UNIT, dossier
 from tests.workerhooks import sleep_if_asked
 
 XML = {"Content-Type": "application/xml"}
