@@ -29,6 +29,9 @@ OPENAPI = {
                     "413": {"description": "body too large", "content": _XML},
                     "415": {"description": "not application/xml", "content": _XML},
                     "429": {"description": "rate limit of this API key; see Retry-After", "content": _XML},
+                    "400": {"description": "the body cannot be decoded (Content-Encoding)", "content": _XML},
+                    "503": {"description": "busy or a part is down (WORKER-BUDGET, WORKER-LOST); see Retry-After",
+                            "content": _XML},
                 },
             },
             "get": {
