@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import json
 import re
+import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from lxml import etree
 
+from interchange.config import load_config
 from interchange.devkit import samples
 from interchange.legal.params import default_parameters
 from interchange.rules.catalogue import CATALOGUE
+from interchange.store import ACTIVE, RECEIVED, NewDossier, Store, Unit
+from interchange.store.units import write_unit
 from tests.clitools import dev_setup, no_interchange_env, run
 
 pytestmark = pytest.mark.usefixtures("clean_environ")
@@ -115,3 +122,48 @@ def test_rules_reads_the_configured_parameters_file(world, tmp_path):
                    encoding="utf-8")
     code, out = run(["--config", str(cfg), "rules"])
     assert code == 0 and "version test.9" in out
+
+
+def _codes(out: str) -> list[str]:
+    return [p["code"] for p in json.loads(out)["problems"]]
+
+
+async def _register(config, unit) -> None:
+    """The unit's row as an accepted 04/DK-IVAN leaves it (the registration work is tested elsewhere)."""
+    store = await Store.open(load_config(config).store_url)
+    try:
+        now = datetime.now(UTC)
+        registration = NewDossier(
+            id=uuid.uuid4().hex, state=RECEIVED, owner=f"mst:{unit.mst}", submitter_key_id="k",
+            original=b"<Hoso/>", sha256=hashlib.sha256(b"<Hoso/>").digest(), received_at=now,
+            office_code="TEST", unit_mst=unit.mst, procedure="04/DK-IVAN",
+        )  # fmt: skip
+
+        async def notice(_dossier) -> bytes:
+            return b"<ThongBao/>"
+
+        saved = await store.receipts.save(registration, notice)
+        async with store.db.writing() as conn:
+            await write_unit(conn, store.db.insert, Unit(
+                mst=unit.mst, unit_code=unit.code, name=unit.name, state=ACTIVE, email=None, address=None,
+                contact=None, result_channel=None, dossier_id=saved.dossier.id, updated_at=now,
+            ))  # fmt: skip
+    finally:
+        await store.close()
+
+
+def test_check_registration_refuses_an_unregistered_unit_only_when_asked(world):
+    """`check --registration` makes the server's decision (SPEC §9) from the configured store,
+    through the same use case the server runs (interchange.receiving)."""
+    config, signed = world
+    unit = samples.Unit()
+    path = signed("registration", samples.d02ts(2, unit=unit))
+    code, out = run(["--config", str(config), "check", str(path), "--json"])
+    assert code == 0 and "REG-NOT-ACTIVE" not in _codes(out)
+    code, out = run(["--config", str(config), "check", str(path), "--json", "--registration"])
+    assert code == 1 and _codes(out) == ["REG-NOT-ACTIVE"]
+    assert json.loads(out)["layers"]["rule"] == "failed"
+
+    asyncio.run(_register(config, unit))
+    code, out = run(["--config", str(config), "check", str(path), "--json", "--registration"])
+    assert code == 0 and _codes(out) == [], out
