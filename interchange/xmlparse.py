@@ -160,7 +160,7 @@ def _gates(data: bytes, limits: XmlLimits) -> dict[str, bool]:
         "names": bool(
             re.search(rb"<[^\s<>/!?]{%d}" % name, data)
             or re.search(rb"=(?<=[^\s<>=\"'/]{%d}=)" % name, data)
-            or re.search(rb"[^\s=][ \t\r\n]+=", data)
+            or re.search(rb"=(?<=[ \t\r\n]=)", data)
         ),
         "values": bool(re.search(rb"=[ \t\r\n]*(?:\"[^\"]{%d}|'[^']{%d})" % (value, value), data)),
         "text": len(data) > limits.max_text_length
