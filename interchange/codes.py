@@ -97,6 +97,16 @@ AUTH_UNIT_MISMATCH = _code("AUTH-UNIT-MISMATCH", E, "Khóa API thuộc đơn v�
                            "The API key belongs to another unit than the dossier's.")
 AUTH_IVAN_MISMATCH = _code("AUTH-IVAN-MISMATCH", E, "Khóa API thuộc I-VAN khác với MaIVAN của hồ sơ.",
                            "The API key belongs to another I-VAN than the dossier's MaIVAN.")
+XML_TOO_MANY_ATTRIBUTES = _code("XML-TOO-MANY-ATTRIBUTES", E, "Một phần tử XML có quá nhiều thuộc tính.",
+                                "An XML element has more attributes than the limit.")
+XML_TOO_MANY_NAMESPACES = _code("XML-TOO-MANY-NAMESPACES", E, "Một phần tử XML khai báo quá nhiều không gian tên.",
+                                "An XML element declares more namespaces than the limit.")
+XML_NAME_TOO_LONG = _code("XML-NAME-TOO-LONG", E, "Tên phần tử hoặc thuộc tính XML quá dài.",
+                          "An XML element or attribute name is longer than the limit.")
+XML_ATTRIBUTE_TOO_LONG = _code("XML-ATTRIBUTE-TOO-LONG", E, "Giá trị thuộc tính XML quá dài.",
+                               "An XML attribute value is longer than the limit.")
+XML_TEXT_TOO_LONG = _code("XML-TEXT-TOO-LONG", E, "Một đoạn văn bản XML quá dài.",
+                          "An XML text node is longer than the limit.")
 
 # ---- signature: XML-DSig, the signer's certificate and its path (SPEC §3) ---------------------
 SIG_MISSING = _code("SIG-MISSING", S, "Tài liệu chưa được ký số.", "The document is not signed.")
@@ -136,6 +146,8 @@ SIG_KEYVALUE = _code("SIG-KEYVALUE", S, "Khóa công khai trong KeyValue không 
                      "The KeyValue differs from the certificate's key.")
 SIG_PROFILE = _code("SIG-PROFILE", S, "Chữ ký không đúng quy cách (phải ký toàn bộ tài liệu, một tham chiếu).",
                     "The signature does not follow the profile (one reference covering the whole document).")
+SIG_BASE64 = _code("SIG-BASE64", S, "Nội dung base64 của chữ ký không hợp lệ (chỉ được có ký tự base64 và khoảng trắng XML).",
+                   "Base64 content of the signature is malformed (only base64 characters and XML white space are allowed).")
 
 # ---- schema: the forms against their XSD -----------------------------------------------------
 XSD = _code("XSD", X, "Tờ khai không đúng lược đồ XSD.", "A form does not match its XSD.")

@@ -66,6 +66,11 @@ class LimitsConfig:
     max_elements: int = 5_000_000
     max_files: int = 50
     max_errors: int = 100
+    max_attributes: int = 256  # attributes of one XML element
+    max_namespaces: int = 64  # namespace declarations on one XML element
+    max_name_length: int = 1000  # characters of an XML element or attribute name
+    max_attribute_length: int = 65_536  # characters of one XML attribute value
+    max_text_length: int = 10 * 1024 * 1024  # characters of one XML text node (the envelope's NoiDungFile exempt)
     rate_per_second: float = 100.0  # per API key and server process; 0 switches the limit off
     rate_burst: int = 200
     # CPU budget of one call in a worker process (receipt stages, rules, verify, notice signing):

@@ -1,14 +1,25 @@
-"""Hardened XML parsing: no DTD, no entities, no network; depth and element-count limits.
+"""Hardened XML parsing: no DTD, no entities, no network; limits on the shape of the tree.
 
 The body-size limit (checked by the HTTP layer before reading) bounds the parse itself;
 DTDs are refused by a byte scan before libxml2 sees the input, so entity expansion
 attacks never start. Comments are dropped while parsing: canonical XML without comments
 is what signatures cover, so the tree we read is exactly the signed content (a comment
 injected into a value cannot change what we read).
+
+Shape limits (`XmlLimits`): depth, elements, attributes and namespace declarations per element,
+name length, attribute value length and text node length. libxml2 parses all of these in
+linear time, but later stages do not (xmlschema's errors cost O(attributes) each, one per bad
+attribute), so they are refused here, before any stage runs. Each check first asks the bytes
+(a count or a regular expression anchored on a literal, at C speed, that can only over-report
+because a character is at least one byte) and walks the tree only when the bytes say it may be
+needed: a real 50,000-row form pays a few byte scans, not a tree walk per limit. Inputs that are
+not ASCII-compatible (UTF-16/32: NUL bytes) always get the tree checks.
 """
 
 from __future__ import annotations
 
+import io
+import re
 import threading
 from dataclasses import dataclass
 
@@ -24,6 +35,19 @@ _local = threading.local()
 class XmlLimits:
     max_depth: int = 64
     max_elements: int = 5_000_000
+    max_attributes: int = 256  # attributes of one element (namespace declarations not counted)
+    max_namespaces: int = 64  # namespace declarations on one element
+    max_name_length: int = 1000  # characters of an element or attribute name, prefix included
+    max_attribute_length: int = 65_536  # characters of one attribute value
+    max_text_length: int = 10 * 1024 * 1024  # characters of one text node, but those of `long_text`
+    long_text: tuple[str, ...] = ()  # elements whose text is exempt (the envelope's base64 NoiDungFile)
+
+    @classmethod
+    def of(cls, limits, **kw) -> XmlLimits:
+        """From a `[limits]` section (`config.LimitsConfig`)."""
+        names = ("max_depth", "max_elements", "max_attributes", "max_namespaces", "max_name_length",
+                 "max_attribute_length", "max_text_length")
+        return cls(**{n: getattr(limits, n) for n in names if hasattr(limits, n)}, **kw)
 
 
 def _parser() -> etree.XMLParser:
@@ -110,4 +134,104 @@ def parse_xml(
             f"XML nests deeper than {limits.max_depth} levels.",
             form,
         )
+    _check_shape(data, root, limits, layer, form)
     return tree
+
+
+# --- shape limits (see the module docstring) ---------------------------------------------------
+
+
+def _long_run(limit: int) -> int:
+    return min(limit, 10_000_000) + 1  # re's repeat counts are bounded; a bigger limit is no limit here
+
+
+def _gates(data: bytes, limits: XmlLimits) -> dict[str, bool]:
+    """Which tree checks the bytes cannot rule out."""
+    if b"\x00" in data:  # not ASCII-compatible: the byte patterns below do not apply
+        return dict.fromkeys(("attributes", "namespaces", "names", "values", "text"), True)
+    name = _long_run(limits.max_name_length)
+    value = _long_run(limits.max_attribute_length)
+    text = _long_run(limits.max_text_length)
+    return {
+        "attributes": data.count(b"=") > limits.max_attributes,
+        "namespaces": data.count(b"xmlns") > limits.max_namespaces,
+        # an element name is a run after "<"; an attribute name a run ending at "=" (white space
+        # before "=" is legal but rare: then the tree decides)
+        "names": bool(
+            re.search(rb"<[^\s<>/!?]{%d}" % name, data)
+            or re.search(rb"=(?<=[^\s<>=\"'/]{%d}=)" % name, data)
+            or re.search(rb"=(?<=[ \t\r\n]=)", data)
+        ),
+        "values": bool(re.search(rb"=[ \t\r\n]*(?:\"[^\"]{%d}|'[^']{%d})" % (value, value), data)),
+        "text": len(data) > limits.max_text_length
+        and bool(b"<![CDATA[" in data or re.search(rb">[^<]{%d}" % text, data)),
+    }
+
+
+def _check_shape(data: bytes, root: etree._Element, limits: XmlLimits, layer: Layer, form: str | None) -> None:
+    gates = _gates(data, limits)
+    if gates["attributes"]:
+        found = root.xpath(f"(//*[count(@*) > {limits.max_attributes}])[1]")
+        if found:
+            raise _refuse_at(found[0], layer, codes.XML_TOO_MANY_ATTRIBUTES,
+                             f"Phần tử có {len(found[0].attrib)} thuộc tính, vượt giới hạn {limits.max_attributes}.",
+                             f"An element has {len(found[0].attrib)} attributes, over the limit of "
+                             f"{limits.max_attributes}.", form)
+    if gates["namespaces"]:
+        _check_namespaces(data, limits, layer, form)
+    if gates["names"]:
+        n = limits.max_name_length
+        found = root.xpath(f"(//*[string-length(name()) > {n}] | //@*[string-length(name()) > {n}])[1]")
+        if found:
+            element = found[0] if isinstance(found[0], etree._Element) else found[0].getparent()
+            raise _refuse_at(element, layer, codes.XML_NAME_TOO_LONG,
+                             f"Tên phần tử hoặc thuộc tính dài quá {n} ký tự.",
+                             f"An element or attribute name is longer than {n} characters.", form)
+    if gates["values"]:
+        n = limits.max_attribute_length
+        found = root.xpath(f"(//@*[string-length(.) > {n}])[1]")
+        if found:
+            raise _refuse_at(found[0].getparent(), layer, codes.XML_ATTRIBUTE_TOO_LONG,
+                             f"Giá trị thuộc tính dài quá {n} ký tự.",
+                             f"An attribute value is longer than {n} characters.", form)
+    if gates["text"]:
+        n = limits.max_text_length
+        exempt = "".join(f"[not(parent::{tag})]" for tag in limits.long_text)
+        found = root.xpath(f"(//text(){exempt}[string-length(.) > {n}])[1]")
+        if found:
+            raise _refuse_at(found[0].getparent(), layer, codes.XML_TEXT_TOO_LONG,
+                             f"Một đoạn văn bản dài quá {n} ký tự.", f"A text node is longer than {n} characters.",
+                             form)
+
+
+def _check_namespaces(data: bytes, limits: XmlLimits, layer: Layer, form: str | None) -> None:
+    """Namespace declarations of each element, exactly: libxml2 reports an element's own
+    declarations as start-ns events just before its start event (a second parse, only for
+    documents that hold more declarations in all than one element may)."""
+    declared = 0
+    events = etree.iterparse(io.BytesIO(data), events=("start-ns", "start"), resolve_entities=False,
+                             no_network=True, load_dtd=False, huge_tree=True, remove_comments=True)
+    for event, item in events:
+        if event == "start-ns":
+            declared += 1
+            continue
+        if declared > limits.max_namespaces:
+            raise _refuse_at(item, layer, codes.XML_TOO_MANY_NAMESPACES,
+                             f"Phần tử khai báo {declared} không gian tên, vượt giới hạn {limits.max_namespaces}.",
+                             f"An element declares {declared} namespaces, over the limit of "
+                             f"{limits.max_namespaces}.", form)
+        declared = 0
+        if item.getparent() is not None and item.getprevious() is not None:
+            item.getprevious().clear()  # keep the second tree small
+
+
+def _refuse_at(element: etree._Element, layer: Layer, code: str, vi: str, en: str, form: str | None) -> Refusal:
+    """A refusal at an element: its line, and a path of its ancestors (names cut short)."""
+    steps = []
+    node = element
+    while node is not None and len(steps) < 64:
+        steps.append(etree.QName(node).localname[:100] if isinstance(node.tag, str) else "?")
+        node = node.getparent()
+    xpath = "/" + "/".join(reversed(steps))
+    return Refusal(Problem(layer=layer, code=code, message_vi=vi, message_en=en, form=form,
+                           line=element.sourceline, xpath=xpath))

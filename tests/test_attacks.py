@@ -478,14 +478,14 @@ def keyvalue_only_no_certificate(w, cfg):
     return to_bytes(root)
 
 
-@attack("SIG-INVALID")
+@attack("SIG-BASE64")
 def empty_signature_value(w, cfg):
     root = signed_dossier(w)
     signature_of(root).find(ds("SignatureValue")).text = ""
     return to_bytes(root)
 
 
-@attack("SIG-INVALID")
+@attack("SIG-BASE64")
 def signature_value_not_base64(w, cfg):
     root = signed_dossier(w)
     signature_of(root).find(ds("SignatureValue")).text = "AAAAA"  # 5 characters: bad padding
@@ -593,13 +593,13 @@ def hundred_thousand_levels(w, cfg):
     )
 
 
-@attack("ENV-XSD", layer="envelope")
+@attack("XML-ATTRIBUTE-TOO-LONG", layer="envelope")
 def huge_attribute_in_envelope(w, cfg):
     body = dossier(w.signer(w.unit))
     return body.replace(b"<NoiDung>", b'<NoiDung x="' + b"A" * (20 * 1024 * 1024) + b'">', 1)
 
 
-@attack("XSD@D02-TS", layer="schema")
+@attack("XML-ATTRIBUTE-TOO-LONG@D02-TS", layer="envelope")
 def huge_attribute_in_a_signed_form(w, cfg):
     form = samples.d02ts(2).replace(b"<LaoDong>", b'<LaoDong x="' + b"B" * (5 * 1024 * 1024) + b'">', 1)
     return with_d02(w, sign_form(form, w.signer(w.unit)))

@@ -13,7 +13,8 @@ from interchange.forms.xsdtypes import local_name
 
 
 def readable_errors(xs, root: etree._Element, cap: int) -> tuple[list[XsdError], int]:
-    """Readable errors of xmlschema on the lxml tree itself (no re-parsing; never `to_dict`)."""
+    """Readable errors of xmlschema on the lxml tree itself (no re-parsing; never `to_dict`):
+    the first `cap`, and how many were seen (`cap` + 1 when it stopped early)."""
     from xmlschema.validators import XsdAttribute
     from xmlschema.validators.exceptions import XMLSchemaChildrenValidationError
 
@@ -22,7 +23,7 @@ def readable_errors(xs, root: etree._Element, cap: int) -> tuple[list[XsdError],
     for err in xs.iter_errors(root, use_location_hints=False):
         total += 1
         if len(errors) >= cap:
-            continue
+            break  # never more work than the cap: the caller counts the rest from libxml2's log
         element = err.elem if isinstance(err.elem, etree._Element) else None
         reason = err.reason or err.message
         attribute = None

@@ -6,11 +6,13 @@ Validation runs in two steps:
    milliseconds for a several-megabyte form) and it is the only step for valid documents.
    Long lists are validated in windows, because libxml2's error log is quadratic in them.
 2. Only for an invalid document, the problem list is built:
-   - small documents (`size_hint` <= `max_readable_bytes`): xmlschema's `iter_errors` on
-     the lxml tree (`forms/readable.py`), whose reasons read better ("value doesn't match
-     any pattern of ...", "Tag 'HoTen' expected");
-   - large documents: lxml's own error log (line, message, path), since xmlschema is
-     about 100 times slower than libxml2.
+   - small documents (`size_hint` <= `max_readable_bytes`) whose errors (as libxml2 counts
+     them) are within the cap: xmlschema's `iter_errors` on the lxml tree
+     (`forms/readable.py`), whose reasons read better ("value doesn't match any pattern of
+     ...", "Tag 'HoTen' expected"), stopped at the cap;
+   - large documents, or more errors than the cap: lxml's own error log (line, message,
+     path), since xmlschema is about 100 times slower than libxml2 and each of its errors
+     costs time in the size of its element (10,000 bad attributes took minutes).
 
 Every error is listed up to `cap`; `Problems.truncated` counts the rest. XPaths are
 absolute and positional, as lxml's `getpath` writes them (`/D02-TS/NoiDung/LaoDong[3]/TienLuong`);
@@ -161,14 +163,16 @@ class SchemaSet:
             ok, errors, total = libxml_validate(schema.lxml, root, problems.cap)
         if ok:
             return problems
-        if self._readable(root, size_hint):
+        # xmlschema's errors cost more than linear time in the shape of the document (each error
+        # describes its element): only for small documents with few enough errors to list them all
+        if total <= problems.cap and self._readable(root, size_hint):
             try:
                 readable, count = readable_errors(schema.xmlschema(), root, problems.cap)
             except Exception:  # never lose libxml2's verdict to a second engine's failure
                 log.exception("xmlschema failed on %s; reporting libxml2's errors", schema.version)
                 readable, count = [], 0
             if count:  # lxml is the judge: if xmlschema finds nothing, keep lxml's errors
-                errors, total = readable, count
+                errors, total = readable, count if count <= problems.cap else max(count, total)
         for error in errors:
             problems.add(problem_of(schema.types, target, error, line_offset))
         problems.truncated += max(0, total - len(errors))

@@ -68,6 +68,9 @@ def _has_space(text: str) -> bool:
     return any(c in text for c in " \t\r\n")
 
 
+_XML_SPACE = {ord(c): None for c in " \t\r\n"}  # the only characters base64 content may add (SPEC §3)
+
+
 def _text(root: etree._Element, path: str) -> str | None:
     el = root.find(path)
     if el is None or el.text is None:
@@ -224,7 +227,8 @@ def _decoded_content(
     text = content_el.text or "" if content_el is not None else ""
     # Most files carry the base64 on one line: only copy it when there is white space to drop
     # (for an 80 MB dossier the copy costs 160 MB at its peak).
-    b64 = text if not _has_space(text) else "".join(text.split())
+    # str.split() would also drop NBSP, U+2028 and the like: only XML white space may go.
+    b64 = text if not _has_space(text) else text.translate(_XML_SPACE)
     declared = _text(file_el, "DoDaiFile")
     length_el = file_el.find("DoDaiFile")
     raw_len = len(text)

@@ -69,7 +69,7 @@ class Receiver:
         return cls(
             TrustStore.from_config(trust, paths),
             SchemaSet(REPO_ROOT / "xsd", max_readable_bytes=500_000),
-            XmlLimits(max_depth=limits.max_depth, max_elements=limits.max_elements),
+            XmlLimits.of(limits),
             max_files=limits.max_files,
             max_errors=limits.max_errors,
             legacy_sha1=trust.legacy_sha1,
@@ -88,7 +88,7 @@ class Receiver:
         # Envelope: well-formed, safe, the Hoso structure, the embedded files.
         problems = Problems(cap=self.max_errors)
         try:
-            tree = parse_xml(body, self.limits, layer=Layer.ENVELOPE)
+            tree = parse_xml(body, replace(self.limits, long_text=("NoiDungFile",)), layer=Layer.ENVELOPE)
         except Refusal as refusal:
             problems.extend(refusal.problems)
             return fail(Layer.ENVELOPE, problems)
@@ -97,6 +97,10 @@ class Receiver:
         env = read_envelope(root, problems, self.max_files)
         out.envelope = env.summary()
         if caller is not None and not _caller_may_send(caller, env):
+            if problems.errors and not _names_another(caller, env):
+                # the envelope cannot be read (a wrapper root, another namespace, no MaSoThue...):
+                # its own errors say why, in a TU_CHOI, rather than a 403 that hides them
+                return fail(Layer.ENVELOPE, problems)
             out.forbidden = True
             problems.add(_forbidden_problem(caller, env))
             return fail(Layer.ENVELOPE, problems)
@@ -152,6 +156,13 @@ def _caller_may_send(caller: Caller, env: Envelope) -> bool:
     if caller.role == "ivan":
         return env.ivan_code is not None and env.ivan_code == caller.ivan
     return caller.role == "admin"
+
+
+def _names_another(caller: Caller, env: Envelope) -> bool:
+    """Does the envelope name a unit (or I-VAN) that is not the caller's? (Not: names none.)"""
+    if caller.role == "ivan":
+        return env.ivan_code is not None and env.ivan_code != caller.ivan
+    return env.mst is not None and env.mst != caller.mst
 
 
 def _forbidden_problem(caller: Caller, env: Envelope) -> Problem:

@@ -11,7 +11,9 @@ from lxml import etree
 from interchange.trust.xmldsig import SIGNATURE_TAG, DocumentSigner, to_bytes
 from interchange.xmlparse import XmlLimits, parse_xml
 
-_LIMITS = XmlLimits(max_depth=64, max_elements=50_000_000)
+# The signer signs what it is given (a receiver judges the shape): only the safety limits apply.
+_LIMITS = XmlLimits(max_depth=64, max_elements=50_000_000, max_attributes=10**9, max_namespaces=10**9,
+                    max_name_length=10**9, max_attribute_length=10**9, max_text_length=10**10)
 
 
 def _is_xml(file_el: etree._Element) -> bool:

@@ -15,7 +15,6 @@ import binascii
 import functools
 import hashlib
 import hmac
-from base64 import b64decode
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -40,13 +39,16 @@ from interchange.clock import VN_TZ, utc_now
 from interchange.errors import Layer, Problem, Severity
 from interchange.trust.anchors import TrustStore
 from interchange.trust.certinfo import describe, mst_of
+from interchange.trust.dsigparts import part_problems, strict_base64
 
 DSIG_NS = "http://www.w3.org/2000/09/xmldsig#"
 SIGNATURE_TAG = f"{{{DSIG_NS}}}Signature"
 ENVELOPED = "http://www.w3.org/2000/09/xmldsig#enveloped-signature"
 C14N_10 = CanonicalizationMethod.CANONICAL_XML_1_0.value
 EXC_C14N = CanonicalizationMethod.EXCLUSIVE_XML_CANONICALIZATION_1_0.value
-ALLOWED_REFERENCE_C14N = {C14N_10: False, EXC_C14N: True}  # algorithm -> exclusive
+# SPEC §3: only inclusive C14N 1.0 without comments, after enveloped-signature (exclusive C14N
+# is refused: it is outside the profile, and it leaves namespace declarations out of the digest).
+ALLOWED_REFERENCE_C14N = {C14N_10: False}  # algorithm -> exclusive
 UTF8_BOM = b"\xef\xbb\xbf"
 
 
@@ -56,15 +58,8 @@ def allowed_signature_methods(legacy_sha1: bool) -> frozenset[SignatureMethod]:
         m
         for m in SignatureMethod
         if (m.name.startswith("RSA_SHA") or m.name.startswith("ECDSA_SHA"))
-        and "SHA224" not in m.name
+        and not m.name.endswith("224")  # SHA-224 and SHA3-224: weaker than SHA-256
         and (legacy_sha1 or "SHA1" not in m.name)
-    )
-
-
-@functools.cache
-def allowed_digests(legacy_sha1: bool) -> frozenset[DigestAlgorithm]:
-    return frozenset(
-        d for d in DigestAlgorithm if "SHA224" not in d.name and (legacy_sha1 or "SHA1" not in d.name)
     )
 
 
@@ -78,12 +73,21 @@ class _HashWriter:
         self.hash.update(data)
 
 
-_DIGEST_HASHLIB = {
+_DIGEST_HASHLIB = {  # every digest the streaming digest computes; the allowed ones are a subset
     DigestAlgorithm.SHA1: "sha1",
     DigestAlgorithm.SHA256: "sha256",
     DigestAlgorithm.SHA384: "sha384",
     DigestAlgorithm.SHA512: "sha512",
+    DigestAlgorithm.SHA3_256: "sha3_256",
+    DigestAlgorithm.SHA3_384: "sha3_384",
+    DigestAlgorithm.SHA3_512: "sha3_512",
 }
+
+
+@functools.cache
+def allowed_digests(legacy_sha1: bool) -> frozenset[DigestAlgorithm]:
+    """SHA-256 or stronger (SPEC §3): SHA-2 and SHA-3 of 256 bits and more; SHA-1 with `legacy_sha1`."""
+    return frozenset(d for d in _DIGEST_HASHLIB if legacy_sha1 or d is not DigestAlgorithm.SHA1)
 
 
 def _detach(element: etree._Element) -> None:
@@ -130,7 +134,11 @@ class _ProfileVerifier(XMLVerifier):
         exclusive = ALLOWED_REFERENCE_C14N[transforms[1]] if len(transforms) == 2 else False
         digest_alg = DigestAlgorithm(self._find(reference, "DigestMethod").get("Algorithm"))
         self.check_digest_alg_expected(digest_alg)
-        expected = b64decode(self._find(reference, "DigestValue").text or "")
+        if digest_alg not in _DIGEST_HASHLIB:  # never a KeyError (a 500): refused as an algorithm
+            raise InvalidInput(f"Digest algorithm {digest_alg.name} forbidden by configuration")
+        expected = strict_base64(self._find(reference, "DigestValue").text)
+        if expected is None:
+            raise InvalidInput("DigestValue is not valid base64")
 
         _detach(self._get_signature(root))
         sink = _HashWriter(_DIGEST_HASHLIB[digest_alg])
@@ -188,7 +196,10 @@ def _problem(code: str, vi: str, en: str, form: str | None, xpath: str, line: in
 def _certs_of(signature: etree._Element) -> list[x509.Certificate]:
     certs = []
     for el in signature.iterfind(f"{{{DSIG_NS}}}KeyInfo/{{{DSIG_NS}}}X509Data/{{{DSIG_NS}}}X509Certificate"):
-        certs.append(_load_cert(b64decode("".join((el.text or "").split()))))
+        der = strict_base64(el.text)
+        if der is None:
+            raise ValueError("X509Certificate is not valid base64")
+        certs.append(_load_cert(der))
     return certs
 
 
@@ -267,6 +278,11 @@ def verify_document(
     if signature is None:
         return report
     _read_unsigned_claims(signature, report)
+    parts = part_problems(signature, form)  # before anything of the signature is decoded
+    if parts:
+        report.problems.extend(parts)
+        _detach(signature)
+        return report
     here = functools.partial(
         _problem, form=form, xpath=root.getroottree().getpath(signature), line=signature.sourceline
     )
@@ -456,14 +472,15 @@ class DocumentSigner:
     """Signs the way payroll software does: enveloped, URI="", C14N 1.0, RSA-SHA256, KeyValue and
     X509Data in KeyInfo, and the signing time in an unsigned Object. The key is loaded once."""
 
-    def __init__(self, key, chain: list[x509.Certificate]):
+    def __init__(self, key, chain: list[x509.Certificate], *, digest: str = "sha256", c14n: str = C14N_10):
+        """`digest` and `c14n` other than the profile's are for tests of what a receiver refuses."""
         self.key = key
         self.chain = chain
         self._cert_pems = [c.public_bytes(serialization.Encoding.PEM).decode() for c in chain]
         self._signer = XMLSigner(
             signature_algorithm=_signature_method_for(key).rsplit("#", 1)[-1],
-            digest_algorithm="sha256",
-            c14n_algorithm=C14N_10,
+            digest_algorithm=digest,
+            c14n_algorithm=c14n,
         )
         # signxml re-parses what it signs; its default parser refuses text nodes over 10 MB, which
         # an envelope carrying a large form has. Entities stay off.
