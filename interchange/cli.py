@@ -236,7 +236,7 @@ def _verify_bytes(
     crls, ocsps = revocation if revocation is not None else (None, None)
     trust = TrustStore.from_config(cfg.trust, cfg.trust_paths, cache_seconds=0, fetch=at is None, crls=crls,
                                    ocsps=ocsps)  # fmt: skip
-    limits = XmlLimits(max_depth=cfg.limits.max_depth, max_elements=cfg.limits.max_elements)
+    limits = XmlLimits.of(cfg.limits)
     return signature_report(data, trust=trust, limits=limits, at=at or utc_now(), legacy_sha1=cfg.trust.legacy_sha1)
 
 

@@ -22,7 +22,7 @@ from interchange.notices.notice import NS
 from interchange.trust.dossier_signing import sign_envelope, sign_form
 from interchange.trust.dsigparts import strict_base64
 from interchange.trust.xmldsig import DSIG_NS, DocumentSigner, to_bytes
-from tests.conftest import UNIT, World
+from tests.helpers import UNIT, World
 from tests.test_api import XML, error_codes, notice_of
 from tests.test_attacks import FORM_PATH, _signature_value, start_api
 

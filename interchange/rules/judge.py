@@ -80,7 +80,7 @@ def _gc_paused() -> Iterator[None]:
 
 
 def _judge(original: bytes, params: LegalParameters, limits: LimitsConfig) -> Judgement:
-    xml_limits = XmlLimits(max_depth=limits.max_depth, max_elements=limits.max_elements)
+    xml_limits = XmlLimits.of(limits)
     ctx = Context(params=params, out=Collector(limits.max_errors))
     root = parse_xml(original, xml_limits).getroot()
     # Envelope problems were judged at receipt: they are not this layer's.
