@@ -62,6 +62,8 @@ IDEMPOTENCY_KEY = _code("IDEMPOTENCY-KEY", T, "Idempotency-Key không hợp lệ
                         "Idempotency-Key must be 1-200 printable ASCII characters.")
 IDEMPOTENCY_CONFLICT = _code("IDEMPOTENCY-CONFLICT", T, "Idempotency-Key này đã dùng cho một hồ sơ khác.",
                              "This Idempotency-Key was used for different bytes.")
+STORE_UNAVAILABLE = _code("STORE-UNAVAILABLE", T, "Cơ sở dữ liệu tạm thời không dùng được; hồ sơ chưa được lưu, hãy gửi lại sau.",
+                          "The database cannot be used now; nothing was stored: send again later (see Retry-After).")
 
 # ---- envelope: parsing, the Hoso envelope, who may send it ------------------------------------
 XML_DTD = _code("XML-DTD", E, "Tệp XML không được chứa khai báo DTD hoặc thực thể (DOCTYPE/ENTITY).",
@@ -161,5 +163,8 @@ NOT_FORWARDED = _code("NOT-FORWARDED", API, "Hồ sơ không được chuyển t
                       "The dossier is not forwarded upstream.")
 INTERNAL = _code("INTERNAL", API, "Lỗi máy chủ ngoài dự kiến; lỗi đã được ghi lại.",
                  "Unexpected server error; it has been logged.")
+NOTICE_KEY_UNAVAILABLE = _code("NOTICE-KEY-UNAVAILABLE", API,
+                               "Khóa ký thông báo của máy chủ không dùng được (chứng thư hết hạn hoặc chưa có hiệu lực).",
+                               "The server's notice key cannot be used (its certificate has expired or is not yet valid).")
 
 del T, E, S, X, R

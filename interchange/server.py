@@ -9,6 +9,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import timedelta
 
 from aiohttp import web
+from sqlalchemy.engine import make_url
 
 from interchange.api.app import build_app
 from interchange.api.http import Services
@@ -26,6 +27,7 @@ from interchange.kinds import WORK_JUDGE, WORK_REGISTRATION
 from interchange.legal.params import configured_parameters
 from interchange.notices.notice import NoticeSigner
 from interchange.receiving.receipt import Policy, Reception
+from interchange.store.db import StoreUnavailable
 from interchange.store.store import Store
 from interchange.trust.revocation import crl_refresher
 from interchange.workcal import WorkCalendar
@@ -60,17 +62,31 @@ def worker_settings(cfg: Config) -> WorkerSettings:
 
 @asynccontextmanager
 async def services_for(cfg: Config, *, workers: int | None = None):
-    """Open everything the app needs, and close it in reverse order."""
-    store = await Store.open(cfg.store_url)
+    """Open everything the app needs, and close it in reverse order.
+
+    Refuses to start (an exception with one clear message; `interchange serve` prints it and
+    exits non-zero) when the notice key cannot sign (NoticeKeyError, a ValueError) or the database
+    cannot be reached (ConnectionError). Failing fast rather than waiting: the schema must be
+    migrated before anything is served, and a supervisor (systemd, Kubernetes) restarting the
+    process with backoff makes the outage visible where it is watched; once running, an outage
+    is answered 503 and /readyz says so, and the server recovers by itself."""
+    signer = NoticeSigner.from_files(cfg.signing_key_path, cfg.signing_cert_path)  # before the workers load it
+    try:
+        store = await Store.open(cfg.store_url)
+    except StoreUnavailable as exc:
+        where = make_url(cfg.store_url).render_as_string(hide_password=True)
+        raise ConnectionError(
+            f"store: cannot start: the database {where} cannot be used: {exc} (start it, or fix [store] url)"
+        ) from None
     pool = ReceiptWorkers(worker_settings(cfg), cfg.server.workers if workers is None else workers)
     try:
         await pool.start()
-        signer = NoticeSigner.from_files(cfg.signing_key_path, cfg.signing_cert_path)
         calendar = WorkCalendar.from_config(cfg.calendar)
         reception = Reception(store, pool, calendar, reception_policy(cfg))
         yield Services(
             limits=cfg.limits, delivery=cfg.delivery, params=configured_parameters(cfg.parameters_path),
             store=store, workers=pool, signer=signer, calendar=calendar, reception=reception,
+            anchors=cfg.trust_paths.anchors,
         )  # fmt: skip
     finally:
         pool.close()

@@ -14,7 +14,7 @@ from aiohttp import web
 
 from interchange import codes
 from interchange.api import book, delivery, dossiers, forwarding, ops
-from interchange.api.http import LIMITER, METRICS, SERVICES, Services, problem_json
+from interchange.api.http import LIMITER, METRICS, SERVICES, Services, problem_json, unavailable_as_503
 from interchange.api.metrics import Metrics
 from interchange.api.ratelimit import RateLimiter
 
@@ -33,7 +33,8 @@ async def never_500_silently(request: web.Request, handler):
 
 
 def build_app(services: Services, metrics: Metrics) -> web.Application:
-    app = web.Application(client_max_size=services.limits.max_body_bytes, middlewares=[never_500_silently])
+    app = web.Application(client_max_size=services.limits.max_body_bytes,
+                          middlewares=[never_500_silently, unavailable_as_503])  # 503 inside: no 500 for those
     app[SERVICES] = services
     app[METRICS] = metrics
     app[LIMITER] = RateLimiter(services.limits.rate_per_second, services.limits.rate_burst)
