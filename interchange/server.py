@@ -95,10 +95,15 @@ async def services_for(cfg: Config, *, workers: int | None = None):
 
 def forwarder(cfg: Config, store: Store, metrics: Metrics) -> Forwarder:
     """Role ivan: forwarding upstream and relaying its notices (ValueError: bad [upstream])."""
-    cfg.upstream.check()  # named before the notice anchors are looked at
+    up = cfg.upstream
+    up.check()  # named before the notice anchors are looked at; the notice signer must be pinned
     checker = NoticeChecker.from_config(
         cfg.trust, cfg.limits,
-        anchors=cfg.path(cfg.upstream.notice_anchors or cfg.trust.anchors_dir), crls=cfg.trust_paths.crls,
+        # without notice_anchors, notice_cert pins the signer's key and the units' anchors only
+        # establish that its certificate is valid (a unit's certificate has another key)
+        anchors=cfg.path(up.notice_anchors) if up.notice_anchors else cfg.trust_paths.anchors,
+        crls=cfg.trust_paths.crls,
+        pinned_cert=cfg.path(up.notice_cert) if up.notice_cert else None, subject=up.notice_subject,
     )  # fmt: skip
     return Forwarder.from_config(cfg.upstream, store, checker, hooks=metrics.forwarding_hooks(),
                                  on_breaker=metrics.breaker_changed)  # fmt: skip

@@ -113,6 +113,7 @@ def ivan_setup(cfg: Config, url: str, token: str) -> None:
     up.target_minutes, up.timeout_seconds = 15, 10
     up.first_retry_seconds, up.max_retry_seconds = 180, 3600
     up.breaker_failures, up.breaker_cooldown_seconds = 3, 600
+    up.notice_cert = str(cfg.signing_cert_path)  # the agency of these tests signs with the same test certificate
 
 
 async def ivan_client(cfg: Config, aiohttp_client) -> tuple[object, dict]:
@@ -437,7 +438,10 @@ def test_upstream_config_is_checked_for_role_ivan():
         UpstreamConfig(url="https://agency.example").check()
     with pytest.raises(ValueError, match="upstream.target_minutes"):
         UpstreamConfig(url="https://agency.example", api_key="k", target_minutes=0).check()
-    UpstreamConfig(url="https://agency.example", api_key="k").check()
+    with pytest.raises(ValueError, match="notice signer pinned"):  # no fallback to the units' anchors
+        UpstreamConfig(url="https://agency.example", api_key="k").check()
+    UpstreamConfig(url="https://agency.example", api_key="k", notice_cert="agency.pem").check()
+    UpstreamConfig(url="https://agency.example", api_key="k", notice_anchors="agency-ca").check()
 
 
 async def test_a_refused_upstream_key_is_retried_not_given_up(scripted, world):
