@@ -174,7 +174,7 @@ async def test_receipt_writer_started_again_if_it_ever_stopped(store):
     rather than leaving its caller waiting for ever."""
     from tests.test_jobs import receipt, received
 
-    writer = store.receipts._writer
+    writer = store.receipts.writer
     writer.cancel()
     await asyncio.sleep(0.01)
     assert writer.done()

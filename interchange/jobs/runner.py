@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 
 from interchange.clock import utc_now
 from interchange.jobs.policy import backoff
+from interchange.store.db import StoreUnavailable
 from interchange.store.store import Store
 from interchange.store.types import Overdue, WorkItem
 
@@ -203,6 +204,8 @@ class WorkRunner:
                 if rounds % DRAIN_ROUNDS == 0:
                     await self.refresh_overdue()
             await self.refresh_overdue()
+        except StoreUnavailable as exc:  # the store logged it when it began; no traceback every tick
+            log.debug("work: the database cannot be used (%s); trying again at the next tick", exc)
         except Exception:
             log.exception("work: claiming or refreshing failed; trying again at the next tick")
 

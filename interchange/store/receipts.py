@@ -61,6 +61,11 @@ class Receipts:
     def start(self) -> None:
         self._writer = asyncio.get_running_loop().create_task(self._write_loop(), name="store-writer")
 
+    @property
+    def writer(self) -> asyncio.Task | None:
+        """The writer task (None when closed): running for as long as the store is open."""
+        return self._writer
+
     async def close(self) -> None:
         """Finish the receipts already queued; refuse new ones."""
         writer, self._writer = self._writer, None  # refuse new receipts from now on
