@@ -70,6 +70,8 @@ WORKER_BUDGET = _code("WORKER-BUDGET", T, "Hồ sơ cần quá nhiều thời gi
                       "Checking the dossier took longer than the server's budget; nothing was stored, retry later.")
 WORKER_LOST = _code("WORKER-LOST", T, "Tiến trình xử lý hồ sơ bị dừng; chưa lưu gì, hãy thử lại sau.",
                     "The process checking the dossier ended; nothing was stored, retry later.")
+STORE_UNAVAILABLE = _code("STORE-UNAVAILABLE", T, "Cơ sở dữ liệu tạm thời không dùng được; hồ sơ chưa được lưu, hãy gửi lại sau.",
+                          "The database cannot be used now; nothing was stored: send again later (see Retry-After).")
 
 # ---- envelope: parsing, the Hoso envelope, who may send it ------------------------------------
 XML_DTD = _code("XML-DTD", E, "Tệp XML không được chứa khai báo DTD hoặc thực thể (DOCTYPE/ENTITY).",
@@ -181,5 +183,8 @@ NOT_FORWARDED = _code("NOT-FORWARDED", API, "Hồ sơ không được chuyển t
                       "The dossier is not forwarded upstream.")
 INTERNAL = _code("INTERNAL", API, "Lỗi máy chủ ngoài dự kiến; lỗi đã được ghi lại.",
                  "Unexpected server error; it has been logged.")
+NOTICE_KEY_UNAVAILABLE = _code("NOTICE-KEY-UNAVAILABLE", API,
+                               "Khóa ký thông báo của máy chủ không dùng được (chứng thư hết hạn hoặc chưa có hiệu lực).",
+                               "The server's notice key cannot be used (its certificate has expired or is not yet valid).")
 
 del T, E, S, X, R

@@ -137,7 +137,10 @@ class UpstreamConfig:
     max_retry_seconds: int = 3600  # up to this; the same schedule polls the upstream for its KET_QUA
     breaker_failures: int = 5  # consecutive failures (network, timeout, 5xx, 429) that open the circuit
     breaker_cooldown_seconds: int = 600  # no tries while it is open; then one probe
-    notice_anchors: str = ""  # folder of PEM trust anchors for the upstream's notices; "" = [trust] anchors_dir
+    # Who signs the agency's notices: pinned, never the units' [trust] anchors alone (one is required).
+    notice_cert: str = ""  # the agency's notice certificate (PEM): only its public key's notices are believed
+    notice_anchors: str = ""  # folder of PEM anchors of the agency's notice CA only; with notice_cert, its chain's
+    notice_subject: str = ""  # optional: the notice signer's exact subject (RFC 4514, as `openssl x509 -subject -nameopt RFC2253`)
 
     def check(self) -> None:
         """Refuse to start the `ivan` role with settings that cannot work (ValueError saying which)."""
@@ -153,6 +156,12 @@ class UpstreamConfig:
                 raise ValueError(f"config: upstream.{name} must be positive, not {getattr(self, name)!r}")
         if self.max_retry_seconds < self.first_retry_seconds:
             raise ValueError("config: upstream.max_retry_seconds must not be less than upstream.first_retry_seconds")
+        if not self.notice_cert and not self.notice_anchors:
+            raise ValueError(
+                "config: role ivan needs the agency's notice signer pinned: upstream.notice_cert (the agency's "
+                "notice certificate, PEM) or upstream.notice_anchors (a folder holding only the agency's notice "
+                "CA); the units' [trust] anchors are never enough, since any unit's certificate chains to them"
+            )
 
 
 @dataclass

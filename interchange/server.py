@@ -10,6 +10,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import timedelta
 
 from aiohttp import web
+from sqlalchemy.engine import make_url
 
 from interchange.api.app import build_app, quiet_bad_requests
 from interchange.api.http import Services
@@ -27,6 +28,7 @@ from interchange.kinds import WORK_JUDGE, WORK_REGISTRATION
 from interchange.legal.params import configured_parameters
 from interchange.notices.notice import NoticeSigner
 from interchange.receiving.receipt import Policy, Reception
+from interchange.store.db import StoreUnavailable
 from interchange.store.store import Store
 from interchange.trust.revocation import crl_refresher
 from interchange.workcal import WorkCalendar
@@ -61,17 +63,31 @@ def worker_settings(cfg: Config) -> WorkerSettings:
 
 @asynccontextmanager
 async def services_for(cfg: Config, *, workers: int | None = None):
-    """Open everything the app needs, and close it in reverse order."""
-    store = await Store.open(cfg.store_url)
+    """Open everything the app needs, and close it in reverse order.
+
+    Refuses to start (an exception with one clear message; `interchange serve` prints it and
+    exits non-zero) when the notice key cannot sign (NoticeKeyError, a ValueError) or the database
+    cannot be reached (ConnectionError). Failing fast rather than waiting: the schema must be
+    migrated before anything is served, and a supervisor (systemd, Kubernetes) restarting the
+    process with backoff makes the outage visible where it is watched; once running, an outage
+    is answered 503 and /readyz says so, and the server recovers by itself."""
+    signer = NoticeSigner.from_files(cfg.signing_key_path, cfg.signing_cert_path)  # before the workers load it
+    try:
+        store = await Store.open(cfg.store_url)
+    except StoreUnavailable as exc:
+        where = make_url(cfg.store_url).render_as_string(hide_password=True)
+        raise ConnectionError(
+            f"store: cannot start: the database {where} cannot be used: {exc} (start it, or fix [store] url)"
+        ) from None
     pool = ReceiptWorkers(worker_settings(cfg), cfg.server.workers if workers is None else workers)
     try:
         await pool.start()
-        signer = NoticeSigner.from_files(cfg.signing_key_path, cfg.signing_cert_path)
         calendar = WorkCalendar.from_config(cfg.calendar)
         reception = Reception(store, pool, calendar, reception_policy(cfg))
         yield Services(
             limits=cfg.limits, delivery=cfg.delivery, params=configured_parameters(cfg.parameters_path),
             store=store, workers=pool, signer=signer, calendar=calendar, reception=reception,
+            anchors=cfg.trust_paths.anchors,
         )  # fmt: skip
     finally:
         pool.close()
@@ -80,10 +96,15 @@ async def services_for(cfg: Config, *, workers: int | None = None):
 
 def forwarder(cfg: Config, store: Store, metrics: Metrics) -> Forwarder:
     """Role ivan: forwarding upstream and relaying its notices (ValueError: bad [upstream])."""
-    cfg.upstream.check()  # named before the notice anchors are looked at
+    up = cfg.upstream
+    up.check()  # named before the notice anchors are looked at; the notice signer must be pinned
     checker = NoticeChecker.from_config(
         cfg.trust, cfg.limits,
-        anchors=cfg.path(cfg.upstream.notice_anchors or cfg.trust.anchors_dir), crls=cfg.trust_paths.crls,
+        # without notice_anchors, notice_cert pins the signer's key and the units' anchors only
+        # establish that its certificate is valid (a unit's certificate has another key)
+        anchors=cfg.path(up.notice_anchors) if up.notice_anchors else cfg.trust_paths.anchors,
+        crls=cfg.trust_paths.crls,
+        pinned_cert=cfg.path(up.notice_cert) if up.notice_cert else None, subject=up.notice_subject,
     )  # fmt: skip
     return Forwarder.from_config(cfg.upstream, store, checker, hooks=metrics.forwarding_hooks(),
                                  on_breaker=metrics.breaker_changed)  # fmt: skip

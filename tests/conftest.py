@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from aiohttp import web
 from sqlalchemy.engine import make_url
 
 from interchange.api.http import SERVICES
@@ -17,7 +18,7 @@ from interchange.config import Config
 from interchange.devkit import pki
 from interchange.notices import notice as notice_module
 from interchange.server import make_app
-from tests.helpers import OTHER_UNIT, UNIT, World
+from tests.helpers import OTHER_UNIT, UNIT, Pair, World, ivan_client, ivan_setup
 
 pytest_plugins = ["tests.conftest_store"]
 
@@ -115,3 +116,25 @@ def now() -> datetime:
 
 def hours(n: float) -> timedelta:
     return timedelta(hours=n)
+
+
+@pytest.fixture
+async def scripted(world, cfg, store_url, aiohttp_client, aiohttp_server):
+    """The I-VAN in front of an upstream that answers from a script: (status, body, headers) each."""
+    script: list[tuple[int, bytes, dict]] = []
+    seen: list[bytes] = []
+
+    async def answer(request: web.Request) -> web.Response:
+        seen.append(await request.read())
+        status, body, headers = script.pop(0)
+        return web.Response(status=status, body=body, headers=headers, content_type="application/xml")
+
+    app = web.Application()
+    app.router.add_post("/api/v1/dossiers", answer)
+    server = await aiohttp_server(app)
+    cfg.store.url = store_url
+    ivan_setup(cfg, str(server.make_url("/")), "ik_000000000000_x")
+    client, keys = await ivan_client(cfg, aiohttp_client)
+    pair = Pair(client, None, None, [0], keys)  # type: ignore[arg-type]
+    pair.script, pair.seen = script, seen  # type: ignore[attr-defined]
+    return pair

@@ -28,7 +28,6 @@ import concurrent.futures
 import contextlib
 import io
 import itertools
-import os
 import secrets
 import shutil
 import sqlite3
@@ -41,27 +40,7 @@ from sqlalchemy.engine import make_url
 
 from interchange.store import Store
 from interchange.store.db import ALEMBIC_INI, Database
-
-PG_URL = os.environ.get("INTERCHANGE_TEST_PG_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
-PG_DSN = make_url(PG_URL).set(drivername="postgresql").render_as_string(hide_password=False)  # for asyncpg
-
-
-def _on_private_loop(coro):
-    # Not asyncio.run: that would reset the event loop pytest-asyncio runs the tests in.
-    loop = asyncio.new_event_loop()
-    try:
-        return loop.run_until_complete(coro)
-    finally:
-        loop.close()
-
-
-async def _pg_execute(*statements: str) -> None:
-    conn = await asyncpg.connect(PG_DSN, timeout=5)
-    try:
-        for statement in statements:
-            await conn.execute(statement)
-    finally:
-        await conn.close()
+from tests.helpers import PG_DSN, PG_URL, on_private_loop, pg_execute
 
 
 def pytest_configure(config):
@@ -83,7 +62,7 @@ def sqlite_template(tmp_path_factory) -> Path:
         db = await Database.open(f"sqlite+aiosqlite:///{path}")
         await db.dispose()
 
-    _on_private_loop(migrate())
+    on_private_loop(migrate())
     with contextlib.closing(sqlite3.connect(path)) as conn:
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     wal = path.with_name(path.name + "-wal")  # the last connection to close removes it
@@ -207,7 +186,7 @@ def _url_of(schema: str) -> str:
 def pg_schemas(pg_template_sql):
     """This session's `Schemas`, or a skip when the server cannot be reached."""
     try:
-        _on_private_loop(_pg_execute("SELECT 1"))
+        on_private_loop(pg_execute("SELECT 1"))
     except Exception as exc:
         reason = (
             f"PostgreSQL not reachable at {make_url(PG_URL)!r} ({exc!r}): storage tests ran on SQLite only"
@@ -263,7 +242,7 @@ async def store(store_url):
 def _pg_reachable() -> str | None:
     """None when PostgreSQL answers, else why not."""
     try:
-        _on_private_loop(_pg_execute("SELECT 1"))
+        on_private_loop(pg_execute("SELECT 1"))
     except Exception as exc:
         return repr(exc)
     return None

@@ -9,22 +9,32 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import hmac
+import os
+import shutil
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
 
+import asyncpg
+from aiohttp import web
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding
 from lxml import etree
+from sqlalchemy.engine import make_url
 
 from interchange.api.http import SERVICES
 from interchange.config import Config
 from interchange.devkit import pki, samples
+from interchange.kinds import NOTICE_RECEIPT
 from interchange.months import Month
-from interchange.notices.notice import NS
+from interchange.notices.notice import NS, NoticeData, NoticeSigner
+from interchange.receiving.receipt import work_for
 from interchange.records.model import PA_DIRECTIONS, ContributionChange, PersonRef
-from interchange.server import make_app
-from interchange.store import RECEIVED, Dossier, NewDossier, Scope
+from interchange.server import WORK, make_app
+from interchange.store import RECEIVED, Dossier, NewDossier, Scope, Store
 from interchange.trust.dossier_signing import sign_envelope
 from interchange.trust.xmldsig import DocumentSigner
 
@@ -196,3 +206,189 @@ def change(stt: int, person: PersonRef, pa: str = "TM", from_month: str = "2026-
         xpath=f"/D02-TS/NoiDung/LaoDong[{stt}]", stt=stt, person=person, pa=pa, direction=PA_DIRECTIONS[pa],
         from_month=Month.parse_iso(from_month), **values,
     )  # fmt: skip
+
+
+JOBS_T0 = datetime(2026, 3, 2, 2, 30, tzinfo=UTC)  # Monday 09:30 in Vietnam
+
+
+JOBS_CONTACT = {"Email": "ketoan@mauviet.vn", "DiaChi": "Số 1 Láng Hạ, Hà Nội", "NguoiLienHe": "Nguyễn Văn An"}
+
+
+def received(*, procedure: str = "04/DK-IVAN", state: str = RECEIVED, due_at: datetime | None = None,
+             work: list[str] | None = None, contact: dict | None = None, at: datetime = JOBS_T0) -> NewDossier:
+    data = f"<Hoso id='{uuid.uuid4().hex}'/>".encode()
+    return NewDossier(
+        id=uuid.uuid4().hex, state=state, owner=f"mst:{UNIT.mst}", submitter_key_id="k", original=data,
+        sha256=hashlib.sha256(data).digest(), received_at=at, office_code="X", unit_mst=UNIT.mst,
+        unit_code=UNIT.code, unit_name=UNIT.name, procedure=procedure, period=None,
+        due_at=due_at if due_at is not None else at + timedelta(hours=2),
+        layers={"envelope": "passed", "signature": "passed", "schema": "passed"},
+        facts={"contact": JOBS_CONTACT if contact is None else contact},
+        work=work_for(procedure) if work is None else work,
+    )  # fmt: skip
+
+
+async def receipt(_dossier) -> bytes:
+    return b"<ThongBao/>"
+
+
+async def save(store: Store, **kw) -> str:
+    return (await store.receipts.save(received(**kw), receipt)).dossier.id
+
+
+async def dossiers_with_work(store: Store, due: list[timedelta], kind: str = "test") -> list[str]:
+    """One received dossier per entry, each with a `kind` item due at JOBS_T0 + entry."""
+    ids = []
+    for offset in due:
+        dossier_id = await save(store, procedure="600", work=[])
+        assert await store.work.enqueue(dossier_id, kind, JOBS_T0 + offset, now=JOBS_T0 - timedelta(hours=3))
+        ids.append(dossier_id)
+    return ids
+
+
+def agency_config(world: World, base: Path) -> Config:
+    """A second server's config (as the `cfg` fixture makes one), in role agency, on SQLite."""
+    cfg = Config()
+    cfg.base_dir = base
+    cfg.data_dir = str(base / "data")
+    shutil.copytree(world.anchors_dir, base / "trusted")
+    cfg.trust.anchors_dir = str(base / "trusted")
+    cfg.trust.crl_dir = str(base / "crl")
+    cfg.server.workers = 0
+    cfg.server.office_code = "AGCY"
+    cfg.targets = {"600": "5 working days", "04/DK-IVAN": "2 working hours"}
+    cfg.jobs.interval_seconds = 0
+    cfg.store.url = f"sqlite+aiosqlite:///{base / 'data' / 'agency.db'}"
+    pki.write_key_pem(cfg.signing_key_path, world.server.key)
+    pki.write_certs_pem(cfg.signing_cert_path, [world.server.cert, *world.server.chain])
+    return cfg
+
+
+class Served:
+    """An app on a real loopback port that can be stopped and started again on the same port."""
+
+    def __init__(self, app: web.Application):
+        self.runner = web.AppRunner(app)
+        self.port = 0
+        self.site: web.TCPSite | None = None
+
+    async def start(self) -> None:
+        if self.runner.server is None:
+            await self.runner.setup()
+        self.site = web.TCPSite(self.runner, "127.0.0.1", self.port)
+        await self.site.start()
+        self.port = self.runner.addresses[-1][1]
+
+    async def stop(self) -> None:
+        assert self.site is not None
+        await self.site.stop()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+@dataclass
+class Pair:
+    ivan: object  # aiohttp test client of the I-VAN
+    agency: Served
+    agency_app: web.Application
+    lose_answers: list[int]  # answers of the agency to POSTs to drop (the request is handled, the answer lost)
+    keys: dict[str, dict[str, str]]
+
+    @property
+    def ivan_app(self) -> web.Application:
+        return self.ivan.app
+
+    @property
+    def agency_store(self):
+        return self.agency_app[SERVICES].store
+
+    async def submit(self, body: bytes, key: str = "unit") -> str:
+        resp = await self.ivan.post("/api/v1/dossiers", data=body, headers={**XML, **self.keys[key]})
+        notice = await resp.read()
+        assert resp.status == 202, notice
+        return t(notice_of(notice), "MaGiaoDich")
+
+    async def run(self, now: datetime) -> list[str]:
+        return [f"{r.item.kind}:{r.outcome}" for r in await self.ivan_app[WORK].run_due(now=now)]
+
+    async def forwarding(self, tx: str, key: str = "unit") -> dict:
+        resp = await self.ivan.get(f"/api/v1/dossiers/{tx}/forwarding", headers=self.keys[key])
+        assert resp.status == 200, await resp.text()
+        return await resp.json()
+
+
+def ivan_setup(cfg: Config, url: str, token: str) -> None:
+    cfg.server.role = "ivan"
+    cfg.jobs.interval_seconds = 0
+    up = cfg.upstream
+    up.url, up.api_key = url, token
+    up.target_minutes, up.timeout_seconds = 15, 10
+    up.first_retry_seconds, up.max_retry_seconds = 180, 3600
+    up.breaker_failures, up.breaker_cooldown_seconds = 3, 600
+    up.notice_cert = str(cfg.signing_cert_path)  # the agency of these tests signs with the same test certificate
+
+
+async def ivan_client(cfg: Config, aiohttp_client) -> tuple[object, dict]:
+    app = await make_app(cfg, workers=0)
+    client = await aiohttp_client(app)
+    store = app[SERVICES].store
+    keys = {}
+    for name, mst in (("unit", UNIT.mst), ("other", OTHER_UNIT.mst)):
+        _, token = await store.keys.create("submitter", mst=mst)
+        keys[name] = {"Authorization": f"Bearer {token}"}
+    return client, keys
+
+
+def upstream_receipt(world: World, body: bytes, tx: str = "up-0001") -> bytes:
+    now = datetime.now(UTC)
+    return NoticeSigner(world.server.key, [world.server.cert, *world.server.chain]).sign(NoticeData(
+        kind=NOTICE_RECEIPT, transaction_id=tx, received_at=now, issued_at=now, sha256=hashlib.sha256(body).digest(),
+        so_ho_so="00001/2026/AGCY", due_at=now + timedelta(days=7),
+    ))  # fmt: skip
+
+
+def signature_value(signature: etree._Element, issued: pki.Issued | None, method: str) -> bytes:
+    """Over SignedInfo canonicalised as the verifier does it: a re-serialised copy in its context.
+    HMAC uses the key b"any key"."""
+    signed_info = c14n(etree.fromstring(etree.tostring(etree.fromstring(etree.tostring(signature))[0])))
+    hash_cls = SIGNATURE_METHODS[method][1]
+    if hash_cls is None:
+        return hmac.new(b"any key", signed_info, "sha256").digest()
+    return issued.key.sign(signed_info, padding.PKCS1v15(), hash_cls())
+
+
+SIGNATURE_METHODS = {
+    "rsa-sha256": ("http://www.w3.org/2001/04/xmldsig-more#rsa-sha256", hashes.SHA256),
+    "rsa-sha1": ("http://www.w3.org/2000/09/xmldsig#rsa-sha1", hashes.SHA1),
+    "hmac-sha256": ("http://www.w3.org/2001/04/xmldsig-more#hmac-sha256", None),
+}
+
+
+def c14n(node) -> bytes:
+    return etree.tostring(node, method="c14n", exclusive=False, with_comments=False)
+
+
+PG_URL = os.environ.get("INTERCHANGE_TEST_PG_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
+
+
+def on_private_loop(coro):
+    # Not asyncio.run: that would reset the event loop pytest-asyncio runs the tests in.
+    loop = asyncio.new_event_loop()
+    try:
+        return loop.run_until_complete(coro)
+    finally:
+        loop.close()
+
+
+async def pg_execute(*statements: str) -> None:
+    conn = await asyncpg.connect(PG_DSN, timeout=5)
+    try:
+        for statement in statements:
+            await conn.execute(statement)
+    finally:
+        await conn.close()
+
+
+PG_DSN = make_url(PG_URL).set(drivername="postgresql").render_as_string(hide_password=False)  # for asyncpg

@@ -21,7 +21,6 @@ from __future__ import annotations
 import base64
 import copy
 import hashlib
-import hmac
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -30,7 +29,7 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, padding
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from lxml import etree
 
@@ -45,24 +44,22 @@ from tests.helpers import (
     ENVELOPED,
     FORM_PATH,
     OTHER_UNIT,
+    SIGNATURE_METHODS,
     UNIT,
     XML,
     World,
+    c14n,
     dossier,
     error_codes,
     listed,
     notice_of,
+    signature_value,
     start_api,
 )
 
 C14N = "http://www.w3.org/TR/2001/REC-xml-c14n-20010315"
 XSLT = "http://www.w3.org/TR/1999/REC-xslt-19991116"
 XPATH = "http://www.w3.org/TR/1999/REC-xpath-19991116"
-SIGNATURE_METHODS = {
-    "rsa-sha256": ("http://www.w3.org/2001/04/xmldsig-more#rsa-sha256", hashes.SHA256),
-    "rsa-sha1": ("http://www.w3.org/2000/09/xmldsig#rsa-sha1", hashes.SHA1),
-    "hmac-sha256": ("http://www.w3.org/2001/04/xmldsig-more#hmac-sha256", None),
-}
 DIGEST_METHODS = {
     "sha256": "http://www.w3.org/2001/04/xmlenc#sha256",
     "sha1": "http://www.w3.org/2000/09/xmldsig#sha1",
@@ -77,9 +74,6 @@ def ds(tag: str) -> str:
 def signature_of(root: etree._Element) -> etree._Element:
     return next(root.iter(ds("Signature")))
 
-
-def c14n(node) -> bytes:
-    return etree.tostring(node, method="c14n", exclusive=False, with_comments=False)
 
 
 def forge(
@@ -117,7 +111,7 @@ def forge(
     content = without_signature if covered is None else c14n(covered)
     for el in digests:
         el.text = base64.b64encode(hashlib.new(digest, content).digest()).decode()
-    value.text = base64.b64encode(_signature_value(signature, issued, method)).decode()
+    value.text = base64.b64encode(signature_value(signature, issued, method)).decode()
     return root
 
 
@@ -134,15 +128,6 @@ def _reference(info: etree._Element, uri: str | None, transforms, digest: str) -
     etree.SubElement(reference, ds("DigestMethod"), Algorithm=DIGEST_METHODS[digest])
     return etree.SubElement(reference, ds("DigestValue"))
 
-
-def _signature_value(signature: etree._Element, issued: pki.Issued | None, method: str) -> bytes:
-    """Over SignedInfo canonicalised as the verifier does it: a re-serialised copy in its context.
-    HMAC uses the key b"any key"."""
-    signed_info = c14n(etree.fromstring(etree.tostring(etree.fromstring(etree.tostring(signature))[0])))
-    hash_cls = SIGNATURE_METHODS[method][1]
-    if hash_cls is None:
-        return hmac.new(b"any key", signed_info, "sha256").digest()
-    return issued.key.sign(signed_info, padding.PKCS1v15(), hash_cls())
 
 
 def d02(rows: int = 2) -> etree._Element:
@@ -479,7 +464,7 @@ def keyvalue_only_no_certificate(w, cfg):
 
 
 @attack("SIG-BASE64")
-def empty_signature_value(w, cfg):
+def emptysignature_value(w, cfg):
     root = signed_dossier(w)
     signature_of(root).find(ds("SignatureValue")).text = ""
     return to_bytes(root)

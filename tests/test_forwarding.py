@@ -7,120 +7,35 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import shutil
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from aiohttp import web
 
 from interchange.api.http import SERVICES
-from interchange.config import Config, UpstreamConfig
-from interchange.devkit import pki
+from interchange.config import UpstreamConfig
 from interchange.evidence.bundle import verify_bundle
 from interchange.jobs.policy import CLOSED, HALF_OPEN, OPEN, CircuitBreaker, backoff, retry_after
-from interchange.kinds import NOTICE_RECEIPT
 from interchange.notices.notice import NoticeData, NoticeSigner
 from interchange.server import WORK, make_app
 from interchange.store.types import FAILED
-from tests.helpers import ALL, OTHER_UNIT, UNIT, XML, World, dossier, notice_of, registration, t
+from tests.helpers import (
+    ALL,
+    XML,
+    Pair,
+    Served,
+    agency_config,
+    dossier,
+    ivan_client,
+    ivan_setup,
+    notice_of,
+    registration,
+    t,
+    upstream_receipt,
+)
 
 S = timedelta(seconds=1)
 
-
-def agency_config(world: World, base: Path) -> Config:
-    """A second server's config (as the `cfg` fixture makes one), in role agency, on SQLite."""
-    cfg = Config()
-    cfg.base_dir = base
-    cfg.data_dir = str(base / "data")
-    shutil.copytree(world.anchors_dir, base / "trusted")
-    cfg.trust.anchors_dir = str(base / "trusted")
-    cfg.trust.crl_dir = str(base / "crl")
-    cfg.server.workers = 0
-    cfg.server.office_code = "AGCY"
-    cfg.targets = {"600": "5 working days", "04/DK-IVAN": "2 working hours"}
-    cfg.jobs.interval_seconds = 0
-    cfg.store.url = f"sqlite+aiosqlite:///{base / 'data' / 'agency.db'}"
-    pki.write_key_pem(cfg.signing_key_path, world.server.key)
-    pki.write_certs_pem(cfg.signing_cert_path, [world.server.cert, *world.server.chain])
-    return cfg
-
-
-class Served:
-    """An app on a real loopback port that can be stopped and started again on the same port."""
-
-    def __init__(self, app: web.Application):
-        self.runner = web.AppRunner(app)
-        self.port = 0
-        self.site: web.TCPSite | None = None
-
-    async def start(self) -> None:
-        if self.runner.server is None:
-            await self.runner.setup()
-        self.site = web.TCPSite(self.runner, "127.0.0.1", self.port)
-        await self.site.start()
-        self.port = self.runner.addresses[-1][1]
-
-    async def stop(self) -> None:
-        assert self.site is not None
-        await self.site.stop()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-
-@dataclass
-class Pair:
-    ivan: object  # aiohttp test client of the I-VAN
-    agency: Served
-    agency_app: web.Application
-    lose_answers: list[int]  # answers of the agency to POSTs to drop (the request is handled, the answer lost)
-    keys: dict[str, dict[str, str]]
-
-    @property
-    def ivan_app(self) -> web.Application:
-        return self.ivan.app
-
-    @property
-    def agency_store(self):
-        return self.agency_app[SERVICES].store
-
-    async def submit(self, body: bytes, key: str = "unit") -> str:
-        resp = await self.ivan.post("/api/v1/dossiers", data=body, headers={**XML, **self.keys[key]})
-        notice = await resp.read()
-        assert resp.status == 202, notice
-        return t(notice_of(notice), "MaGiaoDich")
-
-    async def run(self, now: datetime) -> list[str]:
-        return [f"{r.item.kind}:{r.outcome}" for r in await self.ivan_app[WORK].run_due(now=now)]
-
-    async def forwarding(self, tx: str, key: str = "unit") -> dict:
-        resp = await self.ivan.get(f"/api/v1/dossiers/{tx}/forwarding", headers=self.keys[key])
-        assert resp.status == 200, await resp.text()
-        return await resp.json()
-
-
-def ivan_setup(cfg: Config, url: str, token: str) -> None:
-    cfg.server.role = "ivan"
-    cfg.jobs.interval_seconds = 0
-    up = cfg.upstream
-    up.url, up.api_key = url, token
-    up.target_minutes, up.timeout_seconds = 15, 10
-    up.first_retry_seconds, up.max_retry_seconds = 180, 3600
-    up.breaker_failures, up.breaker_cooldown_seconds = 3, 600
-
-
-async def ivan_client(cfg: Config, aiohttp_client) -> tuple[object, dict]:
-    app = await make_app(cfg, workers=0)
-    client = await aiohttp_client(app)
-    store = app[SERVICES].store
-    keys = {}
-    for name, mst in (("unit", UNIT.mst), ("other", OTHER_UNIT.mst)):
-        _, token = await store.keys.create("submitter", mst=mst)
-        keys[name] = {"Authorization": f"Bearer {token}"}
-    return client, keys
 
 
 @pytest.fixture
@@ -274,34 +189,7 @@ async def test_a_lost_answer_is_replayed_not_sent_twice(pair, world):
 # ---- a scripted upstream: answers the real agency would not give ----------------------------
 
 
-@pytest.fixture
-async def scripted(world, cfg, store_url, aiohttp_client, aiohttp_server):
-    """The I-VAN in front of an upstream that answers from a script: (status, body, headers) each."""
-    script: list[tuple[int, bytes, dict]] = []
-    seen: list[bytes] = []
 
-    async def answer(request: web.Request) -> web.Response:
-        seen.append(await request.read())
-        status, body, headers = script.pop(0)
-        return web.Response(status=status, body=body, headers=headers, content_type="application/xml")
-
-    app = web.Application()
-    app.router.add_post("/api/v1/dossiers", answer)
-    server = await aiohttp_server(app)
-    cfg.store.url = store_url
-    ivan_setup(cfg, str(server.make_url("/")), "ik_000000000000_x")
-    client, keys = await ivan_client(cfg, aiohttp_client)
-    pair = Pair(client, None, None, [0], keys)  # type: ignore[arg-type]
-    pair.script, pair.seen = script, seen  # type: ignore[attr-defined]
-    return pair
-
-
-def upstream_receipt(world: World, body: bytes, tx: str = "up-0001") -> bytes:
-    now = datetime.now(UTC)
-    return NoticeSigner(world.server.key, [world.server.cert, *world.server.chain]).sign(NoticeData(
-        kind=NOTICE_RECEIPT, transaction_id=tx, received_at=now, issued_at=now, sha256=hashlib.sha256(body).digest(),
-        so_ho_so="00001/2026/AGCY", due_at=now + timedelta(days=7),
-    ))  # fmt: skip
 
 
 async def test_bad_upstream_notices_are_not_kept_and_a_refused_request_is_not_retried(scripted, world):
@@ -434,7 +322,10 @@ def test_upstream_config_is_checked_for_role_ivan():
         UpstreamConfig(url="https://agency.example").check()
     with pytest.raises(ValueError, match="upstream.target_minutes"):
         UpstreamConfig(url="https://agency.example", api_key="k", target_minutes=0).check()
-    UpstreamConfig(url="https://agency.example", api_key="k").check()
+    with pytest.raises(ValueError, match="notice signer pinned"):  # no fallback to the units' anchors
+        UpstreamConfig(url="https://agency.example", api_key="k").check()
+    UpstreamConfig(url="https://agency.example", api_key="k", notice_cert="agency.pem").check()
+    UpstreamConfig(url="https://agency.example", api_key="k", notice_anchors="agency-ca").check()
 
 
 async def test_a_refused_upstream_key_is_retried_not_given_up(scripted, world):

@@ -26,9 +26,7 @@ from interchange.notices.notice import NS
 from interchange.trust.dossier_signing import sign_envelope
 from interchange.trust.xmldsig import to_bytes
 from interchange.xmlparse import XmlLimits, parse_xml
-from tests.helpers import OTHER_UNIT, UNIT, dossier
-from tests.test_api import XML, error_codes, notice_of
-from tests.test_attacks import listed, start_api
+from tests.helpers import OTHER_UNIT, UNIT, XML, dossier, error_codes, listed, notice_of, start_api
 
 CALLER = Caller("submitter", mst=UNIT.mst)
 

@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import hashlib
-import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 from sqlalchemy import text
@@ -22,46 +20,13 @@ from interchange.jobs.scheduler import WorkScheduler
 from interchange.kinds import SLUG_RESULT
 from interchange.kinds import WORK_REGISTRATION as REGISTRATION
 from interchange.notices.notice import NoticeSigner
-from interchange.receiving.receipt import work_for
-from interchange.store import ACCEPTED, ACTIVE, RECEIVED, REFUSED, REJECTED, NewDossier, Store
+from interchange.store import ACCEPTED, ACTIVE, REFUSED, REJECTED, Store
 from interchange.store.types import DONE, FAILED, QUEUED, RUNNING, Settlement
-from tests.helpers import ALL, UNIT
+from tests.helpers import ALL, UNIT, dossiers_with_work, receipt, received, save
+from tests.helpers import JOBS_T0 as T0
 
-T0 = datetime(2026, 3, 2, 2, 30, tzinfo=UTC)  # Monday 09:30 in Vietnam
 LEASE = timedelta(minutes=2)
-CONTACT = {"Email": "ketoan@mauviet.vn", "DiaChi": "Số 1 Láng Hạ, Hà Nội", "NguoiLienHe": "Nguyễn Văn An"}
 
-
-def received(*, procedure: str = "04/DK-IVAN", state: str = RECEIVED, due_at: datetime | None = None,
-             work: list[str] | None = None, contact: dict | None = None, at: datetime = T0) -> NewDossier:
-    data = f"<Hoso id='{uuid.uuid4().hex}'/>".encode()
-    return NewDossier(
-        id=uuid.uuid4().hex, state=state, owner=f"mst:{UNIT.mst}", submitter_key_id="k", original=data,
-        sha256=hashlib.sha256(data).digest(), received_at=at, office_code="X", unit_mst=UNIT.mst,
-        unit_code=UNIT.code, unit_name=UNIT.name, procedure=procedure, period=None,
-        due_at=due_at if due_at is not None else at + timedelta(hours=2),
-        layers={"envelope": "passed", "signature": "passed", "schema": "passed"},
-        facts={"contact": CONTACT if contact is None else contact},
-        work=work_for(procedure) if work is None else work,
-    )  # fmt: skip
-
-
-async def receipt(_dossier) -> bytes:
-    return b"<ThongBao/>"
-
-
-async def save(store: Store, **kw) -> str:
-    return (await store.receipts.save(received(**kw), receipt)).dossier.id
-
-
-async def dossiers_with_work(store: Store, due: list[timedelta], kind: str = "test") -> list[str]:
-    """One received dossier per entry, each with a `kind` item due at T0 + entry."""
-    ids = []
-    for offset in due:
-        dossier_id = await save(store, procedure="600", work=[])
-        assert await store.work.enqueue(dossier_id, kind, T0 + offset, now=T0 - timedelta(hours=3))
-        ids.append(dossier_id)
-    return ids
 
 
 @pytest.mark.fresh_database  # the store runs the migrations themselves, not a copy of their result

@@ -22,9 +22,7 @@ from interchange.notices.notice import NS
 from interchange.trust.dossier_signing import sign_envelope, sign_form
 from interchange.trust.dsigparts import strict_base64
 from interchange.trust.xmldsig import DSIG_NS, DocumentSigner, to_bytes
-from tests.helpers import UNIT, World
-from tests.test_api import XML, error_codes, notice_of
-from tests.test_attacks import FORM_PATH, _signature_value, start_api
+from tests.helpers import FORM_PATH, UNIT, XML, World, error_codes, notice_of, signature_value, start_api
 
 C14N = "http://www.w3.org/TR/2001/REC-xml-c14n-20010315"
 EXC_C14N = "http://www.w3.org/2001/10/xml-exc-c14n#"
@@ -78,7 +76,7 @@ def _exclusive_reference_only(w: World, root: etree._Element) -> etree._Element:
     signature = next(root.iter(ds("Signature")))
     signature.find(f"{ds('SignedInfo')}/{ds('CanonicalizationMethod')}").set("Algorithm", C14N)
     value = signature.find(ds("SignatureValue"))
-    value.text = base64.b64encode(_signature_value(signature, w.unit, "rsa-sha256")).decode()
+    value.text = base64.b64encode(signature_value(signature, w.unit, "rsa-sha256")).decode()
     return root
 
 

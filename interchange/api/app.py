@@ -24,6 +24,7 @@ from interchange.api.http import (
     Services,
     client_gone,
     problem_json,
+    unavailable_as_503,
     unreadable_problem,
 )
 from interchange.api.metrics import Metrics
@@ -118,7 +119,8 @@ def quiet_bad_requests() -> None:
 
 
 def build_app(services: Services, metrics: Metrics, server: ServerConfig | None = None) -> web.Application:
-    app = web.Application(client_max_size=services.limits.max_body_bytes, middlewares=[never_500_silently])
+    app = web.Application(client_max_size=services.limits.max_body_bytes,
+                          middlewares=[never_500_silently, unavailable_as_503])  # 503 inside: no 500 for those
     server = server or ServerConfig()
     app[BODY_PACE] = (server.body_seconds, server.body_min_rate)
     app[SERVICES] = services

@@ -4,11 +4,13 @@ limits, problem JSON, signed refusals, the XML body and query times."""
 from __future__ import annotations
 
 import json
+import logging
 import math
 import re
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 
 from aiohttp import web
 from aiohttp.http_exceptions import ContentEncodingError
@@ -21,8 +23,9 @@ from interchange.config import DeliveryConfig, LimitsConfig
 from interchange.errors import Layer, Problem
 from interchange.kinds import NOTICE_REFUSAL
 from interchange.legal.params import LegalParameters
-from interchange.notices.notice import NoticeData, NoticeSigner
+from interchange.notices.notice import NoticeData, NoticeKeyUnavailable, NoticeSigner
 from interchange.receiving.receipt import Reception
+from interchange.store.db import StoreUnavailable
 from interchange.store.store import Store
 from interchange.store.types import ApiKey
 from interchange.workcal import WorkCalendar
@@ -51,11 +54,48 @@ class Services:
     signer: NoticeSigner
     calendar: WorkCalendar
     reception: Reception
+    anchors: Path | None = None  # [trust] anchors_dir, resolved (reported by /readyz)
 
 
 SERVICES = web.AppKey("services", Services)
 METRICS = web.AppKey("metrics", Metrics)
 LIMITER = web.AppKey("limiter", RateLimiter)
+
+
+log = logging.getLogger("interchange.api")
+SUBMIT_PATH = "/api/v1/dossiers"
+NOTICE_KEY_RETRY_SECONDS = 300  # an expired notice certificate is replaced by hand: ask for a long wait
+
+
+@web.middleware
+async def unavailable_as_503(request: web.Request, handler):
+    """A component the request needs cannot be used now: 503 with Retry-After, never a 500.
+
+    The store (StoreUnavailable: database unreachable, read-only, full): nothing was stored or
+    acknowledged; a POST of a dossier gets a signed TU_CHOI with STORE-UNAVAILABLE, the other
+    routes problem JSON. The notice key (NoticeKeyUnavailable: its certificate expired while the
+    server ran): problem JSON, since nothing may be signed with it. Each is logged by whoever
+    saw it first (the store logs when the database fails and when it works again)."""
+    try:
+        return await handler(request)
+    except StoreUnavailable as exc:
+        wait = str(exc.retry_after)
+        if request.method == "POST" and request.path == SUBMIT_PATH:
+            problem = transport_problem(
+                codes.STORE_UNAVAILABLE,
+                "Cơ sở dữ liệu tạm thời không dùng được; hồ sơ chưa được lưu, hãy gửi lại sau.",
+                f"The database cannot be used now; nothing was stored: send again in {wait} s.",
+            )
+            try:
+                return refusal_response(request, 503, problem, **{"Retry-After": wait})
+            except NoticeKeyUnavailable:
+                pass  # not signable either: the problem JSON below
+        return problem_json(503, codes.STORE_UNAVAILABLE, f"the database cannot be used now: {exc}",
+                            **{"Retry-After": wait})  # fmt: skip
+    except NoticeKeyUnavailable as exc:
+        log.error("%s %s: %s; answering 503", request.method, request.path, exc)
+        return problem_json(503, codes.NOTICE_KEY_UNAVAILABLE, str(exc),
+                            **{"Retry-After": str(NOTICE_KEY_RETRY_SECONDS)})  # fmt: skip
 
 
 def problem_json(status: int, code: str, message: str, **headers) -> web.Response:

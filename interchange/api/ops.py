@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+from datetime import timedelta
 from pathlib import Path
 
 from aiohttp import web
@@ -9,6 +11,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from interchange.api.http import METRICS, SERVICES
 from interchange.api.openapi import OPENAPI
+from interchange.clock import utc_now
+from interchange.trust.certinfo import load_anchor_certs
+
+READY_TIMEOUT = 3.0  # seconds for each component's check
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -16,8 +22,56 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    ok = await request.app[SERVICES].store.ping()
-    return web.json_response({"status": "ready" if ok else "not ready"}, status=200 if ok else 503)
+    """Ready when every component a dossier needs works: the database answers, the worker pool
+    runs a task, the notice key may sign now, and at least one trust anchor is valid. Each is
+    named: {"status": "not ready", "components": {"database": "unreachable", ...}}."""
+    services = request.app[SERVICES]
+    database, workers = await asyncio.gather(_database(services), _workers(services))
+    components = {
+        "database": database,
+        "workers": workers,
+        "notice_key": _notice_key(services),
+        "trust_anchors": await asyncio.to_thread(_anchors, services.anchors),
+    }
+    ok = all(value == "ok" or value.startswith("ok") for value in components.values())
+    return web.json_response({"status": "ready" if ok else "not ready", "components": components},
+                             status=200 if ok else 503)  # fmt: skip
+
+
+async def _database(services) -> str:
+    return "ok" if await services.store.ping(READY_TIMEOUT) else "unreachable"
+
+
+async def _workers(services) -> str:
+    try:
+        await asyncio.wait_for(services.workers.start(), READY_TIMEOUT)  # one trivial task per worker
+    except TimeoutError:  # every worker busy with long dossiers: still ready (a broken pool is not)
+        return "ok (busy: no answer within 3 s)"
+    except Exception as exc:
+        return f"broken ({type(exc).__name__})"
+    return "ok"
+
+
+def _notice_key(services) -> str:
+    problem = services.signer.problem()
+    if problem is not None:
+        return f"cannot sign: {problem}"
+    left = services.signer.chain[0].not_valid_after_utc - utc_now()
+    return f"ok (expires in {left.days} days)" if left < timedelta(days=30) else "ok"
+
+
+def _anchors(folder: Path | None) -> str:
+    if folder is None:
+        return "ok (not checked)"
+    try:
+        certs = load_anchor_certs(folder)
+    except Exception as exc:
+        return f"unreadable ({type(exc).__name__}: {exc})"
+    now = utc_now()
+    valid = [c for c in certs if c.not_valid_before_utc <= now <= c.not_valid_after_utc]
+    if not valid:
+        return f"none valid in {folder} ({len(certs)} certificates)"
+    return "ok"
 
 
 async def metrics(request: web.Request) -> web.Response:

@@ -36,7 +36,9 @@ class RateLimiter:
         bucket = self._buckets.get(key_id)
         if bucket is None:
             bucket = self._buckets[key_id] = _Bucket(float(self.burst), now)
-        bucket.tokens = min(self.burst, bucket.tokens + (now - bucket.stamp) * self.rate)
+        # max(0, ...): a clock that steps back (an injected one; time.monotonic never does) neither
+        # drains the bucket nor blocks it until it catches up: the bucket goes on from the new time
+        bucket.tokens = min(self.burst, bucket.tokens + max(0.0, now - bucket.stamp) * self.rate)
         bucket.stamp = now
         if bucket.tokens >= 1:
             bucket.tokens -= 1

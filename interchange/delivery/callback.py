@@ -23,6 +23,7 @@ from aiohttp.resolver import ThreadedResolver
 from interchange.jobs.policy import CircuitBreaker
 
 MAX_URL = 2000
+RESOLVE_TIMEOUT = 10.0  # seconds for the name of a callback URL being registered to resolve
 ANSWER_EXCERPT = 300  # bytes of a refusing receiver's answer kept with the attempt
 
 
@@ -75,7 +76,10 @@ async def check_url(url: object, *, allow_private: bool) -> str:
     parts = urlsplit(url)
     port = parts.port or (443 if parts.scheme == "https" else 80)
     try:
-        infos = await asyncio.get_running_loop().getaddrinfo(parts.hostname, port, type=socket.SOCK_STREAM)
+        async with asyncio.timeout(RESOLVE_TIMEOUT):  # a hanging resolver must not hang the request
+            infos = await asyncio.get_running_loop().getaddrinfo(parts.hostname, port, type=socket.SOCK_STREAM)
+    except TimeoutError:
+        raise UrlRefused(f"the URL's host {parts.hostname} did not resolve within {RESOLVE_TIMEOUT:g} s") from None
     except OSError as exc:
         raise UrlRefused(f"the URL's host {parts.hostname} does not resolve ({exc.strerror or exc})") from None
     if not allow_private:

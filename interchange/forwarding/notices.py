@@ -1,6 +1,11 @@
-"""Checking the upstream's notices before they are kept: signed by a certificate that chains to
-the configured anchors, of the kind expected, and about the exact bytes that were forwarded
-(BamHoSo = SHA-256 of them). A notice that fails is never stored."""
+"""Checking the upstream's notices before they are kept: signed by the agency's pinned notice
+signer (`[upstream] notice_cert`: that certificate's public key; or a certificate chaining to
+`notice_anchors`, a folder of the agency's notice CA only, with the subject `notice_subject` when
+set), valid and chaining to the anchors, of the kind expected, and about the exact bytes that were
+forwarded (BamHoSo = SHA-256 of them). A notice that fails is never stored.
+
+A chain to the units' CAs (`[trust] anchors_dir`) proves nothing about who signed: every unit's
+certificate has one. So the signer is always pinned, by key or by a dedicated anchor folder."""
 
 from __future__ import annotations
 
@@ -9,6 +14,9 @@ import hmac
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from interchange.config import LimitsConfig, TrustConfig
 from interchange.errors import Refusal, Severity
@@ -36,20 +44,41 @@ class UpstreamNotice:
 class NoticeChecker:
     """Synchronous (signature and path validation are CPU work): call it in a thread."""
 
-    def __init__(self, trust: TrustStore, limits: XmlLimits, *, legacy_sha1: bool = False):
+    def __init__(
+        self, trust: TrustStore, limits: XmlLimits, *, legacy_sha1: bool = False,
+        pinned_keys: list[bytes] | None = None, subject: str | None = None,
+    ):  # fmt: skip
+        """`pinned_keys`: the DER SubjectPublicKeyInfo the signer's certificate must have (one of);
+        `subject`: its exact RFC 4514 subject. With neither, `trust` must hold only the agency's
+        notice CA (the caller's to ensure: `from_config` does)."""
         self.trust = trust
         self.limits = limits
         self.legacy_sha1 = legacy_sha1
+        self.pinned_keys = pinned_keys or []
+        self.subject = subject or None
 
     @classmethod
-    def from_config(cls, t: TrustConfig, limits: LimitsConfig, *, anchors: Path, crls: Path) -> NoticeChecker:
-        """`anchors`: the resolved folder of `[upstream] notice_anchors` (else `[trust] anchors_dir`);
-        `crls`: the resolved `[trust] crl_dir`."""
+    def from_config(
+        cls, t: TrustConfig, limits: LimitsConfig, *, anchors: Path, crls: Path,
+        pinned_cert: Path | None = None, subject: str = "",
+    ) -> NoticeChecker:  # fmt: skip
+        """`anchors`: the resolved folder of `[upstream] notice_anchors` (with `pinned_cert` only,
+        the units' anchors may do: the pin decides who signs, the chain that the certificate is
+        valid); `pinned_cert`: the resolved `[upstream] notice_cert`; `crls`: `[trust] crl_dir`."""
+        pinned_keys = []
+        if pinned_cert is not None:
+            try:
+                certs = x509.load_pem_x509_certificates(Path(pinned_cert).read_bytes())
+            except OSError as exc:
+                raise ValueError(f"config: upstream.notice_cert: cannot read {pinned_cert}: {exc.strerror or exc}") from None
+            except ValueError as exc:
+                raise ValueError(f"config: upstream.notice_cert: {pinned_cert} holds no PEM certificate ({exc})") from None
+            pinned_keys = [_spki(certs[0])]  # the leaf: the agency's notice certificate
         trust = TrustStore(anchors, crls, t.cache_seconds, revocation=t.revocation)
         if not trust.anchors:
             raise ValueError(f"config: upstream.notice_anchors: no PEM certificates in {anchors}")
         xml_limits = XmlLimits(max_depth=limits.max_depth, max_elements=limits.max_elements)
-        return cls(trust, xml_limits, legacy_sha1=t.legacy_sha1)
+        return cls(trust, xml_limits, legacy_sha1=t.legacy_sha1, pinned_keys=pinned_keys, subject=subject)
 
     def check(
         self, xml: bytes, *, sha256: bytes, kinds: tuple[str, ...], at: datetime, transaction_id: str | None = None
@@ -68,6 +97,7 @@ class NoticeChecker:
         if not report.valid:
             errors = [p for p in report.problems if p.severity == Severity.ERROR] or report.problems
             raise BadNotice("signature not accepted: " + "; ".join(f"{p.code}: {p.message_en}" for p in errors))
+        self._check_signer(report.chain_pem[0] if report.chain_pem else None)
         notice = notice_from_root(root)  # read from the verified tree only
         kind = notice.kind
         if kind not in kinds:
@@ -91,6 +121,27 @@ class NoticeChecker:
             kind=kind, transaction_id=tx, xml=xml, so_ho_so=notice.so_ho_so, due_at=due_at,
             result=notice.result, problems=[p.as_dict() for p in notice.problems],
         )  # fmt: skip
+
+
+    def _check_signer(self, leaf_pem: str | None) -> None:
+        """The signer is the agency's: its certificate has the pinned public key, and the pinned subject."""
+        if not self.pinned_keys and not self.subject:
+            return
+        if leaf_pem is None:
+            raise BadNotice("signature not accepted: no signer certificate")
+        leaf = x509.load_pem_x509_certificate(leaf_pem.encode())
+        who = leaf.subject.rfc4514_string()
+        if self.pinned_keys and _spki(leaf) not in self.pinned_keys:
+            raise BadNotice(
+                f"signature not accepted: signed by {who}, whose key is not the agency's pinned notice "
+                "certificate's (upstream.notice_cert)"
+            )
+        if self.subject and who != self.subject:
+            raise BadNotice(f"signature not accepted: signed by {who}, not {self.subject} (upstream.notice_subject)")
+
+
+def _spki(cert: x509.Certificate) -> bytes:
+    return cert.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
 
 
 def error_summary(body: bytes) -> str:

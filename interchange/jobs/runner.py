@@ -7,12 +7,14 @@ import logging
 import os
 import secrets
 import socket
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from interchange.clock import utc_now
 from interchange.jobs.policy import backoff
+from interchange.store.db import StoreUnavailable
 from interchange.store.store import Store
 from interchange.store.types import Overdue, WorkItem
 
@@ -44,6 +46,36 @@ class GiveUp(Exception):
     handled = False  # as RetryAt.handled
 
 
+class SteadyClock:
+    """The wall clock in UTC, never going backwards in this process: after a backward step (NTP,
+    a restored VM) it goes on from the last time it gave at the monotonic clock's pace until the
+    wall clock catches up; a forward step is followed at once.
+
+    So a lease taken or a retry scheduled just before a step back is not stretched by the step
+    in this process (its next claim still comes after `interval`, not after the step plus it),
+    and the times the runner writes (claimed_until, not_before, done_at) never go backwards."""
+
+    def __init__(self, wall: Callable[[], datetime] = utc_now, monotonic: Callable[[], float] = time.monotonic):
+        self.wall = wall
+        self.monotonic = monotonic
+        self._last: tuple[datetime, float] | None = None
+
+    def __call__(self) -> datetime:
+        wall, mono = self.wall(), self.monotonic()
+        if self._last is not None:
+            steady = self._last[0] + timedelta(seconds=max(0.0, mono - self._last[1]))
+            if wall < steady:
+                if steady - wall > STEP_WARNING:
+                    log.warning("work: the wall clock stepped back by %s; keeping time from before the step",
+                                steady - wall)  # fmt: skip
+                wall = steady
+        self._last = (wall, mono)
+        return wall
+
+
+STEP_WARNING = timedelta(seconds=5)
+
+
 @dataclass
 class Ran:
     item: WorkItem
@@ -69,8 +101,10 @@ class WorkRunner:
         max_backoff: timedelta = timedelta(hours=1),
         on_ran: Callable[[Ran], None] | None = None,
         on_overdue: Callable[[list[Overdue], datetime], None] | None = None,
+        clock: Callable[[], datetime] | None = None,
     ):
         self.store = store
+        self.clock = clock or SteadyClock()  # never backwards (see SteadyClock)
         self.handlers = dict(handlers)
         self.worker = worker or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         self.batch = batch
@@ -86,7 +120,7 @@ class WorkRunner:
 
     async def run_due(self, now: datetime | None = None) -> list[Ran]:
         """Claim one batch of due items and run it; the outcomes, most urgent item first."""
-        clock = (lambda: now) if now is not None else utc_now
+        clock = (lambda: now) if now is not None else self.clock
         items = await self.store.work.claim(
             self.worker, clock(), limit=self.batch, lease=self.lease, kinds=self.handlers.keys()
         )
@@ -143,7 +177,7 @@ class WorkRunner:
         return backoff(max(attempts, 1), self.backoff, self.max_backoff)
 
     async def refresh_overdue(self, now: datetime | None = None) -> list[Overdue]:
-        now = now or utc_now()
+        now = now or self.clock()
         overdue = await self.store.work.overdue(now)
         if self.on_overdue is not None:
             self.on_overdue(overdue, now)
@@ -170,6 +204,8 @@ class WorkRunner:
                 if rounds % DRAIN_ROUNDS == 0:
                     await self.refresh_overdue()
             await self.refresh_overdue()
+        except StoreUnavailable as exc:  # the store logged it when it began; no traceback every tick
+            log.debug("work: the database cannot be used (%s); trying again at the next tick", exc)
         except Exception:
             log.exception("work: claiming or refreshing failed; trying again at the next tick")
 

@@ -1,56 +1,52 @@
-"""APScheduler in every server process: one interval job that claims and runs due work.
+"""The work loop in every server process: every `interval_seconds` it starts a round of due
+work (`WorkRunner.tick`) unless one is running.
 
-The job store is in memory and never shared (APScheduler 3 cannot share one between
-processes): the schedule is only "look for due work every few seconds", and what is due
-lives in the database, where `Store.work.claim` hands each item to one process.
+What is due lives in the database, where `Store.work.claim` hands each item to one process; the
+schedule here is only "look for due work every few seconds". It is paced by the event loop's
+monotonic clock, not the wall clock: APScheduler (used before) computed its next run in wall
+time, so a clock stepped back by an hour stopped the work for an hour. A failed round (the
+database away) is logged by the runner and the loop goes on.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
-from datetime import UTC
-
-from apscheduler.executors.asyncio import AsyncIOExecutor
-from apscheduler.jobstores.memory import MemoryJobStore
-from apscheduler.schedulers.asyncio import AsyncIOScheduler
-from apscheduler.triggers.interval import IntervalTrigger
-
-from interchange.clock import utc_now
 
 from .runner import WorkRunner
+
+log = logging.getLogger(__name__)
 
 
 class WorkScheduler:
     def __init__(self, runner: WorkRunner, interval_seconds: float):
         self.runner = runner
         self.interval_seconds = interval_seconds
-        self._scheduler: AsyncIOScheduler | None = None
+        self._task: asyncio.Task | None = None
+        self.ticks = 0
 
     def start(self) -> None:
         """Start now (inside the running event loop); the first look is immediate."""
-        # APScheduler logs every run at INFO: one line per process every few seconds says nothing.
-        logging.getLogger("apscheduler.executors.default").setLevel(logging.WARNING)
-        scheduler = AsyncIOScheduler(
-            jobstores={"default": MemoryJobStore()},
-            executors={"default": AsyncIOExecutor()},
-            timezone=UTC,
-        )
-        scheduler.add_job(
-            self.runner.tick,
-            IntervalTrigger(seconds=self.interval_seconds, timezone=UTC),
-            id="work",
-            name="claim and run due work",
-            max_instances=1,
-            coalesce=True,
-            misfire_grace_time=None,
-            next_run_time=utc_now(),
-        )
-        scheduler.start()
-        self._scheduler = scheduler
+        self._task = asyncio.get_running_loop().create_task(self._loop(), name="work-scheduler")
+
+    async def _loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        next_at = loop.time()
+        while True:
+            try:
+                await self.runner.tick()
+            except Exception:  # tick only starts a round; never let the loop die
+                log.exception("work: starting a round failed; trying again at the next tick")
+            self.ticks += 1
+            next_at = max(next_at + self.interval_seconds, loop.time())  # coalesce missed ticks
+            await asyncio.sleep(next_at - loop.time())
 
     async def stop(self) -> None:
-        if self._scheduler is None:
+        if self._task is None:
             return
-        await self.runner.stop()  # first: a tick the scheduler starts meanwhile returns at once
-        self._scheduler.shutdown(wait=False)
-        self._scheduler = None
+        await self.runner.stop()  # first: a tick meanwhile returns at once
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        self._task = None

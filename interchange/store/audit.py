@@ -11,8 +11,8 @@ from collections.abc import Sequence
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from interchange import clock
 from interchange.audit.chain import HEAD_ID, NOTICE_STORED, ChainChecker, ChainReport, Entry, Event, chain
-from interchange.clock import utc_now
 
 from .db import Database
 from .tables import audit_head, audit_log
@@ -30,7 +30,14 @@ async def append(conn: AsyncConnection, events: Sequence[Event]) -> list[Entry]:
             select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == HEAD_ID).with_for_update()
         )
     ).one()
-    at = utc_now()  # taken under the lock, so times never go backwards along the chain
+    # Taken under the lock, and never before the last entry's: a clock stepped backwards (NTP,
+    # a VM restored, another process's clock behind) must not make times go backwards along the
+    # chain. The entry then carries its predecessor's time until the clock catches up.
+    at = clock.utc_now()
+    if head.seq:
+        last = (await conn.execute(select(audit_log.c.at).where(audit_log.c.seq == head.seq))).scalar_one_or_none()
+        if last is not None and last > at:
+            at = last
     entries = chain(head.seq, head.hash, at, events)
     # One executemany of a cached statement: a multi-row VALUES would be compiled anew for every
     # batch size, which cost more than the whole insert.

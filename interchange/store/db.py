@@ -9,6 +9,7 @@ serve both. The schema is migrated to head by Alembic when the database opens.
 from __future__ import annotations
 
 import asyncio
+import logging
 import sqlite3
 import time
 from collections.abc import AsyncIterator
@@ -21,9 +22,15 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import event, inspect, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+log = logging.getLogger(__name__)
+
 ALEMBIC_INI = Path(__file__).with_name("alembic.ini")
+PG_CONNECT_TIMEOUT = 5.0  # seconds to open a PostgreSQL connection (a black-holed server must not hang us)
+PG_COMMAND_TIMEOUT = 120.0  # seconds for one statement (a batch of large originals included)
+RETRY_AFTER_SECONDS = 5  # what callers are told to wait when the database cannot be used
 MIGRATION_LOCK = 0x696E_7463_0001  # pg_advisory_xact_lock key: one process migrates at a time
 SQLITE_PRAGMAS = (
     "PRAGMA busy_timeout=10000",  # first: switching to WAL takes a lock that another opener may hold
@@ -31,6 +38,55 @@ SQLITE_PRAGMAS = (
     "PRAGMA synchronous=FULL",
     "PRAGMA foreign_keys=ON",
 )
+
+
+class StoreUnavailable(Exception):
+    """The database cannot be used now (unreachable, gone mid-transaction, read-only, disk full,
+    locked too long). Nothing of the transaction was committed (or, when the connection was lost
+    during COMMIT, its outcome is unknown and nothing was answered): the caller may retry later."""
+
+    retry_after = RETRY_AFTER_SECONDS
+
+
+def store_unavailable(exc: BaseException) -> bool:
+    """Whether `exc` says the database cannot be used now, rather than that a statement was wrong
+    (an IntegrityError, a bug): connection refused or lost, timeouts, SQLite's read-only, full or
+    locked database, PostgreSQL refusing connections or shutting down."""
+    if isinstance(exc, StoreUnavailable):
+        return True
+    if isinstance(exc, DBAPIError):
+        return bool(exc.connection_invalidated) or isinstance(exc, OperationalError | InterfaceError)
+    if isinstance(exc, OSError | TimeoutError | sqlite3.OperationalError):
+        return True
+    if type(exc).__module__.startswith("asyncpg"):
+        import asyncpg
+
+        return isinstance(
+            exc,
+            asyncpg.exceptions.InterfaceError | asyncpg.exceptions.PostgresConnectionError
+            | asyncpg.exceptions.CannotConnectNowError | asyncpg.exceptions.OperatorInterventionError
+            | asyncpg.exceptions.InsufficientResourcesError,
+        )  # fmt: skip
+    return False
+
+
+def describe(exc: BaseException) -> str:
+    """One line on what the database said first (no SQL, no parameters). SQLite rolls the whole
+    transaction back on a full disk, so what surfaces is "no such savepoint": the error that
+    caused it, earlier in the chain, is the one named."""
+    seen: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in seen:
+        seen.append(current)
+        current = current.__cause__ or current.__context__
+    database = [e for e in seen if isinstance(e, DBAPIError | sqlite3.Error) or store_unavailable(e)]
+    first = database[-1] if database else exc
+    if isinstance(first, StoreUnavailable):
+        return str(first)
+    if isinstance(first, DBAPIError) and first.orig is not None:
+        first = first.orig
+    text = str(first).splitlines()[0] if str(first) else ""
+    return f"{type(first).__name__}: {text}" if text else type(first).__name__
 
 
 class Database:
@@ -44,16 +100,36 @@ class Database:
         # SQLite's busy handler they sleep and poll (up to 100 ms a try), which left the work queue
         # idle most of the time (26 results/s) and the receipts' p99 at 1.5 s while it ran.
         self._write_turn = None if self.postgres else asyncio.Lock()
+        self.unavailable: str | None = None  # why the last use failed, until one succeeds again
+        self._log_changes = True
+        self._last_error: str | None = None  # the database's last own error (see _remember_error)
+        event.listen(engine.sync_engine, "handle_error", self._remember_error)
+
+    def _remember_error(self, context) -> None:
+        # SQLite rolls a transaction back by itself on a full disk (and a few other errors); the
+        # savepoint's rollback then fails with "no such savepoint", and that is what surfaces
+        # (aiosqlite's thread loses the exception chain). Keep the first one, to name the cause.
+        what = describe(context.original_exception)
+        if "no such savepoint" not in what:
+            self._last_error = what
+
+    def _why(self, exc: BaseException) -> str:
+        what = describe(exc)
+        if "no such savepoint" in what and self._last_error:
+            return f"{self._last_error} (then {what})"
+        return what
 
     @classmethod
     async def open(cls, url: str, *, connect_args: dict | None = None) -> Database:
         """Connect (see `make_engine`) and migrate to head."""
         db = cls(make_engine(url, connect_args))
+        db._log_changes = False  # the caller says why opening failed, once
         try:
             await db.migrate()
         except BaseException:
             await db.engine.dispose()
             raise
+        db._log_changes = True
         return db
 
     async def migrate(self) -> None:
@@ -70,29 +146,56 @@ class Database:
     async def writing(self) -> AsyncIterator[AsyncConnection]:
         """A write transaction, committed when the block ends (rolled back on an exception).
         On SQLite it takes the write lock up front (BEGIN IMMEDIATE), after this process's
-        other writers."""
-        async with self._write_turn or nullcontext():
-            async with self.engine.connect() as conn:
-                await conn.execution_options(sqlite_immediate=True)
-                async with conn.begin():
-                    yield conn
+        other writers. StoreUnavailable when the database cannot be used (nothing committed)."""
+        async with self._unavailable_as_error():
+            async with self._write_turn or nullcontext():
+                async with self.engine.connect() as conn:
+                    await conn.execution_options(sqlite_immediate=True)
+                    async with conn.begin():
+                        yield conn
 
     @asynccontextmanager
     async def reading(self, *, snapshot: bool = False) -> AsyncIterator[AsyncConnection]:
         """A connection for reads. With `snapshot`, every read in the block sees one state of
-        the database (REPEATABLE READ on PostgreSQL; on SQLite in WAL a read transaction is one)."""
-        async with self.engine.connect() as conn:
-            if not snapshot:
-                yield conn
-                return
-            if self.postgres:
-                await conn.execution_options(isolation_level="REPEATABLE READ")
-            async with conn.begin():
-                yield conn
-
-    async def ping(self) -> bool:
-        try:
+        the database (REPEATABLE READ on PostgreSQL; on SQLite in WAL a read transaction is one).
+        StoreUnavailable when the database cannot be used."""
+        async with self._unavailable_as_error():
             async with self.engine.connect() as conn:
+                if not snapshot:
+                    yield conn
+                    return
+                if self.postgres:
+                    await conn.execution_options(isolation_level="REPEATABLE READ")
+                async with conn.begin():
+                    yield conn
+
+    @asynccontextmanager
+    async def _unavailable_as_error(self) -> AsyncIterator[None]:
+        """Database failures become StoreUnavailable, logged once when they start and once when
+        the database works again (not once per request while it is down)."""
+        try:
+            yield
+        except Exception as exc:
+            if not store_unavailable(exc):
+                raise
+            self.mark_unavailable(exc)
+            if isinstance(exc, StoreUnavailable):
+                raise
+            raise StoreUnavailable(self._why(exc)) from exc
+        else:
+            if self.unavailable is not None and self._log_changes:
+                log.warning("store: the database works again (it failed with %s)", self.unavailable)
+                self.unavailable = None
+
+    def mark_unavailable(self, exc: BaseException) -> None:
+        why = self._why(exc)
+        if self.unavailable is None and self._log_changes:
+            log.error("store: the database cannot be used: %s; answering 503 until it can", why)
+        self.unavailable = why
+
+    async def ping(self, timeout: float = 3.0) -> bool:
+        try:
+            async with asyncio.timeout(timeout), self.reading() as conn:
                 await conn.execute(text("SELECT 1"))
             return True
         except Exception:
@@ -116,6 +219,8 @@ def make_engine(url: str, connect_args: dict | None = None) -> AsyncEngine:
         if u.database and u.database != ":memory:" and not u.database.startswith("file:"):
             Path(u.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
     elif backend == "postgresql":
+        connect_args.setdefault("timeout", PG_CONNECT_TIMEOUT)
+        connect_args.setdefault("command_timeout", PG_COMMAND_TIMEOUT)
         if "search_path" in u.query:
             settings = dict(connect_args.get("server_settings") or {})
             settings["search_path"] = u.query["search_path"]
@@ -123,7 +228,9 @@ def make_engine(url: str, connect_args: dict | None = None) -> AsyncEngine:
             u = u.difference_update_query(["search_path"])
     else:
         raise ValueError(f"store: unsupported database {backend!r} (sqlite or postgresql)")
-    engine = create_async_engine(u, connect_args=connect_args)
+    # PostgreSQL: a pooled connection is checked before use, so that the first request after the
+    # database comes back (restarted, failed over) gets a new connection instead of a dead one.
+    engine = create_async_engine(u, connect_args=connect_args, pool_pre_ping=backend == "postgresql")
     if backend == "sqlite":
         event.listen(engine.sync_engine, "connect", _sqlite_on_connect)
         event.listen(engine.sync_engine, "begin", _sqlite_on_begin)

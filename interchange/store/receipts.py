@@ -32,7 +32,7 @@ from interchange.clock import VN_TZ
 from interchange.kinds import SLUG_RECEIPT, SLUG_REFUSAL
 
 from .audit import append as audit_append
-from .db import Database
+from .db import Database, StoreUnavailable, describe, store_unavailable
 from .deliveries import enqueue_receipt_deliveries
 from .rows import DOSSIER_COLUMNS, dossier_of, new_work_row
 from .tables import counters, dossiers, notices, originals, work_items
@@ -61,6 +61,11 @@ class Receipts:
     def start(self) -> None:
         self._writer = asyncio.get_running_loop().create_task(self._write_loop(), name="store-writer")
 
+    @property
+    def writer(self) -> asyncio.Task | None:
+        """The writer task (None when closed): running for as long as the store is open."""
+        return self._writer
+
     async def close(self) -> None:
         """Finish the receipts already queued; refuse new ones."""
         writer, self._writer = self._writer, None  # refuse new receipts from now on
@@ -83,6 +88,9 @@ class Receipts:
         _check_new(new)
         if self._writer is None:
             raise RuntimeError("store is closed")
+        if self._writer.done():  # it must never end while open; if it did, no caller may wait for ever
+            log.error("store: the receipt writer had stopped (%r); starting it again", _ended(self._writer))
+            self.start()
         job = _Job(new, make_notice, asyncio.get_running_loop().create_future())
         self._queue.put_nowait(job)
         return await job.future
@@ -120,6 +128,8 @@ class Receipts:
                         results = await self._save_together(conn, jobs)
                         await audit_append(conn, _receipt_events(jobs, results))
                 except Exception as exc:
+                    if store_unavailable(exc):  # the database is gone: one by one would fail the same way
+                        raise
                     # A database error in the batch: on PostgreSQL most likely another process
                     # stored the same dossier or key first. Redo the batch one by one, each
                     # in its own savepoint, so that an error reaches only its own caller.
@@ -132,6 +142,11 @@ class Receipts:
                     # Logged after every savepoint: the chain head is locked last, as on the fast path.
                     await audit_append(conn, _receipt_events(jobs, results))
         except Exception as exc:  # begin or commit failed: nothing of this batch is stored
+            # Every caller of the batch gets the error (a 503 for StoreUnavailable): none of them
+            # may be answered with a notice for a dossier that was not committed.
+            if store_unavailable(exc) and not isinstance(exc, StoreUnavailable):
+                exc = StoreUnavailable(describe(exc))
+            log.warning("store: a batch of %d receipts was not stored: %s", len(jobs), describe(exc))
             results = [exc] * len(jobs)
         for job, outcome in zip(jobs, results, strict=True):
             if job.future.done():
@@ -299,6 +314,10 @@ class Receipts:
             set_={"last_number": counters.c.last_number + step},
         ).returning(counters.c.last_number)
         return (await conn.execute(stmt)).scalar_one()
+
+
+def _ended(task: asyncio.Task) -> BaseException | None:
+    return None if task.cancelled() else task.exception()
 
 
 def _check_new(new: NewDossier) -> None:

@@ -56,5 +56,5 @@ class Store:
         await self.receipts.close()
         await self.db.dispose()
 
-    async def ping(self) -> bool:
-        return await self.db.ping()
+    async def ping(self, timeout: float = 3.0) -> bool:
+        return await self.db.ping(timeout)
