@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 from datetime import UTC, date, datetime
 
 import pytest
@@ -14,6 +15,7 @@ from lxml import etree
 from interchange.api.forwarding import UPSTREAM_KINDS
 from interchange.cli import build_parser
 from interchange.clock import vn_now
+from interchange.devkit import pki
 from interchange.records.cardxml import NS
 from interchange.records.model import Extracted, PersonalDataChange
 from tests.clitools import run
@@ -229,3 +231,36 @@ async def test_the_routes_are_documented(cards):
     spec = await (await cards.get("/api/openapi.json")).json()
     for path in ("/api/v1/hi-cards/{id}", "/api/v1/hi-cards/lookups", "/api/v1/persons/{pid}/lookups"):
         assert path in spec["paths"], path
+
+
+@pytest.mark.xmlsec1
+@pytest.mark.skipif(shutil.which("xmlsec1") is None,
+                    reason="xmlsec1 (Debian package xmlsec1) is not installed: the signed card's interop test is skipped")
+async def test_the_signed_card_verifies_with_xmlsec1(cards, world, tmp_path):
+    from tests.test_xmlsec1_interop import Pems
+
+    (tmp_path / "x").mkdir()
+    pems = Pems(tmp_path / "x", tmp_path / "x" / "root.pem", tmp_path / "x" / "ca.pem")
+    pems.root.write_bytes(pki.certs_pem([world.root.cert]))
+    pems.ca.write_bytes(pki.certs_pem([world.ca.cert]))
+    resp = await cards.get(f"/api/v1/hi-cards/{PID}", params={"name": NAME, "birth": BIRTH},
+                           headers={**cards.keys["facility"], "Accept": "application/xml"})  # fmt: skip
+    body = await resp.read()
+    result = pems.verify(body, "card")
+    assert result.returncode == 0, result.stderr
+    assert pems.verify(body.replace(b"<TrangThai>valid<", b"<TrangThai>not_valid<"), "tampered").returncode != 0
+
+
+async def test_the_hi_card_command(cards, clean_environ):
+    token = cards.keys["facility"]["Authorization"].split()[1]
+    url = str(cards.make_url("/"))
+    base = ["hi-card", SI, "--name", NAME, "--birth", BIRTH, "--url", url, "--api-key", token]
+    code, out = await asyncio.to_thread(run, [*base, "--as-of", "2026-01-15"])
+    assert code == 0, out
+    assert "status: valid" in out and "95% (code 3)" in out and "01001" in out and "2030-11-01" in out
+    code, out = await asyncio.to_thread(run, [*base, "--json", "--as-of", "2025-10-01"])
+    assert code == 1 and json.loads(out)["status"] == "not_valid"
+    code, out = await asyncio.to_thread(run, ["hi-card", SI, "--name", "x", "--birth", BIRTH, "--url", url,
+                                              "--api-key", token])  # fmt: skip
+    assert code == 1 and "HTTP 404: NOT-FOUND" in out
+    assert (await asyncio.to_thread(run, ["hi-card", SI, "--name", NAME, "--birth", BIRTH, "--url", url]))[0] == 2
