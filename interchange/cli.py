@@ -10,6 +10,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
+from interchange.cardclient import add_command as add_hi_card
 from interchange.clock import utc_now
 from interchange.codes import LAYERS
 from interchange.config import Config, load_config
@@ -110,8 +111,9 @@ def cmd_keys(args) -> int:
         store = await Store.open(cfg.store_url)
         try:
             if args.keys_cmd == "create":
-                key, token = await store.keys.create(args.role, mst=args.mst, ivan=args.ivan, label=args.label or "")
-                print(f"key id {key.key_id} ({key.role}{' ' + key.owner if key.role in ('submitter', 'ivan') else ''})")
+                key, token = await store.keys.create(args.role, mst=args.mst, ivan=args.ivan, facility=args.facility,
+                                                     label=args.label or "")  # fmt: skip
+                print(f"key id {key.key_id} ({key.role}{' ' + key.owner if key.role not in ('auditor', 'admin') else ''})")
                 print(f"API key (shown once): {token}")
             elif args.keys_cmd == "rotate":
                 rotated = await store.keys.rotate(args.key_id)
@@ -129,7 +131,7 @@ def cmd_keys(args) -> int:
             else:
                 for k in await store.keys.list_all():
                     state = f"revoked {k.revoked_at.isoformat()}" if k.revoked_at else "active"
-                    print(f"{k.key_id}  {k.role:<9} {k.mst or k.ivan or '-':<15} {state:<10} {k.label}")
+                    print(f"{k.key_id}  {k.role:<9} {k.mst or k.ivan or k.facility or '-':<15} {state:<10} {k.label}")
             return EXIT_OK
         finally:
             await store.close()
@@ -456,6 +458,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_check_commands(sub)
     _add_catalogue_commands(sub)
     _add_record_commands(sub)
+    add_hi_card(sub, lambda args: f"http://{_config(args).server.host}:{_config(args).server.port}")
     return parser
 
 
@@ -485,9 +488,10 @@ def _add_keys_commands(sub) -> None:
     p = sub.add_parser("keys", help="API keys")
     ksub = p.add_subparsers(dest="keys_cmd", required=True)
     q = ksub.add_parser("create")
-    q.add_argument("--role", required=True, choices=["submitter", "ivan", "auditor", "admin"])
+    q.add_argument("--role", required=True, choices=["submitter", "ivan", "auditor", "admin", "facility"])
     q.add_argument("--mst", help="the unit's tax code (10 digits with a valid check digit, optional -NNN)")
     q.add_argument("--ivan", help="the I-VAN's MaIVAN (5 digits)")
+    q.add_argument("--facility", help="role facility: the health facility's code (MaBenhVien, 5 characters)")
     q.add_argument("--label")
     q = ksub.add_parser("revoke")
     q.add_argument("key_id")

@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import os
 import shutil
+import subprocess
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
@@ -29,12 +30,14 @@ from interchange.api.http import SERVICES
 from interchange.config import Config
 from interchange.devkit import pki, samples
 from interchange.kinds import NOTICE_RECEIPT
+from interchange.legal.params import default_parameters
 from interchange.months import Month
 from interchange.notices.notice import NS, NoticeData, NoticeSigner
 from interchange.receiving.receipt import work_for
-from interchange.records.model import PA_DIRECTIONS, ContributionChange, PersonRef
+from interchange.records.model import PA_DIRECTIONS, ContributionChange, Extracted, PersonRef
 from interchange.server import WORK, make_app
-from interchange.store import RECEIVED, Dossier, NewDossier, Scope, Store
+from interchange.store import ACCEPTED, RECEIVED, Dossier, NewDossier, Scope, Store
+from interchange.store.types import Settlement
 from interchange.trust.dossier_signing import sign_envelope
 from interchange.trust.xmldsig import DocumentSigner
 
@@ -392,3 +395,85 @@ async def pg_execute(*statements: str) -> None:
 
 
 PG_DSN = make_url(PG_URL).set(drivername="postgresql").render_as_string(hide_password=False)  # for asyncpg
+
+
+XMLSEC1_TIMEOUT = 30
+
+
+def run_xmlsec1(*args: str | Path) -> subprocess.CompletedProcess:
+    return subprocess.run(["xmlsec1", *map(str, args)], capture_output=True, text=True, timeout=XMLSEC1_TIMEOUT)
+
+
+@dataclass
+class Pems:
+    """PEM files for xmlsec1, in a test's tmp_path."""
+
+    dir: Path
+    root: Path  # the trust anchor (world.root)
+    ca: Path  # the issuing CA (world.ca), an intermediate
+
+    def signer(self, name: str, issued: pki.Issued) -> tuple[Path, Path]:
+        key = self.dir / f"{name}-key.pem"
+        cert = self.dir / f"{name}-cert.pem"
+        key.write_bytes(pki.key_pem(issued.key))
+        cert.write_bytes(pki.certs_pem([issued.cert]))
+        return key, cert
+
+    def sign(self, doc: bytes, issued: pki.Issued, name: str) -> bytes:
+        """xmlsec1 --sign of a document holding a template, with leaf + intermediate in X509Data."""
+        key, cert = self.signer(name, issued)
+        src, out = self.dir / f"{name}.tmpl.xml", self.dir / f"{name}.signed.xml"
+        src.write_bytes(doc)
+        res = run_xmlsec1("--sign", "--privkey-pem", f"{key},{cert},{self.ca}", "--output", out, src)
+        assert res.returncode == 0, res.stderr
+        return out.read_bytes()
+
+    def verify(self, doc: bytes, name: str) -> subprocess.CompletedProcess:
+        path = self.dir / f"{name}.verify.xml"
+        path.write_bytes(doc)
+        return run_xmlsec1(
+            "--verify", "--enabled-reference-uris", "empty",
+            "--trusted-pem", self.root, "--untrusted-pem", self.ca, path,
+        )  # fmt: skip
+
+
+async def settle(store, unit, at: datetime, extracted: Extracted, *, ivan: str | None = None) -> str:
+    data = f"<Hoso id='{uuid.uuid4().hex}'/>".encode()
+    new = NewDossier(
+        id=uuid.uuid4().hex, state=RECEIVED, owner=f"ivan:{ivan}" if ivan else f"mst:{unit.mst}",
+        submitter_key_id="k", original=data, sha256=hashlib.sha256(data).digest(), received_at=at,
+        office_code="TEST", unit_mst=unit.mst, unit_code=unit.code, unit_name=unit.name, ivan_code=ivan,
+        procedure="600", period=at.strftime("%m/%Y"), due_at=at,
+    )  # fmt: skip
+
+    async def receipt(_dossier) -> bytes:
+        return b"<ThongBao/>"
+
+    dossier_id = (await store.receipts.save(new, receipt)).dossier.id
+
+    async def decide(_dossier, _unit) -> Settlement:
+        return Settlement(state=ACCEPTED, notice=b"<ThongBao/>", problems=[], records=extracted,
+                          params=default_parameters().stamp)  # fmt: skip
+
+    assert await store.results.settle(dossier_id, decide, now=at) is not None
+    return dossier_id
+
+
+P_PID, P_SI = "001090123456", "0112345678"  # male, born 1990, Hà Nội (001)
+
+
+def p_row(**kw) -> dict[str, str]:
+    return {"HoTen": "Nguyễn Văn Phúc", "NgaySinh": "15/03/1990", "GioiTinh": "1", "ChucVu": "Kỹ sư phần mềm",
+            "NoiLamViec": UNIT.name, "TyleDong": "32.0", "TinhLai": "0", "DaCoSo": "1", "MavungLTT": "01", **kw}
+
+
+def signed(world, unit: samples.Unit, period: str, rows: list[dict[str, str]]) -> bytes:
+    issued = world.unit if unit is UNIT else world.other_unit
+    form = samples.d02ts_of(rows)
+    envelope = samples.envelope(unit, [("D02-TS", "D02-TS.xml", form)], procedure="600", period=period, ivan=None)
+    return sign_envelope(envelope, world.signer(issued))
+
+
+async def run_work(api) -> list[str]:
+    ran = await api.app[WORK].run_due(now=datetime.now(UTC) + timedelta(seconds=1))
+    return [f"{r.item.kind}:{r.outcome}" for r in ran if not r.item.kind.startswith("deliver")]

@@ -9,8 +9,6 @@ base salary 2,340,000 (cap 20 x = 46,800,000); regional minimum of region 01 4,9
 
 from __future__ import annotations
 
-import hashlib
-import uuid
 from datetime import UTC, date, datetime
 from decimal import Decimal
 
@@ -19,9 +17,7 @@ import pytest
 from interchange.legal.params import default_parameters
 from interchange.records.book import DeclaredChange, Identity, PersonRecords, UnitRef, build_book
 from interchange.records.model import BenefitClaim, Extracted
-from interchange.store import ACCEPTED, RECEIVED, NewDossier
-from interchange.store.types import Settlement
-from tests.helpers import OTHER_UNIT, UNIT, change, ref
+from tests.helpers import OTHER_UNIT, UNIT, change, ref, settle
 
 P_SI, P_PID = "0101234567", "001090012345"
 Q_PID, Q_SI = "079195001234", "7912345678"
@@ -91,27 +87,6 @@ Q1 = period(A, "11/2025", "11/2025", 1, "4", 10_530_000, Q_A, 2_263_950, 1_105_6
 Q2 = period(B, "12/2025", "12/2025", 1, "100000000", 100_000_000, Q_B_2025, 10_586_000, 5_438_000)
 Q3 = period(B, "01/2026", None, 2, "100000000", 100_000_000, Q_B_2026, 10_594_000, 5_446_000)
 
-
-async def settle(store, unit, at: datetime, extracted: Extracted, *, ivan: str | None = None) -> str:
-    data = f"<Hoso id='{uuid.uuid4().hex}'/>".encode()
-    new = NewDossier(
-        id=uuid.uuid4().hex, state=RECEIVED, owner=f"ivan:{ivan}" if ivan else f"mst:{unit.mst}",
-        submitter_key_id="k", original=data, sha256=hashlib.sha256(data).digest(), received_at=at,
-        office_code="TEST", unit_mst=unit.mst, unit_code=unit.code, unit_name=unit.name, ivan_code=ivan,
-        procedure="600", period=at.strftime("%m/%Y"), due_at=at,
-    )  # fmt: skip
-
-    async def receipt(_dossier) -> bytes:
-        return b"<ThongBao/>"
-
-    dossier_id = (await store.receipts.save(new, receipt)).dossier.id
-
-    async def decide(_dossier, _unit) -> Settlement:
-        return Settlement(state=ACCEPTED, notice=b"<ThongBao/>", problems=[], records=extracted,
-                          params=default_parameters().stamp)  # fmt: skip
-
-    assert await store.results.settle(dossier_id, decide, now=at) is not None
-    return dossier_id
 
 
 @pytest.fixture

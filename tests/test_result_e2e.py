@@ -9,20 +9,13 @@ from datetime import UTC, datetime, timedelta
 
 from lxml import etree
 
-from interchange.devkit import samples
 from interchange.notices.notice import NS
 from interchange.server import WORK
-from interchange.trust.dossier_signing import sign_envelope
-from tests.helpers import OTHER_UNIT, UNIT, XML
+from tests.helpers import OTHER_UNIT, P_PID, P_SI, UNIT, XML, p_row, run_work, signed
 from tests.helpers import error_codes as codes
 
-P_PID, P_SI = "001090123456", "0112345678"  # male, born 1990, Hà Nội (001)
 Q_PID, Q_SI = "079195654321", "7912345678"  # female, born 1995, TP Hồ Chí Minh (079)
 
-
-def p_row(**kw) -> dict[str, str]:
-    return {"HoTen": "Nguyễn Văn Phúc", "NgaySinh": "15/03/1990", "GioiTinh": "1", "ChucVu": "Kỹ sư phần mềm",
-            "NoiLamViec": UNIT.name, "TyleDong": "32.0", "TinhLai": "0", "DaCoSo": "1", "MavungLTT": "01", **kw}
 
 
 def q_row(**kw) -> dict[str, str]:
@@ -30,22 +23,12 @@ def q_row(**kw) -> dict[str, str]:
             "MasoBHXH": Q_SI, "CMND": Q_PID, "TyleDong": "32.0", "TinhLai": "0", "DaCoSo": "1", **kw}
 
 
-def signed(world, unit: samples.Unit, period: str, rows: list[dict[str, str]]) -> bytes:
-    issued = world.unit if unit is UNIT else world.other_unit
-    form = samples.d02ts_of(rows)
-    envelope = samples.envelope(unit, [("D02-TS", "D02-TS.xml", form)], procedure="600", period=period, ivan=None)
-    return sign_envelope(envelope, world.signer(issued))
-
 
 async def submit(api, body: bytes, key: str) -> str:
     resp = await api.post("/api/v1/dossiers", data=body, headers={**XML, **api.keys[key]})
     assert resp.status == 202, await resp.text()
     return resp.headers["X-Transaction-Id"]
 
-
-async def run_work(api) -> list[str]:
-    ran = await api.app[WORK].run_due(now=datetime.now(UTC) + timedelta(seconds=1))
-    return [f"{r.item.kind}:{r.outcome}" for r in ran if not r.item.kind.startswith("deliver")]
 
 
 async def result_of(api, tx: str, key: str = "unit"):

@@ -13,9 +13,7 @@ The xmlsec1 command lines used here:
 from __future__ import annotations
 
 import shutil
-import subprocess
 from base64 import b64decode
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -29,7 +27,7 @@ from interchange.notices.notice import NS
 from interchange.server import make_app
 from interchange.trust.dossier_signing import sign_envelope
 from interchange.trust.xmldsig import DSIG_NS
-from tests.helpers import ENVELOPED, OTHER_UNIT, UNIT, World, codes
+from tests.helpers import ENVELOPED, OTHER_UNIT, UNIT, Pems, World, codes
 
 pytestmark = [
     pytest.mark.xmlsec1,
@@ -45,7 +43,6 @@ SHA256 = "http://www.w3.org/2001/04/xmlenc#sha256"
 RSA_SHA1 = "http://www.w3.org/2000/09/xmldsig#rsa-sha1"
 SHA1 = "http://www.w3.org/2000/09/xmldsig#sha1"
 
-TIMEOUT = 30
 
 # Vietnamese local time without a zone, as real files write it; inside the test certificates' life.
 SIGNING_TIME = (datetime.now(UTC) + timedelta(hours=7)).strftime("%Y-%m-%dT%H:%M:%S")
@@ -89,42 +86,6 @@ def with_template(doc: bytes, holder: str, tmpl: str) -> bytes:
     assert doc.count(empty) == 1, f"no single empty <{holder} /> in the document"
     return doc.replace(empty, f"<{holder}>{tmpl}</{holder}>".encode())
 
-
-def run_xmlsec1(*args: str | Path) -> subprocess.CompletedProcess:
-    return subprocess.run(["xmlsec1", *map(str, args)], capture_output=True, text=True, timeout=TIMEOUT)
-
-
-@dataclass
-class Pems:
-    """PEM files for xmlsec1, in a test's tmp_path."""
-
-    dir: Path
-    root: Path  # the trust anchor (world.root)
-    ca: Path  # the issuing CA (world.ca), an intermediate
-
-    def signer(self, name: str, issued: pki.Issued) -> tuple[Path, Path]:
-        key = self.dir / f"{name}-key.pem"
-        cert = self.dir / f"{name}-cert.pem"
-        key.write_bytes(pki.key_pem(issued.key))
-        cert.write_bytes(pki.certs_pem([issued.cert]))
-        return key, cert
-
-    def sign(self, doc: bytes, issued: pki.Issued, name: str) -> bytes:
-        """xmlsec1 --sign of a document holding a template, with leaf + intermediate in X509Data."""
-        key, cert = self.signer(name, issued)
-        src, out = self.dir / f"{name}.tmpl.xml", self.dir / f"{name}.signed.xml"
-        src.write_bytes(doc)
-        res = run_xmlsec1("--sign", "--privkey-pem", f"{key},{cert},{self.ca}", "--output", out, src)
-        assert res.returncode == 0, res.stderr
-        return out.read_bytes()
-
-    def verify(self, doc: bytes, name: str) -> subprocess.CompletedProcess:
-        path = self.dir / f"{name}.verify.xml"
-        path.write_bytes(doc)
-        return run_xmlsec1(
-            "--verify", "--enabled-reference-uris", "empty",
-            "--trusted-pem", self.root, "--untrusted-pem", self.ca, path,
-        )  # fmt: skip
 
 
 @pytest.fixture

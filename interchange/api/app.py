@@ -16,7 +16,7 @@ from aiohttp.client_exceptions import ClientConnectionResetError
 from aiohttp.http_exceptions import HttpProcessingError
 
 from interchange import codes
-from interchange.api import book, delivery, dossiers, forwarding, ops
+from interchange.api import book, cards, delivery, dossiers, forwarding, ops
 from interchange.api.http import (
     LIMITER,
     METRICS,
@@ -143,6 +143,9 @@ def build_app(services: Services, metrics: Metrics, server: ServerConfig | None 
     add.add_delete("/api/v1/callback", delivery.delete_callback)
     add.add_get("/api/v1/units/{mst}", dossiers.get_unit)
     add.add_get("/api/v1/persons/{pid}/book", book.get_person_book)
+    add.add_get("/api/v1/persons/{pid}/lookups", cards.get_person_lookups)
+    add.add_get("/api/v1/hi-cards/{id}", cards.get_card)
+    add.add_post("/api/v1/hi-cards/lookups", cards.post_lookups)
     add.add_post("/api/v1/verify", dossiers.post_verify)
     add.add_get("/healthz", ops.healthz)
     add.add_get("/readyz", ops.readyz)

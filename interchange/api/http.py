@@ -27,13 +27,14 @@ from interchange.notices.notice import NoticeData, NoticeKeyUnavailable, NoticeS
 from interchange.receiving.receipt import Reception
 from interchange.store.db import StoreUnavailable
 from interchange.store.store import Store
-from interchange.store.types import ApiKey
+from interchange.store.types import FACILITY, ApiKey
 from interchange.workcal import WorkCalendar
 from interchange.workers import ReceiptWorkers
 
 XML_TYPES = {"application/xml", "text/xml"}
 XML_RESPONSE = "application/xml"
 IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,200}$")
+CARD_ROLES = (FACILITY, "admin")  # who may look up e-HI cards
 # Problem code -> HTTP status
 BODY_STATUS = {codes.CONTENT_TYPE: 415, codes.CONTENT_ENCODING: 415, codes.BODY_UNREADABLE: 400,
                codes.BODY_TOO_LARGE: 413, codes.BODY_EMPTY: 422}  # fmt: skip
@@ -127,7 +128,30 @@ async def api_key(request: web.Request) -> ApiKey | None:
 
 
 async def reader(request: web.Request) -> ApiKey:
-    """The caller's key for a JSON route; 401 without a valid one, 429 past its rate."""
+    """The caller's key for a JSON route; 401 without a valid one, 429 past its rate, 403 for a
+    facility key (a health facility looks up e-HI cards and nothing else: `card_reader`)."""
+    key = await _authenticated(request)
+    if key.role == FACILITY:
+        raise _forbidden("a facility key may only look up e-HI cards (/api/v1/hi-cards)")
+    return key
+
+
+async def card_reader(request: web.Request) -> ApiKey:
+    """The caller's key for an e-HI card lookup: a facility or an admin key (401, 429, 403)."""
+    key = await _authenticated(request)
+    if key.role not in CARD_ROLES:
+        raise _forbidden(f"the role {key.role} may not look up e-HI cards")
+    return key
+
+
+def _forbidden(message: str) -> web.HTTPForbidden:
+    return web.HTTPForbidden(
+        text=json.dumps({"status": 403, "code": codes.AUTH_ROLE, "message": message}), content_type="application/json"
+    )
+
+
+async def _authenticated(request: web.Request) -> ApiKey:
+    """The caller's key, rate limited; 401 without a valid one, 429 past its rate."""
     key = await api_key(request)
     if key is None:
         raise web.HTTPUnauthorized(

@@ -170,3 +170,64 @@ OPENAPI = {
                                                             "content": {"text/html": {"schema": {"type": "string"}}}}}}},
     },
 }
+
+_PID = {"name": "pid", "in": "path", "required": True, "description": "12-digit personal ID or 10-digit SI code",
+        "schema": {"type": "string", "pattern": "^([0-9]{12}|[0-9]{10})$"}}
+_AS_OF = {"name": "as_of", "in": "query", "description": "the day to answer for, YYYY-MM-DD, not after today "
+          "(default: today in Asia/Ho_Chi_Minh)", "schema": {"type": "string", "format": "date"}}
+_NO_CARD = "unknown ID, or a name or birth date that does not agree: the same answer either way"
+OPENAPI["paths"].update({
+    "/api/v1/hi-cards/{id}": {
+        "get": {
+            "summary": "The e-HI card of a person (facility or admin key): status valid | not_valid | suspended, "
+            "valid from and to, benefit level (code and percent), first-contact facility, the day five continuous "
+            "years are reached, the unit paying, the as-of day. Rules: docs/hi-card.md",
+            "parameters": [
+                {**_PID, "name": "id"},
+                {"name": "name", "in": "query", "required": True, "description": "full name, as held by the "
+                 "agency (case, spacing and Unicode normalisation do not matter)", "schema": {"type": "string"}},
+                {"name": "birth", "in": "query", "required": True, "description": "birth date, dd/MM/yyyy or "
+                 "YYYY-MM-DD", "schema": {"type": "string"}},
+                _AS_OF,
+                {"name": "Accept", "in": "header", "description": "application/xml: the answer as a TheBHYT "
+                 "document (urn:interchange:thebhyt:1) signed like the notices", "schema": {"type": "string"}},
+            ],
+            "responses": {
+                "200": {"description": "the card", "content": {**_JSON, "application/xml": {"schema": {
+                    "type": "string", "description": "a signed TheBHYT"}}}},
+                "400": {"description": "ID, name, birth or as_of malformed", "content": _JSON},
+                "403": {"description": "not a facility or admin key", "content": _JSON},
+                "404": {"description": _NO_CARD, "content": _JSON},
+            },
+        }
+    },
+    "/api/v1/hi-cards/lookups": {
+        "post": {
+            "summary": "Up to 500 card lookups in one request; one result per item, in order "
+            "({id, status 200, card} | {id, status 404 | 400, code, message})",
+            "parameters": [_AS_OF],
+            "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                "type": "object", "required": ["items"], "properties": {"items": {
+                    "type": "array", "maxItems": 500, "items": {"type": "object", "required": ["id", "name", "birth"],
+                    "properties": {k: {"type": "string"} for k in ("id", "name", "birth")}}}}}}}},
+            "responses": {
+                "200": {"description": "as_of, answered_at, results", "content": _JSON},
+                "400": {"description": "not {items: [...]} of objects with string fields, or more than 500 items",
+                        "content": _JSON},
+                "403": {"description": "not a facility or admin key", "content": _JSON},
+            },
+        }
+    },
+    "/api/v1/persons/{pid}/lookups": {
+        "get": {
+            "summary": "Every e-HI card lookup of a person (auditor or admin key): time, key, facility, ID as "
+            "asked, outcome (valid | not_valid | suspended | unknown | mismatch)",
+            "parameters": [_PID],
+            "responses": {
+                "200": {"description": "the lookups, oldest first", "content": _JSON},
+                "400": {"description": "pid malformed", "content": _JSON},
+                "403": {"description": "not an auditor or admin key", "content": _JSON},
+            },
+        }
+    },
+})  # fmt: skip

@@ -283,6 +283,20 @@ def tk1ts(people: int = 1, *, seed: int = 0) -> bytes:
     return _doc(out)
 
 
+def tk1ts_of(rows: list[dict[str, str]]) -> bytes:
+    """A TK1-TS with exactly these rows: each a {field: value} of TK1_FIELDS (others empty, STT
+    numbered when absent)."""
+    unknown = {k for row in rows for k in row} - set(TK1_FIELDS)
+    if unknown:
+        raise ValueError(f"not TK1-TS fields: {sorted(unknown)}")
+    out = [f"<TK1-TS {XMLNS}>", "  <NoiDung>"]
+    for n, row in enumerate(rows, start=1):
+        values = {"STT": str(n), **row}
+        out += ["    <LaoDong>", *(_el(f, _text(values.get(f, "")), "      ") for f in TK1_FIELDS), "    </LaoDong>"]
+    out += ["  </NoiDung>", "  <Cky />", "</TK1-TS>"]
+    return _doc(out)
+
+
 # --- D01-TS ----------------------------------------------------------------------------
 
 

@@ -56,6 +56,7 @@ class ContributionChange:
     rate: Decimal | None = None  # TyleDong, percent
     region: str | None = None  # MavungLTT 01..04
     note: str | None = None  # Ghichu
+    benefit_level: str | None = None  # MucHuong: the HI benefit-level code 1-5 (interchange.records.card)
 
     @property
     def coefficient(self) -> bool:

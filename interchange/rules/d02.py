@@ -62,7 +62,8 @@ _STT, _NAME, _SI, _PID, _BIRTH, _GENDER = (_I["STT"], _I["HoTen"], _I["MasoBHXH"
                                            _I["GioiTinh"])  # fmt: skip
 _PA, _LOAI, _TU, _DEN, _SALARY, _RATE, _REGION = (_I["PA"], _I["Loai"], _I["TuThang"], _I["DenThang"],
                                                   _I["TienLuong"], _I["TyleDong"], _I["MavungLTT"])  # fmt: skip
-_POSITION, _WORKPLACE, _NOTE = _I["ChucVu"], _I["NoiLamViec"], _I["Ghichu"]
+_POSITION, _WORKPLACE, _NOTE, _LEVEL = _I["ChucVu"], _I["NoiLamViec"], _I["Ghichu"], _I["MucHuong"]
+_LEVELS = frozenset("12345")  # MucHuong codes kept with the record (interchange.records.card); others: not declared
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +142,7 @@ def _judge_row(
             from_month=tu, to_month=den, position=t[_POSITION] or None, workplace=t[_WORKPLACE] or None,
             salary=salary if isinstance(salary, Decimal) else None, allowances=allowances,
             rate=rate if isinstance(rate, Decimal) else None, region=t[_REGION] or None, note=t[_NOTE] or None,
+            benefit_level=t[_LEVEL] if t[_LEVEL] in _LEVELS else None,
         )  # fmt: skip
         ctx.extracted.contribution_changes.append(change)
         conflicts.note(person, _Change(direction, tu, den, stt_text, xp, row.sourceline, pa, i))

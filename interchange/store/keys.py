@@ -23,10 +23,11 @@ from .audit import operator
 from .db import Database
 from .rows import api_key_of
 from .tables import api_keys
-from .types import ROLES, ApiKey
+from .types import FACILITY, ROLES, ApiKey
 
 KEY_CACHE_SECONDS = 2.0  # a revocation reaches every process within this time
 _TOKEN = re.compile(r"ik_([0-9a-f]{12})_([A-Za-z0-9_-]{43})")
+_FACILITY_CODE = re.compile(r"[0-9A-Z]{5}")
 
 
 class Keys:
@@ -40,14 +41,15 @@ class Keys:
         *,
         mst: str | None = None,
         ivan: str | None = None,
+        facility: str | None = None,
         label: str = "",
         actor: str | None = None,
     ) -> tuple[ApiKey, str]:
         """A new key and its token `ik_<key_id>_<secret>`; the token is shown once, never stored.
         `actor` (who asked, for the audit log) defaults to the user running this process."""
-        _check_role(role, mst, ivan)
+        _check_role(role, mst, ivan, facility)
         async with self._db.writing() as conn:
-            key, token = await _insert_key(conn, role, mst, ivan, label)
+            key, token = await _insert_key(conn, role, mst, ivan, label, facility)
             await audit_append(
                 conn, [Event(KEY_CREATED, actor or operator(), _key_data(key))]
             )
@@ -103,7 +105,7 @@ class Keys:
             ).first()
             if row is None:
                 return None
-            key, token = await _insert_key(conn, row.role, row.mst, row.ivan, row.label)
+            key, token = await _insert_key(conn, row.role, row.mst, row.ivan, row.label, row.facility)
             await conn.execute(
                 update(api_keys).where(api_keys.c.key_id == key_id).values(revoked_at=key.created_at)
             )
@@ -121,9 +123,15 @@ class Keys:
         return [api_key_of(r) for r in rows]
 
 
-def _check_role(role: str, mst: str | None, ivan: str | None) -> None:
+def _check_role(role: str, mst: str | None, ivan: str | None, facility: str | None = None) -> None:
     if role not in ROLES:
         raise ValueError(f"unknown role {role!r}: one of {', '.join(ROLES)}")
+    if role == FACILITY and (not facility or mst or ivan):
+        raise ValueError("a facility key is bound to one facility code (and no MST or MaIVAN)")
+    if role != FACILITY and facility:
+        raise ValueError(f"a {role} key is bound to no facility code")
+    if facility and not _FACILITY_CODE.fullmatch(facility):
+        raise ValueError(f"{facility!r} is not a facility code (MaBenhVien): 5 letters or digits, e.g. 01001")
     if role == "submitter" and (not mst or ivan):
         raise ValueError("a submitter key is bound to one MST (and no MaIVAN)")
     if role == "ivan" and (not ivan or mst):
@@ -137,19 +145,20 @@ def _check_role(role: str, mst: str | None, ivan: str | None) -> None:
 
 
 def _key_data(key: ApiKey) -> dict:
-    return {"key_id": key.key_id, "role": key.role, "mst": key.mst, "ivan": key.ivan, "label": key.label}
+    data = {"key_id": key.key_id, "role": key.role, "mst": key.mst, "ivan": key.ivan, "label": key.label}
+    return {**data, "facility": key.facility} if key.facility else data
 
 
 async def _insert_key(
-    conn: AsyncConnection, role: str, mst: str | None, ivan: str | None, label: str
+    conn: AsyncConnection, role: str, mst: str | None, ivan: str | None, label: str, facility: str | None = None
 ) -> tuple[ApiKey, str]:
     """Insert a new key; return it and its token `ik_<key_id>_<secret>` (the secret is not stored)."""
     key = ApiKey(
         key_id=secrets.token_hex(6), role=role, mst=mst, ivan=ivan, label=label,
-        created_at=datetime.now(UTC), revoked_at=None,
+        created_at=datetime.now(UTC), revoked_at=None, facility=facility,
     )
     secret = secrets.token_urlsafe(32)
-    row = {c: getattr(key, c) for c in ("key_id", "role", "mst", "ivan", "label", "created_at")}
+    row = {c: getattr(key, c) for c in ("key_id", "role", "mst", "ivan", "facility", "label", "created_at")}
     await conn.execute(api_keys.insert(), {**row, "secret_sha256": _secret_digest(secret)})
     return key, f"ik_{key.key_id}_{secret}"
 

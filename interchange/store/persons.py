@@ -402,6 +402,7 @@ def _change_values(c: ContributionChange) -> dict:
         "rate": c.rate,
         "region": c.region,
         "note": c.note,
+        "benefit_level": c.benefit_level,
     }
 
 
@@ -534,6 +535,7 @@ def _declared_change(r) -> DeclaredChange:
         rate=_decimal(r.rate),
         region=r.region,
         note=r.note,
+        benefit_level=r.benefit_level,
     )
     return DeclaredChange(change, r.dossier_id, r.received_at, UnitRef(r.unit_mst, r.unit_code, r.unit_name))
 

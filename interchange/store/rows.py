@@ -37,8 +37,11 @@ def work_item_of(row) -> WorkItem:
     return WorkItem(**{c.name: getattr(row, c.name) for c in work_items.c})
 
 
+KEY_COLUMNS = ("key_id", "role", "mst", "ivan", "facility", "label", "created_at", "revoked_at")
+
+
 def api_key_of(row) -> ApiKey:
-    return ApiKey(**{c: getattr(row, c) for c in ("key_id", "role", "mst", "ivan", "label", "created_at", "revoked_at")})
+    return ApiKey(**{c: getattr(row, c) for c in KEY_COLUMNS})
 
 
 def visible(scope: Scope):

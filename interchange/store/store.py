@@ -11,6 +11,7 @@
     store.deliveries   callbacks and e-mail deliveries with their attempts (deliveries.py)
     store.forwarding   the I-VAN role's forwarding rows (forwarding.py)
     store.audit        the hash-chained audit log (audit.py)
+    store.cards        what an e-HI card is made of; the log of card lookups (cards.py)
 
 Every write that matters to an auditor appends its audit entry in its own transaction.
 """
@@ -18,6 +19,7 @@ Every write that matters to an auditor appends its audit entry in its own transa
 from __future__ import annotations
 
 from .audit import AuditLog
+from .cards import Cards
 from .db import Database
 from .deliveries import Deliveries
 from .dossiers import Dossiers
@@ -43,6 +45,7 @@ class Store:
         self.deliveries = Deliveries(db)
         self.forwarding = Forwardings(db)
         self.audit = AuditLog(db)
+        self.cards = Cards(db)
 
     @classmethod
     async def open(cls, url: str, *, connect_args: dict | None = None) -> Store:
@@ -52,7 +55,8 @@ class Store:
         return store
 
     async def close(self) -> None:
-        """Finish the receipts already queued, then release the connections."""
+        """Finish the receipts and card lookups already queued, then release the connections."""
+        await self.cards.close()
         await self.receipts.close()
         await self.db.dispose()
 

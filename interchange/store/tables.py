@@ -130,6 +130,7 @@ api_keys = Table(
     Column("role", String(16), nullable=False),
     Column("mst", String),
     Column("ivan", String),
+    Column("facility", String),  # role facility: the health facility's code (MaBenhVien), migration 0007
     Column("label", String, nullable=False),
     Column("secret_sha256", LargeBinary(32), nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
@@ -263,6 +264,7 @@ contribution_changes = Table(
     Column("rate", Numeric(8, 4)),
     Column("region", String(2)),
     Column("note", String),
+    Column("benefit_level", String(2)),  # MucHuong (HI benefit-level code), migration 0007
     UniqueConstraint("dossier_id", "xpath"),
     Index("ix_contribution_changes_person", "person_id", "received_at", "stt"),
     Index("ix_contribution_changes_unit", "unit_mst", "from_month"),
@@ -378,4 +380,21 @@ forward_attempts = Table(
     Column("error", String),
     Column("duration_ms", Integer, nullable=False),
     Column("upstream_id", String(64)),
+)
+
+# Every e-HI card lookup (GET /api/v1/hi-cards/{id}, each item of POST /api/v1/hi-cards/lookups),
+# written in batches by interchange.store.cards.LookupLog: who asked, for which ID, when, and what
+# the answer was. Read by auditors per person (GET /api/v1/persons/{pid}/lookups).
+hi_card_lookups = Table(
+    "hi_card_lookups",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", UTCDateTime, nullable=False),
+    Column("key_id", String(12), nullable=False),
+    Column("facility", String),  # the facility code of the key (None for an admin key)
+    Column("asked_id", String(12), nullable=False),  # the personal ID or SI code as asked
+    Column("person_id", Integer),  # the person that ID names, when known (whatever the outcome)
+    Column("outcome", String(16), nullable=False),  # valid | not_valid | suspended | unknown | mismatch | bad_request
+    Index("ix_hi_card_lookups_person", "person_id", "at"),
+    Index("ix_hi_card_lookups_asked", "asked_id", "at"),
 )

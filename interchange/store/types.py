@@ -15,7 +15,8 @@ REFUSED = "refused"
 ACCEPTED = "accepted"  # KET_QUA CHAP_NHAN
 REJECTED = "rejected"  # KET_QUA KHONG_CHAP_NHAN
 
-ROLES = ("submitter", "ivan", "auditor", "admin")
+ROLES = ("submitter", "ivan", "auditor", "admin", "facility")
+FACILITY = "facility"  # a health facility: e-HI card lookups only (SPEC §5)
 
 
 @dataclass(kw_only=True)
@@ -101,6 +102,7 @@ class ApiKey:
     label: str
     created_at: datetime
     revoked_at: datetime | None
+    facility: str | None = None  # role facility: the facility's code (MaBenhVien)
 
     @property
     def owner(self) -> str:
@@ -109,16 +111,21 @@ class ApiKey:
             return f"mst:{self.mst}"
         if self.role == "ivan":
             return f"ivan:{self.ivan}"
+        if self.role == FACILITY:
+            return f"facility:{self.facility}"
         return f"admin:{self.key_id}"
 
     @property
     def scope(self) -> Scope:
-        """What this key may read (SPEC §5: no one reads another unit's dossiers)."""
+        """What this key may read (SPEC §5: no one reads another unit's dossiers). A facility
+        reads no dossier at all."""
         if self.role == "submitter":
             return Scope(mst=self.mst)
         if self.role == "ivan":
             return Scope(ivan=self.ivan)
-        return Scope(all=True)
+        if self.role in ("auditor", "admin"):
+            return Scope(all=True)
+        return Scope()
 
 
 # Work items (the queue in the database): queued -> running -> done, or failed for good.

@@ -43,7 +43,7 @@ def signature_report(data: bytes, *, trust: TrustStore, limits: XmlLimits, at: d
             reports.append(verify_document(form_root, location="Cky", trust=trust, at=at, document=name,
                                            form=code, expected_mst=mst, legacy_sha1=legacy_sha1))
     else:
-        location = "" if local == "ThongBao" else "Cky"
+        location = "" if local in ("ThongBao", "TheBHYT") else "Cky"  # signed by the server: notices, e-HI cards
         reports.append(verify_document(root, location=location, trust=trust, at=at, document=local,
                                        form=None if local == "ThongBao" else local, legacy_sha1=legacy_sha1))
     return {

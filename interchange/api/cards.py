@@ -1,0 +1,158 @@
+"""E-HI card lookups for health facilities (SPEC §5, docs/hi-card.md), and their audit listing.
+
+    GET  /api/v1/hi-cards/{id}?name=&birth=[&as_of=]   one card (JSON, or signed XML with
+                                                        Accept: application/xml)
+    POST /api/v1/hi-cards/lookups[?as_of=]              up to MAX_BATCH cards, answers in order
+    GET  /api/v1/persons/{pid}/lookups                  a person's lookups (auditor, admin)
+
+A facility key (or an admin key) may look up cards; a facility key may do nothing else
+(interchange.api.http.reader refuses it everywhere else). The name and birth date must agree with
+what the agency holds (interchange.records.card.matches); an ID that names no one and an ID whose
+name or birth date does not agree get the same answer, status and body, so the endpoint cannot
+tell who is insured. Every lookup with a well-formed ID is recorded (store.cards.log), written in
+the background.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date
+
+from aiohttp import web
+
+from interchange import codes
+from interchange.api.http import SERVICES, XML_RESPONSE, card_reader, problem_json, reader
+from interchange.clock import utc_now, vn_now
+from interchange.records.card import build_card, matches, read_birth
+from interchange.records.cardxml import card_element
+from interchange.store.cards import Lookup
+from interchange.store.types import ApiKey
+
+_PID = re.compile(r"[0-9]{12}|[0-9]{10}")
+MAX_BATCH = 500
+FIRST_DAY = date(1995, 1, 1)
+UNKNOWN, MISMATCH = "unknown", "mismatch"
+NO_CARD = "no card matches this ID, name and birth date"  # unknown and mismatch alike
+
+
+class _Bad(Exception):
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
+
+
+def _as_of(request: web.Request) -> date:
+    today = vn_now().date()
+    text = request.query.get("as_of")
+    if text is None:
+        return today
+    try:
+        day = date.fromisoformat(text) if re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", text) else None
+    except ValueError:
+        day = None
+    if day is None or not FIRST_DAY <= day <= today:
+        raise _Bad(codes.BAD_QUERY, f"as_of: a day YYYY-MM-DD between {FIRST_DAY} and today ({today})")
+    return day
+
+
+def _question(pid: object, name: object, birth: object) -> tuple[str, str, date]:
+    """A lookup's ID, name and birth date, checked; _Bad otherwise."""
+    if not isinstance(pid, str) or not _PID.fullmatch(pid):
+        raise _Bad(codes.BAD_PID, f"{pid!r} is neither a personal ID (12 digits) nor an SI code (10 digits)")
+    if not isinstance(name, str) or not name.strip() or len(name) > 200:
+        raise _Bad(codes.BAD_QUERY, "name: the person's full name is required (at most 200 characters)")
+    if not isinstance(birth, str):
+        raise _Bad(codes.BAD_QUERY, "birth: the birth date is required (dd/MM/yyyy or YYYY-MM-DD)")
+    try:
+        return pid, name, read_birth(birth)
+    except ValueError as exc:
+        raise _Bad(codes.BAD_QUERY, f"birth: {exc}") from None
+
+
+async def _answer(request: web.Request, key: ApiKey, questions: list[tuple[str, str, date]], as_of: date):
+    """(outcome, card or None) per question, in order; every lookup is logged."""
+    store = request.app[SERVICES].store
+    found = await store.cards.inputs([pid for pid, _, _ in questions])
+    now = utc_now()
+    answers, logged = [], []
+    for pid, name, birth in questions:
+        records = found.get(pid)
+        card = None
+        if records is None:
+            outcome = UNKNOWN
+        elif not matches(records.identity, name, birth):
+            outcome = MISMATCH
+        else:
+            card = build_card(records, as_of)
+            outcome = card.status
+        answers.append((outcome, card))
+        person_id = records.person_id if records is not None else None
+        logged.append(Lookup(now, key.key_id, key.facility, pid, person_id, outcome))
+    store.cards.log.record(logged)
+    return answers
+
+
+def _card_json(card, pid: str) -> dict:
+    return {"id": pid, **card.to_json()}
+
+
+async def get_card(request: web.Request) -> web.Response:
+    key = await card_reader(request)
+    try:
+        question = _question(request.match_info["id"], request.query.get("name"), request.query.get("birth"))
+        as_of = _as_of(request)
+    except _Bad as bad:
+        return problem_json(400, bad.code, str(bad))
+    ((outcome, card),) = await _answer(request, key, [question], as_of)
+    if card is None:
+        return problem_json(404, codes.NOT_FOUND, NO_CARD)
+    pid = question[0]
+    if XML_RESPONSE in request.headers.get("Accept", ""):
+        now = utc_now()
+        root = card_element(card, asked=pid, answered_at=now, facility=key.facility)
+        signed = request.app[SERVICES].signer.sign_root(root, now)
+        return web.Response(body=signed, content_type=XML_RESPONSE, charset="utf-8")
+    return web.json_response({**_card_json(card, pid), "answered_at": utc_now().isoformat()})
+
+
+async def post_lookups(request: web.Request) -> web.Response:
+    key = await card_reader(request)
+    try:
+        as_of = _as_of(request)
+    except _Bad as bad:
+        return problem_json(400, bad.code, str(bad))
+    try:
+        body = await request.json()
+    except ValueError:
+        body = None
+    items = body.get("items") if isinstance(body, dict) else None
+    if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+        return problem_json(400, codes.BAD_JSON, 'the body is {"items": [{"id", "name", "birth"}, ...]}')
+    if len(items) > MAX_BATCH:
+        return problem_json(400, codes.BAD_JSON, f"{len(items)} items: at most {MAX_BATCH} per request")
+    results: list[dict | None] = [None] * len(items)
+    asked: list[tuple[int, tuple[str, str, date]]] = []
+    for n, item in enumerate(items):
+        try:
+            asked.append((n, _question(item.get("id"), item.get("name"), item.get("birth"))))
+        except _Bad as bad:
+            results[n] = {"id": item.get("id"), "status": 400, "code": bad.code, "message": str(bad)}
+    answers = await _answer(request, key, [q for _, q in asked], as_of) if asked else []
+    for (n, (pid, _, _)), (_, card) in zip(asked, answers, strict=True):
+        if card is None:
+            results[n] = {"id": pid, "status": 404, "code": codes.NOT_FOUND, "message": NO_CARD}
+        else:
+            results[n] = {"id": pid, "status": 200, "card": card.to_json()}
+    return web.json_response({"as_of": as_of.isoformat(), "answered_at": utc_now().isoformat(), "results": results})
+
+
+async def get_person_lookups(request: web.Request) -> web.Response:
+    key = await reader(request)
+    if key.role not in ("auditor", "admin"):
+        return problem_json(403, codes.AUTH_ROLE, "the lookups of a person are for auditors and admins")
+    pid = request.match_info["pid"]
+    if not _PID.fullmatch(pid):
+        return problem_json(400, codes.BAD_PID, f"{pid!r} is neither a personal ID (12 digits) nor an SI code (10 digits)")
+    lookups = await request.app[SERVICES].store.cards.lookups_of(pid)
+    return web.json_response({"id": pid, "lookups": [x.to_json() for x in lookups]})
+
