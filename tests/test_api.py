@@ -156,7 +156,9 @@ async def test_listing_filters_and_pagination(api, world):
 
 
 async def test_operations_endpoints(api):
-    assert (await api.get("/healthz")).status == 200
+    health = await api.get("/healthz")
+    assert health.status == 200
+    assert health.headers["Server"] == "interchange"  # no Python or aiohttp version banner
     assert (await api.get("/readyz")).status == 200
     spec = await (await api.get("/api/openapi.json")).json()
     assert "/api/v1/dossiers" in spec["paths"]

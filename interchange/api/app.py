@@ -118,10 +118,16 @@ def quiet_bad_requests() -> None:
         logger.addFilter(OneLineForBadRequests())
 
 
+async def _no_version_banner(_request: web.Request, response: web.StreamResponse) -> None:
+    # aiohttp's default names the Python and aiohttp versions: a gift to whoever scans for them.
+    response.headers["Server"] = "interchange"
+
+
 def build_app(services: Services, metrics: Metrics, server: ServerConfig | None = None) -> web.Application:
     app = web.Application(client_max_size=services.limits.max_body_bytes,
                           middlewares=[never_500_silently, unavailable_as_503])  # 503 inside: no 500 for those
     server = server or ServerConfig()
+    app.on_response_prepare.append(_no_version_banner)
     app[BODY_PACE] = (server.body_seconds, server.body_min_rate)
     app[SERVICES] = services
     app[METRICS] = metrics
