@@ -20,8 +20,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import or_, select
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy import bindparam, or_, select
+from sqlalchemy.engine import Connection
 
 from interchange.months import Month
 from interchange.records.book import DeclaredChange, Identity, UnitRef
@@ -105,8 +105,7 @@ class Cards:
 
     async def inputs(self, ids: list[str]) -> dict[str, CardRecords]:
         """What the card of each known ID is made of (unknown IDs are left out), from one snapshot."""
-        async with self._db.reading(snapshot=True) as conn:
-            return await read_card_records(conn, ids)
+        return await self._db.read_snapshot(lambda conn: read_card_records(conn, ids))
 
     async def lookups_of(self, pid: str) -> list[Lookup]:
         """Every lookup of a person (by any of their identifiers, or of the ID as asked when it names
@@ -127,13 +126,30 @@ class Cards:
         await self.log.close()
 
 
-async def read_card_records(conn: AsyncConnection, ids: list[str]) -> dict[str, CardRecords]:
+_IDS = bindparam("ids", expanding=True)
+_PEOPLE = bindparam("people", expanding=True)
+# Built once: the statements' cache keys and compiled forms are reused whatever the number of IDs.
+_PERSONS = select(
+    persons.c.id, persons.c.personal_id, persons.c.si_code, persons.c.name, persons.c.birth_date,
+    persons.c.gender, persons.c.nationality,
+).where(or_(persons.c.personal_id.in_(_IDS), persons.c.si_code.in_(_IDS)))  # fmt: skip
+_CHANGES = (
+    select(*_CHANGE_COLUMNS)
+    .join(dossiers, dossiers.c.id == contribution_changes.c.dossier_id)
+    .where(contribution_changes.c.person_id.in_(_PEOPLE))
+)
+_FACILITIES = select(
+    personal_data_changes.c.person_id, personal_data_changes.c.received_at, personal_data_changes.c.data
+).where(personal_data_changes.c.person_id.in_(_PEOPLE))
+
+
+def read_card_records(conn: Connection, ids: list[str]) -> dict[str, CardRecords]:
+    """What the card of each known ID is made of; run inside one read transaction."""
     wanted = sorted(set(ids))
     found: dict[str, CardRecords] = {}
     by_person: dict[int, CardRecords] = {}
     for chunk in _chunks(wanted):
-        query = select(persons).where(or_(persons.c.personal_id.in_(chunk), persons.c.si_code.in_(chunk)))
-        for p in await conn.execute(query):
+        for p in conn.execute(_PERSONS, {"ids": chunk}):
             records = by_person.get(p.id) or CardRecords(
                 p.id, Identity(p.personal_id, p.si_code, p.name, p.birth_date, p.gender, p.nationality)
             )
@@ -143,16 +159,9 @@ async def read_card_records(conn: AsyncConnection, ids: list[str]) -> dict[str, 
                     found[code] = records
     person_ids = sorted(by_person)
     for chunk in _chunks(person_ids):
-        query = (
-            select(*_CHANGE_COLUMNS)
-            .join(dossiers, dossiers.c.id == contribution_changes.c.dossier_id)
-            .where(contribution_changes.c.person_id.in_(chunk))
-        )
-        for r in await conn.execute(query):
+        for r in conn.execute(_CHANGES, {"people": chunk}):
             by_person[r.person_id].changes.append(_change(r))
-        t = personal_data_changes
-        query = select(t.c.person_id, t.c.received_at, t.c.data).where(t.c.person_id.in_(chunk))
-        for r in await conn.execute(query):
+        for r in conn.execute(_FACILITIES, {"people": chunk}):
             code = (r.data or {}).get("MaBenhVien")
             if code:
                 registration = FacilityRegistration(r.received_at, (r.data or {}).get("MaTinhBenhVien"), code)

@@ -12,16 +12,16 @@ import asyncio
 import logging
 import sqlite3
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, nullcontext
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
 from alembic.script import ScriptDirectory
-from sqlalchemy import event, inspect, text
+from sqlalchemy import create_engine, event, inspect, text
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
@@ -104,6 +104,9 @@ class Database:
         self._log_changes = True
         self._last_error: str | None = None  # the database's last own error (see _remember_error)
         event.listen(engine.sync_engine, "handle_error", self._remember_error)
+        self._threaded: Engine | None = _threaded_engine(engine)
+        if self._threaded is not None:
+            event.listen(self._threaded, "handle_error", self._remember_error)
 
     def _remember_error(self, context) -> None:
         # SQLite rolls a transaction back by itself on a full disk (and a few other errors); the
@@ -169,6 +172,21 @@ class Database:
                 async with conn.begin():
                     yield conn
 
+    async def read_snapshot(self, fn: Callable[[Connection], object]):
+        """fn(connection) in one snapshot read transaction, with a plain (synchronous) connection.
+        On an SQLite file it runs on a worker thread with its own pool of sqlite3 connections: the
+        whole read is one hop to that thread, not one per statement and per fetch (aiosqlite),
+        which cost more than the reads themselves; elsewhere it runs on the async connection."""
+        if self._threaded is None:
+            async with self.reading(snapshot=True) as conn:
+                return await conn.run_sync(fn)
+        async with self._unavailable_as_error():
+            return await asyncio.to_thread(self._read_in_thread, fn)
+
+    def _read_in_thread(self, fn: Callable[[Connection], object]):
+        with self._threaded.connect() as conn, conn.begin():
+            return fn(conn)
+
     @asynccontextmanager
     async def _unavailable_as_error(self) -> AsyncIterator[None]:
         """Database failures become StoreUnavailable, logged once when they start and once when
@@ -203,6 +221,8 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+        if self._threaded is not None:
+            await asyncio.to_thread(self._threaded.dispose)
 
 
 def make_engine(url: str, connect_args: dict | None = None) -> AsyncEngine:
@@ -235,6 +255,18 @@ def make_engine(url: str, connect_args: dict | None = None) -> AsyncEngine:
         event.listen(engine.sync_engine, "connect", _sqlite_on_connect)
         event.listen(engine.sync_engine, "begin", _sqlite_on_begin)
     return engine
+
+
+def _threaded_engine(engine: AsyncEngine) -> Engine | None:
+    """A synchronous engine on the same SQLite file (pysqlite), for reads run on a worker thread;
+    None for PostgreSQL and in-memory databases."""
+    u = engine.url
+    if u.get_backend_name() != "sqlite" or not u.database or u.database == ":memory:" or u.database.startswith("file:"):
+        return None
+    sync = create_engine(u.set(drivername="sqlite"), connect_args={"check_same_thread": False})
+    event.listen(sync, "connect", _sqlite_on_connect)
+    event.listen(sync, "begin", _sqlite_on_begin)
+    return sync
 
 
 def _sqlite_on_connect(dbapi_connection, _record) -> None:
