@@ -184,6 +184,16 @@ def sqlite_url(tmp: Path) -> str:
     return f"sqlite+aiosqlite:///{tmp / 'data' / 'interchange.db'}"
 
 
+def bench_store(url: str, tmp: Path) -> tuple[str, PgSchema | None]:
+    """The store URL a run uses and, on PostgreSQL, the fresh schema to drop afterwards: a
+    PostgreSQL `url` gets a schema of its own, anything else means SQLite under `tmp`."""
+    if url.startswith("postgresql"):
+        schema = PgSchema(url)
+        schema.create()
+        return schema.url, schema
+    return url or sqlite_url(tmp), None
+
+
 class PgSchema:
     """A fresh schema `bench_<random>` on a PostgreSQL URL, dropped by `drop()`."""
 

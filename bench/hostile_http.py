@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import dataclasses
 import gzip
 import socket
@@ -27,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from interchange.devkit import samples  # noqa: E402
 from interchange.trust.dossier_signing import sign_envelope  # noqa: E402
-from tests.serverproc import ServerProc, make_site  # noqa: E402
+from tests.serverproc import ServerProc, make_site, raw  # noqa: E402
 
 LIMIT = 1024 * 1024
 
@@ -38,14 +37,6 @@ def timed(fn):
     return time.perf_counter() - started, result
 
 
-def raw(host, data: bytes, wait: float = 30.0) -> bytes:
-    with socket.create_connection(host, timeout=wait) as s:
-        s.sendall(data)
-        got = b""
-        with contextlib.suppress(OSError):
-            while chunk := s.recv(65536):
-                got += chunk
-        return got
 
 
 def drip(host, head: bytes, then: bytes, every: float, limit: float) -> str:
@@ -102,7 +93,7 @@ def http_figures(args) -> None:
                  b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n"),
                 ("data after Connection: close", b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\nGET /"),
             ):
-                took, got = timed(lambda data=data: raw(server.base_host, data))
+                took, got = timed(lambda data=data: raw(server.base_host, data, wait=30.0))
                 print(f"{name:46} {got[9:12].decode() or '-':>10} {took:9.3f}")
             head = (f"POST /api/v1/dossiers HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {site.submitter}\r\n"
                     "Content-Type: application/xml\r\nContent-Length: 100000\r\n\r\n").encode()  # fmt: skip

@@ -223,12 +223,7 @@ async def warm_up(url: str, token: str, bodies: list[bytes]) -> list[int]:
 
 def over_http(args, tmp: Path, bench_pki, body_path: Path, small_bodies: list[bytes]) -> dict:
     schema = None
-    if args.store_url.startswith("postgresql"):
-        schema = benchlib.PgSchema(args.store_url)
-        schema.create()
-        store_url = schema.url
-    else:
-        store_url = args.store_url or benchlib.sqlite_url(tmp / "http")
+    store_url, schema = benchlib.bench_store(args.store_url, tmp / "http")
     size = body_path.stat().st_size
     env = {}
     if size > DEFAULT_MAX_BODY:

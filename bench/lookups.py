@@ -171,12 +171,7 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="bench-lookups-"))
     schema = server = None
     try:
-        if args.store_url.startswith("postgresql"):
-            schema = benchlib.PgSchema(args.store_url)
-            schema.create()
-            store_url = schema.url
-        else:
-            store_url = args.store_url or benchlib.sqlite_url(tmp)
+        store_url, schema = benchlib.bench_store(args.store_url, tmp)
         (tmp / "data").mkdir(exist_ok=True)
         rng = random.Random(7)
         ids = [rng.randrange(args.persons) for _ in range(args.count)]

@@ -139,12 +139,7 @@ def main() -> int:
     schema = None
     server = None
     try:
-        if args.store_url.startswith("postgresql"):
-            schema = benchlib.PgSchema(args.store_url)
-            schema.create()
-            store_url = schema.url
-        else:
-            store_url = args.store_url or benchlib.sqlite_url(tmp)
+        store_url, schema = benchlib.bench_store(args.store_url, tmp)
         config = benchlib.write_config(tmp, bench_pki, store_url)
         token = benchlib.create_submitter_key(store_url)
         server = benchlib.Server(config, workers=args.workers)

@@ -18,9 +18,11 @@ not ASCII-compatible (UTF-16/32: NUL bytes) always get the tree checks.
 
 from __future__ import annotations
 
+import binascii
 import io
 import re
 import threading
+from base64 import b64decode
 from dataclasses import dataclass
 
 from lxml import etree
@@ -145,7 +147,7 @@ def _long_run(limit: int) -> int:
     return min(limit, 10_000_000) + 1  # re's repeat counts are bounded; a bigger limit is no limit here
 
 
-def _gates(data: bytes, limits: XmlLimits) -> dict[str, bool]:
+def shape_gates(data: bytes, limits: XmlLimits) -> dict[str, bool]:
     """Which tree checks the bytes cannot rule out."""
     if b"\x00" in data:  # not ASCII-compatible: the byte patterns below do not apply
         return dict.fromkeys(("attributes", "namespaces", "names", "values", "text"), True)
@@ -169,7 +171,7 @@ def _gates(data: bytes, limits: XmlLimits) -> dict[str, bool]:
 
 
 def _check_shape(data: bytes, root: etree._Element, limits: XmlLimits, layer: Layer, form: str | None) -> None:
-    gates = _gates(data, limits)
+    gates = shape_gates(data, limits)
     if gates["attributes"]:
         found = root.xpath(f"(//*[count(@*) > {limits.max_attributes}])[1]")
         if found:
@@ -235,3 +237,26 @@ def _refuse_at(element: etree._Element, layer: Layer, code: str, vi: str, en: st
     xpath = "/" + "/".join(reversed(steps))
     return Refusal(Problem(layer=layer, code=code, message_vi=vi, message_en=en, form=form,
                            line=element.sourceline, xpath=xpath))
+
+
+# --- base64 content (SPEC §3): XML white space may be dropped, nothing else ----------------------
+
+_XML_SPACE = {ord(c): None for c in " \t\r\n"}
+
+
+def without_xml_space(text: str) -> str:
+    """`text` without XML white space (the same object when it has none: base64 of a large form
+    is usually one line, and a copy of it costs its size again)."""
+    return text.translate(_XML_SPACE) if any(c in text for c in " \t\r\n") else text
+
+
+def strict_base64(text: str | None) -> bytes | None:
+    """The bytes of base64 text that holds only the alphabet, at most two "=" at the end and XML
+    white space; None for anything else (`validate=True` refuses every other character)."""
+    compact = without_xml_space(text or "")
+    if not compact:
+        return None
+    try:
+        return b64decode(compact, validate=True)
+    except (binascii.Error, ValueError):
+        return None

@@ -8,7 +8,6 @@ a lost answer instead of raising).
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import http.client
 import io
@@ -27,6 +26,7 @@ from interchange.config import REPO_ROOT
 from interchange.devkit import pki
 from interchange.store import Store
 from interchange.trust.xmldsig import DocumentSigner
+from tests.helpers import on_private_loop
 
 DEMO_MST = "0101234565"  # dev-setup's demo unit
 TOKEN = re.compile(r"ik_[0-9a-f]+_[A-Za-z0-9_-]+")
@@ -38,13 +38,15 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def on_private_loop(coro):
-    """Run `coro` on an event loop of its own (the tests using this harness are synchronous)."""
-    loop = asyncio.new_event_loop()
-    try:
-        return loop.run_until_complete(coro)
-    finally:
-        loop.close()
+def raw(host: tuple[str, int], data: bytes, *, wait: float = 5.0) -> bytes:
+    """Send `data` on a fresh connection and read what comes back until closed or `wait`."""
+    with socket.create_connection(host, timeout=wait) as s:
+        s.sendall(data)
+        got = b""
+        with contextlib.suppress(OSError):
+            while chunk := s.recv(65536):
+                got += chunk
+        return got
 
 
 @dataclass

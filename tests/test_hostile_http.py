@@ -18,7 +18,7 @@ from lxml import etree
 from interchange.devkit import samples
 from interchange.notices.notice import NS
 from interchange.trust.dossier_signing import sign_envelope
-from tests.serverproc import ServerProc, make_site
+from tests.serverproc import ServerProc, make_site, raw
 
 pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning")
 LIMIT = 1024 * 1024  # max_body_bytes of this server: a bomb decoding past it is a 413
@@ -68,15 +68,6 @@ def codes_of(notice: bytes) -> list[str]:
     return [e.text for e in etree.fromstring(notice).iterfind(f".//{{{NS}}}Loi/{{{NS}}}Ma")]
 
 
-def raw(server, data: bytes, *, wait: float = 5.0) -> bytes:
-    """Send `data` on a fresh connection and read what comes back until closed or `wait`."""
-    with socket.create_connection(server.base_host, timeout=wait) as s:
-        s.sendall(data)
-        got = b""
-        with contextlib.suppress(OSError):
-            while chunk := s.recv(65536):
-                got += chunk
-        return got
 
 
 # ---- 2. Content-Encoding ---------------------------------------------------------------------
@@ -149,7 +140,7 @@ MALFORMED = {
 @pytest.mark.parametrize("name", list(MALFORMED))
 def test_malformed_http_is_400_without_a_traceback(server, name):
     log = LogSince(server)
-    got = raw(server, MALFORMED[name])
+    got = raw(server.base_host, MALFORMED[name])
     assert got.startswith((b"HTTP/1.0 400", b"HTTP/1.1 400")), got[:200]
     text = log.assert_quiet()
     assert text.count("\n") <= 1, text

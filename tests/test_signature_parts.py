@@ -20,8 +20,8 @@ from interchange.devkit import samples
 from interchange.intake.pipeline import Caller, Receiver
 from interchange.notices.notice import NS
 from interchange.trust.dossier_signing import sign_envelope, sign_form
-from interchange.trust.dsigparts import strict_base64
 from interchange.trust.xmldsig import DSIG_NS, DocumentSigner, to_bytes
+from interchange.xmlparse import strict_base64
 from tests.helpers import FORM_PATH, UNIT, XML, World, error_codes, notice_of, signature_value, start_api
 
 C14N = "http://www.w3.org/TR/2001/REC-xml-c14n-20010315"

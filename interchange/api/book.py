@@ -15,11 +15,10 @@ from aiohttp import web
 
 from interchange import codes
 from interchange.api.http import SERVICES, problem_json, reader
-from interchange.months import Month
 from interchange.records.book import build_book, read_month, this_month
+from interchange.rules.catalogue import FIRST_MONTH
 
 _PID = re.compile(r"[0-9]{12}|[0-9]{10}")
-FIRST_MONTH = Month(1995, 1)  # the first month a book can show
 
 async def get_person_book(request: web.Request) -> web.Response:
     key = await reader(request)

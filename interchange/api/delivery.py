@@ -11,7 +11,7 @@ import json
 from aiohttp import web
 
 from interchange import codes
-from interchange.api.http import SERVICES, problem_json, reader
+from interchange.api.http import SERVICES, forbidden, problem_json, reader
 from interchange.clock import utc_now
 from interchange.delivery.callback import UrlRefused, check_url
 from interchange.store.deliveries import EMAIL, Attempt, Delivery, Subscription
@@ -22,13 +22,9 @@ CALLBACK_ROLES = ("submitter", "ivan")
 
 def _owner(key: ApiKey) -> str:
     if key.role not in CALLBACK_ROLES:
-        raise web.HTTPForbidden(
-            text=json.dumps({
-                "status": 403, "code": codes.AUTH_ROLE,
-                "message": f"a callback URL belongs to a unit (submitter key) or an I-VAN (ivan key), not to the role {key.role}",
-            }),
-            content_type="application/json",
-        )  # fmt: skip
+        raise forbidden(
+            f"a callback URL belongs to a unit (submitter key) or an I-VAN (ivan key), not to the role {key.role}"
+        )
     return key.owner
 
 

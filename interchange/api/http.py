@@ -132,7 +132,7 @@ async def reader(request: web.Request) -> ApiKey:
     facility key (a health facility looks up e-HI cards and nothing else: `card_reader`)."""
     key = await _authenticated(request)
     if key.role == FACILITY:
-        raise _forbidden("a facility key may only look up e-HI cards (/api/v1/hi-cards)")
+        raise forbidden("a facility key may only look up e-HI cards (/api/v1/hi-cards)")
     return key
 
 
@@ -140,11 +140,11 @@ async def card_reader(request: web.Request) -> ApiKey:
     """The caller's key for an e-HI card lookup: a facility or an admin key (401, 429, 403)."""
     key = await _authenticated(request)
     if key.role not in CARD_ROLES:
-        raise _forbidden(f"the role {key.role} may not look up e-HI cards")
+        raise forbidden(f"the role {key.role} may not look up e-HI cards")
     return key
 
 
-def _forbidden(message: str) -> web.HTTPForbidden:
+def forbidden(message: str) -> web.HTTPForbidden:
     return web.HTTPForbidden(
         text=json.dumps({"status": 403, "code": codes.AUTH_ROLE, "message": message}), content_type="application/json"
     )

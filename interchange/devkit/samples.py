@@ -210,9 +210,7 @@ def d02ts(rows: int = 20, *, seed: int = 0, period: str = "11/2026", unit: Unit 
 def d02ts_of(rows: list[dict[str, str]]) -> bytes:
     """A D02-TS with exactly these rows: each a {field: value} of D02_FIELDS (others empty, STT
     numbered when absent)."""
-    unknown = {k for row in rows for k in row} - set(D02_FIELDS)
-    if unknown:
-        raise ValueError(f"not D02-TS fields: {sorted(unknown)}")
+    people = _given_rows("D02-TS", D02_FIELDS, rows)
     lines = [
         f"<D02-TS {XMLNS}>",
         "  <ThongTinKhac>",
@@ -222,9 +220,7 @@ def d02ts_of(rows: list[dict[str, str]]) -> bytes:
         "  </ThongTinKhac>",
         "  <NoiDung>" if rows else "  <NoiDung />",
     ]
-    for n, row in enumerate(rows, start=1):
-        values = {"STT": str(n), **row}
-        lines += ["    <LaoDong>", *(_el(f, _text(values.get(f, "")), "      ") for f in D02_FIELDS), "    </LaoDong>"]
+    lines += people
     lines += ["  </NoiDung>"] if rows else []
     lines += ["  <Cky />", "</D02-TS>"]
     return _doc(lines)
@@ -286,15 +282,22 @@ def tk1ts(people: int = 1, *, seed: int = 0) -> bytes:
 def tk1ts_of(rows: list[dict[str, str]]) -> bytes:
     """A TK1-TS with exactly these rows: each a {field: value} of TK1_FIELDS (others empty, STT
     numbered when absent)."""
-    unknown = {k for row in rows for k in row} - set(TK1_FIELDS)
-    if unknown:
-        raise ValueError(f"not TK1-TS fields: {sorted(unknown)}")
-    out = [f"<TK1-TS {XMLNS}>", "  <NoiDung>"]
-    for n, row in enumerate(rows, start=1):
-        values = {"STT": str(n), **row}
-        out += ["    <LaoDong>", *(_el(f, _text(values.get(f, "")), "      ") for f in TK1_FIELDS), "    </LaoDong>"]
+    out = [f"<TK1-TS {XMLNS}>", "  <NoiDung>", *_given_rows("TK1-TS", TK1_FIELDS, rows)]
     out += ["  </NoiDung>", "  <Cky />", "</TK1-TS>"]
     return _doc(out)
+
+
+def _given_rows(form: str, fields: tuple[str, ...], rows: list[dict[str, str]]) -> list[str]:
+    """The LaoDong elements of `rows`, each a {field: value} of `fields` (others empty, STT
+    numbered when absent)."""
+    unknown = {k for row in rows for k in row} - set(fields)
+    if unknown:
+        raise ValueError(f"not {form} fields: {sorted(unknown)}")
+    lines = []
+    for n, row in enumerate(rows, start=1):
+        values = {"STT": str(n), **row}
+        lines += ["    <LaoDong>", *(_el(f, _text(values.get(f, "")), "      ") for f in fields), "    </LaoDong>"]
+    return lines
 
 
 # --- D01-TS ----------------------------------------------------------------------------

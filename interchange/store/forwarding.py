@@ -5,7 +5,6 @@ or failed."""
 
 from __future__ import annotations
 
-import hashlib
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -13,9 +12,10 @@ from datetime import datetime
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from interchange.audit.chain import NOTICE_STORED, Event
+from interchange.audit.chain import Event
 
 from .audit import append as audit_append
+from .audit import notice_stored
 from .db import Database
 from .deliveries import enqueue_notice_deliveries
 from .tables import dossiers, forward_attempts, forwardings, notices, work_items
@@ -118,8 +118,7 @@ class Forwardings:
                 kind, xml = change.notice
                 await conn.execute(notices.insert(), {"dossier_id": id, "kind": kind, "xml": xml, "created_at": now})
                 await enqueue_notice_deliveries(conn, id, kind, now)  # relayed to the submitter's callback
-                data = {"kind": kind, "sha256": hashlib.sha256(xml).hexdigest(), "size": len(xml)}
-                events.append(Event(NOTICE_STORED, actor, data, id))
+                events.append(notice_stored(id, kind, xml, actor))
             if change.audit_data is not None:
                 events.append(Event(FORWARDING_EVENT, actor, change.audit_data, id))
             if change.enqueue is not None:

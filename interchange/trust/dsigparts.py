@@ -11,14 +11,11 @@
 
 from __future__ import annotations
 
-import binascii
-import re
-from base64 import b64decode
-
 from lxml import etree
 
 from interchange import codes
 from interchange.errors import Layer, Problem
+from interchange.xmlparse import strict_base64
 
 DSIG_NS = "http://www.w3.org/2000/09/xmldsig#"
 DSIG11_NS = "http://www.w3.org/2009/xmldsig11#"
@@ -32,22 +29,6 @@ BASE64_ELEMENTS = frozenset(
         "PublicKey", "DEREncodedKeyValue",
     }
 )
-_XML_SPACE = {ord(c): None for c in " \t\r\n"}
-_BASE64 = re.compile(r"[A-Za-z0-9+/]*={0,2}")
-
-
-def strict_base64(text: str | None) -> bytes | None:
-    """The bytes of base64 text that holds only the alphabet, at most two "=" at the end and
-    XML white space; None for anything else (other characters, bad padding, bad length)."""
-    compact = (text or "").translate(_XML_SPACE)
-    if not compact or not _BASE64.fullmatch(compact):
-        return None
-    try:
-        return b64decode(compact, validate=True)
-    except (binascii.Error, ValueError):
-        return None
-
-
 def _xpath(el: etree._Element) -> str:
     """Like lxml's getpath, but XML-DSig elements written `ds:Name` (getpath writes `*` for an
     element in a default namespace), as notices write them."""

@@ -39,7 +39,8 @@ from interchange.clock import VN_TZ, utc_now
 from interchange.errors import Layer, Problem, Severity
 from interchange.trust.anchors import TrustStore
 from interchange.trust.certinfo import describe, mst_of
-from interchange.trust.dsigparts import part_problems, strict_base64
+from interchange.trust.dsigparts import part_problems
+from interchange.xmlparse import strict_base64
 
 DSIG_NS = "http://www.w3.org/2000/09/xmldsig#"
 SIGNATURE_TAG = f"{{{DSIG_NS}}}Signature"
