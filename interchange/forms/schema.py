@@ -40,6 +40,7 @@ from interchange.forms.readable import readable_errors
 from interchange.forms.xsdtypes import TypeMap
 
 log = logging.getLogger(__name__)
+XS_NS = "http://www.w3.org/2001/XMLSchema"
 
 FORM_SCHEMAS: dict[str, str] = {
     "D02-TS": "D02-TS-1.0.xsd",
@@ -61,6 +62,11 @@ class _Schema:
         doc = etree.parse(str(self.path), parser)
         self.lxml = etree.XMLSchema(doc)
         self.types = TypeMap(doc.getroot())
+        # the repeated elements (maxOccurs above 1): the rows a large form is read by, one at a time
+        self.row_tags = tuple(sorted({
+            el.get("name") for el in doc.getroot().iter(f"{{{XS_NS}}}element")
+            if el.get("name") and el.get("maxOccurs") not in (None, "0", "1")
+        }))
         self._xs = None
         self._lock = threading.Lock()  # XMLSchema.error_log is per object: one validation at a time
 
@@ -100,6 +106,12 @@ class SchemaSet:
         if form_code == "ThongBao":
             return self._notice.version
         return self._forms[form_code].version
+
+    def streaming(self, form_code: str) -> tuple[etree.XMLSchema, tuple[str, ...], threading.Lock] | None:
+        """What a streaming pass over a form needs (`interchange.intake.streaming`): its lxml
+        schema, its row tags and the lock to hold while the schema is in use; None: unknown form."""
+        schema = self._forms.get(form_code)
+        return None if schema is None else (schema.lxml, schema.row_tags, schema._lock)
 
     def readable_loaded(self, form_code: str) -> bool:
         """Whether a form's readable-errors validator (xmlschema) was ever needed and built."""

@@ -12,6 +12,7 @@ from lxml import etree
 from interchange import codes
 from interchange.errors import Layer, Problem, Problems
 from interchange.forms.schema import FORM_SCHEMAS
+from interchange.intake.streaming import LeanBody
 from interchange.xmlparse import without_xml_space
 
 
@@ -81,8 +82,9 @@ _UNIT = "NoiDung/ThongTinDonVi/"
 _INFO = "NoiDung/ThongTinHoSo/"
 
 
-def read_envelope(root: etree._Element, problems: Problems, max_files: int) -> Envelope:
-    """Read what the later layers need; every inconsistency goes to `problems`."""
+def read_envelope(root: etree._Element, problems: Problems, max_files: int, lean: LeanBody | None = None) -> Envelope:
+    """Read what the later layers need; every inconsistency goes to `problems`. With `lean`, `root`
+    is the tree of its small body: a file whose text is a marker is decoded from the source body."""
     tree = root.getroottree()
     env = Envelope()
     if root.tag != "Hoso":
@@ -108,7 +110,7 @@ def read_envelope(root: etree._Element, problems: Problems, max_files: int) -> E
         return env
     seen: set = set()  # names and content digests of the files read so far
     for file_el in files:
-        form_file = _read_file(file_el, tree, problems, seen)
+        form_file = _read_file(file_el, tree, problems, seen, lean)
         if form_file is not None:
             env.files.append(form_file)
     return env
@@ -166,11 +168,13 @@ def _check_file_count(
     return True
 
 
-def _read_file(file_el: etree._Element, tree: etree._ElementTree, problems: Problems, seen: set) -> FormFile | None:
+def _read_file(
+    file_el: etree._Element, tree: etree._ElementTree, problems: Problems, seen: set, lean: LeanBody | None
+) -> FormFile | None:
     """One FileToKhai, or None when it cannot be used (the reason is in `problems`).
     `seen` holds the names and content digests of the files read before it."""
     xpath = tree.getpath(file_el)
-    content = _decoded_content(file_el, tree, xpath, problems)
+    content = _decoded_content(file_el, tree, xpath, problems, lean)
     if content is None:
         return None
     code = _text(file_el, "MaToKhai") or ""
@@ -214,28 +218,32 @@ def _read_file(file_el: etree._Element, tree: etree._ElementTree, problems: Prob
 
 
 def _decoded_content(
-    file_el: etree._Element, tree: etree._ElementTree, xpath: str, problems: Problems
+    file_el: etree._Element, tree: etree._ElementTree, xpath: str, problems: Problems, lean: LeanBody | None
 ) -> bytes | None:
     """The decoded bytes of NoiDungFile (DoDaiFile checked on the way); None when not base64 or empty."""
     content_el = file_el.find("NoiDungFile")
     text = content_el.text or "" if content_el is not None else ""
-    b64 = without_xml_space(text)  # only XML white space may go (SPEC §3), copied only when there is some
+    if lean is not None and text in lean.cuts:  # cut out of the body, valid base64 (intake/streaming.py)
+        raw_len, compact_len = lean.lengths(text)
+        b64 = None
+    else:
+        b64 = without_xml_space(text)  # only XML white space may go (SPEC §3), copied only when there is some
+        raw_len, compact_len = len(text), len(b64)
     declared = _text(file_el, "DoDaiFile")
     length_el = file_el.find("DoDaiFile")
-    raw_len = len(text)
-    if declared is not None and declared not in (str(len(b64)), str(raw_len)):
+    if declared is not None and declared not in (str(compact_len), str(raw_len)):
         problems.add(
             _problem(
                 codes.ENV_FILE_LENGTH,
-                f"DoDaiFile khai {declared} nhưng nội dung tệp dài {len(b64)} ký tự.",
-                f"DoDaiFile says {declared} but the base64 content is {len(b64)} characters long.",
+                f"DoDaiFile khai {declared} nhưng nội dung tệp dài {compact_len} ký tự.",
+                f"DoDaiFile says {declared} but the base64 content is {compact_len} characters long.",
                 tree.getpath(length_el),
                 length_el.sourceline,
                 declared,
             )
         )
     try:
-        content = b64decode(b64, validate=True)
+        content = lean.decode(text) if b64 is None else b64decode(b64, validate=True)
     except (binascii.Error, ValueError):
         problems.add(
             _problem(

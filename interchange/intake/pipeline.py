@@ -11,12 +11,16 @@ import hashlib
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
+from lxml import etree
+
 from interchange import codes
 from interchange.config import REPO_ROOT, LimitsConfig, TrustConfig, TrustPaths
 from interchange.errors import LAYER_ORDER, Layer, Problem, Problems, Refusal
 from interchange.forms.schema import SchemaSet
-from interchange.intake.envelope import Envelope, read_envelope
+from interchange.intake.envelope import Envelope, FormFile, read_envelope
+from interchange.intake.streaming import LeanBody, lean_body, stream_form
 from interchange.trust.anchors import TrustStore
+from interchange.trust.c14nstream import Splice, SpliceError
 from interchange.trust.xmldsig import verify_document
 from interchange.xmlparse import XmlLimits, parse_xml
 
@@ -75,7 +79,15 @@ class Receiver:
             legacy_sha1=trust.legacy_sha1,
         )
 
-    def receive(self, body: bytes, at: datetime, caller: Caller | None = None) -> Outcome:
+    def receive(self, body: bytes, at: datetime, caller: Caller | None = None, *, stream: bool = True) -> Outcome:
+        """The receipt's layers on a body. Large texts and forms are read in bounded memory
+        (`intake/streaming.py`) unless `stream` is False; the verdict is the same either way."""
+        try:
+            return self._receive(body, at, caller, stream)
+        except SpliceError:  # a reduced tree that does not fit its document: never a verdict
+            return self._receive(body, at, caller, False)
+
+    def _receive(self, body: bytes, at: datetime, caller: Caller | None, stream: bool) -> Outcome:
         out = Outcome(accepted=False, sha256=hashlib.sha256(body).digest(), size=len(body))
         layers = {str(layer): "not_run" for layer in LAYER_ORDER if layer != Layer.RULE}
         out.layers = layers
@@ -88,13 +100,13 @@ class Receiver:
         # Envelope: well-formed, safe, the Hoso structure, the embedded files.
         problems = Problems(cap=self.max_errors)
         try:
-            tree = parse_xml(body, replace(self.limits, long_text=("NoiDungFile",)), layer=Layer.ENVELOPE)
+            tree, lean = self._parse_envelope(body, stream)
         except Refusal as refusal:
             problems.extend(refusal.problems)
             return fail(Layer.ENVELOPE, problems)
         root = tree.getroot()
         problems.extend(self.schemas.validate_envelope(root, cap=self.max_errors))
-        env = read_envelope(root, problems, self.max_files)
+        env = read_envelope(root, problems, self.max_files, lean)
         out.envelope = env.summary()
         if caller is not None and not _caller_may_send(caller, env):
             if problems.errors and not _names_another(caller, env):
@@ -104,13 +116,7 @@ class Receiver:
             out.forbidden = True
             problems.add(_forbidden_problem(caller, env))
             return fail(Layer.ENVELOPE, problems)
-        form_roots = []
-        for f in env.files:
-            if f.is_xml:
-                try:
-                    form_roots.append((f, parse_xml(f.content, self.limits, form=f.code).getroot()))
-                except Refusal as refusal:
-                    problems.extend(_in_file(p, f.name) for p in refusal.problems)
+        forms = self._parse_forms(env, problems, stream)
         if problems.errors:
             return fail(Layer.ENVELOPE, problems)
         layers[str(Layer.ENVELOPE)] = "passed"
@@ -118,15 +124,15 @@ class Receiver:
         # Signature: the envelope's, then every embedded XML form's, all bound to the unit's MST.
         report = verify_document(
             root, location=ENVELOPE_SIGNATURE_AT, trust=self.trust, at=at, document="Hoso",
-            expected_mst=env.mst, legacy_sha1=self.legacy_sha1,
+            expected_mst=env.mst, legacy_sha1=self.legacy_sha1, splice=lean.splice() if lean else None,
         )
         out.signers.append(report.as_dict())
         problems.extend(report.problems)
-        del tree, root  # the envelope's text (base64 of every file) is no longer needed
-        for f, form_root in form_roots:
+        del tree, root, lean  # the envelope's text (base64 of every file) is no longer needed
+        for form in forms:
             report = verify_document(
-                form_root, location=FORM_SIGNATURE_AT, trust=self.trust, at=at, document=f.name,
-                form=f.code, expected_mst=env.mst, legacy_sha1=self.legacy_sha1,
+                form.root, location=FORM_SIGNATURE_AT, trust=self.trust, at=at, document=form.file.name,
+                form=form.file.code, expected_mst=env.mst, legacy_sha1=self.legacy_sha1, splice=form.splice,
             )
             out.signers.append(report.as_dict())
             problems.extend(report.problems)
@@ -134,10 +140,13 @@ class Receiver:
             return fail(Layer.SIGNATURE, problems)
         layers[str(Layer.SIGNATURE)] = "passed"
 
-        # Schema: each form, as signed (the signature is detached), against its XSD.
-        for f, form_root in form_roots:
-            problems.extend(self.schemas.validate_form(f.code, form_root, size_hint=len(f.content),
-                                                       cap=self.max_errors - len(problems)))
+        # Schema: each form, as signed (the signature is detached), against its XSD (a streamed
+        # form was validated whole while it was read: it is valid, or it was not streamed).
+        for form in forms:
+            f = form.file
+            if not form.validated:
+                problems.extend(self.schemas.validate_form(f.code, form.root, size_hint=len(f.content),
+                                                           cap=self.max_errors - len(problems)))
             out.forms.append({"code": f.code, "name": f.name, "size": len(f.content),
                               "schema": self.schemas.version(f.code) if self.schemas.knows(f.code) else None})
             if problems.full:
@@ -148,6 +157,50 @@ class Receiver:
         out.problems, out.truncated = problems.items, problems.truncated  # warnings, if any
         out.accepted = True
         return out
+
+    def _parse_envelope(self, body: bytes, stream: bool) -> tuple[etree._ElementTree, LeanBody | None]:
+        """The envelope's tree: of the body without its large base64 texts when they can be cut."""
+        limits = replace(self.limits, long_text=("NoiDungFile",))
+        lean = lean_body(body) if stream else None
+        if lean is not None:
+            try:
+                tree = parse_xml(lean.body, limits, layer=Layer.ENVELOPE)
+                if lean.fits(tree.getroot()):
+                    return tree, lean
+            except Refusal:
+                pass  # the whole body says why, in its own words and lines
+        return parse_xml(body, limits, layer=Layer.ENVELOPE), None
+
+    def _parse_forms(self, env: Envelope, problems: Problems, stream: bool) -> list[_Form]:
+        """Each embedded XML form: streamed (reduced tree, validated) when it can be, else its tree."""
+        forms = []
+        for f in env.files:
+            if not f.is_xml:
+                continue
+            streaming = self.schemas.streaming(f.code) if stream and len(f.content) >= STREAM_MIN else None
+            if streaming is not None:
+                schema, row_tags, lock = streaming
+                with lock:
+                    streamed = stream_form(f.content, self.limits, schema, row_tags)
+                if streamed is not None:
+                    forms.append(_Form(f, streamed.root, streamed.splice, validated=True))
+                    continue
+            try:
+                forms.append(_Form(f, parse_xml(f.content, self.limits, form=f.code).getroot()))
+            except Refusal as refusal:
+                problems.extend(_in_file(p, f.name) for p in refusal.problems)
+        return forms
+
+
+STREAM_MIN = 1024 * 1024  # smaller forms are read as trees: streaming pays only for large ones
+
+
+@dataclass
+class _Form:
+    file: FormFile
+    root: etree._Element
+    splice: Splice | None = None  # the root is a reduced tree (intake/streaming.py)
+    validated: bool = False  # by its XSD, while it was streamed
 
 
 def _caller_may_send(caller: Caller, env: Envelope) -> bool:

@@ -38,6 +38,7 @@ from interchange import codes
 from interchange.clock import VN_TZ, utc_now
 from interchange.errors import Layer, Problem, Severity
 from interchange.trust.anchors import TrustStore
+from interchange.trust.c14nstream import Splice
 from interchange.trust.certinfo import describe, mst_of
 from interchange.trust.dsigparts import part_problems
 from interchange.xmlparse import strict_base64
@@ -104,6 +105,10 @@ def _detach(element: etree._Element) -> None:
 
 
 class _ProfileVerifier(XMLVerifier):
+    def __init__(self, splice: Splice | None = None):
+        super().__init__()
+        self.splice = splice  # the tree is a reduced one: its left-out parts are spliced in
+
     def get_root(self, data):
         return data  # the caller's hardened tree, used in place (see module docstring)
 
@@ -144,11 +149,16 @@ class _ProfileVerifier(XMLVerifier):
         _detach(self._get_signature(root))
         sink = _HashWriter(_DIGEST_HASHLIB[digest_alg])
         target = root.getroottree() if uri == "" else root
-        if uri == "":
+        if self.splice is not None:  # a reduced tree: small, its canonical bytes spliced (c14nstream)
+            canonical = etree.tostring(target, method="c14n", exclusive=exclusive, with_comments=False)
+            digest = self.splice.digest(canonical, _DIGEST_HASHLIB[digest_alg])
+        elif uri == "":
             target.write_c14n(sink, exclusive=exclusive, with_comments=False)
+            digest = sink.hash.digest()
         else:
             sink.write(etree.tostring(target, method="c14n", exclusive=exclusive, with_comments=False))
-        if not hmac.compare_digest(sink.hash.digest(), expected):
+            digest = sink.hash.digest()
+        if not hmac.compare_digest(digest, expected):
             raise InvalidDigest("the document was changed after it was signed (digest mismatch)")
         key = signature_key_used.public_bytes(
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
@@ -266,8 +276,12 @@ def verify_document(
     form: str | None = None,
     expected_mst: str | None = None,
     legacy_sha1: bool = False,
+    splice: Splice | None = None,
 ) -> SignatureReport:
     """Verify the one signature of a document, in place.
+
+    With `splice`, `root` is a reduced tree (`interchange.trust.c14nstream`): the digest is the
+    whole document's; `SpliceError` when the reduced tree does not fit it (verify the whole tree).
 
     `location` is the child of the root that must hold the signature (`Cky`, `CKy_Dvi`, or
     "" for a signature directly under the root, as in notices). On return the Signature
@@ -294,7 +308,7 @@ def verify_document(
     if not _check_chain(trust, leaf, certs, at, report, here):
         return report
     _check_claims(leaf, expected_mst, report, here)
-    _check_signature_value(root, location, leaf, at, legacy_sha1, report, here)
+    _check_signature_value(root, location, leaf, at, legacy_sha1, report, here, splice)
     if signature.getparent() is not None:
         _detach(signature)  # never read unsigned content: drop a signature that failed before its reference was checked
     return report
@@ -437,6 +451,7 @@ def _check_signature_value(
     legacy_sha1: bool,
     report: SignatureReport,
     here: _Here,
+    splice: Splice | None = None,
 ) -> None:
     """signxml's checks and our reference profile; the report is valid when nothing is an error."""
     config = SignatureConfiguration(
@@ -448,7 +463,7 @@ def _check_signature_value(
         verification_time=_clamp(at, leaf),  # dates are judged by the trust store, with codes of their own
     )
     try:
-        _ProfileVerifier().verify(
+        _ProfileVerifier(splice).verify(
             root, x509_cert=leaf, expect_config=config, validate_schema=False, parser=_SIGNATURE_PARSER
         )
     except (InvalidInput, InvalidSignature, InvalidCertificate, ValueError, TypeError, etree.LxmlError) as exc:

@@ -1,0 +1,328 @@
+"""Large dossiers in bounded memory: the envelope without its base64 texts, a form without its rows.
+
+A 50,000-row D02-TS is a 62 MiB form inside an 83 MiB base64 text; as trees they took 14 times
+their size. Two ways keep the memory near the size of the bytes, each falling back to the whole
+tree (the same verdict, as before) whenever an input is not of the shape it handles:
+
+- `lean_body`: each large `<NoiDungFile>` text that is valid base64 (as Python and the XSD's
+  base64Binary read it) and holds nothing but the base64 alphabet and white space other than CR
+  (so that its canonical bytes are its raw bytes) is cut out of the body and replaced by a marker
+  text (`trust/c14nstream.py`) with the same number of line breaks (line numbers do not move).
+  The small body is parsed, validated and read as before; the file's content is decoded from the
+  body's bytes, and the envelope's digest splices the raw text back in. The caller checks that each
+  marker is exactly the text of one NoiDungFile element (`LeanBody.fits`): a cut that fell inside
+  a comment, a CDATA section or a processing instruction does not.
+- `stream_form`: one pass of `etree.iterparse` over a form, validating it against its XSD while
+  it parses (libxml2's streaming validation of the whole form), canonicalising each row (an element
+  of a repeated list of the XSD) when it ends into a spool file, and dropping it. Each run of
+  adjacent rows leaves one empty marker element in the reduced tree; the form's signature is then
+  verified on the reduced tree with the rows' canonical bytes spliced back in. A row's canonical
+  bytes are lxml's C14N of its subtree less the namespace declarations inherited from its
+  ancestors (which whole-document C14N writes on the ancestor that declares them): the row may not
+  use a default namespace from an ancestor nor redeclare an inherited prefix otherwise.
+  Any other shape, a shape limit the bytes cannot rule out, a syntax or schema error, a signature
+  inside a row: None, and the caller takes the tree path (which also gives the readable errors).
+"""
+
+from __future__ import annotations
+
+import binascii
+import io
+import re
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from lxml import etree
+
+from interchange.trust.c14nstream import Part, Splice, new_token
+from interchange.trust.xmldsig import SIGNATURE_TAG
+from interchange.xmlparse import XmlLimits, shape_gates
+
+CUT_MIN = 64 * 1024  # smaller texts stay in the tree
+_CHUNK = 4 * 1024 * 1024
+_NOT_BASE64_TEXT = re.compile(rb"[^A-Za-z0-9+/= \t\n]")
+_PAD_BEFORE_ONE = frozenset(b"AEIMQUYcgkosw048")  # base64Binary: the last character before "="
+_PAD_BEFORE_TWO = frozenset(b"AQgw")  # ... and before "=="
+
+
+# ---- the envelope's base64 texts -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CutText:
+    marker: str  # the text that stands in the small body for the cut-out one
+    start: int  # the raw text's bytes in the source body: [start, end)
+    end: int
+    blanks: int  # white space characters in it
+
+
+@dataclass
+class LeanBody:
+    source: bytes
+    body: bytes  # the source with every cut text replaced by its marker
+    cuts: dict[str, CutText] = field(default_factory=dict)  # by marker
+
+    def fits(self, root: etree._Element, tag: str = "NoiDungFile") -> bool:
+        """Is each marker the whole text of exactly one `tag` element of the parsed small body?"""
+        seen = [el.text for el in root.iter(tag) if el.text in self.cuts]
+        return len(seen) == len(self.cuts) == len(set(seen))
+
+    def lengths(self, marker: str) -> tuple[int, int]:
+        """(characters, characters without white space) of a cut text."""
+        cut = self.cuts[marker]
+        return cut.end - cut.start, cut.end - cut.start - cut.blanks
+
+    def decode(self, marker: str) -> bytes:
+        """The decoded bytes of a cut text (checked valid when it was cut)."""
+        cut = self.cuts[marker]
+        view = memoryview(self.source)[cut.start : cut.end]
+        if not cut.blanks:
+            return binascii.a2b_base64(view)
+        out = io.BytesIO()
+        carry = b""
+        for at in range(0, len(view), _CHUNK):
+            compact = carry + bytes(view[at : at + _CHUNK]).translate(None, b" \t\n")
+            whole = len(compact) - len(compact) % 4
+            out.write(binascii.a2b_base64(compact[:whole]))
+            carry = compact[whole:]
+        return out.getvalue()
+
+    def splice(self) -> Splice:
+        """The cut texts, in document order, for the envelope's digest."""
+        parts = []
+        for cut in sorted(self.cuts.values(), key=lambda c: c.start):
+            parts.append(Part(cut.marker.encode(), b"", lambda c=cut: _raw_chunks(self.source, c)))
+        return Splice(parts)
+
+
+def _raw_chunks(source: bytes, cut: CutText) -> Iterator[memoryview]:
+    view = memoryview(source)
+    for at in range(cut.start, cut.end, _CHUNK):
+        yield view[at : min(at + _CHUNK, cut.end)]
+
+
+def lean_body(body: bytes, tag: bytes = b"NoiDungFile", min_size: int = CUT_MIN) -> LeanBody | None:
+    """The body with its large base64 texts of `tag` cut out, or None when there is none to cut."""
+    opening, closing = b"<" + tag + b">", b"</" + tag + b">"
+    pieces: list[bytes] = []
+    cuts: dict[str, CutText] = {}
+    at = 0
+    while True:
+        begin = body.find(opening, at)
+        if begin < 0:
+            break
+        start = begin + len(opening)
+        end = body.find(closing, start)
+        if end < 0:
+            break
+        if end - start >= min_size and (blanks := _base64_blanks(body, start, end)) is not None:
+            marker = new_token() + "\n" * body.count(b"\n", start, end)
+            cuts[marker] = CutText(marker, start, end, blanks)
+            pieces += [body[at:start], marker.encode()]
+            at = end
+        else:
+            pieces.append(body[at:end])
+            at = end
+    if not cuts:
+        return None
+    pieces.append(body[at:])
+    return LeanBody(source=body, body=b"".join(pieces), cuts=cuts)
+
+
+def _base64_blanks(body: bytes, start: int, end: int) -> int | None:
+    """How many white space characters the text body[start:end] holds, when it is base64 that both
+    Python (`b64decode(validate=True)` after XML white space is dropped) and the XSD's base64Binary
+    accept and that holds no character canonical XML would write otherwise; None if not."""
+    if _NOT_BASE64_TEXT.search(body, start, end):
+        return None
+    blanks = sum(body.count(c, start, end) for c in (b" ", b"\t", b"\n"))
+    if (end - start - blanks) % 4:
+        return None
+    pads = body.count(b"=", start, end)
+    tail = body[max(start, end - 64) : end].translate(None, b" \t\n")  # the last quad, at least
+    if pads > 2 or not tail.endswith(b"=" * pads) or (pads and tail[-pads - 1 : -pads] == b"="):
+        return None
+    if pads and len(tail) > pads:
+        before = tail[-pads - 1]
+        if before not in (_PAD_BEFORE_ONE if pads == 1 else _PAD_BEFORE_TWO):
+            return None
+    return blanks
+
+
+# ---- a form, row by row ------------------------------------------------------------------------
+
+
+@dataclass
+class StreamedForm:
+    root: etree._Element  # the reduced tree: rows replaced by one marker per run
+    splice: Splice
+    rows: int
+
+
+class _NotStreamable(Exception):
+    pass
+
+
+class _Spool:
+    """The rows' canonical bytes, on disk past a few MiB."""
+
+    def __init__(self):
+        self.file = tempfile.SpooledTemporaryFile(max_size=4 * 1024 * 1024)
+        self.size = 0
+
+    def write(self, data: bytes) -> None:
+        self.file.write(data)
+        self.size += len(data)
+
+    def chunks(self, start: int, end: int) -> Iterator[bytes]:
+        self.file.seek(start)
+        left = end - start
+        while left > 0:
+            chunk = self.file.read(min(left, _CHUNK))
+            if not chunk:
+                raise OSError("the row spool is shorter than written")
+            left -= len(chunk)
+            yield chunk
+
+
+def _text_c14n(text: str | None) -> bytes:
+    if not text:
+        return b""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("\r", "&#xD;").encode()
+
+
+def _attr_c14n(value: str) -> str:
+    return (value.replace("&", "&amp;").replace("<", "&lt;").replace('"', "&quot;")
+            .replace("\t", "&#x9;").replace("\n", "&#xA;").replace("\r", "&#xD;"))
+
+
+def _inherited_head(row: etree._Element) -> tuple[bytes, bytes]:
+    """(what lxml writes first for the row as a subtree, what whole-document C14N writes first
+    for it): its tag with, in the first, the namespace declarations of its ancestors."""
+    parent = row.getparent()
+    scope = parent.nsmap if parent is not None else {}
+    if None in scope:
+        raise _NotStreamable("a default namespace declared on an ancestor")
+    qname = f"{row.prefix}:{etree.QName(row).localname}" if row.prefix else etree.QName(row).localname
+    decls = "".join(f' xmlns:{p}="{_attr_c14n(scope[p])}"' for p in sorted(scope))
+    return f"<{qname}{decls}".encode(), f"<{qname}".encode()
+
+
+class _Rows:
+    """The streaming state: the spool, the current run of adjacent rows and the marker runs."""
+
+    def __init__(self, limits: XmlLimits):
+        self.limits = limits
+        self.spool = _Spool()
+        self.parts: list[Part] = []
+        self.marker: etree._Element | None = None  # the current run's first row, now its marker
+        self.last: etree._Element | None = None  # the run's last row (its tail not yet spooled)
+        self.run_start = 0
+        self.heads: tuple[bytes, bytes] = (b"", b"")
+        self.depth_xpath: etree.XPath | None = None
+        self.count = 0
+
+    def row(self, row: etree._Element) -> None:
+        if self.last is not None and row.getprevious() is self.last:
+            self.spool.write(_text_c14n(self.last.tail))
+            self._drop_last()
+            self._write_row(row)
+        else:
+            self.close_run()
+            self._start_run(row)
+        self.last = row
+        self.count += 1
+
+    def _drop_last(self) -> None:
+        if self.last is self.marker:
+            self.marker.tail = None
+        else:
+            self.last.getparent().remove(self.last)
+
+    def _start_run(self, row: etree._Element) -> None:
+        self.heads = _inherited_head(row)
+        depth = sum(1 for _ in row.iterancestors())
+        room = self.limits.max_depth - depth
+        if room < 2:  # a row and its children must fit
+            raise _NotStreamable("too deep")
+        self.depth_xpath = etree.XPath("boolean(" + "*/" * (room - 1) + "*)")
+        self.run_start = self.spool.size
+        self._write_row(row)
+        token = new_token()
+        for child in list(row):
+            row.remove(child)
+        row.text = None
+        row.attrib.clear()
+        row.tag = token
+        self.marker = row
+        self.parts.append(Part(f"<{token}".encode(), f"</{token}>".encode(), list))  # chunks: at close_run
+
+    def close_run(self) -> None:
+        """The last row's tail goes back to the tree (on the marker), the run's bytes are fixed."""
+        if self.marker is None:
+            return
+        if self.last is not self.marker:
+            self.marker.tail = self.last.tail
+            self.last.getparent().remove(self.last)
+        start, end = self.run_start, self.spool.size
+        self.parts[-1].chunks = lambda: self.spool.chunks(start, end)
+        self.marker = self.last = None
+
+    def _write_row(self, row: etree._Element) -> None:
+        data = etree.tostring(row, method="c14n", with_comments=False)
+        # every element ends with "</" in canonical XML (text and attributes escape "<"): a row with
+        # as many as itself and its children has no grandchildren and is not too deep
+        if data.count(b"</") != len(row) + 1 and self.depth_xpath(row):
+            raise _NotStreamable("too deep")
+        subtree, in_context = self.heads
+        if not data.startswith(subtree) or data[len(subtree) : len(subtree) + 1] not in (b" ", b">"):
+            raise _NotStreamable("a row declares namespaces of its own")
+        self.spool.write(in_context + data[len(subtree) :] if len(subtree) != len(in_context) else data)
+
+
+def stream_form(data: bytes, limits: XmlLimits, schema: etree.XMLSchema, row_tags: tuple[str, ...]) -> StreamedForm | None:
+    """One pass over a form: hardened parse, XSD validation, rows canonicalised and dropped.
+    None: not this way (the caller parses the whole tree)."""
+    if not row_tags or _needs_tree(data, limits):
+        return None
+    state = _Rows(limits)
+    nested = 0
+    try:
+        events = etree.iterparse(
+            io.BytesIO(data), events=("start", "end"), tag=(*row_tags, SIGNATURE_TAG), schema=schema,
+            resolve_entities=False, no_network=True, load_dtd=False, huge_tree=True, remove_comments=True,
+            collect_ids=False,
+        )
+        for event, el in events:
+            if el.tag == SIGNATURE_TAG:
+                if nested:
+                    return None  # a signature inside a row: the tree path judges it
+                continue
+            if event == "start":
+                nested += 1
+                continue
+            nested -= 1
+            if not nested:
+                state.row(el)
+        state.close_run()
+        root = events.root
+    except (etree.XMLSyntaxError, _NotStreamable):
+        state.spool.file.close()
+        return None
+    if root is None or root.getroottree().docinfo.doctype or not _small_tree_ok(root, limits):
+        return None
+    return StreamedForm(root=root, splice=Splice(state.parts), rows=state.count)
+
+
+def _needs_tree(data: bytes, limits: XmlLimits) -> bool:
+    """What `parse_xml` checks on the bytes or the tree that this pass does not: any sign of it."""
+    if b"<!DOCTYPE" in data or b"<!ENTITY" in data or b"\x00" in data:
+        return True
+    start_tags = data.count(b"<") - data.count(b"</") - data.count(b"<!") - data.count(b"<?")
+    return start_tags > limits.max_elements or any(shape_gates(data, limits).values())
+
+
+def _small_tree_ok(root: etree._Element, limits: XmlLimits) -> bool:
+    """The reduced tree's depth (the rows' was checked one by one)."""
+    return not root.xpath("boolean(/" + "*/" * limits.max_depth + "*)")
