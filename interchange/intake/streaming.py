@@ -192,21 +192,24 @@ def _text_c14n(text: str | None) -> bytes:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("\r", "&#xD;").encode()
 
 
-def _attr_c14n(value: str) -> str:
-    return (value.replace("&", "&amp;").replace("<", "&lt;").replace('"', "&quot;")
-            .replace("\t", "&#x9;").replace("\n", "&#xA;").replace("\r", "&#xD;"))
-
-
 def _inherited_head(row: etree._Element) -> tuple[bytes, bytes]:
     """(what lxml writes first for the row as a subtree, what whole-document C14N writes first
-    for it): its tag with, in the first, the namespace declarations of its ancestors."""
+    for it): its tag with, in the first, the namespace declarations of its ancestors (written by
+    libxml2 itself, on an empty element of the same name in the same scope)."""
     parent = row.getparent()
     scope = parent.nsmap if parent is not None else {}
     if None in scope:
         raise _NotStreamable("a default namespace declared on an ancestor")
-    qname = f"{row.prefix}:{etree.QName(row).localname}" if row.prefix else etree.QName(row).localname
-    decls = "".join(f' xmlns:{p}="{_attr_c14n(scope[p])}"' for p in sorted(scope))
-    return f"<{qname}{decls}".encode(), f"<{qname}".encode()
+    probe = etree.Element(row.tag, nsmap=scope)
+    if probe.prefix != row.prefix:
+        raise _NotStreamable("a row's namespace has more than one prefix")
+    local = etree.QName(row).localname
+    qname = f"{row.prefix}:{local}" if row.prefix else local
+    empty = etree.tostring(probe, method="c14n")
+    end = f"></{qname}>".encode()
+    if not empty.endswith(end):
+        raise _NotStreamable("an unexpected canonical form")
+    return empty[: -len(end)], f"<{qname}".encode()
 
 
 class _Rows:
@@ -307,7 +310,7 @@ def stream_form(data: bytes, limits: XmlLimits, schema: etree.XMLSchema, row_tag
                 state.row(el)
         state.close_run()
         root = events.root
-    except (etree.XMLSyntaxError, _NotStreamable):
+    except (etree.LxmlError, _NotStreamable):  # syntax, schema, C14N (a relative namespace URI)
         state.spool.file.close()
         return None
     if root is None or root.getroottree().docinfo.doctype or not _small_tree_ok(root, limits):

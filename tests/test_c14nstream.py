@@ -1,0 +1,301 @@
+"""Streamed canonical XML against whole-document C14N (interchange/intake/streaming.py,
+interchange/trust/c14nstream.py).
+
+A large form is read row by row and its digest spliced from the rows' canonical bytes; a large
+envelope text is cut out of the body and spliced back. Both must give exactly the digest of the
+whole document canonicalised at once, as the verifier computes it (the Signature detached with its
+tail kept, C14N 1.0 without comments): checked here on hundreds of generated documents with
+namespaces (default and prefixed, redeclared, unused), a BOM, CDATA, character references,
+attributes with special characters, comments, processing instructions and white space between
+elements; and end to end through the receipt pipeline, streamed and not, on the same dossiers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from base64 import b64encode
+from datetime import UTC, datetime
+
+import pytest
+from lxml import etree
+
+from interchange.devkit import samples
+from interchange.intake import streaming
+from interchange.intake.pipeline import Caller, Receiver
+from interchange.trust.c14nstream import Splice
+from interchange.trust.xmldsig import DSIG_NS, SIGNATURE_TAG
+from interchange.xmlparse import XmlLimits
+from tests.helpers import UNIT, dossier
+
+LIMITS = XmlLimits()
+PARSER = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=True, remove_comments=True)
+
+
+def detach_signatures(root: etree._Element) -> None:
+    """As the verifier does: each Signature removed, its tail kept in the parent's content."""
+    for sig in list(root.iter(SIGNATURE_TAG)):
+        parent = sig.getparent()
+        if sig.tail:
+            prev = sig.getprevious()
+            if prev is not None:
+                prev.tail = (prev.tail or "") + sig.tail
+            else:
+                parent.text = (parent.text or "") + sig.tail
+        parent.remove(sig)
+
+
+def whole_digest(data: bytes) -> bytes:
+    root = etree.fromstring(data, PARSER)
+    detach_signatures(root)
+    return hashlib.sha256(etree.tostring(root.getroottree(), method="c14n")).digest()
+
+
+def spliced_digest(root: etree._Element, splice: Splice) -> bytes:
+    detach_signatures(root)
+    return splice.digest(etree.tostring(root.getroottree(), method="c14n"), "sha256")
+
+
+# ---- generated documents --------------------------------------------------------------------------
+
+TEXTS = ["", "plain", " spaced  out ", "a &amp; b", "&lt;tag&gt;", "x &#13; y", "tab&#9;and&#10;nl",
+         "<![CDATA[ <cdata> & ]]>", "Tiếng Việt đầy đủ", "&#x1F600;", "quote \" and ' ", "\n    ", "a]]&gt;b"]
+ATTRS = ['a="1"', "b='two'", 'c="&lt;&amp;&quot;"', 'd="&#9;&#10;&#13;x"', 'e="Việt"', 'f=">"']
+
+
+def _text(rng: random.Random) -> str:
+    return rng.choice(TEXTS)
+
+
+def _row(rng: random.Random, tag: str, prefixes: list[str]) -> str:
+    attrs = " ".join(rng.sample(ATTRS, rng.randint(0, 3)))
+    if prefixes and rng.random() < 0.3:
+        attrs += f' {rng.choice(prefixes)}:q="v"'
+    cells = []
+    for i in range(rng.randint(0, 5)):
+        name = f"{rng.choice(prefixes)}:c{i}" if prefixes and rng.random() < 0.2 else f"C{i}"
+        inner = _text(rng)
+        if rng.random() < 0.15:
+            inner += "<!-- a comment -->" + _text(rng)
+        if rng.random() < 0.1:
+            inner += "<?pi data?>"
+        if rng.random() < 0.1:
+            inner += f"<Deep><Deeper>{_text(rng)}</Deeper></Deep>"
+        if rng.random() < 0.1:
+            inner = '<Own xmlns:z="urn:z"><z:x z:y="1"/></Own>'
+        cells.append(f"<{name}>{inner}</{name}>" if inner or rng.random() < 0.5 else f"<{name}/>")
+    space = rng.choice(["", "\n      ", " "])
+    return f"<{tag}{' ' + attrs if attrs else ''}>{space.join(cells)}</{tag}>"
+
+
+def generated(seed: int) -> bytes:
+    rng = random.Random(seed)
+    decls = []
+    prefixes = []
+    for p, uri in (("xsi", "http://www.w3.org/2001/XMLSchema-instance"), ("xsd", "http://www.w3.org/2001/XMLSchema"),
+                   ("a", "urn:a&amp;b"), ("b", "urn:b")):
+        if rng.random() < 0.5:
+            decls.append(f'xmlns:{p}="{uri}"')
+            prefixes.append(p)
+    if rng.random() < 0.1:
+        decls.append('xmlns="urn:default"')
+    if rng.random() < 0.2:
+        decls.append('xml:lang="vi"')
+    ws = rng.choice(["", "\n", "\n  ", "\t"])
+    head = "\ufeff" if rng.random() < 0.3 else ""
+    if rng.random() < 0.7:
+        head += '<?xml version="1.0" encoding="utf-8"?>\n'
+    if rng.random() < 0.2:
+        head += "<!-- before the root -->\n<?before root?>\n"
+    parts = [f"<Form{' ' + ' '.join(decls) if decls else ''}>", f"{ws}<Head>{_text(rng)}</Head>"]
+    list_decl = ""
+    if prefixes and rng.random() < 0.2:
+        list_decl = f' xmlns:{prefixes[0]}="urn:redeclared"'
+    parts.append(f"{ws}<List{list_decl}>{_text(rng) if rng.random() < 0.3 else ''}")
+    for _ in range(rng.randint(0, 40)):
+        r = rng.random()
+        if r < 0.08:
+            parts.append(f"{ws}<Other>{_text(rng)}</Other>")
+        elif r < 0.12:
+            parts.append(f"{ws}<!-- between rows -->")
+        elif r < 0.14:
+            parts.append(f"{ws}<?between rows?>")
+        elif r < 0.16:
+            parts.append(_text(rng))
+        parts.append(ws + _row(rng, "Row", prefixes))
+    parts.append(f"{ws}</List>")
+    if rng.random() < 0.3:
+        parts.append(f"{ws}<Tail>{_row(rng, 'Row', prefixes)}</Tail>")
+    sig = f'<Signature xmlns="{DSIG_NS}"><SignedInfo>x</SignedInfo></Signature>'
+    parts.append(f"{ws}<Cky>{sig if rng.random() < 0.8 else ''}{_text(rng) if rng.random() < 0.3 else ''}</Cky>")
+    parts.append(f"{ws}</Form>")
+    if rng.random() < 0.2:
+        parts.append("\n<!-- after --><?after root?>")
+    return (head + "".join(parts)).encode("utf-8")
+
+
+@pytest.mark.parametrize("block", range(6))
+def test_streamed_rows_digest_equals_whole_document_c14n(block):
+    streamed = 0
+    for seed in range(block * 100, block * 100 + 100):
+        data = generated(seed)
+        form = streaming.stream_form(data, LIMITS, None, ("Row",))
+        if form is None:
+            # only the shape the module docstring names is refused: a default namespace over rows
+            assert b'xmlns="urn:default"' in data, data
+            continue
+        streamed += 1
+        assert spliced_digest(form.root, form.splice) == whole_digest(data), data
+    assert streamed >= 60  # most shapes are streamed: the test compares, it does not skip
+
+
+def test_reduced_tree_is_small_and_rows_are_counted():
+    data = samples.d02ts(500, seed=3, unit=UNIT)
+    form = streaming.stream_form(data, LIMITS, None, ("LaoDong",))
+    assert form is not None and form.rows == 500
+    assert len(list(form.root.iter())) < 20
+    assert spliced_digest(form.root, form.splice) == whole_digest(data)
+
+
+def test_a_changed_row_changes_the_spliced_digest():
+    data = samples.d02ts(50, seed=4, unit=UNIT)
+    changed = data.replace(b"<STT>37</STT>", b"<STT>38</STT>", 1)
+    a = streaming.stream_form(data, LIMITS, None, ("LaoDong",))
+    b = streaming.stream_form(changed, LIMITS, None, ("LaoDong",))
+    assert spliced_digest(a.root, a.splice) != spliced_digest(b.root, b.splice)
+    assert spliced_digest(b.root, b.splice) == whole_digest(changed)
+
+
+@pytest.mark.parametrize("shape", [
+    b'<Form xmlns="urn:d"><List><x:Row xmlns:x="urn:x"/><Row xmlns=""/></List></Form>',  # default over rows
+    b"<Form><List><Row><Signature xmlns='" + DSIG_NS.encode() + b"'/></Row></List></Form>",  # inside a row
+    b"<!DOCTYPE Form><Form><List><Row/></List></Form>",
+    b"<Form><List><Row>not closed</List></Form>",
+    b'<Form xmlns:r="relative"><List><Row/></List></Form>',  # C14N 1.0 refuses relative namespace URIs
+])
+def test_shapes_it_does_not_stream(shape):
+    assert streaming.stream_form(shape, LIMITS, None, ("Row",)) is None
+
+
+def test_rows_in_a_namespace_are_not_rows():
+    data = b'<Form xmlns="urn:d"><List><Row/><Row/></List></Form>'
+    form = streaming.stream_form(data, LIMITS, None, ("Row",))
+    assert form.rows == 0 and spliced_digest(form.root, form.splice) == whole_digest(data)
+
+
+def test_depth_inside_rows_is_limited():
+    deep = b"<Form><List><Row>" + b"<a>" * 70 + b"x" + b"</a>" * 70 + b"</Row></List></Form>"
+    assert streaming.stream_form(deep, LIMITS, None, ("Row",)) is None
+    shallow = b"<Form><List><Row>" + b"<a>" * 5 + b"x" + b"</a>" * 5 + b"</Row></List></Form>"
+    form = streaming.stream_form(shallow, LIMITS, None, ("Row",))
+    assert form is not None and spliced_digest(form.root, form.splice) == whole_digest(shallow)
+
+
+# ---- the envelope's base64 texts --------------------------------------------------------------
+
+
+def envelope_with(text: str, *, before: str = "", name: str = "NoiDungFile") -> bytes:
+    return (f'\ufeff<?xml version="1.0" encoding="utf-8"?>\n<Hoso xmlns:xsi="urn:xsi">\n  <Files>{before}\n'
+            f"    <F><{name}>{text}</{name}></F>\n  </Files>\n"
+            f'  <CKy_Dvi><Signature xmlns="{DSIG_NS}"/></CKy_Dvi>\n</Hoso>').encode()
+
+
+@pytest.mark.parametrize("wrap", [0, 76, 64])
+def test_cut_texts_splice_and_decode_exactly(wrap):
+    payload = bytes(random.Random(wrap).randbytes(100_000))
+    text = b64encode(payload).decode()
+    if wrap:
+        text = "\n".join(text[i : i + wrap] for i in range(0, len(text), wrap))
+    data = envelope_with(text)
+    lean = streaming.lean_body(data)
+    assert lean is not None and len(lean.body) < 1000 + text.count("\n")  # line breaks are kept
+    root = etree.fromstring(lean.body, PARSER)
+    assert lean.fits(root)
+    marker = next(iter(lean.cuts))
+    assert lean.decode(marker) == payload
+    assert root.find("Files/F/NoiDungFile").sourceline == etree.fromstring(data, PARSER).find("Files/F/NoiDungFile").sourceline
+    assert spliced_digest(root, lean.splice()) == whole_digest(data)
+
+
+@pytest.mark.parametrize("text", [
+    "QUJD" * 20_000 + "AB==",  # padding bits that the XSD's base64Binary refuses
+    "QUJD" * 20_000 + "A",  # not a whole quad
+    "QUJD" * 20_000 + "&#65;AAA",  # a character reference: its canonical bytes differ
+    "QUJD" * 20_000 + "\r\n",  # CR: the parser drops it
+    "QU=D" * 20_000,  # "=" inside
+])
+def test_texts_not_cut(text):
+    assert streaming.lean_body(envelope_with(text)) is None
+
+
+def test_a_cut_inside_a_comment_does_not_fit():
+    text = b64encode(b"x" * 70_000).decode()
+    data = envelope_with(b64encode(b"y" * 3).decode(), before=f"<!-- <NoiDungFile>{text}</NoiDungFile> -->")
+    lean = streaming.lean_body(data)
+    assert lean is not None and not lean.fits(etree.fromstring(lean.body, PARSER))
+
+
+# ---- end to end: the receipt pipeline, streamed and not ------------------------------------------
+
+
+@pytest.fixture
+def receiver(cfg) -> Receiver:
+    return Receiver.from_config(cfg.trust, cfg.trust_paths, cfg.limits)
+
+
+def both(receiver: Receiver, body: bytes):
+    caller = Caller(role="submitter", mst=UNIT.mst)
+    at = datetime.now(UTC)
+    return receiver.receive(body, at, caller), receiver.receive(body, at, caller, stream=False)
+
+
+def summary(out) -> tuple:
+    return out.accepted, out.layers, [(p.code, p.xpath, p.line) for p in out.problems], out.envelope, \
+        [(s["valid"], s["mst"]) for s in out.signers], out.forms
+
+
+def test_large_dossier_same_outcome_streamed(world, receiver, monkeypatch):
+    body = dossier(world.signer(world.unit), rows=1200, seed=7)
+    calls = []
+    real = streaming.stream_form
+    monkeypatch.setattr("interchange.intake.pipeline.stream_form",
+                        lambda *a, **k: calls.append(1) or real(*a, **k))
+    streamed, whole = both(receiver, body)
+    assert calls, "the form was large enough to be streamed"
+    assert streamed.accepted and summary(streamed) == summary(whole)
+
+
+@pytest.mark.parametrize("change", [
+    (b"<STT>1000</STT>", b"<STT>1001</STT>"),  # a row changed after signing
+    (b"<TienLuong>", b"<TienLuong>x"),  # ... and made invalid for the XSD too
+])
+def test_large_dossier_tampered_form_same_refusal(world, receiver, change):
+    signer = world.signer(world.unit)
+    form = samples.d02ts(1200, seed=8, unit=UNIT)
+    from interchange.trust.dossier_signing import sign_form
+
+    signed = sign_form(form, signer).replace(*change, 1)
+    assert signed.count(change[1]) >= 1
+    data = samples.envelope(UNIT, [("D02-TS", "D02-TS.xml", signed)], procedure="600")
+    from interchange.trust.dossier_signing import sign_envelope
+
+    body = sign_envelope(data, signer, sign_forms=False)
+    streamed, whole = both(receiver, body)
+    assert not streamed.accepted and streamed.layers["signature"] == "failed"
+    assert summary(streamed) == summary(whole)
+
+
+def test_large_dossier_invalid_form_same_schema_problems(world, receiver):
+    form = samples.d02ts(1200, seed=9, unit=UNIT).replace(b"<TienLuong>", b"<TienLuong>x", 3)
+    body = dossier(world.signer(world.unit), forms=[("D02-TS", "D02-TS.xml", form)])
+    streamed, whole = both(receiver, body)
+    assert streamed.layers["schema"] == "failed"
+    assert summary(streamed) == summary(whole)
+
+
+def test_large_dossier_envelope_changed_after_signing(world, receiver):
+    body = dossier(world.signer(world.unit), rows=1200, seed=10)
+    start = body.index(b"<NoiDungFile>") + 5000
+    tampered = body[:start] + (b"A" if body[start:start + 1] != b"A" else b"B") + body[start + 1:]
+    streamed, whole = both(receiver, tampered)
+    assert not streamed.accepted and summary(streamed) == summary(whole)
