@@ -25,6 +25,7 @@ import hashlib
 import logging
 import multiprocessing
 import os
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -114,7 +115,42 @@ def _before(stage: str, data: object) -> None:
         _settings.before_stage(stage, data)
 
 
-def _receive(body: bytes, at: datetime, caller: Caller | None) -> Outcome:
+class _Spilled:
+    """A large input handed to a worker process through an unnamed-after-use temporary file rather
+    than a pickle: pickling an 81 MiB body costs the server process its size again (and more, as the
+    pickle's buffer grows), the worker the same to unpickle it."""
+
+    def __init__(self, path: str, size: int):
+        self.path = path
+        self.size = size
+
+    @classmethod
+    def write(cls, data: bytes) -> _Spilled:
+        fd, path = tempfile.mkstemp(prefix="interchange-input-")
+        with os.fdopen(fd, "wb", buffering=0) as fh:
+            fh.write(data)
+        return cls(path, len(data))
+
+    def read(self) -> bytes:
+        with open(self.path, "rb", buffering=0) as fh:
+            data = fh.read(self.size)  # one bytes object of its size, filled in place
+        if len(data) != self.size:
+            raise OSError(f"{self.path}: {len(data)} of {self.size} bytes")
+        return data
+
+    def remove(self) -> None:
+        try:
+            os.unlink(self.path)
+        except OSError:
+            pass
+
+
+def _unspilled(data):
+    return data.read() if isinstance(data, _Spilled) else data
+
+
+def _receive(body: bytes | _Spilled, at: datetime, caller: Caller | None) -> Outcome:
+    body = _unspilled(body)
     assert _receiver is not None, "worker not initialised"
     _before("receive", body)
     try:
@@ -148,10 +184,11 @@ def _sign_notice(data: NoticeData) -> bytes:
     return _notice_signer.sign(data)
 
 
-def _judge(original: bytes):
+def _judge(original: bytes | _Spilled):
     """The rule layer on a received dossier's original bytes (interchange.rules.judge)."""
     from interchange.rules.judge import judge
 
+    original = _unspilled(original)
     assert _settings is not None and _params is not None, "worker not initialised"
     _before("judge", original)
     try:
@@ -301,7 +338,18 @@ class ReceiptWorkers:
             raise WorkerLost(stage, f"no worker process could run {stage}")
 
     async def receive(self, body: bytes, at: datetime, caller: Caller | None) -> Outcome:
-        return await self._call("receive", _receive, (body, at, caller), body)
+        return await self._call_large("receive", _receive, body, (at, caller))
+
+    async def _call_large(self, stage: str, fn, data: bytes, rest: tuple):
+        """`fn(data, *rest)`: a large `data` goes to a worker process through a file (`_Spilled`)."""
+        if self._proc is None or len(data) <= LARGE_BODY:
+            return await self._call(stage, fn, (data, *rest), data)
+        loop = asyncio.get_running_loop()
+        spilled = await loop.run_in_executor(None, _Spilled.write, data)
+        try:
+            return await self._call(stage, fn, (spilled, *rest), data)
+        finally:
+            spilled.remove()
 
     async def sign_notice(self, data: NoticeData) -> bytes:
         """Sign a notice in a worker (RSA signing would otherwise hold up the event loop)."""
@@ -312,7 +360,7 @@ class ReceiptWorkers:
 
     async def judge(self, original: bytes):
         """Judge a received dossier by the business rules in a worker (a Judgement)."""
-        return await self._call("judge", _judge, (original,), original)
+        return await self._call_large("judge", _judge, original, ())
 
     def close(self) -> None:
         if self._thread is not None:

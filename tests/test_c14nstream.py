@@ -170,6 +170,7 @@ def test_a_changed_row_changes_the_spliced_digest():
     b'<Form xmlns="urn:d"><List><x:Row xmlns:x="urn:x"/><Row xmlns=""/></List></Form>',  # default over rows
     b"<Form><List><Row><Signature xmlns='" + DSIG_NS.encode() + b"'/></Row></List></Form>",  # inside a row
     b"<!DOCTYPE Form><Form><List><Row/></List></Form>",
+    b"<Form><List><Row><a/><Row><b/></Row></Row><Row/></List></Form>",  # a row inside a row
     b"<Form><List><Row>not closed</List></Form>",
     b'<Form xmlns:r="relative"><List><Row/></List></Form>',  # C14N 1.0 refuses relative namespace URIs
 ])
@@ -299,3 +300,26 @@ def test_large_dossier_envelope_changed_after_signing(world, receiver):
     tampered = body[:start] + (b"A" if body[start:start + 1] != b"A" else b"B") + body[start + 1:]
     streamed, whole = both(receiver, tampered)
     assert not streamed.accepted and summary(streamed) == summary(whole)
+
+
+# ---- the rule layer on a large form, row by row -------------------------------------------------
+
+
+def test_streamed_judge_same_as_tree(monkeypatch):
+    from interchange.rules import judge as judge_module
+
+    form = samples.d02ts(1500, seed=12, unit=UNIT)
+    form = form.replace(b"<STT>7</STT>", b"<STT>8</STT>", 1)  # a duplicate STT
+    form = form.replace(b"<NgaySinh>", b"<NgaySinh>3", 2)  # dates that are not dates
+    body = dossier(None, forms=[("D02-TS", "D02-TS.xml", form)])
+    calls = []
+    real = judge_module.streamed_rows
+    monkeypatch.setattr(judge_module, "streamed_rows", lambda *a: calls.append(1) or real(*a))
+    streamed = judge_module.judge(body)
+    assert calls, "the form was large enough to be streamed"
+    monkeypatch.setattr(judge_module, "STREAM_MIN", 10**12)
+    whole = judge_module.judge(body)
+    assert [p.as_dict() for p in streamed.problems] == [p.as_dict() for p in whole.problems]
+    assert {p.code for p in streamed.problems} >= {"R-STT-DUP"}
+    assert streamed.extracted == whole.extracted and streamed.errors == whole.errors
+    assert len(whole.extracted.contribution_changes) >= 1000

@@ -18,7 +18,7 @@ from interchange.config import REPO_ROOT, LimitsConfig, TrustConfig, TrustPaths
 from interchange.errors import LAYER_ORDER, Layer, Problem, Problems, Refusal
 from interchange.forms.schema import SchemaSet
 from interchange.intake.envelope import Envelope, FormFile, read_envelope
-from interchange.intake.streaming import LeanBody, lean_body, stream_form
+from interchange.intake.streaming import STREAM_MIN, LeanBody, lean_body, stream_form
 from interchange.trust.anchors import TrustStore
 from interchange.trust.c14nstream import Splice, SpliceError
 from interchange.trust.xmldsig import verify_document
@@ -190,9 +190,6 @@ class Receiver:
             except Refusal as refusal:
                 problems.extend(_in_file(p, f.name) for p in refusal.problems)
         return forms
-
-
-STREAM_MIN = 1024 * 1024  # smaller forms are read as trees: streaming pays only for large ones
 
 
 @dataclass

@@ -27,6 +27,7 @@ tree (the same verdict, as before) whenever an input is not of the shape it hand
 from __future__ import annotations
 
 import binascii
+import functools
 import io
 import re
 import tempfile
@@ -40,6 +41,7 @@ from interchange.trust.xmldsig import SIGNATURE_TAG
 from interchange.xmlparse import XmlLimits, shape_gates
 
 CUT_MIN = 64 * 1024  # smaller texts stay in the tree
+STREAM_MIN = 1024 * 1024  # smaller forms are read as trees: streaming pays only for large ones
 _CHUNK = 4 * 1024 * 1024
 _NOT_BASE64_TEXT = re.compile(rb"[^A-Za-z0-9+/= \t\n]")
 _PAD_BEFORE_ONE = frozenset(b"AEIMQUYcgkosw048")  # base64Binary: the last character before "="
@@ -55,6 +57,7 @@ class CutText:
     start: int  # the raw text's bytes in the source body: [start, end)
     end: int
     blanks: int  # white space characters in it
+    decoded: bytes | None = None  # when decoded already to check it (a text without white space)
 
 
 @dataclass
@@ -75,7 +78,10 @@ class LeanBody:
 
     def decode(self, marker: str) -> bytes:
         """The decoded bytes of a cut text (checked valid when it was cut)."""
-        cut = self.cuts[marker]
+        cut = self.cuts.pop(marker)  # decoded once: the bytes are the caller's now
+        self.cuts[marker] = CutText(cut.marker, cut.start, cut.end, cut.blanks)
+        if cut.decoded is not None:
+            return cut.decoded
         view = memoryview(self.source)[cut.start : cut.end]
         if not cut.blanks:
             return binascii.a2b_base64(view)
@@ -116,7 +122,13 @@ def lean_body(body: bytes, tag: bytes = b"NoiDungFile", min_size: int = CUT_MIN)
         end = body.find(closing, start)
         if end < 0:
             break
-        if end - start >= min_size and (blanks := _base64_blanks(body, start, end)) is not None:
+        decoded = _compact_base64(body, start, end) if end - start >= min_size else None
+        if decoded is not None:
+            marker = new_token()
+            cuts[marker] = CutText(marker, start, end, 0, decoded)
+            pieces += [body[at:start], marker.encode()]
+            at = end
+        elif end - start >= min_size and (blanks := _base64_blanks(body, start, end)) is not None:
             marker = new_token() + "\n" * body.count(b"\n", start, end)
             cuts[marker] = CutText(marker, start, end, blanks)
             pieces += [body[at:start], marker.encode()]
@@ -128,6 +140,26 @@ def lean_body(body: bytes, tag: bytes = b"NoiDungFile", min_size: int = CUT_MIN)
         return None
     pieces.append(body[at:])
     return LeanBody(source=body, body=b"".join(pieces), cuts=cuts)
+
+
+def _compact_base64(body: bytes, start: int, end: int) -> bytes | None:
+    """The decoded bytes of body[start:end] when it is base64 on one line (no white space, the
+    usual case) that `_base64_blanks` would accept, decoded and checked in one pass; else None."""
+    if any(body.find(c, start, end) >= 0 for c in (b" ", b"\t", b"\n", b"\r")):
+        return None
+    tail = body[max(start, end - 4) : end]
+    if len(tail) == 4 and tail.endswith(b"=") and not _padding_fits(tail):
+        return None
+    try:  # strict: only the alphabet, "=" only as the padding of the last quad
+        return binascii.a2b_base64(memoryview(body)[start:end], strict_mode=True)
+    except binascii.Error:
+        return None
+
+
+def _padding_fits(quad: bytes) -> bool:
+    """The XSD's base64Binary: the character before the padding has no bits past the data."""
+    pads = len(quad) - len(quad.rstrip(b"="))
+    return pads <= 2 and quad[3 - pads] in (_PAD_BEFORE_ONE if pads == 1 else _PAD_BEFORE_TWO)
 
 
 def _base64_blanks(body: bytes, start: int, end: int) -> int | None:
@@ -165,17 +197,37 @@ class _NotStreamable(Exception):
 
 
 class _Spool:
-    """The rows' canonical bytes, on disk past a few MiB."""
+    """The rows' canonical bytes: gathered in memory, written to an unnamed temporary file a few
+    MiB at a time (one write per batch, not per row)."""
+
+    BATCH = 4 * 1024 * 1024
 
     def __init__(self):
-        self.file = tempfile.SpooledTemporaryFile(max_size=4 * 1024 * 1024)
+        self.file = None
+        self.pending: list[bytes] = []
+        self.pending_size = 0
         self.size = 0
 
     def write(self, data: bytes) -> None:
-        self.file.write(data)
+        self.pending.append(data)
+        self.pending_size += len(data)
         self.size += len(data)
+        if self.pending_size >= self.BATCH:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self.file is None:
+            self.file = tempfile.TemporaryFile(buffering=0)
+        self.file.write(b"".join(self.pending))
+        self.pending, self.pending_size = [], 0
+
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.close()
 
     def chunks(self, start: int, end: int) -> Iterator[bytes]:
+        if self.pending:
+            self._flush()
         self.file.seek(start)
         left = end - start
         while left > 0:
@@ -186,7 +238,9 @@ class _Spool:
             yield chunk
 
 
-def _text_c14n(text: str | None) -> bytes:
+@functools.lru_cache(maxsize=256)  # rows are indented alike: a few distinct tails
+def _tail_c14n(text: str | None) -> bytes:
+    """Canonical XML of a text node."""
     if not text:
         return b""
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("\r", "&#xD;").encode()
@@ -223,35 +277,37 @@ class _Rows:
         self.last: etree._Element | None = None  # the run's last row (its tail not yet spooled)
         self.run_start = 0
         self.heads: tuple[bytes, bytes] = (b"", b"")
+        self.head_cut = 0
+        self.in_context = b""
         self.depth_xpath: etree.XPath | None = None
         self.count = 0
 
     def row(self, row: etree._Element) -> None:
-        if self.last is not None and row.getprevious() is self.last:
-            self.spool.write(_text_c14n(self.last.tail))
-            self._drop_last()
-            self._write_row(row)
+        last = self.last
+        if last is not None and row.getprevious() is last:
+            tail = last.tail
+            if last is self.marker:
+                last.tail = None
+            else:
+                row.getparent().remove(last)
+            self._write_row(row, _tail_c14n(tail))
         else:
             self.close_run()
             self._start_run(row)
         self.last = row
         self.count += 1
 
-    def _drop_last(self) -> None:
-        if self.last is self.marker:
-            self.marker.tail = None
-        else:
-            self.last.getparent().remove(self.last)
-
     def _start_run(self, row: etree._Element) -> None:
-        self.heads = _inherited_head(row)
+        subtree, in_context = _inherited_head(row)
+        self.head_cut, self.in_context = len(subtree), in_context
+        self.heads = (subtree, in_context)
         depth = sum(1 for _ in row.iterancestors())
         room = self.limits.max_depth - depth
         if room < 2:  # a row and its children must fit
             raise _NotStreamable("too deep")
         self.depth_xpath = etree.XPath("boolean(" + "*/" * (room - 1) + "*)")
         self.run_start = self.spool.size
-        self._write_row(row)
+        self._write_row(row, b"")
         token = new_token()
         for child in list(row):
             row.remove(child)
@@ -272,16 +328,19 @@ class _Rows:
         self.parts[-1].chunks = lambda: self.spool.chunks(start, end)
         self.marker = self.last = None
 
-    def _write_row(self, row: etree._Element) -> None:
+    def _write_row(self, row: etree._Element, before: bytes) -> None:
+        """The row's canonical bytes (after `before`, the previous row's tail) to the spool."""
         data = etree.tostring(row, method="c14n", with_comments=False)
-        # every element ends with "</" in canonical XML (text and attributes escape "<"): a row with
+        # every element is "<a ...></a>" in canonical XML (text and attributes escape "<"): a row with
         # as many as itself and its children has no grandchildren and is not too deep
-        if data.count(b"</") != len(row) + 1 and self.depth_xpath(row):
+        if data.count(b"<") != 2 * len(row) + 2 and self.depth_xpath(row):
             raise _NotStreamable("too deep")
-        subtree, in_context = self.heads
-        if not data.startswith(subtree) or data[len(subtree) : len(subtree) + 1] not in (b" ", b">"):
+        if b"<zSpl" in data:  # a row inside a row (its marker is inside): the tree path judges it
+            raise _NotStreamable("nested rows")
+        cut = self.head_cut
+        if not data.startswith(self.heads[0]) or data[cut : cut + 1] not in (b" ", b">"):
             raise _NotStreamable("a row declares namespaces of its own")
-        self.spool.write(in_context + data[len(subtree) :] if len(subtree) != len(in_context) else data)
+        self.spool.write(before + self.in_context + data[cut:])
 
 
 def stream_form(data: bytes, limits: XmlLimits, schema: etree.XMLSchema, row_tags: tuple[str, ...]) -> StreamedForm | None:
@@ -290,28 +349,23 @@ def stream_form(data: bytes, limits: XmlLimits, schema: etree.XMLSchema, row_tag
     if not row_tags or _needs_tree(data, limits):
         return None
     state = _Rows(limits)
-    nested = 0
+    rows = frozenset(row_tags)
     try:
         events = etree.iterparse(
-            io.BytesIO(data), events=("start", "end"), tag=(*row_tags, SIGNATURE_TAG), schema=schema,
+            io.BytesIO(data), events=("end",), tag=(*row_tags, SIGNATURE_TAG), schema=schema,
             resolve_entities=False, no_network=True, load_dtd=False, huge_tree=True, remove_comments=True,
             collect_ids=False,
         )
-        for event, el in events:
+        for _, el in events:
             if el.tag == SIGNATURE_TAG:
-                if nested:
-                    return None  # a signature inside a row: the tree path judges it
+                if any(a.tag in rows for a in el.iterancestors()):
+                    raise _NotStreamable("a signature inside a row: the tree path judges it")
                 continue
-            if event == "start":
-                nested += 1
-                continue
-            nested -= 1
-            if not nested:
-                state.row(el)
+            state.row(el)
         state.close_run()
         root = events.root
     except (etree.LxmlError, _NotStreamable):  # syntax, schema, C14N (a relative namespace URI)
-        state.spool.file.close()
+        state.spool.close()
         return None
     if root is None or root.getroottree().docinfo.doctype or not _small_tree_ok(root, limits):
         return None
@@ -329,3 +383,37 @@ def _needs_tree(data: bytes, limits: XmlLimits) -> bool:
 def _small_tree_ok(root: etree._Element, limits: XmlLimits) -> bool:
     """The reduced tree's depth (the rows' was checked one by one)."""
     return not root.xpath("boolean(/" + "*/" * limits.max_depth + "*)")
+
+
+def streamed_rows(data: bytes, limits: XmlLimits, root_tag: str, list_tag: str, row_tag: str
+                  ) -> Iterator[tuple[str, etree._Element]] | None:
+    """The (xpath, row) of each `row_tag` child of /`root_tag`/`list_tag` (the first one), in
+    order, each dropped once the next is read: as `interchange.rules.parsing.rows` gives them from
+    a tree, for a form already received (hardened and validated then). None: read the tree."""
+    if _needs_tree(data, limits):
+        return None
+    return _rows_of(data, root_tag, list_tag, row_tag)
+
+
+def _rows_of(data: bytes, root_tag: str, list_tag: str, row_tag: str) -> Iterator[tuple[str, etree._Element]]:
+    events = etree.iterparse(io.BytesIO(data), events=("end",), tag=row_tag, resolve_entities=False,
+                             no_network=True, load_dtd=False, huge_tree=True, remove_comments=True,
+                             collect_ids=False)
+    base = f"/{root_tag}/{list_tag}/{row_tag}"
+    the_list = None
+    i = 0
+    previous = None
+    for _, row in events:
+        parent = row.getparent()
+        if the_list is None and parent is not None and parent.tag == list_tag:
+            root = parent.getparent()
+            if root is None or root.tag != root_tag or root.getparent() is not None:
+                return  # another form: the tree path's root check judges nothing either
+            the_list = parent
+        if parent is None or parent is not the_list:
+            continue
+        i += 1
+        yield f"{base}[{i}]", row
+        if previous is not None:
+            parent.remove(previous)
+        previous = row

@@ -9,6 +9,7 @@ looked up once per declared month. Nothing is built for rows that break no rule.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -89,11 +90,16 @@ class _Rate:
 
 
 def judge_d02(root: etree._Element, ctx: Context) -> None:
+    judge_d02_rows(rows(root, "NoiDung"), ctx)
+
+
+def judge_d02_rows(form_rows: Iterable[tuple[str, etree._Element]], ctx: Context) -> None:
+    """The rules on the form's (xpath, LaoDong) rows, in order: from a tree or streamed."""
     # Hot path: one pass, positional reads, nothing built for rows that break no rule.
     stt_seen: dict[str, str] = {}  # STT -> the row that has it first
     rates: dict[tuple[str, str], _Rate] = {}
     conflicts = _Conflicts()
-    for i, (xp, row) in enumerate(rows(root, "NoiDung"), 1):
+    for i, (xp, row) in enumerate(form_rows, 1):
         _judge_row(ctx, i, xp, row, _d02_texts(row), stt_seen, rates, conflicts)
     conflicts.judge(ctx)
 

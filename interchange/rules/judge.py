@@ -11,8 +11,9 @@ problems beyond the cap are counted, not built (`context`).
 from __future__ import annotations
 
 import gc
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import date
 
 from lxml import etree
@@ -20,12 +21,13 @@ from lxml import etree
 from interchange.config import LimitsConfig
 from interchange.errors import Problems
 from interchange.intake.envelope import read_envelope
+from interchange.intake.streaming import STREAM_MIN, LeanBody, lean_body, streamed_rows
 from interchange.legal.params import LegalParameters, default_parameters
 from interchange.rules import catalogue as cat
 from interchange.rules.catalogue import D01, D02, M01B, TK1
 from interchange.rules.context import Collector, Context, Judgement
 from interchange.rules.d01 import judge_d01
-from interchange.rules.d02 import judge_d02
+from interchange.rules.d02 import judge_d02, judge_d02_rows
 from interchange.rules.m01b import judge_m01b
 from interchange.rules.parsing import parse_date
 from interchange.rules.procedure import judge_envelope
@@ -79,18 +81,38 @@ def _gc_paused() -> Iterator[None]:
             gc.enable()
 
 
+# Forms whose rules read rows one at a time: a large one is streamed, never held as a tree.
+ROW_JUDGES: dict[str, Callable[[Iterable[tuple[str, etree._Element]], Context], None]] = {D02: judge_d02_rows}
+
+
+def _envelope_root(original: bytes, limits: XmlLimits) -> tuple[etree._Element, LeanBody | None]:
+    """The envelope's tree, without its large base64 texts when they can be cut out (they are
+    decoded from the original's bytes: intake/streaming.py)."""
+    lean = lean_body(original)
+    if lean is not None:
+        root = parse_xml(lean.body, replace(limits, long_text=("NoiDungFile",))).getroot()
+        if lean.fits(root):
+            return root, lean
+    return parse_xml(original, limits).getroot(), None
+
+
 def _judge(original: bytes, params: LegalParameters, limits: LimitsConfig) -> Judgement:
     xml_limits = XmlLimits.of(limits)
     ctx = Context(params=params, out=Collector(limits.max_errors))
-    root = parse_xml(original, xml_limits).getroot()
+    root, lean = _envelope_root(original, xml_limits)
     # Envelope problems were judged at receipt: they are not this layer's.
-    env = read_envelope(root, Problems(cap=limits.max_errors), limits.max_files)
-    del root  # the envelope's text holds every file in base64
+    env = read_envelope(root, Problems(cap=limits.max_errors), limits.max_files, lean)
+    del root, lean  # the envelope's text holds every file in base64
     if env.procedure in cat.REGISTRATION_PROCEDURES:
         return ctx.judgement()
     ctx.created = parse_date(env.created or "")
     judge_envelope(env, ctx)
     for f in env.files:
+        if f.is_xml and f.code in ROW_JUDGES and len(f.content) >= STREAM_MIN:
+            form_rows = streamed_rows(f.content, xml_limits, f.code, "NoiDung", "LaoDong")
+            if form_rows is not None:  # a large form, row by row (intake/streaming.py)
+                ROW_JUDGES[f.code](form_rows, ctx)
+                continue
         if f.is_xml and f.code in FORM_JUDGES:
             form_root = parse_xml(f.content, xml_limits, form=f.code).getroot()
             if form_root.tag == f.code:  # the schema layer refused any other root at receipt
