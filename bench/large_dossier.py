@@ -87,14 +87,14 @@ def child_pipeline(config: Path, small: Path, body_path: Path) -> dict:
 
 def child_stages(config: Path, small: Path, body_path: Path) -> dict:
     """The stages of `Receiver.receive` (interchange/intake/pipeline.py), in its order, on the
-    streaming path (interchange/intake/streaming.py)."""
+    streaming path (interchange/trust/streaming.py)."""
     from dataclasses import replace
     from datetime import UTC, datetime
 
     from interchange.errors import Layer, Problems
     from interchange.intake.envelope import read_envelope
     from interchange.intake.pipeline import ENVELOPE_SIGNATURE_AT, FORM_SIGNATURE_AT
-    from interchange.intake.streaming import lean_body, stream_form
+    from interchange.trust.streaming import lean_body, stream_form
     from interchange.trust.xmldsig import verify_document
     from interchange.xmlparse import parse_xml
 

@@ -1,4 +1,4 @@
-"""Streamed canonical XML against whole-document C14N (interchange/intake/streaming.py,
+"""Streamed canonical XML against whole-document C14N (interchange/trust/streaming.py,
 interchange/trust/c14nstream.py).
 
 A large form is read row by row and its digest spliced from the rows' canonical bytes; a large
@@ -14,15 +14,15 @@ from __future__ import annotations
 
 import hashlib
 import random
-from base64 import b64encode
+from base64 import b64decode, b64encode
 from datetime import UTC, datetime
 
 import pytest
 from lxml import etree
 
 from interchange.devkit import samples
-from interchange.intake import streaming
 from interchange.intake.pipeline import Caller, Receiver
+from interchange.trust import streaming
 from interchange.trust.c14nstream import Splice
 from interchange.trust.xmldsig import DSIG_NS, SIGNATURE_TAG
 from interchange.xmlparse import XmlLimits
@@ -323,3 +323,22 @@ def test_streamed_judge_same_as_tree(monkeypatch):
     assert {p.code for p in streamed.problems} >= {"R-STT-DUP"}
     assert streamed.extracted == whole.extracted and streamed.errors == whole.errors
     assert len(whole.extracted.contribution_changes) >= 1000
+
+
+# ---- signing a large dossier in bounded memory ---------------------------------------------------
+
+
+def test_large_dossier_signed_in_bounded_memory_verifies(world, receiver, monkeypatch):
+    from interchange.trust import dossier_signing
+
+    monkeypatch.setattr(dossier_signing, "LARGE", 256 * 1024)  # the bounded path, on a test-sized dossier
+    calls = []
+    real = dossier_signing.stream_form
+    monkeypatch.setattr(dossier_signing, "stream_form", lambda *a: calls.append(1) or real(*a))
+    body = dossier(world.signer(world.unit), rows=1200, seed=13)
+    assert calls and b"<zSpl" not in body and b"zSpl" not in body
+    streamed, whole = both(receiver, body)
+    assert whole.accepted, whole.problems
+    assert summary(streamed) == summary(whole)
+    form = etree.fromstring(b64decode(etree.fromstring(body).findtext(".//NoiDungFile")), PARSER)
+    assert len(form.findall("NoiDung/LaoDong")) == 1200

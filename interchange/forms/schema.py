@@ -108,7 +108,7 @@ class SchemaSet:
         return self._forms[form_code].version
 
     def streaming(self, form_code: str) -> tuple[etree.XMLSchema, tuple[str, ...], threading.Lock] | None:
-        """What a streaming pass over a form needs (`interchange.intake.streaming`): its lxml
+        """What a streaming pass over a form needs (`interchange.trust.streaming`): its lxml
         schema, its row tags and the lock to hold while the schema is in use; None: unknown form."""
         schema = self._forms.get(form_code)
         return None if schema is None else (schema.lxml, schema.row_tags, schema._lock)

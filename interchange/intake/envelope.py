@@ -12,7 +12,7 @@ from lxml import etree
 from interchange import codes
 from interchange.errors import Layer, Problem, Problems
 from interchange.forms.schema import FORM_SCHEMAS
-from interchange.intake.streaming import LeanBody
+from interchange.trust.streaming import LeanBody
 from interchange.xmlparse import without_xml_space
 
 
@@ -223,7 +223,7 @@ def _decoded_content(
     """The decoded bytes of NoiDungFile (DoDaiFile checked on the way); None when not base64 or empty."""
     content_el = file_el.find("NoiDungFile")
     text = content_el.text or "" if content_el is not None else ""
-    if lean is not None and text in lean.cuts:  # cut out of the body, valid base64 (intake/streaming.py)
+    if lean is not None and text in lean.cuts:  # cut out of the body, valid base64 (trust/streaming.py)
         raw_len, compact_len = lean.lengths(text)
         b64 = None
     else:

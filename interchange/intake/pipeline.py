@@ -18,9 +18,9 @@ from interchange.config import REPO_ROOT, LimitsConfig, TrustConfig, TrustPaths
 from interchange.errors import LAYER_ORDER, Layer, Problem, Problems, Refusal
 from interchange.forms.schema import SchemaSet
 from interchange.intake.envelope import Envelope, FormFile, read_envelope
-from interchange.intake.streaming import STREAM_MIN, LeanBody, lean_body, stream_form
 from interchange.trust.anchors import TrustStore
 from interchange.trust.c14nstream import Splice, SpliceError
+from interchange.trust.streaming import STREAM_MIN, LeanBody, lean_body, stream_form
 from interchange.trust.xmldsig import verify_document
 from interchange.xmlparse import XmlLimits, parse_xml
 
@@ -81,7 +81,7 @@ class Receiver:
 
     def receive(self, body: bytes, at: datetime, caller: Caller | None = None, *, stream: bool = True) -> Outcome:
         """The receipt's layers on a body. Large texts and forms are read in bounded memory
-        (`intake/streaming.py`) unless `stream` is False; the verdict is the same either way."""
+        (`trust/streaming.py`) unless `stream` is False; the verdict is the same either way."""
         try:
             return self._receive(body, at, caller, stream)
         except SpliceError:  # a reduced tree that does not fit its document: never a verdict
@@ -196,7 +196,7 @@ class Receiver:
 class _Form:
     file: FormFile
     root: etree._Element
-    splice: Splice | None = None  # the root is a reduced tree (intake/streaming.py)
+    splice: Splice | None = None  # the root is a reduced tree (trust/streaming.py)
     validated: bool = False  # by its XSD, while it was streamed
 
 

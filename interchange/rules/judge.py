@@ -21,7 +21,6 @@ from lxml import etree
 from interchange.config import LimitsConfig
 from interchange.errors import Problems
 from interchange.intake.envelope import read_envelope
-from interchange.intake.streaming import STREAM_MIN, LeanBody, lean_body, streamed_rows
 from interchange.legal.params import LegalParameters, default_parameters
 from interchange.rules import catalogue as cat
 from interchange.rules.catalogue import D01, D02, M01B, TK1
@@ -32,6 +31,7 @@ from interchange.rules.m01b import judge_m01b
 from interchange.rules.parsing import parse_date
 from interchange.rules.procedure import judge_envelope
 from interchange.rules.tk1 import judge_tk1
+from interchange.trust.streaming import STREAM_MIN, LeanBody, lean_body, streamed_rows
 from interchange.xmlparse import XmlLimits, parse_xml
 
 __all__ = ["FORM_JUDGES", "Judgement", "judge", "judge_form"]
@@ -87,7 +87,7 @@ ROW_JUDGES: dict[str, Callable[[Iterable[tuple[str, etree._Element]], Context], 
 
 def _envelope_root(original: bytes, limits: XmlLimits) -> tuple[etree._Element, LeanBody | None]:
     """The envelope's tree, without its large base64 texts when they can be cut out (they are
-    decoded from the original's bytes: intake/streaming.py)."""
+    decoded from the original's bytes: trust/streaming.py)."""
     lean = lean_body(original)
     if lean is not None:
         root = parse_xml(lean.body, replace(limits, long_text=("NoiDungFile",))).getroot()
@@ -110,7 +110,7 @@ def _judge(original: bytes, params: LegalParameters, limits: LimitsConfig) -> Ju
     for f in env.files:
         if f.is_xml and f.code in ROW_JUDGES and len(f.content) >= STREAM_MIN:
             form_rows = streamed_rows(f.content, xml_limits, f.code, "NoiDung", "LaoDong")
-            if form_rows is not None:  # a large form, row by row (intake/streaming.py)
+            if form_rows is not None:  # a large form, row by row (trust/streaming.py)
                 ROW_JUDGES[f.code](form_rows, ctx)
                 continue
         if f.is_xml and f.code in FORM_JUDGES:

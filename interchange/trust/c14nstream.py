@@ -1,6 +1,6 @@
 """A document's canonical bytes, spliced: the digest of a large document without its whole tree.
 
-A large dossier is read without holding its large parts as a tree (`interchange.intake.streaming`):
+A large dossier is read without holding its large parts as a tree (`interchange.trust.streaming`):
 the envelope's base64 texts stay in the body's bytes, a form's rows are canonicalised one by one
 as they are parsed and then dropped. What is left is a small *reduced* tree in which each left-out
 part is a marker with an unguessable name (a random token). Its canonical form (C14N 1.0, after
