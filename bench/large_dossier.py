@@ -203,7 +203,75 @@ def child_profile(config: Path, small: Path, body_path: Path) -> dict:
     return {"profile": text.getvalue()}
 
 
-CHILDREN = {"pipeline": child_pipeline, "stages": child_stages, "floor": child_floor, "profile": child_profile}
+def _timed_peak(fn) -> dict:
+    base = benchlib.self_rss_kb()
+    started, cpu = time.perf_counter(), time.process_time()
+    out = fn()
+    return {"wall_s": time.perf_counter() - started, "cpu_s": time.process_time() - cpu, "hwm_kb": _peak_kb(),
+            "rss_before_kb": base, "result": out}
+
+
+def child_judge(config: Path, small: Path, body_path: Path) -> dict:
+    """The result work's CPU stage: the rule layer on the stored original (interchange.rules.judge)."""
+    from interchange.config import load_config
+    from interchange.rules.judge import judge
+
+    cfg = load_config(config)
+    body = benchlib.read_exact(body_path)
+
+    def run():
+        j = judge(body, limits=cfg.limits)
+        return {"accepted": j.accepted, "changes": len(j.extracted.contribution_changes), "errors": j.errors}
+
+    return _timed_peak(run)
+
+
+def child_check(config: Path, small: Path, body_path: Path) -> dict:
+    """`interchange check FILE` (receipt layers, then the rule layer), in this process."""
+    import contextlib
+    import io
+
+    from interchange.cli import main as cli
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        result = _timed_peak(lambda: cli(["check", "--config", str(config), str(body_path)]))
+    result["output_tail"] = out.getvalue()[-300:]
+    return result
+
+
+def child_sign(config: Path, small: Path, body_path: Path) -> dict:
+    """`interchange sign FILE --p12 ...` on the same dossier unsigned (made beside it once)."""
+    import contextlib
+    import io
+
+    from interchange.cli import main as cli
+    from interchange.devkit import samples
+
+    rows = int(body_path.name.split("-rows")[1].split("-")[0])
+    unsigned = body_path.with_name(body_path.name.replace("large-", "unsigned-"))
+    if not unsigned.exists():
+        form = samples.d02ts(rows, seed=1, unit=benchlib.UNIT)
+        data = samples.envelope(benchlib.UNIT, [("D02-TS", f"D02-TS_{benchlib.UNIT.mst}_112026.xml", form)],
+                                procedure="600")
+        del form
+        unsigned.write_bytes(data)
+        del data
+        import gc
+
+        gc.collect()
+        return {"skipped": "made the unsigned dossier in this process: run again in a fresh one"}
+    signed = unsigned.with_suffix(".signed.xml")
+    p12 = benchlib.ensure_pki().unit_p12
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        result = _timed_peak(lambda: cli(["sign", str(unsigned), "--p12", str(p12), "-o", str(signed)]))
+    result["signed_bytes"] = signed.stat().st_size
+    signed.unlink()
+    return result
+
+
+CHILDREN = {"judge": child_judge, "check": child_check, "sign": child_sign, "pipeline": child_pipeline, "stages": child_stages, "floor": child_floor, "profile": child_profile}
 
 
 def run_child(kind: str, config: Path, small: Path, body: Path) -> dict:
@@ -309,6 +377,11 @@ def main() -> int:
         floor = run_child("floor", config, small, body_path)
         pipe = run_child("pipeline", config, small, body_path)
         stages = run_child("stages", config, small, body_path)
+        judged = run_child("judge", config, small, body_path)
+        check = run_child("check", config, small, body_path)
+        sign = run_child("sign", config, small, body_path)
+        if "skipped" in sign:
+            sign = run_child("sign", config, small, body_path)
         prof = run_child("profile", config, small, body_path) if args.profile else None
         http = None if args.no_http else over_http(args, tmp, bench_pki, body_path, small_bodies[1:5])
     finally:
@@ -349,6 +422,9 @@ def main() -> int:
     print(f"      {'sum':<48} {total:7.3f} s")
     if stages["problems"]:
         print(f"    !! problems in the stages run: {stages['problems']}")
+    for name, r in (("result work: judge()", judged), ("CLI check", check), ("CLI sign", sign)):
+        print(f"(c) {name:<22} {r['wall_s']:.2f} s (CPU {r['cpu_s']:.2f} s), peak {mib(r['hwm_kb'])} (VmHWM of its "
+              f"process, imports included; target < 500 MiB)   {r.get('result')}")
     if http is not None:
         ok = http["status"] == 202
         print(
@@ -386,6 +462,9 @@ def main() -> int:
                     "floor": floor,
                     "pipeline": pipe,
                     "stages": stages["stages"],
+                    "judge": judged,
+                    "check": check,
+                    "sign": sign,
                     "http": http,
                 }
             )
