@@ -166,15 +166,11 @@ def _load_signer(args):
 
 
 def cmd_sign(args) -> int:
-    from interchange.trust.dossier_signing import sign_envelope, sign_form
-    from interchange.xmlparse import XmlLimits, parse_xml
+    from interchange.trust.dossier_signing import sign_document
 
-    data = Path(args.file).read_bytes()
-    signer = _load_signer(args)
-    root = parse_xml(data, XmlLimits(max_elements=50_000_000)).getroot()
-    signed = sign_envelope(data, signer) if root.tag == "Hoso" else sign_form(data, signer)
+    signed, dossier = sign_document(Path(args.file).read_bytes(), _load_signer(args))
     Path(args.out or args.file).write_bytes(signed)
-    print(f"signed {'dossier (forms, then envelope)' if root.tag == 'Hoso' else 'form'}: {args.out or args.file}")
+    print(f"signed {'dossier (forms, then envelope)' if dossier else 'form'}: {args.out or args.file}")
     return EXIT_OK
 
 

@@ -42,6 +42,22 @@ def _already_signed(form: bytes) -> bool:
     return SIGNATURE_TAG.encode() in form or b":Signature" in form or b"<Signature" in form
 
 
+def sign_document(data: bytes, signer: DocumentSigner, *, signing_time: datetime | None = None) -> tuple[bytes, bool]:
+    """(signed bytes, whether it was a dossier): a Hoso is signed forms first, then itself; any other
+    document as a form. Only the root's name is read first (no tree of a large input)."""
+    events = etree.iterparse(io.BytesIO(data), events=("start",), resolve_entities=False, no_network=True,
+                             load_dtd=False, huge_tree=True)
+    try:
+        _, first = next(events)
+        is_dossier = first.tag == "Hoso"
+    except (StopIteration, etree.XMLSyntaxError):
+        is_dossier = False  # the signer's own parse says what is wrong with it
+    del events
+    if is_dossier:
+        return sign_envelope(data, signer, signing_time=signing_time), True
+    return sign_form(data, signer, signing_time=signing_time), False
+
+
 def sign_form(data: bytes, signer: DocumentSigner, *, signing_time: datetime | None = None) -> bytes:
     if len(data) >= LARGE:
         signed = _sign_form_streamed(data, signer, signing_time)
@@ -143,4 +159,4 @@ def _put_back(serialised: bytes, parts: list[tuple[bytes, bytes, bytes | memoryv
     return out.getvalue()
 
 
-__all__ = ["LARGE", "LeanBody", "sign_envelope", "sign_form"]
+__all__ = ["LARGE", "LeanBody", "sign_document", "sign_envelope", "sign_form"]
