@@ -145,3 +145,27 @@ async def test_http_a_worker_killed_mid_dossier_is_503_and_the_next_request_work
     assert await count_dossiers(proc_api) == 0
     resp = await proc_api.post("/api/v1/dossiers", data=body, headers=proc_api.key)
     assert resp.status == 202, await resp.text()
+
+
+async def test_a_large_input_goes_to_the_worker_through_a_file_that_is_removed(cfg, world, monkeypatch, tmp_path):
+    import tempfile
+
+    from interchange import workers as workers_module
+
+    monkeypatch.setattr(workers_module, "LARGE_BODY", 1024)  # a small dossier counts as large here
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where the spilled input is written
+    written = []
+    real_mkstemp = tempfile.mkstemp
+    monkeypatch.setattr(tempfile, "mkstemp", lambda **kw: written.append(kw) or real_mkstemp(**kw))
+    workers = await started(ReceiptWorkers(settings(cfg, 30.0), 1))
+    try:
+        body = dossier(world.signer(world.unit))
+        assert len(body) > 1024
+        outcome = await workers.receive(body, NOW, None)
+        assert outcome.size == len(body) and outcome.layers["envelope"] == "passed"
+        judged = await workers.judge(body)
+        assert judged.extracted.contribution_changes
+        assert len(written) == 2  # one file per call, not a pickle
+        assert not list(tmp_path.glob("interchange-input-*"))  # removed after each call
+    finally:
+        workers.close()
