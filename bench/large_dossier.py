@@ -3,6 +3,10 @@
 The dossier is generated and signed once (form, then envelope) and cached in bench/out/.
 Each measurement runs in a FRESH process, so that its peak RSS is only that work:
 
+  floor          the same receipt work the shortest way, lxml and cryptography on whole trees in
+                 one process (hardened parse, enveloped C14N digest and RSA verification of the
+                 envelope and of the form, base64 decode, lxml XSD of the form): every ratio is
+                 to its wall time in the same run;
   (a) pipeline   `Receiver.from_config(cfg.trust, cfg.trust_paths, cfg.limits).receive(body, now, caller)` in a subprocess:
                  wall time, peak RSS (ru_maxrss) absolute and minus the RSS after imports,
                  Receiver construction and one small warm-up dossier;
@@ -10,7 +14,9 @@ Each measurement runs in a FRESH process, so that its peak RSS is only that work
                  (another fresh subprocess), with the RSS after each;
   (b) HTTP       POST to a server in its own process (`python -m interchange serve`,
                  --workers worker processes), timed until the answer, with the VmHWM of the
-                 server and its worker processes from /proc.
+                 server and its worker processes from /proc, and the CPU each spent on it;
+  (c)            the result work's rule layer (judge), `interchange check` and `interchange sign`
+                 (on the same dossier unsigned), each with its time and peak.
 
     .venv/bin/python bench/large_dossier.py [--rows 50000] [--workers 2] [--profile] [--json]
 """
