@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import resource
 import shutil
 import subprocess
@@ -371,6 +372,9 @@ def main() -> int:
         return 0
 
     bench_pki = benchlib.ensure_pki()
+    elements = args.rows * 47 + 100  # a D02-TS row has 46 elements
+    if elements > Config().limits.max_elements:  # inherited by every child and by the server of (b)
+        os.environ["INTERCHANGE_LIMITS_MAX_ELEMENTS"] = str(elements)
     body_path = benchlib.large_dossier(bench_pki, args.rows)
     small_bodies = benchlib.signed_dossiers(bench_pki, 20, 5)
     body_size = body_path.stat().st_size
@@ -398,6 +402,10 @@ def main() -> int:
         f"dossier       D02-TS {args.rows} rows: body {body_size:,} B ({body_size / 2**20:.1f} MiB), "
         f"form {stages['form_bytes']:,} B ({stages['form_bytes'] / 2**20:.1f} MiB)"
     )
+    if os.environ.get("INTERCHANGE_LIMITS_MAX_ELEMENTS"):
+        print(f"NOTE          the form has more elements than the default limits.max_elements "
+              f"({Config().limits.max_elements:,}): every part below runs with INTERCHANGE_LIMITS_MAX_ELEMENTS="
+              f"{os.environ['INTERCHANGE_LIMITS_MAX_ELEMENTS']}")
     if body_size > DEFAULT_MAX_BODY:
         print(
             f"NOTE          the body is over the default limits.max_body_bytes ({DEFAULT_MAX_BODY:,} B = 64 MiB): "
