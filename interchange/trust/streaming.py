@@ -364,7 +364,7 @@ def stream_form(data: bytes, limits: XmlLimits, schema: etree.XMLSchema, row_tag
             state.row(el)
         state.close_run()
         root = events.root
-    except (etree.LxmlError, _NotStreamable):  # syntax, schema, C14N (a relative namespace URI)
+    except (etree.LxmlError, ValueError, _NotStreamable):  # syntax, schema, C14N (a relative namespace URI)
         state.spool.close()
         return None
     if root is None or root.getroottree().docinfo.doctype or not _small_tree_ok(root, limits):
