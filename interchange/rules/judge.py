@@ -88,9 +88,10 @@ ROW_JUDGES: dict[str, Callable[[Iterable[tuple[str, etree._Element]], Context], 
 def _envelope_root(original: bytes, limits: XmlLimits) -> tuple[etree._Element, LeanBody | None]:
     """The envelope's tree, without its large base64 texts when they can be cut out (they are
     decoded from the original's bytes: trust/streaming.py)."""
+    limits = replace(limits, long_text=("NoiDungFile",))  # as at receipt: base64 of a form may be long
     lean = lean_body(original)
     if lean is not None:
-        root = parse_xml(lean.body, replace(limits, long_text=("NoiDungFile",))).getroot()
+        root = parse_xml(lean.body, limits).getroot()
         if lean.fits(root):
             return root, lean
     return parse_xml(original, limits).getroot(), None
