@@ -408,7 +408,7 @@ def main() -> int:
               f"{os.environ['INTERCHANGE_LIMITS_MAX_ELEMENTS']}")
     if body_size > DEFAULT_MAX_BODY:
         print(
-            f"NOTE          the body is over the default limits.max_body_bytes ({DEFAULT_MAX_BODY:,} B = 64 MiB): "
+            f"NOTE          the body is over the default limits.max_body_bytes ({DEFAULT_MAX_BODY:,} B = {DEFAULT_MAX_BODY / 2**20:.0f} MiB): "
             f"the HTTP server below runs with INTERCHANGE_LIMITS_MAX_BODY_BYTES="
             f"{http['raised_limit'] if http else '(raised)'}"
         )
