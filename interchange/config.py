@@ -93,7 +93,13 @@ class JobsConfig:
     interval_seconds: float = 2.0  # 0: this process runs no work (another one does)
     batch: int = 20  # items claimed at a time
     concurrency: int = 4  # items of a batch run at once
-    lease_seconds: int = 120  # an item claimed by a process that died is claimed again after this
+    # A claim holds an item this long; the process running it renews the lease every
+    # heartbeat_seconds (at most half the lease), so a process that died loses its work this soon.
+    lease_seconds: int = 15
+    heartbeat_seconds: float = 5.0
+    # This server's name among those sharing the database (default: the host name). With a stable
+    # name a restarted process releases at once what its earlier run held (docs/operations.md).
+    instance: str = ""
     max_attempts: int = 6  # then the item is failed (and stays visible as overdue)
 
 

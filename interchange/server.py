@@ -129,6 +129,8 @@ def work_runner(cfg: Config, services: Services, metrics: Metrics) -> WorkRunner
         batch=jobs.batch,
         concurrency=jobs.concurrency,
         lease=timedelta(seconds=jobs.lease_seconds),
+        heartbeat=timedelta(seconds=jobs.heartbeat_seconds),
+        instance=jobs.instance or None,
         max_attempts=jobs.max_attempts,
         on_ran=metrics.ran,
         on_overdue=lambda overdue, now: metrics.set_overdue(list(handlers), overdue, now),
