@@ -98,7 +98,7 @@ class JobsConfig:
     lease_seconds: int = 15
     heartbeat_seconds: float = 5.0
     # This server's name among those sharing the database (default: the host name). With a stable
-    # name a restarted process releases at once what its earlier run held (docs/operations.md).
+    # name a restarted process releases at once what its earlier run held (docs/work-leases.md).
     instance: str = ""
     max_attempts: int = 6  # then the item is failed (and stays visible as overdue)
 

@@ -79,7 +79,7 @@ STEP_WARNING = timedelta(seconds=5)
 CLOCK_WARNING = timedelta(seconds=2)  # an offset to the database's clock this large is logged
 ALIGN_EVERY = 60.0  # seconds between two measurements of the offset to the database's clock
 LEASE = timedelta(seconds=15)  # [jobs] lease_seconds
-HEARTBEAT = timedelta(seconds=5)  # [jobs] heartbeat_seconds
+HEARTBEAT = timedelta(seconds=5)  # [jobs] heartbeat_seconds (a third of a shorter lease unless given)
 MAX_HOLD = timedelta(minutes=15)  # an item running longer is no longer renewed (its handler hangs)
 
 
@@ -104,7 +104,7 @@ class WorkRunner:
         batch: int = 20,
         concurrency: int = 4,
         lease: timedelta = LEASE,
-        heartbeat: timedelta = HEARTBEAT,
+        heartbeat: timedelta | None = None,
         max_hold: timedelta = MAX_HOLD,
         max_attempts: int = 6,
         backoff: timedelta = timedelta(seconds=30),
@@ -113,6 +113,7 @@ class WorkRunner:
         on_overdue: Callable[[list[Overdue], datetime], None] | None = None,
         clock: Callable[[], datetime] | None = None,
     ):
+        heartbeat = heartbeat if heartbeat is not None else min(HEARTBEAT, lease / 3)
         if heartbeat * 2 > lease:
             raise ValueError(
                 f"config: jobs.heartbeat_seconds ({heartbeat.total_seconds():g}) must be at most half of "
