@@ -147,6 +147,9 @@ class UpstreamConfig:
     notice_cert: str = ""  # the agency's notice certificate (PEM): only its public key's notices are believed
     notice_anchors: str = ""  # folder of PEM anchors of the agency's notice CA only; with notice_cert, its chain's
     notice_subject: str = ""  # optional: the notice signer's exact subject (RFC 4514, as `openssl x509 -subject -nameopt RFC2253`)
+    # This server's base URL as the agency reaches it: the I-VAN registers a callback there and the
+    # agency pushes its KET_QUA at once (docs/forwarding-push.md); empty: polling only.
+    push_url: str = ""
 
     def check(self) -> None:
         """Refuse to start the `ivan` role with settings that cannot work (ValueError saying which)."""
@@ -160,6 +163,8 @@ class UpstreamConfig:
                      "breaker_failures", "breaker_cooldown_seconds"):  # fmt: skip
             if getattr(self, name) <= 0:
                 raise ValueError(f"config: upstream.{name} must be positive, not {getattr(self, name)!r}")
+        if self.push_url and not self.push_url.startswith(("http://", "https://")):
+            raise ValueError(f"config: upstream.push_url must be this server's http(s) base URL, not {self.push_url!r}")
         if self.max_retry_seconds < self.first_retry_seconds:
             raise ValueError("config: upstream.max_retry_seconds must not be less than upstream.first_retry_seconds")
         if not self.notice_cert and not self.notice_anchors:

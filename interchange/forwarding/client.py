@@ -48,6 +48,15 @@ class UpstreamClient:
         """The upstream's KET_QUA of a dossier it received (404 while there is none)."""
         return await self._call("GET", f"{self.url}/api/v1/dossiers/{quote(upstream_id, safe='')}/notices/ket-qua")
 
+    async def callback(self) -> Answer:
+        """This I-VAN's callback URL registered upstream (404: none)."""
+        return await self._call("GET", f"{self.url}/api/v1/callback")
+
+    async def register_callback(self, url: str) -> Answer:
+        """Register (or replace) this I-VAN's callback URL upstream: the agency POSTs every notice
+        of the dossiers this I-VAN forwarded there (interchange.delivery)."""
+        return await self._call("PUT", f"{self.url}/api/v1/callback", json={"url": url})
+
     async def _call(self, method: str, url: str, **kw) -> Answer:
         try:
             # No redirects: a POST must not be resent elsewhere; a redirect is a wrong upstream.url.
