@@ -32,7 +32,7 @@ from datetime import datetime, timedelta
 
 from interchange.jobs.policy import backoff
 from interchange.kinds import SLUG_RESULT, WORK_RELAY
-from interchange.store.forwarding import FORWARDED, Attempt
+from interchange.store.forwarding import FORWARDED, Attempt, Forwarding
 
 from .client import UpstreamError
 from .notices import BadNotice
@@ -45,6 +45,7 @@ PUSHED = "push"  # forward_attempts.kind of a pushed notice
 DUPLICATE = "duplicate"  # pushed again, or polled first: kept once already
 RECHECK = timedelta(hours=1)  # the registration upstream is looked at again this often
 FIRST_RETRY, MAX_RETRY = timedelta(seconds=5), timedelta(minutes=10)  # a failed registration is tried again
+UNKNOWN_WAIT = 2.0  # seconds a push naming a transaction not (yet) known here waits for its forwarding's row
 
 
 def push_token(api_key: str) -> str:
@@ -126,10 +127,9 @@ class PushChannel:
         X-Notice-Kind. Only a KET_QUA is kept: the upstream's receipt came with the forwarding."""
         if kind != SLUG_RESULT:
             return Pushed(200, "ignored", f"a {kind or 'notice'} is not relayed from a push (only {SLUG_RESULT})")
-        fw = await self.forwarder.store.forwarding.of_upstream(upstream_id) if upstream_id else None
-        if fw is None or fw.state != FORWARDED:
-            # The agency may judge before this I-VAN has written its receipt: it pushes again later
-            # (and the poll comes meanwhile).
+        fw = await self._forwarding(upstream_id)
+        if fw is None:
+            # The agency pushes again later (and the poll comes meanwhile).
             return Pushed(409, "unknown", f"no dossier forwarded from here is known upstream as {upstream_id!r} (yet)")
         dossier = await self.forwarder.store.dossiers.get(fw.dossier_id, ALL)
         if dossier is None:
@@ -149,6 +149,21 @@ class PushChannel:
         await self._record(dossier.id, now, started, outcome, upstream_id)
         return Pushed(200, outcome, "KET_QUA kept and relayed" if settled else "its KET_QUA is kept already",
                       dossier.id)  # fmt: skip
+
+    async def _forwarding(self, upstream_id: str) -> Forwarding | None:
+        """The forwarding known upstream as `upstream_id`. The agency may push its KET_QUA before
+        this I-VAN has written the agency's receipt (it checks the receipt's signature first):
+        a moment is given for that before the push is turned away."""
+        if not upstream_id:
+            return None
+        deadline = time.monotonic() + UNKNOWN_WAIT
+        while True:
+            fw = await self.forwarder.store.forwarding.of_upstream(upstream_id)
+            if fw is not None and fw.state == FORWARDED:
+                return fw
+            if time.monotonic() >= deadline:
+                return None
+            await asyncio.sleep(0.1)
 
     async def _record(self, dossier_id: str, now: datetime, started: float, outcome: str, upstream_id: str, *,
                       error: str | None = None) -> None:  # fmt: skip

@@ -175,22 +175,23 @@ class WorkRunner:
 
     async def _attempt(self, item: WorkItem, clock: Callable[[], datetime]) -> Ran:
         handler = self.handlers[item.kind]
+        holder = item.claimed_by or self.worker  # the name it was claimed under
         max_attempts = getattr(handler, "max_attempts", None) or self.max_attempts
         if item.attempts > max_attempts:  # claimed again and again, never finished: it kills or hangs its process
             error = f"given up: claimed {item.attempts - 1} times without finishing"
-            await self.store.work.fail(item.id, self.worker, clock(), error, retry_at=None)
+            await self.store.work.fail(item.id, holder, clock(), error, retry_at=None)
             log.error("work %s %s (%s): %s", item.kind, item.id, item.dossier_id, error)
             return Ran(item, "failed", error)
         try:
             completed = await handler(item, clock())
         except RetryAt as retry:
             if not retry.handled:
-                await self.store.work.fail(item.id, self.worker, clock(), str(retry), retry_at=retry.when)
+                await self.store.work.fail(item.id, holder, clock(), str(retry), retry_at=retry.when)
             return Ran(item, "retry", str(retry))
         except GiveUp as exc:
             log.error("work %s %s (%s), attempt %d: %s; given up", item.kind, item.id, item.dossier_id, item.attempts, exc)
             if not exc.handled:
-                await self.store.work.fail(item.id, self.worker, clock(), str(exc), retry_at=None)
+                await self.store.work.fail(item.id, holder, clock(), str(exc), retry_at=None)
             return Ran(item, "failed", str(exc))
         except Exception as exc:
             error = f"{type(exc).__name__}: {exc}"
@@ -199,11 +200,11 @@ class WorkRunner:
                 "work %s %s (%s), attempt %d: %s; %s", item.kind, item.id, item.dossier_id, item.attempts, error,
                 f"retry at {retry_at.isoformat()}" if retry_at else "given up",
             )  # fmt: skip
-            await self.store.work.fail(item.id, self.worker, clock(), error, retry_at=retry_at)
+            await self.store.work.fail(item.id, holder, clock(), error, retry_at=retry_at)
             return Ran(item, "retry" if retry_at else "failed", error)
         if completed:
             return Ran(item, "done")
-        done = await self.store.work.complete(item.id, self.worker, clock())
+        done = await self.store.work.complete(item.id, holder, clock())
         return Ran(item, "done" if done else "lost")
 
     def _backoff(self, attempts: int) -> timedelta:
