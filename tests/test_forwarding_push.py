@@ -8,13 +8,16 @@ tests/test_forwarding_push_e2e.py runs the same with two real server processes."
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from aiohttp import web
 
 from interchange.api.forwarding import PUSH
 from interchange.api.http import SERVICES
+from interchange.forwarding.client import MAX_ANSWER_BYTES, UpstreamClient, UpstreamError
 from interchange.kinds import NOTICE_RESULT, WORK_RELAY
 from interchange.notices.notice import NoticeData, NoticeSigner
 from interchange.server import WORK, make_app
@@ -178,6 +181,12 @@ async def test_what_a_push_never_keeps(push, world):
     too_big = await push_to(push, b"x" * (4 * 1024 * 1024 + 1), upstream_id)
     assert too_big.status == 413
 
+    async def chunked():  # no Content-Length: counted as it comes
+        for _ in range(5):
+            yield b"x" * (1024 * 1024)
+
+    assert (await push_to(push, chunked(), upstream_id)).status == 413
+
     # the genuine one is still kept afterwards
     ok = await push_to(push, body, upstream_id)
     assert (ok.status, (await ok.json())["outcome"]) == (200, "relayed")
@@ -188,3 +197,28 @@ async def test_no_push_channel_without_push_url(api):
     """An agency, or an I-VAN without [upstream] push_url, has no push channel."""
     resp = await api.post("/api/v1/upstream/notices/whatever", data=b"<ThongBao/>", headers=XML)
     assert resp.status == 404
+
+
+async def test_the_upstream_client_reads_a_whole_answer_sent_in_chunks(aiohttp_server):
+    """An answer streamed in many chunks is read whole (a single read stops at the first chunk),
+    and one larger than MAX_ANSWER_BYTES is refused."""
+
+    async def streamed(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse()
+        await resp.prepare(request)
+        for _ in range(int(request.match_info["mib"]) * 16):
+            await resp.write(b"x" * 65536)
+            await asyncio.sleep(0)
+        await resp.write_eof()
+        return resp
+
+    app = web.Application()
+    app.router.add_get("/api/v1/dossiers/{mib}/notices/ket-qua", streamed)
+    server = await aiohttp_server(app)
+    client = UpstreamClient(str(server.make_url("")), "ik_x", 10)
+    try:
+        assert len((await client.ket_qua("3")).body) == 3 * 1024 * 1024
+        with pytest.raises(UpstreamError, match="larger than"):
+            await client.ket_qua(str(MAX_ANSWER_BYTES // (1024 * 1024) + 1))
+    finally:
+        await client.close()

@@ -94,9 +94,13 @@ async def post_upstream_notice(request: web.Request) -> web.Response:
         return problem_json(404, codes.NOT_FOUND, "no such push channel")
     if request.content_length is not None and request.content_length > MAX_PUSHED_BYTES:
         return problem_json(413, codes.UPSTREAM_NOTICE, f"a pushed notice is at most {MAX_PUSHED_BYTES} bytes")
-    body = await request.content.read(MAX_PUSHED_BYTES + 1)
-    if len(body) > MAX_PUSHED_BYTES:
-        return problem_json(413, codes.UPSTREAM_NOTICE, f"a pushed notice is at most {MAX_PUSHED_BYTES} bytes")
+    chunks, size = [], 0
+    async for chunk in request.content.iter_any():
+        size += len(chunk)
+        if size > MAX_PUSHED_BYTES:
+            return problem_json(413, codes.UPSTREAM_NOTICE, f"a pushed notice is at most {MAX_PUSHED_BYTES} bytes")
+        chunks.append(chunk)
+    body = b"".join(chunks)
     pushed = await channel.accept(
         request.headers.get("X-Transaction-Id", ""), request.headers.get("X-Notice-Kind", ""), body, utc_now()
     )

@@ -61,9 +61,13 @@ class UpstreamClient:
         try:
             # No redirects: a POST must not be resent elsewhere; a redirect is a wrong upstream.url.
             async with self._open().request(method, url, allow_redirects=False, **kw) as resp:
-                body = await resp.content.read(MAX_ANSWER_BYTES + 1)
-                if len(body) > MAX_ANSWER_BYTES:
-                    raise UpstreamError("unreachable", f"{method} {url}: answer larger than {MAX_ANSWER_BYTES} bytes")
+                chunks, size = [], 0
+                async for chunk in resp.content.iter_any():  # read(n) would stop at the first chunk
+                    size += len(chunk)
+                    if size > MAX_ANSWER_BYTES:
+                        raise UpstreamError("unreachable", f"{method} {url}: answer larger than {MAX_ANSWER_BYTES} bytes")
+                    chunks.append(chunk)
+                body = b"".join(chunks)
                 return Answer(resp.status, body, resp.headers.get("Retry-After"), resp.headers.get("X-Transaction-Id"))
         except TimeoutError as exc:
             raise UpstreamError("timeout", f"{method} {url}: no answer within {self._timeout.total:g} s") from exc
