@@ -11,8 +11,9 @@ What a crash must not break (SPEC §5, README "Storage", "Work after receipt"):
   crash is kept as it was, never given again; and the audit chain still verifies;
 - work the dead server had claimed is taken up within seconds, not after a long lease: the
   restarted server takes the dead one's work slot and releases what it held before it claims
-  (the log says how many: all of it), and the KET_QUA of that work comes well within the lease
-  (15 s, renewed by a 5 s heartbeat while work runs) plus slack after the kill.
+  (the log says how many: all of it), and the KET_QUA of that work comes within the lease (15 s,
+  renewed by a 5 s heartbeat while work runs) plus slack after the kill (or after the restart,
+  when that took longer).
 
 Refused dossiers are sent with an Idempotency-Key: without one, a refused dossier sent again is
 judged again and stored again by design (README "Storage"), which is not a crash effect.
@@ -51,9 +52,10 @@ KILL_AFTER = 20  # answers before the SIGKILL (the other threads are mid-request
 RESULT_DEADLINE = 45.0  # seconds after the restart for every KET_QUA
 LEASE_SECONDS = 15  # the default [jobs] lease_seconds, renewed every 5 s (heartbeat_seconds)
 HEARTBEAT_SECONDS = 5
-# The KET_QUA of work the killed server held comes within this after the kill (a correctness
-# bound on the take-up, not a speed target): the lease and a heartbeat, the restart and a round.
-TAKE_UP_BOUND = LEASE_SECONDS + HEARTBEAT_SECONDS + 10.0
+# The KET_QUA of work the killed server held comes within a lease and a heartbeat of the kill,
+# or soon after the restarted server is up when its start took longer than that (a loaded
+# machine): a correctness bound on the take-up, not a speed target; before, it was 120 s.
+TAKE_UP_SLACK = 10.0
 RELEASED = re.compile(r"released (\d+) items held by an earlier run of (\S+)")
 
 NOTICE_KIND = re.compile(rb"<(?:\w+:)?LoaiThongBao>(\w+)</")
@@ -266,7 +268,7 @@ def wait_for_take_up(
 ) -> TakeUp:
     """Wait until the dossiers whose judging the dead server held have their KET_QUA; check that
     the restarted server released `released` of them (default: all it held), and that the
-    KET_QUA came within TAKE_UP_BOUND."""
+    KET_QUA came within the bound (TAKE_UP_SLACK)."""
     ready_at = time.monotonic()
     waiting = {d for d, kind, _ in held if kind == WORK_JUDGE}
     while waiting:
@@ -278,14 +280,16 @@ def wait_for_take_up(
     found = RELEASED.findall(server.log.read_bytes()[log_from:].decode("utf-8", "replace"))
     dead = {by.split("/")[0] for _, _, by in held}
     take_up = TakeUp(held, sum(int(n) for n, slot in found if slot in dead), done_at - killed_at, done_at - ready_at)
+    bound = max(LEASE_SECONDS + HEARTBEAT_SECONDS, ready_at - killed_at) + TAKE_UP_SLACK
     expected = len(held) if released is None else released
     assert take_up.released == expected, (
         f"the restarted server released {found} (its log), not {expected} of the {len(held)} items the killed "
         f"one held: {held}"
     )
-    assert take_up.from_kill < TAKE_UP_BOUND, (
-        f"the work the killed server held was taken up {take_up.from_kill:.1f} s after the kill "
-        f"(bound {TAKE_UP_BOUND:g} s: lease {LEASE_SECONDS} s + heartbeat + restart)"
+    assert take_up.from_kill < bound, (
+        f"the work the killed server held was taken up {take_up.from_kill:.1f} s after the kill, the restarted "
+        f"server ready {ready_at - killed_at:.1f} s after it (bound {bound:.1f} s: the later of lease "
+        f"{LEASE_SECONDS} s + heartbeat {HEARTBEAT_SECONDS} s and the restart, + {TAKE_UP_SLACK:g} s)"
     )
     return take_up
 
