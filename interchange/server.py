@@ -125,6 +125,9 @@ def work_runner(cfg: Config, services: Services, metrics: Metrics) -> WorkRunner
                            on_outcome=metrics.delivery_ran)  # fmt: skip
     handlers |= dict.fromkeys(DELIVERY_KINDS, deliver)  # one handler for every route of every notice
     jobs = cfg.jobs
+    if jobs.interval_seconds > jobs.heartbeat_seconds:
+        raise ValueError(f"config: jobs.heartbeat_seconds ({jobs.heartbeat_seconds:g}) must be at least "
+                         f"jobs.interval_seconds ({jobs.interval_seconds:g}): the heartbeat goes at a tick")  # fmt: skip
     return WorkRunner(
         store,
         handlers,
