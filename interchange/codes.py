@@ -181,6 +181,8 @@ BAD_PID = _code("BAD-PID", API, "Không phải số định danh cá nhân (12 c
 CALLBACK_URL = _code("CALLBACK-URL", API, "Địa chỉ callback không được chấp nhận.", "The callback URL is refused.")
 NOT_FORWARDED = _code("NOT-FORWARDED", API, "Hồ sơ không được chuyển tiếp lên cơ quan BHXH.",
                       "The dossier is not forwarded upstream.")
+UPSTREAM_NOTICE = _code("UPSTREAM-NOTICE", API, "Thông báo do cơ quan BHXH gửi đến không được chấp nhận.",
+                        "The notice pushed by the agency is not accepted (signature, binding or size).")
 INTERNAL = _code("INTERNAL", API, "Lỗi máy chủ ngoài dự kiến; lỗi đã được ghi lại.",
                  "Unexpected server error; it has been logged.")
 NOTICE_KEY_UNAVAILABLE = _code("NOTICE-KEY-UNAVAILABLE", API,

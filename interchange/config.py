@@ -93,7 +93,13 @@ class JobsConfig:
     interval_seconds: float = 2.0  # 0: this process runs no work (another one does)
     batch: int = 20  # items claimed at a time
     concurrency: int = 4  # items of a batch run at once
-    lease_seconds: int = 120  # an item claimed by a process that died is claimed again after this
+    # A claim holds an item this long; the process running it renews the lease every
+    # heartbeat_seconds (at most half the lease), so a process that died loses its work this soon.
+    lease_seconds: int = 15
+    heartbeat_seconds: float = 5.0
+    # This server's name among those sharing the database (default: the host name). With a stable
+    # name a restarted process releases at once what its earlier run held (docs/work-leases.md).
+    instance: str = ""
     max_attempts: int = 6  # then the item is failed (and stays visible as overdue)
 
 
@@ -141,6 +147,9 @@ class UpstreamConfig:
     notice_cert: str = ""  # the agency's notice certificate (PEM): only its public key's notices are believed
     notice_anchors: str = ""  # folder of PEM anchors of the agency's notice CA only; with notice_cert, its chain's
     notice_subject: str = ""  # optional: the notice signer's exact subject (RFC 4514, as `openssl x509 -subject -nameopt RFC2253`)
+    # This server's base URL as the agency reaches it: the I-VAN registers a callback there and the
+    # agency pushes its KET_QUA at once (docs/forwarding-push.md); empty: polling only.
+    push_url: str = ""
 
     def check(self) -> None:
         """Refuse to start the `ivan` role with settings that cannot work (ValueError saying which)."""
@@ -154,6 +163,8 @@ class UpstreamConfig:
                      "breaker_failures", "breaker_cooldown_seconds"):  # fmt: skip
             if getattr(self, name) <= 0:
                 raise ValueError(f"config: upstream.{name} must be positive, not {getattr(self, name)!r}")
+        if self.push_url and not self.push_url.startswith(("http://", "https://")):
+            raise ValueError(f"config: upstream.push_url must be this server's http(s) base URL, not {self.push_url!r}")
         if self.max_retry_seconds < self.first_retry_seconds:
             raise ValueError("config: upstream.max_retry_seconds must not be less than upstream.first_retry_seconds")
         if not self.notice_cert and not self.notice_anchors:

@@ -13,12 +13,14 @@ from aiohttp import web
 from sqlalchemy.engine import make_url
 
 from interchange.api.app import build_app, quiet_bad_requests
+from interchange.api.forwarding import PUSH
 from interchange.api.http import Services
 from interchange.api.metrics import Metrics
 from interchange.config import Config, JobsConfig
 from interchange.delivery.mail import make_sender
 from interchange.delivery.work import DELIVERY_KINDS, DeliveryWork
 from interchange.forwarding.notices import NoticeChecker
+from interchange.forwarding.push import PushChannel
 from interchange.forwarding.work import Forwarder, forwarder_of
 from interchange.jobs.registration import RegistrationWork
 from interchange.jobs.result import ResultWork
@@ -123,12 +125,17 @@ def work_runner(cfg: Config, services: Services, metrics: Metrics) -> WorkRunner
                            on_outcome=metrics.delivery_ran)  # fmt: skip
     handlers |= dict.fromkeys(DELIVERY_KINDS, deliver)  # one handler for every route of every notice
     jobs = cfg.jobs
+    if jobs.interval_seconds > jobs.heartbeat_seconds:
+        raise ValueError(f"config: jobs.heartbeat_seconds ({jobs.heartbeat_seconds:g}) must be at least "
+                         f"jobs.interval_seconds ({jobs.interval_seconds:g}): the heartbeat goes at a tick")  # fmt: skip
     return WorkRunner(
         store,
         handlers,
         batch=jobs.batch,
         concurrency=jobs.concurrency,
         lease=timedelta(seconds=jobs.lease_seconds),
+        heartbeat=timedelta(seconds=jobs.heartbeat_seconds),
+        instance=jobs.instance or None,
         max_attempts=jobs.max_attempts,
         on_ran=metrics.ran,
         on_overdue=lambda overdue, now: metrics.set_overdue(list(handlers), overdue, now),
@@ -150,6 +157,9 @@ async def make_app(cfg: Config, *, workers: int | None = None) -> web.Applicatio
     app.cleanup_ctx.append(crl_refresher(cfg.trust, cfg.trust_paths))  # re-fetches CRLs when trust.fetch_revocation
     app.cleanup_ctx.append(work_scheduler(cfg.jobs))  # ends before `close` runs: cleanup contexts end first
     app.on_cleanup.append(close_forwarding)
+    if cfg.upstream.push_url and (fw := forwarder_of(app[WORK].handlers)) is not None:
+        app[PUSH] = PushChannel(fw, cfg.upstream.push_url, cfg.upstream.api_key)  # the agency pushes its notices
+        app.cleanup_ctx.append(app[PUSH].running)  # and the callback stays registered there
     return app
 
 

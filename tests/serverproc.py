@@ -84,13 +84,13 @@ class Site:
         return DocumentSigner(issued.key, [issued.cert, *issued.chain])
 
 
-def make_site(root: Path, store_url: str, *, lease_seconds: int = 8) -> Site:
+def make_site(root: Path, store_url: str, *, lease_seconds: int = 15) -> Site:
     """Write a config for a server on a free port with `store_url`, run `dev-setup` there
     (dev CA, notice key, demo unit p12 and key) and create an auditor key.
 
     Rate limits are off (the load here is about crashes, not about throttling); the work queue
-    is polled twice a second with a short lease, so that work claimed by a killed server is
-    claimed again within seconds of the restart."""
+    is polled twice a second, with the default lease (15 s, renewed every 5 s while work runs)
+    unless `lease_seconds` is given."""
     port = free_port()
     config = root / "config.toml"
     config.write_text(
@@ -135,6 +135,7 @@ class ServerProc:
         self.site = site
         self.base_host = ("127.0.0.1", site.port)
         self.log = log
+        self.killed_at: float | None = None  # time.monotonic() of the SIGKILL
         env = {k: v for k, v in os.environ.items() if not k.startswith("INTERCHANGE_")}
         env.update({f"INTERCHANGE_{k.upper()}": v for k, v in overrides.items()})
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
@@ -160,6 +161,7 @@ class ServerProc:
         """SIGKILL the server process alone, as a crash would; then reap its worker processes."""
         with contextlib.suppress(ProcessLookupError):
             os.kill(self.proc.pid, signal.SIGKILL)
+        self.killed_at = time.monotonic()
         self.proc.wait(10)
         self._kill_group()
 

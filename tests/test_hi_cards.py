@@ -114,6 +114,11 @@ ROUTES = [  # every route but the card lookups, with a method and a path
 async def test_a_facility_key_gets_403_on_every_other_route(cards):
     app_routes = {(r.method, r.resource.canonical) for r in cards.app.router.routes() if r.method != "HEAD"}
     api_routes = {r for r in app_routes if r[1].startswith("/api/v1/") and not r[1].startswith("/api/v1/hi-cards")}
+    # The agency's push to an I-VAN takes no API key (the token in its path and the notice's
+    # signature are what count, tests/test_forwarding_push.py): a key opens nothing there.
+    api_routes.remove(("POST", "/api/v1/upstream/notices/{token}"))
+    resp = await cards.post("/api/v1/upstream/notices/x", data=b"<x/>", headers=cards.keys["facility"])
+    assert resp.status == 404
     # one entry per route, and one more for the upstream notices of role ivan (a path of their own kinds)
     assert len(ROUTES) == len(api_routes) + 1, f"a new route? add it to ROUTES: {sorted(api_routes)}"
     for method, path in ROUTES:

@@ -141,6 +141,7 @@ def build_app(services: Services, metrics: Metrics, server: ServerConfig | None 
     add.add_get(f"/api/v1/dossiers/{{id}}/notices/{{kind:{'|'.join(forwarding.UPSTREAM_KINDS)}}}",
                 forwarding.get_upstream_notice)  # fmt: skip
     add.add_get("/api/v1/dossiers/{id}/notices/{kind}", dossiers.get_notice)
+    add.add_post("/api/v1/upstream/notices/{token}", forwarding.post_upstream_notice)  # role ivan: the agency's push
     add.add_get("/api/v1/dossiers/{id}/original", dossiers.get_original)
     add.add_get("/api/v1/dossiers/{id}/evidence", dossiers.get_evidence)
     add.add_get("/api/v1/dossiers/{id}/deliveries", delivery.get_deliveries)

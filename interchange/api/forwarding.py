@@ -10,11 +10,15 @@ from aiohttp import web
 
 from interchange import codes
 from interchange.api.http import SERVICES, XML_RESPONSE, problem_json, reader
+from interchange.clock import utc_now
 from interchange.forwarding import LEGAL_CEILING
+from interchange.forwarding.push import PushChannel
 from interchange.kinds import SLUG_RESULT, SLUG_UPSTREAM_RECEIPT, SLUG_UPSTREAM_REFUSAL, WORK_FORWARD
 from interchange.store.forwarding import PENDING, Forwarding
 
 UPSTREAM_KINDS = (SLUG_UPSTREAM_RECEIPT, SLUG_UPSTREAM_REFUSAL)
+PUSH = web.AppKey("upstream_push", PushChannel)  # role ivan with [upstream] push_url (set by the server)
+MAX_PUSHED_BYTES = 4 * 1024 * 1024  # a notice with the capped error list is far smaller
 
 
 
@@ -79,3 +83,30 @@ async def get_upstream_notice(request: web.Request) -> web.Response:
     if xml is None:
         return problem_json(404, codes.NOT_FOUND, "no such notice")
     return web.Response(body=xml, content_type=XML_RESPONSE, charset="utf-8")
+
+
+async def post_upstream_notice(request: web.Request) -> web.Response:
+    """Role ivan: a notice the agency pushes (its callback delivery to this I-VAN). The path's
+    token stands for the key: the notice itself is believed only for its signature by the
+    agency's pinned notice signer and its binding to a dossier forwarded from here."""
+    channel = request.app.get(PUSH)
+    if channel is None or not channel.admits(request.match_info["token"]):
+        return problem_json(404, codes.NOT_FOUND, "no such push channel")
+    if request.content_length is not None and request.content_length > MAX_PUSHED_BYTES:
+        return problem_json(413, codes.UPSTREAM_NOTICE, f"a pushed notice is at most {MAX_PUSHED_BYTES} bytes")
+    chunks, size = [], 0
+    async for chunk in request.content.iter_any():
+        size += len(chunk)
+        if size > MAX_PUSHED_BYTES:
+            return problem_json(413, codes.UPSTREAM_NOTICE, f"a pushed notice is at most {MAX_PUSHED_BYTES} bytes")
+        chunks.append(chunk)
+    body = b"".join(chunks)
+    pushed = await channel.accept(
+        request.headers.get("X-Transaction-Id", ""), request.headers.get("X-Notice-Kind", ""), body, utc_now()
+    )
+    if pushed.status >= 300:
+        code = codes.NOT_FORWARDED if pushed.outcome == "unknown" else codes.UPSTREAM_NOTICE
+        return problem_json(pushed.status, code, pushed.message)
+    return web.json_response(
+        {"outcome": pushed.outcome, "message": pushed.message, "dossier_id": pushed.dossier_id}, status=pushed.status
+    )

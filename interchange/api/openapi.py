@@ -149,6 +149,31 @@ OPENAPI = {
             "delete": {"summary": "Remove the caller's callback URL (deliveries already made still go out)",
                        "responses": {"204": {"description": "removed"}, "404": {"description": "none registered"}}},
         },
+        "/api/v1/upstream/notices/{token}": {
+            "post": {
+                "summary": "Role ivan: a notice pushed by the upstream agency (its callback delivery to this "
+                "I-VAN, registered automatically with [upstream] push_url). The path's token is derived from "
+                "the I-VAN's upstream key; a KET_QUA is kept only when signed by the pinned agency signer "
+                "and bound to a dossier forwarded from here (BamHoSo, MaGiaoDich = X-Transaction-Id). "
+                "Other notice kinds are acknowledged and not kept",
+                "security": [],
+                "parameters": [
+                    {"name": "token", "in": "path", "required": True, "schema": {"type": "string"}},
+                    {"name": "X-Transaction-Id", "in": "header", "schema": {"type": "string"}},
+                    {"name": "X-Notice-Kind", "in": "header", "schema": {"type": "string"}},
+                ],
+                "requestBody": {"required": True, "content": _XML},
+                "responses": {
+                    "200": {"description": "relayed, already kept (duplicate), or ignored (not a KET_QUA)",
+                            "content": _JSON},
+                    "404": {"description": "no push channel here, or a wrong token", "content": _JSON},
+                    "409": {"description": "no forwarded dossier known upstream by that transaction (yet)",
+                            "content": _JSON},
+                    "413": {"description": "larger than a notice", "content": _JSON},
+                    "422": {"description": "not kept: signature, signer, binding or KetQua", "content": _JSON},
+                },
+            }
+        },
         "/api/v1/dossiers/{id}/deliveries": {
             "get": {
                 "summary": "The deliveries of a dossier's notices (callbacks, e-mail) with every attempt "

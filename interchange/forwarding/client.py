@@ -48,13 +48,26 @@ class UpstreamClient:
         """The upstream's KET_QUA of a dossier it received (404 while there is none)."""
         return await self._call("GET", f"{self.url}/api/v1/dossiers/{quote(upstream_id, safe='')}/notices/ket-qua")
 
+    async def callback(self) -> Answer:
+        """This I-VAN's callback URL registered upstream (404: none)."""
+        return await self._call("GET", f"{self.url}/api/v1/callback")
+
+    async def register_callback(self, url: str) -> Answer:
+        """Register (or replace) this I-VAN's callback URL upstream: the agency POSTs every notice
+        of the dossiers this I-VAN forwarded there (interchange.delivery)."""
+        return await self._call("PUT", f"{self.url}/api/v1/callback", json={"url": url})
+
     async def _call(self, method: str, url: str, **kw) -> Answer:
         try:
             # No redirects: a POST must not be resent elsewhere; a redirect is a wrong upstream.url.
             async with self._open().request(method, url, allow_redirects=False, **kw) as resp:
-                body = await resp.content.read(MAX_ANSWER_BYTES + 1)
-                if len(body) > MAX_ANSWER_BYTES:
-                    raise UpstreamError("unreachable", f"{method} {url}: answer larger than {MAX_ANSWER_BYTES} bytes")
+                chunks, size = [], 0
+                async for chunk in resp.content.iter_any():  # read(n) would stop at the first chunk
+                    size += len(chunk)
+                    if size > MAX_ANSWER_BYTES:
+                        raise UpstreamError("unreachable", f"{method} {url}: answer larger than {MAX_ANSWER_BYTES} bytes")
+                    chunks.append(chunk)
+                body = b"".join(chunks)
                 return Answer(resp.status, body, resp.headers.get("Retry-After"), resp.headers.get("X-Transaction-Id"))
         except TimeoutError as exc:
             raise UpstreamError("timeout", f"{method} {url}: no answer within {self._timeout.total:g} s") from exc

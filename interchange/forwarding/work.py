@@ -189,7 +189,7 @@ class Forwarder:
             audit_data={"state": FAILED, "http_status": status, "error": error, "attempts": tries},
             fail=error,
         ))  # fmt: skip
-        self._count(WORK_FORWARD, CLIENT_ERROR)
+        self.count(WORK_FORWARD, CLIENT_ERROR)
         log.error("forwarding %s failed for good: %s", item.dossier_id, error)
         raise ForwardingFailed(f"{error}; not tried again (the request itself was refused)")
 
@@ -217,7 +217,7 @@ class Forwarder:
             # refusal, the same bytes sent again are judged again)
             dossier=None if received else {"state": REFUSED_STATE, "result_at": now, "replay_key": None},
         ))  # fmt: skip
-        self._count(WORK_FORWARD, outcome)
+        self.count(WORK_FORWARD, outcome)
         if self.hooks.forwarded is not None:
             self.hooks.forwarded((now - dossier.received_at).total_seconds())
 
@@ -262,31 +262,45 @@ class Forwarder:
             return
         self.breaker.success()
         try:
-            notice = await asyncio.to_thread(
-                self.checker.check, answer.body, sha256=dossier.sha256, kinds=(NOTICE_RESULT,), at=now,
-                transaction_id=fw.upstream_id,
-            )
-            if notice.result not in (CHAP_NHAN, KHONG_CHAP_NHAN):
-                raise BadNotice(f"KetQua is {notice.result}, expected {CHAP_NHAN} or {KHONG_CHAP_NHAN}")
+            notice = await self.check_result(answer.body, dossier, fw.upstream_id, now)
         except BadNotice as exc:
             await self._retry(item, now, WORK_RELAY, polls, BAD_NOTICE, f"KET_QUA not kept: {exc}", ms,
                               status=200, upstream_id=fw.upstream_id)  # fmt: skip
             return
-
-        async def decide(_dossier: Dossier, _unit: Unit | None) -> Settlement:
-            # The agency's KET_QUA is this dossier's result, kept exactly as signed upstream.
-            return Settlement(state=ACCEPTED if notice.result == CHAP_NHAN else REJECTED, notice=notice.xml,
-                              problems=notice.problems)  # fmt: skip
-
-        settled = await self.store.results.settle(item.dossier_id, decide, now=now)
+        await self.keep_result(dossier, notice, now)
         await self.store.forwarding.write(item, now, Change(
             forwarding={"polls": polls, "relayed_at": now, "next_try_at": None, "last_error": None},
             attempt=Attempt(kind="poll", at=now, outcome=RELAYED, duration_ms=ms, http_status=200,
                                    upstream_id=fw.upstream_id),
         ))  # fmt: skip
-        self._count("poll", RELAYED)
+        self.count("poll", RELAYED)
+
+    # -- the upstream's KET_QUA, polled or pushed (forwarding.push) ----------------------------------
+
+    async def check_result(self, xml: bytes, dossier: Dossier, upstream_id: str, now: datetime) -> UpstreamNotice:
+        """The upstream's KET_QUA of `dossier` (forwarded, received upstream as `upstream_id`), or
+        BadNotice: signed by the pinned agency signer, about the exact bytes forwarded (BamHoSo),
+        naming the upstream's transaction, with a KetQua we know."""
+        notice = await asyncio.to_thread(
+            self.checker.check, xml, sha256=dossier.sha256, kinds=(NOTICE_RESULT,), at=now, transaction_id=upstream_id
+        )
+        if notice.result not in (CHAP_NHAN, KHONG_CHAP_NHAN):
+            raise BadNotice(f"KetQua is {notice.result}, expected {CHAP_NHAN} or {KHONG_CHAP_NHAN}")
+        return notice
+
+    async def keep_result(self, dossier: Dossier, notice: UpstreamNotice, now: datetime) -> Settlement | None:
+        """Settle the dossier with the agency's KET_QUA, kept exactly as signed upstream, and
+        relayed to the submitter as any result (its deliveries). None when it has its KET_QUA
+        already (the same notice polled and pushed is kept once)."""
+
+        async def decide(_dossier: Dossier, _unit: Unit | None) -> Settlement:
+            return Settlement(state=ACCEPTED if notice.result == CHAP_NHAN else REJECTED, notice=notice.xml,
+                              problems=notice.problems)  # fmt: skip
+
+        settled = await self.store.results.settle(dossier.id, decide, now=now)
         if settled is not None and self.hooks.result is not None:
             self.hooks.result(dossier, now)
+        return settled
 
     # -- the bookkeeping of tries ----------------------------------------------------------------
 
@@ -305,7 +319,7 @@ class Forwarder:
                                    error=error, upstream_id=upstream_id),
             requeue_at=at,
         ))  # fmt: skip
-        self._count(label, outcome)
+        self.count(label, outcome)
         message = f"{label} try {tries}: {error or outcome}; next try at {at.isoformat()}"
         (log.info if outcome == NOT_YET else log.warning)("dossier %s: %s", item.dossier_id, message)
         raise Rescheduled(at, message)
@@ -320,7 +334,7 @@ class Forwarder:
         ))  # fmt: skip
         raise Rescheduled(at, f"{kind}: {reason}; not counted as a try, next at {at.isoformat()}")
 
-    def _count(self, kind: str, outcome: str) -> None:
+    def count(self, kind: str, outcome: str) -> None:
         if self.hooks.attempt is not None:
             self.hooks.attempt(kind, outcome)
 

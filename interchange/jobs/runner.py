@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import secrets
@@ -15,6 +16,7 @@ from datetime import datetime, timedelta
 from interchange.clock import utc_now
 from interchange.jobs.policy import backoff
 from interchange.store.db import StoreUnavailable
+from interchange.store.slots import Slot, take_slot
 from interchange.store.store import Store
 from interchange.store.types import Overdue, WorkItem
 
@@ -74,6 +76,11 @@ class SteadyClock:
 
 
 STEP_WARNING = timedelta(seconds=5)
+CLOCK_WARNING = timedelta(seconds=2)  # an offset to the database's clock this large is logged
+ALIGN_EVERY = 60.0  # seconds between two measurements of the offset to the database's clock
+LEASE = timedelta(seconds=15)  # [jobs] lease_seconds
+HEARTBEAT = timedelta(seconds=5)  # [jobs] heartbeat_seconds (a third of a shorter lease unless given)
+MAX_HOLD = timedelta(minutes=15)  # an item running longer is no longer renewed (its handler hangs)
 
 
 @dataclass
@@ -93,9 +100,12 @@ class WorkRunner:
         handlers: Mapping[str, Handler],
         *,
         worker: str | None = None,
+        instance: str | None = None,
         batch: int = 20,
         concurrency: int = 4,
-        lease: timedelta = timedelta(minutes=2),
+        lease: timedelta = LEASE,
+        heartbeat: timedelta | None = None,
+        max_hold: timedelta = MAX_HOLD,
         max_attempts: int = 6,
         backoff: timedelta = timedelta(seconds=30),
         max_backoff: timedelta = timedelta(hours=1),
@@ -103,20 +113,39 @@ class WorkRunner:
         on_overdue: Callable[[list[Overdue], datetime], None] | None = None,
         clock: Callable[[], datetime] | None = None,
     ):
+        heartbeat = heartbeat if heartbeat is not None else min(HEARTBEAT, lease / 3)
+        if heartbeat * 2 > lease:
+            raise ValueError(
+                f"config: jobs.heartbeat_seconds ({heartbeat.total_seconds():g}) must be at most half of "
+                f"jobs.lease_seconds ({lease.total_seconds():g}): a lease must outlive a late heartbeat"
+            )
         self.store = store
-        self.clock = clock or SteadyClock()  # never backwards (see SteadyClock)
+        self._offset = timedelta(0)  # the database's clock minus this process's (see align)
+        self._aligned = clock is None
+        # never backwards (see SteadyClock), on the database's time line unless a clock is given
+        self.clock = clock or SteadyClock(wall=lambda: utc_now() + self._offset)
         self.handlers = dict(handlers)
-        self.worker = worker or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+        self.instance = instance or socket.gethostname()
+        self._fixed_worker = worker is not None
+        self.worker = worker or f"{self.instance}:{os.getpid()}:{secrets.token_hex(3)}"  # until `begin`
         self.batch = batch
         self.concurrency = concurrency
         self.lease = lease
+        self.heartbeat = heartbeat
+        self.max_hold = max_hold
         self.max_attempts = max_attempts
         self.backoff = backoff
         self.max_backoff = max_backoff
         self.on_ran = on_ran
         self.on_overdue = on_overdue
         self._round: asyncio.Task | None = None
+        self._beat: asyncio.Task | None = None
         self._stopping = False
+        self._slot: Slot | None = None
+        self._begun = False
+        self._held: dict[str, float] = {}  # items claimed and not yet finished -> monotonic claim time
+        self._last_beat = time.monotonic()
+        self._aligned_at: float | None = None
 
     async def run_due(self, now: datetime | None = None) -> list[Ran]:
         """Claim one batch of due items and run it; the outcomes, most urgent item first."""
@@ -126,6 +155,8 @@ class WorkRunner:
         )
         if not items:
             return []
+        claimed = time.monotonic()
+        self._held.update((item.id, claimed) for item in items)  # renewed by the heartbeat until finished
         slots = asyncio.Semaphore(self.concurrency)
         return list(await asyncio.gather(*(self._run(item, clock, slots) for item in items)))
 
@@ -136,28 +167,31 @@ class WorkRunner:
             except Exception as exc:  # the store failed: the lease brings the item back
                 log.warning("work %s %s (%s): bookkeeping failed: %r", item.kind, item.id, item.dossier_id, exc)
                 ran = Ran(item, "lost", repr(exc))
+            finally:
+                self._held.pop(item.id, None)
         if self.on_ran is not None:
             self.on_ran(ran)
         return ran
 
     async def _attempt(self, item: WorkItem, clock: Callable[[], datetime]) -> Ran:
         handler = self.handlers[item.kind]
+        holder = item.claimed_by or self.worker  # the name it was claimed under
         max_attempts = getattr(handler, "max_attempts", None) or self.max_attempts
         if item.attempts > max_attempts:  # claimed again and again, never finished: it kills or hangs its process
             error = f"given up: claimed {item.attempts - 1} times without finishing"
-            await self.store.work.fail(item.id, self.worker, clock(), error, retry_at=None)
+            await self.store.work.fail(item.id, holder, clock(), error, retry_at=None)
             log.error("work %s %s (%s): %s", item.kind, item.id, item.dossier_id, error)
             return Ran(item, "failed", error)
         try:
             completed = await handler(item, clock())
         except RetryAt as retry:
             if not retry.handled:
-                await self.store.work.fail(item.id, self.worker, clock(), str(retry), retry_at=retry.when)
+                await self.store.work.fail(item.id, holder, clock(), str(retry), retry_at=retry.when)
             return Ran(item, "retry", str(retry))
         except GiveUp as exc:
             log.error("work %s %s (%s), attempt %d: %s; given up", item.kind, item.id, item.dossier_id, item.attempts, exc)
             if not exc.handled:
-                await self.store.work.fail(item.id, self.worker, clock(), str(exc), retry_at=None)
+                await self.store.work.fail(item.id, holder, clock(), str(exc), retry_at=None)
             return Ran(item, "failed", str(exc))
         except Exception as exc:
             error = f"{type(exc).__name__}: {exc}"
@@ -166,11 +200,11 @@ class WorkRunner:
                 "work %s %s (%s), attempt %d: %s; %s", item.kind, item.id, item.dossier_id, item.attempts, error,
                 f"retry at {retry_at.isoformat()}" if retry_at else "given up",
             )  # fmt: skip
-            await self.store.work.fail(item.id, self.worker, clock(), error, retry_at=retry_at)
+            await self.store.work.fail(item.id, holder, clock(), error, retry_at=retry_at)
             return Ran(item, "retry" if retry_at else "failed", error)
         if completed:
             return Ran(item, "done")
-        done = await self.store.work.complete(item.id, self.worker, clock())
+        done = await self.store.work.complete(item.id, holder, clock())
         return Ran(item, "done" if done else "lost")
 
     def _backoff(self, attempts: int) -> timedelta:
@@ -186,16 +220,85 @@ class WorkRunner:
     # -- the scheduler's job ---------------------------------------------------------------
 
     async def tick(self) -> None:
-        """The scheduler's job: start a round unless one is running. A round runs due work until
-        a batch comes back short, then refreshes the overdue gauges. It runs as its
-        own task, so the job returns at once (the scheduler never sees it overrun its interval)
-        and stopping the scheduler never cuts an item off halfway."""
-        if self._stopping or (self._round is not None and not self._round.done()):
+        """The scheduler's job: the heartbeat when one is due, and a round unless one is running.
+        A round runs due work until a batch comes back short, then refreshes the overdue gauges.
+        Both run as tasks of their own, so the job returns at once (the scheduler never sees it
+        overrun its interval) and stopping the scheduler never cuts an item off halfway."""
+        if self._stopping:
             return
-        self._round = asyncio.get_running_loop().create_task(self._drain(), name="work-round")
+        loop = asyncio.get_running_loop()
+        if time.monotonic() - self._last_beat >= self.heartbeat.total_seconds() and (
+            self._beat is None or self._beat.done()
+        ):
+            self._last_beat = time.monotonic()
+            self._beat = loop.create_task(self._heartbeat(), name="work-heartbeat")
+        if self._round is not None and not self._round.done():
+            return
+        self._round = loop.create_task(self._drain(), name="work-round")
+
+    async def begin(self) -> int:
+        """Before the first claim of a process: align to the database's clock, take this process's
+        work slot (unless a fixed `worker` was given) and release what earlier runs of that slot
+        held (their process is gone: its slot was free). How many items were released."""
+        await self.align()
+        released = 0
+        if not self._fixed_worker:
+            if self._slot is None:
+                self._slot = await take_slot(self.store.db, self.instance)
+                self.worker = f"{self._slot.name}/{os.getpid()}.{secrets.token_hex(3)}"
+            if self._slot.number is not None:
+                released = await self.store.work.release_earlier(self._slot.name, self.worker, self.clock())
+            log.info("work: claiming as %s (lease %g s, heartbeat %g s)%s", self.worker, self.lease.total_seconds(),
+                     self.heartbeat.total_seconds(),
+                     f"; released {released} items held by an earlier run of {self._slot.name}" if released
+                     else "")  # fmt: skip
+        self._begun = True
+        return released
+
+    async def align(self) -> timedelta:
+        """Measure this process's clock against the database's (one small read) and keep the
+        offset: the times the runner writes and compares (leases, retries) are the database's,
+        so processes whose clocks differ agree on when a lease has run out. No-op with a given clock."""
+        if not self._aligned:
+            return self._offset
+        before = utc_now()
+        db_now = await self.store.work.database_time()
+        after = utc_now()
+        offset = db_now - (before + (after - before) / 2)
+        if abs(offset) > CLOCK_WARNING and abs(offset - self._offset) > CLOCK_WARNING:
+            log.warning("work: this process's clock is %+.1f s off the database's; the work keeps the database's time",
+                        -offset.total_seconds())  # fmt: skip
+        self._offset = offset
+        self._aligned_at = time.monotonic()
+        return offset
+
+    async def renew(self) -> int:
+        """The heartbeat: extend the leases of every item this process is running, in one
+        statement (items held longer than `max_hold` are left to run out: a hung handler's work
+        goes to another process). How many leases were extended."""
+        oldest = time.monotonic() - self.max_hold.total_seconds()
+        ids = [i for i, claimed in self._held.items() if claimed > oldest]
+        if not ids:
+            return 0
+        renewed = await self.store.work.renew(self.worker, ids, self.clock() + self.lease)
+        if renewed < len(ids):
+            log.info("work: %d of %d items held here were taken over or finished meanwhile", len(ids) - renewed, len(ids))
+        return renewed
+
+    async def _heartbeat(self) -> None:
+        try:
+            await self.renew()
+            if self._aligned_at is None or time.monotonic() - self._aligned_at >= ALIGN_EVERY:
+                await self.align()
+        except StoreUnavailable as exc:
+            log.debug("work: heartbeat: the database cannot be used (%s)", exc)
+        except Exception:
+            log.exception("work: the heartbeat failed; trying again at the next tick")
 
     async def _drain(self) -> None:
         try:
+            if not self._begun:
+                await self.begin()
             rounds = 0
             # Until a batch comes back short (waiting for the next tick meanwhile left the queue idle
             # a second in three at month-start volumes), refreshing the overdue gauges now and then.
@@ -218,3 +321,9 @@ class WorkRunner:
                 await asyncio.wait_for(asyncio.shield(self._round), timeout)
             except TimeoutError:
                 log.warning("work: a batch was still running at shutdown; its items return after the lease")
+        if self._beat is not None and not self._beat.done():
+            with contextlib.suppress(BaseException):
+                await asyncio.wait_for(self._beat, 5)
+        if self._slot is not None:
+            await self._slot.close()
+            self._slot = None

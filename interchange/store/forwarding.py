@@ -19,8 +19,8 @@ from .audit import notice_stored
 from .db import Database
 from .deliveries import enqueue_notice_deliveries
 from .tables import dossiers, forward_attempts, forwardings, notices, work_items
+from .types import DONE, QUEUED, RUNNING, WorkItem
 from .types import FAILED as WORK_FAILED
-from .types import QUEUED, RUNNING, WorkItem
 
 # Forwarding states (forwardings.state).
 PENDING = "pending"  # not yet received upstream (tries go on)
@@ -81,6 +81,35 @@ class Forwardings:
         async with self._db.reading() as conn:
             row = (await conn.execute(select(forwardings).where(forwardings.c.dossier_id == dossier_id))).first()
         return None if row is None else Forwarding(**{c.name: getattr(row, c.name) for c in forwardings.c})
+
+    async def of_upstream(self, upstream_id: str) -> Forwarding | None:
+        """The forwarding the upstream received as `upstream_id` (its MaGiaoDich)."""
+        async with self._db.reading() as conn:
+            row = (await conn.execute(select(forwardings).where(forwardings.c.upstream_id == upstream_id))).first()
+        return None if row is None else Forwarding(**{c.name: getattr(row, c.name) for c in forwardings.c})
+
+    async def pushed(self, dossier_id: str, now: datetime, attempt: Attempt, *, relayed: bool, relay_kind: str) -> None:
+        """A notice the upstream pushed, in one transaction: its try's row and, when its KET_QUA was
+        kept (`relayed`), the forwarding marked relayed and its polling (`relay_kind` item, while
+        queued) done. A poll running meanwhile finds the KET_QUA stored and keeps nothing twice."""
+        async with self._db.writing() as conn:
+            await conn.execute(
+                select(forwardings.c.dossier_id).where(forwardings.c.dossier_id == dossier_id).with_for_update()
+            )
+            await _add_attempt(conn, dossier_id, attempt)
+            if not relayed:
+                return
+            await conn.execute(
+                update(forwardings)
+                .where(forwardings.c.dossier_id == dossier_id, forwardings.c.relayed_at.is_(None))
+                .values(relayed_at=now, next_try_at=None, last_error=None)
+            )
+            await conn.execute(
+                update(work_items)
+                .where(work_items.c.dossier_id == dossier_id, work_items.c.kind == relay_kind,
+                       work_items.c.state == QUEUED)
+                .values(state=DONE, done_at=now)
+            )  # fmt: skip
 
     async def attempts_of(self, dossier_id: str) -> list[Attempt]:
         async with self._db.reading() as conn:

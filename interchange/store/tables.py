@@ -365,6 +365,7 @@ forwardings = Table(
     Column("polls", Integer, nullable=False),  # KET_QUA polls made
     Column("relayed_at", UTCDateTime),  # when the upstream's KET_QUA was stored
     Index("ix_forwardings_state", "state"),
+    Index("ix_forwardings_upstream_id", "upstream_id"),  # a KET_QUA pushed by the agency names it
 )
 
 # Every try upstream, forwarding and polling alike, one row each (what happened, when, how long).
@@ -373,7 +374,7 @@ forward_attempts = Table(
     metadata,
     Column("dossier_id", String(64), ForeignKey("dossiers.id", ondelete="CASCADE"), primary_key=True),
     Column("n", Integer, primary_key=True, autoincrement=False),  # 1, 2, ... per dossier
-    Column("kind", String(16), nullable=False),  # forward | poll
+    Column("kind", String(16), nullable=False),  # forward | poll | push
     Column("at", UTCDateTime, nullable=False),
     Column("outcome", String(24), nullable=False),  # see interchange.forwarding.OUTCOMES
     Column("http_status", Integer),

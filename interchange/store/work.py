@@ -3,6 +3,11 @@
 Each server process claims due items in its own transactions (interchange.jobs). On PostgreSQL,
 FOR UPDATE SKIP LOCKED lets concurrent claimers pass over each other's rows instead of waiting;
 on SQLite the claim's BEGIN IMMEDIATE makes claimers take turns.
+
+Leases are short and renewed while the work runs (`renew`: one statement for everything a
+process holds); their times are on the database's clock (`database_time`: the runner keeps its
+offset to it), so processes whose clocks differ agree on when a lease has run out. A restarted
+process releases what its earlier run held (`release_earlier`, with its slot: `slots.py`).
 """
 
 from __future__ import annotations
@@ -10,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, func, or_, select, text, update
 
 from .db import Database
 from .rows import new_work_row, work_item_of
@@ -104,6 +109,49 @@ class WorkQueue:
                 .values(**values)
             )
         return changed.rowcount == 1
+
+    async def renew(self, worker: str, ids: Collection[str], until: datetime) -> int:
+        """Extend the lease of the items `worker` still holds among `ids` to `until`, in one
+        statement; how many it still held (an item missing was taken over when its lease ran out,
+        or finished)."""
+        if not ids:
+            return 0
+        async with self._db.writing() as conn:
+            changed = await conn.execute(
+                update(work_items)
+                .where(work_items.c.id.in_(list(ids)), work_items.c.state == RUNNING, work_items.c.claimed_by == worker)
+                .values(claimed_until=until)
+            )
+        return changed.rowcount
+
+    async def release_earlier(self, slot: str, worker: str, now: datetime) -> int:
+        """End the leases of the items held by earlier runs of this process's slot (claimed by
+        `<slot>/<another boot>`): they are claimable from `now`, by this process or another. The
+        caller holds the slot (`slots.take_slot`), so no live process holds them. How many."""
+        prefix = f"{slot}/"
+        async with self._db.writing() as conn:
+            changed = await conn.execute(
+                update(work_items)
+                .where(
+                    work_items.c.state == RUNNING,
+                    func.substr(work_items.c.claimed_by, 1, len(prefix)) == prefix,
+                    work_items.c.claimed_by != worker,
+                )
+                .values(claimed_until=now)
+            )
+        return changed.rowcount
+
+    async def database_time(self) -> datetime:
+        """The database's clock now, in UTC: the time line of leases."""
+        if self._db.postgres:
+            query = text("SELECT clock_timestamp()")
+        else:  # SQLite's 'now' is UTC, to the millisecond
+            query = text("SELECT strftime('%Y-%m-%d %H:%M:%f', 'now')")
+        async with self._db.reading() as conn:
+            value = (await conn.execute(query)).scalar()
+        if isinstance(value, str):
+            value = datetime.fromisoformat(value)
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
     async def of(self, dossier_id: str) -> list[WorkItem]:
         async with self._db.reading() as conn:
