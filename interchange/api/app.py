@@ -21,6 +21,7 @@ from interchange.api.http import (
     LIMITER,
     METRICS,
     SERVICES,
+    ProblemError,
     Services,
     client_gone,
     problem_json,
@@ -28,6 +29,7 @@ from interchange.api.http import (
     unreadable_problem,
 )
 from interchange.api.metrics import Metrics
+from interchange.api.observe import observe
 from interchange.api.ratelimit import RateLimiter
 from interchange.config import ServerConfig
 from interchange.workers import WorkerBudgetExceeded, WorkerUnavailable
@@ -44,8 +46,8 @@ async def never_500_silently(request: web.Request, handler):
     watch = watch_body(request)
     try:
         return await handler(request)
-    except web.HTTPException:
-        raise
+    except (web.HTTPException, ProblemError):
+        raise  # answered by `observe`
     except GONE as exc:
         if client_gone(request):  # the client dropped (or was cut off) mid-request: nothing to answer
             if CUT_OFF not in request:
@@ -53,7 +55,7 @@ async def never_500_silently(request: web.Request, handler):
             return web.Response(status=400)  # aiohttp cannot send it; returned so it logs nothing more
         if isinstance(exc, web.RequestPayloadError):
             problem = unreadable_problem(exc)
-            return problem_json(400, problem.code, problem.message_en)
+            return problem_json(400, problem.code, problem.message_en, vi=problem.message_vi)
         log.exception("unexpected error on %s %s", request.method, request.path)
         return problem_json(500, codes.INTERNAL, "unexpected server error; it has been logged")
     except WorkerUnavailable as exc:
@@ -125,7 +127,7 @@ async def _no_version_banner(_request: web.Request, response: web.StreamResponse
 
 def build_app(services: Services, metrics: Metrics, server: ServerConfig | None = None) -> web.Application:
     app = web.Application(client_max_size=services.limits.max_body_bytes,
-                          middlewares=[never_500_silently, unavailable_as_503])  # 503 inside: no 500 for those
+                          middlewares=[observe, never_500_silently, unavailable_as_503])  # 503 inside: no 500 for those
     server = server or ServerConfig()
     app.on_response_prepare.append(_no_version_banner)
     app[BODY_PACE] = (server.body_seconds, server.body_min_rate)
