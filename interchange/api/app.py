@@ -152,7 +152,7 @@ def build_app(services: Services, metrics: Metrics, server: ServerConfig | None 
     add.add_get("/api/v1/units/{mst}", dossiers.get_unit)
     add.add_get("/api/v1/persons/{pid}/book", book.get_person_book)
     add.add_get("/api/v1/persons/{pid}/lookups", cards.get_person_lookups)
-    add.add_get("/api/v1/hi-cards/{id}", cards.get_card)
+    add.add_get("/api/v1/hi-cards/{id:(?!lookups$)[^/]+}", cards.get_card)  # not the batch's path: 405 there
     add.add_post("/api/v1/hi-cards/lookups", cards.post_lookups)
     add.add_post("/api/v1/verify", dossiers.post_verify)
     add.add_get("/healthz", ops.healthz)

@@ -21,6 +21,12 @@ Day = Annotated[str, Field(json_schema_extra={"format": "date"})]
 DOSSIER_STATES = (RECEIVED, REFUSED, ACCEPTED, REJECTED)
 PERIOD = r"^(0[1-9]|1[0-2])/[0-9]{4}$"  # KyKeKhai MM/yyyy
 PID = r"^([0-9]{12}|[0-9]{10})$"  # personal ID or SI code
+YEAR = "(199[5-9]|20[0-9]{2})"  # social insurance began in 1995
+YEARS, MONTH, DAY = "(1[89][0-9]{2}|20[0-9]{2})", "(0[1-9]|1[0-2])", "(0[1-9]|[12][0-9]|3[01])"
+# an absolute http(s) URL without credentials, fragment, spaces or control characters (its host is
+# checked further by interchange.delivery.callback: literal non-public addresses, special-use names)
+CALLBACK_URL = (r"^https?://[A-Za-z0-9._~-]+(:(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}"
+                r"|[0-9]{1,4}))?([/?][!-\"$-~]*)?$")
 MAX_PAGE = 500
 
 
@@ -170,7 +176,7 @@ class UnitRegistration(Model):
 
 class CallbackIn(Model):
     model_config = ConfigDict(extra="allow")
-    url: str = Field(min_length=1, max_length=2000, description="http(s) URL of a public address")
+    url: str = Field(max_length=2000, pattern=CALLBACK_URL, description="http(s) URL of a public address")
 
 
 class Subscription(Model):
@@ -324,7 +330,8 @@ class Book(Model):
 
 class BookQuery(Model):
     as_of: str | None = Field(None, description="last month of the timeline, MM/yyyy or YYYY-MM (default: the "
-                              "current month in Asia/Ho_Chi_Minh)", pattern=r"^([0-9]{2}/[0-9]{4}|[0-9]{4}-[0-9]{2})$")
+                              "current month in Asia/Ho_Chi_Minh); from 01/1995 to a year after this month",
+                              pattern=rf"^((0[1-9]|1[0-2])/{YEAR}|{YEAR}-(0[1-9]|1[0-2]))$")
 
 
 class BenefitLevel(Model):
@@ -363,9 +370,9 @@ class CardAnswer(Card):
 class CardQuery(Model):
     name: str = Field(min_length=1, max_length=200, description="full name, as held by the agency (case, spacing "
                       "and Unicode normalisation do not matter)")
-    birth: str = Field(min_length=1, max_length=40, description="birth date, dd/MM/yyyy or YYYY-MM-DD")
+    birth: str = Field(description="birth date, dd/MM/yyyy or YYYY-MM-DD", pattern=rf"^({DAY}/{MONTH}/{YEARS}|{YEARS}-{MONTH}-{DAY})$")
     as_of: Day | None = Field(None, description="the day to answer for, YYYY-MM-DD, not after today (default: today "
-                              "in Asia/Ho_Chi_Minh)", pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
+                              "in Asia/Ho_Chi_Minh); from 1995-01-01", pattern=rf"^{YEAR}-{MONTH}-{DAY}$")
 
 
 class AsOfQuery(Model):
@@ -373,13 +380,17 @@ class AsOfQuery(Model):
 
 
 class LookupQuestion(Model):
+    """One question; a missing or malformed member is answered in its own result (status 400), the
+    other questions are answered as usual."""
+
     model_config = ConfigDict(extra="allow")
-    id: str
-    name: str
-    birth: str
+    id: Any = Field(None, description="12-digit personal ID or 10-digit SI code")
+    name: Any = Field(None, description="full name")
+    birth: Any = Field(None, description="birth date, dd/MM/yyyy or YYYY-MM-DD")
 
 
 class LookupsIn(Model):
+    model_config = ConfigDict(extra="allow")
     items: list[LookupQuestion] = Field(max_length=500)
 
 
