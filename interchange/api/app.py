@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from aiohttp import web
+from aiohttp import web, web_response
 from aiohttp.client_exceptions import ClientConnectionResetError
 from aiohttp.http_exceptions import HttpProcessingError
 
@@ -120,9 +120,19 @@ def quiet_bad_requests() -> None:
         logger.addFilter(OneLineForBadRequests())
 
 
+SERVER_NAME = "interchange"
+
+
 async def _no_version_banner(_request: web.Request, response: web.StreamResponse) -> None:
     # aiohttp's default names the Python and aiohttp versions: a gift to whoever scans for them.
-    response.headers["Server"] = "interchange"
+    response.headers["Server"] = SERVER_NAME
+
+
+def no_version_banner_anywhere() -> None:
+    """The 400s aiohttp gives itself to malformed requests (bad request line, headers, framing) are
+    made before any app is matched, so no `on_response_prepare` hook sees them; they take the
+    Server header from aiohttp's module default, which is set here (aiohttp has no setting)."""
+    web_response.SERVER_SOFTWARE = SERVER_NAME
 
 
 def build_app(services: Services, metrics: Metrics, server: ServerConfig | None = None) -> web.Application:
@@ -130,6 +140,7 @@ def build_app(services: Services, metrics: Metrics, server: ServerConfig | None 
                           middlewares=[observe, never_500_silently, unavailable_as_503])  # 503 inside: no 500 for those
     server = server or ServerConfig()
     app.on_response_prepare.append(_no_version_banner)
+    no_version_banner_anywhere()
     app[BODY_PACE] = (server.body_seconds, server.body_min_rate)
     app[SERVICES] = services
     app[METRICS] = metrics

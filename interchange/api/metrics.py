@@ -3,6 +3,7 @@ the work queue, forwarding upstream and deliveries."""
 
 from __future__ import annotations
 
+import logging
 import platform
 from datetime import datetime
 from importlib import metadata
@@ -18,6 +19,8 @@ from interchange.jobs.policy import BREAKER_STATES
 from interchange.jobs.runner import Ran
 from interchange.store.deliveries import Delivery
 from interchange.store.types import Dossier, Overdue
+
+log = logging.getLogger("interchange.results")
 
 
 class Metrics:
@@ -147,7 +150,13 @@ class Metrics:
         self.work_runs.labels(kind=ran.item.kind, outcome=ran.outcome).inc()
 
     def result_given(self, dossier: Dossier, at: datetime) -> None:
-        self.time_to_result.labels(procedure=dossier.procedure or "").observe((at - dossier.received_at).total_seconds())
+        """A KET_QUA was stored (or relayed): the metric and one log line (id, unit, procedure, outcome,
+        milliseconds from receipt)."""
+        seconds = (at - dossier.received_at).total_seconds()
+        self.time_to_result.labels(procedure=dossier.procedure or "").observe(seconds)
+        log.info("result of %s: %s", dossier.id, dossier.state, extra={"event": "result", "fields": {
+            "id": dossier.id, "so_ho_so": dossier.so_ho_so, "unit": dossier.unit_mst, "procedure": dossier.procedure,
+            "outcome": dossier.state, "ms": round(seconds * 1000)}})  # fmt: skip
 
     def forwarding_hooks(self) -> Hooks:
         return Hooks(

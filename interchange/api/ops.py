@@ -80,6 +80,14 @@ def _anchors(folder: Path | None) -> str:
 
 
 async def metrics(request: web.Request) -> web.Response:
+    """Prometheus text; the work queue's depth is read now (bounded: an unreachable database
+    leaves the last values and is said by /readyz)."""
+    try:
+        depth = await asyncio.wait_for(request.app[SERVICES].store.work.depth(utc_now()), READY_TIMEOUT)
+    except Exception as exc:  # StoreUnavailable, a timeout: the metrics are still served
+        log.warning("metrics: the work queue could not be read (%s: %s)", type(exc).__name__, exc)
+    else:
+        request.app[METRICS].set_queue(depth)
     body = generate_latest(request.app[METRICS].registry)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
