@@ -100,8 +100,8 @@ async def unavailable_as_503(request: web.Request, handler):
                             vi="Cơ sở dữ liệu tạm thời không dùng được; hãy thử lại sau.", **{"Retry-After": wait})
     except NoticeKeyUnavailable as exc:
         log.error("%s %s: %s; answering 503", request.method, request.path, exc)
-        return problem_json(503, codes.NOTICE_KEY_UNAVAILABLE, str(exc),
-                            **{"Retry-After": str(NOTICE_KEY_RETRY_SECONDS)})  # fmt: skip
+        return problem_json(503, codes.NOTICE_KEY_UNAVAILABLE, str(exc), vi="Khóa ký thông báo của máy chủ không dùng "
+                            "được; hãy thử lại sau.", **{"Retry-After": str(NOTICE_KEY_RETRY_SECONDS)})  # fmt: skip
 
 
 PROBLEM_TYPE = "application/problem+json"

@@ -96,7 +96,7 @@ class Signer(Open):
     document: str | None = None
     form: str | None = None
     valid: bool
-    signer: str | None = None
+    signer: dict[str, Any] | None = Field(None, description="the signing certificate: subject, issuer, serial, validity...")
     mst: str | None = None
     chain: list[Any] = []
     signing_time: str | None = None

@@ -59,7 +59,7 @@ class Op:
     method: str
     path: str
     summary: str
-    answers: dict[int, Json | Raw | None]  # the successful answers (None: no body)
+    answers: dict[int, Json | Raw | tuple[Json | Raw, ...] | None]  # the successful answers (None: no body)
     errors: dict[int, str | Raw] = field(default_factory=dict)  # more than KEYED; a str overrides ERRORS
     path_params: tuple[dict, ...] = ()
     query: type[BaseModel] | None = None
@@ -138,7 +138,8 @@ OPERATIONS: tuple[Op, ...] = (
        errors={400: "pid malformed (BAD-PID)", 403: "not an auditor or admin key"}, path_params=(PID,)),
     Op("get", "/api/v1/hi-cards/{id}", "The e-HI card of a person (facility or admin key); Accept: application/xml "
        "gives a signed TheBHYT. Rules: docs/hi-card.md",
-       {200: Json(m.CardAnswer, "the card")},
+       {200: (Json(m.CardAnswer, "the card"), Raw("application/xml", "with Accept: application/xml, the card as a "
+                                                        "TheBHYT document (urn:interchange:thebhyt:1) signed like the notices"))},
        errors={400: "ID, name, birth or as_of malformed", 403: "not a facility or admin key",
                404: "unknown ID, or a name or birth date that does not agree: the same answer either way"},
        path_params=({**PID, "name": "id"},), query=m.CardQuery),
@@ -161,7 +162,9 @@ OPERATIONS: tuple[Op, ...] = (
 )  # fmt: skip
 
 
-def _content(body: Json | Raw) -> dict:
+def _content(body: Json | Raw | tuple[Json | Raw, ...]) -> dict:
+    if isinstance(body, tuple):
+        return {media: content for each in body for media, content in _content(each).items()}
     if isinstance(body, Json):
         return {"application/json": {"schema": {"$ref": REF.format(model=body.model.__name__)}}}
     schema = {"type": "string", "format": "binary"} if body.binary else {"type": "string"}
@@ -200,7 +203,8 @@ def _operation(op: Op) -> dict:
         out["requestBody"] = {"required": True, "description": op.body.description, "content": _content(op.body)}
     responses: dict[str, dict] = {}
     for status, answer in op.answers.items():
-        responses[str(status)] = {"description": answer.description if answer else "done"}
+        first = answer[0] if isinstance(answer, tuple) else answer
+        responses[str(status)] = {"description": first.description if first else "done"}
         if answer is not None:
             responses[str(status)]["content"] = _content(answer)
     errors = {**({s: ERRORS[s] for s in KEYED} if op.keyed else {}), **op.errors}
@@ -222,8 +226,9 @@ def _models() -> list[type[BaseModel]]:
     found = {m.ProblemDetails}
     for op in OPERATIONS:
         for answer in (*op.answers.values(), op.body):
-            if isinstance(answer, Json):
-                found.add(answer.model)
+            for each in answer if isinstance(answer, tuple) else (answer,):
+                if isinstance(each, Json):
+                    found.add(each.model)
     return sorted(found, key=lambda model: model.__name__)
 
 
