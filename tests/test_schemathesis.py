@@ -22,7 +22,7 @@ from tests.helpers import on_private_loop
 from tests.serverproc import ServerProc, make_site
 
 CONFIG = Path(__file__).parent / "data" / "schemathesis.toml"
-EXAMPLES = 5  # per operation and phase
+EXAMPLES = 3  # per operation and phase
 SEED = 20261202  # fixed: a failure is reproducible with the same command
 
 
