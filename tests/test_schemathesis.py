@@ -59,13 +59,13 @@ def served(tmp_path_factory):
 
 
 @pytest.mark.parametrize("role", ["admin", "submitter"])
-def test_the_running_server_keeps_its_api_document(served, role):
+def test_the_running_server_keeps_its_api_document(served, role, tmp_path):
     site, server, keys = served
     url = f"http://127.0.0.1:{site.port}/api/openapi.json"
     run = subprocess.run(
         [st_command(), "--config-file", str(CONFIG), "--no-color", "run", url, "-H", f"Authorization: Bearer {keys[role]}",
          "--max-examples", str(EXAMPLES), "--seed", str(SEED), "--workers", "1", "--request-timeout", "30"],
-        capture_output=True, text=True, timeout=300,
+        capture_output=True, text=True, timeout=300, cwd=tmp_path,  # its cache (.schemathesis/) goes there
     )  # fmt: skip
     out = run.stdout + run.stderr
     cases = re.search(r"(\d+) generated, (.*)", out)
