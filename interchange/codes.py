@@ -47,8 +47,10 @@ def _code(code: str, layer: Layer | str, vi: str, en: str, severity: Severity = 
 T, E, S, X, R = Layer.TRANSPORT, Layer.ENVELOPE, Layer.SIGNATURE, Layer.SCHEMA, Layer.RULE
 
 # ---- transport: the HTTP request, before the dossier is read (a TU_CHOI, nothing stored) ------
-AUTH_MISSING = _code("AUTH-MISSING", T, "Thiếu hoặc sai khóa API.",
-                     "A valid API key is required (Authorization: Bearer ...).")
+AUTH_MISSING = _code("AUTH-MISSING", T, "Thiếu khóa API (Authorization: Bearer ...).",
+                     "An API key is required (Authorization: Bearer ...).")
+AUTH_INVALID = _code("AUTH-INVALID", T, "Khóa API không đúng hoặc đã bị thu hồi.",
+                     "The API key is not known to the server, or it was revoked.")
 AUTH_ROLE = _code("AUTH-ROLE", T, "Vai trò của khóa API không được thực hiện thao tác này.",
                   "The API key's role may not do this.")
 RATE_LIMIT = _code("RATE-LIMIT", T, "Gửi quá nhiều yêu cầu; hãy thử lại sau.",
@@ -183,6 +185,9 @@ NOT_FORWARDED = _code("NOT-FORWARDED", API, "Hồ sơ không được chuyển t
                       "The dossier is not forwarded upstream.")
 UPSTREAM_NOTICE = _code("UPSTREAM-NOTICE", API, "Thông báo do cơ quan BHXH gửi đến không được chấp nhận.",
                         "The notice pushed by the agency is not accepted (signature, binding or size).")
+METHOD_NOT_ALLOWED = _code("METHOD-NOT-ALLOWED", API, "Đường dẫn này không nhận phương thức HTTP này.",
+                           "This path does not take this HTTP method (see the Allow header).")
+BAD_REQUEST = _code("BAD-REQUEST", API, "Yêu cầu HTTP không hợp lệ.", "The HTTP request is not valid.")
 INTERNAL = _code("INTERNAL", API, "Lỗi máy chủ ngoài dự kiến; lỗi đã được ghi lại.",
                  "Unexpected server error; it has been logged.")
 NOTICE_KEY_UNAVAILABLE = _code("NOTICE-KEY-UNAVAILABLE", API,

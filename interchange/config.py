@@ -34,6 +34,7 @@ class ServerConfig:
     keepalive_seconds: float = 15.0
     body_seconds: float = 30.0  # a body may take this long, plus 1 s per body_min_rate bytes received; 0: no limit
     body_min_rate: int = 16384  # bytes per second a slow upload must keep up (after body_seconds)
+    log_format: str = "json"  # json: one JSON object per line and event | text: plain lines
 
 
 @dataclass

@@ -15,6 +15,7 @@ from sqlalchemy.engine import make_url
 from interchange.api.app import build_app, quiet_bad_requests
 from interchange.api.forwarding import PUSH
 from interchange.api.http import Services
+from interchange.api.logs import configure_logging
 from interchange.api.metrics import Metrics
 from interchange.config import Config, JobsConfig
 from interchange.delivery.mail import make_sender
@@ -188,13 +189,14 @@ def work_scheduler(jobs: JobsConfig):
 
 
 def serve(cfg: Config) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(cfg.server.log_format)  # JSON lines unless [server] log_format = "text"
     quiet_bad_requests()  # malformed HTTP that aiohttp answers 400 itself: one line, no traceback
     more_open_files()
     log.info("interchange %s role on http://%s:%s, store %s", cfg.server.role, cfg.server.host, cfg.server.port,
              cfg.store_url.split("@")[-1])
     web.run_app(
-        make_app(cfg), host=cfg.server.host, port=cfg.server.port, access_log=None,
+        make_app(cfg), host=cfg.server.host, port=cfg.server.port, print=None,  # the line above says where
+        access_log=None,  # interchange.api.observe writes the access log (with the request id)
         # also bounds the wait for a request head: aiohttp closes a connection whose head has not
         # come this long after it opened or after its last answer (slowloris, idle connections)
         keepalive_timeout=cfg.server.keepalive_seconds,

@@ -8,6 +8,7 @@ import hashlib
 
 import pytest
 
+from interchange.api.http import SERVICES
 from interchange.notices.notice import NS
 from tests.helpers import OTHER_UNIT, UNIT, XML, dossier, error_codes, notice_of, post, t
 
@@ -72,17 +73,31 @@ async def test_concurrent_identical_submissions_store_one(api, world):
     assert len({r[1] for r in results}) == 1
 
 
+@pytest.mark.parametrize("headers, code", [({}, "AUTH-MISSING"), ({"Authorization": "Basic eDp5"}, "AUTH-MISSING"),
+                                           ({"Authorization": "Bearer ik_nope_nope"}, "AUTH-INVALID")])
+async def test_unauthenticated_submissions_get_unsigned_problems(api, headers, code, monkeypatch):
+    """A caller without a valid key costs no signature: its 401 is problem JSON, and a wrong key
+    is told apart from a missing one."""
+    signed = []
+    signer = api.app[SERVICES].signer
+    monkeypatch.setattr(signer, "sign", lambda *a, **k: signed.append(a) or pytest.fail("signed for a 401"))
+    resp = await api.post("/api/v1/dossiers", data=b"<Hoso/>", headers={**XML, **headers})
+    body = await resp.json()
+    assert resp.status == 401 and resp.content_type == "application/problem+json" and signed == []
+    assert body["code"] == code and body["status"] == 401 and body["instance"] == "/api/v1/dossiers"
+    assert body["detail"] and body["detail_en"] and body["title"] != body["title_en"]
+    assert resp.headers["WWW-Authenticate"].startswith("Bearer")
+
+
 @pytest.mark.parametrize(
     "headers, body, status, code",
     [
-        ({}, b"<Hoso/>", 401, "AUTH-MISSING"),
-        ({"Authorization": "Bearer ik_nope_nope"}, b"<Hoso/>", 401, "AUTH-MISSING"),
         ({"Content-Type": "application/json"}, b"{}", 415, "CONTENT-TYPE"),
         ({}, b"", 422, "BODY-EMPTY"),
     ],
 )
 async def test_transport_refusals(api, headers, body, status, code):
-    h = {**XML, **api.keys["unit"], **headers} if status != 401 else {**XML, **headers}
+    h = {**XML, **api.keys["unit"], **headers}
     resp = await api.post("/api/v1/dossiers", data=body, headers=h)
     assert resp.status == status
     assert error_codes(notice_of(await resp.read())) == [code]

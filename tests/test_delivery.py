@@ -126,7 +126,7 @@ async def test_callback_registration(api, receiver):
         ("https://user:pw@example.org/x", "credentials"),
         ("https://example.org/x#frag", "fragment"),
         ("/relative", "https:// or http://"),
-        ("https://does-not-exist.invalid/hook", "does not resolve"),
+        ("https://does-not-exist.invalid/hook", "special-use name"),  # no DNS lookup at registration
         (42, "non-empty string"),
     ]:
         resp = await api.put("/api/v1/callback", json={"url": bad}, headers=h)
@@ -134,7 +134,9 @@ async def test_callback_registration(api, receiver):
         assert (resp.status, body["code"]) == (422, "CALLBACK-URL"), (bad, body)
         assert words in body["message"], (bad, body)
     resp = await api.put("/api/v1/callback", data=b"not json", headers=h)
-    assert resp.status == 400
+    assert resp.status == 415 and (await resp.json())["code"] == "CONTENT-TYPE"
+    resp = await api.put("/api/v1/callback", data=b"not json", headers={**h, "Content-Type": "application/json"})
+    assert resp.status == 400 and (await resp.json())["code"] == "BAD-JSON"
     for role in ("auditor", "admin"):
         resp = await api.put("/api/v1/callback", json={"url": receiver.url}, headers=api.keys[role])
         assert resp.status == 403 and "submitter" in (await resp.json())["message"]

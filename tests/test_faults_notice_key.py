@@ -76,14 +76,16 @@ async def test_certificate_expiring_while_running_gives_503_never_a_notice(cfg, 
     await asyncio.sleep(max(0.0, (short.cert.not_valid_after_utc - datetime.now(UTC)).total_seconds()) + 1.1)
     resp = await api.post("/api/v1/dossiers", data=dossier(world.signer(world.unit), seed=2), headers=headers)
     assert resp.status == 503 and int(resp.headers["Retry-After"]) >= 1
-    assert resp.content_type == "application/json"  # no notice: nothing may be signed
+    assert resp.content_type == "application/problem+json"  # no notice: nothing may be signed
     assert (await resp.json())["code"] == codes.NOTICE_KEY_UNAVAILABLE
     resp = await api.post("/api/v1/dossiers", data=b"<x/>", headers={"Content-Type": "application/xml"})
-    assert resp.status == 503  # a refusal (401) would be a signed TU_CHOI: not with this key
+    # no key: a 401 problem, which is never signed (so the key's state does not matter to it)
+    assert resp.status == 401 and resp.content_type == "application/problem+json"
     async with store.db.reading() as conn:
         assert (await conn.execute(select(func.count()).select_from(dossiers))).scalar_one() == 1
     ready = await (await api.get("/readyz")).json()
     assert ready["status"] == "not ready" and ready["components"]["notice_key"].startswith("cannot sign")
+    assert ready["failing"] == ["notice_key"]
 
 
 def test_signer_refuses_outside_the_certificate_validity(world):

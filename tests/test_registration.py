@@ -37,7 +37,7 @@ async def run_work(api, now: datetime | None = None):
 
 async def get_json(api, path: str, key: str = "unit"):
     resp = await api.get(path, headers=api.keys[key])
-    return resp.status, (await resp.json() if resp.content_type == "application/json" else None)
+    return resp.status, (await resp.json() if resp.content_type.endswith("json") else None)
 
 
 async def result_of(api, tx: str):

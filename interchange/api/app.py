@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from aiohttp import web
+from aiohttp import web, web_response
 from aiohttp.client_exceptions import ClientConnectionResetError
 from aiohttp.http_exceptions import HttpProcessingError
 
@@ -21,6 +21,7 @@ from interchange.api.http import (
     LIMITER,
     METRICS,
     SERVICES,
+    ProblemError,
     Services,
     client_gone,
     problem_json,
@@ -28,6 +29,7 @@ from interchange.api.http import (
     unreadable_problem,
 )
 from interchange.api.metrics import Metrics
+from interchange.api.observe import observe
 from interchange.api.ratelimit import RateLimiter
 from interchange.config import ServerConfig
 from interchange.workers import WorkerBudgetExceeded, WorkerUnavailable
@@ -44,8 +46,8 @@ async def never_500_silently(request: web.Request, handler):
     watch = watch_body(request)
     try:
         return await handler(request)
-    except web.HTTPException:
-        raise
+    except (web.HTTPException, ProblemError):
+        raise  # answered by `observe`
     except GONE as exc:
         if client_gone(request):  # the client dropped (or was cut off) mid-request: nothing to answer
             if CUT_OFF not in request:
@@ -53,7 +55,7 @@ async def never_500_silently(request: web.Request, handler):
             return web.Response(status=400)  # aiohttp cannot send it; returned so it logs nothing more
         if isinstance(exc, web.RequestPayloadError):
             problem = unreadable_problem(exc)
-            return problem_json(400, problem.code, problem.message_en)
+            return problem_json(400, problem.code, problem.message_en, vi=problem.message_vi)
         log.exception("unexpected error on %s %s", request.method, request.path)
         return problem_json(500, codes.INTERNAL, "unexpected server error; it has been logged")
     except WorkerUnavailable as exc:
@@ -118,16 +120,27 @@ def quiet_bad_requests() -> None:
         logger.addFilter(OneLineForBadRequests())
 
 
+SERVER_NAME = "interchange"
+
+
 async def _no_version_banner(_request: web.Request, response: web.StreamResponse) -> None:
     # aiohttp's default names the Python and aiohttp versions: a gift to whoever scans for them.
-    response.headers["Server"] = "interchange"
+    response.headers["Server"] = SERVER_NAME
+
+
+def no_version_banner_anywhere() -> None:
+    """The 400s aiohttp gives itself to malformed requests (bad request line, headers, framing) are
+    made before any app is matched, so no `on_response_prepare` hook sees them; they take the
+    Server header from aiohttp's module default, which is set here (aiohttp has no setting)."""
+    web_response.SERVER_SOFTWARE = SERVER_NAME
 
 
 def build_app(services: Services, metrics: Metrics, server: ServerConfig | None = None) -> web.Application:
     app = web.Application(client_max_size=services.limits.max_body_bytes,
-                          middlewares=[never_500_silently, unavailable_as_503])  # 503 inside: no 500 for those
+                          middlewares=[observe, never_500_silently, unavailable_as_503])  # 503 inside: no 500 for those
     server = server or ServerConfig()
     app.on_response_prepare.append(_no_version_banner)
+    no_version_banner_anywhere()
     app[BODY_PACE] = (server.body_seconds, server.body_min_rate)
     app[SERVICES] = services
     app[METRICS] = metrics
@@ -151,7 +164,7 @@ def build_app(services: Services, metrics: Metrics, server: ServerConfig | None 
     add.add_get("/api/v1/units/{mst}", dossiers.get_unit)
     add.add_get("/api/v1/persons/{pid}/book", book.get_person_book)
     add.add_get("/api/v1/persons/{pid}/lookups", cards.get_person_lookups)
-    add.add_get("/api/v1/hi-cards/{id}", cards.get_card)
+    add.add_get("/api/v1/hi-cards/{id:(?!lookups$)[^/]+}", cards.get_card)  # not the batch's path: 405 there
     add.add_post("/api/v1/hi-cards/lookups", cards.post_lookups)
     add.add_post("/api/v1/verify", dossiers.post_verify)
     add.add_get("/healthz", ops.healthz)

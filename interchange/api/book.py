@@ -14,7 +14,8 @@ import re
 from aiohttp import web
 
 from interchange import codes
-from interchange.api.http import SERVICES, problem_json, reader
+from interchange.api import models as m
+from interchange.api.http import SERVICES, not_found, parse_query, problem_json, reader, typed
 from interchange.records.book import build_book, read_month, this_month
 from interchange.rules.catalogue import FIRST_MONTH
 
@@ -24,22 +25,21 @@ async def get_person_book(request: web.Request) -> web.Response:
     key = await reader(request)
     pid = request.match_info["pid"]
     if not _PID.fullmatch(pid):
-        return problem_json(
-            400,
-            codes.BAD_PID,
-            f"{pid!r} is neither a personal ID (12 digits) nor an SI code (10 digits)",
-        )
-    as_of = request.query.get("as_of")
+        return problem_json(400, codes.BAD_PID, f"{pid[:40]!r} is neither a personal ID (12 digits) nor an SI code "
+                            "(10 digits)", parameter="pid")  # fmt: skip
+    as_of = parse_query(request, m.BookQuery).as_of
     if as_of is not None:
         try:
             as_of = read_month(as_of)
         except ValueError as exc:
-            return problem_json(400, codes.BAD_QUERY, f"as_of: {exc}")
+            return problem_json(400, codes.BAD_QUERY, f"as_of: {exc}", vi="Tham số as_of không phải tháng hợp lệ.",
+                                parameter="as_of")  # fmt: skip
         latest = this_month().plus(12)  # the book is built month by month: no further than a year ahead
         if not FIRST_MONTH <= as_of <= latest:
-            return problem_json(400, codes.BAD_QUERY, f"as_of: between {FIRST_MONTH.wire} and {latest.wire}")
+            return problem_json(400, codes.BAD_QUERY, f"as_of: between {FIRST_MONTH.wire} and {latest.wire}",
+                                vi=f"Tham số as_of phải từ {FIRST_MONTH.wire} đến {latest.wire}.", parameter="as_of")
     records = await request.app[SERVICES].store.persons.book_rows(pid, key.scope)
     if records is None:
-        return problem_json(404, codes.NOT_FOUND, "no such person")  # or nothing the caller may see
+        return not_found("person")  # or nothing the caller may see
     book = build_book(records, request.app[SERVICES].params, as_of)
-    return web.json_response(book.to_json())
+    return typed(m.Book, book.to_json())

@@ -15,13 +15,15 @@ the background.
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import date
 
 from aiohttp import web
 
 from interchange import codes
-from interchange.api.http import SERVICES, XML_RESPONSE, card_reader, problem_json, reader
+from interchange.api import models as m
+from interchange.api.http import SERVICES, XML_RESPONSE, card_reader, problem_json, reader, typed
 from interchange.clock import utc_now, vn_now
 from interchange.records.card import build_card, matches, read_birth
 from interchange.records.cardxml import card_element
@@ -36,9 +38,13 @@ NO_CARD = "no card matches this ID, name and birth date"  # unknown and mismatch
 
 
 class _Bad(Exception):
-    def __init__(self, code: str, message: str):
+    def __init__(self, code: str, message: str, parameter: str | None = None):
         super().__init__(message)
         self.code = code
+        self.parameter = parameter
+
+    def answer(self) -> web.Response:
+        return problem_json(400, self.code, str(self), parameter=self.parameter)
 
 
 def _as_of(request: web.Request) -> date:
@@ -51,22 +57,22 @@ def _as_of(request: web.Request) -> date:
     except ValueError:
         day = None
     if day is None or not FIRST_DAY <= day <= today:
-        raise _Bad(codes.BAD_QUERY, f"as_of: a day YYYY-MM-DD between {FIRST_DAY} and today ({today})")
+        raise _Bad(codes.BAD_QUERY, f"as_of: a day YYYY-MM-DD between {FIRST_DAY} and today ({today})", "as_of")
     return day
 
 
 def _question(pid: object, name: object, birth: object) -> tuple[str, str, date]:
     """A lookup's ID, name and birth date, checked; _Bad otherwise."""
     if not isinstance(pid, str) or not _PID.fullmatch(pid):
-        raise _Bad(codes.BAD_PID, f"{pid!r} is neither a personal ID (12 digits) nor an SI code (10 digits)")
+        raise _Bad(codes.BAD_PID, f"{str(pid)[:40]!r} is neither a personal ID (12 digits) nor an SI code (10 digits)", "id")
     if not isinstance(name, str) or not name.strip() or len(name) > 200:
-        raise _Bad(codes.BAD_QUERY, "name: the person's full name is required (at most 200 characters)")
+        raise _Bad(codes.BAD_QUERY, "name: the person's full name is required (at most 200 characters)", "name")
     if not isinstance(birth, str):
-        raise _Bad(codes.BAD_QUERY, "birth: the birth date is required (dd/MM/yyyy or YYYY-MM-DD)")
+        raise _Bad(codes.BAD_QUERY, "birth: the birth date is required (dd/MM/yyyy or YYYY-MM-DD)", "birth")
     try:
         return pid, name, read_birth(birth)
     except ValueError as exc:
-        raise _Bad(codes.BAD_QUERY, f"birth: {exc}") from None
+        raise _Bad(codes.BAD_QUERY, f"birth: {exc}", "birth") from None
 
 
 async def _answer(request: web.Request, key: ApiKey, questions: list[tuple[str, str, date]], as_of: date):
@@ -102,17 +108,17 @@ async def get_card(request: web.Request) -> web.Response:
         question = _question(request.match_info["id"], request.query.get("name"), request.query.get("birth"))
         as_of = _as_of(request)
     except _Bad as bad:
-        return problem_json(400, bad.code, str(bad))
+        return bad.answer()
     ((outcome, card),) = await _answer(request, key, [question], as_of)
     if card is None:
-        return problem_json(404, codes.NOT_FOUND, NO_CARD)
+        return problem_json(404, codes.NOT_FOUND, NO_CARD, vi="Không có thẻ nào khớp số định danh, họ tên và ngày sinh này.")
     pid = question[0]
     if XML_RESPONSE in request.headers.get("Accept", ""):
         now = utc_now()
         root = card_element(card, asked=pid, answered_at=now, facility=key.facility)
         signed = request.app[SERVICES].signer.sign_root(root, now)
         return web.Response(body=signed, content_type=XML_RESPONSE, charset="utf-8")
-    return web.json_response({**_card_json(card, pid), "answered_at": utc_now().isoformat()})
+    return typed(m.CardAnswer, {**_card_json(card, pid), "answered_at": utc_now().isoformat()})
 
 
 async def post_lookups(request: web.Request) -> web.Response:
@@ -120,16 +126,20 @@ async def post_lookups(request: web.Request) -> web.Response:
     try:
         as_of = _as_of(request)
     except _Bad as bad:
-        return problem_json(400, bad.code, str(bad))
+        return bad.answer()
+    if request.content_type != "application/json":
+        return problem_json(415, codes.CONTENT_TYPE, f"send the body as application/json, not {request.content_type}",
+                            vi="Nội dung phải gửi với Content-Type application/json.")  # fmt: skip
     try:
-        body = await request.json()
+        body = json.loads(await request.read())
     except ValueError:
         body = None
     items = body.get("items") if isinstance(body, dict) else None
     if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
-        return problem_json(400, codes.BAD_JSON, 'the body is {"items": [{"id", "name", "birth"}, ...]}')
+        return problem_json(400, codes.BAD_JSON, 'the body is {"items": [{"id", "name", "birth"}, ...]}', pointer="/items")
     if len(items) > MAX_BATCH:
-        return problem_json(400, codes.BAD_JSON, f"{len(items)} items: at most {MAX_BATCH} per request")
+        return problem_json(400, codes.BAD_JSON, f"{len(items)} items: at most {MAX_BATCH} per request", pointer="/items",
+                            vi=f"Tối đa {MAX_BATCH} mục mỗi yêu cầu.")  # fmt: skip
     results: list[dict | None] = [None] * len(items)
     asked: list[tuple[int, tuple[str, str, date]]] = []
     for n, item in enumerate(items):
@@ -143,16 +153,18 @@ async def post_lookups(request: web.Request) -> web.Response:
             results[n] = {"id": pid, "status": 404, "code": codes.NOT_FOUND, "message": NO_CARD}
         else:
             results[n] = {"id": pid, "status": 200, "card": card.to_json()}
-    return web.json_response({"as_of": as_of.isoformat(), "answered_at": utc_now().isoformat(), "results": results})
+    return typed(m.LookupsOut, {"as_of": as_of.isoformat(), "answered_at": utc_now().isoformat(), "results": results})
 
 
 async def get_person_lookups(request: web.Request) -> web.Response:
     key = await reader(request)
     if key.role not in ("auditor", "admin"):
-        return problem_json(403, codes.AUTH_ROLE, "the lookups of a person are for auditors and admins")
+        return problem_json(403, codes.AUTH_ROLE, "the lookups of a person are for auditors and admins",
+                            vi="Chỉ khóa auditor hoặc admin được xem lịch sử tra cứu thẻ.")
     pid = request.match_info["pid"]
     if not _PID.fullmatch(pid):
-        return problem_json(400, codes.BAD_PID, f"{pid!r} is neither a personal ID (12 digits) nor an SI code (10 digits)")
+        return problem_json(400, codes.BAD_PID, f"{pid[:40]!r} is neither a personal ID (12 digits) nor an SI code (10 digits)",
+                            parameter="pid")  # fmt: skip
     lookups = await request.app[SERVICES].store.cards.lookups_of(pid)
-    return web.json_response({"id": pid, "lookups": [x.to_json() for x in lookups]})
+    return typed(m.PersonLookups, {"id": pid, "lookups": [x.to_json() for x in lookups]})
 

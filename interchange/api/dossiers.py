@@ -10,22 +10,29 @@ from datetime import datetime
 from aiohttp import web
 
 from interchange import codes
+from interchange.api import models as m
 from interchange.api.http import (
     BODY_STATUS,
     IDEMPOTENCY_KEY,
     LIMITER,
-    METRICS,
+    RECEIPT_STARTED,
     SERVICES,
     XML_RESPONSE,
     api_key,
+    not_found,
+    parse_query,
     problem_json,
     query_time,
     reader,
+    receipt_answered,
     refusal_response,
     retry_after,
     transport_problem,
+    typed,
+    unauthenticated,
     xml_body,
 )
+from interchange.api.observe import request_id_of
 from interchange.clock import utc_now
 from interchange.errors import Problem
 from interchange.evidence.bundle import build_bundle
@@ -39,17 +46,14 @@ ANSWER_STATUS = {RECEIVED_NOW: 202, REFUSED_NOW: 422, REPLAYED: 200}
 
 
 async def post_dossier(request: web.Request) -> web.Response:
-    """POST /api/v1/dossiers: the HTTP side of interchange.receiving (limits, key, body, answer)."""
-    started = time.perf_counter()
+    """POST /api/v1/dossiers: the HTTP side of interchange.receiving (limits, key, body, answer).
+    Nothing is signed for a caller without a valid key: its 401 is problem JSON."""
+    request[RECEIPT_STARTED] = time.perf_counter()
     services = request.app[SERVICES]
     key = await api_key(request)
     if key is None:
-        return refusal_response(
-            request,
-            401,
-            transport_problem(codes.AUTH_MISSING, "Thiếu hoặc sai khóa API.", "A valid API key is required (Authorization: Bearer ...)."),
-            **{"WWW-Authenticate": 'Bearer realm="interchange"'},
-        )
+        receipt_answered(request, 401, "rejected", code=codes.AUTH_MISSING)
+        return unauthenticated(request)
     wait = request.app[LIMITER].take(key.key_id)
     if wait:
         return refusal_response(
@@ -77,22 +81,21 @@ async def post_dossier(request: web.Request) -> web.Response:
             ),
         )
     try:
-        answer = await services.reception.receive(body, key, idempotency_key=idempotency_key)
+        answer = await services.reception.receive(body, key, idempotency_key=idempotency_key,
+                                                  request_id=request_id_of(request))  # fmt: skip
     except WorkerUnavailable as exc:  # a worker process ended (past its budget, or died): nothing stored
         return refusal_response(request, 503, worker_problem(exc), **{"Retry-After": str(exc.retry_after)})
     if answer.outcome in (FORBIDDEN, CONFLICT):
-        response = refusal_response(request, 403 if answer.outcome == FORBIDDEN else 409, answer.problem)
-    else:
-        response = web.Response(
-            status=ANSWER_STATUS[answer.outcome],
-            body=answer.notice,
-            content_type=XML_RESPONSE,
-            charset="utf-8",
-            headers={"Location": f"/api/v1/dossiers/{answer.dossier.id}", "X-Transaction-Id": answer.dossier.id},
-        )
-        request.app[METRICS].receipts.labels(outcome=answer.outcome).inc()
-    request.app[METRICS].receipt_seconds.observe(time.perf_counter() - started)
-    return response
+        return refusal_response(request, 403 if answer.outcome == FORBIDDEN else 409, answer.problem)
+    status = ANSWER_STATUS[answer.outcome]
+    receipt_answered(request, status, answer.outcome, dossier=answer.dossier)
+    return web.Response(
+        status=status,
+        body=answer.notice,
+        content_type=XML_RESPONSE,
+        charset="utf-8",
+        headers={"Location": f"/api/v1/dossiers/{answer.dossier.id}", "X-Transaction-Id": answer.dossier.id},
+    )
 
 
 def worker_problem(exc: WorkerUnavailable) -> Problem:
@@ -167,26 +170,23 @@ def _signer_json(report: dict) -> dict:
 
 async def list_dossiers(request: web.Request) -> web.Response:
     key = await reader(request)
-    q = request.query
-    try:
-        limit = int(q.get("limit", "50"))
-    except ValueError:
-        return problem_json(400, codes.BAD_QUERY, "limit must be a whole number")
+    q = parse_query(request, m.DossierQuery)  # 400 naming the parameter (and its values) when one is not valid
     try:
         items, cursor = await request.app[SERVICES].store.dossiers.list_page(
             key.scope,
-            state=q.get("state"),
-            procedure=q.get("procedure"),
-            period=q.get("period"),
-            received_from=query_time(q.get("from"), "from"),
-            received_to=query_time(q.get("to"), "to"),
-            limit=max(1, min(limit, 500)),
-            cursor=q.get("cursor"),
+            state=q.state,
+            procedure=q.procedure,
+            period=q.period,
+            received_from=query_time(q.from_, "from"),
+            received_to=query_time(q.to, "to"),
+            limit=q.limit,
+            cursor=q.cursor,
         )
-    except ValueError as exc:
-        return problem_json(400, codes.BAD_QUERY, str(exc))
+    except ValueError:
+        return problem_json(400, codes.BAD_QUERY, "cursor: not a next_cursor this server gave",
+                            vi="Tham số cursor không phải next_cursor do máy chủ trả về.", parameter="cursor")  # fmt: skip
     now = utc_now()
-    return web.json_response({"items": [_dossier_json(d, now) for d in items], "next_cursor": cursor})
+    return typed(m.DossierPage, {"items": [_dossier_json(d, now) for d in items], "next_cursor": cursor})
 
 
 async def get_dossier(request: web.Request) -> web.Response:
@@ -194,8 +194,8 @@ async def get_dossier(request: web.Request) -> web.Response:
     store = request.app[SERVICES].store
     dossier = await store.dossiers.get(request.match_info["id"], key.scope)
     if dossier is None:
-        return problem_json(404, codes.NOT_FOUND, "no such dossier")  # also for another unit's: no existence leak
-    return web.json_response(_dossier_json(dossier, utc_now(), await store.work.of(dossier.id)))
+        return not_found("dossier")  # also for another unit's: no existence leak
+    return typed(m.Dossier, _dossier_json(dossier, utc_now(), await store.work.of(dossier.id)))
 
 
 async def get_unit(request: web.Request) -> web.Response:
@@ -203,8 +203,8 @@ async def get_unit(request: web.Request) -> web.Response:
     key = await reader(request)
     unit = await request.app[SERVICES].store.units.get(request.match_info["mst"], key.scope)
     if unit is None:
-        return problem_json(404, codes.NOT_FOUND, "no such registered unit")  # or not the caller's to see
-    return web.json_response(_unit_json(unit))
+        return not_found("unit")  # or not the caller's to see
+    return typed(m.UnitRegistration, _unit_json(unit))
 
 
 def _unit_json(u: Unit) -> dict:
@@ -226,10 +226,11 @@ async def get_notice(request: web.Request) -> web.Response:
     key = await reader(request)
     kind = request.match_info["kind"]
     if kind not in SLUG_OF_NOTICE.values():
-        return problem_json(404, codes.NOT_FOUND, f"notice kinds are {', '.join(SLUG_OF_NOTICE.values())}")
+        return problem_json(404, codes.NOT_FOUND, f"notice kinds are {', '.join(SLUG_OF_NOTICE.values())}",
+                            vi="Không có loại thông báo này.", parameter="kind", allowed=list(SLUG_OF_NOTICE.values()))
     xml = await request.app[SERVICES].store.dossiers.notice(request.match_info["id"], kind, key.scope)
     if xml is None:
-        return problem_json(404, codes.NOT_FOUND, "no such notice")
+        return not_found("notice")
     return web.Response(body=xml, content_type=XML_RESPONSE, charset="utf-8")
 
 
@@ -237,7 +238,7 @@ async def get_original(request: web.Request) -> web.Response:
     key = await reader(request)
     data = await request.app[SERVICES].store.dossiers.original(request.match_info["id"], key.scope)
     if data is None:
-        return problem_json(404, codes.NOT_FOUND, "no such dossier")
+        return not_found("dossier")
     return web.Response(body=data, content_type=XML_RESPONSE)
 
 
@@ -247,13 +248,14 @@ async def post_verify(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
     body = await xml_body(request, services.limits.max_body_bytes)
     if isinstance(body, Problem):
-        return problem_json(BODY_STATUS[body.code], body.code, body.message_en)
+        return problem_json(BODY_STATUS[body.code], body.code, body.message_en, vi=body.message_vi)
     try:
         report = await services.workers.verify(body, utc_now())
     except WorkerUnavailable as exc:
         problem = worker_problem(exc)
-        return problem_json(503, problem.code, problem.message_en, **{"Retry-After": str(exc.retry_after)})
-    return web.json_response(report, dumps=lambda o: json.dumps(o, ensure_ascii=False, default=str))
+        return problem_json(503, problem.code, problem.message_en, vi=problem.message_vi,
+                            **{"Retry-After": str(exc.retry_after)})  # fmt: skip
+    return typed(m.VerifyReport, json.loads(json.dumps(report, default=str)))
 
 
 async def get_evidence(request: web.Request) -> web.Response:
@@ -262,7 +264,7 @@ async def get_evidence(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
     parts = await services.store.dossiers.evidence_parts(request.match_info["id"], key.scope)
     if parts is None:
-        return problem_json(404, codes.NOT_FOUND, "no such dossier")
+        return not_found("dossier")
     body = await build_bundle(parts.dossier, parts.original, parts.notices, parts.audit, services.signer)
     return web.Response(
         body=body,

@@ -9,7 +9,8 @@ from datetime import UTC, datetime
 from aiohttp import web
 
 from interchange import codes
-from interchange.api.http import SERVICES, XML_RESPONSE, problem_json, reader
+from interchange.api import models as m
+from interchange.api.http import SERVICES, XML_RESPONSE, not_found, problem_json, reader, typed
 from interchange.clock import utc_now
 from interchange.forwarding import LEGAL_CEILING
 from interchange.forwarding.push import PushChannel
@@ -32,7 +33,7 @@ async def get_forwarding(request: web.Request) -> web.Response:
     store = request.app[SERVICES].store
     dossier = await store.dossiers.get(request.match_info["id"], key.scope)
     if dossier is None:
-        return problem_json(404, codes.NOT_FOUND, "no such dossier")  # also for another unit's
+        return not_found("dossier")  # also for another unit's
     fw = await store.forwarding.of(dossier.id)
     if fw is None:
         item = next((w for w in await store.work.of(dossier.id) if w.kind == WORK_FORWARD), None)
@@ -40,6 +41,7 @@ async def get_forwarding(request: web.Request) -> web.Response:
             return problem_json(
                 404, codes.NOT_FORWARDED,
                 "this dossier is not forwarded upstream (it was refused at receipt, or the server is not in role ivan)",
+                vi="Hồ sơ này không được chuyển tiếp lên cơ quan BHXH.",
             )  # fmt: skip
         fw = Forwarding(
             dossier_id=dossier.id, state=PENDING, due_at=item.due_at, attempts=0, next_try_at=item.not_before,
@@ -50,7 +52,7 @@ async def get_forwarding(request: web.Request) -> web.Response:
     base = f"/api/v1/dossiers/{dossier.id}"
     legal = dossier.received_at + LEGAL_CEILING
     upstream_at = fw.forwarded_at or now  # the target is met when the upstream answered the bytes
-    return web.json_response({
+    return typed(m.Forwarding, {
         "dossier_id": dossier.id,
         "state": fw.state,
         "due_at": _iso(fw.due_at),
@@ -81,7 +83,7 @@ async def get_upstream_notice(request: web.Request) -> web.Response:
     key = await reader(request)
     xml = await request.app[SERVICES].store.dossiers.notice(request.match_info["id"], request.match_info["kind"], key.scope)
     if xml is None:
-        return problem_json(404, codes.NOT_FOUND, "no such notice")
+        return not_found("notice")
     return web.Response(body=xml, content_type=XML_RESPONSE, charset="utf-8")
 
 
@@ -107,6 +109,5 @@ async def post_upstream_notice(request: web.Request) -> web.Response:
     if pushed.status >= 300:
         code = codes.NOT_FORWARDED if pushed.outcome == "unknown" else codes.UPSTREAM_NOTICE
         return problem_json(pushed.status, code, pushed.message)
-    return web.json_response(
-        {"outcome": pushed.outcome, "message": pushed.message, "dossier_id": pushed.dossier_id}, status=pushed.status
-    )
+    return typed(m.PushOutcome, {"outcome": pushed.outcome, "message": pushed.message, "dossier_id": pushed.dossier_id},
+                 status=pushed.status)  # fmt: skip

@@ -8,18 +8,22 @@ import json
 import logging
 import math
 import re
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TypeVar
 
 from aiohttp import web
 from aiohttp.http_exceptions import ContentEncodingError
+from pydantic import BaseModel, ValidationError
 
 from interchange import codes
 from interchange.api.metrics import Metrics
 from interchange.api.ratelimit import RateLimiter
 from interchange.clock import utc_now
+from interchange.codes import CATALOGUE
 from interchange.config import DeliveryConfig, LimitsConfig
 from interchange.errors import Layer, Problem
 from interchange.kinds import NOTICE_REFUSAL
@@ -28,13 +32,14 @@ from interchange.notices.notice import NoticeData, NoticeKeyUnavailable, NoticeS
 from interchange.receiving.receipt import Reception
 from interchange.store.db import StoreUnavailable
 from interchange.store.store import Store
-from interchange.store.types import FACILITY, ApiKey
+from interchange.store.types import FACILITY, ApiKey, Dossier
 from interchange.workcal import WorkCalendar
 from interchange.workers import ReceiptWorkers
 
 XML_TYPES = {"application/xml", "text/xml"}
 XML_RESPONSE = "application/xml"
-IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,200}$")
+IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,200}$")  # the pattern of the API document
+QueryModel = TypeVar("QueryModel", bound=BaseModel)
 CARD_ROLES = (FACILITY, "admin")  # who may look up e-HI cards
 # Problem code -> HTTP status
 BODY_STATUS = {codes.CONTENT_TYPE: 415, codes.CONTENT_ENCODING: 415, codes.BODY_UNREADABLE: 400,
@@ -93,15 +98,90 @@ async def unavailable_as_503(request: web.Request, handler):
             except NoticeKeyUnavailable:
                 pass  # not signable either: the problem JSON below
         return problem_json(503, codes.STORE_UNAVAILABLE, f"the database cannot be used now: {exc}",
-                            **{"Retry-After": wait})  # fmt: skip
+                            vi="Cơ sở dữ liệu tạm thời không dùng được; hãy thử lại sau.", **{"Retry-After": wait})
     except NoticeKeyUnavailable as exc:
         log.error("%s %s: %s; answering 503", request.method, request.path, exc)
-        return problem_json(503, codes.NOTICE_KEY_UNAVAILABLE, str(exc),
-                            **{"Retry-After": str(NOTICE_KEY_RETRY_SECONDS)})  # fmt: skip
+        return problem_json(503, codes.NOTICE_KEY_UNAVAILABLE, str(exc), vi="Khóa ký thông báo của máy chủ không dùng "
+                            "được; hãy thử lại sau.", **{"Retry-After": str(NOTICE_KEY_RETRY_SECONDS)})  # fmt: skip
 
 
-def problem_json(status: int, code: str, message: str, **headers) -> web.Response:
-    return web.json_response({"status": status, "code": code, "message": message}, status=status, headers=headers)
+PROBLEM_TYPE = "application/problem+json"
+PROBLEM_KEY = web.ResponseKey("problem", dict)  # the problem's members on its response, completed by `place_problem`
+
+
+def problem_json(status: int, code: str, detail_en: str, *, vi: str | None = None, parameter: str | None = None,
+                 pointer: str | None = None, allowed: list[str] | tuple[str, ...] | None = None,
+                 **headers) -> web.Response:  # fmt: skip
+    """An RFC 9457 problem (application/problem+json): the stable `code` with what it means in
+    Vietnamese and English (`title`, `title_en`: interchange.codes), this occurrence in both
+    (`detail`: `vi`, or the code's Vietnamese text; `detail_en`) and the place: `instance` (the
+    request's path, filled in by the middleware) and the `parameter`, `pointer` or `allowed` values
+    when there are some."""
+    known = CATALOGUE.get(code)
+    problem = {
+        "type": f"urn:interchange:problem:{code}",
+        "title": known.vi if known else code,
+        "title_en": known.en if known else code,
+        "status": status,
+        "detail": vi or (known.vi if known else detail_en),
+        "detail_en": detail_en,
+        "code": code,
+        "instance": "",
+        "message": detail_en,
+    }
+    for name, value in (("parameter", parameter), ("pointer", pointer), ("allowed", allowed)):
+        if value is not None:
+            problem[name] = list(value) if name == "allowed" else value
+    response = web.Response(status=status, body=_dumps(problem), content_type=PROBLEM_TYPE, charset="utf-8",
+                            headers=headers)  # fmt: skip
+    response[PROBLEM_KEY] = problem
+    return response
+
+
+def _dumps(value: dict) -> bytes:
+    return json.dumps(value, ensure_ascii=False).encode()
+
+
+def place_problem(request: web.Request, response: web.StreamResponse, request_id: str | None) -> None:
+    """Complete a problem answer with where it happened: the request's path and id."""
+    problem = response.get(PROBLEM_KEY) if isinstance(response, web.Response) else None
+    if problem is None or problem["instance"]:
+        return
+    problem["instance"] = request.path
+    if request_id:
+        problem["request_id"] = request_id
+    response.body = _dumps(problem)
+
+
+class ProblemError(Exception):
+    """Raised by a helper deep in a route: answered with its problem by the middleware."""
+
+    def __init__(self, response: web.Response):
+        super().__init__(response.get(PROBLEM_KEY, {}).get("detail_en", ""))
+        self.response = response
+
+
+NOT_FOUND_TEXT = {"dossier": ("no such dossier", "Không có hồ sơ này."),
+                  "notice": ("no such notice", "Không có thông báo này."),
+                  "unit": ("no such registered unit", "Không có đơn vị đã đăng ký này."),
+                  "person": ("no such person", "Không có người này.")}  # fmt: skip
+
+
+def not_found(what: str) -> web.Response:
+    """404 NOT-FOUND: also for what exists but is not the caller's to see (no existence leak)."""
+    en, vi = NOT_FOUND_TEXT[what]
+    return problem_json(404, codes.NOT_FOUND, f"{en} (or not the caller's to see)", vi=f"{vi} (hoặc không được xem)")
+
+
+def typed(model: type[BaseModel], data: dict, status: int = 200, **headers) -> web.Response:
+    """A JSON answer checked against its model (the API document's schema). An answer that does not
+    match is still sent as it is, with an error in the log: the document must be mended."""
+    try:
+        body = model.model_validate(data).model_dump_json(exclude_unset=True)
+    except ValidationError as exc:
+        log.error("the answer does not match its model %s: %s", model.__name__, " ".join(str(exc).split())[:500])
+        body = json.dumps(data, ensure_ascii=False, default=str)
+    return web.Response(status=status, body=body, content_type="application/json", charset="utf-8", headers=headers)
 
 
 def transport_problem(code: str, vi: str, en: str) -> Problem:
@@ -115,8 +195,29 @@ def refusal_response(request: web.Request, status: int, problem: Problem, **head
     notice = services.signer.sign(
         NoticeData(kind=NOTICE_REFUSAL, transaction_id=uuid.uuid4().hex, received_at=now, issued_at=now, problems=[problem])
     )
-    request.app[METRICS].receipts.labels(outcome=f"http_{status}").inc()
+    receipt_answered(request, status, "rejected", code=problem.code)
     return web.Response(status=status, body=notice, content_type=XML_RESPONSE, charset="utf-8", headers=headers)
+
+
+RECEIPT_STARTED = web.RequestKey("receipt_started", float)  # perf_counter() when the POST began
+
+
+def receipt_answered(request: web.Request, status: int, outcome: str, *, dossier: Dossier | None = None,
+                     code: str | None = None) -> None:  # fmt: skip
+    """One metric and one log line per POSTed dossier: its id, unit, procedure, outcome (received,
+    refused, replay, rejected: refused before it was read), status and milliseconds."""
+    started = request.get(RECEIPT_STARTED)
+    seconds = time.perf_counter() - started if started is not None else None
+    metrics = request.app[METRICS]
+    metrics.receipts.labels(outcome=outcome, status=str(status)).inc()
+    if seconds is not None:
+        metrics.receipt_seconds.observe(seconds)
+    fields = {"outcome": outcome, "status": status, "ms": round(seconds * 1000, 1) if seconds is not None else None,
+              "id": dossier.id if dossier else None, "so_ho_so": dossier.so_ho_so if dossier else None,
+              "unit": dossier.unit_mst if dossier else None, "procedure": dossier.procedure if dossier else None,
+              "code": code}  # fmt: skip
+    log.info("dossier %s: %s (%s) %s", outcome, fields["id"] or "-", status, code or "", extra={
+        "event": "receipt", "fields": fields})  # fmt: skip
 
 
 async def api_key(request: web.Request) -> ApiKey | None:
@@ -145,30 +246,34 @@ async def card_reader(request: web.Request) -> ApiKey:
     return key
 
 
-def forbidden(message: str) -> web.HTTPForbidden:
-    return web.HTTPForbidden(
-        text=json.dumps({"status": 403, "code": codes.AUTH_ROLE, "message": message}), content_type="application/json"
-    )
+def forbidden(message: str, vi: str | None = None) -> ProblemError:
+    return ProblemError(problem_json(403, codes.AUTH_ROLE, message, vi=vi))
 
 
 async def _authenticated(request: web.Request) -> ApiKey:
     """The caller's key, rate limited; 401 without a valid one, 429 past its rate."""
     key = await api_key(request)
     if key is None:
-        raise web.HTTPUnauthorized(
-            text=json.dumps({"status": 401, "code": codes.AUTH_MISSING,
-                             "message": "a valid API key is required (Authorization: Bearer ...)"}),
-            content_type="application/json",
-            headers={"WWW-Authenticate": 'Bearer realm="interchange"'},
-        )  # fmt: skip
+        raise ProblemError(unauthenticated(request))
     wait = request.app[LIMITER].take(key.key_id)
     if wait:
-        raise web.HTTPTooManyRequests(
-            text=json.dumps({"status": 429, "code": codes.RATE_LIMIT, "message": "too many requests for this API key"}),
-            content_type="application/json",
-            headers={"Retry-After": retry_after(wait)},
-        )
+        raise ProblemError(problem_json(429, codes.RATE_LIMIT, "too many requests for this API key; retry later",
+                                        **{"Retry-After": retry_after(wait)}))  # fmt: skip
     return key
+
+
+def unauthenticated(request: web.Request) -> web.Response:
+    """401 problem JSON, never signed: AUTH-MISSING without a bearer token, AUTH-INVALID with
+    one the server does not know (or that was revoked)."""
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    challenge = {"WWW-Authenticate": 'Bearer realm="interchange"'}
+    if scheme.lower() != "bearer" or not token.strip():
+        return problem_json(401, codes.AUTH_MISSING, "an API key is required: Authorization: Bearer <key>",
+                            vi="Cần khóa API: Authorization: Bearer <khóa>.", parameter="Authorization",
+                            **challenge)  # fmt: skip
+    return problem_json(401, codes.AUTH_INVALID, "this API key is not known to the server, or it was revoked",
+                        vi="Khóa API không đúng hoặc đã bị thu hồi.", parameter="Authorization",
+                        **{**challenge, "WWW-Authenticate": 'Bearer realm="interchange", error="invalid_token"'})
 
 
 def retry_after(wait: float) -> str:
@@ -237,13 +342,41 @@ def client_gone(request: web.Request) -> bool:
 
 def query_time(value: str | None, name: str) -> datetime | None:
     """An ISO 8601 time from the query (UTC when no offset is given); 400 when it is not one."""
-    if not value:
+    if value is None:
         return None
     try:
-        moment = datetime.fromisoformat(value)
+        if not TIME.fullmatch(value):
+            raise ValueError(value)
+        moment = datetime.fromisoformat(value.replace("z", "Z").replace("t", "T"))
     except ValueError:
-        raise web.HTTPBadRequest(
-            text=json.dumps({"status": 400, "code": codes.BAD_QUERY, "message": f"{name} must be an ISO 8601 time"}),
-            content_type="application/json",
-        ) from None
+        raise ProblemError(problem_json(
+            400, codes.BAD_QUERY, f"{name}: {value[:40]!r} is not an ISO 8601 time (YYYY-MM-DD or YYYY-MM-DDThh:mm:ss+07:00)",
+            vi=f"{name}: không phải thời điểm theo ISO 8601 (YYYY-MM-DD hoặc YYYY-MM-DDThh:mm:ss+07:00).", parameter=name,
+        )) from None  # fmt: skip
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}([Tt ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]{1,6})?)?([Zz]|[+-][0-9]{2}:[0-9]{2})?)?")
+
+
+def parse_query(request: web.Request, model: type[QueryModel]) -> QueryModel:
+    """The query as its typed model (interchange.api.models; the API document is made from the
+    same): 400 BAD-QUERY naming the parameter (and its allowed values) when one is not valid.
+    Parameters the model does not name are ignored; an empty `cursor` is no cursor."""
+    names = {field.alias or name for name, field in model.model_fields.items()}
+    given = {name: request.query.get(name) for name in names if name in request.query}
+    if given.get("cursor") == "":
+        del given["cursor"]
+    try:
+        return model.model_validate(given)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        name = str(error["loc"][0]) if error["loc"] else "query"
+        expected = error.get("ctx", {}).get("expected")
+        allowed = re.findall(r"'([^']*)'", expected) if isinstance(expected, str) else None
+        value = str(given.get(name, ""))[:40]
+        en = f"{name}: {value!r} is not valid ({error['msg']})"
+        vi = f"Tham số {name} không hợp lệ: {value!r}."
+        if allowed:
+            en, vi = f"{name}: {value!r} is not one of {', '.join(allowed)}", f"{vi} Giá trị cho phép: {', '.join(allowed)}."
+        raise ProblemError(problem_json(400, codes.BAD_QUERY, en, vi=vi, parameter=name, allowed=allowed)) from None

@@ -3,9 +3,16 @@ the work queue, forwarding upstream and deliveries."""
 
 from __future__ import annotations
 
+import logging
+import platform
 from datetime import datetime
+from importlib import metadata
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import Info as InfoMetric
+from prometheus_client.gc_collector import GCCollector
+from prometheus_client.platform_collector import PlatformCollector
+from prometheus_client.process_collector import ProcessCollector
 
 from interchange.forwarding.work import Hooks
 from interchange.jobs.policy import BREAKER_STATES
@@ -13,13 +20,40 @@ from interchange.jobs.runner import Ran
 from interchange.store.deliveries import Delivery
 from interchange.store.types import Dossier, Overdue
 
+log = logging.getLogger("interchange.results")
+
 
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
-        self.receipts = Counter(
-            "interchange_receipts", "Dossiers answered at receipt, by outcome", ["outcome"], registry=self.registry
+        # the process (CPU, memory, open files, start time), the Python platform and its GC
+        ProcessCollector(registry=self.registry)
+        PlatformCollector(registry=self.registry)
+        GCCollector(registry=self.registry)
+        InfoMetric("interchange_build", "The running server's version and Python", registry=self.registry).info(
+            {"version": _version(), "python": platform.python_version(), "implementation": platform.python_implementation()}
         )
+        self.http_requests = Counter(
+            "interchange_http_requests", "HTTP requests answered, by route template, method and status",
+            ["route", "method", "status"], registry=self.registry,
+        )  # fmt: skip
+        self.http_seconds = Histogram(
+            "interchange_http_request_seconds", "Time to answer an HTTP request, by route template and method",
+            ["route", "method"], buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+            registry=self.registry,
+        )  # fmt: skip
+        self.receipts = Counter(
+            "interchange_receipts",
+            "POSTed dossiers answered, by outcome (received, refused: TU_CHOI after reading it, replayed, "
+            "rejected: refused before it was read or stored) and HTTP status",
+            ["outcome", "status"], registry=self.registry,
+        )  # fmt: skip
+        self.work_queue = Gauge(
+            "interchange_work_queue_items",
+            "Work items not done, by kind and state (ready: may be claimed now; waiting: later; claimed); "
+            "the whole queue: every process reports the same value, aggregate with max",
+            ["kind", "state"], registry=self.registry,
+        )  # fmt: skip
         self.receipt_seconds = Histogram(
             "interchange_receipt_seconds",
             "Time from request to signed receipt notice",
@@ -87,6 +121,17 @@ class Metrics:
             buckets=(1, 5, 15, 60, 300, 900, 1800, 3600, 7200, 14400, 43200, 86400),
             registry=self.registry,
         )
+        self._queue_seen: set[tuple[str, str]] = set()
+
+    def http_request(self, route: str, method: str, status: int, seconds: float) -> None:
+        self.http_requests.labels(route=route, method=method, status=str(status)).inc()
+        self.http_seconds.labels(route=route, method=method).observe(seconds)
+
+    def set_queue(self, depth: dict[tuple[str, str], int]) -> None:
+        """(kind, state) -> items; a pair no longer there is set to 0 so that its series never go stale."""
+        for labels in {*self._queue_seen, *depth}:
+            self.work_queue.labels(kind=labels[0], state=labels[1]).set(depth.get(labels, 0))
+        self._queue_seen |= set(depth)
 
     def delivery_ran(self, delivery: Delivery, outcome: str, now: datetime) -> None:
         self.deliveries.labels(channel=delivery.channel, outcome=outcome).inc()
@@ -105,7 +150,13 @@ class Metrics:
         self.work_runs.labels(kind=ran.item.kind, outcome=ran.outcome).inc()
 
     def result_given(self, dossier: Dossier, at: datetime) -> None:
-        self.time_to_result.labels(procedure=dossier.procedure or "").observe((at - dossier.received_at).total_seconds())
+        """A KET_QUA was stored (or relayed): the metric and one log line (id, unit, procedure, outcome,
+        milliseconds from receipt)."""
+        seconds = (at - dossier.received_at).total_seconds()
+        self.time_to_result.labels(procedure=dossier.procedure or "").observe(seconds)
+        log.info("result of %s: %s", dossier.id, dossier.state, extra={"event": "result", "fields": {
+            "id": dossier.id, "so_ho_so": dossier.so_ho_so, "unit": dossier.unit_mst, "procedure": dossier.procedure,
+            "outcome": dossier.state, "ms": round(seconds * 1000)}})  # fmt: skip
 
     def forwarding_hooks(self) -> Hooks:
         return Hooks(
@@ -116,3 +167,10 @@ class Metrics:
 
     def breaker_changed(self, state: str) -> None:
         self.forward_breaker.set(BREAKER_STATES[state])
+
+
+def _version() -> str:
+    try:
+        return metadata.version("interchange")
+    except metadata.PackageNotFoundError:
+        return "unknown"

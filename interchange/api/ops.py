@@ -3,22 +3,25 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from datetime import timedelta
 from pathlib import Path
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from interchange.api.http import METRICS, SERVICES
-from interchange.api.openapi import OPENAPI
+from interchange.api import models as m
+from interchange.api.http import METRICS, SERVICES, typed
+from interchange.api.openapi import document
 from interchange.clock import utc_now
 from interchange.trust.certinfo import load_anchor_certs
 
+log = logging.getLogger("interchange.api")
 READY_TIMEOUT = 3.0  # seconds for each component's check
 
 
 async def healthz(request: web.Request) -> web.Response:
-    return web.json_response({"status": "ok"})
+    return typed(m.Health, {"status": "ok"})
 
 
 async def readyz(request: web.Request) -> web.Response:
@@ -33,9 +36,11 @@ async def readyz(request: web.Request) -> web.Response:
         "notice_key": _notice_key(services),
         "trust_anchors": await asyncio.to_thread(_anchors, services.anchors),
     }
-    ok = all(value == "ok" or value.startswith("ok") for value in components.values())
-    return web.json_response({"status": "ready" if ok else "not ready", "components": components},
-                             status=200 if ok else 503)  # fmt: skip
+    failing = [name for name, value in components.items() if not value.startswith("ok")]
+    if failing:
+        log.warning("not ready: %s", "; ".join(f"{name}: {components[name]}" for name in failing))
+    return typed(m.Readiness, {"status": "not ready" if failing else "ready", "components": components,
+                               "failing": failing}, status=503 if failing else 200)  # fmt: skip
 
 
 async def _database(services) -> str:
@@ -75,12 +80,20 @@ def _anchors(folder: Path | None) -> str:
 
 
 async def metrics(request: web.Request) -> web.Response:
+    """Prometheus text; the work queue's depth is read now (bounded: an unreachable database
+    leaves the last values and is said by /readyz)."""
+    try:
+        depth = await asyncio.wait_for(request.app[SERVICES].store.work.depth(utc_now()), READY_TIMEOUT)
+    except Exception as exc:  # StoreUnavailable, a timeout: the metrics are still served
+        log.warning("metrics: the work queue could not be read (%s: %s)", type(exc).__name__, exc)
+    else:
+        request.app[METRICS].set_queue(depth)
     body = generate_latest(request.app[METRICS].registry)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
 async def openapi(request: web.Request) -> web.Response:
-    return web.json_response(OPENAPI)
+    return web.json_response(document())
 
 
 _INDEX = (Path(__file__).parent / "static" / "index.html").read_bytes()

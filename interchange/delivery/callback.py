@@ -2,9 +2,9 @@
 
 A callback URL is chosen by a caller, and the server POSTs to it: unless `allow_private_urls`
 is on, URLs that name or resolve to loopback, private, link-local or otherwise non-public
-addresses are refused (SSRF), at registration and again at every connection (the resolver
-checks what the name resolves to then, so a name re-pointed later gains nothing). Redirects
-are not followed.
+addresses are refused (SSRF): by their shape at registration (a literal address, `localhost`,
+a special-use name), with no DNS lookup in the request, and by what the name resolves to at every
+connection (so a name re-pointed later gains nothing). Redirects are not followed.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from aiohttp.resolver import ThreadedResolver
 from interchange.jobs.policy import CircuitBreaker
 
 MAX_URL = 2000
+SPECIAL_USE = {"invalid", "test", "example", "local", "internal", "localdomain", "home", "lan"}  # never public names
 RESOLVE_TIMEOUT = 10.0  # seconds for the name of a callback URL being registered to resolve
 ANSWER_EXCERPT = 300  # bytes of a refusing receiver's answer kept with the attempt
 
@@ -67,6 +68,13 @@ def check_url_shape(url: object, *, allow_private: bool) -> str:
             ip = None
         if ip is not None and _non_public(ip):
             raise UrlRefused(f"the URL's host {parts.hostname} is not a public address (loopback or private networks are refused)")
+        host = parts.hostname.lower().rstrip(".")
+        if host == "localhost" or host.endswith(".localhost"):
+            raise UrlRefused(f"the URL's host {parts.hostname} is not a public address (loopback is refused)")
+        if host.rsplit(".", 1)[-1] in SPECIAL_USE:
+            raise UrlRefused(f"the URL's host {parts.hostname} is a special-use name (RFC 6761), never a public one")
+    if parts.hostname.lower().rstrip(".").endswith(".invalid"):
+        raise UrlRefused(f"the URL's host {parts.hostname} is a special-use name (RFC 6761) that never resolves")
     return url
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from datetime import datetime
 
 from interchange import codes
@@ -147,7 +148,7 @@ class RegistrationWork:
             problems = registration_problems(dossier.procedure or "", dossier.unit_mst, contact, unit)
             accepted = not any(p.severity == Severity.ERROR for p in problems)
             notice = await self.sign(result_notice(dossier, now, accepted=accepted, problems=problems))
-            settled.append(dossier)
+            settled.append(replace(dossier, state=ACCEPTED if accepted else REJECTED))  # as settled: for the log
             return Settlement(
                 state=ACCEPTED if accepted else REJECTED,
                 notice=notice,

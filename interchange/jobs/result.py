@@ -10,6 +10,7 @@ it runs in the worker processes, outside any transaction.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from datetime import datetime
 
 from interchange.kinds import SLUG_RESULT
@@ -52,7 +53,7 @@ class ResultWork:
             notice = await self.sign(result_notice(
                 dossier, now, accepted=accepted, problems=judgement.problems, truncated=judgement.truncated
             ))
-            settled.append(dossier)
+            settled.append(replace(dossier, state=ACCEPTED if accepted else REJECTED))  # as settled: for the log
             return Settlement(
                 state=ACCEPTED if accepted else REJECTED,
                 notice=notice,

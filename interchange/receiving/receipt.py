@@ -69,7 +69,8 @@ class Reception:
         self.policy = policy
 
     async def receive(
-        self, body: bytes, key: ApiKey, *, idempotency_key: str | None = None, received_at: datetime | None = None
+        self, body: bytes, key: ApiKey, *, idempotency_key: str | None = None, received_at: datetime | None = None,
+        request_id: str | None = None,
     ) -> Answer:
         """Judge `body` sent with `key` and store it with its signed notice (or find the earlier
         receipt it repeats). Returns after the commit."""
@@ -82,6 +83,7 @@ class Reception:
         saved = await self.store.receipts.earlier(key.owner, outcome.sha256) if gated is not outcome else None
         if saved is None:
             new = new_dossier(self.policy, self.calendar, key, body, gated, received_at, idempotency_key)
+            new.request_id = request_id  # written into the audit entry of the receipt
 
             async def make_notice(dossier: Dossier) -> bytes:
                 return await self.stages.sign_notice(receipt_notice(dossier, gated))

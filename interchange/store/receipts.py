@@ -448,6 +448,8 @@ def _receipt_events(jobs: list[_Job], results: list[SaveResult | Exception]) -> 
             },
             "idempotency_key": new.idempotency_key,
         }
+        if new.request_id:
+            data["request_id"] = new.request_id
         if result.outcome == "stored":
             kind = DOSSIER_RECEIVED if d.state == RECEIVED else DOSSIER_REFUSED
             data.update(

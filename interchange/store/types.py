@@ -39,6 +39,7 @@ class NewDossier:
     period: str | None = None  # KyKeKhai "MM/yyyy"
     due_at: datetime | None = None  # HanTraKetQua, tz-aware
     idempotency_key: str | None = None
+    request_id: str | None = None  # the HTTP request's id (X-Request-Id), for the audit entry
     problems: list[dict] = field(default_factory=list)
     layers: dict[str, str] = field(default_factory=dict)  # layer -> passed | failed | not_run
     signers: list[dict] = field(default_factory=list)

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import and_, func, or_, select, text, update
+from sqlalchemy import and_, case, func, or_, select, text, update
 
 from .db import Database
 from .rows import new_work_row, work_item_of
@@ -176,3 +176,17 @@ class WorkQueue:
         async with self._db.reading() as conn:
             rows = (await conn.execute(query)).all()
         return [Overdue(kind, count, oldest) for kind, count, oldest in rows]
+
+    async def depth(self, now: datetime) -> dict[tuple[str, str], int]:
+        """Items not done by (kind, state): `ready` (queued, may be claimed now), `waiting` (queued
+        for later: a retry's backoff), `running` (claimed) and `failed` (given up)."""
+        ready = and_(work_items.c.state == QUEUED, work_items.c.not_before <= now)
+        label = case((ready, "ready"), (work_items.c.state == QUEUED, "waiting"), else_=work_items.c.state)
+        query = (
+            select(work_items.c.kind, label, func.count())
+            .where(work_items.c.state.in_([QUEUED, RUNNING, FAILED]))
+            .group_by(work_items.c.kind, label)
+        )
+        async with self._db.reading() as conn:
+            rows = (await conn.execute(query)).all()
+        return {(kind, state): count for kind, state, count in rows}
