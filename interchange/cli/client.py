@@ -55,7 +55,7 @@ def notice_summary(body: bytes) -> dict:
         "line": p.line, "message_vi": p.message_vi, "message_en": p.message_en,
     } for p in notice.problems]  # fmt: skip
     return {"kind": notice.kind, "transaction": notice.transaction_id, "so_ho_so": notice.so_ho_so,
-            "received_at": notice.received_text, "due": notice.due_text, "errors": errors}
+            "received_at": notice.received_text, "due": notice.due_text, "result": notice.result, "errors": errors}
 
 
 def outcome_of(status: int) -> str:

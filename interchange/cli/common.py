@@ -3,7 +3,9 @@ that end a command with one line (never a traceback), and files written only whe
 
 from __future__ import annotations
 
+import os
 import sys
+import tomllib
 from pathlib import Path
 
 from interchange.config import Config, load_config
@@ -20,7 +22,11 @@ class CliError(Exception):
 
 
 def config_of(args) -> Config:
-    return load_config(getattr(args, "config", None))
+    try:
+        return load_config(getattr(args, "config", None))
+    except tomllib.TOMLDecodeError as exc:
+        named = getattr(args, "config", None) or os.environ.get("INTERCHANGE_CONFIG") or "config.toml"
+        raise CliError(f"config {named}: not valid TOML ({exc})") from None
 
 
 def print_problems(problems: list[dict], out=None) -> None:

@@ -107,15 +107,13 @@ def cmd_keys(args) -> int:
             elif args.keys_cmd == "rotate":
                 rotated = await store.keys.rotate(args.key_id)
                 if rotated is None:
-                    print(f"no active key {args.key_id}", file=sys.stderr)
-                    return EXIT_FAILED
+                    raise CliError(f"no active key {args.key_id} (`interchange keys list` shows them)", EXIT_FAILED)
                 key, token = rotated
                 print(f"key {args.key_id} revoked; its replacement is {key.key_id} ({key.role})")
                 print(f"API key (shown once): {token}")
             elif args.keys_cmd == "revoke":
                 if not await store.keys.revoke(args.key_id):
-                    print(f"no active key {args.key_id}", file=sys.stderr)
-                    return EXIT_FAILED
+                    raise CliError(f"no active key {args.key_id} (`interchange keys list` shows them)", EXIT_FAILED)
                 print(f"revoked {args.key_id}")
             else:
                 keys = await store.keys.list_all()
