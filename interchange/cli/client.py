@@ -177,6 +177,15 @@ async def resolve(client: Client, ref: str) -> str:
         raise CliError(answer.problem(), EXIT_FAILED)
     items = answer.json().get("items") or []
     matching = [d for d in items if d.get("so_ho_so") == ref]
+    if not matching and items:  # a server that does not know the filter: look through the pages
+        params = {"limit": "500"}
+        while not matching:
+            answer = await client.get("/api/v1/dossiers", params=params)
+            page = answer.json() if answer.status == 200 else {}
+            matching = [d for d in page.get("items") or [] if d.get("so_ho_so") == ref]
+            if not page.get("next_cursor"):
+                break
+            params["cursor"] = page["next_cursor"]
     if not matching:
         raise CliError(f"no dossier {ref} (or not yours to see)", EXIT_FAILED)
     return matching[0]["id"]

@@ -102,10 +102,13 @@ class Answer:
         return value if isinstance(value, dict) else {"items": value}
 
     def problem(self) -> str:
-        """A problem answer in one line: status, code, text (the API's problem+json, or its start)."""
+        """A problem answer in one line: status, code, English then Vietnamese text (RFC 9457
+        problem+json: `detail_en`/`detail`; or `message`), else the start of the body."""
         j = self.json()
         code = j.get("code") or ""
-        text = j.get("detail") or j.get("message") or j.get("title") or self.body[:200].decode("utf-8", "replace")
+        en = j.get("detail_en") or j.get("message") or j.get("title_en")
+        vi = j.get("detail") if j.get("detail") != en else None
+        text = " / ".join(t for t in (en, vi) if t) or self.body[:200].decode("utf-8", "replace")
         return f"HTTP {self.status}: {code} {text}".replace("  ", " ").strip()
 
 
