@@ -13,7 +13,7 @@ from datetime import datetime
 from pathlib import Path
 
 from interchange.cli.common import EXIT_FAILED, EXIT_OK, CliError, config_of, print_problems, writable
-from interchange.cli.progress import Bar
+from interchange.cli.progress import Bar, Stages
 from interchange.cli.remote import Answer, Client, add_remote_options, remote_of
 
 SO_HO_SO = re.compile(r"\d{5}/\d{4}/[A-Za-z0-9]+")  # the dossier number, NNNNN/YYYY/<office>
@@ -104,6 +104,10 @@ def cmd_submit(args) -> int:
             return verify_bytes(cfg, body, at=None)
 
     bar = Bar("submit", len(files), quiet=args.quiet or len(files) == 1)
+    # one file: the bar says nothing, a step says how long sending and judging a large one takes
+    step = Stages("submit", quiet=args.quiet or len(files) > 1).step(
+        f"sending {files[0]} ({files[0].stat().st_size / 1e6:.1f} MB) and waiting for the receipt"
+    )
     tally: Counter[str] = Counter()
 
     async def run() -> list[dict]:
@@ -121,7 +125,8 @@ def cmd_submit(args) -> int:
 
             return list(await asyncio.gather(*(one(p) for p in files)))
 
-    results = asyncio.run(run())
+    with step:
+        results = asyncio.run(run())
     if not args.json:
         if len(results) == 1:
             _print_one(results[0])
@@ -284,7 +289,8 @@ async def _fetch(client: Client, args) -> int:
     if out is None and (args.dossiers_cmd == "evidence" or (args.json and args.dossiers_cmd == "original")):
         out = f"evidence-{ident}.zip" if args.dossiers_cmd == "evidence" else f"original-{ident}.xml"
     target = None if out in (None, "-") or (args.json and out == "-") else writable(out, force=args.force)
-    answer = await client.get(path)
+    with Stages("dossiers", quiet=args.quiet).step(f"fetching the {args.dossiers_cmd} of {ident}"):
+        answer = await client.get(path)
     if answer.status != 200:
         raise CliError(answer.problem(), EXIT_FAILED)
     if args.json:

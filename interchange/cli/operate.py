@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from interchange.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, CliError, config_of
+from interchange.cli.progress import Stages
 from interchange.codes import LAYERS
 
 DEMO_PASSWORD = "demo"  # dev-setup's demo certificate, and `pki issue-unit`'s default: development only
@@ -149,7 +150,8 @@ def cmd_audit(args) -> int:
         finally:
             await store.close()
 
-    report = asyncio.run(run())
+    with Stages("audit", quiet=args.quiet).step("recomputing the audit log's hash chain"):
+        report = asyncio.run(run())
     if args.json:
         print(json.dumps(report.as_dict(), ensure_ascii=False, indent=2))
     elif report.ok:
