@@ -135,3 +135,13 @@ def test_client_config_file_and_a_wrong_key(server, tmp_path, monkeypatch, capsy
     err = capsys.readouterr().err
     assert code == 1 and "HTTP 401" in err and "Traceback" not in err
 
+
+
+def test_hi_card_client_answers_from_the_server(env, capsys):
+    code, out = run(["keys", "create", "--role", "facility", "--facility", "01001"])
+    assert code == 0, out
+    token = re.search(r"ik_[0-9a-f]+_[A-Za-z0-9_-]+", out).group(0)
+    code, out = run(["hi-card", "001099012345", "--name", "Không Có Ai", "--birth", "01/01/1990", "--api-key", token])
+    assert code == 1 and "HTTP 404" in out and "NOT-FOUND" in out
+    code, out = run(["hi-card", "001099012345", "--name", "X", "--birth", "01/01/1990", "--json", "--api-key", token])
+    assert code == 1 and json.loads(out)["code"] == "NOT-FOUND"
