@@ -207,3 +207,20 @@ async def test_a_body_whose_root_is_not_hoso_is_422_env_root(api, world, key, bo
     assert resp.status == 422, notice[:300]
     found = error_codes(notice_of(notice))
     assert "ENV-ROOT" in found and "AUTH-UNIT-MISMATCH" not in found and "AUTH-IVAN-MISMATCH" not in found
+
+
+# ---- a dossier whose embedded form is longer than the text limit (every large real one) ---------
+
+
+def test_check_and_verify_a_dossier_whose_base64_is_over_the_text_limit(world, tmp_path, config_file):
+    """A 50,000-row D02-TS is ~80 MB of base64 in one NoiDungFile, over `max_text_length`: it is
+    exempt at receipt, and must be for the rule layer (`check`, the server's KET_QUA) and `verify`
+    too. Here the limit is made small instead of the dossier large."""
+    config_file.write_text(config_file.read_text() + "[limits]\nmax_text_length = 2000\n", encoding="utf-8")
+    path = tmp_path / "large.xml"
+    path.write_bytes(xml_as_form_code(world.signer(world.unit), samples.d02ts(20, unit=UNIT)))
+    assert len(path.read_bytes()) > 4 * 2000
+    status, out = cli(config_file, "check", str(path))
+    assert status == 0 and "rule passed" in out, out
+    status, out = cli(config_file, "verify", str(path))
+    assert status == 0 and "Hoso: VALID" in out, out

@@ -80,17 +80,15 @@ def default_signed_name(path: str | Path) -> Path:
 
 def cmd_sign(args) -> int:
     from interchange.trust.dossier_signing import sign_envelope, sign_form
-    from interchange.xmlparse import XmlLimits, parse_xml
+    from interchange.xmlparse import root_name
 
     out = writable(args.out or default_signed_name(args.file), force=args.force, source=args.file)
     data = read_input(args.file)
     signer = _load_signer(args)
+    is_dossier = root_name(data) == "Hoso"  # which signing; the signing parse judges the whole file
     stages = Stages("sign", quiet=args.quiet)
-    with stages.step(f"reading {args.file} ({len(data) / 1e6:.1f} MB)"):
-        root = parse_xml(data, XmlLimits(max_elements=50_000_000)).getroot()
-    is_dossier = root.tag == "Hoso"
-    del root
-    with stages.step("signing the forms, then the envelope" if is_dossier else "signing the form"):
+    what = "the forms, then the envelope" if is_dossier else "the form"
+    with stages.step(f"signing {what} of {args.file} ({len(data) / 1e6:.1f} MB)"):
         signed = sign_envelope(data, signer) if is_dossier else sign_form(data, signer)
     out.write_bytes(signed)
     print(f"signed {'dossier (forms, then envelope)' if is_dossier else 'form'}: {out}")

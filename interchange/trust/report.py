@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 from base64 import b64decode
+from dataclasses import replace
 from datetime import datetime
 
 from interchange.errors import Refusal
@@ -20,8 +21,8 @@ FORM_CODE = re.compile(r"[A-Z0-9][A-Za-z0-9]*(?:-[A-Za-z0-9]+)*")
 
 def signature_report(data: bytes, *, trust: TrustStore, limits: XmlLimits, at: datetime, legacy_sha1: bool) -> dict:
     """{"ok", "signatures": [...], "problems": [...]} for every signature in `data`, judged at `at`."""
-    try:
-        root = parse_xml(data, limits).getroot()
+    try:  # an envelope's base64 NoiDungFile is exempt from the text limit, as at receipt
+        root = parse_xml(data, replace(limits, long_text=("NoiDungFile",))).getroot()
     except Refusal as refusal:
         return {"ok": False, "signatures": [], "problems": [p.as_dict() for p in refusal.problems]}
     reports = []
