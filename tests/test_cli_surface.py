@@ -300,3 +300,19 @@ def test_bar_counts_to_the_total():
     lines = out.getvalue().splitlines()
     assert 2 <= len(lines) <= 11 and lines[-1].startswith("interchange submit: [" + "#" * 30 + "] 20/20")
     assert "received 20" in lines[-1]
+
+
+def test_sign_asks_for_the_password_on_a_terminal(site, tmp_path, monkeypatch):
+    p12 = tmp_path / "unit.p12"
+    p12.write_bytes((site / "data" / "demo" / f"unit-{DEMO_MST}.p12").read_bytes())
+    asked = []
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    monkeypatch.setattr(sys, "stdin", Terminal(""))
+    monkeypatch.setattr("getpass.getpass", lambda prompt: asked.append(prompt) or "demo")
+    code, out, err = cli(site, "sign", str(site / "d.xml"), "--p12", str(p12), "-o", str(tmp_path / "t.xml"))
+    assert code == 0, err
+    assert asked == [f"password of {p12}: "]
