@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from interchange.cli import build_parser, main
+from interchange.cli import command_tree, main
 from interchange.cli.common import CliError
 from interchange.cli.progress import Bar, Stages
 from interchange.cli.remote import remote_of
@@ -63,33 +63,22 @@ def cli(site: Path, *argv: str) -> tuple[int, str, str]:
 # ---- help, subcommands, version ------------------------------------------------------------------
 
 
-def _parsers(parser: argparse.ArgumentParser, path: str = "interchange"):
-    yield path, parser
-    for action in parser._actions:  # argparse keeps its tree in private attributes only
-        if isinstance(action, argparse._SubParsersAction):
-            helped = {a.dest: a.help for a in action._choices_actions}
-            for name, sub in action.choices.items():
-                assert helped.get(name), f"{path} {name}: no help text"
-                yield from _parsers(sub, f"{path} {name}")
-
-
 def test_every_option_of_every_command_has_help():
     missing = []
-    for path, parser in _parsers(build_parser()):
-        for action in parser._actions:
-            if isinstance(action, argparse._SubParsersAction):
-                continue
-            if not action.help or action.help == argparse.SUPPRESS:
-                missing.append(f"{path} {'/'.join(action.option_strings) or action.dest}")
+    commands = list(command_tree())
+    assert len(commands) >= 25
+    for path, options, subcommands in commands:
+        missing += [f"{path} {name}" for name, line in subcommands if not line]
+        missing += [f"{path} {name}" for name, text in options if not text or text == argparse.SUPPRESS]
     assert missing == []
 
 
 def test_top_level_help_names_every_subcommand():
     code, out, _ = run_all(["--help"])
     assert code == 0
-    names = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)).choices
+    _, _, names = next(command_tree())
     assert len(names) == 15
-    for name in names:
+    for name, _line in names:
         assert re.search(rf"^\s+{re.escape(name)}\s", out, re.M), f"{name} not in the top-level help"
 
 

@@ -11,6 +11,6 @@
   common    exit codes, the config, the problem list, errors, files written only when allowed
 """
 
-from interchange.cli.main import build_parser, main
+from interchange.cli.main import build_parser, command_tree, main
 
-__all__ = ["build_parser", "main"]
+__all__ = ["build_parser", "command_tree", "main"]

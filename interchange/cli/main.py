@@ -61,6 +61,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def command_tree(parser: argparse.ArgumentParser | None = None, path: str = "interchange"):
+    """Every (sub)command: (its path, its help line, its options as (names, help)), depth first,
+    for the help checks (tests/test_cli_surface.py) without reaching into argparse from outside."""
+    parser = parser or build_parser()
+    options, subcommands = [], []
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            helped = {a.dest: a.help for a in action._choices_actions}
+            subcommands += [(name, helped.get(name), sub) for name, sub in action.choices.items()]
+        else:
+            options.append(("/".join(action.option_strings) or action.dest, action.help))
+    yield path, options, [(name, line) for name, line, _ in subcommands]
+    for name, _line, sub in subcommands:
+        yield from command_tree(sub, f"{path} {name}")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     args.quiet = getattr(args, "quiet", False)

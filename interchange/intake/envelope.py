@@ -12,6 +12,7 @@ from lxml import etree
 from interchange import codes
 from interchange.errors import Layer, Problem, Problems, Severity
 from interchange.forms.schema import FORM_SCHEMAS
+from interchange.identifiers import is_form_code
 from interchange.xmlparse import root_name, without_xml_space
 
 
@@ -196,7 +197,7 @@ def _read_file(file_el: etree._Element, tree: etree._ElementTree, problems: Prob
         return None
     seen.update({digest, name} if name else {digest})
     declared = None
-    if code not in FORM_SCHEMAS and _is_xml_file(kind, name):
+    if not is_form_code(code) and _is_xml_file(kind, name):
         declared, code = code, _recognised(code, name, content, xpath, file_el.sourceline, problems)
         declared = declared if declared != code else None
     if code in FORM_SCHEMAS and not _is_xml_file(kind, name):
@@ -224,8 +225,8 @@ def _read_file(file_el: etree._Element, tree: etree._ElementTree, problems: Prob
 
 
 def _recognised(declared: str, name: str, content: bytes, xpath: str, line: int | None, problems: Problems) -> str:
-    """The form of an XML file whose MaToKhai is not a form code (SPEC §2: real payroll software
-    writes `.xml` there): its root element, else its TenFile (`D02-TS.xml`, `D02-TS_2026.xml`);
+    """The form of an XML file whose MaToKhai is not written as a form code (SPEC §2: real payroll
+    software writes `.xml` there; an unknown code such as X99-TS stays unknown): its root element, else its TenFile (`D02-TS.xml`, `D02-TS_2026.xml`);
     when the two name different forms the root element wins and a warning says so. Neither
     known: MaToKhai as written (the schema layer names it as an unknown form)."""
     root = root_name(content)

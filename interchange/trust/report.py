@@ -4,19 +4,15 @@ signature and each embedded XML form's), a single form, or a `ThongBao` notice. 
 
 from __future__ import annotations
 
-import re
 from base64 import b64decode
 from dataclasses import replace
 from datetime import datetime
 
 from interchange.errors import Refusal
+from interchange.identifiers import is_form_code
 from interchange.trust.anchors import TrustStore
 from interchange.trust.xmldsig import verify_document
 from interchange.xmlparse import XmlLimits, parse_xml
-
-# MaToKhai written as a form code (D02-TS, TK1-TS, M01B-HSB, CT-DK...); real files may write the
-# file's extension (`.xml`) instead, and then the form is named by its root element (SPEC §2)
-FORM_CODE = re.compile(r"[A-Z0-9][A-Za-z0-9]*(?:-[A-Za-z0-9]+)*")
 
 
 def signature_report(data: bytes, *, trust: TrustStore, limits: XmlLimits, at: datetime, legacy_sha1: bool) -> dict:
@@ -46,7 +42,7 @@ def signature_report(data: bytes, *, trust: TrustStore, limits: XmlLimits, at: d
             except Refusal as refusal:
                 return {"ok": False, "signatures": [_public(r.as_dict()) for r in reports],
                         "problems": [p.as_dict() for p in refusal.problems]}
-            if not FORM_CODE.fullmatch(code):
+            if not is_form_code(code):  # `.xml` (SPEC §2): the form is named by its root element
                 code = form_root.tag.rsplit("}", 1)[-1]
             reports.append(verify_document(form_root, location="Cky", trust=trust, at=at, document=name,
                                            form=code, expected_mst=mst, legacy_sha1=legacy_sha1))
