@@ -145,3 +145,18 @@ def test_hi_card_client_answers_from_the_server(env, capsys):
     assert code == 1 and "HTTP 404" in out and "NOT-FOUND" in out
     code, out = run(["hi-card", "001099012345", "--name", "X", "--birth", "01/01/1990", "--json", "--api-key", token])
     assert code == 1 and json.loads(out)["code"] == "NOT-FOUND"
+
+
+def test_a_client_without_the_notice_ca_says_the_notice_is_not_checked(env, tmp_path, monkeypatch, capsys):
+    """A payroll machine far from the server: no trust anchors here. The outcome stands, and the
+    output says the notice's signature was not checked (rather than NOT VALID, or nothing)."""
+    folder = tmp_path / "one"
+    make_folder(env, folder, seeds=[301], unsigned=[])
+    bare = tmp_path / "client-config.toml"
+    bare.write_text(f'[trust]\nanchors_dir = "{tmp_path / "no-anchors"}"\n', encoding="utf-8")
+    monkeypatch.setenv("INTERCHANGE_CONFIG", str(bare))
+    capsys.readouterr()
+    code, out = run(["submit", str(folder / "signed-301.xml")])
+    err = capsys.readouterr().err
+    assert code == 0 and "HTTP 202" in out and "notice signature: not checked" in out, out
+    assert "not checked: no trust anchors" in err

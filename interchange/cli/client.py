@@ -12,7 +12,7 @@ from collections import Counter
 from datetime import datetime
 from pathlib import Path
 
-from interchange.cli.common import EXIT_FAILED, EXIT_OK, CliError, config_of, print_problems, writable
+from interchange.cli.common import EXIT_FAILED, EXIT_OK, CliError, config_of, print_problems, say, writable
 from interchange.cli.progress import Bar, Stages
 from interchange.cli.remote import Answer, Client, add_remote_options, remote_of
 
@@ -97,11 +97,17 @@ def cmd_submit(args) -> int:
     verify = None
     if not args.no_notice_check:
         from interchange.cli.checks import verify_bytes
+        from interchange.trust.certinfo import load_anchor_certs
 
         cfg = config_of(args)
+        if load_anchor_certs(cfg.trust_paths.anchors):
 
-        def verify(body: bytes) -> dict:
-            return verify_bytes(cfg, body, at=None)
+            def verify(body: bytes) -> dict:
+                return verify_bytes(cfg, body, at=None)
+
+        else:
+            say(args, f"the notices' signatures are not checked: no trust anchors in {cfg.trust_paths.anchors} "
+                      "(put the server's notice CA there, or give --config; --no-notice-check says so silently)")
 
     bar = Bar("submit", len(files), quiet=args.quiet or len(files) == 1)
     # one file: the bar says nothing, a step says how long sending and judging a large one takes
@@ -150,6 +156,8 @@ def _print_one(r: dict) -> None:
         print(f"HTTP {status}: {r['kind']} {r.get('so_ho_so') or ''} (transaction {r['transaction']})")
     if "notice_signature_valid" in r:
         print(f"notice signature: {'valid' if r['notice_signature_valid'] else 'NOT VALID'}")
+    else:
+        print("notice signature: not checked")
     if r.get("due"):
         print(f"result due by: {r['due']}")
     print_problems(r["errors"])
@@ -203,7 +211,7 @@ def _local(text: str | None) -> str:
     from interchange.clock import VN_TZ
 
     try:
-        return datetime.fromisoformat(text).astimezone(VN_TZ).strftime("%Y-%m-%d %H:%M:%S%z")
+        return datetime.fromisoformat(text).astimezone(VN_TZ).isoformat(sep=" ", timespec="seconds")
     except ValueError:
         return text
 
@@ -238,7 +246,7 @@ async def _list(client: Client, args) -> int:
     if args.json:
         print(json.dumps({"items": items, "next_cursor": cursor}, ensure_ascii=False, indent=2))
         return EXIT_OK
-    print(f"{'ID':<32}  {'SOHOSO':<16} {'STATE':<9} {'PROC':<10} {'PERIOD':<8} {'MST':<14} RECEIVED (+07:00)")
+    print(f"{'ID':<32}  {'SOHOSO':<16} {'STATE':<9} {'PROC':<10} {'PERIOD':<8} {'MST':<14} RECEIVED")
     for d in items:
         print(f"{d['id']:<32}  {d.get('so_ho_so') or '-':<16} {d['state']:<9} {d.get('procedure') or '-':<10} "
               f"{d.get('period') or '-':<8} {(d.get('unit') or {}).get('mst') or '-':<14} {_local(d.get('received_at'))}")
