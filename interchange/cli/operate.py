@@ -88,7 +88,8 @@ def cmd_pki(args) -> int:
     pki.write_p12(args.out, unit, args.password.encode() if args.password else None)
     pem = Path(args.out).with_suffix(".pem")
     pki.write_pem_bundle(pem, unit.key, [unit.cert, ca_cert])
-    print(f"unit certificate for MST {args.mst}{args.suffix or ''}: {args.out} (and {pem} for xmlsec1)")
+    password = f"development password {DEMO_PASSWORD!r}" if args.password == DEMO_PASSWORD else "the password given"
+    print(f"unit certificate for MST {args.mst}{args.suffix or ''}: {args.out}, {password} (and {pem} for xmlsec1)")
     return EXIT_OK
 
 
