@@ -142,7 +142,16 @@ def bad_inputs(site: Path, tmp: Path) -> list[list[str]]:
     ]
 
 
-def test_no_command_answers_bad_input_with_a_traceback(site, tmp_path):
+def test_no_command_answers_bad_input_with_a_traceback(site, tmp_path, monkeypatch):
+    signed = tmp_path / "signed.xml"
+    p12 = str(site / "data" / "demo" / f"unit-{DEMO_MST}.p12")
+    assert cli(site, "sign", str(site / "d.xml"), "--p12", p12, "-o", str(signed))[0] == 0
+    with monkeypatch.context() as mp:  # a database that is not there, a parameters file that is not there
+        mp.setenv("INTERCHANGE_STORE_URL", "postgresql+asyncpg://nobody@127.0.0.1:9/none")
+        mp.setenv("INTERCHANGE_RULES_PARAMETERS", str(tmp_path / "gone.toml"))
+        for argv in [["keys", "list"], ["audit", "verify"], ["rules"], ["dev-setup"], ["check", "--registration", str(signed)]]:
+            code, out, err = cli(site, *argv)
+            assert code in (1, 2) and "Traceback" not in out + err and err.strip(), (argv, code, out, err)
     for argv in bad_inputs(site, tmp_path):
         code, out, err = cli(site, *argv)
         assert code in (1, 2), (argv, code, out, err)

@@ -103,6 +103,12 @@ def _say_why(args, exc: Exception) -> int:
         print(f"{name}: {getattr(args, 'file', 'the input')} cannot be read:", file=sys.stderr)
         print_problems([p.as_dict() for p in exc.problems], out=sys.stderr)
         return EXIT_USAGE
+    from interchange.store.db import StoreUnavailable
+
+    if isinstance(exc, StoreUnavailable):
+        print(f"{name}: the database cannot be used ({exc}); is it running, and is [store] url right?",
+              file=sys.stderr)
+        return EXIT_FAILED
     if isinstance(exc, (FileNotFoundError, IsADirectoryError, PermissionError, ValueError)):
         print(f"{name}: {exc}", file=sys.stderr)  # bad config values, times, keys, files: say what
         return EXIT_USAGE
