@@ -96,6 +96,9 @@ ENV_FILE_BASE64 = _code("ENV-FILE-BASE64", E, "Nội dung tệp (NoiDungFile) kh
 ENV_FILE_EMPTY = _code("ENV-FILE-EMPTY", E, "Tệp trong hồ sơ rỗng.", "An embedded file is empty.")
 ENV_FILE_DUPLICATE = _code("ENV-FILE-DUPLICATE", E, "Một tệp có hai lần trong hồ sơ (cùng tên hoặc cùng nội dung).",
                            "A file is in the dossier twice (same name or same content).")
+ENV_FORM_NAME = _code("ENV-FORM-NAME", E, "Tên tệp (TenFile) chỉ một tờ khai khác với phần tử gốc của tệp; xét theo phần tử gốc.",
+                      "The file's name (TenFile) names another form than its root element; the root element decides.",
+                      Severity.WARNING)
 ENV_FILE_TYPE = _code("ENV-FILE-TYPE", E, "Tờ khai phải là tệp XML có chữ ký số.", "A form must be a signed XML file.")
 AUTH_UNIT_MISMATCH = _code("AUTH-UNIT-MISMATCH", E, "Khóa API thuộc đơn vị khác với đơn vị của hồ sơ.",
                            "The API key belongs to another unit than the dossier's.")

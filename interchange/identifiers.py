@@ -7,9 +7,21 @@
   Article 7 and its successors (Circular 59/2021/TT-BCA, Decree 70/2024/NĐ-CP).
 - SI code (mã số BHXH): 10 digits. Its digits carry no check that is public, so only the
   shape is checked.
+- Form code (MaToKhai): D02-TS, TK1-TS, M01B-HSB, CT-DK...; real payroll software may write the
+  file's extension (`.xml`) there instead (SPEC §2).
 """
 
 from __future__ import annotations
+
+import re
+
+# A MaToKhai written as a form code (known or not): letters and digits in dash-joined parts.
+FORM_CODE = re.compile(r"[A-Z0-9][A-Za-z0-9]*(?:-[A-Za-z0-9]+)*")
+
+
+def is_form_code(text: str) -> bool:
+    """Is MaToKhai written as a form code? (`.xml`, empty, `D02-TS.xml`: no.)"""
+    return FORM_CODE.fullmatch(text) is not None
 
 MST_WEIGHTS = (31, 29, 23, 19, 17, 13, 7, 5, 3)
 

@@ -260,3 +260,20 @@ def strict_base64(text: str | None) -> bytes | None:
         return b64decode(compact, validate=True)
     except (binascii.Error, ValueError):
         return None
+
+
+def root_name(data: bytes) -> str | None:
+    """The local name of the document's root element, read from its first start tag only (no
+    tree built, no DTD or entity read); None when the bytes do not start like XML. A name to
+    choose a reader by, not a check: the hardened parse still judges the whole document."""
+    if any(marker in data[:65536] for marker in (b"<!DOCTYPE", b"<!ENTITY")):
+        return None
+    try:
+        for _event, element in etree.iterparse(
+            io.BytesIO(data), events=("start",), resolve_entities=False, no_network=True, load_dtd=False,
+            huge_tree=True,
+        ):  # fmt: skip
+            return etree.QName(element).localname
+    except (etree.XMLSyntaxError, ValueError):
+        return None
+    return None

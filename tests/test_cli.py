@@ -244,7 +244,7 @@ def test_pki_issue_unit_makes_a_p12_with_the_mst_uid(setup, tmp_path):
     # a dossier for that unit, signed with the new certificate, passes the checks
     unsigned, signed = tmp_path / "other.xml", tmp_path / "other-signed.xml"
     assert setup.cli("sample", "--mst", OTHER_MST, "--rows", "3", "-o", str(unsigned))[0] == 0
-    assert setup.cli("sign", str(unsigned), "--p12", str(out_p12), "-o", str(signed))[0] == 0
+    assert setup.cli("sign", str(unsigned), "--p12", str(out_p12), "--password", "demo", "-o", str(signed))[0] == 0
     code, out = setup.cli("check", str(signed))
     assert code == 0, out
 

@@ -248,7 +248,7 @@ def test_relative_paths_resolve_against_the_config_files_folder(tmp_path, monkey
 
 # ---- each component takes its own section ----------------------------------------------------
 
-WIRING = {"server.py", "cli.py", "config.py"}  # where the whole Config is read and handed out
+WIRING = {"server.py", "cli", "config.py"}  # where the whole Config is read and handed out (cli: the package)
 
 
 def _mentions_config(annotation: ast.expr | None) -> bool:
@@ -273,7 +273,7 @@ def test_no_component_takes_the_whole_config():
     offenders = []
     for path in sorted(src.rglob("*.py")):
         name = path.relative_to(src).as_posix()
-        if name in WIRING:
+        if name in WIRING or name.split("/", 1)[0] in WIRING:
             continue
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):

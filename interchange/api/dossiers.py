@@ -177,6 +177,7 @@ async def list_dossiers(request: web.Request) -> web.Response:
             state=q.state,
             procedure=q.procedure,
             period=q.period,
+            so_ho_so=q.so_ho_so,
             received_from=query_time(q.from_, "from"),
             received_to=query_time(q.to, "to"),
             limit=q.limit,

@@ -150,6 +150,7 @@ class DossierQuery(Model):
     state: Literal[DOSSIER_STATES] | None = None
     procedure: str | None = Field(None, max_length=50, description="MaThuTuc")
     period: str | None = Field(None, pattern=PERIOD, description="KyKeKhai, MM/yyyy")
+    so_ho_so: str | None = Field(None, max_length=50, description="the dossier number (SoHoSo), e.g. 00001/2026/BHXH")
     from_: str | None = Field(None, alias="from", description="received at or after (ISO 8601; UTC without offset)",
                               json_schema_extra={"format": "date-time"})  # fmt: skip
     to: str | None = Field(None, description="received before (ISO 8601; UTC without offset)",

@@ -10,10 +10,11 @@ from dataclasses import dataclass, field
 from lxml import etree
 
 from interchange import codes
-from interchange.errors import Layer, Problem, Problems
+from interchange.errors import Layer, Problem, Problems, Severity
 from interchange.forms.schema import FORM_SCHEMAS
+from interchange.identifiers import is_form_code
 from interchange.trust.streaming import LeanBody
-from interchange.xmlparse import without_xml_space
+from interchange.xmlparse import root_name, without_xml_space
 
 
 @dataclass
@@ -25,6 +26,7 @@ class FormFile:
     content: bytes  # the decoded bytes of NoiDungFile
     xpath: str
     line: int | None
+    declared_code: str | None = None  # MaToKhai as written, when it is not the form's code (`.xml`)
 
     @property
     def is_xml(self) -> bool:
@@ -58,7 +60,11 @@ class Envelope:
             "procedure": self.procedure,
             "period": self.period,
             "contact": dict(self.contact),
-            "files": [{"code": f.code, "name": f.name, "kind": f.kind, "size": len(f.content)} for f in self.files],
+            "files": [
+                {"code": f.code, "name": f.name, "kind": f.kind, "size": len(f.content),
+                 **({"declared_code": f.declared_code} if f.declared_code is not None else {})}
+                for f in self.files
+            ],
         }
 
 
@@ -194,6 +200,10 @@ def _read_file(
         )
         return None
     seen.update({digest, name} if name else {digest})
+    declared = None
+    if not is_form_code(code) and _is_xml_file(kind, name):
+        declared, code = code, _recognised(code, name, content, xpath, file_el.sourceline, problems)
+        declared = declared if declared != code else None
     if code in FORM_SCHEMAS and not _is_xml_file(kind, name):
         problems.add(
             _problem(
@@ -214,7 +224,34 @@ def _read_file(
         content=content,
         xpath=xpath,
         line=file_el.sourceline,
+        declared_code=declared,
     )
+
+
+def _recognised(declared: str, name: str, content: bytes, xpath: str, line: int | None, problems: Problems) -> str:
+    """The form of an XML file whose MaToKhai is not written as a form code (SPEC §2: real payroll
+    software writes `.xml` there; an unknown code such as X99-TS stays unknown): its root element, else its TenFile (`D02-TS.xml`, `D02-TS_2026.xml`);
+    when the two name different forms the root element wins and a warning says so. Neither
+    known: MaToKhai as written (the schema layer names it as an unknown form)."""
+    root = root_name(content)
+    stem = name.rsplit(".", 1)[0] if name.lower().endswith(".xml") else name
+    by_name = stem if stem in FORM_SCHEMAS else next(
+        (code for code in sorted(FORM_SCHEMAS, key=len, reverse=True) if stem.startswith(code + "_")), None
+    )
+    if root in FORM_SCHEMAS:
+        if by_name is not None and by_name != root:
+            problems.add(
+                Problem(
+                    layer=Layer.ENVELOPE, code=codes.ENV_FORM_NAME, severity=Severity.WARNING,
+                    message_vi=f"Tệp {name} mang tên tờ khai {by_name} nhưng nội dung là tờ khai {root}; "
+                               f"hồ sơ được xét là {root}.",
+                    message_en=f"The file {name} is named for the form {by_name} but holds a {root}; "
+                               f"it is judged as {root}.",
+                    xpath=xpath + "/TenFile", line=line, value=name,
+                )
+            )  # fmt: skip
+        return root
+    return by_name or declared
 
 
 def _decoded_content(

@@ -68,10 +68,11 @@ class Receiver:
         self.legacy_sha1 = legacy_sha1
 
     @classmethod
-    def from_config(cls, trust: TrustConfig, paths: TrustPaths, limits: LimitsConfig) -> Receiver:
-        """From `[trust]` (with its folders resolved) and `[limits]`."""
+    def from_config(cls, trust: TrustConfig, paths: TrustPaths, limits: LimitsConfig, *, fetch: bool = True) -> Receiver:
+        """From `[trust]` (with its folders resolved) and `[limits]`; `fetch=False`: no revocation
+        data fetched (judging a past moment)."""
         return cls(
-            TrustStore.from_config(trust, paths),
+            TrustStore.from_config(trust, paths, fetch=fetch),
             SchemaSet(REPO_ROOT / "xsd", max_readable_bytes=500_000),
             XmlLimits.of(limits),
             max_files=limits.max_files,
@@ -198,6 +199,41 @@ class _Form:
     root: etree._Element
     splice: Splice | None = None  # the root is a reduced tree (trust/streaming.py)
     validated: bool = False  # by its XSD, while it was streamed
+
+
+    def receive_form(self, body: bytes, at: datetime, name: str = "") -> Outcome:
+        """A standalone signed form (root D02-TS, TK1-TS, M01B-HSB...; SPEC §10 `check`): the
+        layers that apply to it, signature then schema. Its signer's MST is reported, not bound
+        (a form alone names no unit's MaSoThue). The server receives envelopes only."""
+        out = Outcome(accepted=False, sha256=hashlib.sha256(body).digest(), size=len(body))
+        out.layers = layers = {str(Layer.SIGNATURE): "not_run", str(Layer.SCHEMA): "not_run"}
+        problems = Problems(cap=self.max_errors)
+        try:
+            root = parse_xml(body, self.limits, layer=Layer.SIGNATURE).getroot()
+        except Refusal as refusal:
+            problems.extend(refusal.problems)
+            layers[str(Layer.SIGNATURE)] = "failed"
+            out.problems, out.truncated = problems.items, problems.truncated
+            return out
+        code = root.tag.rsplit("}", 1)[-1]
+        out.envelope = {"form": code, "name": name}
+        report = verify_document(root, location=FORM_SIGNATURE_AT, trust=self.trust, at=at, document=name or code,
+                                 form=code, legacy_sha1=self.legacy_sha1)  # fmt: skip
+        out.signers.append(report.as_dict())
+        problems.extend(report.problems)
+        failed = Layer.SIGNATURE if problems.errors else None
+        if failed is None:
+            layers[str(Layer.SIGNATURE)] = "passed"
+            problems.extend(self.schemas.validate_form(code, root, size_hint=len(body), cap=self.max_errors))
+            out.forms.append({"code": code, "name": name, "size": len(body),
+                              "schema": self.schemas.version(code) if self.schemas.knows(code) else None})
+            failed = Layer.SCHEMA if problems.errors else None
+            layers[str(Layer.SCHEMA)] = "failed" if failed else "passed"
+        else:
+            layers[str(Layer.SIGNATURE)] = "failed"
+        out.problems, out.truncated = problems.items, problems.truncated
+        out.accepted = failed is None
+        return out
 
 
 def _caller_may_send(caller: Caller, env: Envelope) -> bool:

@@ -183,6 +183,11 @@ class SignatureReport:
     problems: list[Problem] = field(default_factory=list)
     # status, source, the CRLs / OCSP responses used (base64 DER) and when: kept with the dossier
     revocation: dict | None = None
+    # apart from `valid`: does the cryptography hold (signature value and digest, with the
+    # certificate's key)? is the certificate trusted (a path to an anchor, valid at the time,
+    # not revoked)? None: not reached (an earlier problem stopped the check)
+    intact: bool | None = None
+    trusted: bool | None = None
 
     def as_dict(self) -> dict:
         return {
@@ -196,6 +201,8 @@ class SignatureReport:
             "signing_time": self.signing_time,
             "signature_method": self.signature_method,
             "revocation": self.revocation,
+            "signature_intact": self.intact,
+            "certificate_trusted": self.trusted,
             "problems": [p.as_dict() for p in self.problems],
         }
 
@@ -357,9 +364,17 @@ def _the_signature(
 
 
 def _read_unsigned_claims(signature: etree._Element, report: SignatureReport) -> None:
-    """What the signature says of itself, recorded before anything is checked."""
-    for el in signature.iter(f"{{{DSIG_NS}}}SigningTime", "SigningTime"):
-        report.signing_time = (el.text or "").strip() or None
+    """What the signature says of itself, recorded before anything is checked. `SigningTime` is
+    found by its local name, in any namespace, anywhere under an `Object` (SPEC §3: real files
+    write `Object/SignatureProperty/SigningTime` and `Object/SignatureProperties/
+    SignatureProperty/SigningTime`, the Object sometimes with xmlns=""); the first one counts."""
+    for obj in signature:
+        if not isinstance(obj.tag, str) or etree.QName(obj).localname != "Object":
+            continue
+        found = next((el for el in obj.iter() if isinstance(el.tag, str) and etree.QName(el).localname == "SigningTime"), None)
+        if found is not None:
+            report.signing_time = (found.text or "").strip() or None
+            break
     method = signature.find(f"{{{DSIG_NS}}}SignedInfo/{{{DSIG_NS}}}SignatureMethod")
     report.signature_method = method.get("Algorithm") if method is not None else None
 
@@ -415,6 +430,7 @@ def _check_chain(
     report.revocation = path.revocation.as_dict() if path.revocation else None
     for cp in path.problems:
         report.problems.append(here(cp.code, cp.message_vi, cp.message_en))
+    report.trusted = not any(p.severity == Severity.ERROR for p in report.problems)
     return True
 
 
@@ -469,7 +485,10 @@ def _check_signature_value(
     except (InvalidInput, InvalidSignature, InvalidCertificate, ValueError, TypeError, etree.LxmlError) as exc:
         code, vi, en = _map_signxml_error(exc)
         report.problems.append(here(code, vi, en))
+        if code in (codes.SIG_DIGEST, codes.SIG_INVALID, codes.SIG_KEYVALUE):
+            report.intact = False
     else:
+        report.intact = True
         report.valid = not any(p.severity == Severity.ERROR for p in report.problems)
 
 

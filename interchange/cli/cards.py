@@ -1,6 +1,6 @@
 """`interchange hi-card ID --name NAME --birth DATE`: a client of GET /api/v1/hi-cards/{id}
-(SPEC §5, §10; docs/hi-card.md). The server URL and API key come from `--url`/`--api-key`, else
-the environment (`INTERCHANGE_URL`, `INTERCHANGE_API_KEY`), else the config's [server] address.
+(SPEC §5, §10; docs/hi-card.md). The server URL and API key as for every client command
+(interchange.cli.remote: flags, environment, client config).
 
 Exit 0 when the card is valid, 1 when it is not valid or suspended, no card matches, or the
 server refuses; 2 on a usage error (no API key)."""
@@ -9,52 +9,40 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import sys
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+from interchange.cli.common import EXIT_FAILED, EXIT_OK
+from interchange.cli.remote import Client, add_remote_options, remote_of
 
 
-def add_command(sub, config_url) -> None:
-    """Register `hi-card` on the `interchange` parser; `config_url(args)` gives the default URL."""
+def add_command(sub) -> None:
+    """Register `hi-card` on the `interchange` parser."""
     p = sub.add_parser("hi-card", help="look up a person's e-HI card on a server (facility or admin key)")
     p.add_argument("id", help="the person's 12-digit personal ID or 10-digit SI code")
     p.add_argument("--name", required=True, help="the person's full name, as the agency holds it")
     p.add_argument("--birth", required=True, help="the person's birth date, dd/MM/yyyy or YYYY-MM-DD")
     p.add_argument("--as-of", help="answer for this past day, YYYY-MM-DD (default: today)")
-    p.add_argument("--url", help="server base URL (default: $INTERCHANGE_URL, else the config's [server] address)")
-    p.add_argument("--api-key", help="a facility (or admin) API key (default: $INTERCHANGE_API_KEY)")
+    add_remote_options(p)
     p.add_argument("--json", action="store_true", help="print the server's JSON answer as it is")
-    p.set_defaults(func=lambda args: cmd_hi_card(args, config_url))
+    p.set_defaults(func=cmd_hi_card)
 
 
-def cmd_hi_card(args, config_url) -> int:
-    import aiohttp
-
-    key = args.api_key or os.environ.get("INTERCHANGE_API_KEY")
-    if not key:
-        print("interchange hi-card: an API key is needed (--api-key or INTERCHANGE_API_KEY)", file=sys.stderr)
-        return EXIT_USAGE
-    url = (args.url or os.environ.get("INTERCHANGE_URL") or config_url(args)).rstrip("/")
+def cmd_hi_card(args) -> int:
+    remote = remote_of(args)
     params = {"name": args.name, "birth": args.birth, **({"as_of": args.as_of} if args.as_of else {})}
 
-    async def get() -> tuple[int, dict]:
-        async with aiohttp.ClientSession() as session:
-            headers = {"Authorization": f"Bearer {key}", "Accept": "application/json"}
-            async with session.get(f"{url}/api/v1/hi-cards/{args.id}", params=params, headers=headers) as resp:
-                try:
-                    return resp.status, await resp.json(content_type=None)
-                except ValueError:
-                    return resp.status, {"status": resp.status, "message": (await resp.text())[:200]}
+    async def get():
+        async with Client(remote) as client:
+            return await client.get(f"/api/v1/hi-cards/{args.id}", params=params, headers={"Accept": "application/json"})
 
-    status, body = asyncio.run(get())
+    answer = asyncio.run(get())
+    body = answer.json() or {"status": answer.status, "message": answer.body[:200].decode("utf-8", "replace")}
     if args.json:
         print(json.dumps(body, ensure_ascii=False, indent=2))
-    elif status != 200:
-        print(f"HTTP {status}: {body.get('code', '')} {body.get('message', '')}".rstrip())
+    elif answer.status != 200:
+        print(answer.problem())
     else:
         print(summary(body))
-    return EXIT_OK if status == 200 and body.get("status") == "valid" else EXIT_FAILED
+    return EXIT_OK if answer.status == 200 and body.get("status") == "valid" else EXIT_FAILED
 
 
 def summary(card: dict) -> str:
