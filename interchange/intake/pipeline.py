@@ -192,15 +192,6 @@ class Receiver:
                 problems.extend(_in_file(p, f.name) for p in refusal.problems)
         return forms
 
-
-@dataclass
-class _Form:
-    file: FormFile
-    root: etree._Element
-    splice: Splice | None = None  # the root is a reduced tree (trust/streaming.py)
-    validated: bool = False  # by its XSD, while it was streamed
-
-
     def receive_form(self, body: bytes, at: datetime, name: str = "") -> Outcome:
         """A standalone signed form (root D02-TS, TK1-TS, M01B-HSB...; SPEC §10 `check`): the
         layers that apply to it, signature then schema. Its signer's MST is reported, not bound
@@ -234,6 +225,14 @@ class _Form:
         out.problems, out.truncated = problems.items, problems.truncated
         out.accepted = failed is None
         return out
+
+
+@dataclass
+class _Form:
+    file: FormFile
+    root: etree._Element
+    splice: Splice | None = None  # the root is a reduced tree (trust/streaming.py)
+    validated: bool = False  # by its XSD, while it was streamed
 
 
 def _caller_may_send(caller: Caller, env: Envelope) -> bool:
