@@ -1,5 +1,7 @@
 """The OpenAPI description served at /api/openapi.json (kept beside the routes it describes)."""
 
+from interchange.api.console import OPENAPI_PATHS as CONSOLE_PATHS
+
 _XML = {"application/xml": {"schema": {"type": "string", "description": "a signed ThongBao (SPEC §4)"}}}
 _JSON = {"application/json": {"schema": {"type": "object"}}}
 _ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
@@ -38,7 +40,7 @@ OPENAPI = {
                 "summary": "The caller's dossiers, newest first",
                 "parameters": [
                     {"name": n, "in": "query", "schema": {"type": "string"}}
-                    for n in ("state", "procedure", "period", "from", "to", "cursor")
+                    for n in ("state", "procedure", "period", "so_ho_so", "mst", "from", "to", "cursor")
                 ]
                 + [{"name": "limit", "in": "query", "schema": {"type": "integer", "maximum": 500}}],
                 "responses": {"200": {"description": "items and next_cursor", "content": _JSON}},
@@ -165,9 +167,6 @@ OPENAPI = {
         "/metrics": {"get": {"security": [], "responses": {"200": {"description": "Prometheus text format"}}}},
         "/api/openapi.json": {"get": {"summary": "This description", "security": [],
                                       "responses": {"200": {"description": "OpenAPI 3.0", "content": _JSON}}}},
-        "/": {"get": {"summary": "A small page to look up a dossier's state and notices with one's own API key",
-                      "security": [], "responses": {"200": {"description": "the page",
-                                                            "content": {"text/html": {"schema": {"type": "string"}}}}}}},
     },
 }
 
@@ -231,3 +230,4 @@ OPENAPI["paths"].update({
         }
     },
 })  # fmt: skip
+OPENAPI["paths"].update(CONSOLE_PATHS)  # the web console's routes (interchange/api/console.py)

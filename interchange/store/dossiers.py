@@ -54,6 +54,8 @@ class Dossiers:
         state: str | None = None,
         procedure: str | None = None,
         period: str | None = None,
+        so_ho_so: str | None = None,
+        unit_mst: str | None = None,
         received_from: datetime | None = None,
         received_to: datetime | None = None,
         limit: int = 50,
@@ -70,6 +72,10 @@ class Dossiers:
             query = query.where(dossiers.c.procedure == procedure)
         if period is not None:
             query = query.where(dossiers.c.period == period)
+        if so_ho_so is not None:  # the agency's number of a received dossier, e.g. 00001/2026/BHXH
+            query = query.where(dossiers.c.so_ho_so == so_ho_so)
+        if unit_mst is not None:
+            query = query.where(dossiers.c.unit_mst == unit_mst)
         if received_from is not None:
             query = query.where(dossiers.c.received_at >= received_from)
         if received_to is not None:
