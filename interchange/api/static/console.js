@@ -271,7 +271,7 @@ const FILTERS = ["so_ho_so", "mst", "period", "procedure", "state", "from", "to"
 PAGES.dossiers = async ({params}) => {
   const stateSelect = `<select name="state"><option value="">${esc(t("any"))}</option>${STATES.map(s =>
     `<option value="${s}">${esc(t("st." + s))}</option>`).join("")}</select>`;
-  const limitSelect = `<select name="limit">${[20, 50, 100].map(n => `<option>${n}</option>`).join("")}</select>`;
+  const limitSelect = `<select name="limit">${[5, 10, 20, 50, 100].map(n => `<option>${n}</option>`).join("")}</select>`;
   view().innerHTML = `<h1>${esc(t("search.title"))}</h1>` + form("search", [
     ["so_ho_so", "f.so_ho_so", `<input name="so_ho_so" placeholder="00001/2026/BHXH">`],
     ["mst", "f.mst", `<input name="mst" inputmode="numeric" placeholder="0101234565">`],
