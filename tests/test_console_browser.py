@@ -9,20 +9,23 @@ Skipped, with the reason, when Playwright or Chromium is missing (.ci/run instal
 from __future__ import annotations
 
 import io
+import json
 import os
 import re
 import shutil
 import time
 import zipfile
 from pathlib import Path
+from urllib.parse import urlencode
 
 import pytest
 
 from interchange.config import REPO_ROOT
 from interchange.devkit import samples
+from interchange.store import Store
 from interchange.trust.dossier_signing import sign_envelope
-from tests.helpers import p_row, registration
-from tests.serverproc import DEMO_MST, ServerProc, make_site
+from tests.helpers import on_private_loop, p_row, registration
+from tests.serverproc import DEMO_MST, ServerProc, free_port, make_site
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install '.[test]')")
 expect = sync_api.expect
@@ -50,10 +53,14 @@ def served(tmp_path_factory):
     dossiers for paging; every result settled before the browser looks."""
     root = tmp_path_factory.mktemp("console")
     site = make_site(root, f"sqlite+aiosqlite:///{root / 'interchange.db'}")
-    server = ServerProc(site, root / "server.log", JOBS_INTERVAL_SECONDS="0.2")
+    server = ServerProc(site, root / "server.log", JOBS_INTERVAL_SECONDS="0.2", DELIVERY_ALLOW_PRIVATE_URLS="true")
     try:
         server.wait_ready()
         signer = site.signer()
+        hook = {"url": f"http://127.0.0.1:{free_port()}/hook"}  # nobody listens: attempts fail, with their error
+        answer = server.request("PUT", "/api/v1/callback", body=json.dumps(hook).encode(), token=site.submitter,
+                                headers={"Content-Type": "application/json"})  # fmt: skip
+        assert answer.status == 201, answer
         sent = {
             "registration": registration(signer),
             "person": d02([p_row(MasoBHXH=PERSON_SI, CMND=PERSON_PID, TienLuong="10000000", TuThang="03/2026", PA="TM",
@@ -71,15 +78,38 @@ def served(tmp_path_factory):
             assert answer.status in (202, 422), (name, answer)
             ids[name] = answer.headers.get("x-transaction-id")
         _settle(server, site)
+        facility = on_private_loop(_facility_key(site.store_url))
+        for name in ("Nguyễn Văn Phúc", "Nguyễn Văn Sai"):  # a card, and a name that does not agree
+            query = urlencode({"name": name, "birth": "15/03/1990"})
+            assert server.get(f"/api/v1/hi-cards/{PERSON_PID}?{query}", facility).status in (200, 404)
+        _wait_for(server, site, f"/api/v1/persons/{PERSON_PID}/lookups", lambda o: len(o["lookups"]) == 2)
+        _wait_for(server, site, f"/api/v1/dossiers/{ids['person']}/deliveries",
+                  lambda o: any(d["attempts"] for d in o["deliveries"]))  # fmt: skip
         server.site, server.ids, server.sent, server.base = site, ids, sent, f"http://127.0.0.1:{site.port}/"
         yield server
     finally:
         server.stop()
 
 
-def _settle(server: ServerProc, site, timeout: float = 30.0) -> None:
-    import json
+async def _facility_key(store_url: str) -> str:
+    store = await Store.open(store_url)
+    try:
+        return (await store.keys.create("facility", facility="01001", label="console test"))[1]
+    finally:
+        await store.close()
 
+
+def _wait_for(server: ServerProc, site, path: str, done, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got = json.loads(server.get(path, site.auditor).body)
+        if done(got):
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"{path} after {timeout} s: {got}")
+
+
+def _settle(server: ServerProc, site, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         page = json.loads(server.get("/api/v1/dossiers?state=received&limit=500", site.auditor).body)
@@ -179,8 +209,6 @@ def test_lookup_by_dossier_number_opens_the_dossier(page, served):
 
 
 def _number(served, name: str) -> str:
-    import json
-
     return json.loads(served.get(f"/api/v1/dossiers/{served.ids[name]}", served.site.auditor).body)["so_ho_so"]
 
 
@@ -194,7 +222,9 @@ def test_dossier_page_layers_signers_notices_evidence(page, served):
     assert "không xác định" in signers or "chưa bị thu hồi" in signers  # the revocation status, in words
     assert "Không có lỗi hay cảnh báo." in page.inner_text("#receipt-errors")
     assert "Thông báo kết quả" in page.inner_text("#files") and "Thông báo tiếp nhận" in page.inner_text("#files")
-    page.wait_for_selector("#deliveries table, #deliveries p.empty")
+    page.wait_for_selector("#deliveries ol.attempts li")
+    deliveries = page.inner_text("#deliveries")
+    assert "callback" in deliveries and "/hook" in deliveries and "+07:00" in deliveries
     no_raw_json_or_utc(page.inner_text("#view"))
     shot(page, "dossier.png")
 
@@ -300,7 +330,10 @@ def test_errors_are_readable_messages(page, served):
 
 def test_card_lookup_log_for_auditors_only(page, served):
     sign_in(page, served, hash=f"#/lookups/{PERSON_PID}")
-    page.wait_for_selector("#lookups p.empty, #lookups table")
+    page.wait_for_selector("#lookups table")
+    log = page.inner_text("#lookups")
+    assert "01001" in log and PERSON_PID in log and "+07:00" in log
+    assert "thẻ còn giá trị" in log and "họ tên hoặc ngày sinh không khớp" in log  # the outcomes, in words
     shot(page, "lookups.png")
     page.click("#logout")
     sign_in(page, served, token=served.site.submitter, hash=f"#/lookups/{PERSON_PID}")

@@ -22,7 +22,8 @@ const W = {
   "login.key": ["Khóa API", "API key"], "login.go": ["Đăng nhập", "Sign in"],
   "role": ["Vai trò", "Role"], "loading": ["Đang tải…", "Loading…"],
   "search.title": ["Tìm hồ sơ", "Find dossiers"], "search.go": ["Tìm", "Search"], "search.clear": ["Xóa lọc", "Clear"],
-  "f.so_ho_so": ["Số hồ sơ", "Dossier number"], "f.mst": ["Mã số thuế đơn vị", "Unit tax code (MST)"],
+  "f.so_ho_so": ["Số hồ sơ", "Dossier number"], "f.so_ho_so.hint": ["Số hồ sơ, hoặc mã giao dịch (32 ký tự)", "Dossier number, or transaction id (32 characters)"],
+  "f.mst": ["Mã số thuế đơn vị", "Unit tax code (MST)"],
   "f.period": ["Kỳ kê khai (MM/yyyy)", "Period (MM/yyyy)"], "f.procedure": ["Thủ tục", "Procedure"],
   "f.state": ["Trạng thái", "State"], "f.from": ["Nhận từ ngày", "Received from"], "f.to": ["đến ngày", "to"],
   "f.limit": ["Số dòng", "Rows"], "any": ["(tất cả)", "(any)"],
@@ -104,6 +105,14 @@ const W = {
   "err.title": ["Không thực hiện được", "Could not be done"], "err.network": ["Không kết nối được máy chủ.", "The server cannot be reached."],
   "err.key": ["Khóa API sai hoặc đã bị thu hồi. Hãy nhập lại.", "The API key is wrong or revoked. Enter it again."],
   "download.failed": ["Tải xuống không được", "Download failed"],
+  "g.1": ["Nam", "Male"], "g.0": ["Nữ", "Female"],
+  "dls.pending": ["đang chờ gửi lại", "pending"], "dls.delivered": ["đã gửi", "delivered"],
+  "dls.failed": ["gửi không được", "failed"], "dls.skipped": ["bỏ qua", "skipped"],
+  "ws.queued": ["đang chờ", "queued"], "ws.running": ["đang chạy", "running"], "ws.done": ["xong", "done"],
+  "ws.failed": ["đã dừng vì lỗi", "failed"],
+  "lo.valid": ["thẻ còn giá trị", "card valid"], "lo.not_valid": ["thẻ hết giá trị", "card not valid"],
+  "lo.suspended": ["thẻ tạm dừng", "card suspended"], "lo.unknown": ["không có người này", "unknown person"],
+  "lo.mismatch": ["họ tên hoặc ngày sinh không khớp", "name or birth date does not agree"],
 };
 const STATUS_TEXT = {
   400: ["Yêu cầu không hợp lệ.", "The request is not valid."], 401: ["Thiếu hoặc sai khóa API.", "A valid API key is required."],
@@ -114,6 +123,9 @@ const STATUS_TEXT = {
   503: ["Máy chủ đang bận hoặc một thành phần không hoạt động; hãy thử lại sau.", "The server is busy or a part is down; retry later."],
 };
 const t = k => (W[k] ? W[k][lang === "en" ? 1 : 0] : k);
+const word = (prefix, value) => esc(W[prefix + value] ? t(prefix + value) : value ?? "");
+/** A YYYY-MM-DD date as dd/MM/yyyy. */
+const day = iso => (typeof iso === "string" && /^\d{4}-\d\d-\d\d$/.test(iso) ? iso.split("-").reverse().join("/") : esc(iso ?? "—"));
 const both = k => (W[k] ? W[k][0] + (W[k][0] === W[k][1] ? "" : " / " + W[k][1]) : k);
 
 // ---- small helpers ----------------------------------------------------------------------------
@@ -129,6 +141,9 @@ function when(iso) {
   return `<time datetime="${esc(iso)}">${pad(d.getUTCDate())}/${pad(d.getUTCMonth() + 1)}/${d.getUTCFullYear()} ` +
     `${pad(d.getUTCHours())}:${pad(d.getUTCMinutes())}:${pad(d.getUTCSeconds())}<small> +07:00</small></time>`;
 }
+/** Free text from the server (a last error...) with any ISO time in it shown as local time. */
+const ISO_IN_TEXT = /\d{4}-\d\d-\d\dT\d\d:\d\d(?::\d\d(?:\.\d+)?)?(?:Z|[+-]\d\d:?\d\d)/g;
+const prose = text => esc(text ?? "").replace(ISO_IN_TEXT, m => when(m));
 /** A YYYY-MM-DD date of the form as its first moment in Vietnam, ISO with +07:00 (`days` later). */
 function vnDay(value, days = 0) {
   const [y, m, d] = value.split("-").map(Number);
@@ -236,7 +251,7 @@ async function render() {
     await (PAGES[r.page] || PAGES.dossiers)(r);
   } catch (err) {
     if (!key()) { await render(); $("#login-error").innerHTML = errorBox(err); return; }
-    view().innerHTML = errorBox(err);
+    view().innerHTML = (r.page === "dossier" ? `<p><a href="#/" class="link">${esc(t("back"))}</a></p>` : "") + errorBox(err);
   }
 }
 
@@ -273,7 +288,7 @@ PAGES.dossiers = async ({params}) => {
     `<option value="${s}">${esc(t("st." + s))}</option>`).join("")}</select>`;
   const limitSelect = `<select name="limit">${[5, 10, 20, 50, 100].map(n => `<option>${n}</option>`).join("")}</select>`;
   view().innerHTML = `<h1>${esc(t("search.title"))}</h1>` + form("search", [
-    ["so_ho_so", "f.so_ho_so", `<input name="so_ho_so" placeholder="00001/2026/BHXH">`],
+    ["so_ho_so", "f.so_ho_so", `<input name="so_ho_so" placeholder="00001/2026/BHXH" title="${esc(t("f.so_ho_so.hint"))}">`],
     ["mst", "f.mst", `<input name="mst" inputmode="numeric" placeholder="0101234565">`],
     ["period", "f.period", `<input name="period" placeholder="11/2026">`],
     ["procedure", "f.procedure", `<input name="procedure" list="procedures" placeholder="600"><datalist id="procedures">` +
@@ -290,6 +305,7 @@ PAGES.dossiers = async ({params}) => {
     pageTrail.length = 0;
     const values = Object.fromEntries(new FormData(f));
     values.so_ho_so = (values.so_ho_so || "").trim(); values.mst = (values.mst || "").trim();
+    if (/^[0-9a-f]{32}$/i.test(values.so_ho_so)) { go(`#/dossier/${values.so_ho_so}`); return; }  // a transaction id
     go(toHash("dossiers", values));
   };
   $("#clear").onclick = () => { pageTrail.length = 0; go("#/dossiers"); };
@@ -405,8 +421,8 @@ function signerTable(signers) {
 
 function workTable(work) {
   return table(["w.kind", "w.state", "w.due", "w.done", "w.attempts", "w.error"], work.map(w =>
-    `<tr><td>${esc(w.kind)}</td><td>${esc(w.state)}${w.overdue ? ` <span class="badge warn">${esc(t("d.overdue"))}</span>` : ""}</td>` +
-    `<td>${when(w.due_at)}</td><td>${when(w.done_at)}</td><td>${esc(w.attempts)}</td><td>${esc(w.last_error || "")}</td></tr>`));
+    `<tr><td><code>${esc(w.kind)}</code></td><td>${word("ws.", w.state)}${w.overdue ? ` <span class="badge warn">${esc(t("d.overdue"))}</span>` : ""}</td>` +
+    `<td>${when(w.due_at)}</td><td>${when(w.done_at)}</td><td>${esc(w.attempts)}</td><td>${prose(w.last_error || "")}</td></tr>`));
 }
 
 async function showDeliveries(base) {
@@ -416,9 +432,9 @@ async function showDeliveries(base) {
     box.innerHTML = `<h2>${esc(t("d.deliveries"))}</h2>` + (deliveries.length ? table(
       ["dl.notice", "dl.channel", "dl.target", "dl.state", "dl.attempts", "dl.next"], deliveries.map(x =>
         `<tr><td>${esc(W["n." + x.notice] ? t("n." + x.notice) : x.notice)}</td><td>${esc(x.channel)}</td>` +
-        `<td>${esc(x.target || x.recipient)}</td><td>${esc(x.state)}${x.last_error ? `<br><small>${esc(x.last_error)}</small>` : ""}` +
+        `<td class="wrap">${esc(x.target || x.recipient)}</td><td><span class="badge dls-${esc(x.state)}">${word("dls.", x.state)}</span>${x.last_error ? `<br><small>${prose(x.last_error)}</small>` : ""}` +
         `${x.delivered_at ? `<br><small>${when(x.delivered_at)}</small>` : ""}</td>` +
-        `<td>${x.attempts.length ? `<ol class="attempts">${x.attempts.map(a => `<li>${when(a.at)} · ${esc(a.status ?? "")} ${esc(a.error || "")} <small>${esc(a.duration_ms)} ms</small></li>`).join("")}</ol>` : esc(x.attempt_count)}</td>` +
+        `<td>${x.attempts.length ? `<ol class="attempts">${x.attempts.map(a => `<li>${when(a.at)} · ${a.status ? `HTTP ${esc(a.status)}` : ""} ${prose(a.error || "")} <small>(${esc(a.duration_ms)} ms)</small></li>`).join("")}</ol>` : esc(x.attempt_count)}</td>` +
         `<td>${when(x.next_at)}</td></tr>`)) : `<p class="empty">${esc(t("dl.none"))}</p>`);
   } catch (err) { box.innerHTML = `<h2>${esc(t("d.deliveries"))}</h2>` + errorBox(err); }
 }
@@ -431,9 +447,9 @@ async function showForwarding(base) {
     box.innerHTML = head + kv([
       ["col.state", esc(fw.state)], ["col.due", when(fw.due_at)], ["fw.forwarded", when(fw.forwarded_at)],
       ["fw.upstream", esc(fw.upstream_id || "—")], ["w.attempts", esc(fw.attempts)], ["dl.next", when(fw.next_try_at)],
-      ["w.error", esc(fw.last_error || "—")],
+      ["w.error", prose(fw.last_error || "—")],
     ]) + (fw.tries.length ? `<h3>${esc(t("fw.tries"))}</h3>` + table(["l.at", "w.kind", "l.outcome", "w.error"], fw.tries.map(x =>
-      `<tr><td>${when(x.at)}</td><td>${esc(x.kind)}</td><td>${esc(x.outcome)} ${esc(x.http_status ?? "")}</td><td>${esc(x.error || "")}</td></tr>`)) : "");
+      `<tr><td>${when(x.at)}</td><td>${esc(x.kind)}</td><td>${esc(x.outcome)} ${esc(x.http_status ?? "")}</td><td>${prose(x.error || "")}</td></tr>`)) : "");
   } catch (err) {
     box.innerHTML = head + (err.status === 404 ? `<p class="empty">${esc(t("fw.none"))}</p>` : errorBox(err));
   }
@@ -456,7 +472,7 @@ PAGES.book = async ({arg, params}) => {
   const i = b.identity;
   out.innerHTML = `<section class="card"><h2>${esc(t("b.identity"))}</h2>${kv([
     ["b.name", `<strong>${esc(i.name || "—")}</strong>`], ["b.si", esc(i.si_code || "—")], ["b.personal", esc(i.personal_id || "—")],
-    ["b.birth", esc(i.birth_date || "—")], ["b.gender", esc(i.gender ?? "—")], ["b.as_of", esc(b.as_of)],
+    ["b.birth", day(i.birth_date)], ["b.gender", word("g.", i.gender) || "—"], ["b.as_of", esc(b.as_of)],
   ])}</section>
   <section class="card" id="periods"><h2>${esc(t("b.periods"))}</h2>${b.periods.length ? table(
     ["col.unit", "b.from", "b.to", "b.months", "b.position", "b.salary", "b.rate", "b.monthly", "b.total"], b.periods.map(p =>
@@ -468,7 +484,7 @@ PAGES.book = async ({arg, params}) => {
     <p class="total">${esc(t("b.totals"))}: <strong>${money(b.totals.total)}</strong> <small>(${money(b.totals.employer)} / ${money(b.totals.employee)})</small></p></section>
   <section class="card" id="benefits"><h2>${esc(t("b.benefits"))}</h2>${b.benefits.length ? table(
     ["b.regime", "b.from", "b.to", "b.days", "col.unit", "col.received"], b.benefits.map(x =>
-      `<tr><td>${esc(x.regime)} ${esc(x.kind || "")}</td><td>${esc(x.from_date || "")}</td><td>${esc(x.to_date || "")}</td>` +
+      `<tr><td>${esc(x.regime)} ${esc(x.kind || "")}</td><td>${day(x.from_date)}</td><td>${day(x.to_date)}</td>` +
       `<td>${esc(x.days ?? "")}</td><td>${esc(x.unit.mst || "")}</td><td><a href="#/dossier/${encodeURIComponent(x.dossier_id)}">${when(x.received_at)}</a></td></tr>`))
     : `<p class="empty">${esc(t("b.none"))}</p>`}</section>` +
     (b.notes && b.notes.length ? `<section class="card"><h2>${esc(t("b.notes"))}</h2><ul>${b.notes.map(n => `<li>${esc(n)}</li>`).join("")}</ul></section>` : "");
@@ -528,7 +544,7 @@ PAGES.lookups = async ({arg}) => {
   try {
     const {lookups} = await api(`/api/v1/persons/${encodeURIComponent(arg)}/lookups`);
     out.innerHTML = lookups.length ? table(["l.at", "l.facility", "l.key", "l.asked", "l.outcome"], lookups.map(x =>
-      `<tr><td>${when(x.at)}</td><td>${esc(x.facility || "")}</td><td class="mono">${esc(x.key_id)}</td><td>${esc(x.asked_id)}</td><td>${esc(x.outcome)}</td></tr>`))
+      `<tr><td>${when(x.at)}</td><td>${esc(x.facility || "")}</td><td class="mono">${esc(x.key_id)}</td><td>${esc(x.asked_id)}</td><td><span class="badge ${x.outcome === "valid" ? "ok" : x.outcome === "mismatch" || x.outcome === "unknown" ? "bad" : "warn"}">${word("lo.", x.outcome)}</span></td></tr>`))
       : `<p class="empty">${esc(t("l.none"))}</p>`;
   } catch (err) { out.innerHTML = errorBox(err); }
 };
