@@ -53,7 +53,7 @@ const W = {
   "s.mst": ["MST", "Tax code"], "s.issuer": ["Tổ chức cấp", "Issuer"], "s.validity": ["Hiệu lực chứng thư", "Validity"],
   "s.signed_at": ["Thời điểm ký", "Signing time"], "s.revocation": ["Tình trạng thu hồi", "Revocation"],
   "s.valid": ["Chữ ký", "Signature"], "s.ok": ["hợp lệ", "valid"], "s.bad": ["không hợp lệ", "not valid"],
-  "s.none": ["Không có chữ ký.", "No signature."], "s.serial": ["Số sê-ri", "Serial"],
+  "s.from": ["từ", "from"], "s.to": ["đến", "to"], "s.none": ["Không có chữ ký.", "No signature."], "s.serial": ["Số sê-ri", "Serial"],
   "rev.good": ["chưa bị thu hồi", "not revoked"], "rev.revoked": ["đã bị thu hồi", "revoked"],
   "rev.unknown": ["không xác định", "unknown"], "rev.checked": ["kiểm tra lúc", "checked at"],
   "d.files": ["Thông báo và tệp", "Notices and files"], "d.original": ["Hồ sơ gốc (XML)", "Original (XML)"],
@@ -138,8 +138,8 @@ function when(iso) {
   const ms = Date.parse(iso);
   if (Number.isNaN(ms)) return esc(iso);
   const d = new Date(ms + VN_OFFSET_MS);
-  return `<time datetime="${esc(iso)}">${pad(d.getUTCDate())}/${pad(d.getUTCMonth() + 1)}/${d.getUTCFullYear()} ` +
-    `${pad(d.getUTCHours())}:${pad(d.getUTCMinutes())}:${pad(d.getUTCSeconds())}<small> +07:00</small></time>`;
+  return `<time datetime="${esc(iso)}"><span>${pad(d.getUTCDate())}/${pad(d.getUTCMonth() + 1)}/${d.getUTCFullYear()} ` +
+    `${pad(d.getUTCHours())}:${pad(d.getUTCMinutes())}:${pad(d.getUTCSeconds())}</span><small> +07:00</small></time>`;
 }
 /** Free text from the server (a last error...) with any ISO time in it shown as local time. */
 const ISO_IN_TEXT = /\d{4}-\d\d-\d\dT\d\d:\d\d(?::\d\d(?:\.\d+)?)?(?:Z|[+-]\d\d:?\d\d)/g;
@@ -152,8 +152,8 @@ function vnDay(value, days = 0) {
 }
 const money = n => (n === null || n === undefined || n === "" ? "—" : Number(n).toLocaleString("vi-VN") + " ₫");
 const stateBadge = s => `<span class="badge st-${esc(s)}">${esc(W["st." + s] ? t("st." + s) : s)}</span>`;
-const table = (heads, rows, cls = "") => `<table class="${cls}"><thead><tr>${heads.map(h => `<th>${esc(t(h))}</th>`).join("")}` +
-  `</tr></thead><tbody>${rows.join("")}</tbody></table>`;
+const table = (heads, rows, cls = "") => `<div class="tablewrap"><table class="${cls}"><thead><tr>${heads.map(h => `<th>${esc(t(h))}</th>`).join("")}` +
+  `</tr></thead><tbody>${rows.join("")}</tbody></table></div>`;
 const kv = pairs => `<table class="kv"><tbody>${pairs.map(([k, v]) => `<tr><th>${esc(t(k))}</th><td>${v}</td></tr>`).join("")}</tbody></table>`;
 const bilingual = (vi, en) => `<span class="vi">${esc(vi)}</span>${en && en !== vi ? ` <span class="en" lang="en">${esc(en)}</span>` : ""}`;
 
@@ -405,6 +405,8 @@ function revocationText(rev) {
     (rev.checked_at ? `<br><small>${esc(t("rev.checked"))} ${when(rev.checked_at)}</small>` : "");
 }
 
+const commonName = dn => { const m = /(?:^|,)\s*CN=((?:\\,|[^,])+)/.exec(dn || ""); return m ? m[1].replace(/\\,/g, ",") : dn; };
+
 function signerTable(signers) {
   if (!signers || !signers.length) return `<p class="empty">${esc(t("s.none"))}</p>`;
   return table(["s.document", "s.valid", "s.subject", "s.mst", "s.issuer", "s.validity", "s.signed_at", "s.revocation"], signers.map(s => {
@@ -413,8 +415,8 @@ function signerTable(signers) {
     return `<tr><td>${esc(s.document)}${s.form ? `<br><small>${esc(s.form)}</small>` : ""}</td>` +
       `<td><span class="badge ${s.valid ? "ok" : "bad"}">${esc(t(s.valid ? "s.ok" : "s.bad"))}</span>${problems}</td>` +
       `<td>${esc(c.common_name || "—")}<br><small class="mono">${esc(c.subject || "")}</small>${c.serial ? `<br><small>${esc(t("s.serial"))} ${esc(c.serial)}</small>` : ""}</td>` +
-      `<td>${esc(s.mst || c.mst || "—")}</td><td><small>${esc(c.issuer || "—")}</small></td>` +
-      `<td>${c.not_before ? `${when(c.not_before)}<br>→ ${when(c.not_after)}` : "—"}</td>` +
+      `<td>${esc(s.mst || c.mst || "—")}</td><td title="${esc(c.issuer || "")}">${esc(commonName(c.issuer) || "—")}</td>` +
+      `<td>${c.not_before ? `<span class="muted">${esc(t("s.from"))}</span> ${when(c.not_before)}<br><span class="muted">${esc(t("s.to"))}</span> ${when(c.not_after)}` : "—"}</td>` +
       `<td>${when(s.signing_time)}</td><td>${revocationText(s.revocation)}</td></tr>`;
   }), "signers");
 }
