@@ -73,8 +73,8 @@ const W = {
   "fw.tries": ["Các lần thử", "Tries"],
   "d.unit_link": ["Đăng ký của đơn vị", "The unit's registration"], "d.unit_list": ["Các hồ sơ của đơn vị", "The unit's dossiers"],
   "yes": ["có", "yes"], "no": ["không", "no"], "back": ["‹ Danh sách", "‹ List"],
-  "b.title": ["Sổ BHXH điện tử", "Electronic SI book"], "b.pid": ["Số định danh (12 số) hoặc mã số BHXH (10 số)",
-    "Personal ID (12 digits) or SI code (10 digits)"], "b.as_of": ["Đến tháng (MM/yyyy)", "As of (MM/yyyy)"],
+  "b.title": ["Sổ BHXH điện tử", "Electronic SI book"], "b.pid": ["Số định danh hoặc mã số BHXH", "Personal ID or SI code"],
+  "b.pid.hint": ["Số định danh cá nhân (12 chữ số) hoặc mã số BHXH (10 chữ số)", "Personal ID (12 digits) or SI code (10 digits)"], "b.as_of": ["Đến tháng (MM/yyyy)", "As of (MM/yyyy)"],
   "b.go": ["Xem sổ", "Show book"], "b.identity": ["Người tham gia", "Person"], "b.name": ["Họ tên", "Name"],
   "b.si": ["Mã số BHXH", "SI code"], "b.personal": ["Số định danh", "Personal ID"], "b.birth": ["Ngày sinh", "Birth date"],
   "b.gender": ["Giới tính", "Gender"], "b.periods": ["Quá trình đóng", "Contribution periods"],
@@ -191,7 +191,7 @@ async function api(path, {method = "GET", body, type, raw} = {}) {
   }
   if (!resp.ok) {
     const err = await problemOf(resp);
-    if (resp.status === 401) { sessionStorage.removeItem(KEY_STORE); me = null; err.vi = W["err.key"][0]; err.en = W["err.key"][1] + " " + err.en; }
+    if (resp.status === 401) { sessionStorage.removeItem(KEY_STORE); me = null; err.vi = W["err.key"][0]; err.en = W["err.key"][1]; }
     throw err;
   }
   return raw ? resp : resp.json();
@@ -460,7 +460,7 @@ async function showForwarding(base) {
 // ---- #/book/PID ------------------------------------------------------------------------------
 PAGES.book = async ({arg, params}) => {
   view().innerHTML = `<h1>${esc(t("b.title"))}</h1>` + form("book-form", [
-    ["pid", "b.pid", `<input name="pid" inputmode="numeric" placeholder="001090123456" required>`],
+    ["pid", "b.pid", `<input name="pid" inputmode="numeric" placeholder="001090123456" title="${esc(t("b.pid.hint"))}" required>`],
     ["as_of", "b.as_of", `<input name="as_of" placeholder="12/2026">`],
   ], "b.go") + `<div id="book"></div>`;
   const f = $("#book-form");
@@ -537,7 +537,7 @@ PAGES.verify = async () => {
 // ---- #/lookups/PID ---------------------------------------------------------------------------
 PAGES.lookups = async ({arg}) => {
   view().innerHTML = `<h1>${esc(t("l.title"))}</h1><p class="muted">${esc(t("l.note"))}</p>` + form("lookups-form", [
-    ["pid", "b.pid", `<input name="pid" inputmode="numeric" placeholder="001090123456" required>`]], "u.go") + `<div id="lookups"></div>`;
+    ["pid", "b.pid", `<input name="pid" inputmode="numeric" placeholder="001090123456" title="${esc(t("b.pid.hint"))}" required>`]], "u.go") + `<div id="lookups"></div>`;
   const f = $("#lookups-form");
   f.elements.pid.value = arg;
   f.onsubmit = ev => { ev.preventDefault(); go(`#/lookups/${encodeURIComponent(f.elements.pid.value.trim())}`); };
