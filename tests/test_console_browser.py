@@ -15,11 +15,13 @@ import re
 import shutil
 import time
 import zipfile
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlencode
 
 import pytest
 
+from interchange.clock import vn_now
 from interchange.config import REPO_ROOT
 from interchange.devkit import samples
 from interchange.store import Store
@@ -48,6 +50,7 @@ expect = sync_api.expect
 pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning")
 SHOTS = REPO_ROOT / "artifacts" / "console"
 PERSON_PID, PERSON_SI = "001090123456", "0112345678"
+HOSTILE_NAME = 'Công ty <img src=x onerror="document.title=1"> & "Co"'  # shown as text, never as markup
 JSONISH = re.compile(r'\{\s*"|"code"\s*:')  # raw JSON on the page
 ISO_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d|\.\d{6}")  # an ISO time or microseconds shown as is
 
@@ -80,7 +83,7 @@ def served(tmp_path_factory):
             "rejected": d02([p_row(MasoBHXH="0112345679", TienLuong="1000000", TuThang="04/2026", PA="TM"),
                              p_row(MasoBHXH="0112345680", STT="2", TienLuong="900000000", TuThang="04/2026", PA="TM",
                                    HoTen="Lê Thị Cúc", GioiTinh="0")], "04/2026", signer),  # fmt: skip
-            "refused": samples.dossier_600(rows=2, seed=5),  # not signed
+            "refused": samples.dossier_600(samples.Unit(name=HOSTILE_NAME), rows=2, seed=5),  # not signed
             **{f"more{i}": sign_envelope(samples.dossier_600(rows=1, seed=10 + i, period=f"{i + 1:02d}/2025"), signer)
                for i in range(5)},
         }  # fmt: skip
@@ -181,8 +184,17 @@ def test_list_filters_and_paging(page, served):
     text = page.inner_text("#view")
     assert "Từ chối tiếp nhận" in text and "Chấp nhận" in text and "Không chấp nhận" in text and "+07:00" in text
     no_raw_json_or_utc(text)
+    assert HOSTILE_NAME in text and page.locator("#view img").count() == 0
     shot(page, "list.png")
 
+    today = vn_now().date()
+    for query, count in ((f"from={today}&to={today}", 9), (f"from={today + timedelta(days=1)}", 0),
+                         (f"to={today - timedelta(days=1)}", 0)):  # fmt: skip
+        page.goto(served.base + "#/dossiers?" + query)  # whole days in Vietnam, both ends included
+        expect(page.locator("table.list tbody tr")).to_have_count(count)
+
+    page.click("#clear")
+    expect(page.locator("table.list tbody tr")).to_have_count(9)
     page.select_option("select[name=state]", "refused")
     page.click("#search button[type=submit]")
     expect(page.locator("table.list tbody tr")).to_have_count(1)  # no eval: the CSP forbids it
@@ -205,6 +217,9 @@ def test_list_filters_and_paging(page, served):
     assert page.locator("table.list tbody tr").count() == 3 and page.is_disabled("#next")  # 8 of procedure 600
     assert page.inner_text("table.list") != first_page
     shot(page, "list-page2.png")
+    page.reload()  # the page number and the way back survive a reload
+    page.wait_for_selector(".pager span:has-text('Trang 2')")
+    assert page.is_enabled("#prev")
     page.click("#prev")
     page.wait_for_selector(".pager span:has-text('Trang 1')")
     assert page.inner_text("table.list") == first_page

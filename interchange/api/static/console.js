@@ -8,7 +8,14 @@ const VN_OFFSET_MS = 7 * 3600 * 1000;
 let lang = localStorage.getItem(LANG_STORE) === "en" ? "en" : "vi";
 let catalogue = null;  // code -> {text_vi, text_en, severity, layer}
 let me = null;  // the caller's key (GET /api/v1/key)
-const pageTrail = [];  // cursors of the pages before this one (the Previous button)
+const TRAIL_STORE = "interchange.trail";  // {at: this page's cursor, trail: the cursors of the pages before}
+function trailFor(cursor) {
+  let saved = null;
+  try { saved = JSON.parse(sessionStorage.getItem(TRAIL_STORE) || "null"); } catch (_) { saved = null; }
+  if (saved && saved.at === cursor && Array.isArray(saved.trail)) return saved.trail;
+  return cursor ? null : [];  // a page reached by a link: what came before is not known
+}
+const saveTrail = (at, trail) => sessionStorage.setItem(TRAIL_STORE, JSON.stringify({at, trail}));
 
 // ---- words ------------------------------------------------------------------------------------
 const W = {
@@ -302,13 +309,12 @@ PAGES.dossiers = async ({params}) => {
   if (!params.has("limit")) f.elements.limit.value = "20";
   f.onsubmit = ev => {
     ev.preventDefault();
-    pageTrail.length = 0;
     const values = Object.fromEntries(new FormData(f));
     values.so_ho_so = (values.so_ho_so || "").trim(); values.mst = (values.mst || "").trim();
     if (/^[0-9a-f]{32}$/i.test(values.so_ho_so)) { go(`#/dossier/${values.so_ho_so}`); return; }  // a transaction id
     go(toHash("dossiers", values));
   };
-  $("#clear").onclick = () => { pageTrail.length = 0; go("#/dossiers"); };
+  $("#clear").onclick = () => go("#/dossiers");
   await listResults(params);
 };
 
@@ -337,15 +343,19 @@ async function listResults(params) {
       <td>${d.unit.mst ? `<a href="#/unit/${encodeURIComponent(d.unit.mst)}">${esc(d.unit.mst)}</a>` : "—"}<br><small>${esc(d.unit.name || "")}</small></td>
       <td>${esc(d.procedure || "—")}</td><td>${esc(d.period || "—")}</td><td>${stateBadge(d.state)}${d.overdue ? ` <span class="badge warn">${esc(t("d.overdue"))}</span>` : ""}</td>
       <td>${when(d.received_at)}</td><td>${when(d.due_at)}</td></tr>`);
-  const pageNo = pageTrail.length + 1;
+  const here = params.get("cursor") || "", trail = trailFor(here);
+  const pageNo = trail ? trail.length + 1 : null;
   out.innerHTML = (rows.length ? table(["col.number", "col.id", "col.unit", "col.procedure", "col.period", "col.state", "col.received", "col.due"], rows, "list")
     : `<p class="empty">${esc(t("none"))}</p>`) +
     `<nav class="pager"><button type="button" id="prev" ${pageNo === 1 ? "disabled" : ""}>${esc(t("prev"))}</button>` +
-    `<span>${esc(t("page"))} ${pageNo}</span>` +
+    `<span>${esc(t("page"))} ${pageNo || "…"}</span>` +
     `<button type="button" id="next" ${page.next_cursor ? "" : "disabled"}>${esc(t("next"))}</button></nav>`;
   const base = Object.fromEntries(params); delete base.cursor;
-  $("#next").onclick = () => { pageTrail.push(params.get("cursor") || ""); go(toHash("dossiers", {...base, cursor: page.next_cursor})); };
-  $("#prev").onclick = () => { const c = pageTrail.pop() || ""; go(toHash("dossiers", {...base, cursor: c})); };
+  $("#next").onclick = () => { saveTrail(page.next_cursor, [...(trail || [""]), here]); go(toHash("dossiers", {...base, cursor: page.next_cursor})); };
+  $("#prev").onclick = () => {
+    const before = (trail || [""]).slice(0, -1), back = trail && trail.length ? trail[trail.length - 1] : "";
+    saveTrail(back, before); go(toHash("dossiers", {...base, cursor: back}));
+  };
 }
 
 // ---- #/dossier/ID ----------------------------------------------------------------------------
