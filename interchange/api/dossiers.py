@@ -178,12 +178,12 @@ async def list_dossiers(request: web.Request) -> web.Response:
             state=q.get("state"),
             procedure=q.get("procedure"),
             period=q.get("period"),
-            so_ho_so=q.get("so_ho_so") or None,
-            unit_mst=q.get("mst") or None,
+            so_ho_so=q.get("so_ho_so"),
             received_from=query_time(q.get("from"), "from"),
             received_to=query_time(q.get("to"), "to"),
             limit=max(1, min(limit, 500)),
             cursor=q.get("cursor"),
+            unit_mst=q.get("mst") or None,
         )
     except ValueError as exc:
         return problem_json(400, codes.BAD_QUERY, str(exc))

@@ -40,8 +40,9 @@ OPENAPI = {
                 "summary": "The caller's dossiers, newest first",
                 "parameters": [
                     {"name": n, "in": "query", "schema": {"type": "string"}}
-                    for n in ("state", "procedure", "period", "so_ho_so", "mst", "from", "to", "cursor")
+                    for n in ("state", "procedure", "period", "so_ho_so", "from", "to", "cursor")
                 ]
+                + [{"name": "mst", "in": "query", "description": "the unit's tax code", "schema": {"type": "string"}}]
                 + [{"name": "limit", "in": "query", "schema": {"type": "integer", "maximum": 500}}],
                 "responses": {"200": {"description": "items and next_cursor", "content": _JSON}},
             },

@@ -55,11 +55,11 @@ class Dossiers:
         procedure: str | None = None,
         period: str | None = None,
         so_ho_so: str | None = None,
-        unit_mst: str | None = None,
         received_from: datetime | None = None,
         received_to: datetime | None = None,
         limit: int = 50,
         cursor: str | None = None,
+        unit_mst: str | None = None,
     ) -> tuple[list[Dossier], str | None]:
         """Newest first. `received_from` is inclusive, `received_to` exclusive. Pass the cursor
         returned with one page to get the next; None means there is no next page.
@@ -72,14 +72,14 @@ class Dossiers:
             query = query.where(dossiers.c.procedure == procedure)
         if period is not None:
             query = query.where(dossiers.c.period == period)
-        if so_ho_so is not None:  # the agency's number of a received dossier, e.g. 00001/2026/BHXH
+        if so_ho_so is not None:
             query = query.where(dossiers.c.so_ho_so == so_ho_so)
-        if unit_mst is not None:
-            query = query.where(dossiers.c.unit_mst == unit_mst)
         if received_from is not None:
             query = query.where(dossiers.c.received_at >= received_from)
         if received_to is not None:
             query = query.where(dossiers.c.received_at < received_to)
+        if unit_mst is not None:  # the unit's tax code (auditors; a unit's key sees its own anyway)
+            query = query.where(dossiers.c.unit_mst == unit_mst)
         if cursor is not None:
             after_time, after_id = _decode_cursor(cursor)
             query = query.where(

@@ -60,6 +60,8 @@ const W = {
   "s.mst": ["MST", "Tax code"], "s.issuer": ["Tổ chức cấp", "Issuer"], "s.validity": ["Hiệu lực chứng thư", "Validity"],
   "s.signed_at": ["Thời điểm ký", "Signing time"], "s.revocation": ["Tình trạng thu hồi", "Revocation"],
   "s.valid": ["Chữ ký", "Signature"], "s.ok": ["hợp lệ", "valid"], "s.bad": ["không hợp lệ", "not valid"],
+  "s.intact": ["chữ ký toàn vẹn", "signature intact"], "s.broken": ["chữ ký bị sai lệch", "signature broken"],
+  "s.trusted": ["chứng thư tin cậy", "certificate trusted"], "s.untrusted": ["chứng thư không tin cậy", "certificate not trusted"],
   "s.from": ["từ", "from"], "s.to": ["đến", "to"], "s.none": ["Không có chữ ký.", "No signature."], "s.serial": ["Số sê-ri", "Serial"],
   "rev.good": ["chưa bị thu hồi", "not revoked"], "rev.revoked": ["đã bị thu hồi", "revoked"],
   "rev.unknown": ["không xác định", "unknown"], "rev.checked": ["kiểm tra lúc", "checked at"],
@@ -417,13 +419,19 @@ function revocationText(rev) {
 
 const commonName = dn => { const m = /(?:^|,)\s*CN=((?:\\,|[^,])+)/.exec(dn || ""); return m ? m[1].replace(/\\,/g, ",") : dn; };
 
+/** Whether the cryptography holds apart from whether the certificate is trusted, when the report says. */
+function checks(s) {
+  const part = (value, yes, no) => (typeof value === "boolean" ? `<div class="small ${value ? "ok-text" : "bad-text"}">${esc(t(value ? yes : no))}</div>` : "");
+  return part(s.signature_intact ?? s.intact, "s.intact", "s.broken") + part(s.certificate_trusted ?? s.trusted, "s.trusted", "s.untrusted");
+}
+
 function signerTable(signers) {
   if (!signers || !signers.length) return `<p class="empty">${esc(t("s.none"))}</p>`;
   return table(["s.document", "s.valid", "s.subject", "s.mst", "s.issuer", "s.validity", "s.signed_at", "s.revocation"], signers.map(s => {
     const c = s.signer || {};
     const problems = (s.problems || []).map(p => `<div class="sig-problem"><code>${esc(p.code)}</code> ${bilingual(p.message_vi, p.message_en)}</div>`).join("");
     return `<tr><td>${esc(s.document)}${s.form ? `<br><small>${esc(s.form)}</small>` : ""}</td>` +
-      `<td><span class="badge ${s.valid ? "ok" : "bad"}">${esc(t(s.valid ? "s.ok" : "s.bad"))}</span>${problems}</td>` +
+      `<td><span class="badge ${s.valid ? "ok" : "bad"}">${esc(t(s.valid ? "s.ok" : "s.bad"))}</span>${checks(s)}${problems}</td>` +
       `<td>${esc(c.common_name || "—")}<br><small class="mono">${esc(c.subject || "")}</small>${c.serial ? `<br><small>${esc(t("s.serial"))} ${esc(c.serial)}</small>` : ""}</td>` +
       `<td>${esc(s.mst || c.mst || "—")}</td><td title="${esc(c.issuer || "")}">${esc(commonName(c.issuer) || "—")}</td>` +
       `<td>${c.not_before ? `<span class="muted">${esc(t("s.from"))}</span> ${when(c.not_before)}<br><span class="muted">${esc(t("s.to"))}</span> ${when(c.not_after)}` : "—"}</td>` +
