@@ -172,8 +172,9 @@ class ApiError extends Error {
 }
 const key = () => sessionStorage.getItem(KEY_STORE);
 
-/** Vietnamese and English text of an error answer, whatever its shape: the old {code, message},
-    RFC 9457 problem+json (title, detail, instance, errors) with or without Vietnamese fields. */
+/** Vietnamese and English text of an error answer, whatever its shape: the old {code, message};
+    RFC 9457 problem+json with Vietnamese `title`/`detail` beside `title_en`/`detail_en`; plain
+    RFC 9457 (English title/detail); *_vi fields. Then the code's catalogue text, then the status. */
 async function problemOf(resp) {
   let body = null;
   try { body = JSON.parse(await resp.text()); } catch (_) { body = null; }
@@ -183,10 +184,14 @@ async function problemOf(resp) {
   const code = pick("code", "type_code");
   const known = (catalogue && code && catalogue[code]) || null;
   const status = STATUS_TEXT[resp.status] || [`Lỗi HTTP ${resp.status}.`, `HTTP error ${resp.status}.`];
-  const vi = pick("detail_vi", "message_vi", "vi.detail", "detail.vi", "title_vi", "vi.title", "title.vi") || (known && known.text_vi) || status[0];
-  const en = pick("detail_en", "message_en", "en.detail", "detail.en", "detail", "message", "title_en", "title") || (known && known.text_en) || status[1];
+  const bilingualProblem = typeof body.detail_en === "string" || typeof body.title_en === "string";  // detail/title are Vietnamese
+  const vi = pick("detail_vi", "message_vi", ...(bilingualProblem ? ["detail"] : []), "title_vi", ...(bilingualProblem ? ["title"] : []))
+    || (known && known.text_vi) || status[0];
+  const en = pick("detail_en", "message_en", ...(bilingualProblem ? [] : ["detail"]), "message", "title_en", ...(bilingualProblem ? [] : ["title"]))
+    || (known && known.text_en) || status[1];
   const sub = Array.isArray(body.errors) ? body.errors.map(e => (typeof e === "string" ? e : e && (e.detail || e.message || e.msg))).filter(Boolean) : [];
-  const place = pick("place", "pointer", "parameter", "xpath", "instance");
+  let place = pick("parameter", "pointer", "place", "xpath");
+  if (Array.isArray(body.allowed) && body.allowed.length) place = `${place || ""} ∈ {${body.allowed.join(", ")}}`.trim();
   return new ApiError(resp.status, code, vi, [en, ...sub].join(" — "), place);
 }
 
