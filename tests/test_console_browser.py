@@ -167,6 +167,12 @@ def sign_in(page, served, token: str | None = None, hash: str = "") -> None:
     page.wait_for_selector("#who:has-text('auditor'), #who:has-text('submitter')")
 
 
+def visit(page, served, hash: str) -> None:
+    """Go to a console address and wait until the page has drawn it (body[data-ready])."""
+    page.goto(served.base + hash)
+    page.wait_for_selector(f'body[data-ready="{hash}"]', state="attached")
+
+
 def shot(page, name: str) -> None:
     page.screenshot(path=str(SHOTS / name), full_page=True)
 
@@ -190,7 +196,7 @@ def test_list_filters_and_paging(page, served):
     today = vn_now().date()
     for query, count in ((f"from={today}&to={today}", 9), (f"from={today + timedelta(days=1)}", 0),
                          (f"to={today - timedelta(days=1)}", 0)):  # fmt: skip
-        page.goto(served.base + "#/dossiers?" + query)  # whole days in Vietnam, both ends included
+        visit(page, served, "#/dossiers?" + query)  # whole days in Vietnam, both ends included
         expect(page.locator("table.list tbody tr")).to_have_count(count)
 
     page.click("#clear")
@@ -200,15 +206,15 @@ def test_list_filters_and_paging(page, served):
     expect(page.locator("table.list tbody tr")).to_have_count(1)  # no eval: the CSP forbids it
     assert served.ids["refused"] in page.inner_html("table.list") and "state=refused" in page.url
 
-    page.goto(served.base + "#/dossiers?period=04%2F2026")
+    visit(page, served, "#/dossiers?period=04%2F2026")
     expect(page.locator("table.list tbody tr")).to_have_count(1)  # no eval: the CSP forbids it
     assert "04/2026" in page.inner_text("table.list")
 
-    page.goto(served.base + "#/dossiers?mst=0309876547")  # a unit with no dossier here
+    visit(page, served, "#/dossiers?mst=0309876547")  # a unit with no dossier here
     page.wait_for_selector("p.empty")
     assert "Không có hồ sơ nào khớp" in page.inner_text("#results")
 
-    page.goto(served.base + "#/dossiers?limit=5&procedure=600")
+    visit(page, served, "#/dossiers?limit=5&procedure=600")
     expect(page.locator("table.list tbody tr")).to_have_count(5)  # no eval: the CSP forbids it
     first_page = page.inner_text("table.list")
     assert page.is_disabled("#prev") and page.is_enabled("#next")
@@ -233,6 +239,14 @@ def test_lookup_by_dossier_number_opens_the_dossier(page, served):
     page.wait_for_url(re.compile(r"#/dossier/"))
     page.wait_for_selector(f"h1:has-text('{number}')")
     assert served.ids["person"] in page.url
+
+    page.goto(served.base + "#/")
+    page.goto(served.base + f"#/dossier/{number}")  # a number in the address, as typed
+    page.wait_for_url(re.compile(served.ids["person"]))
+    page.wait_for_selector(f"h1:has-text('{number}')")
+    page.goto(served.base + "#/dossier/99999/2026/TEST")
+    page.wait_for_selector("#view .error")
+    assert "Không có hồ sơ số 99999/2026/TEST" in page.inner_text("#view .error")
 
 
 def _number(served, name: str) -> str:

@@ -236,7 +236,8 @@ function route() {
   const hash = location.hash.replace(/^#\/?/, "");
   const [pathPart, query = ""] = hash.split("?");
   const parts = pathPart.split("/").filter(Boolean).map(decodeURIComponent);
-  return {page: parts[0] || "dossiers", arg: parts[1] || "", params: new URLSearchParams(query)};
+  // #/dossier/00001/2026/BHXH: a dossier number has slashes of its own
+  return {page: parts[0] || "dossiers", arg: parts.slice(1).join("/"), params: new URLSearchParams(query)};
 }
 const PAGES = {};
 
@@ -248,6 +249,11 @@ function translateStatic() {
 }
 
 async function render() {
+  delete document.body.dataset.ready;
+  try { await show(); } finally { document.body.dataset.ready = location.hash || "#/"; }  // for tests and scripts
+}
+
+async function show() {
   translateStatic();
   const r = route();
   document.querySelectorAll("#nav a").forEach(a => a.classList.toggle("on", a.dataset.nav === (r.page === "dossier" ? "dossiers" : r.page)));
@@ -264,7 +270,7 @@ async function render() {
     $("#who").textContent = `${t("role")}: ${me.role}${me.mst ? " · MST " + me.mst : ""}${me.ivan ? " · I-VAN " + me.ivan : ""}`;
     await (PAGES[r.page] || PAGES.dossiers)(r);
   } catch (err) {
-    if (!key()) { await render(); $("#login-error").innerHTML = errorBox(err); return; }
+    if (!key()) { await show(); $("#login-error").innerHTML = errorBox(err); return; }
     view().innerHTML = (r.page === "dossier" ? `<p><a href="#/" class="link">${esc(t("back"))}</a></p>` : "") + errorBox(err);
   }
 }
@@ -366,7 +372,15 @@ async function listResults(params) {
 }
 
 // ---- #/dossier/ID ----------------------------------------------------------------------------
+const SO_HO_SO = /^\d+\/\d{4}\/\S+$/;  // NNNNN/YYYY/<office>
+
 PAGES.dossier = async ({arg}) => {
+  if (SO_HO_SO.test(arg)) {  // a dossier number rather than a transaction id: find it
+    const found = await api(`/api/v1/dossiers?limit=1&so_ho_so=${encodeURIComponent(arg)}`);
+    if (!found.items.length) throw new ApiError(404, "NOT-FOUND", `Không có hồ sơ số ${arg} (hoặc bạn không được xem).`, `No dossier numbered ${arg} (or not yours to see).`);
+    location.replace(`#/dossier/${encodeURIComponent(found.items[0].id)}`);
+    return;
+  }
   const d = await api(`/api/v1/dossiers/${encodeURIComponent(arg)}`);
   const base = `/api/v1/dossiers/${encodeURIComponent(d.id)}`;
   const receipt = d.errors.filter(p => p.layer !== "rule"), result = d.errors.filter(p => p.layer === "rule");
