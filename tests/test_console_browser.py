@@ -198,6 +198,15 @@ def test_list_filters_and_paging(page, served):
                          (f"to={today - timedelta(days=1)}", 0)):  # fmt: skip
         visit(page, served, "#/dossiers?" + query)  # whole days in Vietnam, both ends included
         expect(page.locator("table.list tbody tr")).to_have_count(count)
+    page.click("#clear")
+    page.fill("input[name=from]", today.strftime("%d/%m/%Y"))  # as people write a day here
+    page.click("#search button[type=submit]")
+    page.wait_for_url(re.compile(f"from={today}"))
+    expect(page.locator("table.list tbody tr")).to_have_count(9)
+    page.fill("input[name=to]", "31/02/2026")
+    page.click("#search button[type=submit]")
+    page.wait_for_selector("#results .error")
+    assert "31/02/2026" in page.inner_text("#results .error") and "dd/mm/yyyy" in page.inner_text("#results .error")
 
     page.click("#clear")
     expect(page.locator("table.list tbody tr")).to_have_count(9)

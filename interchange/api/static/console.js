@@ -153,6 +153,15 @@ function when(iso) {
 /** Free text from the server (a last error...) with any ISO time in it shown as local time. */
 const ISO_IN_TEXT = /\d{4}-\d\d-\d\dT\d\d:\d\d(?::\d\d(?:\.\d+)?)?(?:Z|[+-]\d\d:?\d\d)/g;
 const prose = text => esc(text ?? "").replace(ISO_IN_TEXT, m => when(m));
+/** A day typed as dd/mm/yyyy (or YYYY-MM-DD) as YYYY-MM-DD; null when it is no calendar day. */
+function isoDay(text) {
+  const m = /^(\d{1,2})\/(\d{1,2})\/(\d{4})$/.exec(text || "") || /^(\d{4})-(\d{2})-(\d{2})$/.exec(text || "");
+  if (!m) return null;
+  const [y, mo, d] = m[1].length === 4 ? [+m[1], +m[2], +m[3]] : [+m[3], +m[2], +m[1]];
+  const probe = new Date(Date.UTC(y, mo - 1, d));
+  if (probe.getUTCFullYear() !== y || probe.getUTCMonth() !== mo - 1 || probe.getUTCDate() !== d) return null;
+  return `${y}-${pad(mo)}-${pad(d)}`;
+}
 /** A YYYY-MM-DD date of the form as its first moment in Vietnam, ISO with +07:00 (`days` later). */
 function vnDay(value, days = 0) {
   const [y, m, d] = value.split("-").map(Number);
@@ -314,16 +323,22 @@ PAGES.dossiers = async ({params}) => {
     ["procedure", "f.procedure", `<input name="procedure" list="procedures" placeholder="600"><datalist id="procedures">` +
       PROCEDURES.map(p => `<option value="${esc(p)}">`).join("") + "</datalist>"],
     ["state", "f.state", stateSelect],
-    ["from", "f.from", `<input type="date" name="from">`], ["to", "f.to", `<input type="date" name="to">`],
+    ["from", "f.from", `<input name="from" placeholder="dd/mm/yyyy" inputmode="numeric" autocomplete="off">`],
+    ["to", "f.to", `<input name="to" placeholder="dd/mm/yyyy" inputmode="numeric" autocomplete="off">`],
     ["limit", "f.limit", limitSelect],
   ], "search.go", `<button type="button" id="clear" class="link">${esc(t("search.clear"))}</button>`) + `<div id="results"></div>`;
   const f = $("#search");
   fill(f, params);
+  for (const name of ["from", "to"]) if (isoDay(params.get(name))) f.elements[name].value = day(isoDay(params.get(name)));
   if (!params.has("limit")) f.elements.limit.value = "20";
   f.onsubmit = ev => {
     ev.preventDefault();
     const values = Object.fromEntries(new FormData(f));
     values.so_ho_so = (values.so_ho_so || "").trim(); values.mst = (values.mst || "").trim();
+    for (const name of ["from", "to"]) {
+      const typed = (values[name] || "").trim();
+      values[name] = typed && (isoDay(typed) || typed);  // dd/mm/yyyy (or YYYY-MM-DD) kept as YYYY-MM-DD
+    }
     if (/^[0-9a-f]{32}$/i.test(values.so_ho_so)) { go(`#/dossier/${values.so_ho_so}`); return; }  // a transaction id
     go(toHash("dossiers", values));
   };
@@ -333,16 +348,21 @@ PAGES.dossiers = async ({params}) => {
 
 async function listResults(params) {
   const q = new URLSearchParams();
+  const out = $("#results");
   for (const name of FILTERS) {
     const v = (params.get(name) || "").trim();
     if (!v) continue;
-    if (name === "from") q.set("from", vnDay(v));
-    else if (name === "to") q.set("to", vnDay(v, 1));  // the whole last day: `to` is exclusive
-    else q.set(name, v);
+    if (name === "from" || name === "to") {
+      const iso = isoDay(v);
+      if (!iso) {
+        out.innerHTML = errorBox(new ApiError(0, "", `Ngày "${v}" không hợp lệ; hãy viết dd/mm/yyyy.`, `"${v}" is not a date; write dd/mm/yyyy.`, t("f." + name)));
+        return;
+      }
+      q.set(name, name === "from" ? vnDay(iso) : vnDay(iso, 1));  // whole days in Vietnam; `to` is exclusive
+    } else q.set(name, v);
   }
   q.set("limit", params.get("limit") || "20");
   if (params.get("cursor")) q.set("cursor", params.get("cursor"));
-  const out = $("#results");
   let page;
   try { page = await api("/api/v1/dossiers?" + q); } catch (err) { out.innerHTML = errorBox(err); return; }
   // A number typed in full finds one dossier: open it.
