@@ -32,7 +32,7 @@ const W = {
   "f.so_ho_so": ["Số hồ sơ", "Dossier number"], "f.so_ho_so.hint": ["Số hồ sơ, hoặc mã giao dịch (32 ký tự)", "Dossier number, or transaction id (32 characters)"],
   "f.mst": ["Mã số thuế đơn vị", "Unit tax code (MST)"],
   "f.period": ["Kỳ kê khai (MM/yyyy)", "Period (MM/yyyy)"], "f.procedure": ["Thủ tục", "Procedure"],
-  "f.state": ["Trạng thái", "State"], "f.from": ["Nhận từ ngày", "Received from"], "f.to": ["đến ngày", "to"],
+  "f.state": ["Trạng thái", "State"], "f.from": ["Nhận từ ngày", "Received from"], "f.to": ["Nhận đến ngày", "Received to"],
   "f.limit": ["Số dòng", "Rows"], "any": ["(tất cả)", "(any)"],
   "col.number": ["Số hồ sơ", "Number"], "col.id": ["Mã giao dịch", "Transaction id"], "col.unit": ["Đơn vị", "Unit"],
   "col.procedure": ["Thủ tục", "Procedure"], "col.period": ["Kỳ", "Period"], "col.state": ["Trạng thái", "State"],
