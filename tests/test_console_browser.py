@@ -358,6 +358,15 @@ def test_verify_upload(page, served, tmp_path):
     no_raw_json_or_utc(report)
     shot(page, "verify.png")
 
+    junk = tmp_path / "bang-luong.xlsx"
+    junk.write_bytes(b"PK\x03\x04 not XML")  # the wrong file picked
+    page.set_input_files("#verify-file", str(junk))
+    page.click("#verify-form button[type=submit]")
+    page.wait_for_selector("#verdict:has-text('Không kiểm tra được chữ ký nào')")
+    report = page.inner_text("#report")
+    assert "XML-MALFORMED" in report and "bang-luong.xlsx" in report
+    no_raw_json_or_utc(report)
+
 
 def test_errors_are_readable_messages(page, served):
     page.goto(served.base)

@@ -105,7 +105,7 @@ const W = {
              "Choose a signed dossier (Hoso), form or notice (XML). The file is not stored."],
   "v.file": ["Tệp XML", "XML file"], "v.go": ["Xác minh", "Verify"], "v.ok": ["Mọi chữ ký hợp lệ", "Every signature is valid"],
   "v.bad": ["Có chữ ký không hợp lệ", "A signature is not valid"], "v.pick": ["Hãy chọn một tệp.", "Choose a file first."],
-  "v.problems": ["Vấn đề", "Problems"],
+  "v.none": ["Không kiểm tra được chữ ký nào", "No signature could be checked"], "v.problems": ["Vấn đề", "Problems"],
   "l.title": ["Nhật ký tra cứu thẻ BHYT của một người", "A person's e-HI card lookup log"],
   "l.note": ["Dành cho kiểm toán viên: mọi lần cơ sở y tế tra cứu thẻ của người này.",
              "For auditors: every time a health facility looked up this person's card."],
@@ -585,7 +585,8 @@ PAGES.verify = async () => {
       const sigs = report.signatures || [];
       const ok = report.ok !== undefined ? report.ok : sigs.length > 0 && sigs.every(s => s.valid);
       const problems = report.problems || [];
-      out.innerHTML = `<section class="card"><h2>${esc(file.name)} <span class="badge ${ok ? "ok" : "bad"}" id="verdict">${esc(t(ok ? "v.ok" : "v.bad"))}</span></h2>` +
+      const verdict = ok ? "v.ok" : sigs.length ? "v.bad" : "v.none";
+      out.innerHTML = `<section class="card"><h2>${esc(file.name)} <span class="badge ${ok ? "ok" : "bad"}" id="verdict">${esc(t(verdict))}</span></h2>` +
         signerTable(sigs) + (problems.length ? `<h3>${esc(t("v.problems"))}</h3>` + problemTable(problems) : "") + "</section>";
     } catch (err) { out.innerHTML = errorBox(err); }
   };
