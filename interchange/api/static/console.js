@@ -538,7 +538,8 @@ PAGES.book = async ({arg, params}) => {
       `<tr><td>${esc(p.unit.mst || "")}<br><small>${esc(p.unit.name || "")}</small></td><td>${esc(p.from_month)}</td>` +
       `<td>${esc(p.to_month || t("b.open"))}</td><td>${esc(p.months)}</td><td>${esc(p.position || "")}</td>` +
       `<td>${money(p.salary)}</td><td>${esc(p.rate ?? "")}${p.rate != null ? "%" : ""}</td>` +
-      `<td>${money(p.monthly.employer)} / ${money(p.monthly.employee)}</td><td>${money(p.totals.total)}` +
+      `<td>${money(p.monthly.employer)} / ${money(p.monthly.employee)}${(p.funds || []).map(f =>
+        `<br><small title="${esc(f.name || "")}">${esc(f.fund)}: ${money(f.employer)} / ${money(f.employee)}</small>`).join("")}</td><td>${money(p.totals.total)}` +
       `${p.problem ? `<br><small class="warn-text">${esc(p.problem)}</small>` : ""}</td></tr>`)) : `<p class="empty">${esc(t("b.none"))}</p>`}
     <p class="total">${esc(t("b.totals"))}: <strong>${money(b.totals.total)}</strong> <small>(${money(b.totals.employer)} / ${money(b.totals.employee)})</small></p></section>
   <section class="card" id="benefits"><h2>${esc(t("b.benefits"))}</h2>${b.benefits.length ? table(
