@@ -35,8 +35,9 @@ async def test_search_by_dossier_number_and_unit_mst(api, world):
     assert sorted(await _numbers(api, "mst=", key="unit")) == sorted(numbers[UNIT.mst])  # empty: no filter
 
 
-async def test_code_catalogue_is_public_and_complete(api):
-    resp = await api.get("/api/v1/codes")
+async def test_code_catalogue_is_complete(api):
+    assert (await api.get("/api/v1/codes")).status == 401
+    resp = await api.get("/api/v1/codes", headers=api.keys["unit"])
     assert resp.status == 200
     listed = {c["code"]: c for c in (await resp.json())["codes"]}
     assert set(listed) == {c.code for c in every_code()}

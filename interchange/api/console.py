@@ -50,7 +50,9 @@ _CATALOGUE = None
 
 async def get_codes(request: web.Request) -> web.Response:
     """GET /api/v1/codes: every code the server can emit, with its layer, severity and Vietnamese
-    and English text (as `interchange codes` lists them). Public: it is the published catalogue."""
+    and English text (as `interchange codes` lists them). Any key but a facility's (which looks up
+    e-HI cards and nothing else)."""
+    await reader(request)
     global _CATALOGUE
     if _CATALOGUE is None:
         _CATALOGUE = {"codes": [c.as_dict() for c in every_code()]}
@@ -79,7 +81,9 @@ _PROBLEM = {"application/json": {"schema": {"type": "object", "description": "co
 OPENAPI_PATHS = {
     "/api/v1/codes": {"get": {
         "summary": "Every code the server can emit: code, layer, severity, text_vi, text_en",
-        "security": [], "responses": {"200": {"description": "{codes: [...]}", "content": _JSON}},
+        "responses": {"200": {"description": "{codes: [...]}", "content": _JSON},
+                      "401": {"description": "no or bad API key", "content": _PROBLEM},
+                      "403": {"description": "a facility key", "content": _PROBLEM}},
     }},
     "/api/v1/key": {"get": {
         "summary": "The caller's key: key_id, role, mst, ivan, facility, label, created_at, sees_all",

@@ -286,9 +286,11 @@ async function show() {
 
 async function loadCatalogue() {
   try {
-    const resp = await fetch("/api/v1/codes");
-    catalogue = resp.ok ? Object.fromEntries((await resp.json()).codes.map(c => [c.code, c])) : {};
-  } catch (_) { catalogue = {}; }
+    catalogue = Object.fromEntries((await api("/api/v1/codes")).codes.map(c => [c.code, c]));
+  } catch (err) {
+    catalogue = {};
+    if (err.status === 401) throw err;  // the key is wrong: said on the sign-in form
+  }
 }
 
 function form(id, fields, submitLabel, extra = "") {
