@@ -184,4 +184,5 @@ async def test_operations_endpoints(api):
 async def test_lookup_page(api):
     resp = await api.get("/")
     assert resp.status == 200 and "text/html" in resp.headers["Content-Type"]
-    assert "/api/v1/dossiers" in await resp.text()
+    assert '<script src="/console/console.js"' in await resp.text()  # the web console (tests/test_console_*.py)
+    assert "/api/v1/dossiers" in await (await api.get("/console/console.js")).text()

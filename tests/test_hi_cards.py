@@ -113,6 +113,7 @@ ROUTES = [  # every route but the card lookups, with a method and a path
     ("GET", "/api/v1/dossiers/x/deliveries"), ("PUT", "/api/v1/callback"), ("GET", "/api/v1/callback"),
     ("DELETE", "/api/v1/callback"), ("GET", f"/api/v1/units/{UNIT.mst}"), ("GET", f"/api/v1/persons/{PID}/book"),
     ("GET", f"/api/v1/persons/{PID}/lookups"), ("POST", "/api/v1/verify"),
+    ("GET", "/api/v1/codes"), ("GET", "/api/v1/key"),  # the web console's (interchange/api/console.py)
 ]  # fmt: skip
 
 

@@ -16,7 +16,7 @@ from aiohttp.client_exceptions import ClientConnectionResetError
 from aiohttp.http_exceptions import HttpProcessingError
 
 from interchange import codes
-from interchange.api import book, cards, delivery, dossiers, forwarding, ops
+from interchange.api import book, cards, console, delivery, dossiers, forwarding, ops
 from interchange.api.http import (
     LIMITER,
     METRICS,
@@ -171,5 +171,5 @@ def build_app(services: Services, metrics: Metrics, server: ServerConfig | None 
     add.add_get("/readyz", ops.readyz)
     add.add_get("/metrics", ops.metrics)
     add.add_get("/api/openapi.json", ops.openapi)
-    add.add_get("/", ops.index)
+    console.add_routes(add)  # the web console: /, /console/{name}, /api/v1/codes, /api/v1/key
     return app

@@ -177,11 +177,12 @@ async def list_dossiers(request: web.Request) -> web.Response:
             state=q.state,
             procedure=q.procedure,
             period=q.period,
-            so_ho_so=q.so_ho_so,
+            so_ho_so=q.so_ho_so or None,
             received_from=query_time(q.from_, "from"),
             received_to=query_time(q.to, "to"),
             limit=q.limit,
             cursor=q.cursor,
+            unit_mst=q.mst or None,
         )
     except ValueError:
         return problem_json(400, codes.BAD_QUERY, "cursor: not a next_cursor this server gave",

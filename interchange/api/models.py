@@ -151,6 +151,7 @@ class DossierQuery(Model):
     procedure: str | None = Field(None, max_length=50, description="MaThuTuc")
     period: str | None = Field(None, pattern=PERIOD, description="KyKeKhai, MM/yyyy")
     so_ho_so: str | None = Field(None, max_length=50, description="the dossier number (SoHoSo), e.g. 00001/2026/BHXH")
+    mst: str | None = Field(None, max_length=20, description="the declaring unit's tax code (MaSoThue)")
     from_: str | None = Field(None, alias="from", description="received at or after (ISO 8601; UTC without offset)",
                               json_schema_extra={"format": "date-time"})  # fmt: skip
     to: str | None = Field(None, description="received before (ISO 8601; UTC without offset)",
@@ -458,3 +459,30 @@ class Readiness(Model):
 
 
 NOTICE_KINDS = NOTICE_SLUGS
+
+
+# ---- the web console's reads ---------------------------------------------------------------------
+
+
+class CodeEntry(Open):
+    """A code the server can emit: codes.py's (layer, text_vi, text_en) or a rule's (forms, title, message)."""
+
+    code: str
+    severity: str
+
+
+class CodeCatalogue(Model):
+    codes: list[CodeEntry]
+
+
+class KeyInfo(Model):
+    """The caller's own key, never its secret."""
+
+    key_id: str
+    role: str
+    mst: str | None
+    ivan: str | None
+    facility: str | None
+    label: str | None
+    created_at: str
+    sees_all: bool

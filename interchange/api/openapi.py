@@ -168,7 +168,18 @@ OPERATIONS: tuple[Op, ...] = (
        errors={503: "not ready: the failing components are named"}, keyed=False),
     Op("get", "/metrics", "Prometheus metrics", {200: Raw("text/plain", "Prometheus text format")}, keyed=False),
     Op("get", "/api/openapi.json", "This document", {200: Raw("application/json", "OpenAPI 3.1")}, keyed=False),
-    Op("get", "/", "A small page to look up a dossier's state and notices with one's own API key",
+    Op("get", "/api/v1/codes", "Every code the server can emit, with its layer or forms, severity and Vietnamese "
+       "and English text (as `interchange codes` lists them)", {200: Json(m.CodeCatalogue, "the catalogue")},
+       errors={403: "a facility key (it looks up e-HI cards and nothing else)"}),
+    Op("get", "/api/v1/key", "The caller's own key: role and what it is bound to, never its secret",
+       {200: Json(m.KeyInfo, "the key")}, errors={403: "a facility key"}),
+    Op("get", "/console/{name}", "The web console's script and style sheet",
+       {200: (Raw("application/javascript", "console.js"), Raw("text/css", "console.css"))},
+       errors={404: ERRORS[404]}, keyed=False,
+       path_params=({"name": "name", "in": "path", "required": True, "description": "the file",
+                     "schema": {"type": "string", "enum": ["console.css", "console.js"]}},)),
+    Op("get", "/", "The web console: search dossiers, a dossier's layers, errors, signers, notices, evidence, "
+       "deliveries; an e-SI book; a unit's registration; verify a signed file; card lookups",
        {200: Raw("text/html", "the page")}, keyed=False),
 )  # fmt: skip
 

@@ -1,4 +1,4 @@
-"""Operations and the small web page: /healthz, /readyz, /metrics, the API document, /."""
+"""Operations: /healthz, /readyz, /metrics, the API document (the web console is api/console.py)."""
 
 from __future__ import annotations
 
@@ -94,12 +94,3 @@ async def metrics(request: web.Request) -> web.Response:
 
 async def openapi(request: web.Request) -> web.Response:
     return web.json_response(document())
-
-
-_INDEX = (Path(__file__).parent / "static" / "index.html").read_bytes()
-
-
-async def index(request: web.Request) -> web.Response:
-    """A small page to look up a dossier's state and notices with one's own API key."""
-    return web.Response(body=_INDEX, content_type="text/html", charset="utf-8",
-                        headers={"Content-Security-Policy": "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'"})

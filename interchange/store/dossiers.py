@@ -59,6 +59,7 @@ class Dossiers:
         received_to: datetime | None = None,
         limit: int = 50,
         cursor: str | None = None,
+        unit_mst: str | None = None,
     ) -> tuple[list[Dossier], str | None]:
         """Newest first. `received_from` is inclusive, `received_to` exclusive. Pass the cursor
         returned with one page to get the next; None means there is no next page.
@@ -77,6 +78,8 @@ class Dossiers:
             query = query.where(dossiers.c.received_at >= received_from)
         if received_to is not None:
             query = query.where(dossiers.c.received_at < received_to)
+        if unit_mst is not None:  # the unit's tax code (auditors; a unit's key sees its own anyway)
+            query = query.where(dossiers.c.unit_mst == unit_mst)
         if cursor is not None:
             after_time, after_id = _decode_cursor(cursor)
             query = query.where(
