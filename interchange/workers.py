@@ -161,6 +161,21 @@ def _judge(original: bytes):
             _give_memory_back()
 
 
+def _judge_many(originals: list[bytes]) -> list:
+    """`_judge` of each (one hop for a group); an item that fails gives its exception, not the call."""
+    out: list = []
+    for original in originals:
+        try:
+            out.append(_judge(original))
+        except Exception as exc:  # noqa: BLE001  (the caller fails that dossier's work item alone)
+            out.append(exc)
+    return out
+
+
+def _sign_notices(data: list[NoticeData]) -> list[bytes]:
+    return [_sign_notice(d) for d in data]
+
+
 def _verify(data: bytes, at: datetime) -> dict:
     """A signature report on any signed XML (POST /api/v1/verify), with the receipt's trust store."""
     from interchange.trust.report import signature_report
@@ -254,14 +269,15 @@ class ReceiptWorkers:
         self._proc.warm = asyncio.ensure_future(self._warm(self._proc))
         self.replaced += 1
 
-    async def _call(self, stage: str, fn, args: tuple, data: bytes | None = None):
-        """`fn(*args)` in a worker; in processes within the budget for `data`'s size."""
+    async def _call(self, stage: str, fn, args: tuple, data: bytes | None = None, *, size: int | None = None):
+        """`fn(*args)` in a worker; in processes within the budget for `data`'s size (or `size`,
+        the total of a call on many inputs)."""
         loop = asyncio.get_running_loop()
         if self._proc is None:
             return await loop.run_in_executor(self._thread, fn, *args)
         if self._slots is None:
             self._slots = asyncio.Semaphore(self.processes)
-        budget = budget_seconds(self.limits, len(data or b""))
+        budget = budget_seconds(self.limits, len(data or b"") if size is None else size)
         # One call per process at a time: the budget's clock starts when the call starts
         # rather than while it waits behind another one in the executor's queue.
         async with self._slots:
@@ -313,6 +329,31 @@ class ReceiptWorkers:
     async def judge(self, original: bytes):
         """Judge a received dossier by the business rules in a worker (a Judgement)."""
         return await self._call("judge", _judge, (original,), original)
+
+    async def judge_many(self, originals: list[bytes]) -> list:
+        """`judge` of many dossiers, spread over the worker processes in one call each: a
+        Judgement, or the exception of that one dossier, for each. WorkerUnavailable when a
+        worker process died or ran past the budget of its share (the caller may judge them
+        one by one: the input that killed it fails alone)."""
+        shares = [originals[i :: self.processes or 1] for i in range(max(1, self.processes))]
+        shares = [s for s in shares if s]
+        got = await asyncio.gather(
+            *(self._call("judge", _judge_many, (share,), size=sum(map(len, share))) for share in shares)
+        )
+        out: list = [None] * len(originals)
+        for i, results in enumerate(got):
+            out[i :: len(shares)] = results
+        return out
+
+    async def sign_notices(self, data: list[NoticeData]) -> list[bytes]:
+        """Sign many notices, spread over the worker processes in one call each."""
+        shares = [data[i :: self.processes or 1] for i in range(max(1, self.processes))]
+        shares = [s for s in shares if s]
+        got = await asyncio.gather(*(self._call("sign_notice", _sign_notices, (share,)) for share in shares))
+        out: list[bytes] = [b""] * len(data)
+        for i, signed in enumerate(got):
+            out[i :: len(shares)] = signed
+        return out
 
     def close(self) -> None:
         if self._thread is not None:
