@@ -91,7 +91,7 @@ class JobsConfig:
     """The work queue (interchange.jobs): each server process claims due work this often."""
 
     interval_seconds: float = 2.0  # 0: this process runs no work (another one does)
-    batch: int = 20  # items claimed at a time
+    batch: int = 64  # items claimed at a time (result work settles them in one group: jobs.result)
     concurrency: int = 4  # items of a batch run at once
     lease_seconds: int = 120  # an item claimed by a process that died is claimed again after this
     max_attempts: int = 6  # then the item is failed (and stays visible as overdue)

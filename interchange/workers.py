@@ -225,6 +225,8 @@ class ReceiptWorkers:
         self.replaced = 0  # pools replaced since start (a killed or dead worker process)
         self._proc: _Pool | None = None
         self._slots: asyncio.Semaphore | None = None
+        self._to_sign: list[tuple[NoticeData, asyncio.Future]] = []  # sign_notice calls waiting
+        self._signing: asyncio.Task | None = None
         self._thread: Executor | None = None
         if processes > 0:
             self._proc = self._new_pool()
@@ -320,8 +322,45 @@ class ReceiptWorkers:
         return await self._call("receive", _receive, (body, at, caller), body)
 
     async def sign_notice(self, data: NoticeData) -> bytes:
-        """Sign a notice in a worker (RSA signing would otherwise hold up the event loop)."""
-        return await self._call("sign_notice", _sign_notice, (data,))
+        """Sign a notice in a worker (RSA signing would otherwise hold up the event loop). The
+        calls made together (the receipts of one group commit) are signed together, in one call
+        per worker process, instead of one process hop each; should that call fail, every
+        notice of it is signed again on its own, so that a failure reaches only its own caller."""
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        self._to_sign.append((data, future))
+        if self._signing is None or self._signing.done():
+            self._signing = loop.create_task(self._sign_waiting(), name="sign-notices")
+        return await future
+
+    async def _sign_waiting(self) -> None:
+        await asyncio.sleep(0)  # the calls made in this turn of the event loop join
+        while self._to_sign:
+            batch, self._to_sign = self._to_sign, []
+            try:
+                signed = await self.sign_notices([data for data, _ in batch])
+            except Exception as exc:  # noqa: BLE001  (each alone below: only its own caller sees an error)
+                if len(batch) == 1:
+                    if not batch[0][1].done():
+                        batch[0][1].set_exception(exc)
+                else:
+                    await asyncio.gather(*(self._sign_alone(data, future) for data, future in batch))
+                continue
+            for (_, future), xml in zip(batch, signed, strict=True):
+                if not future.done():
+                    future.set_result(xml)
+
+    async def _sign_alone(self, data: NoticeData, future: asyncio.Future) -> None:
+        if future.done():
+            return
+        try:
+            xml = await self._call("sign_notice", _sign_notice, (data,))
+        except Exception as exc:  # noqa: BLE001  (given to the caller)
+            if not future.done():
+                future.set_exception(exc)
+        else:
+            if not future.done():
+                future.set_result(xml)
 
     async def verify(self, data: bytes, at: datetime) -> dict:
         return await self._call("verify", _verify, (data, at), data)
