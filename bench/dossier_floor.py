@@ -74,7 +74,9 @@ class Floor:
         parent = sig.getparent()
         parent.remove(sig)  # enveloped-signature
         digest = hashlib.sha256(etree.tostring(root.getroottree(), method="c14n")).digest()
-        if base64.b64encode(digest).decode() != "".join(signed_info.findtext(f"{DS}Reference/{DS}DigestValue").split()):
+        if base64.b64encode(digest).decode() != "".join(
+            signed_info.findtext(f"{DS}Reference/{DS}DigestValue").split()
+        ):
             raise ValueError("floor: digest mismatch")
 
     def once(self, body: bytes) -> None:
