@@ -299,10 +299,10 @@ class ReceiptWorkers:
                 try:
                     return await asyncio.wait_for(future, budget)
                 except TimeoutError:
-                    size, digest = _describe(data)
+                    what, digest = _describe(data) if size is None else (f"{size} (a group)", "-")
                     log.warning(
                         "worker budget exceeded: %s of %s bytes (sha256 %s) ran over %.1f s; "
-                        "worker processes %s ended, pool replaced", stage, size, digest, budget, pool.pids(),
+                        "worker processes %s ended, pool replaced", stage, what, digest, budget, pool.pids(),
                     )  # fmt: skip
                     pool.end(for_budget=True)
                     self._replace(pool)
@@ -312,9 +312,9 @@ class ReceiptWorkers:
                     self._replace(pool)
                     if innocent:
                         continue  # ended for another call's budget: run it again in the new pool
-                    size, digest = _describe(data)
+                    what, digest = _describe(data) if size is None else (f"{size} (a group)", "-")
                     log.error("worker process died during %s of %s bytes (sha256 %s); pool replaced",
-                              stage, size, digest)  # fmt: skip
+                              stage, what, digest)  # fmt: skip
                     raise WorkerLost(stage, f"the worker process running {stage} ended") from None
             raise WorkerLost(stage, f"no worker process could run {stage}")
 
