@@ -153,7 +153,7 @@ class Results:
             if msts:
                 query = select(units).where(units.c.mst.in_(msts)).order_by(units.c.mst).with_for_update()
                 by_mst = {u.mst: unit_of(u) for u in (await conn.execute(query)).all()}
-            outcomes, events, deliveries, done = [], [], [], []
+            outcomes, events, deliveries, done, written = [], [], [], [], _Rows()
             for entry in group:
                 id = entry.seen.dossier.id
                 row = rows.get(id)
@@ -167,12 +167,13 @@ class Results:
                     outcomes.append(CHANGED)  # a unit's registration changes one settlement at a time
                     continue
                 dossier = dossier_of(row, kinds.get(id, []))
-                events += await self._write_parts(conn, dossier, entry.settlement, entry.now, actor)
+                events += await self._write_parts(conn, dossier, entry.settlement, entry.now, actor, written)
                 deliveries.append((id, dossier.owner, dossier.unit_mst, SLUG_RESULT, entry.now))
                 done.append(id)
                 outcomes.append(SETTLED)
             settled = [e for e, o in zip(group, outcomes, strict=True) if o == SETTLED]
             if settled:
+                await written.write(conn)
                 await conn.execute(
                     update(work_items)
                     .where(work_items.c.id == bindparam("item_id"), work_items.c.state == RUNNING,
@@ -232,13 +233,15 @@ class Results:
         await audit_append(conn, events)
 
     async def _write_parts(
-        self, conn: AsyncConnection, dossier: Dossier, settlement: Settlement, now: datetime, actor: str
+        self, conn: AsyncConnection, dossier: Dossier, settlement: Settlement, now: datetime, actor: str,
+        rows: _Rows | None = None,
     ) -> list[Event]:
-        """The notice, the dossier's row and its records; the audit events of them (to append)."""
+        """The notice, the dossier's row and its records; the audit events of them (to append).
+        With `rows`, the notice and the dossier's row are added to it, written by `rows.write`
+        (for a group: one statement of each for all), and only the records are written now."""
         id = dossier.id
-        await conn.execute(
-            notices.insert(), {"dossier_id": id, "kind": SLUG_RESULT, "xml": settlement.notice, "created_at": now}
-        )
+        mine = rows or _Rows()
+        mine.notices.append({"dossier_id": id, "kind": SLUG_RESULT, "xml": settlement.notice, "created_at": now})
         values = {
             "state": settlement.state,
             "result_at": now,
@@ -250,7 +253,9 @@ class Results:
             values["replay_key"] = None  # as after a refusal: the same bytes sent again are judged again
         if settlement.params is not None:
             values["params"] = settlement.params
-        await conn.execute(update(dossiers).where(dossiers.c.id == id).values(**values))
+        mine.dossiers.append((id, values))
+        if rows is None:
+            await mine.write(conn)
         records_events = []
         if settlement.records is not None and settlement.state == ACCEPTED:  # a rejected dossier makes no records
             written = await write_records(
@@ -272,3 +277,24 @@ class Results:
             ),
             *records_events,
         ]
+
+
+class _Rows:
+    """The KET_QUA notices and dossier rows of settlements, written together: one insert and one
+    update per set of columns (executemany of cached statements) for a whole group."""
+
+    def __init__(self) -> None:
+        self.notices: list[dict] = []
+        self.dossiers: list[tuple[str, dict]] = []
+
+    async def write(self, conn: AsyncConnection) -> None:
+        if self.notices:
+            await conn.execute(notices.insert(), self.notices)
+        by_columns: dict[tuple[str, ...], list[dict]] = {}
+        for id, values in self.dossiers:
+            by_columns.setdefault(tuple(sorted(values)), []).append(
+                {"dossier_id": id, **{f"v_{k}": v for k, v in values.items()}}
+            )
+        for columns, params in by_columns.items():
+            stmt = update(dossiers).where(dossiers.c.id == bindparam("dossier_id"))
+            await conn.execute(stmt.values({k: bindparam(f"v_{k}") for k in columns}), params)
