@@ -5,8 +5,16 @@ envelope both signed, every one with a different seed (so none is a replay). The
 runs as a separate process (`python -m interchange serve`) on a fresh store; an aiohttp
 client fires the dossiers at a fixed concurrency after a warm-up, and prints the figures.
 
-    .venv/bin/python bench/receipts.py [--count 3000] [--concurrency 32] [--workers 2]
-        [--rows 20] [--store-url postgresql+asyncpg://postgres@127.0.0.1:5432/test] [--json]
+    .venv/bin/python bench/receipts.py [--count 3000] [--concurrency 32 | --rate 25%] [--workers 2]
+        [--rows 20] [--store-url postgresql+asyncpg://postgres@127.0.0.1:5432/test] [--no-results] [--json]
+
+Every figure is printed beside the floor measured in the same run (bench/dossier_floor.py: the
+unavoidable work of one dossier in this process on one core) and the ratio to it: receipts/s and
+results/s against the limit (cores / floor), the CPU per dossier of the server process and of the
+worker processes against the floor. The result latency (KET_QUA stored minus receipt, per
+dossier) is read from the store after the run. `--rate R` (or `--rate 25%` of the limit) sends
+open-loop at a fixed pace instead of a fixed concurrency; its latencies count from the time each
+request was due, so a server that falls behind shows it.
 
 The client shares the machine's cores with the server: its CPU time is printed too.
 """
@@ -25,10 +33,12 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import aiohttp
 import benchlib
+import dossier_floor
 
 from interchange.config import Config
 
@@ -45,8 +55,6 @@ def percentile(sorted_values: list[float], q: float) -> float:
 
 async def wait_for_results(url: str, token: str, timeout: float = 900.0) -> float:
     """Seconds until no dossier is left without its result (state `received`)."""
-    import aiohttp
-
     started = time.perf_counter()
     headers = {"Authorization": f"Bearer {token}"}
     async with aiohttp.ClientSession() as session:
@@ -58,37 +66,63 @@ async def wait_for_results(url: str, token: str, timeout: float = 900.0) -> floa
     raise TimeoutError(f"dossiers still without a result after {timeout:.0f} s")
 
 
-async def fire(
-    url: str, token: str, bodies: list[bytes], concurrency: int
-) -> tuple[list[float], collections.Counter, list[str], float]:
-    """POST every body with `concurrency` requests in flight; (latencies, statuses, odd answers, elapsed)."""
-    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/xml"}
-    latencies: list[float] = []
-    statuses: collections.Counter = collections.Counter()
-    odd: list[str] = []
+class Tally:
+    def __init__(self) -> None:
+        self.latencies: list[float] = []
+        self.statuses: collections.Counter = collections.Counter()
+        self.odd: list[str] = []
+
+    async def post(self, session: aiohttp.ClientSession, url: str, body: bytes, headers: dict, t0: float) -> None:
+        try:
+            async with session.post(f"{url}/api/v1/dossiers", data=body, headers=headers) as resp:
+                answer = await resp.read()
+                status = resp.status
+        except aiohttp.ClientError as exc:
+            status, answer = f"error {type(exc).__name__}", str(exc).encode()
+        self.latencies.append(time.perf_counter() - t0)
+        self.statuses[status] += 1
+        if status != 202 and len(self.odd) < 3:
+            self.odd.append(f"{status}: {answer[:400].decode(errors='replace')}")
+
+
+HEADERS = {"Content-Type": "application/xml"}
+
+
+async def fire(url: str, token: str, bodies: list[bytes], concurrency: int) -> tuple[Tally, float]:
+    """POST every body with `concurrency` requests in flight (closed loop); (tally, elapsed)."""
+    headers = {**HEADERS, "Authorization": f"Bearer {token}"}
+    tally = Tally()
     it = iter(bodies)
     connector = aiohttp.TCPConnector(limit=concurrency, force_close=False)
-    timeout = aiohttp.ClientTimeout(total=300)
-    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=300)) as session:
 
         async def lane() -> None:
             for body in it:
-                t0 = time.perf_counter()
-                try:
-                    async with session.post(f"{url}/api/v1/dossiers", data=body, headers=headers) as resp:
-                        answer = await resp.read()
-                        status = resp.status
-                except aiohttp.ClientError as exc:
-                    status, answer = f"error {type(exc).__name__}", str(exc).encode()
-                latencies.append(time.perf_counter() - t0)
-                statuses[status] += 1
-                if status != 202 and len(odd) < 3:
-                    odd.append(f"{status}: {answer[:400].decode(errors='replace')}")
+                await tally.post(session, url, body, headers, time.perf_counter())
 
         started = time.perf_counter()
         await asyncio.gather(*(lane() for _ in range(concurrency)))
         elapsed = time.perf_counter() - started
-    return latencies, statuses, odd, elapsed
+    return tally, elapsed
+
+
+async def fire_paced(url: str, token: str, bodies: list[bytes], rate: float) -> tuple[Tally, float]:
+    """Open loop: request i is due at start + i/rate, whatever the answers before it; its latency
+    counts from when it was due (a client that waited would hide a server falling behind)."""
+    headers = {**HEADERS, "Authorization": f"Bearer {token}"}
+    tally = Tally()
+    connector = aiohttp.TCPConnector(limit=1024, force_close=False)
+    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=300)) as session:
+        started = time.perf_counter()
+        tasks = []
+        for i, body in enumerate(bodies):
+            due = started + i / rate
+            if (wait := due - time.perf_counter()) > 0:
+                await asyncio.sleep(wait)
+            tasks.append(asyncio.ensure_future(tally.post(session, url, body, headers, due)))
+        await asyncio.gather(*tasks)
+        elapsed = time.perf_counter() - started
+    return tally, elapsed
 
 
 def cpu_seconds() -> float:
@@ -96,12 +130,46 @@ def cpu_seconds() -> float:
     return ru.ru_utime + ru.ru_stime
 
 
-def main() -> int:
+async def result_times(store_url: str, since: datetime) -> list[tuple[datetime, datetime | None]]:
+    """(received_at, result_at) of every dossier received at or after `since`, from the store."""
+    from sqlalchemy import select
+
+    from interchange.store.store import Store
+    from interchange.store.tables import dossiers
+
+    store = await Store.open(store_url)
+    try:
+        async with store.db.reading() as conn:
+            query = select(dossiers.c.received_at, dossiers.c.result_at).where(dossiers.c.received_at >= since)
+            return [(r.received_at, r.result_at) for r in (await conn.execute(query)).all()]
+    finally:
+        await store.close()
+
+
+def cpu_by_role(before: dict, after: list) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for p in after:
+        out[p.role] = out.get(p.role, 0.0) + p.cpu_s - (before[p.pid].cpu_s if p.pid in before else 0.0)
+    return out
+
+
+def parse_rate(text: str | None, limit: float) -> float | None:
+    if not text:
+        return None
+    return limit * float(text[:-1]) / 100 if text.endswith("%") else float(text)
+
+
+def arguments() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument(
         "--count", type=int, default=3000, help=f"dossiers measured (after a warm-up of {WARMUP})"
     )
-    ap.add_argument("--concurrency", type=int, default=32, help="requests in flight")
+    ap.add_argument("--concurrency", type=int, default=32, help="requests in flight (closed loop)")
+    ap.add_argument(
+        "--rate",
+        help="open loop instead: requests per second, or a percentage of the limit measured in this "
+        "run (`25%%`); latencies count from when each request was due",
+    )
     ap.add_argument(
         "--workers",
         type=int,
@@ -124,157 +192,178 @@ def main() -> int:
     ap.add_argument(
         "--no-results",
         action="store_true",
-        help="do not wait for the work queue to judge every dossier (KET_QUA) after the receipts",
+        help="switch the result work off (INTERCHANGE_JOBS_INTERVAL_SECONDS=0): receipts alone",
     )
     ap.add_argument("--keep", action="store_true", help="keep the temp folder (store, server log)")
     ap.add_argument("--json", action="store_true", help="also print one machine-readable JSON line")
-    args = ap.parse_args()
+    return ap.parse_args()
 
+
+def start_spy(path: str, pid: int) -> subprocess.Popen | None:
+    exe = shutil.which(os.environ.get("PY_SPY", "py-spy"))
+    if exe is None:
+        print("!! --py-spy: py-spy not found; not profiling", file=sys.stderr)
+        return None
+    spy = subprocess.Popen(
+        [exe, "record", "--pid", str(pid), "--subprocesses", "--rate", "200", "--format", "raw",
+         "--output", path, "--nonblocking"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    time.sleep(1.0)  # let it attach
+    return spy
+
+
+def run(args: argparse.Namespace) -> dict:
+    """Start a server, measure, stop it; every raw figure in a dict."""
     bench_pki = benchlib.ensure_pki()
     bodies = benchlib.signed_dossiers(bench_pki, args.rows, args.count + WARMUP)
     warmup, measured = bodies[:WARMUP], bodies[WARMUP:]
-    mean_size = sum(map(len, measured)) / len(measured)
-
+    floor = dossier_floor.measure(measured[:300], bench_pki.signing_key)
+    rate = parse_rate(args.rate, floor.limit_per_s)
+    fig: dict = {"floor": floor, "rate": rate, "mean_size": sum(map(len, measured)) / len(measured)}
     tmp = Path(tempfile.mkdtemp(prefix="bench-receipts-"))
     schema = None
     server = None
     try:
         store_url, schema = benchlib.bench_store(args.store_url, tmp)
+        fig["store"] = benchlib.describe_store(store_url)
         config = benchlib.write_config(tmp, bench_pki, store_url)
         token = benchlib.create_submitter_key(store_url)
-        server = benchlib.Server(config, workers=args.workers)
+        env = {"INTERCHANGE_JOBS_INTERVAL_SECONDS": "0"} if args.no_results else {}
+        server = benchlib.Server(config, workers=args.workers, env=env)
         ready_s = server.start()
-        print(
-            f"server pid {server.pid} on {server.url}, workers={args.workers}, ready in {ready_s:.1f} s, "
-            f"store {benchlib.describe_store(store_url)}"
-        )
-
-        _, warm_status, warm_odd, warm_s = asyncio.run(fire(server.url, token, warmup, args.concurrency))
-        print(f"warm-up: {len(warmup)} dossiers in {warm_s:.2f} s {dict(warm_status)}")
-
-        spy = None
-        if args.py_spy:
-            exe = shutil.which(os.environ.get("PY_SPY", "py-spy"))
-            if exe is None:
-                print("!! --py-spy: py-spy not found; not profiling", file=sys.stderr)
-            else:
-                spy = subprocess.Popen(
-                    [
-                        exe,
-                        "record",
-                        "--pid",
-                        str(server.pid),
-                        "--subprocesses",
-                        "--rate",
-                        "200",
-                        "--format",
-                        "raw",
-                        "--output",
-                        args.py_spy,
-                        "--nonblocking",
-                    ],
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
-                )
-                time.sleep(1.0)  # let it attach
-
+        print(f"server pid {server.pid} on {server.url}, workers={args.workers}, ready in {ready_s:.1f} s, "
+              f"store {fig['store']}; {floor.describe()}")  # fmt: skip
+        warm, warm_s = asyncio.run(fire(server.url, token, warmup, args.concurrency))
+        fig["warm"] = warm
+        if not args.no_results:
+            asyncio.run(wait_for_results(server.url, token))
+        print(f"warm-up: {len(warmup)} dossiers in {warm_s:.2f} s {dict(warm.statuses)}")
+        spy = start_spy(args.py_spy, server.pid) if args.py_spy else None
         before = {p.pid: p for p in benchlib.server_processes(server.pid)}
+        since = datetime.now(UTC)
         client_cpu0 = cpu_seconds()
-        latencies, statuses, odd, elapsed = asyncio.run(fire(server.url, token, measured, args.concurrency))
-        client_cpu = cpu_seconds() - client_cpu0
-        after = benchlib.server_processes(server.pid)
-        results_s = None if args.no_results else asyncio.run(wait_for_results(server.url, token)) + elapsed
+        if rate is not None:
+            fig["tally"], fig["elapsed"] = asyncio.run(fire_paced(server.url, token, measured, rate))
+        else:
+            fig["tally"], fig["elapsed"] = asyncio.run(fire(server.url, token, measured, args.concurrency))
+        fig["client_cpu"] = cpu_seconds() - client_cpu0
+        fired_until = datetime.now(UTC)
+        after_receipts = benchlib.server_processes(server.pid)
+        fig["cpu_receipts"] = cpu_by_role(before, after_receipts)
+        if not args.no_results:
+            asyncio.run(wait_for_results(server.url, token))
+            fig["cpu_all"] = cpu_by_role(before, benchlib.server_processes(server.pid))
+            fig["times"] = asyncio.run(result_times(store_url, since))
+            fig["since"], fig["fired_until"] = since, fired_until
         if spy is not None:
             spy.send_signal(signal.SIGINT)
             spy.wait(60)
+        fig["procs"] = benchlib.server_processes(server.pid)
     finally:
-        exit_code = server.stop() if server is not None else None
+        fig["exit_code"] = server.stop() if server is not None else None
         if schema is not None:
             schema.drop()
         if args.keep:
             print(f"kept {tmp}")
         else:
             shutil.rmtree(tmp, ignore_errors=True)
+    return fig
 
-    latencies.sort()
-    ms = {q: percentile(latencies, q) * 1000 for q in (50, 90, 99)}
-    rate = len(latencies) / elapsed
-    ok = statuses.get(202, 0) == len(measured) and warm_status.get(202, 0) == len(warmup)
-    server_cpu = {p.role: 0.0 for p in after}
-    for p in after:
-        server_cpu[p.role] += p.cpu_s - (before[p.pid].cpu_s if p.pid in before else 0.0)
 
+def per_dossier(cpu: dict[str, float], n: int, floor_s: float) -> str:
+    parts = [(role, s) for role, s in cpu.items() if role in ("server", "worker")]
+    total = sum(s for _, s in parts)
+    return ", ".join(
+        f"{'workers' if role == 'worker' else role} {s / n * 1000:.2f} ms ({s / n / floor_s:.1f}x)"
+        for role, s in [*parts, ("total", total)]
+    )
+
+
+def result_figures(fig: dict, n: int) -> dict:
+    """Results/s and the result latency of the measured dossiers, from the store's times."""
+    times = fig["times"]
+    done = sorted((res - rec).total_seconds() for rec, res in times if res is not None)
+    results = sorted(res for _, res in times if res is not None)
+    within = sum(1 for r in results if r <= fig["fired_until"])
+    span = (results[-1] - fig["since"]).total_seconds() if results else float("nan")
+    return {
+        "given": len(results),
+        "missing": len(times) - len(results),
+        "during_receipts_per_s": within / fig["elapsed"],
+        "end_to_end_per_s": len(results) / span if results else float("nan"),
+        "steady_per_s": (len(results) - 1) / (results[-1] - results[0]).total_seconds() if len(results) > 1 else float("nan"),
+        "drain_s": (results[-1] - fig["fired_until"]).total_seconds() if results else float("nan"),
+        "latency_s": {q: percentile(done, q) for q in (50, 90, 99)} | {"max": done[-1] if done else float("nan")},
+    }
+
+
+def report(args: argparse.Namespace, fig: dict) -> bool:
+    floor = fig["floor"]
+    tally, warm, elapsed = fig["tally"], fig["warm"], fig["elapsed"]
+    lat = sorted(tally.latencies)
+    n = len(lat)
+    ms = {q: percentile(lat, q) * 1000 for q in (50, 90, 99)}
+    rate = n / elapsed
+    ok = tally.statuses.get(202, 0) == args.count and warm.statuses.get(202, 0) == WARMUP
+    limit, floor_ms = floor.limit_per_s, floor.per_dossier_s * 1000
+    load = os.getloadavg()
+    mode = f"open loop at {fig['rate']:.1f}/s ({fig['rate'] / limit * 100:.0f}% of the limit)" if fig["rate"] else (
+        f"closed loop, concurrency {args.concurrency}")  # fmt: skip
     print()
-    print(
-        f"dossiers      {len(latencies)} fresh, D02-TS {args.rows} rows, {mean_size / 1024:.1f} KiB each, "
-        f"signed form + envelope"
-    )
-    print(f"concurrency   {args.concurrency}")
-    print(f"workers       {args.workers}")
-    print(f"store         {benchlib.describe_store(store_url)}")
+    print(f"dossiers      {n} fresh, D02-TS {args.rows} rows, {fig['mean_size'] / 1024:.1f} KiB each, signed form + envelope")
+    print(f"mode          {mode}; workers {args.workers}; store {fig['store']}; "
+          f"result work {'OFF' if args.no_results else 'on'}")  # fmt: skip
+    print(f"machine       {os.cpu_count()} cores, load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} (shared)")
+    print(f"floor         {floor_ms:.2f} ms CPU per dossier on one core, this run; limit {limit:.0f}/s on {floor.cores} cores")
     print(f"elapsed       {elapsed:.2f} s")
-    print(f"receipts/s    {rate:.1f}")
-    print(
-        f"latency ms    p50 {ms[50]:.1f}   p90 {ms[90]:.1f}   p99 {ms[99]:.1f}   max {latencies[-1] * 1000:.1f}"
-    )
-    print(f"statuses      {dict(sorted(statuses.items(), key=str))}")
-    if results_s is not None:
-        total = len(latencies) + len(warmup)
-        print(
-            f"results       every KET_QUA {results_s:.2f} s after the first measured request "
-            f"({total} incl. warm-up: {total / results_s:.1f} results/s, judged, recorded and signed by the work queue)"
-        )
+    print(f"receipts/s    {rate:.1f}   = {rate / limit * 100:.1f} % of the limit")
+    print(f"latency ms    p50 {ms[50]:.1f}   p90 {ms[90]:.1f}   p99 {ms[99]:.1f}   max {lat[-1] * 1000:.1f}   "
+          f"(p99 = {ms[99] / floor_ms:.0f}x the floor)")  # fmt: skip
+    print(f"statuses      {dict(sorted(tally.statuses.items(), key=str))}")
     if not ok:
-        print(f"!!!!!!!! NOT EVERY ANSWER WAS 202 !!!!!!!!  (warm-up: {dict(warm_status)})")
-        for line in warm_odd + odd:
+        print(f"!!!!!!!! NOT EVERY ANSWER WAS 202 !!!!!!!!  (warm-up: {dict(warm.statuses)})")
+        for line in warm.odd + tally.odd:
             print(f"!! {line}")
-    print(
-        f"client CPU    {client_cpu:.2f} s ({client_cpu / elapsed * 100:.0f}% of one core) "
-        f"on the same {os.cpu_count()} cores"
-    )
-    print(
-        "server CPU    "
-        + ", ".join(
-            f"{role} {s:.2f} s ({s / elapsed * 100:.0f}% of a core)" for role, s in server_cpu.items()
-        )
-    )
-    for p in after:
-        print(
-            f"server mem    {p.role:<7} pid {p.pid:<7} VmHWM {benchlib.mib(p.hwm_kb):>10}  VmRSS {benchlib.mib(p.rss_kb):>10}"
-        )
-    total_rss = sum(p.rss_kb for p in after)
-    print(
-        f"server mem    total VmRSS {benchlib.mib(total_rss)} (sum of VmHWM {benchlib.mib(sum(p.hwm_kb for p in after))})"
-    )
-    if exit_code not in (0, None):
-        print(f"!! the server exited with {exit_code} after SIGTERM")
+    res = None
+    if "times" in fig:
+        res = result_figures(fig, n)
+        lat_s = res["latency_s"]
+        print(f"results       {res['given']} KET_QUA given ({res['missing']} missing); "
+              f"{res['during_receipts_per_s']:.1f}/s while receiving = {res['during_receipts_per_s'] / rate:.2f}x receipts/s, "
+              f"{res['during_receipts_per_s'] / limit * 100:.1f} % of the limit")  # fmt: skip
+        print(f"results/s     first to last KET_QUA {res['steady_per_s']:.1f}/s ({res['steady_per_s'] / rate:.2f}x receipts/s); "
+              f"first receipt to last KET_QUA {res['end_to_end_per_s']:.1f}/s; "
+              f"last KET_QUA {res['drain_s']:.1f} s after the last receipt")  # fmt: skip
+        print(f"result lat. s p50 {lat_s[50]:.2f}   p90 {lat_s[90]:.2f}   p99 {lat_s[99]:.2f}   max {lat_s['max']:.2f}   "
+              f"(KET_QUA stored minus received_at; target p99 <= 60 s)")  # fmt: skip
+    print(f"CPU/dossier   receipts phase: {per_dossier(fig['cpu_receipts'], n, floor.per_dossier_s)}   (x = times the floor)")
+    if "cpu_all" in fig:
+        print(f"CPU/dossier   receipt + result: {per_dossier(fig['cpu_all'], n, floor.per_dossier_s)}")
+    print(f"client CPU    {fig['client_cpu']:.2f} s ({fig['client_cpu'] / elapsed * 100:.0f}% of one core) on the same cores")
+    for p in fig["procs"]:
+        print(f"server mem    {p.role:<7} pid {p.pid:<7} peak VmHWM {benchlib.mib(p.hwm_kb):>10}  VmRSS {benchlib.mib(p.rss_kb):>10}")
+    if fig["exit_code"] not in (0, None):
+        print(f"!! the server exited with {fig['exit_code']} after SIGTERM")
     if args.json:
-        print(
-            json.dumps(
-                {
-                    "bench": "receipts",
-                    "count": len(latencies),
-                    "rows": args.rows,
-                    "concurrency": args.concurrency,
-                    "workers": args.workers,
-                    "store": benchlib.describe_store(store_url),
-                    "elapsed_s": round(elapsed, 3),
-                    "receipts_per_s": round(rate, 1),
-                    "p50_ms": round(ms[50], 2),
-                    "p90_ms": round(ms[90], 2),
-                    "p99_ms": round(ms[99], 2),
-                    "max_ms": round(latencies[-1] * 1000, 2),
-                    "statuses": {str(k): v for k, v in statuses.items()},
-                    "all_202": ok,
-                    "client_cpu_s": round(client_cpu, 2),
-                    "server_cpu_s": {k: round(v, 2) for k, v in server_cpu.items()},
-                    "server_mem_kb": [
-                        {"pid": p.pid, "role": p.role, "vm_hwm": p.hwm_kb, "vm_rss": p.rss_kb} for p in after
-                    ],
-                }
-            )
-        )
-    return 0 if ok else 1
+        print(json.dumps({
+            "bench": "receipts", "count": n, "rows": args.rows, "concurrency": args.concurrency,
+            "rate": fig["rate"], "workers": args.workers, "store": fig["store"], "results": not args.no_results,
+            "floor_ms": round(floor_ms, 3), "limit_per_s": round(limit, 1), "load": load,
+            "elapsed_s": round(elapsed, 3), "receipts_per_s": round(rate, 1),
+            "receipts_of_limit": round(rate / limit, 4),
+            "p50_ms": round(ms[50], 2), "p90_ms": round(ms[90], 2), "p99_ms": round(ms[99], 2),
+            "statuses": {str(k): v for k, v in tally.statuses.items()}, "all_202": ok,
+            "results_fig": res and {k: v for k, v in res.items()},
+            "cpu_receipts_s": fig["cpu_receipts"], "cpu_all_s": fig.get("cpu_all"),
+            "server_mem_kb": [{"pid": p.pid, "role": p.role, "vm_hwm": p.hwm_kb, "vm_rss": p.rss_kb} for p in fig["procs"]],
+        }, default=str))  # fmt: skip
+    return ok
+
+
+def main() -> int:
+    args = arguments()
+    return 0 if report(args, run(args)) else 1
 
 
 if __name__ == "__main__":

@@ -92,7 +92,7 @@ class JobsConfig:
     """The work queue (interchange.jobs): each server process claims due work this often."""
 
     interval_seconds: float = 2.0  # 0: this process runs no work (another one does)
-    batch: int = 20  # items claimed at a time
+    batch: int = 64  # items claimed at a time (result work settles them in one group: jobs.result)
     concurrency: int = 4  # items of a batch run at once
     # A claim holds an item this long; the process running it renews the lease every
     # heartbeat_seconds (at most half the lease), so a process that died loses its work this soon.

@@ -118,7 +118,7 @@ def work_runner(cfg: Config, services: Services, metrics: Metrics) -> WorkRunner
     store, workers = services.store, services.workers
     handlers = {
         WORK_REGISTRATION: RegistrationWork(store, workers.sign_notice, on_result=metrics.result_given),
-        WORK_JUDGE: ResultWork(store, workers.judge, workers.sign_notice, on_result=metrics.result_given),
+        WORK_JUDGE: ResultWork(store, workers, on_result=metrics.result_given),
     }
     if cfg.server.role == "ivan":
         handlers |= forwarder(cfg, store, metrics).handlers()

@@ -198,6 +198,21 @@ def _judge(original: bytes | _Spilled):
             _give_memory_back()
 
 
+def _judge_many(originals: list[bytes]) -> list:
+    """`_judge` of each (one hop for a group); an item that fails gives its exception, not the call."""
+    out: list = []
+    for original in originals:
+        try:
+            out.append(_judge(original))
+        except Exception as exc:  # noqa: BLE001  (the caller fails that dossier's work item alone)
+            out.append(exc)
+    return out
+
+
+def _sign_notices(data: list[NoticeData]) -> list[bytes]:
+    return [_sign_notice(d) for d in data]
+
+
 def _verify(data: bytes, at: datetime) -> dict:
     """A signature report on any signed XML (POST /api/v1/verify), with the receipt's trust store."""
     from interchange.trust.report import signature_report
@@ -247,6 +262,8 @@ class ReceiptWorkers:
         self.replaced = 0  # pools replaced since start (a killed or dead worker process)
         self._proc: _Pool | None = None
         self._slots: asyncio.Semaphore | None = None
+        self._to_sign: list[tuple[NoticeData, asyncio.Future]] = []  # sign_notice calls waiting
+        self._signing: asyncio.Task | None = None
         self._thread: Executor | None = None
         if processes > 0:
             self._proc = self._new_pool()
@@ -291,14 +308,15 @@ class ReceiptWorkers:
         self._proc.warm = asyncio.ensure_future(self._warm(self._proc))
         self.replaced += 1
 
-    async def _call(self, stage: str, fn, args: tuple, data: bytes | None = None):
-        """`fn(*args)` in a worker; in processes within the budget for `data`'s size."""
+    async def _call(self, stage: str, fn, args: tuple, data: bytes | None = None, *, size: int | None = None):
+        """`fn(*args)` in a worker; in processes within the budget for `data`'s size (or `size`,
+        the total of a call on many inputs)."""
         loop = asyncio.get_running_loop()
         if self._proc is None:
             return await loop.run_in_executor(self._thread, fn, *args)
         if self._slots is None:
             self._slots = asyncio.Semaphore(self.processes)
-        budget = budget_seconds(self.limits, len(data or b""))
+        budget = budget_seconds(self.limits, len(data or b"") if size is None else size)
         # One call per process at a time: the budget's clock starts when the call starts
         # rather than while it waits behind another one in the executor's queue.
         async with self._slots:
@@ -318,10 +336,10 @@ class ReceiptWorkers:
                 try:
                     return await asyncio.wait_for(future, budget)
                 except TimeoutError:
-                    size, digest = _describe(data)
+                    what, digest = _describe(data) if size is None else (f"{size} (a group)", "-")
                     log.warning(
                         "worker budget exceeded: %s of %s bytes (sha256 %s) ran over %.1f s; "
-                        "worker processes %s ended, pool replaced", stage, size, digest, budget, pool.pids(),
+                        "worker processes %s ended, pool replaced", stage, what, digest, budget, pool.pids(),
                     )  # fmt: skip
                     pool.end(for_budget=True)
                     self._replace(pool)
@@ -331,9 +349,9 @@ class ReceiptWorkers:
                     self._replace(pool)
                     if innocent:
                         continue  # ended for another call's budget: run it again in the new pool
-                    size, digest = _describe(data)
+                    what, digest = _describe(data) if size is None else (f"{size} (a group)", "-")
                     log.error("worker process died during %s of %s bytes (sha256 %s); pool replaced",
-                              stage, size, digest)  # fmt: skip
+                              stage, what, digest)  # fmt: skip
                     raise WorkerLost(stage, f"the worker process running {stage} ended") from None
             raise WorkerLost(stage, f"no worker process could run {stage}")
 
@@ -352,8 +370,45 @@ class ReceiptWorkers:
             spilled.remove()
 
     async def sign_notice(self, data: NoticeData) -> bytes:
-        """Sign a notice in a worker (RSA signing would otherwise hold up the event loop)."""
-        return await self._call("sign_notice", _sign_notice, (data,))
+        """Sign a notice in a worker (RSA signing would otherwise hold up the event loop). The
+        calls made together (the receipts of one group commit) are signed together, in one call
+        per worker process, instead of one process hop each; should that call fail, every
+        notice of it is signed again on its own, so that a failure reaches only its own caller."""
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        self._to_sign.append((data, future))
+        if self._signing is None or self._signing.done():
+            self._signing = loop.create_task(self._sign_waiting(), name="sign-notices")
+        return await future
+
+    async def _sign_waiting(self) -> None:
+        await asyncio.sleep(0)  # the calls made in this turn of the event loop join
+        while self._to_sign:
+            batch, self._to_sign = self._to_sign, []
+            try:
+                signed = await self.sign_notices([data for data, _ in batch])
+            except Exception as exc:  # noqa: BLE001  (each alone below: only its own caller sees an error)
+                if len(batch) == 1:
+                    if not batch[0][1].done():
+                        batch[0][1].set_exception(exc)
+                else:
+                    await asyncio.gather(*(self._sign_alone(data, future) for data, future in batch))
+                continue
+            for (_, future), xml in zip(batch, signed, strict=True):
+                if not future.done():
+                    future.set_result(xml)
+
+    async def _sign_alone(self, data: NoticeData, future: asyncio.Future) -> None:
+        if future.done():
+            return
+        try:
+            xml = await self._call("sign_notice", _sign_notice, (data,))
+        except Exception as exc:  # noqa: BLE001  (given to the caller)
+            if not future.done():
+                future.set_exception(exc)
+        else:
+            if not future.done():
+                future.set_result(xml)
 
     async def verify(self, data: bytes, at: datetime) -> dict:
         return await self._call("verify", _verify, (data, at), data)
@@ -361,6 +416,31 @@ class ReceiptWorkers:
     async def judge(self, original: bytes):
         """Judge a received dossier by the business rules in a worker (a Judgement)."""
         return await self._call_large("judge", _judge, original, ())
+
+    async def judge_many(self, originals: list[bytes]) -> list:
+        """`judge` of many dossiers, spread over the worker processes in one call each: a
+        Judgement, or the exception of that one dossier, for each. WorkerUnavailable when a
+        worker process died or ran past the budget of its share (the caller may judge them
+        one by one: the input that killed it fails alone)."""
+        shares = [originals[i :: self.processes or 1] for i in range(max(1, self.processes))]
+        shares = [s for s in shares if s]
+        got = await asyncio.gather(
+            *(self._call("judge", _judge_many, (share,), size=sum(map(len, share))) for share in shares)
+        )
+        out: list = [None] * len(originals)
+        for i, results in enumerate(got):
+            out[i :: len(shares)] = results
+        return out
+
+    async def sign_notices(self, data: list[NoticeData]) -> list[bytes]:
+        """Sign many notices, spread over the worker processes in one call each."""
+        shares = [data[i :: self.processes or 1] for i in range(max(1, self.processes))]
+        shares = [s for s in shares if s]
+        got = await asyncio.gather(*(self._call("sign_notice", _sign_notices, (share,)) for share in shares))
+        out: list[bytes] = [b""] * len(data)
+        for i, signed in enumerate(got):
+            out[i :: len(shares)] = signed
+        return out
 
     def close(self) -> None:
         if self._thread is not None:

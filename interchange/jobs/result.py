@@ -5,65 +5,180 @@ parameters applied and the audit entries. A second run finds the KET_QUA and cha
 
 Judging is CPU work on the stored original bytes (a 50,000-row D02-TS takes about a second):
 it runs in the worker processes, outside any transaction.
+
+In groups: the work runner calls the handler once per item, a few at once; the calls that
+arrive together are settled together (as receipts are committed together): one read of their
+dossiers and originals, one call per worker process to judge them and one to sign their
+KET_QUA, one write transaction (`Store.results.settle_group`). Should the group fail as a
+whole (a worker process died, a database error), each of its items is settled alone, the way
+it was before groups, so that one bad dossier fails only its own item.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from interchange.kinds import SLUG_RESULT
 from interchange.notices.notice import NoticeData
 from interchange.rules.judge import Judgement
+from interchange.store.db import StoreUnavailable
+from interchange.store.results import ALREADY, SETTLED, GroupEntry, SettleInput
 from interchange.store.store import Store
 from interchange.store.types import ACCEPTED, REJECTED, Dossier, Scope, Settlement, Unit, WorkItem
 
 from .registration import result_notice
 
+log = logging.getLogger(__name__)
+
+MAX_GROUP = 64  # items settled in one transaction, at most
+
+
+class Judges:
+    """What the handler needs of the worker processes (interchange.workers.ReceiptWorkers)."""
+
+    judge: Callable[[bytes], Awaitable[Judgement]]
+    sign_notice: Callable[[NoticeData], Awaitable[bytes]]
+    judge_many: Callable[[list[bytes]], Awaitable[list]]
+    sign_notices: Callable[[list[NoticeData]], Awaitable[list[bytes]]]
+
+
+@dataclass(eq=False)
+class _Call:
+    item: WorkItem
+    now: datetime
+    future: asyncio.Future = field(repr=False)
+
 
 class ResultWork:
     """The handler of WORK_JUDGE items (interchange.kinds)."""
 
+    together = True  # WorkRunner: run every claimed item at once; they are settled in groups
+
     def __init__(
         self,
         store: Store,
-        judge: Callable[[bytes], Awaitable[Judgement]],
-        sign: Callable[[NoticeData], Awaitable[bytes]],
+        workers: Judges,
         *,
         on_result: Callable[[Dossier, datetime], None] | None = None,
+        max_group: int = MAX_GROUP,
     ):
         self.store = store
-        self.judge = judge  # ReceiptWorkers.judge: the rule layer in a worker process
-        self.sign = sign  # ReceiptWorkers.sign_notice
+        self.workers = workers  # the rule layer and notice signing in worker processes
         self.on_result = on_result
+        self.max_group = max_group
+        self._waiting: list[_Call] = []
+        self._flusher: asyncio.Task | None = None
 
     async def __call__(self, item: WorkItem, now: datetime) -> bool:
         """True when the item was marked done with the result (see WorkRunner)."""
+        call = _Call(item, now, asyncio.get_running_loop().create_future())
+        self._waiting.append(call)
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.get_running_loop().create_task(self._flush(), name="result-groups")
+        return await call.future
+
+    async def _flush(self) -> None:
+        """Settle the calls waiting, a group at a time, until none is left."""
+        await asyncio.sleep(0)  # let the calls the runner starts together join the first group
+        while self._waiting:
+            group, self._waiting = self._waiting[: self.max_group], self._waiting[self.max_group :]
+            try:
+                await self._settle_group(group)
+            except StoreUnavailable as exc:
+                _fail(group, exc)
+            except Exception as exc:  # noqa: BLE001  (each item alone: one bad dossier fails only itself)
+                log.info("result work: a group of %d failed (%r); settling one by one", len(group), exc)
+                await asyncio.gather(*(self._alone(call) for call in group if not call.future.done()))
+            _fail(group, RuntimeError("result work: the group ended without an outcome"))  # never hang a caller
+
+    async def _settle_group(self, group: list[_Call]) -> None:
+        inputs = await self.store.results.inputs([c.item.dossier_id for c in group])
+        todo: list[tuple[_Call, SettleInput]] = []
+        for call in group:
+            got = inputs.get(call.item.dossier_id)
+            if isinstance(got, Exception):
+                call.future.set_exception(got)
+            elif got is None:
+                call.future.set_result(False)  # done by an earlier run (or the dossier is gone)
+            else:
+                todo.append((call, got))
+        if not todo:
+            return
+        judgements = await self.workers.judge_many([seen.original for _, seen in todo])
+        judged = []
+        for (call, seen), judgement in zip(todo, judgements, strict=True):
+            if isinstance(judgement, Exception):
+                call.future.set_exception(judgement)
+            else:
+                judged.append((call, seen, judgement))
+        notices = await self.workers.sign_notices([notice_of(seen.dossier, j, call.now) for call, seen, j in judged])
+        entries = [
+            GroupEntry(seen, settlement_of(j, xml), call.item, call.now)
+            for (call, seen, j), xml in zip(judged, notices, strict=True)
+        ]
+        outcomes = await self.store.results.settle_group(entries)
+        again = []
+        for (call, seen, j), outcome in zip(judged, outcomes, strict=True):
+            if outcome == SETTLED:
+                call.future.set_result(True)
+                if self.on_result:  # the dossier as settled, for the log line and the metrics
+                    self.on_result(replace(seen.dossier, state=ACCEPTED if j.accepted else REJECTED), call.now)
+            elif outcome == ALREADY:
+                call.future.set_result(False)
+            else:  # CHANGED: its unit changed meanwhile; settle() decides again under the lock
+                again.append(call)
+        await asyncio.gather(*(self._alone(call) for call in again))
+
+    async def _alone(self, call: _Call) -> None:
+        try:
+            call.future.set_result(await self.one(call.item, call.now))
+        except Exception as exc:  # noqa: BLE001  (the runner records it and retries the item)
+            call.future.set_exception(exc)
+
+    async def one(self, item: WorkItem, now: datetime) -> bool:
+        """One item on its own: judge, sign and settle (`Store.results.settle`)."""
         # settle() finds an earlier KET_QUA too; looking first saves judging (a second at 50,000 rows)
         stored = await self.store.dossiers.get(item.dossier_id, Scope(all=True))
         if stored is None or SLUG_RESULT in stored.notice_kinds:
             return False  # done by an earlier run (or the dossier is gone): nothing to judge
         original = await self.store.dossiers.original(item.dossier_id, Scope(all=True))
-        judgement = await self.judge(original)
+        judgement = await self.workers.judge(original)
         settled: list[Dossier] = []
 
         async def decide(dossier: Dossier, _unit: Unit | None) -> Settlement:
-            accepted = judgement.accepted
-            notice = await self.sign(result_notice(
-                dossier, now, accepted=accepted, problems=judgement.problems, truncated=judgement.truncated
-            ))
-            settled.append(replace(dossier, state=ACCEPTED if accepted else REJECTED))  # as settled: for the log
-            return Settlement(
-                state=ACCEPTED if accepted else REJECTED,
-                notice=notice,
-                problems=[p.as_dict() for p in judgement.problems],
-                records=judgement.extracted if accepted else None,
-                params=judgement.params,
-            )
+            notice = await self.workers.sign_notice(notice_of(dossier, judgement, now))
+            settled.append(replace(dossier, state=ACCEPTED if judgement.accepted else REJECTED))  # as settled: for the log
+            return settlement_of(judgement, notice)
 
         if await self.store.results.settle(item.dossier_id, decide, now=now, work=item) is None:
             return False
         if self.on_result:
-            self.on_result(settled[0], now)
+            self.on_result(settled[-1], now)
         return True
+
+
+def notice_of(dossier: Dossier, judgement: Judgement, now: datetime) -> NoticeData:
+    return result_notice(
+        dossier, now, accepted=judgement.accepted, problems=judgement.problems, truncated=judgement.truncated
+    )
+
+
+def settlement_of(judgement: Judgement, notice: bytes) -> Settlement:
+    accepted = judgement.accepted
+    return Settlement(
+        state=ACCEPTED if accepted else REJECTED,
+        notice=notice,
+        problems=[p.as_dict() for p in judgement.problems],
+        records=judgement.extracted if accepted else None,
+        params=judgement.params,
+    )
+
+
+def _fail(group: list[_Call], exc: BaseException) -> None:
+    for call in group:
+        if not call.future.done():
+            call.future.set_exception(exc)

@@ -161,7 +161,10 @@ class WorkRunner:
         return list(await asyncio.gather(*(self._run(item, clock, slots) for item in items)))
 
     async def _run(self, item: WorkItem, clock: Callable[[], datetime], slots: asyncio.Semaphore) -> Ran:
-        async with slots:
+        # A handler that settles its items in groups (jobs.result) is given them all at once: it
+        # bounds its own work, and the concurrency limit would cut its groups down to that size.
+        together = getattr(self.handlers[item.kind], "together", False)
+        async with contextlib.nullcontext() if together else slots:
             try:
                 ran = await self._attempt(item, clock)
             except Exception as exc:  # the store failed: the lease brings the item back

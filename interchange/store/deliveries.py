@@ -117,6 +117,17 @@ async def enqueue_deliveries(
     await _enqueue(conn, [(dossier_id, kind, route, key, now) for route, key in _routes(owner, unit_mst, kind)])
 
 
+async def enqueue_many_deliveries(
+    conn: AsyncConnection, notices: Iterable[tuple[str, str, str | None, str, datetime]]
+) -> None:
+    """`enqueue_deliveries` for many notices (dossier id, owner, unit MST, kind, when): one
+    statement for them all when nobody subscribed."""
+    rows = []
+    for dossier_id, owner, unit_mst, kind, now in notices:
+        rows += [(dossier_id, kind, route, key, now) for route, key in _routes(owner, unit_mst, kind)]
+    await _enqueue(conn, rows)
+
+
 async def enqueue_receipt_deliveries(conn: AsyncConnection, stored: Iterable[Dossier]) -> None:
     """`enqueue_deliveries` for a batch of receipts (TIEP_NHAN or TU_CHOI, stored at
     received_at): one statement for the whole batch when nobody subscribed."""

@@ -1,12 +1,18 @@
 """Settling a received dossier: its KET_QUA, its new state, its unit's registration and its
-records, with their audit entries and deliveries, in one transaction, once."""
+records, with their audit entries and deliveries, in one transaction, once.
+
+`settle` does one dossier; `inputs` and `settle_group` do many in one read and one write
+transaction (the result work settles what it claimed together: one commit, one lock of the
+audit chain's head and one delivery check for the group instead of one each).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from interchange.audit.chain import DOSSIER_SETTLED, UNIT_CHANGED, Event
@@ -15,10 +21,10 @@ from interchange.kinds import SLUG_RESULT
 from .audit import append as audit_append
 from .audit import notice_stored
 from .db import Database
-from .deliveries import enqueue_deliveries
+from .deliveries import enqueue_deliveries, enqueue_many_deliveries
 from .persons import write_records
 from .rows import DOSSIER_COLUMNS, dossier_of, notice_kinds, unit_data, unit_of
-from .tables import dossiers, notices, units, work_items
+from .tables import dossiers, notices, originals, units, work_items
 from .types import (
     ACCEPTED,
     DONE,
@@ -33,6 +39,30 @@ from .types import (
 from .units import write_unit
 
 SETTLE_TRIES = 5  # decisions made again because the unit changed meanwhile, at most
+
+# What settle_group did with each dossier of a group.
+SETTLED = "settled"  # its KET_QUA, state and records written, its work item done
+ALREADY = "already"  # it had its KET_QUA already (or is gone): nothing written
+CHANGED = "changed"  # its unit changed since `inputs`: nothing written; decide it again (`settle`)
+
+
+@dataclass
+class SettleInput:
+    """What a settlement is decided from: the dossier, its unit's registration, its original."""
+
+    dossier: Dossier
+    unit: Unit | None
+    original: bytes
+
+
+@dataclass
+class GroupEntry:
+    """One dossier of a group settlement: decided from `seen`, by the claimed `work` item."""
+
+    seen: SettleInput
+    settlement: Settlement
+    work: WorkItem
+    now: datetime
 
 
 class Results:
@@ -84,6 +114,77 @@ class Results:
                 return settlement
         raise RuntimeError(f"dossier {id}: its unit kept changing while its result was decided")
 
+    async def inputs(self, ids: Sequence[str]) -> dict[str, SettleInput | None | LookupError]:
+        """For each dossier id, in one read: what its settlement is decided from; None when it is
+        gone or has its KET_QUA already (nothing to do); LookupError when it is not a received one."""
+        out: dict[str, SettleInput | None | LookupError] = dict.fromkeys(ids)
+        async with self._db.reading() as conn:
+            rows = (await conn.execute(select(*DOSSIER_COLUMNS).where(dossiers.c.id.in_(list(ids))))).all()
+            kinds = await notice_kinds(conn, list(ids))
+            msts = sorted({r.unit_mst for r in rows if r.unit_mst})
+            found_units = (await conn.execute(select(units).where(units.c.mst.in_(msts)))).all() if msts else []
+            by_mst = {u.mst: unit_of(u) for u in found_units}
+            wanted = [r.id for r in rows if SLUG_RESULT not in kinds.get(r.id, []) and r.state == RECEIVED]
+            query = select(originals.c.dossier_id, originals.c.content).where(originals.c.dossier_id.in_(wanted))
+            content = dict((await conn.execute(query)).all()) if wanted else {}
+        for row in rows:
+            if SLUG_RESULT in kinds.get(row.id, []):
+                continue
+            if row.state != RECEIVED:
+                out[row.id] = LookupError(f"dossier {row.id!r} is {row.state}, not {RECEIVED}")
+            elif row.id in content:
+                dossier = dossier_of(row, kinds.get(row.id, []))
+                out[row.id] = SettleInput(dossier, by_mst.get(row.unit_mst), content[row.id])
+        return out
+
+    async def settle_group(self, group: Sequence[GroupEntry], *, actor: str = "server") -> list[str]:
+        """Settle many dossiers in one transaction, each as `settle` would (its KET_QUA, state,
+        records, audit entries, deliveries, its work item done), once; SETTLED, ALREADY or CHANGED
+        for each, in order. Dossiers and units are locked in id order (no deadlock between two
+        processes settling overlapping groups on PostgreSQL). An exception leaves nothing written:
+        the caller settles them one by one then, so that one bad dossier fails alone."""
+        ids = sorted({e.seen.dossier.id for e in group})
+        async with self._db.writing() as conn:
+            query = select(*DOSSIER_COLUMNS).where(dossiers.c.id.in_(ids)).order_by(dossiers.c.id)
+            rows = {r.id: r for r in (await conn.execute(query.with_for_update())).all()}
+            kinds = await notice_kinds(conn, ids)
+            msts = sorted({r.unit_mst for r in rows.values() if r.unit_mst})
+            by_mst = {}
+            if msts:
+                query = select(units).where(units.c.mst.in_(msts)).order_by(units.c.mst).with_for_update()
+                by_mst = {u.mst: unit_of(u) for u in (await conn.execute(query)).all()}
+            outcomes, events, deliveries, done, written = [], [], [], [], _Rows()
+            for entry in group:
+                id = entry.seen.dossier.id
+                row = rows.get(id)
+                if row is None or SLUG_RESULT in kinds.get(id, []) or id in done:
+                    outcomes.append(ALREADY)
+                    continue
+                if row.state != RECEIVED:
+                    raise LookupError(f"dossier {id!r} is {row.state}, not {RECEIVED}")
+                unit = by_mst.get(row.unit_mst) if row.unit_mst else None
+                if unit != entry.seen.unit or entry.settlement.unit is not None:
+                    outcomes.append(CHANGED)  # a unit's registration changes one settlement at a time
+                    continue
+                dossier = dossier_of(row, kinds.get(id, []))
+                events += await self._write_parts(conn, dossier, entry.settlement, entry.now, actor, written)
+                deliveries.append((id, dossier.owner, dossier.unit_mst, SLUG_RESULT, entry.now))
+                done.append(id)
+                outcomes.append(SETTLED)
+            settled = [e for e, o in zip(group, outcomes, strict=True) if o == SETTLED]
+            if settled:
+                await written.write(conn)
+                await conn.execute(
+                    update(work_items)
+                    .where(work_items.c.id == bindparam("item_id"), work_items.c.state == RUNNING,
+                           work_items.c.claimed_by == bindparam("worker"))
+                    .values(state=DONE, done_at=bindparam("now"), claimed_until=None),
+                    [{"item_id": e.work.id, "worker": e.work.claimed_by, "now": e.now} for e in settled],
+                )  # fmt: skip
+                await enqueue_many_deliveries(conn, deliveries)
+                await audit_append(conn, events)
+        return outcomes
+
     async def _settle_inputs(
         self, conn: AsyncConnection, id: str, *, lock: bool
     ) -> tuple[Dossier | None, Unit | None]:
@@ -115,42 +216,7 @@ class Results:
         actor: str,
     ) -> None:
         id = dossier.id
-        await conn.execute(
-            notices.insert(), {"dossier_id": id, "kind": SLUG_RESULT, "xml": settlement.notice, "created_at": now}
-        )
-        values = {
-            "state": settlement.state,
-            "result_at": now,
-            # the dossier reads as its KET_QUA does: the rule layer ran, with these errors and warnings
-            "layers": {**dossier.layers, "rule": "passed" if settlement.state == ACCEPTED else "failed"},
-            "problems": [*dossier.problems, *settlement.problems],
-        }
-        if settlement.state == REJECTED:
-            values["replay_key"] = None  # as after a refusal: the same bytes sent again are judged again
-        if settlement.params is not None:
-            values["params"] = settlement.params
-        await conn.execute(update(dossiers).where(dossiers.c.id == id).values(**values))
-        records_events = []
-        if settlement.records is not None and settlement.state == ACCEPTED:  # a rejected dossier makes no records
-            written = await write_records(
-                conn, dossier=dossier, extracted=settlement.records, params=settlement.params, now=now
-            )
-            records_events = written.audit_events(actor)
-        events = [
-            notice_stored(id, SLUG_RESULT, settlement.notice, actor),
-            Event(
-                DOSSIER_SETTLED,
-                actor,
-                {
-                    "state": settlement.state,
-                    "result_at": now.astimezone(UTC).isoformat(),
-                    "due_at": dossier.due_at.isoformat() if dossier.due_at else None,
-                    "errors": sorted({p.get("code") for p in settlement.problems if p.get("code")}),
-                },
-                id,
-            ),
-            *records_events,
-        ]
+        events = await self._write_parts(conn, dossier, settlement, now, actor)
         if settlement.unit is not None:
             await write_unit(conn, self._db.insert, settlement.unit)
             events.append(
@@ -165,3 +231,70 @@ class Results:
             conn, dossier_id=id, owner=dossier.owner, unit_mst=dossier.unit_mst, kind=SLUG_RESULT, now=now
         )  # after the unit's row: a registration's own result is mailed to the address it registers
         await audit_append(conn, events)
+
+    async def _write_parts(
+        self, conn: AsyncConnection, dossier: Dossier, settlement: Settlement, now: datetime, actor: str,
+        rows: _Rows | None = None,
+    ) -> list[Event]:
+        """The notice, the dossier's row and its records; the audit events of them (to append).
+        With `rows`, the notice and the dossier's row are added to it, written by `rows.write`
+        (for a group: one statement of each for all), and only the records are written now."""
+        id = dossier.id
+        mine = rows or _Rows()
+        mine.notices.append({"dossier_id": id, "kind": SLUG_RESULT, "xml": settlement.notice, "created_at": now})
+        values = {
+            "state": settlement.state,
+            "result_at": now,
+            # the dossier reads as its KET_QUA does: the rule layer ran, with these errors and warnings
+            "layers": {**dossier.layers, "rule": "passed" if settlement.state == ACCEPTED else "failed"},
+            "problems": [*dossier.problems, *settlement.problems],
+        }
+        if settlement.state == REJECTED:
+            values["replay_key"] = None  # as after a refusal: the same bytes sent again are judged again
+        if settlement.params is not None:
+            values["params"] = settlement.params
+        mine.dossiers.append((id, values))
+        if rows is None:
+            await mine.write(conn)
+        records_events = []
+        if settlement.records is not None and settlement.state == ACCEPTED:  # a rejected dossier makes no records
+            written = await write_records(
+                conn, dossier=dossier, extracted=settlement.records, params=settlement.params, now=now
+            )
+            records_events = written.audit_events(actor)
+        return [
+            notice_stored(id, SLUG_RESULT, settlement.notice, actor),
+            Event(
+                DOSSIER_SETTLED,
+                actor,
+                {
+                    "state": settlement.state,
+                    "result_at": now.astimezone(UTC).isoformat(),
+                    "due_at": dossier.due_at.isoformat() if dossier.due_at else None,
+                    "errors": sorted({p.get("code") for p in settlement.problems if p.get("code")}),
+                },
+                id,
+            ),
+            *records_events,
+        ]
+
+
+class _Rows:
+    """The KET_QUA notices and dossier rows of settlements, written together: one insert and one
+    update per set of columns (executemany of cached statements) for a whole group."""
+
+    def __init__(self) -> None:
+        self.notices: list[dict] = []
+        self.dossiers: list[tuple[str, dict]] = []
+
+    async def write(self, conn: AsyncConnection) -> None:
+        if self.notices:
+            await conn.execute(notices.insert(), self.notices)
+        by_columns: dict[tuple[str, ...], list[dict]] = {}
+        for id, values in self.dossiers:
+            by_columns.setdefault(tuple(sorted(values)), []).append(
+                {"dossier_id": id, **{f"v_{k}": v for k, v in values.items()}}
+            )
+        for columns, params in by_columns.items():
+            stmt = update(dossiers).where(dossiers.c.id == bindparam("dossier_id"))
+            await conn.execute(stmt.values({k: bindparam(f"v_{k}") for k in columns}), params)

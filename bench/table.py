@@ -1,0 +1,112 @@
+"""Run the receipt benchmarks that say where we stand and write one short table, every figure
+beside the floor measured in the same run (bench/receipts.py prints each run in full as well).
+
+    .venv/bin/python bench/table.py [--count 3000] [--pg postgresql+asyncpg://postgres@127.0.0.1:5432/test]
+        [--out bench/out/table.md] [--only sqlite-results,...]
+
+Runs, on SQLite and (with --pg) on PostgreSQL:
+  results    closed loop at concurrency 32, result work on: receipts/s, results/s, result latency
+  receipts   the same with the result work off (--no-results): the receipt alone
+  paced      open loop at 25 % of the limit, result work on: the latency at a load the machine
+             should carry easily
+
+Prints figures; asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+
+RUNS = {  # name: (arguments, most dossiers)
+    "results": ([], None),
+    "receipts": (["--no-results"], None),
+    "paced": (["--rate", "25%"], 1000),  # open loop: past the server's capacity it only queues up
+}
+
+
+def run(name: str, store: str, extra: list[str], count: int) -> dict | None:
+    cmd = [sys.executable, str(BENCH / "receipts.py"), "--count", str(count), "--json", *extra]
+    if store:
+        cmd += ["--store-url", store]
+    print(f"== {name}: {' '.join(cmd[1:])}", flush=True)
+    started = time.perf_counter()
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    print(done.stdout, end="")
+    if done.returncode != 0 and done.stderr:
+        print(done.stderr[-2000:], file=sys.stderr)
+    lines = [ln for ln in done.stdout.splitlines() if ln.startswith("{")]
+    if not lines:
+        print(f"!! {name}: no figures ({time.perf_counter() - started:.0f} s)")
+        return None
+    return json.loads(lines[-1])
+
+
+def row(name: str, fig: dict) -> str:
+    floor, limit = fig["floor_ms"], fig["limit_per_s"]
+    res = fig.get("results_fig") or {}
+    cpu = fig.get("cpu_all_s") or fig["cpu_receipts_s"]
+    n = fig["count"]
+    per = {role: cpu.get(role, 0.0) / n * 1000 for role in ("server", "worker")}
+    total = per["server"] + per["worker"]
+    mem = {}
+    for p in fig["server_mem_kb"]:
+        mem[p["role"]] = max(mem.get(p["role"], 0), p["vm_hwm"])
+    results = (
+        f"{res['during_receipts_per_s']:.1f} ({res['during_receipts_per_s'] / fig['receipts_per_s']:.2f}x) | "
+        f"{res['latency_s']['99']:.1f} s"
+        if res
+        else "off | -"
+    )
+    return (
+        f"| {name} | {fig['load'][0]:.1f} | {floor:.2f} ms, {limit:.0f}/s | "
+        f"{fig['receipts_per_s']:.1f} ({fig['receipts_of_limit'] * 100:.1f} %) | "
+        f"{fig['p99_ms']:.0f} ms ({fig['p99_ms'] / floor:.0f}x) | {results} | "
+        f"{per['server']:.1f} + {per['worker']:.1f} = {total:.1f} ms ({total / floor:.1f}x) | "
+        f"{mem.get('server', 0) / 1024:.0f} / {mem.get('worker', 0) / 1024:.0f} MiB |"
+    )
+
+
+HEADER = (
+    "| run | load | floor, limit | receipts/s (of limit) | receipt p99 (x floor) | results/s while receiving "
+    "(x receipts/s) | result latency p99 | CPU/dossier server + workers (x floor) | peak RSS server / worker |\n"
+    "|---|---|---|---|---|---|---|---|---|"
+)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--count", type=int, default=3000)
+    ap.add_argument("--pg", default="", help="a postgresql+asyncpg URL: the PostgreSQL runs too")
+    ap.add_argument("--out", default=str(BENCH / "out" / "table.md"))
+    ap.add_argument("--only", default="", help="comma-separated run names (e.g. sqlite-results,pg-paced)")
+    args = ap.parse_args()
+    stores = [("sqlite", "")] + ([("pg", args.pg)] if args.pg else [])
+    only = {s for s in args.only.split(",") if s}
+    rows = []
+    for store_name, url in stores:
+        for run_name, (extra, most) in RUNS.items():
+            name = f"{store_name}-{run_name}"
+            if only and name not in only:
+                continue
+            fig = run(name, url, extra, min(args.count, most or args.count))
+            if fig is not None:
+                rows.append(row(name, fig))
+    table = "\n".join([HEADER, *rows])
+    print()
+    print(table)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(table + "\n", encoding="utf-8")
+    print(f"\n(written to {args.out}; CPU/dossier counts the result work too when it ran; the load is the "
+          f"1-minute load average at the end of each run, on a shared machine)")  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
