@@ -41,10 +41,9 @@ def _print_problems(problems: list[dict], out=None) -> None:
 
 
 def cmd_serve(args) -> int:
-    from interchange.server import serve
+    from interchange.processes import run
 
-    serve(_config(args))
-    return EXIT_OK
+    return run(_config(args), args.processes)
 
 
 def cmd_dev_setup(args) -> int:
@@ -464,7 +463,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_setup_commands(sub) -> None:
     """serve, dev-setup, pki: running the server and its development PKI."""
-    sub.add_parser("serve", help="start the server").set_defaults(func=cmd_serve)
+    p = sub.add_parser("serve", help="start the server")
+    p.add_argument("--processes", type=int, default=1, metavar="N",
+                   help="N HTTP processes on one port (SO_REUSEPORT), supervised; N > 1 needs PostgreSQL")
+    p.set_defaults(func=cmd_serve)
     p = sub.add_parser("dev-setup", help="first run: development CA, notice key, demo unit and API key")
     p.add_argument("--mst", default="0101234565", help="the demo unit's tax code")
     p.set_defaults(func=cmd_dev_setup)

@@ -5,6 +5,7 @@ and starts the scheduler that runs due work from the database. Nothing else wire
 from __future__ import annotations
 
 import logging
+import os
 import resource
 from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import timedelta
@@ -177,14 +178,16 @@ def work_scheduler(jobs: JobsConfig):
     return run
 
 
-def serve(cfg: Config) -> None:
+def serve(cfg: Config, *, reuse_port: bool = False, name: str = "") -> None:
+    """Run the server until SIGTERM or SIGINT. `reuse_port`: one of several processes listening
+    on the same port (interchange.processes); `name` says which in its log lines."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     quiet_bad_requests()  # malformed HTTP that aiohttp answers 400 itself: one line, no traceback
     more_open_files()
-    log.info("interchange %s role on http://%s:%s, store %s", cfg.server.role, cfg.server.host, cfg.server.port,
-             cfg.store_url.split("@")[-1])
+    log.info("interchange %s role on http://%s:%s, store %s%s", cfg.server.role, cfg.server.host, cfg.server.port,
+             cfg.store_url.split("@")[-1], f", {name} (pid {os.getpid()})" if name else "")
     web.run_app(
-        make_app(cfg), host=cfg.server.host, port=cfg.server.port, access_log=None,
+        make_app(cfg), host=cfg.server.host, port=cfg.server.port, access_log=None, reuse_port=reuse_port or None,
         # also bounds the wait for a request head: aiohttp closes a connection whose head has not
         # come this long after it opened or after its last answer (slowloris, idle connections)
         keepalive_timeout=cfg.server.keepalive_seconds,
