@@ -183,6 +183,29 @@ class Database:
         async with self._unavailable_as_error():
             return await asyncio.to_thread(self._read_in_thread, fn)
 
+    async def read_plain(self, sqlite_sql: str, pg_sql: str, *params) -> list[tuple]:
+        """The rows of one read-only statement run straight on the driver's connection (sqlite3
+        on a worker thread, asyncpg), without SQLAlchemy's execution layer: for hot reads whose
+        one statement is its own snapshot (card lookups). `sqlite_sql` takes ?-parameters,
+        `pg_sql` $n-parameters. Database failures are StoreUnavailable, as everywhere."""
+        async with self._unavailable_as_error():
+            if self._threaded is not None:
+                return await asyncio.to_thread(self._plain_in_thread, sqlite_sql, params)
+            async with self.engine.connect() as conn:
+                driver = (await conn.get_raw_connection()).driver_connection
+                if self.postgres:
+                    return [tuple(r) for r in await driver.fetch(pg_sql, *params)]
+                cursor = await driver.execute(sqlite_sql, params)  # aiosqlite (in-memory databases)
+                return list(await cursor.fetchall())
+
+    def _plain_in_thread(self, sql: str, params: tuple) -> list[tuple]:
+        assert self._threaded is not None
+        raw = self._threaded.raw_connection()
+        try:
+            return raw.cursor().execute(sql, params).fetchall()
+        finally:
+            raw.close()
+
     def _read_in_thread(self, fn: Callable[[Connection], object]):
         with self._threaded.connect() as conn, conn.begin():
             return fn(conn)
