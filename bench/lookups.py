@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import hashlib
+import os
 import random
 import statistics
 import sys
@@ -106,7 +107,9 @@ async def floor(store, ids: list[int], batch: int) -> tuple[float, float]:
     return single, (time.perf_counter() - started) / len(chunks)
 
 
-async def over_http(url: str, token: str, ids: list[int], concurrency: int, batch: int, batches: int):
+async def over_http(url: str, token: str, ids: list[int], concurrency: int, batch: int, batches: int, cpu):
+    """Single lookups at `concurrency`, then `batches` batches; `cpu()` is the server's CPU seconds
+    so far (all its processes): its CPU per single lookup is robust to a loaded machine."""
     import aiohttp
 
     headers = {"Authorization": f"Bearer {token}"}
@@ -125,9 +128,9 @@ async def over_http(url: str, token: str, ids: list[int], concurrency: int, batc
                     statuses[resp.status] = statuses.get(resp.status, 0) + 1
                 latencies.append(time.perf_counter() - t0)
 
-        started = time.perf_counter()
+        started, cpu0 = time.perf_counter(), cpu()
         await asyncio.gather(*(lane() for _ in range(concurrency)))
-        single_s = time.perf_counter() - started
+        single_s, single_cpu = time.perf_counter() - started, cpu() - cpu0
         batch_lat = []
         for b in range(batches):
             chunk = ids[(b * batch) % len(ids) :][:batch]
@@ -137,7 +140,7 @@ async def over_http(url: str, token: str, ids: list[int], concurrency: int, batc
                 await resp.read()
                 statuses[resp.status] = statuses.get(resp.status, 0) + 1
             batch_lat.append(time.perf_counter() - t0)
-    return latencies, single_s, batch_lat, statuses
+    return latencies, single_s, single_cpu, batch_lat, statuses
 
 
 def facility_key(store_url: str) -> str:
@@ -161,6 +164,8 @@ def main() -> int:
     ap.add_argument("--batches", type=int, default=20, help="batch requests of --batch-size lookups")
     ap.add_argument("--batch-size", type=int, default=500, help="lookups per batch request (at most 500)")
     ap.add_argument("--workers", type=int, default=0, help="server worker processes (server.workers)")
+    ap.add_argument("--processes", type=int, default=1, help="HTTP server processes (serve --processes; "
+                    "more than 1 needs PostgreSQL)")  # fmt: skip
     ap.add_argument("--store-url", default="", help="store (default: SQLite in a temp folder); a postgresql+asyncpg "
                     "URL gets a fresh schema bench_<random>, dropped at the end")  # fmt: skip
     args = ap.parse_args()
@@ -189,10 +194,15 @@ def main() -> int:
 
         floor_single, floor_batch = asyncio.run(prepare())
         token = facility_key(store_url)
-        server = benchlib.Server(benchlib.write_config(tmp, bench_pki, store_url), workers=args.workers)
+        server = benchlib.Server(benchlib.write_config(tmp, bench_pki, store_url), workers=args.workers, processes=args.processes)
         server.start()
-        lat, elapsed, batch_lat, statuses = asyncio.run(
-            over_http(server.url, token, ids, args.concurrency, args.batch_size, args.batches)
+        pid = server.pid
+
+        def cpu() -> float:
+            return sum(p.cpu_s for p in benchlib.server_processes(pid))
+
+        lat, elapsed, single_cpu, batch_lat, statuses = asyncio.run(
+            over_http(server.url, token, ids, args.concurrency, args.batch_size, args.batches, cpu)
         )
     finally:
         if server is not None:
@@ -207,6 +217,10 @@ def main() -> int:
           f"{statistics.median(lat) * 1000:.1f} ms, p99 {lat[int(len(lat) * 0.99) - 1] * 1000:.1f} ms")  # fmt: skip
     print(f"single floor (in process, one at a time): {floor_rate:,.0f} lookups/s "
           f"({floor_single * 1000:.2f} ms each); HTTP / floor = {rate / floor_rate:.2f}")  # fmt: skip
+    per = single_cpu / len(lat)
+    print(f"server CPU per single lookup over HTTP ({args.processes} process(es)): {per * 1000:.2f} ms "
+          f"= {per / floor_single:.2f} x the floor's time; {os.cpu_count()} CPUs would give at most "
+          f"{(os.cpu_count() or 1) / per:,.0f} lookups/s with no client on the machine")  # fmt: skip
     batch_rate = args.batch_size / statistics.mean(batch_lat)
     print(f"batch of {args.batch_size} over HTTP: {statistics.mean(batch_lat) * 1000:.0f} ms each, "
           f"{batch_rate:,.0f} lookups/s; floor {floor_batch * 1000:.0f} ms, {args.batch_size / floor_batch:,.0f} "
