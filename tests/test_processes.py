@@ -11,7 +11,7 @@ of the three in the middle of the load and shows:
 - every dossier is judged exactly once (one KET_QUA, one settlement in the audit log);
 - dossier numbers (SoHoSo) are unique; the audit chain verifies;
 - the work was judged by more than one process (claimed_by), and SIGTERM to the supervisor
-  stops everything cleanly (exit 0).
+  stops everything cleanly (exit 0), every process writing its queued card lookup log first.
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ PROCESSES = 3
 DOSSIERS = 90
 THREADS = 8
 KILL_AFTER = 30  # answers before one process is SIGKILLed
+LOOKUPS = 60  # card lookups just before the SIGTERM
 LEASE = 3  # seconds: the killed process's claimed work is claimed again this soon
 STARTED = re.compile(r"HTTP process (\d+) started \(pid (\d+)\)")
 
@@ -76,6 +77,22 @@ def listing(server: ServerProc, site: Site) -> list[dict]:
         items += page["items"]
         if not (cursor := page["next_cursor"]):
             return items
+
+
+async def facility_key(store_url: str) -> str:
+    store = await Store.open(store_url)
+    try:
+        return (await store.keys.create("facility", facility="01001", label="processes test"))[1]
+    finally:
+        await store.close()
+
+
+async def lookups_logged(store_url: str, asked: list[str]) -> dict[str, int]:
+    store = await Store.open(store_url)
+    try:
+        return {pid: len(await store.cards.lookups_of(pid)) for pid in asked}
+    finally:
+        await store.close()
 
 
 def stored_facts(store_url: str, txs: list[str]):
@@ -169,8 +186,17 @@ def test_three_processes_one_killed_lose_nothing_and_judge_once(store_url, tmp_p
             ket_qua = server.get(f"/api/v1/dossiers/{tx[n]}/notices/ket-qua", site.auditor)
             assert ket_qua.status == 200 and b"KET_QUA" in ket_qua.body, (n, tx[n], ket_qua.status)
 
+        # card lookups spread over the processes, then SIGTERM at once: each process writes its
+        # queued lookup log before it ends (a clean shutdown loses no lookup record)
+        facility = on_private_loop(facility_key(store_url))
+        asked = [f"{900000000000 + n:012d}" for n in range(LOOKUPS)]
+        for pid in asked:
+            answer = server.get(f"/api/v1/hi-cards/{pid}?name=Nguyen+Van+A&birth=1990-01-01", facility)
+            assert answer.status == 404, (pid, answer)
         server.stop(timeout=90)
         assert server.proc.returncode == 0, f"supervisor exit {server.proc.returncode}\n{log.read_text()}"
+        logged = on_private_loop(lookups_logged(store_url, asked))
+        assert logged == dict.fromkeys(asked, 1), f"lookups not logged once each: {logged}"
         entries, report, judged = stored_facts(store_url, list(tx.values()))
         assert report.ok, report.as_dict()
         each = Counter({t: 1 for t in tx.values()})
