@@ -37,7 +37,8 @@ from .tables import hi_card_lookups
 
 log = logging.getLogger("interchange.store.cards")
 
-FLUSH_DELAY = 0.05  # seconds a lookup may wait in memory before its batch is written
+FLUSH_DELAY = 0.5  # seconds a lookup may wait in memory before its batch is written (fewer, larger
+# transactions: at 0.05 s the writes took a tenth of the server's CPU at 700 lookups/s)
 FLUSH_BATCH = 2000  # rows per INSERT
 
 @dataclass(frozen=True)
