@@ -41,9 +41,9 @@ def _print_problems(problems: list[dict], out=None) -> None:
 
 
 def cmd_serve(args) -> int:
-    from interchange.processes import run
+    from interchange.server import serve
 
-    return run(_config(args), args.processes)
+    return serve(_config(args), args.processes)
 
 
 def cmd_dev_setup(args) -> int:

@@ -1,6 +1,9 @@
 """`interchange serve --processes N`: N HTTP server processes on one port, one supervisor.
 
-Each child is a whole server (`server.serve`): its own event loop, HTTP listener, worker pool
+The composition root (`server.serve`) checks what it can once and hands this module the
+function each child runs; this module knows nothing of the server but that function.
+
+Each child is a whole server (`server.serve_one`): its own event loop, HTTP listener, worker pool
 (`[server] workers` worker processes *per HTTP process*), work scheduler, rate limiter and
 caches. The children listen on the same host and port with SO_REUSEPORT, so the kernel spreads
 incoming connections over them (by connection, not by request: a keep-alive connection stays
@@ -8,15 +11,15 @@ with its process). They share nothing but the database: each claims due work wit
 `FOR UPDATE SKIP LOCKED` (store/work.py), so no two processes run the same item, and a process
 that dies leaves its claimed work to be taken up by the others when its lease runs out.
 
-Several processes need PostgreSQL. With SQLite the supervisor refuses to start: SQLite has one
+Several processes need PostgreSQL. With SQLite `server.serve` refuses to start them: SQLite has one
 writer at a time for the whole file, and writers of different processes can only wait for it
 through SQLite's busy handler, which sleeps and polls (store/db.py serialises the writers of
 one process with a lock for exactly that reason: left to the busy handler, results fell to
 26/s and the receipts' p99 rose to 1.5 s). One process with its worker pool already uses the
 cores for the CPU-bound stages; several would only contend for the one write lock.
 
-The parent (this module) does no HTTP. It checks the configuration, the notice key and the
-database (migrating it to head once), then starts the children and supervises them:
+The parent does no HTTP. Once `server.serve` has checked the configuration, the notice key and
+the database (migrating it to head once), the supervisor starts the children and watches them:
 
 - a child that dies (crash, SIGKILL, OOM killer) is started again after a pause that doubles
   with each death in a row (1 s up to 30 s);
@@ -34,17 +37,15 @@ child whose parent disappears (kill -9 of the supervisor) shuts itself down clea
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import multiprocessing
 import os
 import signal
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import wait
-
-from interchange.config import Config
 
 log = logging.getLogger("interchange.processes")
 
@@ -54,59 +55,11 @@ FIRST_PAUSE, MAX_PAUSE = 1.0, 30.0  # before starting a dead child again, doubli
 STOP_SECONDS = 75.0  # a child's clean shutdown (aiohttp gives requests in flight 60 s)
 
 
-class CannotStart(ValueError):
-    """The supervisor refused to start (the message says why and what to change)."""
-
-
-def run(cfg: Config, processes: int) -> int:
-    """`interchange serve [--processes N]`: one server in this process, or N supervised ones."""
-    from interchange.server import serve
-
-    if processes < 1:
-        raise CannotStart(f"--processes must be 1 or more, not {processes}")
-    if processes == 1:
-        serve(cfg)
-        return 0
-    check_store(cfg, processes)
-    return Supervisor(cfg, processes).run()
-
-
-def check_store(cfg: Config, processes: int) -> None:
-    if not cfg.store_url.startswith("postgresql"):
-        raise CannotStart(
-            f"--processes {processes} needs PostgreSQL ([store] url = \"postgresql+asyncpg://...\"); "
-            f"the store is {cfg.store_url.split(':')[0]}, whose single writer the processes would only "
-            "wait for in turn. Run one process (its [server] workers use the other cores), or use PostgreSQL."
-        )
-
-
-def preflight(cfg: Config) -> None:
-    """What every child would fail on, checked once with one clear message: the notice key, and
-    the database (reachable, migrated to head here, once, rather than by N children at once)."""
-    from interchange.notices.notice import NoticeSigner
-    from interchange.store.db import StoreUnavailable
-    from interchange.store.store import Store
-
-    NoticeSigner.from_files(cfg.signing_key_path, cfg.signing_cert_path)  # NoticeKeyError: a ValueError
-
-    async def migrate() -> None:
-        store = await Store.open(cfg.store_url)
-        await store.close()
-
-    try:
-        asyncio.run(migrate())
-    except StoreUnavailable as exc:
-        where = cfg.store_url.split("@")[-1]
-        raise ConnectionError(f"cannot start: the database {where} cannot be used: {exc} (start it, or fix [store] url)") from None
-
-
-def child_main(cfg: Config, index: int, parent: int) -> None:
-    """One HTTP process: a server on the shared port (SO_REUSEPORT), ended with its parent."""
-    from interchange.server import serve
-
-    os.setpgrp()  # the terminal's signals reach the parent only; it forwards one SIGTERM
+def become_child(parent: int) -> None:
+    """Called first in a child: its own process group (the terminal's signals reach the parent
+    only; it forwards one SIGTERM), and a clean shutdown when the parent disappears."""
+    os.setpgrp()
     threading.Thread(target=_end_with_parent, args=(parent,), name="parent-watch", daemon=True).start()
-    serve(cfg, reuse_port=True, name=f"process {index}")
 
 
 def _end_with_parent(parent: int) -> None:
@@ -126,21 +79,19 @@ class Child:
 
 @dataclass
 class Supervisor:
-    cfg: Config
+    """`child(index, parent_pid)` runs in each child process (spawned: it and its arguments are
+    pickled); `what` names them in the first log line."""
+
     processes: int
+    child: Callable[[int, int], None]
+    what: str = ""
     children: list[Child] = field(default_factory=list)
     deaths: list[float] = field(default_factory=list)  # monotonic times of unexpected deaths
     stopping: bool = False
 
     def run(self) -> int:
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-        preflight(self.cfg)
-        workers = self.cfg.server.workers
-        log.info(
-            "supervisor (pid %d): %d HTTP processes on %s:%s with SO_REUSEPORT, %d worker processes each "
-            "([server] workers), %d CPUs", os.getpid(), self.processes, self.cfg.server.host,
-            self.cfg.server.port, workers, os.cpu_count() or 0,
-        )  # fmt: skip
+        log.info("supervisor (pid %d): %d HTTP processes%s, %d CPUs", os.getpid(), self.processes,
+                 f" {self.what}" if self.what else "", os.cpu_count() or 0)  # fmt: skip
         wake_r, wake_w = os.pipe()
         os.set_blocking(wake_w, False)
         previous = {s: signal.signal(s, lambda *_: self._stop_soon(wake_w)) for s in (signal.SIGTERM, signal.SIGINT)}
@@ -166,7 +117,7 @@ class Supervisor:
     def _start(self, child: Child) -> None:
         spawn = multiprocessing.get_context("spawn")  # no copy of the parent's state
         child.process = spawn.Process(
-            target=child_main, args=(self.cfg, child.index, os.getpid()), name=f"interchange-http-{child.index}"
+            target=self.child, args=(child.index, os.getpid()), name=f"interchange-http-{child.index}"
         )
         child.process.start()
         child.started = time.monotonic()

@@ -4,11 +4,13 @@ and starts the scheduler that runs due work from the database. Nothing else wire
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import resource
 from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import timedelta
+from functools import partial
 
 from aiohttp import web
 from sqlalchemy.engine import make_url
@@ -28,6 +30,7 @@ from interchange.jobs.scheduler import WorkScheduler
 from interchange.kinds import WORK_JUDGE, WORK_REGISTRATION
 from interchange.legal.params import configured_parameters
 from interchange.notices.notice import NoticeSigner
+from interchange.processes import Supervisor, become_child
 from interchange.receiving.receipt import Policy, Reception
 from interchange.store.db import StoreUnavailable
 from interchange.store.store import Store
@@ -178,9 +181,60 @@ def work_scheduler(jobs: JobsConfig):
     return run
 
 
-def serve(cfg: Config, *, reuse_port: bool = False, name: str = "") -> None:
+def serve(cfg: Config, processes: int = 1) -> int:
+    """`interchange serve [--processes N]`: the server in this process, or N HTTP processes on
+    one port under a supervisor (interchange.processes; PostgreSQL only). Returns the exit code."""
+    if processes < 1:
+        raise ValueError(f"--processes must be 1 or more, not {processes}")
+    if processes == 1:
+        serve_one(cfg)
+        return 0
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    several_processes_allowed(cfg, processes)
+    preflight(cfg)
+    what = (f"on {cfg.server.host}:{cfg.server.port} with SO_REUSEPORT, {cfg.server.workers} worker "
+            "processes each ([server] workers)")  # fmt: skip
+    return Supervisor(processes, partial(serve_child, cfg), what).run()
+
+
+def several_processes_allowed(cfg: Config, processes: int) -> None:
+    """Several processes need PostgreSQL (interchange.processes says why); ValueError otherwise."""
+    if not cfg.store_url.startswith("postgresql"):
+        raise ValueError(
+            f"--processes {processes} needs PostgreSQL ([store] url = \"postgresql+asyncpg://...\"); "
+            f"the store is {cfg.store_url.split(':')[0]}, whose single writer the processes would only "
+            "wait for in turn. Run one process (its [server] workers use the other cores), or use PostgreSQL."
+        )
+
+
+def preflight(cfg: Config) -> None:
+    """What every child would fail on, checked once with one clear message: the notice key
+    (NoticeKeyError, a ValueError) and the database (ConnectionError; migrated to head here,
+    once, rather than by N children at once)."""
+    NoticeSigner.from_files(cfg.signing_key_path, cfg.signing_cert_path)
+
+    async def migrate() -> None:
+        store = await Store.open(cfg.store_url)
+        await store.close()
+
+    try:
+        asyncio.run(migrate())
+    except StoreUnavailable as exc:
+        where = make_url(cfg.store_url).render_as_string(hide_password=True)
+        raise ConnectionError(
+            f"store: cannot start: the database {where} cannot be used: {exc} (start it, or fix [store] url)"
+        ) from None
+
+
+def serve_child(cfg: Config, index: int, parent: int) -> None:
+    """One of several HTTP processes (run by interchange.processes in a spawned process)."""
+    become_child(parent)
+    serve_one(cfg, reuse_port=True, name=f"process {index}")
+
+
+def serve_one(cfg: Config, *, reuse_port: bool = False, name: str = "") -> None:
     """Run the server until SIGTERM or SIGINT. `reuse_port`: one of several processes listening
-    on the same port (interchange.processes); `name` says which in its log lines."""
+    on the same port; `name` says which in its log lines."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     quiet_bad_requests()  # malformed HTTP that aiohttp answers 400 itself: one line, no traceback
     more_open_files()

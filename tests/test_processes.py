@@ -113,6 +113,73 @@ def stored_facts(store_url: str, txs: list[str]):
     return on_private_loop(read())
 
 
+def send_and_kill(server: ServerProc, site: Site, bodies: list[bytes], victim: int) -> dict[int, list[Answer]]:
+    """POST every body from THREADS threads; SIGKILL `victim` at the KILL_AFTER-th answer."""
+    answers: dict[int, list[Answer]] = {n: [] for n in range(len(bodies))}
+    count, lock = 0, threading.Lock()
+
+    def one(n: int) -> None:
+        nonlocal count
+        answer = post(server, site, bodies[n])
+        answers[n].append(answer)
+        if answer.lost:
+            return
+        with lock:
+            count += 1
+            kill = count == KILL_AFTER
+        if kill:
+            os.kill(victim, signal.SIGKILL)
+
+    with ThreadPoolExecutor(THREADS) as pool:
+        list(pool.map(one, range(len(bodies))))
+    return answers
+
+
+def check_acknowledged(server: ServerProc, site: Site, bodies: list[bytes], answers, tx: dict[int, str]) -> None:
+    """Every acknowledgement: its original and its TIEP_NHAN stored as answered."""
+    for n, body in enumerate(bodies):
+        a = answers[n][0]
+        if a.lost:
+            continue
+        original = server.get(f"/api/v1/dossiers/{tx[n]}/original", site.auditor)
+        assert original.status == 200 and original.body == body, (n, original.status)
+        notice = server.get(f"/api/v1/dossiers/{tx[n]}/notices/tiep-nhan", site.auditor)
+        assert notice.status == 200 and notice.body == a.body, (n, notice.status)
+
+
+def check_judged(server: ServerProc, site: Site, tx: dict[int, str]) -> None:
+    """Every dossier judged: one KET_QUA each, one dossier per content, unique numbers."""
+    deadline = time.monotonic() + 40
+    while pending := [i["id"] for i in listing(server, site) if i["state"] == "received"]:
+        assert time.monotonic() < deadline, f"{len(pending)} dossiers without a result: {pending}"
+        time.sleep(0.5)
+    items = listing(server, site)
+    assert sorted(i["id"] for i in items) == sorted(tx.values()), "a dossier missing or stored twice"
+    numbers = [i["so_ho_so"] for i in items]
+    assert None not in numbers and len(set(numbers)) == len(numbers), Counter(numbers).most_common(3)
+    for n, t in tx.items():
+        ket_qua = server.get(f"/api/v1/dossiers/{t}/notices/ket-qua", site.auditor)
+        assert ket_qua.status == 200 and b"KET_QUA" in ket_qua.body, (n, t, ket_qua.status)
+
+
+def check_audit(store_url: str, txs: list[str]) -> tuple[Counter, int]:
+    """The chain verifies; one receipt, one settlement, one KET_QUA per dossier; each judging
+    item done. Returns the judging items per process (pid) and how many were claimed again."""
+    entries, report, judged = stored_facts(store_url, txs)
+    assert report.ok, report.as_dict()
+    each = Counter(dict.fromkeys(txs, 1))
+    kinds: dict[str, Counter] = {}
+    for e in entries:
+        label = e.kind + (f":{e.data.get('kind')}" if e.kind == "notice.stored" else "")
+        kinds.setdefault(label, Counter())[e.dossier_id] += 1
+    assert kinds.get("dossier.received") == each
+    assert kinds.get("dossier.settled") == each, "a dossier settled twice or never"
+    assert kinds.get("notice.stored:ket-qua") == each, "a KET_QUA given twice or never"
+    assert all([w.state for w in items] == ["done"] for items in judged.values()), judged
+    judges = Counter(int(w.claimed_by.split(":")[1]) for items in judged.values() for w in items)
+    return judges, sum(w.attempts > 1 for items in judged.values() for w in items)
+
+
 @pytest.mark.parametrize("store_url", ["postgresql"], indirect=True)
 @pytest.mark.postgres
 def test_three_processes_one_killed_lose_nothing_and_judge_once(store_url, tmp_path):
@@ -127,25 +194,7 @@ def test_three_processes_one_killed_lose_nothing_and_judge_once(store_url, tmp_p
         server.wait_ready()
         first = pids(log)
         assert sorted(first) == list(range(1, PROCESSES + 1)), first
-        victim = first[2][0]
-
-        answers: dict[int, list[Answer]] = {n: [] for n in range(DOSSIERS)}
-        count, lock = 0, threading.Lock()
-
-        def one(n: int) -> None:
-            nonlocal count
-            answer = post(server, site, bodies[n])
-            answers[n].append(answer)
-            if answer.lost:
-                return
-            with lock:
-                count += 1
-                kill = count == KILL_AFTER
-            if kill:
-                os.kill(victim, signal.SIGKILL)
-
-        with ThreadPoolExecutor(THREADS) as pool:
-            list(pool.map(one, range(DOSSIERS)))
+        answers = send_and_kill(server, site, bodies, victim=first[2][0])
         lost = [n for n in range(DOSSIERS) if answers[n][0].lost]
         assert all(answers[n][0].status == 202 for n in range(DOSSIERS) if n not in lost), [
             (n, a[0].status, a[0].body[:200]) for n, a in answers.items() if not a[0].lost and a[0].status != 202
@@ -162,29 +211,8 @@ def test_three_processes_one_killed_lose_nothing_and_judge_once(store_url, tmp_p
             assert again.status in (200, 202), (n, again.status, again.error, again.body[:300])
         first_notice = {n: next(a for a in answers[n] if a.status in (200, 202)) for n in range(DOSSIERS)}
         tx = {n: a.headers["x-transaction-id"] for n, a in first_notice.items()}
-
-        # every acknowledgement: its original and its TIEP_NHAN stored as answered
-        for n in range(DOSSIERS):
-            a = answers[n][0]
-            if a.lost:
-                continue
-            original = server.get(f"/api/v1/dossiers/{tx[n]}/original", site.auditor)
-            assert original.status == 200 and original.body == bodies[n], (n, original.status)
-            notice = server.get(f"/api/v1/dossiers/{tx[n]}/notices/tiep-nhan", site.auditor)
-            assert notice.status == 200 and notice.body == a.body, (n, notice.status)
-
-        # every dossier judged: one KET_QUA each, one dossier per content, unique numbers
-        deadline = time.monotonic() + 40
-        while pending := [i["id"] for i in listing(server, site) if i["state"] == "received"]:
-            assert time.monotonic() < deadline, f"{len(pending)} dossiers without a result: {pending}"
-            time.sleep(0.5)
-        items = listing(server, site)
-        assert sorted(i["id"] for i in items) == sorted(tx.values()), "a dossier missing or stored twice"
-        numbers = [i["so_ho_so"] for i in items]
-        assert None not in numbers and len(set(numbers)) == len(numbers), Counter(numbers).most_common(3)
-        for n in range(DOSSIERS):
-            ket_qua = server.get(f"/api/v1/dossiers/{tx[n]}/notices/ket-qua", site.auditor)
-            assert ket_qua.status == 200 and b"KET_QUA" in ket_qua.body, (n, tx[n], ket_qua.status)
+        check_acknowledged(server, site, bodies, answers, tx)
+        check_judged(server, site, tx)
 
         # card lookups spread over the processes, then SIGTERM at once: each process writes its
         # queued lookup log before it ends (a clean shutdown loses no lookup record)
@@ -197,20 +225,9 @@ def test_three_processes_one_killed_lose_nothing_and_judge_once(store_url, tmp_p
         assert server.proc.returncode == 0, f"supervisor exit {server.proc.returncode}\n{log.read_text()}"
         logged = on_private_loop(lookups_logged(store_url, asked))
         assert logged == dict.fromkeys(asked, 1), f"lookups not logged once each: {logged}"
-        entries, report, judged = stored_facts(store_url, list(tx.values()))
-        assert report.ok, report.as_dict()
-        each = Counter({t: 1 for t in tx.values()})
-        kinds: dict[str, Counter] = {}
-        for e in entries:
-            label = e.kind + (f":{e.data.get('kind')}" if e.kind == "notice.stored" else "")
-            kinds.setdefault(label, Counter())[e.dossier_id] += 1
-        assert kinds.get("dossier.received") == each
-        assert kinds.get("dossier.settled") == each, "a dossier settled twice or never"
-        assert kinds.get("notice.stored:ket-qua") == each, "a KET_QUA given twice or never"
-        assert all([w.state for w in items_] == ["done"] for items_ in judged.values()), judged
-        judges = Counter(int(w.claimed_by.split(":")[1]) for items_ in judged.values() for w in items_)
+
+        judges, retried = check_audit(store_url, list(tx.values()))
         assert len(judges) >= 2, f"the work was judged by one process only: {judges}"
-        retried = sum(w.attempts > 1 for items_ in judged.values() for w in items_)
         print(
             f"\n{PROCESSES} processes, {DOSSIERS} dossiers: {len(lost)} answers lost with the killed process "
             f"(sent again), judging work per process pid {dict(judges)}, {retried} items claimed again; "
