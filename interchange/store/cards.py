@@ -37,6 +37,7 @@ from .tables import hi_card_lookups
 
 log = logging.getLogger("interchange.store.cards")
 
+SMALL_READ = 4  # IDs or fewer: read without the hop to a thread on SQLite (Database.read_plain)
 FLUSH_DELAY = 0.5  # seconds a lookup may wait in memory before its batch is written (fewer, larger
 # transactions: at 0.05 s the writes took a tenth of the server's CPU at 700 lookups/s)
 FLUSH_BATCH = 2000  # rows per INSERT
@@ -153,7 +154,7 @@ async def read_card_records(db: Database, ids: list[str]) -> dict[str, CardRecor
     found: dict[str, CardRecords] = {}
     for chunk in _chunks(wanted):
         arg = json.dumps(chunk) if not db.postgres else chunk
-        for row in await db.read_plain(SQLITE_CARDS, PG_CARDS, arg):
+        for row in await db.read_plain(SQLITE_CARDS, PG_CARDS, arg, small=len(chunk) <= SMALL_READ):
             records = _card_records(row)
             for code in (records.identity.personal_id, records.identity.si_code):
                 if code:
