@@ -253,9 +253,10 @@ def free_port() -> int:
 class Server:
     """`python -m interchange --config <config> serve` on a free port, with env overrides."""
 
-    def __init__(self, config: Path, *, workers: int, env: dict[str, str] | None = None):
+    def __init__(self, config: Path, *, workers: int, env: dict[str, str] | None = None, processes: int = 1):
         self.config = config
         self.workers = workers
+        self.processes = processes  # `serve --processes N` (PostgreSQL only)
         self.port = free_port()
         self.extra_env = dict(env or {})
         self.log_path = config.parent / "server.log"
@@ -284,7 +285,7 @@ class Server:
         started = time.perf_counter()
         with self.log_path.open("wb") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "interchange", "--config", str(self.config), "serve"],
+                [sys.executable, "-m", "interchange", "--config", str(self.config), "serve", "--processes", str(self.processes)],
                 cwd=REPO,
                 env=env,
                 stdout=log,
@@ -296,7 +297,8 @@ class Server:
                 raise RuntimeError(f"the server exited with {self.proc.returncode}:\n{self.log_tail()}")
             try:
                 with urllib.request.urlopen(f"{self.url}/readyz", timeout=2) as r:
-                    if r.status == 200:
+                    listening = self.log_path.read_text(errors="replace").count("Running on")
+                    if r.status == 200 and listening >= self.processes:  # every process, not the first
                         return time.perf_counter() - started
             except OSError:
                 pass

@@ -3,7 +3,7 @@ many synthetic insured persons, each beside its floor (the same lookup straight 
 database in this process, one at a time) and the ratio.
 
     python bench/lookups.py --persons 1000000            # the issue's size (seeding takes minutes)
-    python bench/lookups.py --store-url postgresql+asyncpg://...
+    python bench/lookups.py --store-url postgresql+asyncpg://... --processes 1,2
 
 Seeding writes rows directly (persons, one D02-TS increase each, a reduction or a level change for
 some, a TK1-TS facility for half), not through dossiers: the lookup reads the same tables either
@@ -15,7 +15,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import hashlib
+import os
 import random
+import shutil
 import statistics
 import sys
 import tempfile
@@ -24,6 +26,8 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from sqlalchemy import text  # noqa: E402
 
 from bench import benchlib  # noqa: E402
 from interchange.records.card import build_card, matches  # noqa: E402
@@ -81,6 +85,21 @@ async def seed(store, n: int, log=print) -> None:
         done = min(n, lo + CHUNK)
         if done % 200_000 == 0 or done == n:
             log(f"  seeded {done:,} persons ({time.perf_counter() - started:.0f} s)")
+    async with store.db.writing() as conn:  # the planner's statistics, as a database in use has them
+        await conn.execute(text("ANALYZE"))
+
+
+async def database_size(store) -> str:
+    """The whole database (SQLite: the file; PostgreSQL: the bench's schema, indexes included)."""
+    async with store.db.reading() as conn:
+        if store.db.postgres:
+            size = (await conn.execute(text(
+                "SELECT sum(pg_total_relation_size(c.oid)) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE n.nspname = current_schema() AND c.relkind = 'r'"))).scalar()  # fmt: skip
+        else:
+            size = (await conn.execute(text(
+                "SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size()"))).scalar()  # fmt: skip
+    return f"{int(size or 0) / 2**20:,.0f} MiB"
 
 
 async def floor(store, ids: list[int], batch: int) -> tuple[float, float]:
@@ -106,7 +125,9 @@ async def floor(store, ids: list[int], batch: int) -> tuple[float, float]:
     return single, (time.perf_counter() - started) / len(chunks)
 
 
-async def over_http(url: str, token: str, ids: list[int], concurrency: int, batch: int, batches: int):
+async def over_http(url: str, token: str, ids: list[int], concurrency: int, batch: int, batches: int, cpu):
+    """Single lookups at `concurrency`, then `batches` batches; `cpu()` is the server's CPU seconds
+    so far (all its processes): its CPU per single lookup is robust to a loaded machine."""
     import aiohttp
 
     headers = {"Authorization": f"Bearer {token}"}
@@ -125,9 +146,9 @@ async def over_http(url: str, token: str, ids: list[int], concurrency: int, batc
                     statuses[resp.status] = statuses.get(resp.status, 0) + 1
                 latencies.append(time.perf_counter() - t0)
 
-        started = time.perf_counter()
+        started, cpu0 = time.perf_counter(), cpu()
         await asyncio.gather(*(lane() for _ in range(concurrency)))
-        single_s = time.perf_counter() - started
+        single_s, single_cpu = time.perf_counter() - started, cpu() - cpu0
         batch_lat = []
         for b in range(batches):
             chunk = ids[(b * batch) % len(ids) :][:batch]
@@ -137,7 +158,7 @@ async def over_http(url: str, token: str, ids: list[int], concurrency: int, batc
                 await resp.read()
                 statuses[resp.status] = statuses.get(resp.status, 0) + 1
             batch_lat.append(time.perf_counter() - t0)
-    return latencies, single_s, batch_lat, statuses
+    return latencies, single_s, single_cpu, batch_lat, statuses
 
 
 def facility_key(store_url: str) -> str:
@@ -161,6 +182,8 @@ def main() -> int:
     ap.add_argument("--batches", type=int, default=20, help="batch requests of --batch-size lookups")
     ap.add_argument("--batch-size", type=int, default=500, help="lookups per batch request (at most 500)")
     ap.add_argument("--workers", type=int, default=0, help="server worker processes (server.workers)")
+    ap.add_argument("--processes", default="1", help="HTTP server processes (serve --processes), or several "
+                    "counts measured one after the other on the same data, e.g. 1,2 (more than 1 needs PostgreSQL)")  # fmt: skip
     ap.add_argument("--store-url", default="", help="store (default: SQLite in a temp folder); a postgresql+asyncpg "
                     "URL gets a fresh schema bench_<random>, dropped at the end")  # fmt: skip
     args = ap.parse_args()
@@ -182,36 +205,56 @@ def main() -> int:
                 t0 = time.perf_counter()
                 await seed(store, args.persons)
                 print(f"seeded {args.persons:,} persons in {time.perf_counter() - t0:.0f} s "
-                      f"({benchlib.describe_store(store_url)})")  # fmt: skip
+                      f"({benchlib.describe_store(store_url)}, {await database_size(store)})")  # fmt: skip
                 return await floor(store, ids, args.batch_size)
             finally:
                 await store.close()
 
         floor_single, floor_batch = asyncio.run(prepare())
         token = facility_key(store_url)
-        server = benchlib.Server(benchlib.write_config(tmp, bench_pki, store_url), workers=args.workers)
-        server.start()
-        lat, elapsed, batch_lat, statuses = asyncio.run(
-            over_http(server.url, token, ids, args.concurrency, args.batch_size, args.batches)
-        )
+        config = benchlib.write_config(tmp, bench_pki, store_url)
+        failed = False
+        for processes in [int(x) for x in args.processes.split(",")]:
+            server = benchlib.Server(config, workers=args.workers, processes=processes)
+            server.start()
+            pid = server.pid
+
+            def cpu(pid=pid) -> float:
+                return sum(p.cpu_s for p in benchlib.server_processes(pid))
+
+            measured = asyncio.run(
+                over_http(server.url, token, ids, args.concurrency, args.batch_size, args.batches, cpu)
+            )
+            server.stop()
+            server = None
+            failed |= report(args, processes, floor_single, floor_batch, *measured)
     finally:
         if server is not None:
             server.stop()
         if schema is not None:
             schema.drop()
+        shutil.rmtree(tmp, ignore_errors=True)
+    return 1 if failed else 0
 
+
+def report(args, processes, floor_single, floor_batch, lat, elapsed, single_cpu, batch_lat, statuses) -> bool:
+    """Print one server's figures beside the floor; True when an answer was not 200."""
     lat.sort()
     rate, floor_rate = len(lat) / elapsed, 1 / floor_single
-    print(f"statuses {dict(sorted(statuses.items()))}")
+    print(f"--- serve --processes {processes}: statuses {dict(sorted(statuses.items()))}")
     print(f"single over HTTP: {rate:,.0f} lookups/s at concurrency {args.concurrency}; latency p50 "
           f"{statistics.median(lat) * 1000:.1f} ms, p99 {lat[int(len(lat) * 0.99) - 1] * 1000:.1f} ms")  # fmt: skip
     print(f"single floor (in process, one at a time): {floor_rate:,.0f} lookups/s "
           f"({floor_single * 1000:.2f} ms each); HTTP / floor = {rate / floor_rate:.2f}")  # fmt: skip
+    per = single_cpu / len(lat)
+    print(f"server CPU per single lookup over HTTP: {per * 1000:.2f} ms = {per / floor_single:.2f} x the floor's "
+          f"time; {os.cpu_count()} CPUs would give at most {(os.cpu_count() or 1) / per:,.0f} lookups/s "
+          "with no client on the machine")  # fmt: skip
     batch_rate = args.batch_size / statistics.mean(batch_lat)
     print(f"batch of {args.batch_size} over HTTP: {statistics.mean(batch_lat) * 1000:.0f} ms each, "
           f"{batch_rate:,.0f} lookups/s; floor {floor_batch * 1000:.0f} ms, {args.batch_size / floor_batch:,.0f} "
           f"lookups/s; HTTP / floor = {batch_rate / (args.batch_size / floor_batch):.2f}")  # fmt: skip
-    return 0 if set(statuses) == {200} else 1
+    return set(statuses) != {200}
 
 
 if __name__ == "__main__":

@@ -129,9 +129,9 @@ class ServerProc:
     """`python -m interchange --config CONFIG serve`, in a process group of its own (its worker
     processes included), running this checkout's code (PYTHONPATH = the repository root)."""
 
-    def __init__(self, site: Site, log: Path, **overrides: str):
-        """`overrides`: config keys for this run, e.g. JOBS_INTERVAL_SECONDS="0" (given to the
-        server as INTERCHANGE_<KEY>)."""
+    def __init__(self, site: Site, log: Path, *serve_args: str, **overrides: str):
+        """`serve_args`: after `serve`, e.g. "--processes", "3"; `overrides`: config keys for this
+        run, e.g. JOBS_INTERVAL_SECONDS="0" (given to the server as INTERCHANGE_<KEY>)."""
         self.site = site
         self.base_host = ("127.0.0.1", site.port)
         self.log = log
@@ -141,7 +141,7 @@ class ServerProc:
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
         with log.open("ab") as fh:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "interchange", "--config", str(site.config), "serve"],
+                [sys.executable, "-m", "interchange", "--config", str(site.config), "serve", *serve_args],
                 stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
                 cwd=site.root, start_new_session=True,
             )  # fmt: skip

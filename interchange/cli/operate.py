@@ -21,8 +21,7 @@ DEMO_PASSWORD = "demo"  # dev-setup's demo certificate, and `pki issue-unit`'s d
 def cmd_serve(args) -> int:
     from interchange.server import serve
 
-    serve(config_of(args))
-    return EXIT_OK
+    return serve(config_of(args), args.processes)
 
 
 def cmd_dev_setup(args) -> int:
@@ -212,6 +211,9 @@ def cmd_codes(args) -> int:
 def add_commands(sub) -> None:
     """serve, dev-setup, pki, keys, audit, rules, codes."""
     p = sub.add_parser("serve", help="start the server (address from [server] host/port, default 127.0.0.1:8080)")
+    p.add_argument("--processes", type=int, default=1, metavar="N",
+                   help="N HTTP processes on one port (SO_REUSEPORT), supervised; N > 1 needs PostgreSQL "
+                        "(default: %(default)s)")  # fmt: skip
     p.set_defaults(func=cmd_serve)
     p = sub.add_parser("dev-setup", help="first run: development CA, notice key, demo unit and API key; "
                                          "later runs say what exists")

@@ -21,7 +21,7 @@ from alembic.config import Config as AlembicConfig
 from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, event, inspect, text
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
@@ -29,6 +29,8 @@ log = logging.getLogger(__name__)
 
 ALEMBIC_INI = Path(__file__).with_name("alembic.ini")
 PG_CONNECT_TIMEOUT = 5.0  # seconds to open a PostgreSQL connection (a black-holed server must not hang us)
+PLAIN_POOL_SIZE = 10  # connections of read_plain's pool per process (PostgreSQL), beside the engine's
+PLAIN_POOL_CLOSE = 5.0  # seconds for its connections to close cleanly at shutdown
 PG_COMMAND_TIMEOUT = 120.0  # seconds for one statement (a batch of large originals included)
 RETRY_AFTER_SECONDS = 5  # what callers are told to wait when the database cannot be used
 MIGRATION_LOCK = 0x696E_7463_0001  # pg_advisory_xact_lock key: one process migrates at a time
@@ -105,6 +107,10 @@ class Database:
         self._last_error: str | None = None  # the database's last own error (see _remember_error)
         event.listen(engine.sync_engine, "handle_error", self._remember_error)
         self._threaded: Engine | None = _threaded_engine(engine)
+        # PostgreSQL: read_plain's own asyncpg pool (made on first use), from `open`'s URL
+        self._plain_connect: dict | None = None
+        self._plain_pool = None
+        self._plain_pool_made = asyncio.Lock()
         if self._threaded is not None:
             event.listen(self._threaded, "handle_error", self._remember_error)
 
@@ -126,6 +132,12 @@ class Database:
     async def open(cls, url: str, *, connect_args: dict | None = None) -> Database:
         """Connect (see `make_engine`) and migrate to head."""
         db = cls(make_engine(url, connect_args))
+        if db.postgres:
+            u, args = _pg_connect(make_url(url), dict(connect_args or {}))
+            # its statements are few and prepared once per connection: planned once, not at each
+            # call (a lookup's plan took 0.9 ms, its execution 0.15 ms; PostgreSQL 12 or later)
+            args["server_settings"] = {**args.get("server_settings", {}), "plan_cache_mode": "force_generic_plan"}
+            db._plain_connect = {"dsn": u.set(drivername="postgresql").render_as_string(hide_password=False), **args}
         db._log_changes = False  # the caller says why opening failed, once
         try:
             await db.migrate()
@@ -183,6 +195,51 @@ class Database:
         async with self._unavailable_as_error():
             return await asyncio.to_thread(self._read_in_thread, fn)
 
+    async def read_plain(self, sqlite_sql: str, pg_sql: str, *params, small: bool = False) -> list[tuple]:
+        """The rows of one read-only statement run straight on the driver's connection (sqlite3,
+        asyncpg), without SQLAlchemy's execution layer: for hot reads whose one statement is its
+        own snapshot (card lookups). `sqlite_sql` takes ?-parameters, `pg_sql` $n-parameters.
+        On an SQLite file the statement runs on a worker thread, or right here when `small` (a
+        few rows by index: some 30 microseconds from the page cache): the hop to a thread and
+        back cost more than such a statement (a single card lookup over HTTP took 0.47 ms of the
+        server's CPU with the hop, 0.28 ms without; p99 90 ms against 17-50 ms at concurrency
+        32). Database failures are StoreUnavailable, as everywhere."""
+        async with self._unavailable_as_error():
+            if self._threaded is not None:
+                if small:
+                    return self._plain_in_thread(sqlite_sql, params)
+                return await asyncio.to_thread(self._plain_in_thread, sqlite_sql, params)
+            if self._plain_connect is not None:
+                async with (await self._plain_pg_pool()).acquire() as driver:
+                    return [tuple(r) for r in await driver.fetch(pg_sql, *params)]
+            async with self.engine.connect() as conn:
+                driver = (await conn.get_raw_connection()).driver_connection
+                if self.postgres:
+                    return [tuple(r) for r in await driver.fetch(pg_sql, *params)]
+                cursor = await driver.execute(sqlite_sql, params)  # aiosqlite (in-memory databases)
+                return list(await cursor.fetchall())
+
+    async def _plain_pg_pool(self):
+        """asyncpg's own pool: acquiring a connection there costs no round trip, where the
+        engine's pool pings every connection it hands out and wraps every call in a greenlet
+        (2 ms a lookup, against 0.2 for the statement). A connection found dead fails its one
+        statement (503, StoreUnavailable) and is replaced by the pool."""
+        async with self._plain_pool_made:
+            if self._plain_pool is None:
+                import asyncpg
+
+                assert self._plain_connect is not None
+                self._plain_pool = await asyncpg.create_pool(min_size=0, max_size=PLAIN_POOL_SIZE, **self._plain_connect)
+        return self._plain_pool
+
+    def _plain_in_thread(self, sql: str, params: tuple) -> list[tuple]:
+        assert self._threaded is not None
+        raw = self._threaded.raw_connection()
+        try:
+            return raw.cursor().execute(sql, params).fetchall()
+        finally:
+            raw.close()
+
     def _read_in_thread(self, fn: Callable[[Connection], object]):
         with self._threaded.connect() as conn, conn.begin():
             return fn(conn)
@@ -220,6 +277,12 @@ class Database:
             return False
 
     async def dispose(self) -> None:
+        if self._plain_pool is not None:
+            try:
+                await asyncio.wait_for(self._plain_pool.close(), PLAIN_POOL_CLOSE)
+            except (TimeoutError, OSError):
+                self._plain_pool.terminate()
+            self._plain_pool = None
         await self.engine.dispose()
         if self._threaded is not None:
             await asyncio.to_thread(self._threaded.dispose)
@@ -239,13 +302,7 @@ def make_engine(url: str, connect_args: dict | None = None) -> AsyncEngine:
         if u.database and u.database != ":memory:" and not u.database.startswith("file:"):
             Path(u.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
     elif backend == "postgresql":
-        connect_args.setdefault("timeout", PG_CONNECT_TIMEOUT)
-        connect_args.setdefault("command_timeout", PG_COMMAND_TIMEOUT)
-        if "search_path" in u.query:
-            settings = dict(connect_args.get("server_settings") or {})
-            settings["search_path"] = u.query["search_path"]
-            connect_args["server_settings"] = settings
-            u = u.difference_update_query(["search_path"])
+        u, connect_args = _pg_connect(u, connect_args)
     else:
         raise ValueError(f"store: unsupported database {backend!r} (sqlite or postgresql)")
     # PostgreSQL: a pooled connection is checked before use, so that the first request after the
@@ -255,6 +312,18 @@ def make_engine(url: str, connect_args: dict | None = None) -> AsyncEngine:
         event.listen(engine.sync_engine, "connect", _sqlite_on_connect)
         event.listen(engine.sync_engine, "begin", _sqlite_on_begin)
     return engine
+
+
+def _pg_connect(u: URL, connect_args: dict) -> tuple[URL, dict]:
+    """asyncpg's arguments: the timeouts, and `?search_path=` as a server setting."""
+    connect_args.setdefault("timeout", PG_CONNECT_TIMEOUT)
+    connect_args.setdefault("command_timeout", PG_COMMAND_TIMEOUT)
+    if "search_path" in u.query:
+        settings = dict(connect_args.get("server_settings") or {})
+        settings["search_path"] = u.query["search_path"]
+        connect_args["server_settings"] = settings
+        u = u.difference_update_query(["search_path"])
+    return u, connect_args
 
 
 def _threaded_engine(engine: AsyncEngine) -> Engine | None:
