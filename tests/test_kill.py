@@ -56,7 +56,7 @@ HEARTBEAT_SECONDS = 5
 # or soon after the restarted server is up when its start took longer than that (a loaded
 # machine): a correctness bound on the take-up, not a speed target; before, it was 120 s.
 TAKE_UP_SLACK = 10.0
-RELEASED = re.compile(r"released (\d+) items held by an earlier run of (\S+)")
+RELEASED = re.compile(r"released (\d+) items held by an earlier run of ([^\s\"]+)")  # a text or JSON log line
 
 NOTICE_KIND = re.compile(rb"<(?:\w+:)?LoaiThongBao>(\w+)</")
 
