@@ -263,7 +263,9 @@ def serve_one(cfg: Config, *, reuse_port: bool = False, name: str = "") -> None:
     log.info("interchange %s role on http://%s:%s, store %s%s", cfg.server.role, cfg.server.host, cfg.server.port,
              cfg.store_url.split("@")[-1], f", {name} (pid {os.getpid()})" if name else "")
     web.run_app(
-        make_app(cfg), host=cfg.server.host, port=cfg.server.port, print=None,  # the line above says where
+        make_app(cfg), host=cfg.server.host, port=cfg.server.port,
+        # aiohttp's "Running on ..." once the socket listens, as a log line (what tests and benches wait for)
+        print=lambda text: log.info("%s%s", text.splitlines()[0].strip("= "), f", {name}" if name else ""),
         access_log=None,  # interchange.api.observe writes the access log (with the request id)
         reuse_port=reuse_port or None,
         # also bounds the wait for a request head: aiohttp closes a connection whose head has not

@@ -99,7 +99,7 @@ def make_site(root: Path, store_url: str, *, lease_seconds: int = 15) -> Site:
         f'[store]\nurl = "{store_url}"\n'
         '[trust]\nanchors_dir = "trusted"\ncrl_dir = "crl"\n'
         "[limits]\nrate_per_second = 0\n"
-        f"[jobs]\ninterval_seconds = 0.5\nlease_seconds = {lease_seconds}\n"
+        f"[jobs]\ninterval_seconds = 0.5\nlease_seconds = {lease_seconds}\nheartbeat_seconds = {min(5.0, lease_seconds / 2)}\n"
         '[delivery]\nemail_sender = "off"\n'
         '[targets]\n"600" = "5 working days"\n',
         encoding="utf-8",

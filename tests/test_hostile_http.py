@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import gzip
+import json
 import re
 import socket
 import time
@@ -54,8 +55,18 @@ class LogSince:
             return fh.read().decode("utf-8", "replace")
 
     def assert_quiet(self) -> str:
+        """No traceback, no error and no 500 in the lines written since (JSON lines, or text)."""
         text = self.text()
-        assert "Traceback" not in text and " ERROR " not in text and "500" not in text, text
+        for line in text.splitlines():
+            assert "Traceback" not in line, text
+            try:
+                event = json.loads(line)
+            except ValueError:
+                event = None
+            if isinstance(event, dict):
+                assert event.get("level") not in ("error", "critical") and event.get("status") != 500, line
+            else:  # a text line: its time ends ",mmm", which may be ",500"
+                assert " ERROR " not in line and not re.search(r"(?<![,.\d])500(?!\d)", line), line
         return text
 
 

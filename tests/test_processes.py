@@ -176,7 +176,7 @@ def check_audit(store_url: str, txs: list[str]) -> tuple[Counter, int]:
     assert kinds.get("dossier.settled") == each, "a dossier settled twice or never"
     assert kinds.get("notice.stored:ket-qua") == each, "a KET_QUA given twice or never"
     assert all([w.state for w in items] == ["done"] for items in judged.values()), judged
-    judges = Counter(int(w.claimed_by.split(":")[1]) for items in judged.values() for w in items)
+    judges = Counter(pid_of(w.claimed_by) for items in judged.values() for w in items)
     return judges, sum(w.attempts > 1 for items in judged.values() for w in items)
 
 
@@ -264,3 +264,11 @@ def test_several_processes_refuse_sqlite(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "--processes 2 needs PostgreSQL" in err and "sqlite" in err, err
     assert not (tmp_path / "interchange.db").exists(), "nothing is opened before refusing"
+
+
+def pid_of(worker: str) -> int:
+    """The process id in a worker's name: `<instance>#<slot>/<pid>.<boot>`, or `<instance>:<pid>:<hex>`
+    before the runner has its slot (jobs/runner.py)."""
+    if "/" in worker:
+        return int(worker.rsplit("/", 1)[-1].split(".")[0])
+    return int(worker.split(":")[1])

@@ -26,6 +26,12 @@ log = logging.getLogger("interchange.results")
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        self._queue_seen: set[tuple[str, str]] = set()
+        self._process_and_http()
+        self._receipts_and_work()
+        self._upstream_and_deliveries()
+
+    def _process_and_http(self) -> None:
         # the process (CPU, memory, open files, start time), the Python platform and its GC
         ProcessCollector(registry=self.registry)
         PlatformCollector(registry=self.registry)
@@ -42,6 +48,8 @@ class Metrics:
             ["route", "method"], buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
             registry=self.registry,
         )  # fmt: skip
+
+    def _receipts_and_work(self) -> None:
         self.receipts = Counter(
             "interchange_receipts",
             "POSTed dossiers answered, by outcome (received, refused: TU_CHOI after reading it, replayed, "
@@ -87,6 +95,8 @@ class Metrics:
             buckets=(60, 300, 900, 1800, 3600, 7200, 14400, 28800, 86400, 172800, 432000, 864000, 1728000),
             registry=self.registry,
         )
+
+    def _upstream_and_deliveries(self) -> None:
         # Role ivan (interchange.forwarding): forwarding upstream within its target (SPEC §8).
         self.time_to_forward = Histogram(
             "interchange_time_to_forward_seconds",
@@ -121,7 +131,6 @@ class Metrics:
             buckets=(1, 5, 15, 60, 300, 900, 1800, 3600, 7200, 14400, 43200, 86400),
             registry=self.registry,
         )
-        self._queue_seen: set[tuple[str, str]] = set()
 
     def http_request(self, route: str, method: str, status: int, seconds: float) -> None:
         self.http_requests.labels(route=route, method=method, status=str(status)).inc()
