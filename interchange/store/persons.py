@@ -34,6 +34,7 @@ from interchange.months import Month
 from interchange.records.book import DeclaredChange, DeclaredClaim, Identity, PersonRecords, UnitRef
 from interchange.records.model import BenefitClaim, ContributionChange, Extracted, PersonRef
 
+from .bulk import RecordRows, insert_rows
 from .db import Database
 from .rows import visible
 from .tables import benefit_claims, contribution_changes, dossiers, personal_data_changes, persons
@@ -272,10 +273,14 @@ PERSONS_LOCK = 0x696E_7463_0002  # pg_advisory_xact_lock key: one settlement wri
 
 
 async def write_records(
-    conn: AsyncConnection, *, dossier: Dossier, extracted: Extracted, params: dict | None, now: datetime
+    conn: AsyncConnection, *, dossier: Dossier, extracted: Extracted, params: dict | None, now: datetime,
+    batch: RecordRows | None = None,
 ) -> RecordsWritten:
     """Write the records of an accepted dossier, inside the caller's transaction (the one that
-    stores its KET_QUA). `params` is the legal-parameters stamp, kept on the dossier by the caller."""
+    stores its KET_QUA). `params` is the legal-parameters stamp, kept on the dossier by the caller.
+    With `batch` (a group settlement), the record rows are added to it, for the caller to flush,
+    and the persons' lock is taken once for the group; persons are written now, so the next
+    dossier of the group finds them as it would after a commit."""
     written = RecordsWritten(dossier.id)
     # settle() writes records once, with the KET_QUA; this guards any other caller, in one statement
     earlier = or_(*(exists().where(table.c.dossier_id == dossier.id) for table in RECORD_TABLES))
@@ -290,22 +295,26 @@ async def write_records(
             written.conflicts.append(f"{r.xpath} (STT {r.stt}): neither personal ID nor SI code; not recorded")
     if not rows:
         return written
-    if conn.dialect.name == "postgresql":
+    if conn.dialect.name == "postgresql" and not (batch is not None and batch.persons_locked):
         # Who is who is decided from the persons as they are: two settlements naming the same new
         # person at once would both insert it (one then fails on the unique key and is judged all
         # over again). Persons are written one settlement at a time; SQLite has one writer anyway.
         await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": PERSONS_LOCK})
+        if batch is not None:
+            batch.persons_locked = True
     loaded = await _load(conn, {r.person.personal_id for _, r in rows}, {r.person.si_code for _, r in rows})
     resolver = _Resolver(loaded)
     at = dossier.received_at
     people = [resolver.resolve(r.person, f"{r.xpath} (STT {r.stt})", RANK[form], at) for form, r in rows]
 
     if resolver.merges:
+        if batch is not None:
+            await batch.flush(conn)  # the merge moves the records of earlier dossiers of the group too
         written.merges = await _apply_merges(conn, resolver.merges, now)
     written.persons_updated = await _update_changed(conn, loaded, now)
     if resolver.new:
         await _insert_new(conn, resolver.new, now)
-    made = await _insert_records(conn, dossier, rows, people)
+    made = await _insert_records(conn, dossier, rows, people, batch)
     written.contribution_changes = len(made[D02])
     written.personal_data = len(made[TK1])
     written.benefit_claims = len(made[M01B])
@@ -354,16 +363,17 @@ async def _update_changed(conn: AsyncConnection, loaded: list[_Working], now: da
 async def _insert_new(conn: AsyncConnection, new: list[_Working], now: datetime) -> None:
     """Insert the persons first seen in this dossier and give them their ids.
 
-    A plain executemany, then the ids by identifier: an ordered INSERT ... RETURNING would
-    be one statement per row on SQLite."""
-    await conn.execute(persons.insert(), [{**p.values(), "created_at": now, "updated_at": now} for p in new])
+    One insert of them all (`insert_rows`), then the ids by identifier: an ordered INSERT ...
+    RETURNING would be one statement per row on SQLite."""
+    await insert_rows(conn, persons, [{**p.values(), "created_at": now, "updated_at": now} for p in new])
     await _fetch_ids(conn, new)
 
 
 async def _insert_records(
-    conn: AsyncConnection, dossier: Dossier, rows: list, people: list[_Working]
+    conn: AsyncConnection, dossier: Dossier, rows: list, people: list[_Working], batch: RecordRows | None
 ) -> dict[str, list[dict]]:
-    """One record row per form row, on the person it was resolved to; the rows by form."""
+    """One record row per form row, on the person it was resolved to; the rows by form. Inserted
+    now, or added to `batch` for its flush."""
     base = {
         "dossier_id": dossier.id,
         "received_at": dossier.received_at,
@@ -383,8 +393,10 @@ async def _insert_records(
         }
         made[form].append({**row, **_FORM_VALUES[form](r)})
     for form, table in ((D02, contribution_changes), (TK1, personal_data_changes), (M01B, benefit_claims)):
-        if made[form]:
-            await conn.execute(table.insert(), made[form])
+        if batch is not None:
+            batch.add(table, made[form])
+        else:
+            await insert_rows(conn, table, made[form])
     return made
 
 

@@ -20,6 +20,7 @@ from interchange.kinds import SLUG_RESULT
 
 from .audit import append as audit_append
 from .audit import notice_stored
+from .bulk import RecordRows, insert_rows
 from .db import Database
 from .deliveries import enqueue_deliveries, enqueue_many_deliveries
 from .persons import write_records
@@ -153,7 +154,7 @@ class Results:
             if msts:
                 query = select(units).where(units.c.mst.in_(msts)).order_by(units.c.mst).with_for_update()
                 by_mst = {u.mst: unit_of(u) for u in (await conn.execute(query)).all()}
-            outcomes, events, deliveries, done, written = [], [], [], [], _Rows()
+            outcomes, events, deliveries, done, written = [], [], [], [], _Rows(records=RecordRows())
             for entry in group:
                 id = entry.seen.dossier.id
                 row = rows.get(id)
@@ -240,7 +241,7 @@ class Results:
         With `rows`, the notice and the dossier's row are added to it, written by `rows.write`
         (for a group: one statement of each for all), and only the records are written now."""
         id = dossier.id
-        mine = rows or _Rows()
+        mine = rows if rows is not None else _Rows()
         mine.notices.append({"dossier_id": id, "kind": SLUG_RESULT, "xml": settlement.notice, "created_at": now})
         values = {
             "state": settlement.state,
@@ -259,7 +260,8 @@ class Results:
         records_events = []
         if settlement.records is not None and settlement.state == ACCEPTED:  # a rejected dossier makes no records
             written = await write_records(
-                conn, dossier=dossier, extracted=settlement.records, params=settlement.params, now=now
+                conn, dossier=dossier, extracted=settlement.records, params=settlement.params, now=now,
+                batch=mine.records,
             )
             records_events = written.audit_events(actor)
         return [
@@ -281,15 +283,18 @@ class Results:
 
 class _Rows:
     """The KET_QUA notices and dossier rows of settlements, written together: one insert and one
-    update per set of columns (executemany of cached statements) for a whole group."""
+    update per set of columns (executemany of cached statements) for a whole group; with `records`,
+    the record rows of the group's dossiers too (one insert per record table)."""
 
-    def __init__(self) -> None:
+    def __init__(self, records: RecordRows | None = None) -> None:
         self.notices: list[dict] = []
         self.dossiers: list[tuple[str, dict]] = []
+        self.records = records
 
     async def write(self, conn: AsyncConnection) -> None:
-        if self.notices:
-            await conn.execute(notices.insert(), self.notices)
+        await insert_rows(conn, notices, self.notices)
+        if self.records is not None:
+            await self.records.flush(conn)
         by_columns: dict[tuple[str, ...], list[dict]] = {}
         for id, values in self.dossiers:
             by_columns.setdefault(tuple(sorted(values)), []).append(
