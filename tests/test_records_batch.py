@@ -11,13 +11,14 @@ from sqlalchemy import delete, select
 
 from interchange.records.model import Extracted, PersonalDataChange
 from interchange.store.bulk import RecordRows
-from interchange.store.persons import write_records
+from interchange.store.persons import RecordsJob, write_many_records, write_records
 from interchange.store.tables import benefit_claims, contribution_changes, personal_data_changes, persons
 from tests.helpers import change, receipt, received, ref
 
 T0 = datetime(2026, 1, 5, 2, 0, tzinfo=UTC)
 STAMP = {"version": "test", "sha256": "0" * 64}
 PID, SI, PID2, SI2, PID3 = "001090012345", "0101234567", "079195001234", "7912345678", "001200000777"
+PID4, SI4 = "001200000888", "0109990000"
 TABLES = (contribution_changes, personal_data_changes, benefit_claims)
 
 
@@ -30,10 +31,13 @@ def data_change(stt: int, person) -> PersonalDataChange:
 # (a merge of two rows made earlier in the group), with new personal data.
 SEQUENCE = [
     Extracted(contribution_changes=[change(1, ref(si=SI, name="Nguyen Van An"))]),
+    Extracted(contribution_changes=[change(1, ref(pid=PID4))]),  # independent of the one before
     Extracted(contribution_changes=[change(1, ref(pid=PID), "DC", "2026-02"), change(2, ref(PID2, SI2))]),
     Extracted(contribution_changes=[change(1, ref(PID, SI), "DC", "2026-03"), change(2, ref(si=SI2), "DC")]),
     Extracted(personal_data=[data_change(1, ref(pid=PID2, name="Trần Thị Bình"))],
               contribution_changes=[change(1, ref(si=SI), "GH", "2026-04"), change(2, ref(pid=PID3))]),
+    Extracted(contribution_changes=[change(1, ref(si=SI4))]),
+    Extracted(contribution_changes=[change(1, ref(PID4, SI4), "DC", "2026-05")]),  # a merge of two new ones
     Extracted(contribution_changes=[change(1, ref(PID3, "0109999999"), "DC", "2026-05"),
                                      change(2, ref(PID2, SI), "DC", "2026-05")]),
 ]  # fmt: skip
@@ -80,8 +84,8 @@ async def test_a_group_in_one_transaction_leaves_what_one_by_one_leaves(store):
         async with store.db.engine.begin() as conn:
             alone.append(await write_records(conn, dossier=d, extracted=extracted, params=STAMP, now=d.received_at))
     expected = await snapshot(store, [d.id for d in one_by_one])
-    assert [len(w.merges) for w in alone] == [0, 0, 1, 0, 0]  # the sequence does merge
-    assert [len(w.conflicts) for w in alone] == [0, 0, 0, 0, 1]  # and meets a conflict
+    assert [len(w.merges) for w in alone] == [0, 0, 0, 1, 0, 0, 1, 0]  # the sequence does merge
+    assert [len(w.conflicts) for w in alone] == [0, 0, 0, 0, 0, 0, 0, 1]  # and meets a conflict
     await clear(store)
 
     grouped = await dossiers(store)
@@ -92,3 +96,15 @@ async def test_a_group_in_one_transaction_leaves_what_one_by_one_leaves(store):
         await batch.flush(conn)
     assert await snapshot(store, [d.id for d in grouped]) == expected
     assert [summary(w) for w in together] == [summary(w) for w in alone]
+    await clear(store)
+
+    at_once = await dossiers(store)
+    async with store.db.engine.begin() as conn:
+        jobs = [RecordsJob(d, e, d.received_at) for d, e in zip(at_once, SEQUENCE, strict=True)]
+        many = await write_many_records(conn, jobs)
+    assert await snapshot(store, [d.id for d in at_once]) == expected
+    assert [summary(w) for w in many] == [summary(w) for w in alone]
+    async with store.db.engine.begin() as conn:  # written once: a second call changes nothing
+        again = await write_many_records(conn, jobs)
+    assert [w.already for w in again] == [True] * len(jobs)
+    assert await snapshot(store, [d.id for d in at_once]) == expected
