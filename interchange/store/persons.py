@@ -14,8 +14,10 @@ Personal data (name, date of birth, gender, nationality) follows the newest doss
 (the participant's own registration or change) outranking D02-TS and M01B-HSB: those only fill
 in what is unknown or replace data they set themselves.
 
-Writes are batched: one look-up per 500 identifiers, one executemany per table, whatever the
-number of rows. A dossier's records are written once: a second write finds them and changes
+Writes are batched: one look-up per 500 identifiers, one insert (multi-row on PostgreSQL) or
+update per table, whatever the number of rows; a group settlement writes the records of its
+dossiers in runs of independent ones (`write_many_records`), the resolution itself in
+interchange.store.identity. A dossier's records are written once: a second write finds them and changes
 nothing, and the (dossier, XPath) unique constraints refuse a duplicate written concurrently.
 """
 
