@@ -14,8 +14,10 @@ Personal data (name, date of birth, gender, nationality) follows the newest doss
 (the participant's own registration or change) outranking D02-TS and M01B-HSB: those only fill
 in what is unknown or replace data they set themselves.
 
-Writes are batched: one look-up per 500 identifiers, one executemany per table, whatever the
-number of rows. A dossier's records are written once: a second write finds them and changes
+Writes are batched: one look-up per 500 identifiers, one insert (multi-row on PostgreSQL) or
+update per table, whatever the number of rows; a group settlement writes the records of its
+dossiers in runs of independent ones (`write_many_records`), the resolution itself in
+interchange.store.identity. A dossier's records are written once: a second write finds them and changes
 nothing, and the (dossier, XPath) unique constraints refuse a duplicate written concurrently.
 """
 
@@ -26,7 +28,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
 
-from sqlalchemy import bindparam, exists, or_, select, text, update
+from sqlalchemy import bindparam, or_, select, text, union, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from interchange.audit.chain import Event
@@ -34,7 +36,9 @@ from interchange.months import Month
 from interchange.records.book import DeclaredChange, DeclaredClaim, Identity, PersonRecords, UnitRef
 from interchange.records.model import BenefitClaim, ContributionChange, Extracted, PersonRef
 
+from .bulk import RecordRows, insert_rows
 from .db import Database
+from .identity import Resolver, Working
 from .rows import visible
 from .tables import benefit_claims, contribution_changes, dossiers, personal_data_changes, persons
 from .types import Dossier, Scope
@@ -117,148 +121,6 @@ class RecordsWritten:
         return events
 
 
-class _Working:
-    """A person while a dossier's rows are resolved: loaded, or new (id None until inserted)."""
-
-    def __init__(self, row=None, **values):
-        src = row._mapping if row is not None else values
-        self.id: int | None = src.get("id")
-        self.personal_id: str | None = src.get("personal_id")
-        self.si_code: str | None = src.get("si_code")
-        self.name: str | None = src.get("name")
-        self.birth_date: date | None = src.get("birth_date")
-        self.gender: int | None = src.get("gender")
-        self.nationality: str | None = src.get("nationality")
-        self.data_rank: int = src.get("data_rank", 0)
-        self.data_at: datetime = src["data_at"]
-        self.merged_into: _Working | None = None
-        self.dirty = False
-
-    @property
-    def final(self) -> _Working:
-        p = self
-        while p.merged_into is not None:
-            p = p.merged_into
-        return p
-
-    def offer(self, ref: PersonRef, rank: int, at: datetime) -> None:
-        """Take the personal data of a row: fill what is unknown; replace what differs when the
-        row's form outranks (or equals and is not older than) what set the data."""
-        newer = (rank, at) >= (self.data_rank, self.data_at)
-        changed = False
-        for name in ("name", "birth_date", "gender", "nationality"):
-            value = getattr(ref, name)
-            if value is None or value == "":
-                continue
-            current = getattr(self, name)
-            if current is None or (newer and current != value):
-                setattr(self, name, value)
-                changed = True
-        # The source is moved on only when the data changes: a monthly dossier repeating what is
-        # known rewrites no person row.
-        if changed or rank > self.data_rank:
-            self.dirty = True
-            if newer:
-                self.data_rank, self.data_at = rank, at
-
-    def values(self) -> dict:
-        return {
-            "personal_id": self.personal_id,
-            "si_code": self.si_code,
-            "name": self.name,
-            "birth_date": self.birth_date,
-            "gender": self.gender,
-            "nationality": self.nationality,
-            "data_rank": self.data_rank,
-            "data_at": self.data_at,
-        }
-
-
-class _Resolver:
-    """Each PersonRef of a dossier to one person, with the merges and conflicts that brings."""
-
-    def __init__(self, loaded: Iterable[_Working]):
-        self.by_pid: dict[str, _Working] = {}
-        self.by_si: dict[str, _Working] = {}
-        self.new: list[_Working] = []
-        self.merges: list[tuple[_Working, _Working]] = []  # (kept, merged), both stored before
-        self.conflicts: list[str] = []
-        for p in loaded:
-            self._index(p)
-
-    def _index(self, p: _Working) -> None:
-        if p.personal_id:
-            self.by_pid[p.personal_id] = p
-        if p.si_code:
-            self.by_si[p.si_code] = p
-
-    def resolve(self, ref: PersonRef, where: str, rank: int, at: datetime) -> _Working:
-        person = self._find(ref, where, at)
-        person.offer(ref, rank, at)
-        return person
-
-    def _find(self, ref: PersonRef, where: str, at: datetime) -> _Working:
-        pid, si = ref.personal_id or None, ref.si_code or None
-        by_pid = self.by_pid.get(pid) if pid else None
-        by_si = self.by_si.get(si) if si else None
-        if by_pid is not None and by_si is not None and by_pid is not by_si:
-            if by_si.personal_id is None and by_pid.si_code is None:
-                return self._merge(by_pid, by_si)
-            self.conflicts.append(
-                f"{where}: SI code {si} belongs to another person (personal ID {by_si.personal_id}) "
-                f"than personal ID {pid} (SI code {by_pid.si_code}); recorded under personal ID {pid}"
-            )
-            return by_pid
-        if by_pid is not None:
-            if si and by_pid.si_code is None:
-                by_pid.si_code, by_pid.dirty = si, True
-                self.by_si[si] = by_pid
-            elif si and by_pid.si_code != si:
-                self.conflicts.append(
-                    f"{where}: personal ID {pid} is known with SI code {by_pid.si_code}, not {si}; "
-                    f"recorded under personal ID {pid}"
-                )
-            return by_pid
-        if by_si is not None:
-            if pid and by_si.personal_id is None:
-                by_si.personal_id, by_si.dirty = pid, True
-                self.by_pid[pid] = by_si
-                return by_si
-            if not pid:
-                return by_si
-            # The SI code is another person's: the personal ID is the key, so this is a new person.
-            self.conflicts.append(
-                f"{where}: SI code {si} belongs to personal ID {by_si.personal_id}, not {pid}; "
-                f"recorded under personal ID {pid}"
-            )
-            si = None
-        person = _Working(personal_id=pid, si_code=si, name=ref.name, data_rank=-1, data_at=at)
-        self.new.append(person)
-        self._index(person)
-        return person
-
-    def _merge(self, by_pid: _Working, by_si: _Working) -> _Working:
-        # Keep a stored row when only one of them is stored, so that no records move needlessly.
-        if by_pid.id is None and by_si.id is not None:
-            kept, gone = by_si, by_pid
-        else:
-            kept, gone = by_pid, by_si
-        newer, older = (gone, kept) if (gone.data_rank, gone.data_at) > (kept.data_rank, kept.data_at) else (kept, gone)
-        for name in ("name", "birth_date", "gender", "nationality"):
-            setattr(kept, name, getattr(newer, name) if getattr(newer, name) is not None else getattr(older, name))
-        kept.data_rank, kept.data_at = newer.data_rank, newer.data_at
-        kept.personal_id = kept.personal_id or gone.personal_id
-        kept.si_code = kept.si_code or gone.si_code
-        kept.dirty = True
-        gone.merged_into = kept
-        if gone.id is None:
-            self.new.remove(gone)
-        else:
-            self.merges.append((kept, gone))
-        self._index(kept)
-        return kept
-
-
 def _rows_of(extracted: Extracted) -> list[tuple[str, object]]:
     """Every row with a person, TK1-TS first: personal data is taken in order of authority."""
     return [
@@ -271,57 +133,146 @@ def _rows_of(extracted: Extracted) -> list[tuple[str, object]]:
 PERSONS_LOCK = 0x696E_7463_0002  # pg_advisory_xact_lock key: one settlement writes persons at a time
 
 
+@dataclass
+class RecordsJob:
+    """The records of one accepted dossier to write (`write_many_records`), at `now`."""
+
+    dossier: Dossier
+    extracted: Extracted
+    now: datetime
+
+
+@dataclass
+class _Pending:
+    """A dossier of a `write_many_records` call while its persons are resolved."""
+
+    job: RecordsJob
+    written: RecordsWritten
+    rows: list
+    loaded: list[Working] = field(default_factory=list)
+    resolver: Resolver | None = None
+    people: list[Working] = field(default_factory=list)
+
+
 async def write_records(
-    conn: AsyncConnection, *, dossier: Dossier, extracted: Extracted, params: dict | None, now: datetime
+    conn: AsyncConnection, *, dossier: Dossier, extracted: Extracted, params: dict | None, now: datetime,
+    batch: RecordRows | None = None,
 ) -> RecordsWritten:
     """Write the records of an accepted dossier, inside the caller's transaction (the one that
-    stores its KET_QUA). `params` is the legal-parameters stamp, kept on the dossier by the caller."""
-    written = RecordsWritten(dossier.id)
+    stores its KET_QUA). `params` is the legal-parameters stamp, kept on the dossier by the caller.
+    With `batch`, the record rows are added to it for the caller to flush (`write_many_records`)."""
+    return (await write_many_records(conn, [RecordsJob(dossier, extracted, now)], batch=batch))[0]
+
+
+async def write_many_records(
+    conn: AsyncConnection, jobs: Sequence[RecordsJob], *, batch: RecordRows | None = None
+) -> list[RecordsWritten]:
+    """Write the records of several accepted dossiers in the caller's transaction, leaving what
+    one `write_records` each, in order, would leave; what was written for each, in order.
+
+    The dossiers are taken in runs of independent ones: no two of a run name a common identifier
+    or a common stored person (all of a person's identifiers count), so none sees another's
+    writes and each is resolved against the persons as loaded for the run (one look-up), and the
+    run's persons are written together. A dossier naming what an earlier one of the run touched
+    starts the next run, resolved against the persons as the run before left them. The record
+    rows go to `batch` (the caller's, or one flushed here), flushed before a merge moves records.
+    """
+    out = [RecordsWritten(j.dossier.id) for j in jobs]
     # settle() writes records once, with the KET_QUA; this guards any other caller, in one statement
-    earlier = or_(*(exists().where(table.c.dossier_id == dossier.id) for table in RECORD_TABLES))
-    if (await conn.execute(select(earlier))).scalar():
-        written.already = True
-        return written
-    rows = []
-    for form, r in _rows_of(extracted):
-        if r.person.personal_id or r.person.si_code:
-            rows.append((form, r))
-        else:  # the rules refuse such a row; should one get here, it cannot be anyone's record
-            written.conflicts.append(f"{r.xpath} (STT {r.stt}): neither personal ID nor SI code; not recorded")
-    if not rows:
-        return written
-    if conn.dialect.name == "postgresql":
+    ids = [j.dossier.id for j in jobs]
+    earlier: set[str] = set()
+    for chunk in _chunks(ids, LOOKUP_CHUNK):
+        query = union(*(select(t.c.dossier_id).where(t.c.dossier_id.in_(chunk)) for t in RECORD_TABLES))
+        earlier.update((await conn.execute(query)).scalars())
+    todo: list[_Pending] = []
+    for job, written in zip(jobs, out, strict=True):
+        if job.dossier.id in earlier:
+            written.already = True
+            continue
+        rows = []
+        for form, r in _rows_of(job.extracted):
+            if r.person.personal_id or r.person.si_code:
+                rows.append((form, r))
+            else:  # the rules refuse such a row; should one get here, it cannot be anyone's record
+                written.conflicts.append(f"{r.xpath} (STT {r.stt}): neither personal ID nor SI code; not recorded")
+        if rows:
+            todo.append(_Pending(job, written, rows))
+    if not todo:
+        return out
+    mine = batch if batch is not None else RecordRows()
+    if conn.dialect.name == "postgresql" and not mine.persons_locked:
         # Who is who is decided from the persons as they are: two settlements naming the same new
         # person at once would both insert it (one then fails on the unique key and is judged all
         # over again). Persons are written one settlement at a time; SQLite has one writer anyway.
         await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": PERSONS_LOCK})
-    loaded = await _load(conn, {r.person.personal_id for _, r in rows}, {r.person.si_code for _, r in rows})
-    resolver = _Resolver(loaded)
-    at = dossier.received_at
-    people = [resolver.resolve(r.person, f"{r.xpath} (STT {r.stt})", RANK[form], at) for form, r in rows]
-
-    if resolver.merges:
-        written.merges = await _apply_merges(conn, resolver.merges, now)
-    written.persons_updated = await _update_changed(conn, loaded, now)
-    if resolver.new:
-        await _insert_new(conn, resolver.new, now)
-    made = await _insert_records(conn, dossier, rows, people)
-    written.contribution_changes = len(made[D02])
-    written.personal_data = len(made[TK1])
-    written.benefit_claims = len(made[M01B])
-    written.persons_created = len(resolver.new)
-    written.conflicts += resolver.conflicts
-    return written
+        mine.persons_locked = True
+    while todo:
+        refs = [r.person for p in todo for _, r in p.rows]
+        loaded = await _load(conn, {r.personal_id for r in refs}, {r.si_code for r in refs})
+        run, todo = _independent_run(todo, loaded)
+        await _write_run(conn, run, mine)
+    if batch is None:
+        await mine.flush(conn)
+    return out
 
 
-async def _apply_merges(conn: AsyncConnection, merges: list[tuple[_Working, _Working]], now: datetime) -> list[Merge]:
+def _independent_run(todo: list[_Pending], loaded: list[Working]) -> tuple[list[_Pending], list[_Pending]]:
+    """The longest head of `todo` whose dossiers touch no common identifier or stored person,
+    each given the loaded persons it names; and the rest."""
+    by_pid = {p.personal_id: p for p in loaded if p.personal_id}
+    by_si = {p.si_code: p for p in loaded if p.si_code}
+    taken: set = set()
+    for n, pending in enumerate(todo):
+        mine: dict[int, Working] = {}
+        marks: set = set()
+        for _, r in pending.rows:
+            pid, si = r.person.personal_id or None, r.person.si_code or None
+            for key, found in ((("p", pid), by_pid.get(pid)), (("s", si), by_si.get(si))):
+                if key[1] is not None:
+                    marks.add(key)
+                if found is not None:
+                    mine[found.id] = found
+                    marks.update(k for k in (("id", found.id), ("p", found.personal_id), ("s", found.si_code)) if k[1])
+        if n and marks & taken:
+            return todo[:n], todo[n:]
+        taken |= marks
+        pending.loaded = list(mine.values())
+    return todo, []
+
+
+async def _write_run(conn: AsyncConnection, run: list[_Pending], batch: RecordRows) -> None:
+    """Resolve and write the persons of a run of independent dossiers, add their record rows."""
+    for p in run:
+        p.resolver = Resolver(p.loaded)
+        at = p.job.dossier.received_at
+        p.people = [p.resolver.resolve(r.person, f"{r.xpath} (STT {r.stt})", RANK[form], at) for form, r in p.rows]
+    if any(p.resolver.merges for p in run):
+        await batch.flush(conn)  # the merge moves the records of earlier dossiers of the group too
+        merged = await _apply_merges(conn, [(m, p.job.now) for p in run for m in p.resolver.merges])
+        for p in run:
+            p.written.merges, merged = merged[: len(p.resolver.merges)], merged[len(p.resolver.merges) :]
+    changed = [(w, p.job.now) for p in run for w in p.loaded if w.merged_into is None and w.dirty]
+    await _update_changed(conn, changed)
+    await _insert_new(conn, [(w, p.job.now) for p in run for w in p.resolver.new])
+    for p in run:
+        made = await _insert_records(conn, p.job.dossier, p.rows, p.people, batch)
+        written = p.written
+        written.contribution_changes = len(made[D02])
+        written.personal_data = len(made[TK1])
+        written.benefit_claims = len(made[M01B])
+        written.persons_created = len(p.resolver.new)
+        written.persons_updated = sum(1 for w in p.loaded if w.merged_into is None and w.dirty)
+        written.conflicts += p.resolver.conflicts
+
+
+async def _apply_merges(conn: AsyncConnection, merges: list[tuple[tuple[Working, Working], datetime]]) -> list[Merge]:
     """Merged rows first give up their identifiers, so the rows kept can take them (unique
     columns); their records, and the rows merged into them earlier, move to the row kept."""
-    moves = [{"gone_id": gone.id, "kept_id": kept.final.id} for kept, gone in merges]
+    moves = [{"gone_id": gone.id, "kept_id": kept.final.id, "now": now} for (kept, gone), now in merges]
     await conn.execute(
         update(persons)
         .where(persons.c.id == bindparam("gone_id"))
-        .values(personal_id=None, si_code=None, merged_into=bindparam("kept_id"), updated_at=now),
+        .values(personal_id=None, si_code=None, merged_into=bindparam("kept_id"), updated_at=bindparam("now")),
         moves,
     )
     for table in RECORD_TABLES:
@@ -335,35 +286,35 @@ async def _apply_merges(conn: AsyncConnection, merges: list[tuple[_Working, _Wor
         .values(merged_into=bindparam("kept_id")),
         moves,
     )
-    return [Merge(kept.final.id, gone.id, kept.final.personal_id, kept.final.si_code) for kept, gone in merges]
+    return [Merge(kept.final.id, gone.id, kept.final.personal_id, kept.final.si_code) for (kept, gone), _ in merges]
 
 
-async def _update_changed(conn: AsyncConnection, loaded: list[_Working], now: datetime) -> int:
-    """Write back the loaded persons the resolver changed (and did not merge away); how many."""
-    changed = [p for p in loaded if p.merged_into is None and p.dirty]
+async def _update_changed(conn: AsyncConnection, changed: list[tuple[Working, datetime]]) -> None:
+    """Write back the loaded persons the resolver changed (and did not merge away), each at its time."""
     if changed:
         await conn.execute(
             update(persons)
             .where(persons.c.id == bindparam("person_id"))
-            .values({**{k: bindparam(f"v_{k}") for k in changed[0].values()}, "updated_at": now}),
-            [{"person_id": p.id, **{f"v_{k}": v for k, v in p.values().items()}} for p in changed],
+            .values({**{k: bindparam(f"v_{k}") for k in changed[0][0].values()}, "updated_at": bindparam("now")}),
+            [{"person_id": p.id, "now": now, **{f"v_{k}": v for k, v in p.values().items()}} for p, now in changed],
         )
-    return len(changed)
 
 
-async def _insert_new(conn: AsyncConnection, new: list[_Working], now: datetime) -> None:
-    """Insert the persons first seen in this dossier and give them their ids.
+async def _insert_new(conn: AsyncConnection, new: list[tuple[Working, datetime]]) -> None:
+    """Insert the persons first seen in these dossiers and give them their ids.
 
-    A plain executemany, then the ids by identifier: an ordered INSERT ... RETURNING would
-    be one statement per row on SQLite."""
-    await conn.execute(persons.insert(), [{**p.values(), "created_at": now, "updated_at": now} for p in new])
-    await _fetch_ids(conn, new)
+    One insert of them all (`insert_rows`), then the ids by identifier: an ordered INSERT ...
+    RETURNING would be one statement per row on SQLite."""
+    if new:
+        await insert_rows(conn, persons, [{**p.values(), "created_at": now, "updated_at": now} for p, now in new])
+        await _fetch_ids(conn, [p for p, _ in new])
 
 
 async def _insert_records(
-    conn: AsyncConnection, dossier: Dossier, rows: list, people: list[_Working]
+    conn: AsyncConnection, dossier: Dossier, rows: list, people: list[Working], batch: RecordRows | None
 ) -> dict[str, list[dict]]:
-    """One record row per form row, on the person it was resolved to; the rows by form."""
+    """One record row per form row, on the person it was resolved to; the rows by form. Inserted
+    now, or added to `batch` for its flush."""
     base = {
         "dossier_id": dossier.id,
         "received_at": dossier.received_at,
@@ -383,8 +334,10 @@ async def _insert_records(
         }
         made[form].append({**row, **_FORM_VALUES[form](r)})
     for form, table in ((D02, contribution_changes), (TK1, personal_data_changes), (M01B, benefit_claims)):
-        if made[form]:
-            await conn.execute(table.insert(), made[form])
+        if batch is not None:
+            batch.add(table, made[form])
+        else:
+            await insert_rows(conn, table, made[form])
     return made
 
 
@@ -431,19 +384,19 @@ def _claim_values(c: BenefitClaim) -> dict:
 _FORM_VALUES = {D02: _change_values, TK1: _data_values, M01B: _claim_values}
 
 
-async def _load(conn: AsyncConnection, pids: set[str | None], sis: set[str | None]) -> list[_Working]:
+async def _load(conn: AsyncConnection, pids: set[str | None], sis: set[str | None]) -> list[Working]:
     """The stored persons with any of these identifiers, a few hundred identifiers per query."""
     wanted = [(persons.c.personal_id, sorted(x for x in pids if x)), (persons.c.si_code, sorted(x for x in sis if x))]
-    found: dict[int, _Working] = {}
+    found: dict[int, Working] = {}
     for column, values in wanted:
         for chunk in _chunks(values, LOOKUP_CHUNK):
             for row in await conn.execute(select(persons).where(column.in_(chunk))):
                 if row.id not in found:
-                    found[row.id] = _Working(row)
+                    found[row.id] = Working(row)
     return list(found.values())
 
 
-async def _fetch_ids(conn: AsyncConnection, new: list[_Working]) -> None:
+async def _fetch_ids(conn: AsyncConnection, new: list[Working]) -> None:
     """Set the ids of persons just inserted (each has a personal ID or an SI code)."""
     by_pid = {p.personal_id: p for p in new if p.personal_id}
     by_si = {p.si_code: p for p in new if not p.personal_id}

@@ -20,9 +20,10 @@ from interchange.kinds import SLUG_RESULT
 
 from .audit import append as audit_append
 from .audit import notice_stored
+from .bulk import RecordRows, insert_rows
 from .db import Database
 from .deliveries import enqueue_deliveries, enqueue_many_deliveries
-from .persons import write_records
+from .persons import RecordsJob, write_many_records, write_records
 from .rows import DOSSIER_COLUMNS, dossier_of, notice_kinds, unit_data, unit_of
 from .tables import dossiers, notices, originals, units, work_items
 from .types import (
@@ -153,7 +154,7 @@ class Results:
             if msts:
                 query = select(units).where(units.c.mst.in_(msts)).order_by(units.c.mst).with_for_update()
                 by_mst = {u.mst: unit_of(u) for u in (await conn.execute(query)).all()}
-            outcomes, events, deliveries, done, written = [], [], [], [], _Rows()
+            outcomes, events, deliveries, done, written = [], [], [], [], _Rows(records=RecordRows())
             for entry in group:
                 id = entry.seen.dossier.id
                 row = rows.get(id)
@@ -167,12 +168,16 @@ class Results:
                     outcomes.append(CHANGED)  # a unit's registration changes one settlement at a time
                     continue
                 dossier = dossier_of(row, kinds.get(id, []))
-                events += await self._write_parts(conn, dossier, entry.settlement, entry.now, actor, written)
+                events.append(await self._write_parts(conn, dossier, entry.settlement, entry.now, actor, written))
                 deliveries.append((id, dossier.owner, dossier.unit_mst, SLUG_RESULT, entry.now))
                 done.append(id)
                 outcomes.append(SETTLED)
             settled = [e for e, o in zip(group, outcomes, strict=True) if o == SETTLED]
             if settled:
+                jobs = written.jobs
+                records = await write_many_records(conn, [job for job, _ in jobs], batch=written.records)
+                for (_, entry_events), w in zip(jobs, records, strict=True):
+                    entry_events += w.audit_events(actor)  # after the entry's own, as `settle` writes them
                 await written.write(conn)
                 await conn.execute(
                     update(work_items)
@@ -182,7 +187,7 @@ class Results:
                     [{"item_id": e.work.id, "worker": e.work.claimed_by, "now": e.now} for e in settled],
                 )  # fmt: skip
                 await enqueue_many_deliveries(conn, deliveries)
-                await audit_append(conn, events)
+                await audit_append(conn, [e for entry_events in events for e in entry_events])
         return outcomes
 
     async def _settle_inputs(
@@ -237,10 +242,11 @@ class Results:
         rows: _Rows | None = None,
     ) -> list[Event]:
         """The notice, the dossier's row and its records; the audit events of them (to append).
-        With `rows`, the notice and the dossier's row are added to it, written by `rows.write`
-        (for a group: one statement of each for all), and only the records are written now."""
+        With `rows`, the notice, the dossier's row and its records job are added to it, written by
+        `rows.write` and `write_many_records` (for a group: one statement of each for all); the
+        records' events are then added to the list returned."""
         id = dossier.id
-        mine = rows or _Rows()
+        mine = rows if rows is not None else _Rows()
         mine.notices.append({"dossier_id": id, "kind": SLUG_RESULT, "xml": settlement.notice, "created_at": now})
         values = {
             "state": settlement.state,
@@ -256,13 +262,7 @@ class Results:
         mine.dossiers.append((id, values))
         if rows is None:
             await mine.write(conn)
-        records_events = []
-        if settlement.records is not None and settlement.state == ACCEPTED:  # a rejected dossier makes no records
-            written = await write_records(
-                conn, dossier=dossier, extracted=settlement.records, params=settlement.params, now=now
-            )
-            records_events = written.audit_events(actor)
-        return [
+        events = [
             notice_stored(id, SLUG_RESULT, settlement.notice, actor),
             Event(
                 DOSSIER_SETTLED,
@@ -275,21 +275,33 @@ class Results:
                 },
                 id,
             ),
-            *records_events,
         ]
+        if settlement.records is not None and settlement.state == ACCEPTED:  # a rejected dossier makes no records
+            if rows is not None:
+                rows.jobs.append((RecordsJob(dossier, settlement.records, now), events))
+            else:
+                written = await write_records(
+                    conn, dossier=dossier, extracted=settlement.records, params=settlement.params, now=now
+                )
+                events += written.audit_events(actor)
+        return events
 
 
 class _Rows:
     """The KET_QUA notices and dossier rows of settlements, written together: one insert and one
-    update per set of columns (executemany of cached statements) for a whole group."""
+    update per set of columns (executemany of cached statements) for a whole group; with `records`,
+    the record rows of the group's dossiers too (one insert per record table)."""
 
-    def __init__(self) -> None:
+    def __init__(self, records: RecordRows | None = None) -> None:
         self.notices: list[dict] = []
         self.dossiers: list[tuple[str, dict]] = []
+        self.records = records
+        self.jobs: list[tuple[RecordsJob, list[Event]]] = []  # records to write, events to add theirs to
 
     async def write(self, conn: AsyncConnection) -> None:
-        if self.notices:
-            await conn.execute(notices.insert(), self.notices)
+        await insert_rows(conn, notices, self.notices)
+        if self.records is not None:
+            await self.records.flush(conn)
         by_columns: dict[tuple[str, ...], list[dict]] = {}
         for id, values in self.dossiers:
             by_columns.setdefault(tuple(sorted(values)), []).append(
