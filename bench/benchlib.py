@@ -297,7 +297,7 @@ class Server:
                 raise RuntimeError(f"the server exited with {self.proc.returncode}:\n{self.log_tail()}")
             try:
                 with urllib.request.urlopen(f"{self.url}/readyz", timeout=2) as r:
-                    listening = self.log_path.read_text(errors="replace").count(" role on http://")  # serve_one's first log line, one per process
+                    listening = self.log_path.read_text(errors="replace").count("Running on")  # one per process, once its socket listens (server.serve_one)
                     if r.status == 200 and listening >= self.processes:  # every process, not the first
                         return time.perf_counter() - started
             except OSError:
