@@ -79,7 +79,7 @@ def default_signed_name(path: str | Path) -> Path:
 
 
 def cmd_sign(args) -> int:
-    from interchange.trust.dossier_signing import sign_document
+    from interchange.trust.dossier_signing import sign_envelope, sign_form
     from interchange.xmlparse import root_name
 
     out = writable(args.out or default_signed_name(args.file), force=args.force, source=args.file)
@@ -89,7 +89,7 @@ def cmd_sign(args) -> int:
     stages = Stages("sign", quiet=args.quiet)
     what = "the forms, then the envelope" if is_dossier else "the form"
     with stages.step(f"signing {what} of {args.file} ({len(data) / 1e6:.1f} MB)"):
-        signed, _ = sign_document(data, signer)  # bounded memory for large inputs
+        signed = sign_envelope(data, signer) if is_dossier else sign_form(data, signer)  # large: bounded memory
     out.write_bytes(signed)
     print(f"signed {'dossier (forms, then envelope)' if is_dossier else 'form'}: {out}")
     return EXIT_OK

@@ -20,7 +20,7 @@ from interchange.forms.schema import SchemaSet
 from interchange.intake.envelope import Envelope, FormFile, read_envelope
 from interchange.trust.anchors import TrustStore
 from interchange.trust.c14nstream import Splice, SpliceError
-from interchange.trust.streaming import STREAM_MIN, LeanBody, lean_body, stream_form
+from interchange.trust.streaming import STREAM_MIN, parse_lean, stream_form
 from interchange.trust.xmldsig import verify_document
 from interchange.xmlparse import XmlLimits, parse_xml
 
@@ -101,7 +101,7 @@ class Receiver:
         # Envelope: well-formed, safe, the Hoso structure, the embedded files.
         problems = Problems(cap=self.max_errors)
         try:
-            tree, lean = self._parse_envelope(body, stream)
+            tree, lean = parse_lean(body, self.limits, cut=stream)
         except Refusal as refusal:
             problems.extend(refusal.problems)
             return fail(Layer.ENVELOPE, problems)
@@ -158,19 +158,6 @@ class Receiver:
         out.problems, out.truncated = problems.items, problems.truncated  # warnings, if any
         out.accepted = True
         return out
-
-    def _parse_envelope(self, body: bytes, stream: bool) -> tuple[etree._ElementTree, LeanBody | None]:
-        """The envelope's tree: of the body without its large base64 texts when they can be cut."""
-        limits = replace(self.limits, long_text=("NoiDungFile",))
-        lean = lean_body(body) if stream else None
-        if lean is not None:
-            try:
-                tree = parse_xml(lean.body, limits, layer=Layer.ENVELOPE)
-                if lean.fits(tree.getroot()):
-                    return tree, lean
-            except Refusal:
-                pass  # the whole body says why, in its own words and lines
-        return parse_xml(body, limits, layer=Layer.ENVELOPE), None
 
     def _parse_forms(self, env: Envelope, problems: Problems, stream: bool) -> list[_Form]:
         """Each embedded XML form: streamed (reduced tree, validated) when it can be, else its tree."""

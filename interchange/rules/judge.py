@@ -13,7 +13,6 @@ from __future__ import annotations
 import gc
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import replace
 from datetime import date
 
 from lxml import etree
@@ -31,7 +30,7 @@ from interchange.rules.m01b import judge_m01b
 from interchange.rules.parsing import parse_date
 from interchange.rules.procedure import judge_envelope
 from interchange.rules.tk1 import judge_tk1
-from interchange.trust.streaming import STREAM_MIN, LeanBody, lean_body, streamed_rows
+from interchange.trust.streaming import STREAM_MIN, parse_lean, streamed_rows
 from interchange.xmlparse import XmlLimits, parse_xml
 
 __all__ = ["FORM_JUDGES", "Judgement", "judge", "judge_form"]
@@ -85,25 +84,13 @@ def _gc_paused() -> Iterator[None]:
 ROW_JUDGES: dict[str, Callable[[Iterable[tuple[str, etree._Element]], Context], None]] = {D02: judge_d02_rows}
 
 
-def _envelope_root(original: bytes, limits: XmlLimits) -> tuple[etree._Element, LeanBody | None]:
-    """The envelope's tree, without its large base64 texts when they can be cut out (they are
-    decoded from the original's bytes: trust/streaming.py)."""
-    limits = replace(limits, long_text=("NoiDungFile",))  # as at receipt: base64 of a form may be long
-    lean = lean_body(original)
-    if lean is not None:
-        root = parse_xml(lean.body, limits).getroot()
-        if lean.fits(root):
-            return root, lean
-    return parse_xml(original, limits).getroot(), None
-
-
 def _judge(original: bytes, params: LegalParameters, limits: LimitsConfig) -> Judgement:
     xml_limits = XmlLimits.of(limits)
     ctx = Context(params=params, out=Collector(limits.max_errors))
-    root, lean = _envelope_root(original, xml_limits)
+    tree, lean = parse_lean(original, xml_limits)
     # Envelope problems were judged at receipt: they are not this layer's.
-    env = read_envelope(root, Problems(cap=limits.max_errors), limits.max_files, lean)
-    del root, lean  # the envelope's text holds every file in base64
+    env = read_envelope(tree.getroot(), Problems(cap=limits.max_errors), limits.max_files, lean)
+    del tree, lean  # the envelope's text holds every file in base64
     if env.procedure in cat.REGISTRATION_PROCEDURES:
         return ctx.judgement()
     ctx.created = parse_date(env.created or "")

@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from lxml import etree
 
 from interchange.trust.c14nstream import Part, Splice, SpliceError
-from interchange.trust.streaming import LeanBody, lean_body, stream_form
+from interchange.trust.streaming import LeanBody, parse_lean, stream_form
 from interchange.trust.xmldsig import DSIG_NS, SIGNATURE_TAG, DocumentSigner, to_bytes
 from interchange.xmlparse import XmlLimits, parse_xml
 
@@ -42,22 +42,6 @@ def _already_signed(form: bytes) -> bool:
     return SIGNATURE_TAG.encode() in form or b":Signature" in form or b"<Signature" in form
 
 
-def sign_document(data: bytes, signer: DocumentSigner, *, signing_time: datetime | None = None) -> tuple[bytes, bool]:
-    """(signed bytes, whether it was a dossier): a Hoso is signed forms first, then itself; any other
-    document as a form. Only the root's name is read first (no tree of a large input)."""
-    events = etree.iterparse(io.BytesIO(data), events=("start",), resolve_entities=False, no_network=True,
-                             load_dtd=False, huge_tree=True)
-    try:
-        _, first = next(events)
-        is_dossier = first.tag == "Hoso"
-    except (StopIteration, etree.XMLSyntaxError):
-        is_dossier = False  # the signer's own parse says what is wrong with it
-    del events
-    if is_dossier:
-        return sign_envelope(data, signer, signing_time=signing_time), True
-    return sign_form(data, signer, signing_time=signing_time), False
-
-
 def sign_form(data: bytes, signer: DocumentSigner, *, signing_time: datetime | None = None) -> bytes:
     if len(data) >= LARGE:
         signed = _sign_form_streamed(data, signer, signing_time)
@@ -70,10 +54,8 @@ def sign_form(data: bytes, signer: DocumentSigner, *, signing_time: datetime | N
 def sign_envelope(data: bytes, signer: DocumentSigner, *, sign_forms: bool = True,
                   signing_time: datetime | None = None) -> bytes:
     """Sign the forms inside a Hoso that are not signed yet (when `sign_forms`), then the envelope."""
-    lean = lean_body(data) if len(data) >= LARGE else None
-    root = parse_xml(lean.body, _LIMITS).getroot() if lean is not None else None
-    if root is None or not lean.fits(root):
-        lean, root = None, parse_xml(data, _LIMITS).getroot()
+    tree, lean = parse_lean(data, _LIMITS, cut=len(data) >= LARGE)
+    root = tree.getroot()
     texts: dict[str, bytes] = {}  # marker -> the base64 bytes it stands for, in the output
     for file_el in root.iterfind("NoiDung/ThongTinHoSo/ToKhais/FileToKhai/NoiDungFile/.."):
         content_el = file_el.find("NoiDungFile")
@@ -159,4 +141,4 @@ def _put_back(serialised: bytes, parts: list[tuple[bytes, bytes, bytes | memoryv
     return out.getvalue()
 
 
-__all__ = ["LARGE", "LeanBody", "sign_document", "sign_envelope", "sign_form"]
+__all__ = ["LARGE", "LeanBody", "sign_envelope", "sign_form"]

@@ -32,13 +32,14 @@ import io
 import re
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from lxml import etree
 
+from interchange.errors import Refusal
 from interchange.trust.c14nstream import Part, Splice, new_token
 from interchange.trust.xmldsig import SIGNATURE_TAG
-from interchange.xmlparse import XmlLimits, shape_gates
+from interchange.xmlparse import XmlLimits, parse_xml, shape_gates
 
 CUT_MIN = 64 * 1024  # smaller texts stay in the tree
 STREAM_MIN = 1024 * 1024  # smaller forms are read as trees: streaming pays only for large ones
@@ -141,6 +142,24 @@ def lean_body(body: bytes, tag: bytes = b"NoiDungFile", min_size: int = CUT_MIN)
     pieces.append(body[at:])
     return LeanBody(source=body, body=b"".join(pieces), cuts=cuts)
 
+
+
+def parse_lean(body: bytes, limits: XmlLimits, *, cut: bool = True) -> tuple[etree._ElementTree, LeanBody | None]:
+    """The envelope's tree: of the body without its large base64 NoiDungFile texts when they can
+    be cut out (`cut`; the LeanBody decodes them from the body's bytes), else of the whole body.
+    A lean body that does not parse, or whose markers are not exactly NoiDungFile texts, gives
+    way to the whole body, so that a refusal is in the body's own words and lines. NoiDungFile
+    is exempt from the text limit: the base64 of a form may be long."""
+    limits = replace(limits, long_text=("NoiDungFile",))
+    lean = lean_body(body) if cut else None
+    if lean is not None:
+        try:
+            tree = parse_xml(lean.body, limits)
+            if lean.fits(tree.getroot()):
+                return tree, lean
+        except Refusal:
+            pass
+    return parse_xml(body, limits), None
 
 def _compact_base64(body: bytes, start: int, end: int) -> bytes | None:
     """The decoded bytes of body[start:end] when it is base64 on one line (no white space, the
