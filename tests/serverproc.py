@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import http.client
 import io
+import json
 import os
 import re
 import signal
@@ -18,6 +19,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -201,3 +203,17 @@ class ServerProc:
 
     def get(self, path: str, token: str) -> Answer:
         return self.request("GET", path, token=token)
+
+
+def all_dossiers(server: ServerProc, site: Site) -> list[dict]:
+    """Every stored dossier, as the auditor lists them (page by page)."""
+    items, cursor = [], None
+    while True:
+        path = "/api/v1/dossiers?limit=500" + (f"&cursor={urllib.parse.quote(cursor)}" if cursor else "")
+        answer = server.get(path, site.auditor)
+        assert answer.status == 200, answer
+        page = json.loads(answer.body)
+        items += page["items"]
+        cursor = page["next_cursor"]
+        if not cursor:
+            return items

@@ -27,7 +27,6 @@ import json
 import re
 import threading
 import time
-import urllib.parse
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -41,7 +40,7 @@ from interchange.store import Store
 from interchange.store.tables import work_items
 from interchange.store.types import RUNNING
 from interchange.trust.dossier_signing import sign_envelope
-from tests.serverproc import Answer, ServerProc, Site, make_site, on_private_loop
+from tests.serverproc import Answer, ServerProc, Site, all_dossiers, make_site, on_private_loop
 
 pytestmark = pytest.mark.usefixtures("clean_environ")
 
@@ -133,20 +132,6 @@ def send_all(server: ServerProc, site: Site, dossiers: list[Sent], *, kill_after
 def resend_all(server: ServerProc, site: Site, dossiers: list[Sent]) -> list[Answer]:
     with ThreadPoolExecutor(4) as pool:
         return list(pool.map(lambda s: post(server, site, s), dossiers))
-
-
-def all_dossiers(server: ServerProc, site: Site) -> list[dict]:
-    """Every stored dossier, as the auditor lists them (page by page)."""
-    items, cursor = [], None
-    while True:
-        path = "/api/v1/dossiers?limit=500" + (f"&cursor={urllib.parse.quote(cursor)}" if cursor else "")
-        answer = server.get(path, site.auditor)
-        assert answer.status == 200, answer
-        page = json.loads(answer.body)
-        items += page["items"]
-        cursor = page["next_cursor"]
-        if not cursor:
-            return items
 
 
 def kind_of(notice: bytes) -> str:

@@ -16,14 +16,12 @@ of the three in the middle of the load and shows:
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import signal
 import socket
 import threading
 import time
-import urllib.parse
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -35,7 +33,7 @@ from interchange.devkit import samples
 from interchange.kinds import WORK_JUDGE
 from interchange.store import Store
 from interchange.trust.dossier_signing import sign_envelope
-from tests.serverproc import Answer, ServerProc, Site, make_site, on_private_loop
+from tests.serverproc import Answer, ServerProc, Site, all_dossiers, make_site, on_private_loop
 
 pytestmark = pytest.mark.usefixtures("clean_environ")
 
@@ -65,18 +63,6 @@ def wait_for(what: str, check, log: Path, timeout: float) -> None:
 
 def post(server: ServerProc, site: Site, body: bytes) -> Answer:
     return server.request("POST", "/api/v1/dossiers", body=body, token=site.submitter)
-
-
-def listing(server: ServerProc, site: Site) -> list[dict]:
-    items, cursor = [], None
-    while True:
-        path = "/api/v1/dossiers?limit=500" + (f"&cursor={urllib.parse.quote(cursor)}" if cursor else "")
-        answer = server.get(path, site.auditor)
-        assert answer.status == 200, answer
-        page = json.loads(answer.body)
-        items += page["items"]
-        if not (cursor := page["next_cursor"]):
-            return items
 
 
 async def facility_key(store_url: str) -> str:
@@ -150,10 +136,10 @@ def check_acknowledged(server: ServerProc, site: Site, bodies: list[bytes], answ
 def check_judged(server: ServerProc, site: Site, tx: dict[int, str]) -> None:
     """Every dossier judged: one KET_QUA each, one dossier per content, unique numbers."""
     deadline = time.monotonic() + 40
-    while pending := [i["id"] for i in listing(server, site) if i["state"] == "received"]:
+    while pending := [i["id"] for i in all_dossiers(server, site) if i["state"] == "received"]:
         assert time.monotonic() < deadline, f"{len(pending)} dossiers without a result: {pending}"
         time.sleep(0.5)
-    items = listing(server, site)
+    items = all_dossiers(server, site)
     assert sorted(i["id"] for i in items) == sorted(tx.values()), "a dossier missing or stored twice"
     numbers = [i["so_ho_so"] for i in items]
     assert None not in numbers and len(set(numbers)) == len(numbers), Counter(numbers).most_common(3)

@@ -8,6 +8,7 @@ person typed in, kept in the browser's sessionStorage only.
 
 from __future__ import annotations
 
+from functools import cache
 from pathlib import Path
 
 from aiohttp import web
@@ -46,7 +47,9 @@ async def asset(request: web.Request) -> web.Response:
     return web.Response(body=_PAGES[name], content_type=ASSETS[name], charset="utf-8", headers=HEADERS)
 
 
-_CATALOGUE = None
+@cache
+def _catalogue() -> dict:
+    return {"codes": [c.as_dict() for c in every_code()]}
 
 
 async def get_codes(request: web.Request) -> web.Response:
@@ -54,10 +57,7 @@ async def get_codes(request: web.Request) -> web.Response:
     and English text (as `interchange codes` lists them). Any key but a facility's (which looks up
     e-HI cards and nothing else)."""
     await reader(request)
-    global _CATALOGUE
-    if _CATALOGUE is None:
-        _CATALOGUE = {"codes": [c.as_dict() for c in every_code()]}
-    return typed(m.CodeCatalogue, _CATALOGUE)
+    return typed(m.CodeCatalogue, _catalogue())
 
 
 async def get_key(request: web.Request) -> web.Response:
