@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from lxml import etree
 
 from interchange.trust.c14nstream import Part, Splice, SpliceError
-from interchange.trust.streaming import LeanBody, parse_lean, stream_form
+from interchange.trust.streaming import parse_lean, stream_form
 from interchange.trust.xmldsig import DSIG_NS, SIGNATURE_TAG, DocumentSigner, to_bytes
 from interchange.xmlparse import XmlLimits, parse_xml
 
@@ -141,4 +141,4 @@ def _put_back(serialised: bytes, parts: list[tuple[bytes, bytes, bytes | memoryv
     return out.getvalue()
 
 
-__all__ = ["LARGE", "LeanBody", "sign_envelope", "sign_form"]
+__all__ = ["LARGE", "sign_envelope", "sign_form"]
