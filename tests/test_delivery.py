@@ -10,6 +10,7 @@ import asyncio
 import email
 import email.policy
 from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
 
 import pytest
 from aiohttp import web
@@ -58,6 +59,7 @@ class Receiver:
     def __init__(self) -> None:
         self.got: list[tuple[dict[str, str], bytes]] = []
         self.statuses: list[int] = []
+        self.retry_after: list[str | None] = []  # Retry-After of the next answers
         self.delay = 0.0
         self.url = ""
 
@@ -67,7 +69,9 @@ class Receiver:
         if self.delay:
             await asyncio.sleep(self.delay)
         status = self.statuses.pop(0) if self.statuses else 200
-        return web.Response(status=status, text="ok" if status < 300 else "receiver is down for maintenance")
+        wait = self.retry_after.pop(0) if self.retry_after else None
+        return web.Response(status=status, text="ok" if status < 300 else "receiver is down for maintenance",
+                            headers={"Retry-After": wait} if wait else None)  # fmt: skip
 
 
 @pytest.fixture
@@ -263,6 +267,32 @@ async def test_a_failing_receiver_is_retried_with_capped_doubling_backoff_until_
     assert [h["X-Delivery-Attempt"] for h, _ in receiver.got] == ["1", "2", "3", "4", "5", "6"]
     assert {h["X-Delivery-Id"] for h, _ in receiver.got} == {f"{tx}.tiep-nhan.mst"}  # receivers dedupe by it
     assert {b for _, b in receiver.got} == {await notice(api, tx, "tiep-nhan")}
+
+
+async def test_a_receiver_asking_to_come_back_is_tried_again_when_it_says(api, world, receiver):
+    """A 503 or 429 with Retry-After (seconds or an HTTP date) sets the next attempt, within
+    [1 s, max_retry_seconds], and does not count against the host's circuit; elsewhere it is ignored."""
+    cfg = api.app[SERVICES].delivery
+    cfg.breaker_failures = 2
+    api.app[WORK].handlers[DELIVERY_KINDS[0]].breaker.failures = 2
+    await subscribe(api, receiver.url)
+    tx = await submit(api, world, seed=3)
+    now = datetime.now(UTC).replace(microsecond=0) + T
+    receiver.statuses = [503, 429, 503, 503, 500]
+    receiver.retry_after = ["5", format_datetime(now + timedelta(seconds=47), usegmt=True), "0", "86400", "7"]
+    waits = []
+    for _ in range(5):
+        (ran,) = await deliver(api, now)
+        assert ran.outcome == "retry"  # never deferred by the circuit: the 503/429 with Retry-After were not failures
+        (d,) = await deliveries(api, tx)
+        next_at = datetime.fromisoformat(d["next_at"])
+        waits.append((next_at - now).total_seconds())
+        now = next_at
+    # 5 s; the HTTP date 47 s after the first try (its attempt came 5 s later); 0 → 1 s;
+    # a day → max_retry_seconds (600); a 500's Retry-After is not a request to come back: backoff
+    assert waits == [5, 42, 1, 600, 600]
+    (ran,) = await deliver(api, now)
+    assert ran.outcome == "done" and (await deliveries(api, tx))[0]["state"] == DELIVERED
 
 
 async def test_timeouts_and_refused_connections_are_failed_attempts(api, world, receiver, unused_tcp_port):

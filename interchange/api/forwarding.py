@@ -99,10 +99,14 @@ async def post_upstream_notice(request: web.Request) -> web.Response:
     if body is None:
         return problem_json(413, codes.UPSTREAM_NOTICE, f"a pushed notice is at most {MAX_PUSHED_BYTES} bytes")
     pushed = await channel.accept(
-        request.headers.get("X-Transaction-Id", ""), request.headers.get("X-Notice-Kind", ""), body, utc_now()
+        request.headers.get("X-Transaction-Id", ""), request.headers.get("X-Notice-Kind", ""), body, utc_now(),
+        request.headers.get("X-Delivery-Attempt"),
     )
     if pushed.status >= 300:
         code = codes.NOT_FORWARDED if pushed.outcome == "unknown" else codes.UPSTREAM_NOTICE
-        return problem_json(pushed.status, code, pushed.message)
+        refusal = problem_json(pushed.status, code, pushed.message)
+        if pushed.retry_after is not None:
+            refusal.headers["Retry-After"] = str(pushed.retry_after)
+        return refusal
     return typed(m.PushOutcome, {"outcome": pushed.outcome, "message": pushed.message, "dossier_id": pushed.dossier_id},
                  status=pushed.status)  # fmt: skip

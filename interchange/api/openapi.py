@@ -130,7 +130,8 @@ OPERATIONS: tuple[Op, ...] = (
        "the key; a KET_QUA is kept only when signed by the pinned agency signer and bound to a dossier forwarded "
        "from here (BamHoSo, MaGiaoDich = X-Transaction-Id); other kinds are acknowledged and not kept",
        {200: Json(m.PushOutcome, "relayed, already kept (duplicate), or ignored (not a KET_QUA)")},
-       errors={404: "no push channel here, or a wrong token", 409: "no dossier forwarded under that transaction (yet)",
+       errors={404: "no push channel here, or a wrong token", 409: "the dossier forwarded under that transaction is gone",
+               503: "no dossier forwarded under that transaction yet: the agency pushes again after Retry-After",
                413: "larger than a notice", 422: "not kept: signature, signer, binding or KetQua (UPSTREAM-NOTICE)"},
        path_params=(_path("token", "derived from the I-VAN's upstream API key"),),
        headers=({"name": "X-Transaction-Id", "in": "header", "schema": {"type": "string"}},

@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 import aiohttp
 from aiohttp.resolver import ThreadedResolver
 
-from interchange.jobs.policy import CircuitBreaker
+from interchange.jobs.policy import CircuitBreaker, retry_after
 
 MAX_URL = 2000
 SPECIAL_USE = {"invalid", "test", "example", "local", "internal", "localdomain", "home", "lan"}  # never public names
@@ -117,6 +117,11 @@ class Answer:
     status: int | None  # None: no HTTP answer (timeout, connection refused, refused address)
     error: str | None  # None: delivered (2xx)
     duration_ms: int
+    retry_after: str | None = None  # the receiver's Retry-After on a 429 or 503: when to try again
+
+    def wait(self, now: datetime) -> timedelta | None:
+        """The wait the receiver asked for (429/503 with Retry-After), else None."""
+        return retry_after(self.retry_after, now) if self.status in (429, 503) else None
 
 
 async def post_notice(
@@ -125,8 +130,8 @@ async def post_notice(
     """POST one notice; never raises for what the receiver or the network does."""
     started = time.perf_counter()
 
-    def answer(status: int | None, error: str | None) -> Answer:
-        return Answer(status, error, int((time.perf_counter() - started) * 1000))
+    def answer(status: int | None, error: str | None, wait: str | None = None) -> Answer:
+        return Answer(status, error, int((time.perf_counter() - started) * 1000), wait)
 
     try:
         check_url_shape(url, allow_private=allow_private)
@@ -144,7 +149,7 @@ async def post_notice(
                     return answer(resp.status, None)
                 excerpt = (await resp.content.read(ANSWER_EXCERPT)).decode("utf-8", "replace").strip()
                 reason = f"HTTP {resp.status} {resp.reason or ''}".strip()
-                return answer(resp.status, f"{reason}: {excerpt}" if excerpt else reason)
+                return answer(resp.status, f"{reason}: {excerpt}" if excerpt else reason, resp.headers.get("Retry-After"))
     except TimeoutError:
         return answer(None, f"timeout: no answer within {timeout:g} s")
     except aiohttp.ClientConnectorError as exc:

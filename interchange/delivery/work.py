@@ -98,7 +98,8 @@ class DeliveryWork:
                 self._outcome(d, "deferred", now)
                 raise RetryAt(wait, why)
             answer = await self._post(out)
-            self.breaker.record(host, answer.error is None, now)
+            if answer.wait(now) is None:  # a receiver that says when to come back is not failing
+                self.breaker.record(host, answer.error is None, now)
         elif self.mailer is None:
             await self.store.deliveries.set_state(d.id, state=SKIPPED, next_at=None,
                             why="e-mail is switched off ([delivery] email_sender = off)")  # fmt: skip
@@ -144,7 +145,10 @@ class DeliveryWork:
         if answer.error is None:
             state, next_at = DELIVERED, None
         else:
-            next_at = now + retry_wait(self.cfg, n)
+            asked = answer.wait(now)  # the receiver's Retry-After, within [1 s, max_retry_seconds]
+            wait = retry_wait(self.cfg, n) if asked is None else min(max(asked, timedelta(seconds=1)),
+                                                                     timedelta(seconds=self.cfg.max_retry_seconds))
+            next_at = now + wait
             given_up = n >= self.cfg.max_attempts or next_at > self._give_up_at(d)
             state, next_at = (FAILED, None) if given_up else (PENDING, next_at)
         if not await self.store.deliveries.record_attempt(d, attempt, state=state, next_at=next_at):

@@ -46,6 +46,15 @@ DUPLICATE = "duplicate"  # pushed again, or polled first: kept once already
 RECHECK = timedelta(hours=1)  # the registration upstream is looked at again this often
 FIRST_RETRY, MAX_RETRY = timedelta(seconds=5), timedelta(minutes=10)  # a failed registration is tried again
 UNKNOWN_WAIT = 2.0  # seconds a push naming a transaction not (yet) known here waits for its forwarding's row
+# A push that came before its forwarding's row is asked back soon (503 + Retry-After: 5, 10, 20 ...
+# seconds by the agency's X-Delivery-Attempt), not at the agency's usual 3-minute backoff.
+NOT_YET_RETRY, NOT_YET_RETRY_MAX = 5, 300
+
+
+def not_yet_retry(attempt: str | None) -> int:
+    """The Retry-After (seconds) for a push of a transaction not known here yet, on its n-th attempt."""
+    n = int(attempt) if attempt and attempt.isdigit() else 1
+    return min(NOT_YET_RETRY * 2 ** min(max(n - 1, 0), 16), NOT_YET_RETRY_MAX)
 
 
 def push_token(api_key: str) -> str:
@@ -61,6 +70,7 @@ class Pushed:
     outcome: str  # relayed | duplicate | ignored | unknown | bad_notice
     message: str
     dossier_id: str | None = None
+    retry_after: int | None = None  # seconds, for a 503: come back then
 
 
 class PushChannel:
@@ -122,18 +132,21 @@ class PushChannel:
 
     # -- a pushed notice --------------------------------------------------------------------------
 
-    async def accept(self, upstream_id: str, kind: str, xml: bytes, now: datetime) -> Pushed:
-        """A notice the agency pushed, with its X-Transaction-Id (the agency's transaction) and
-        X-Notice-Kind. Only a KET_QUA is kept: the upstream's receipt came with the forwarding."""
+    async def accept(self, upstream_id: str, kind: str, xml: bytes, now: datetime, attempt: str | None = None) -> Pushed:
+        """A notice the agency pushed, with its X-Transaction-Id (the agency's transaction),
+        X-Notice-Kind and X-Delivery-Attempt. Only a KET_QUA is kept: the upstream's receipt came
+        with the forwarding."""
         if kind != SLUG_RESULT:
             return Pushed(200, "ignored", f"a {kind or 'notice'} is not relayed from a push (only {SLUG_RESULT})")
         fw = await self._forwarding(upstream_id)
         if fw is None:
-            # The agency pushes again later (and the poll comes meanwhile).
-            return Pushed(409, "unknown", f"no dossier forwarded from here is known upstream as {upstream_id!r} (yet)")
+            # The agency's answer to the forwarding may not be written here yet (a busy I-VAN):
+            # the agency pushes again after Retry-After, and the poll comes meanwhile.
+            return Pushed(503, "unknown", f"no dossier forwarded from here is known upstream as {upstream_id!r} (yet)",
+                          retry_after=not_yet_retry(attempt))  # fmt: skip
         dossier = await self.forwarder.store.dossiers.get(fw.dossier_id, ALL)
         if dossier is None:
-            return Pushed(409, "unknown", f"the dossier forwarded as {upstream_id!r} is gone")
+            return Pushed(409, "unknown", f"the dossier forwarded as {upstream_id!r} is gone")  # for good
         if fw.relayed_at is not None:
             return Pushed(200, DUPLICATE, "its KET_QUA is kept already", dossier.id)
         started = time.perf_counter()
