@@ -55,8 +55,10 @@ agency knows now about day D (a late increase, "truy đóng", restores the card 
 
 from __future__ import annotations
 
+import math
 import re
 import unicodedata
+from bisect import bisect_right
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 
@@ -201,9 +203,7 @@ def _unit_timeline(changes: list[DeclaredChange], horizon: int) -> dict[int, _Co
         last = min(c.to_month.index if c.to_month else horizon, horizon)
         span = range(c.from_month.index, last + 1)
         if c.direction == INCREASE:
-            cover = _Cover(c.benefit_level or DEFAULT_LEVEL, d.unit)
-            for m in span:
-                months[m] = cover
+            months.update(dict.fromkeys(span, _Cover(c.benefit_level or DEFAULT_LEVEL, d.unit)))
         elif c.direction == DECREASE:
             _decrease(months, span, c.pa, c.to_month is not None)
         elif c.direction == ADJUSTMENT and c.benefit_level:
@@ -233,9 +233,12 @@ def _combined(changes: list[DeclaredChange], horizon: int) -> dict[int, _Cover |
     by_unit: dict[str, list[DeclaredChange]] = {}
     for d in sorted(changes, key=lambda d: (d.received_at, d.dossier_id, d.change.stt)):
         by_unit.setdefault(d.unit.key, []).append(d)
+    timelines = [_unit_timeline(unit_changes, horizon) for unit_changes in by_unit.values()]
+    if len(timelines) == 1:  # most people: one employer, nothing to merge
+        return timelines[0]
     out: dict[int, _Cover | str] = {}
-    for unit_changes in by_unit.values():
-        for m, state in _unit_timeline(unit_changes, horizon).items():
+    for timeline in timelines:
+        for m, state in timeline.items():
             cur = out.get(m)
             if cur is None or cur == _PAUSED and isinstance(state, _Cover):
                 out[m] = state
@@ -253,20 +256,20 @@ def build_card(records: CardRecords, as_of: date) -> Card:
     named = [x.index for d in records.changes for x in (d.change.from_month, d.change.to_month) if x is not None]
     horizon = max([month, *named]) + 1
     timeline = _combined(records.changes, horizon)
-    covered = {m for m, s in timeline.items() if isinstance(s, _Cover)}
     state = timeline.get(month)
     status = VALID if isinstance(state, _Cover) else SUSPENDED if state == _PAUSED else NOT_VALID
-    run = _run_around(covered, month, horizon)
+    runs = _runs(sorted(m for m, s in timeline.items() if s is not _PAUSED))  # a state is a _Cover or _PAUSED
+    around = _run_around(runs, month)
     cover: _Cover | None = None
     valid_from = valid_to = five = None
     is_open = False
-    if run is not None:
-        first, last = run
-        cover = timeline[month] if month in covered else timeline[last]
+    if around is not None:
+        first, last = runs[around]
+        cover = timeline[month] if first <= month <= last else timeline[last]
         is_open = last >= horizon
         valid_from = Month.from_index(first).first_day
         valid_to = None if is_open else Month.from_index(last + 1).first_day - timedelta(days=1)
-        five = _five_years(covered, min(last, max(month, first)), horizon)
+        five = _five_years(runs, around, horizon)
     return Card(
         identity=records.identity,
         status=status,
@@ -282,47 +285,42 @@ def build_card(records: CardRecords, as_of: date) -> Card:
     )
 
 
-def _run_around(covered: set[int], month: int, horizon: int) -> tuple[int, int] | None:
-    """(first, last) month index of the run of covered months holding `month`, else the last run
-    before it, else the first after it; None when nothing is covered."""
-    if not covered:
+def _runs(months: list[int]) -> list[tuple[int, int]]:
+    """Sorted distinct month indexes -> their runs of consecutive months, (first, last) each, in
+    order. Within a run `months[j] - j` is the same: each run's end is found by bisection."""
+    runs, start, n = [], 0, len(months)
+    while start < n:
+        end = bisect_right(range(n), months[start] - start, lo=start, key=lambda j: months[j] - j)
+        runs.append((months[start], months[end - 1]))
+        start = end
+    return runs
+
+
+def _run_around(runs: list[tuple[int, int]], month: int) -> int | None:
+    """Which run holds `month`, else the last run before it, else the first after it (its place in
+    `runs`); None when nothing is covered. Covered months never pass the horizon: neither does a run."""
+    if not runs:
         return None
-    if month in covered:
-        anchor = month
-    else:
-        before = [m for m in covered if m < month]
-        anchor = max(before) if before else min(covered)
-    first = last = anchor
-    while first - 1 in covered:
-        first -= 1
-    while last + 1 in covered and last < horizon:
-        last += 1
-    return first, last
+    before = bisect_right(runs, (month, math.inf)) - 1  # the last run starting by `month`
+    return max(before, 0)
 
 
-def _five_years(covered: set[int], reference: int, horizon: int) -> date | None:
+def _five_years(runs: list[tuple[int, int]], around: int, horizon: int) -> date | None:
     """The first day of the month after the 60th covered month of the participation holding the
-    covered month `reference` (gaps up to MAX_GAP months keep it continuous); months past the
-    horizon are covered when the horizon is (an open run goes on)."""
-    start = reference
-    while True:
-        earlier = [m for m in range(start - MAX_GAP - 1, start) if m in covered]
-        if not earlier:
-            break
-        start = min(earlier)
-    count, gap, m = 0, 0, start
-    open_ended = horizon in covered
-    while True:
-        on = m in covered if m <= horizon else open_ended
-        if on:
-            count, gap = count + 1, 0
-            if count == FIVE_YEARS:
-                return Month.from_index(m + 1).first_day
-        else:
-            gap += 1
-            if gap > MAX_GAP or m > horizon:
-                return None
-        m += 1
+    run `around` (gaps up to MAX_GAP months keep it continuous); months past the horizon are
+    covered when the horizon is (an open run goes on)."""
+    while around > 0 and runs[around][0] - runs[around - 1][1] - 1 <= MAX_GAP:
+        around -= 1
+    count, last = 0, runs[around][0] - 1
+    for first, end in runs[around:]:
+        if first - last - 1 > MAX_GAP:
+            return None
+        if count + end - first + 1 >= FIVE_YEARS:
+            return Month.from_index(first + FIVE_YEARS - count).first_day
+        count, last = count + end - first + 1, end
+    if last != horizon:  # not open: nothing more is covered
+        return None
+    return Month.from_index(horizon + FIVE_YEARS - count + 1).first_day
 
 
 def _facility(registrations: list[FacilityRegistration], as_of: date) -> FacilityRegistration | None:
