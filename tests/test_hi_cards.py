@@ -12,6 +12,7 @@ from datetime import UTC, date, datetime
 import pytest
 from lxml import etree
 
+from interchange.api import models as m
 from interchange.api.forwarding import UPSTREAM_KINDS
 from interchange.cli import build_parser
 from interchange.clock import vn_now
@@ -196,6 +197,22 @@ async def test_the_batch_answers_in_order(cards):
     resp = await cards.post("/api/v1/hi-cards/lookups", data=b"{not json",
                             headers={**cards.keys["facility"], "Content-Type": "application/json"})  # fmt: skip
     assert resp.status == 400 and (await resp.json())["code"] == "BAD-JSON"
+
+
+async def test_the_answers_are_written_as_their_models_write_them(cards):
+    """The card and the batch are written straight to JSON (interchange.api.http.shaped): byte for
+    byte what pydantic writes from their models (interchange.api.http.typed), member order included."""
+    for as_of in ("2026-01-15", "2025-10-31"):  # every member set, then several None
+        resp = await cards.get(f"/api/v1/hi-cards/{PID}", params={"name": NAME, "birth": BIRTH, "as_of": as_of},
+                               headers=cards.keys["facility"])  # fmt: skip
+        body = await resp.text()
+        assert resp.status == 200 and body == m.CardAnswer.model_validate_json(body).model_dump_json(exclude_unset=True)
+    items = [{"id": PID, "name": NAME, "birth": BIRTH}, {"id": OTHER_PID, "name": NAME, "birth": BIRTH}]
+    resp = await cards.post("/api/v1/hi-cards/lookups?as_of=2025-11-30", json={"items": items},
+                            headers=cards.keys["facility"])  # fmt: skip
+    body = await resp.text()
+    assert resp.status == 200 and body == m.LookupsOut.model_validate_json(body).model_dump_json(exclude_unset=True)
+    assert [r["status"] for r in json.loads(body)["results"]] == [200, 404]
 
 
 async def test_every_lookup_is_logged_for_auditors_only(cards):

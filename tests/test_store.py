@@ -393,6 +393,29 @@ async def test_a_revocation_reaches_other_processes_within_seconds(store, store_
         await other.close()
 
 
+async def test_a_stale_key_is_read_once_for_all_the_requests_finding_it_stale(store, monkeypatch):
+    key, token = await store.keys.create("facility", facility="01001")
+    reads, read = [], store.keys._read
+
+    async def counted(key_id):
+        reads.append(key_id)
+        return await read(key_id)
+
+    monkeypatch.setattr(store.keys, "_read", counted)
+    assert await asyncio.gather(*(store.keys.authenticate(token) for _ in range(20))) == [key] * 20
+    assert reads == [key.key_id]
+    # a revocation while a read is under way: that read is not cached, the next request reads again
+    later = time.monotonic() + keys_module.KEY_CACHE_SECONDS + 0.1
+    monkeypatch.setattr(keys_module.time, "monotonic", lambda: later)
+    under_way = asyncio.ensure_future(store.keys.authenticate(token))
+    for _ in range(2):  # the request, then its read, begin
+        await asyncio.sleep(0)
+    assert len(reads) == 2
+    await store.keys.revoke(key.key_id)
+    await under_way
+    assert await store.keys.authenticate(token) is None and len(reads) == 3
+
+
 def _head_revision() -> str:
     from alembic.config import Config as AlembicConfig
     from alembic.script import ScriptDirectory

@@ -23,7 +23,7 @@ from aiohttp import web
 
 from interchange import codes
 from interchange.api import models as m
-from interchange.api.http import SERVICES, XML_RESPONSE, card_reader, problem_json, reader, typed
+from interchange.api.http import SERVICES, XML_RESPONSE, card_reader, problem_json, reader, shaped, typed
 from interchange.clock import utc_now, vn_now
 from interchange.records.card import build_card, matches, read_birth
 from interchange.records.cardxml import card_element
@@ -98,10 +98,6 @@ async def _answer(request: web.Request, key: ApiKey, questions: list[tuple[str, 
     return answers
 
 
-def _card_json(card, pid: str) -> dict:
-    return {"id": pid, **card.to_json()}
-
-
 async def get_card(request: web.Request) -> web.Response:
     key = await card_reader(request)
     try:
@@ -118,7 +114,7 @@ async def get_card(request: web.Request) -> web.Response:
         root = card_element(card, asked=pid, answered_at=now, facility=key.facility)
         signed = request.app[SERVICES].signer.sign_root(root, now)
         return web.Response(body=signed, content_type=XML_RESPONSE, charset="utf-8")
-    return typed(m.CardAnswer, {**_card_json(card, pid), "answered_at": utc_now().isoformat()})
+    return shaped({**card.to_json(), "id": pid, "answered_at": utc_now().isoformat()})  # m.CardAnswer
 
 
 async def post_lookups(request: web.Request) -> web.Response:
@@ -153,7 +149,9 @@ async def post_lookups(request: web.Request) -> web.Response:
             results[n] = {"id": pid, "status": 404, "code": codes.NOT_FOUND, "message": NO_CARD}
         else:
             results[n] = {"id": pid, "status": 200, "card": card.to_json()}
-    return typed(m.LookupsOut, {"as_of": as_of.isoformat(), "answered_at": utc_now().isoformat(), "results": results})
+    answer = {"as_of": as_of.isoformat(), "answered_at": utc_now().isoformat(), "results": results}
+    # a refused item echoes what was sent (any JSON): checked and written by pydantic
+    return typed(m.LookupsOut, answer) if len(asked) < len(items) else shaped(answer)  # m.LookupsOut
 
 
 async def get_person_lookups(request: web.Request) -> web.Response:

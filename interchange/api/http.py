@@ -184,6 +184,17 @@ def typed(model: type[BaseModel], data: dict, status: int = 200, **headers) -> w
     return web.Response(status=status, body=body, content_type="application/json", charset="utf-8", headers=headers)
 
 
+_COMPACT = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))  # as pydantic writes JSON
+
+
+def shaped(data: dict, status: int = 200) -> web.Response:
+    """A JSON answer built in its model's shape, members in the model's order, written byte for
+    byte as `typed` writes it but without the pydantic round trip (a tenth of a card lookup's
+    time). Only for answers of strings, integers, booleans and None from the server's own
+    records, never for echoed input; the tests compare such answers with `typed`'s."""
+    return web.Response(status=status, body=_COMPACT.encode(data), content_type="application/json", charset="utf-8")
+
+
 def transport_problem(code: str, vi: str, en: str) -> Problem:
     return Problem(layer=Layer.TRANSPORT, code=code, message_vi=vi, message_en=en, xpath="/")
 

@@ -27,6 +27,7 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         self._queue_seen: set[tuple[str, str]] = set()
+        self._http_series: dict[tuple[str, str, int], tuple] = {}
         self._process_and_http()
         self._receipts_and_work()
         self._upstream_and_deliveries()
@@ -133,8 +134,16 @@ class Metrics:
         )
 
     def http_request(self, route: str, method: str, status: int, seconds: float) -> None:
-        self.http_requests.labels(route=route, method=method, status=str(status)).inc()
-        self.http_seconds.labels(route=route, method=method).observe(seconds)
+        # the children of a (route, method, status) kept: labels() checks and joins its labels
+        # at each call (bounded: route templates, methods and statuses)
+        series = self._http_series.get((route, method, status))
+        if series is None:
+            series = self._http_series[(route, method, status)] = (
+                self.http_requests.labels(route=route, method=method, status=str(status)),
+                self.http_seconds.labels(route=route, method=method),
+            )
+        series[0].inc()
+        series[1].observe(seconds)
 
     def set_queue(self, depth: dict[tuple[str, str], int]) -> None:
         """(kind, state) -> items; a pair no longer there is set to 0 so that its series never go stale."""

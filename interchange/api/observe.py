@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import contextvars
 import logging
+import os
 import re
 import time
-import uuid
 
 from aiohttp import web
 
@@ -41,7 +41,7 @@ def route_of(request: web.Request) -> str:
 @web.middleware
 async def observe(request: web.Request, handler):
     given = request.headers.get("X-Request-Id", "")
-    rid = given if SANE_ID.fullmatch(given) else uuid.uuid4().hex
+    rid = given if SANE_ID.fullmatch(given) else os.urandom(16).hex()  # 32 hex digits, as uuid4().hex without its cost
     request[REQUEST_ID] = rid
     token = current_request_id.set(rid)
     started = time.perf_counter()

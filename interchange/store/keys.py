@@ -5,6 +5,7 @@ A token is `ik_<key_id>_<secret>`; only the SHA-256 of the secret is stored.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import re
@@ -34,6 +35,7 @@ class Keys:
     def __init__(self, db: Database):
         self._db = db
         self._cache: dict[str, tuple[float, ApiKey, bytes]] = {}
+        self._reading: dict[str, asyncio.Future] = {}
 
     async def create(
         self,
@@ -61,23 +63,45 @@ class Keys:
         if match is None:
             return None
         key_id, secret = match.groups()
-        now = time.monotonic()
         cached = self._cache.get(key_id)
-        if cached is None or cached[0] < now:
-            async with self._db.reading() as conn:
-                row = (await conn.execute(select(api_keys).where(api_keys.c.key_id == key_id))).first()
-            if row is None:  # the key id is not secret: answering this one faster leaks nothing
+        if cached is None or cached[0] < time.monotonic():
+            cached = await self._fresh(key_id)
+            if cached is None:  # the key id is not secret: answering this one faster leaks nothing
                 return None
-            cached = (now + KEY_CACHE_SECONDS, api_key_of(row), row.secret_sha256)
-            self._cache[key_id] = cached
         _, key, digest = cached
         if not hmac.compare_digest(digest, _secret_digest(secret)) or key.revoked_at is not None:
             return None
         return key
 
+    async def _fresh(self, key_id: str) -> tuple[float, ApiKey, bytes] | None:
+        """The key's row, read once for all the requests that find it stale at the same time (every
+        request in flight did, each with its own read, every KEY_CACHE_SECONDS); shielded: one
+        caller that goes away does not cancel the others' read."""
+        reading = self._reading.get(key_id)
+        if reading is None:
+            reading = self._reading[key_id] = asyncio.ensure_future(self._read(key_id))
+            reading.add_done_callback(lambda done: self._reading.get(key_id) is done and self._reading.pop(key_id))
+        return await asyncio.shield(reading)
+
+    async def _read(self, key_id: str) -> tuple[float, ApiKey, bytes] | None:
+        now = time.monotonic()
+        async with self._db.reading() as conn:
+            row = (await conn.execute(select(api_keys).where(api_keys.c.key_id == key_id))).first()
+        if row is None:
+            return None
+        cached = (now + KEY_CACHE_SECONDS, api_key_of(row), row.secret_sha256)
+        if self._reading.get(key_id) is asyncio.current_task():  # not forgotten (revoked) meanwhile
+            self._cache[key_id] = cached
+        return cached
+
+    def _forget(self, key_id: str) -> None:
+        """Revoked or rotated here: the next request reads the key again, even if a read began before."""
+        self._cache.pop(key_id, None)
+        self._reading.pop(key_id, None)
+
     async def revoke(self, key_id: str, *, actor: str | None = None) -> bool:
         """Revoke a key (a second revocation keeps the first time). False when there is no such key."""
-        self._cache.pop(key_id, None)
+        self._forget(key_id)
         async with self._db.writing() as conn:
             revoked = await conn.execute(
                 update(api_keys)
@@ -91,12 +115,13 @@ class Keys:
             found = (
                 await conn.execute(select(api_keys.c.key_id).where(api_keys.c.key_id == key_id))
             ).first()
+        self._forget(key_id)  # and once committed: a read begun meanwhile saw the key before
         return found is not None
 
     async def rotate(self, key_id: str, *, actor: str | None = None) -> tuple[ApiKey, str] | None:
         """Replace an active key by a new one with the same role, binding and label, and revoke
         the old one, in one transaction. None when there is no such active key."""
-        self._cache.pop(key_id, None)
+        self._forget(key_id)
         async with self._db.writing() as conn:
             row = (
                 await conn.execute(
@@ -113,6 +138,7 @@ class Keys:
                 KEY_ROTATED, actor or operator(), {"revoked": key_id, **_key_data(key)}
             )
             await audit_append(conn, [rotated])
+        self._forget(key_id)  # and once committed: a read begun meanwhile saw the key before
         return key, token
 
     async def list_all(self) -> list[ApiKey]:
