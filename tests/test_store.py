@@ -416,6 +416,18 @@ async def test_a_stale_key_is_read_once_for_all_the_requests_finding_it_stale(st
     assert await store.keys.authenticate(token) is None and len(reads) == 3
 
 
+async def test_a_card_read_after_its_connection_failed_takes_a_new_one(store):
+    from interchange.store.cards import read_card_records
+
+    assert await read_card_records(store.db, ["001090123456"]) == {}  # small: on the loop's kept connection
+    if store.db.postgres:
+        return
+    store.db._here.driver_connection.close()  # the connection kept for small reads breaks
+    with pytest.raises(Exception, match="closed"):
+        await read_card_records(store.db, ["001090123456"])
+    assert await read_card_records(store.db, ["001090123456"]) == {}
+
+
 def _head_revision() -> str:
     from alembic.config import Config as AlembicConfig
     from alembic.script import ScriptDirectory

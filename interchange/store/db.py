@@ -113,6 +113,7 @@ class Database:
         self._plain_pool_made = asyncio.Lock()
         if self._threaded is not None:
             event.listen(self._threaded, "handle_error", self._remember_error)
+        self._here = None  # SQLite file: the pool connection of read_plain's small reads (_plain_here)
 
     def _remember_error(self, context) -> None:
         # SQLite rolls a transaction back by itself on a full disk (and a few other errors); the
@@ -207,7 +208,7 @@ class Database:
         async with self._unavailable_as_error():
             if self._threaded is not None:
                 if small:
-                    return self._plain_in_thread(sqlite_sql, params)
+                    return self._plain_here(sqlite_sql, params)
                 return await asyncio.to_thread(self._plain_in_thread, sqlite_sql, params)
             if self._plain_connect is not None:
                 async with (await self._plain_pg_pool()).acquire() as driver:
@@ -231,6 +232,19 @@ class Database:
                 assert self._plain_connect is not None
                 self._plain_pool = await asyncpg.create_pool(min_size=0, max_size=PLAIN_POOL_SIZE, **self._plain_connect)
         return self._plain_pool
+
+    def _plain_here(self, sql: str, params: tuple) -> list[tuple]:
+        """A small read on the event loop's thread, on a connection of the pool kept for it: taking
+        one from the pool and giving it back (with its rollback) cost as much as the statement.
+        Autocommit: the statement is its own snapshot. Dropped after an error (a new one next time)."""
+        if self._here is None:
+            self._here = self._threaded.raw_connection()
+        try:
+            return self._here.driver_connection.execute(sql, params).fetchall()
+        except BaseException:
+            here, self._here = self._here, None
+            here.invalidate()
+            raise
 
     def _plain_in_thread(self, sql: str, params: tuple) -> list[tuple]:
         assert self._threaded is not None
@@ -284,6 +298,9 @@ class Database:
                 self._plain_pool.terminate()
             self._plain_pool = None
         await self.engine.dispose()
+        if self._here is not None:
+            self._here.close()  # back to its pool, disposed next
+            self._here = None
         if self._threaded is not None:
             await asyncio.to_thread(self._threaded.dispose)
 
