@@ -402,18 +402,26 @@ async def test_a_stale_key_is_read_once_for_all_the_requests_finding_it_stale(st
         return await read(key_id)
 
     monkeypatch.setattr(store.keys, "_read", counted)
+    read_at = time.monotonic()
     assert await asyncio.gather(*(store.keys.authenticate(token) for _ in range(20))) == [key] * 20
     assert reads == [key.key_id]
+    # shortly before it expires, a request has it read again in the background and goes on with it
+    soon = read_at + keys_module.KEY_CACHE_SECONDS - keys_module.KEY_REFRESH_AHEAD / 2
+    monkeypatch.setattr(keys_module.time, "monotonic", lambda: soon)
+    assert await store.keys.authenticate(token) == key and store.keys._reading
+    assert await store.keys.authenticate(token) == key
+    await asyncio.wait(list(store.keys._reading.values()))
+    assert reads == [key.key_id] * 2
     # a revocation while a read is under way: that read is not cached, the next request reads again
-    later = time.monotonic() + keys_module.KEY_CACHE_SECONDS + 0.1
+    later = soon + keys_module.KEY_CACHE_SECONDS + 0.1
     monkeypatch.setattr(keys_module.time, "monotonic", lambda: later)
     under_way = asyncio.ensure_future(store.keys.authenticate(token))
     for _ in range(2):  # the request, then its read, begin
         await asyncio.sleep(0)
-    assert len(reads) == 2
+    assert len(reads) == 3
     await store.keys.revoke(key.key_id)
     await under_way
-    assert await store.keys.authenticate(token) is None and len(reads) == 3
+    assert await store.keys.authenticate(token) is None and len(reads) == 4
 
 
 async def test_a_card_read_after_its_connection_failed_takes_a_new_one(store):
