@@ -55,12 +55,13 @@ agency knows now about day D (a late increase, "truy đóng", restores the card 
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 import unicodedata
 from bisect import bisect_right
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 
 from interchange.clock import VN_TZ
 from interchange.months import Month
@@ -325,6 +326,12 @@ def _five_years(runs: list[tuple[int, int]], around: int, horizon: int) -> date 
 
 def _facility(registrations: list[FacilityRegistration], as_of: date) -> FacilityRegistration | None:
     """The newest registration received by the end of `as_of` in Vietnam."""
-    end = datetime.combine(as_of + timedelta(days=1), time(0), tzinfo=VN_TZ)
+    end = _end_of_day(as_of)
     known = [r for r in registrations if r.received_at < end]
     return max(known, key=lambda r: r.received_at) if known else None
+
+
+@functools.lru_cache(maxsize=64)
+def _end_of_day(day: date) -> datetime:
+    """The end of `day` in Vietnam, in UTC (as the registrations' times: compared without converting)."""
+    return datetime.combine(day + timedelta(days=1), time(0), tzinfo=VN_TZ).astimezone(UTC)
