@@ -225,6 +225,8 @@ class Database:
         engine's pool pings every connection it hands out and wraps every call in a greenlet
         (2 ms a lookup, against 0.2 for the statement). A connection found dead fails its one
         statement (503, StoreUnavailable) and is replaced by the pool."""
+        if self._plain_pool is not None:  # made: no lock to take at each lookup
+            return self._plain_pool
         async with self._plain_pool_made:
             if self._plain_pool is None:
                 import asyncpg
