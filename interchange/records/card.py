@@ -148,14 +148,13 @@ def _iso(day: date | None) -> str | None:
 
 # ---- matching the caller's name and birth date ------------------------------------------------
 
-_SPACES = re.compile(r"\s+")
 _BIRTH_VN = re.compile(r"([0-9]{2})/([0-9]{2})/([0-9]{4})")
 _BIRTH_ISO = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})")
 
 
 def normal_name(name: str) -> str:
     """A name as compared: NFC (diacritics composed), case folded, blanks collapsed."""
-    return _SPACES.sub(" ", unicodedata.normalize("NFC", name).casefold()).strip()
+    return " ".join(unicodedata.normalize("NFC", name).casefold().split())  # split(): the blanks of \s
 
 
 def read_birth(text: str) -> date:
@@ -259,7 +258,8 @@ def build_card(records: CardRecords, as_of: date) -> Card:
     timeline = _combined(records.changes, horizon)
     state = timeline.get(month)
     status = VALID if isinstance(state, _Cover) else SUSPENDED if state == _PAUSED else NOT_VALID
-    runs = _runs(sorted(m for m, s in timeline.items() if s is not _PAUSED))  # a state is a _Cover or _PAUSED
+    runs = _runs(sorted(timeline if not _may_pause(records.changes) else
+                        (m for m, s in timeline.items() if s is not _PAUSED)))  # a state: a _Cover or _PAUSED
     around = _run_around(runs, month)
     cover: _Cover | None = None
     valid_from = valid_to = five = None
@@ -284,6 +284,12 @@ def build_card(records: CardRecords, as_of: date) -> Card:
         five_years_at=five,
         as_of=as_of,
     )
+
+
+def _may_pause(changes: list[DeclaredChange]) -> bool:
+    """Whether a change may pause months (see _decrease): else every month of the timeline is covered."""
+    return any(d.change.direction == DECREASE and d.change.pa != MATERNITY
+               and (d.change.to_month is not None or d.change.pa in PAUSING) for d in changes)  # fmt: skip
 
 
 def _runs(months: list[int]) -> list[tuple[int, int]]:
