@@ -11,6 +11,7 @@ the tree the caller goes on reading is exactly the signed content.
 
 from __future__ import annotations
 
+import base64
 import binascii
 import functools
 import hashlib
@@ -20,8 +21,8 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from lxml import etree
 from signxml import (
     CanonicalizationMethod,
@@ -520,6 +521,16 @@ class DocumentSigner:
         # signxml re-parses what it signs; its default parser refuses text nodes over 10 MB, which
         # an envelope carrying a large form has. Entities stay off.
         self._signer._parser = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=True)
+        # The profile's own signatures (RSA, SHA-256, C14N 1.0) are made from a template signxml
+        # made once: its KeyInfo and SignedInfo are the same for every document but the digest.
+        profile = digest == "sha256" and c14n == C14N_10 and isinstance(key, rsa.RSAPrivateKey)
+        self._template = self._make_template() if profile else None
+
+    def _make_template(self) -> _Plan:
+        holder = etree.Element("T")
+        etree.SubElement(holder, SIGNATURE_TAG, Id="placeholder", nsmap={None: DSIG_NS})
+        signed = self._signer.sign(holder, key=self.key, cert=self._cert_pems, always_add_key_value=True)
+        return _plan_of(next(signed.iter(SIGNATURE_TAG)))
 
     def sign(self, root: etree._Element, *, location: str, signing_time: datetime | None = None) -> etree._Element:
         """Return a signed copy of `root` with the signature inside its `location` child ("" = root)."""
@@ -534,15 +545,71 @@ class DocumentSigner:
             holder = root
             for old in root.findall(SIGNATURE_TAG):
                 root.remove(old)
-        etree.SubElement(holder, SIGNATURE_TAG, Id="placeholder", nsmap={None: DSIG_NS})
-        signed = self._signer.sign(root, key=self.key, cert=self._cert_pems, always_add_key_value=True)
-        signature = next(signed.iter(SIGNATURE_TAG))
+        if self._template is not None and _alone_in_its_tree(root):
+            signed, signature = root, self._sign_from_template(root, holder)
+        else:
+            etree.SubElement(holder, SIGNATURE_TAG, Id="placeholder", nsmap={None: DSIG_NS})
+            signed = self._signer.sign(root, key=self.key, cert=self._cert_pems, always_add_key_value=True)
+            signature = next(signed.iter(SIGNATURE_TAG))
         when = (signing_time or utc_now()).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         obj = etree.SubElement(signature, f"{{{DSIG_NS}}}Object")
         props = etree.SubElement(obj, f"{{{DSIG_NS}}}SignatureProperties")
         prop = etree.SubElement(props, f"{{{DSIG_NS}}}SignatureProperty", Target="")
         etree.SubElement(prop, f"{{{DSIG_NS}}}SigningTime").text = when
         return signed
+
+    def _sign_from_template(self, root: etree._Element, holder: etree._Element) -> etree._Element:
+        """What signxml makes, without its copies and re-parses of the document: the digest of the
+        document without its signature (enveloped-signature, then C14N 1.0), then the signature
+        value over SignedInfo canonicalised in place, the way the verifier reads it back."""
+        assert self._template is not None
+        sink = _HashWriter("sha256")
+        root.getroottree().write_c14n(sink, exclusive=False, with_comments=False)
+        signature = _replay(holder, self._template)
+        signature.find(_DIGEST_VALUE).text = base64.b64encode(sink.hash.digest()).decode()
+        signed_info = signature.find(_SIGNED_INFO)
+        c14n = etree.tostring(etree.fromstring(etree.tostring(signed_info, with_tail=False)), method="c14n")
+        value = self.key.sign(c14n, padding.PKCS1v15(), hashes.SHA256())
+        signature.find(_SIGNATURE_VALUE).text = base64.b64encode(value).decode()
+        return signature
+
+
+_SIGNED_INFO = f"{{{DSIG_NS}}}SignedInfo"
+_DIGEST_VALUE = f"{_SIGNED_INFO}/{{{DSIG_NS}}}Reference/{{{DSIG_NS}}}DigestValue"
+_SIGNATURE_VALUE = f"{{{DSIG_NS}}}SignatureValue"
+
+
+# How to make an element again: (index of its parent in the plan, or -1), tag, attributes, the
+# namespaces it declares itself, text, tail.
+_Plan = list[tuple[int, str, dict, dict | None, str | None, str | None]]
+
+
+def _plan_of(root: etree._Element) -> _Plan:
+    plan: _Plan = []
+    index = {}
+    for node in root.iter():
+        above = node.getparent()
+        own = {k: v for k, v in node.nsmap.items() if node is root or above.nsmap.get(k) != v}
+        parent = -1 if node is root else index[above]
+        index[node] = len(plan)
+        plan.append((parent, node.tag, dict(node.attrib), own or None, node.text, None if node is root else node.tail))
+    return plan
+
+
+def _replay(holder: etree._Element, plan: _Plan) -> etree._Element:
+    """The planned element made again under `holder`, each element declaring what it declared
+    (a copy appended instead would lose SignedInfo's ds: prefix to lxml's namespace clean-up)."""
+    made: list[etree._Element] = []
+    for parent, tag, attrib, nsmap, text, tail in plan:
+        el = etree.SubElement(holder if parent < 0 else made[parent], tag, attrib=attrib, nsmap=nsmap)
+        el.text, el.tail = text, tail
+        made.append(el)
+    return made[0]
+
+
+def _alone_in_its_tree(root: etree._Element) -> bool:
+    """The document element with nothing beside it: its tree's C14N is the signed document's."""
+    return root.getparent() is None and root.getprevious() is None and root.getnext() is None
 
 
 def to_bytes(root: etree._Element, *, bom: bool = True) -> bytes:
