@@ -6,7 +6,10 @@ algorithms, the signature value and KeyValue-against-certificate; `_ProfileVerif
 replaces only the reference step with the narrow profile we accept (one reference to the
 whole document, enveloped-signature then C14N 1.0, nothing else), computes the digest by
 streaming canonical XML into SHA-256, and leaves the Signature element detached so that
-the tree the caller goes on reading is exactly the signed content.
+the tree the caller goes on reading is exactly the signed content. The one shape nearly every
+signature has (RSA-SHA256, SHA-256, C14N 1.0) is verified and made the short way first
+(`interchange.trust.dsigshort`): the same steps and bytes, without signxml's copies; anything
+else goes to signxml, which decides and says why.
 """
 
 from __future__ import annotations
