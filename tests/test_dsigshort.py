@@ -15,7 +15,7 @@ from interchange import codes
 from interchange.clock import utc_now
 from interchange.devkit import samples
 from interchange.trust import xmldsig
-from interchange.trust.dsigshort import holds_by_profile
+from interchange.trust.dsigshort import SignatureTemplate, holds_by_profile
 from interchange.trust.xmldsig import DSIG_NS, SIGNATURE_TAG, to_bytes, verify_document
 
 AT = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
@@ -31,13 +31,17 @@ def signed_form(world) -> bytes:
 
 
 @pytest.mark.parametrize("location", ["Cky", ""])
-def test_a_template_signature_is_what_signxml_writes(world, location):
+def test_a_template_signature_is_what_signxml_writes(world, monkeypatch, location):
+    made = []
+    monkeypatch.setattr(SignatureTemplate, "sign", lambda self, *a, sign=SignatureTemplate.sign: made.append(1)
+                        or sign(self, *a))
     signer = world.signer(world.unit)
-    assert signer._template is not None
     short = signer.sign(etree.fromstring(samples.d02ts(3)), location=location, signing_time=AT)
-    signer._template = None  # signxml itself
-    full = signer.sign(etree.fromstring(samples.d02ts(3)), location=location, signing_time=AT)
-    assert to_bytes(short) == to_bytes(full)
+    assert made == [1]
+    # a comment beside the document element: signxml signs it (its own copy holds the element alone)
+    beside = etree.fromstring(b"<!--beside-->" + samples.d02ts(3).split(b"?>", 1)[1])
+    full = signer.sign(beside, location=location, signing_time=AT)
+    assert made == [1] and to_bytes(short) == to_bytes(full)
 
 
 def verify(world, body: bytes, trust) -> xmldsig.SignatureReport:
@@ -72,17 +76,15 @@ def test_a_good_signature_holds_the_short_way(world, trust, monkeypatch):
 def test_a_changed_document_is_a_digest_verdict_of_the_short_way(world, trust, monkeypatch):
     seen = short_path_calls(monkeypatch)
     changed = signed_form(world).replace(b"<STT>1</STT>", b"<STT>2</STT>", 1)
-    signature, leaf = _signature_and_leaf(changed)
+    signature, leaf = _signature_and_leaf(changed, world)
     with pytest.raises(InvalidDigest, match="digest mismatch"):
         holds_by_profile(signature.getroottree().getroot(), signature, leaf, None)
     report = verify(world, changed, trust)
     assert seen == [] and codes.SIG_DIGEST in [p.code for p in report.problems] and report.intact is False
 
 
-def _signature_and_leaf(body: bytes):
-    root = etree.fromstring(body)
-    signature = next(root.iter(SIGNATURE_TAG))
-    return signature, xmldsig._leaf_of(xmldsig._certs_of(signature))
+def _signature_and_leaf(body: bytes, world):
+    return next(etree.fromstring(body).iter(SIGNATURE_TAG)), world.unit.cert
 
 
 @pytest.mark.parametrize("edit,code", [
@@ -96,7 +98,7 @@ def test_anything_else_is_left_untouched_to_the_full_path(world, trust, monkeypa
     root = etree.fromstring(body)
     edit(next(root.iter(SIGNATURE_TAG)))
     edited = etree.tostring(root)
-    signature, leaf = _signature_and_leaf(edited)
+    signature, leaf = _signature_and_leaf(edited, world)
     before = etree.tostring(signature.getroottree())
     assert holds_by_profile(signature.getroottree().getroot(), signature, leaf, None) is False
     assert etree.tostring(signature.getroottree()) == before  # nothing detached, nothing changed
