@@ -358,7 +358,7 @@ def process_tree(pid: int) -> list[int]:
     return seen
 
 
-def proc_info(pid: int, root: int) -> ProcInfo | None:
+def proc_info(pid: int, root: int, supervised: bool = False) -> ProcInfo | None:
     try:
         status = Path(f"/proc/{pid}/status").read_text()
         stat = Path(f"/proc/{pid}/stat").read_text()
@@ -372,6 +372,8 @@ def proc_info(pid: int, root: int) -> ProcInfo | None:
         role = "server"
     elif "multiprocessing" in cmdline and "resource_tracker" in cmdline:
         role = "tracker"
+    elif "multiprocessing" in cmdline and int(after[1]) == root and supervised:
+        role = "server"  # an HTTP process of `serve --processes N` (the supervisor is the root)
     elif "multiprocessing" in cmdline:
         role = "worker"
     else:
@@ -379,8 +381,10 @@ def proc_info(pid: int, root: int) -> ProcInfo | None:
     return ProcInfo(pid, role, int(fields.get("VmHWM", 0)), int(fields.get("VmRSS", 0)), cpu)
 
 
-def server_processes(pid: int) -> list[ProcInfo]:
-    return [i for p in process_tree(pid) if (i := proc_info(p, pid)) is not None]
+def server_processes(pid: int, supervised: bool = False) -> list[ProcInfo]:
+    """The server's processes; `supervised`: the root is the supervisor of `serve --processes N`,
+    whose HTTP processes count as the server."""
+    return [i for p in process_tree(pid) if (i := proc_info(p, pid, supervised)) is not None]
 
 
 def mib(kb: float) -> str:

@@ -176,6 +176,9 @@ def arguments() -> argparse.Namespace:
         default=Config().server.workers,
         help="server worker processes (server.workers; 0 = one thread)",
     )
+    ap.add_argument(
+        "--processes", type=int, default=1, help="HTTP server processes (serve --processes N; PostgreSQL only)"
+    )
     ap.add_argument("--rows", type=int, default=20, help="rows of the D02-TS in each dossier")
     ap.add_argument(
         "--store-url",
@@ -230,9 +233,9 @@ def run(args: argparse.Namespace) -> dict:
         config = benchlib.write_config(tmp, bench_pki, store_url)
         token = benchlib.create_submitter_key(store_url)
         env = {"INTERCHANGE_JOBS_INTERVAL_SECONDS": "0"} if args.no_results else {}
-        server = benchlib.Server(config, workers=args.workers, env=env)
+        server = benchlib.Server(config, workers=args.workers, env=env, processes=args.processes)
         ready_s = server.start()
-        print(f"server pid {server.pid} on {server.url}, workers={args.workers}, ready in {ready_s:.1f} s, "
+        print(f"server pid {server.pid} on {server.url}, processes={args.processes}, workers={args.workers}, ready in {ready_s:.1f} s, "
               f"store {fig['store']}; {floor.describe()}")  # fmt: skip
         warm, warm_s = asyncio.run(fire(server.url, token, warmup, args.concurrency))
         fig["warm"] = warm
@@ -240,7 +243,7 @@ def run(args: argparse.Namespace) -> dict:
             asyncio.run(wait_for_results(server.url, token))
         print(f"warm-up: {len(warmup)} dossiers in {warm_s:.2f} s {dict(warm.statuses)}")
         spy = start_spy(args.py_spy, server.pid) if args.py_spy else None
-        before = {p.pid: p for p in benchlib.server_processes(server.pid)}
+        before = {p.pid: p for p in benchlib.server_processes(server.pid, args.processes > 1)}
         since = datetime.now(UTC)
         client_cpu0 = cpu_seconds()
         if rate is not None:
@@ -249,17 +252,17 @@ def run(args: argparse.Namespace) -> dict:
             fig["tally"], fig["elapsed"] = asyncio.run(fire(server.url, token, measured, args.concurrency))
         fig["client_cpu"] = cpu_seconds() - client_cpu0
         fired_until = datetime.now(UTC)
-        after_receipts = benchlib.server_processes(server.pid)
+        after_receipts = benchlib.server_processes(server.pid, args.processes > 1)
         fig["cpu_receipts"] = cpu_by_role(before, after_receipts)
         if not args.no_results:
             asyncio.run(wait_for_results(server.url, token))
-            fig["cpu_all"] = cpu_by_role(before, benchlib.server_processes(server.pid))
+            fig["cpu_all"] = cpu_by_role(before, benchlib.server_processes(server.pid, args.processes > 1))
             fig["times"] = asyncio.run(result_times(store_url, since))
             fig["since"], fig["fired_until"] = since, fired_until
         if spy is not None:
             spy.send_signal(signal.SIGINT)
             spy.wait(60)
-        fig["procs"] = benchlib.server_processes(server.pid)
+        fig["procs"] = benchlib.server_processes(server.pid, args.processes > 1)
     finally:
         fig["exit_code"] = server.stop() if server is not None else None
         if schema is not None:
@@ -312,7 +315,7 @@ def report(args: argparse.Namespace, fig: dict) -> bool:
         f"closed loop, concurrency {args.concurrency}")  # fmt: skip
     print()
     print(f"dossiers      {n} fresh, D02-TS {args.rows} rows, {fig['mean_size'] / 1024:.1f} KiB each, signed form + envelope")
-    print(f"mode          {mode}; workers {args.workers}; store {fig['store']}; "
+    print(f"mode          {mode}; processes {args.processes}; workers {args.workers}; store {fig['store']}; "
           f"result work {'OFF' if args.no_results else 'on'}")  # fmt: skip
     print(f"machine       {os.cpu_count()} cores, load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} (shared)")
     print(f"floor         {floor_ms:.2f} ms CPU per dossier on one core, this run; limit {limit:.0f}/s on {floor.cores} cores")
@@ -348,7 +351,7 @@ def report(args: argparse.Namespace, fig: dict) -> bool:
     if args.json:
         print(json.dumps({
             "bench": "receipts", "count": n, "rows": args.rows, "concurrency": args.concurrency,
-            "rate": fig["rate"], "workers": args.workers, "store": fig["store"], "results": not args.no_results,
+            "rate": fig["rate"], "processes": args.processes, "workers": args.workers, "store": fig["store"], "results": not args.no_results,
             "floor_ms": round(floor_ms, 3), "limit_per_s": round(limit, 1), "load": load,
             "elapsed_s": round(elapsed, 3), "receipts_per_s": round(rate, 1),
             "receipts_of_limit": round(rate / limit, 4),

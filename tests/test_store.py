@@ -61,6 +61,22 @@ async def test_save_rejects_naive_times_and_bad_states(store):
         await store.receipts.save(new_dossier(state="accepted"), notice_for)
 
 
+async def test_times_are_stored_as_sqlalchemy_writes_them_and_read_back_aware(store):
+    """UTCDateTime formats SQLite's text itself (fast); it must be the very text SQLAlchemy's
+    DATETIME writes (older databases and comparisons with stored times depend on it)."""
+    from sqlalchemy.dialects.sqlite import DATETIME
+
+    at = datetime(2026, 3, 9, 7, 5, 3, 42, tzinfo=VN)
+    saved = await store.receipts.save(new_dossier(received_at=at, due_at=at + timedelta(days=5)), notice_for)
+    got = await store.dossiers.get(saved.dossier.id, ALL)
+    assert got.received_at == at and got.received_at.tzinfo is not None
+    if store.db.engine.dialect.name == "sqlite":
+        async with store.db.reading() as conn:
+            raw = (await conn.execute(text("SELECT received_at FROM dossiers WHERE id = :id"), {"id": got.id})).scalar_one()
+        utc_naive = at.astimezone(UTC).replace(tzinfo=None)
+        assert raw == DATETIME().bind_processor(store.db.engine.dialect)(utc_naive) == "2026-03-09 00:05:03.000042"
+
+
 async def test_numbers_count_per_office_and_vietnamese_year_and_skip_refusals(store):
     async def save(n: int, **kw) -> str | None:
         saved = await store.receipts.save(new_dossier(f"<Hoso n='{n}'/>".encode(), **kw), notice_for)

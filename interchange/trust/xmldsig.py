@@ -6,14 +6,16 @@ algorithms, the signature value and KeyValue-against-certificate; `_ProfileVerif
 replaces only the reference step with the narrow profile we accept (one reference to the
 whole document, enveloped-signature then C14N 1.0, nothing else), computes the digest by
 streaming canonical XML into SHA-256, and leaves the Signature element detached so that
-the tree the caller goes on reading is exactly the signed content.
+the tree the caller goes on reading is exactly the signed content. The one shape nearly every
+signature has (RSA-SHA256, SHA-256, C14N 1.0) is verified and made the short way first
+(`interchange.trust.dsigshort`): the same steps and bytes, without signxml's copies; anything
+else goes to signxml, which decides and says why.
 """
 
 from __future__ import annotations
 
 import binascii
 import functools
-import hashlib
 import hmac
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -21,7 +23,7 @@ from datetime import UTC, datetime
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from lxml import etree
 from signxml import (
     CanonicalizationMethod,
@@ -41,6 +43,13 @@ from interchange.trust.anchors import TrustStore
 from interchange.trust.c14nstream import Splice
 from interchange.trust.certinfo import describe, mst_of
 from interchange.trust.dsigparts import part_problems
+from interchange.trust.dsigshort import (
+    SIGNATURE_PARSER,
+    SignatureTemplate,
+    detach,
+    document_digest,
+    holds_by_profile,
+)
 from interchange.xmlparse import strict_base64
 
 DSIG_NS = "http://www.w3.org/2000/09/xmldsig#"
@@ -65,16 +74,6 @@ def allowed_signature_methods(legacy_sha1: bool) -> frozenset[SignatureMethod]:
     )
 
 
-class _HashWriter:
-    """A file-like sink for lxml's write_c14n that hashes instead of buffering."""
-
-    def __init__(self, algorithm: str):
-        self.hash = hashlib.new(algorithm)
-
-    def write(self, data: bytes) -> None:
-        self.hash.update(data)
-
-
 _DIGEST_HASHLIB = {  # every digest the streaming digest computes; the allowed ones are a subset
     DigestAlgorithm.SHA1: "sha1",
     DigestAlgorithm.SHA256: "sha256",
@@ -90,18 +89,6 @@ _DIGEST_HASHLIB = {  # every digest the streaming digest computes; the allowed o
 def allowed_digests(legacy_sha1: bool) -> frozenset[DigestAlgorithm]:
     """SHA-256 or stronger (SPEC §3): SHA-2 and SHA-3 of 256 bits and more; SHA-1 with `legacy_sha1`."""
     return frozenset(d for d in _DIGEST_HASHLIB if legacy_sha1 or d is not DigestAlgorithm.SHA1)
-
-
-def _detach(element: etree._Element) -> None:
-    """Remove an element but keep its tail text, which belongs to the parent's content."""
-    parent = element.getparent()
-    if element.tail:
-        previous = element.getprevious()
-        if previous is not None:
-            previous.tail = (previous.tail or "") + element.tail
-        else:
-            parent.text = (parent.text or "") + element.tail
-    parent.remove(element)
 
 
 class _ProfileVerifier(XMLVerifier):
@@ -146,18 +133,8 @@ class _ProfileVerifier(XMLVerifier):
         if expected is None:
             raise InvalidInput("DigestValue is not valid base64")
 
-        _detach(self._get_signature(root))
-        sink = _HashWriter(_DIGEST_HASHLIB[digest_alg])
-        target = root.getroottree() if uri == "" else root
-        if self.splice is not None:  # a reduced tree: small, its canonical bytes spliced (c14nstream)
-            canonical = etree.tostring(target, method="c14n", exclusive=exclusive, with_comments=False)
-            digest = self.splice.digest(canonical, _DIGEST_HASHLIB[digest_alg])
-        elif uri == "":
-            target.write_c14n(sink, exclusive=exclusive, with_comments=False)
-            digest = sink.hash.digest()
-        else:
-            sink.write(etree.tostring(target, method="c14n", exclusive=exclusive, with_comments=False))
-            digest = sink.hash.digest()
+        signature_el = self._get_signature(root)
+        digest = document_digest(root, signature_el, uri, exclusive, _DIGEST_HASHLIB[digest_alg], self.splice)
         if not hmac.compare_digest(digest, expected):
             raise InvalidDigest("the document was changed after it was signed (digest mismatch)")
         key = signature_key_used.public_bytes(
@@ -303,7 +280,7 @@ def verify_document(
     parts = part_problems(signature, form)  # before anything of the signature is decoded
     if parts:
         report.problems.extend(parts)
-        _detach(signature)
+        detach(signature)
         return report
     here = functools.partial(
         _problem, form=form, xpath=root.getroottree().getpath(signature), line=signature.sourceline
@@ -317,7 +294,7 @@ def verify_document(
     _check_claims(leaf, expected_mst, report, here)
     _check_signature_value(root, location, leaf, at, legacy_sha1, report, here, splice)
     if signature.getparent() is not None:
-        _detach(signature)  # never read unsigned content: drop a signature that failed before its reference was checked
+        detach(signature)  # never read unsigned content: drop a signature that failed before its reference was checked
     return report
 
 
@@ -479,9 +456,11 @@ def _check_signature_value(
         verification_time=_clamp(at, leaf),  # dates are judged by the trust store, with codes of their own
     )
     try:
-        _ProfileVerifier(splice).verify(
-            root, x509_cert=leaf, expect_config=config, validate_schema=False, parser=_SIGNATURE_PARSER
-        )
+        signature = root.find(f"{location}/{SIGNATURE_TAG}" if location else SIGNATURE_TAG)
+        if signature is None or not holds_by_profile(root, signature, leaf, splice):
+            _ProfileVerifier(splice).verify(
+                root, x509_cert=leaf, expect_config=config, validate_schema=False, parser=SIGNATURE_PARSER
+            )
     except (InvalidInput, InvalidSignature, InvalidCertificate, ValueError, TypeError, etree.LxmlError) as exc:
         code, vi, en = _map_signxml_error(exc)
         report.problems.append(here(code, vi, en))
@@ -490,11 +469,6 @@ def _check_signature_value(
     else:
         report.intact = True
         report.valid = not any(p.severity == Severity.ERROR for p in report.problems)
-
-
-# For signxml's copies of the Signature element: no entities, no network, and no 10 MB text
-# limit (an unsigned Object may carry anything; the limits are the body size's).
-_SIGNATURE_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=True)
 
 
 def _signature_method_for(key) -> str:
@@ -520,6 +494,15 @@ class DocumentSigner:
         # signxml re-parses what it signs; its default parser refuses text nodes over 10 MB, which
         # an envelope carrying a large form has. Entities stay off.
         self._signer._parser = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=True)
+        # The profile's own signatures (RSA, SHA-256, C14N 1.0) are made from one signxml made.
+        profile = digest == "sha256" and c14n == C14N_10 and isinstance(key, rsa.RSAPrivateKey)
+        self._template = SignatureTemplate(self._template_signature(), key) if profile else None
+
+    def _template_signature(self) -> etree._Element:
+        holder = etree.Element("T")
+        etree.SubElement(holder, SIGNATURE_TAG, Id="placeholder", nsmap={None: DSIG_NS})
+        signed = self._signer.sign(holder, key=self.key, cert=self._cert_pems, always_add_key_value=True)
+        return next(signed.iter(SIGNATURE_TAG))
 
     def sign(self, root: etree._Element, *, location: str, signing_time: datetime | None = None) -> etree._Element:
         """Return a signed copy of `root` with the signature inside its `location` child ("" = root)."""
@@ -534,9 +517,12 @@ class DocumentSigner:
             holder = root
             for old in root.findall(SIGNATURE_TAG):
                 root.remove(old)
-        etree.SubElement(holder, SIGNATURE_TAG, Id="placeholder", nsmap={None: DSIG_NS})
-        signed = self._signer.sign(root, key=self.key, cert=self._cert_pems, always_add_key_value=True)
-        signature = next(signed.iter(SIGNATURE_TAG))
+        if self._template is not None and self._template.fits(root):
+            signed, signature = root, self._template.sign(root, holder)
+        else:
+            etree.SubElement(holder, SIGNATURE_TAG, Id="placeholder", nsmap={None: DSIG_NS})
+            signed = self._signer.sign(root, key=self.key, cert=self._cert_pems, always_add_key_value=True)
+            signature = next(signed.iter(SIGNATURE_TAG))
         when = (signing_time or utc_now()).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         obj = etree.SubElement(signature, f"{{{DSIG_NS}}}Object")
         props = etree.SubElement(obj, f"{{{DSIG_NS}}}SignatureProperties")
