@@ -272,7 +272,8 @@ def child_sign(config: Path, small: Path, body_path: Path) -> dict:
     p12 = benchlib.ensure_pki().unit_p12
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
-        result = _timed_peak(lambda: cli(["sign", str(unsigned), "--p12", str(p12), "-o", str(signed)]))
+        result = _timed_peak(lambda: cli(["sign", str(unsigned), "--p12", str(p12), "-o", str(signed),
+                                          "--password", "demo"]))  # the bench PKI's (benchlib.unit_signer)
     result["signed_bytes"] = signed.stat().st_size
     signed.unlink()
     return result
