@@ -45,9 +45,13 @@ class Spooled:
         return data
 
     def chunks(self, size: int = CHUNK) -> Iterator[bytes]:
-        """The bytes, `size` at a time (exactly `self.size` of them, or OSError)."""
+        """The bytes, `size` at a time (exactly `self.size` of them, or OSError). The file is
+        opened now (OSError here if it is gone), not at the first chunk."""
+        return self._chunks(open(self.path, "rb", buffering=0), size)
+
+    def _chunks(self, fh, size: int) -> Iterator[bytes]:
         left = self.size
-        with open(self.path, "rb", buffering=0) as fh:
+        with fh:
             while left > 0:
                 chunk = fh.read(min(size, left))
                 if not chunk:
@@ -91,6 +95,6 @@ class SpoolWriter:
         Spooled(self.path, self.size).remove()
 
 
-def spooled_or(data):
+def as_bytes(data):
     """`data` as bytes: read back when it is `Spooled`."""
     return data.read() if isinstance(data, Spooled) else data

@@ -38,7 +38,7 @@ from interchange.config import LimitsConfig, TrustConfig, TrustPaths
 from interchange.intake.pipeline import Caller, Outcome, Receiver
 from interchange.legal.params import LegalParameters, configured_parameters
 from interchange.notices.notice import NoticeData, NoticeSigner
-from interchange.spool import LARGE, Spooled, spooled_or
+from interchange.spool import LARGE, Spooled, as_bytes
 
 
 @dataclass(frozen=True)
@@ -116,7 +116,7 @@ def _before(stage: str, data: object) -> None:
 
 
 def _receive(body: bytes | Spooled, at: datetime, caller: Caller | None) -> Outcome:
-    body = spooled_or(body)
+    body = as_bytes(body)
     assert _receiver is not None, "worker not initialised"
     _before("receive", body)
     try:
@@ -154,7 +154,7 @@ def _judge(original: bytes | Spooled):
     """The rule layer on a received dossier's original bytes (interchange.rules.judge)."""
     from interchange.rules.judge import judge
 
-    original = spooled_or(original)
+    original = as_bytes(original)
     assert _settings is not None and _params is not None, "worker not initialised"
     _before("judge", original)
     try:
@@ -183,7 +183,7 @@ def _verify(data: bytes | Spooled, at: datetime) -> dict:
     """A signature report on any signed XML (POST /api/v1/verify), with the receipt's trust store."""
     from interchange.trust.report import signature_report
 
-    data = spooled_or(data)
+    data = as_bytes(data)
     assert _receiver is not None and _settings is not None, "worker not initialised"
     _before("verify", data)
     return signature_report(data, trust=_receiver.trust, limits=_receiver.limits, at=at,

@@ -6,6 +6,7 @@ small here (spool.LARGE, as imported by each module) so that a test dossier is."
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import tempfile
@@ -16,7 +17,7 @@ from aiohttp import web
 from interchange.api import http as api_http
 from interchange.spool import Spooled, SpoolWriter
 from interchange.store import originals
-from interchange.store.originals import read_originals
+from interchange.store.originals import OriginalUnreadable, read_originals
 from tests.helpers import ALL, UNIT, XML, new_dossier, notice_for, notice_of, p_row, run_work, signed, t
 
 pytest_plugins = ["tests.conftest_store"]
@@ -86,6 +87,22 @@ async def test_originals_go_in_and_come_out_whole_or_spooled(spools, store, stor
     else:
         assert back[ids[1]] == large
     assert not list(folder.iterdir())
+
+
+async def test_a_receipt_whose_file_is_gone_fails_alone(spools, store):
+    # its request ended (and removed the file) while the receipt waited for the writer: the other
+    # receipts of the batch are stored, and the store is not taken for unavailable
+    gone = Spooled.write(b"<Hoso>" + b"x" * 4000 + b"</Hoso>")
+    gone.remove()
+    lost = new_dossier(b"<Hoso>" + b"x" * 4000 + b"</Hoso>")
+    lost.original = gone
+    kept = new_dossier(b"\xef\xbb\xbf<Hoso id='kept'/>")
+    got = await asyncio.gather(store.receipts.save(lost, notice_for), store.receipts.save(kept, notice_for),
+                               return_exceptions=True)
+    assert isinstance(got[0], OriginalUnreadable), got[0]
+    assert got[1].outcome == "stored" and store.db.unavailable is None
+    assert await store.dossiers.original(kept.id, ALL) == kept.original
+    assert await store.dossiers.get(lost.id, ALL) is None  # nothing of it stored
 
 
 @pytest.mark.parametrize(("sent", "limit", "expect"), [(500, 4096, "bytes"), (3000, 4096, "spooled"),

@@ -22,6 +22,12 @@ from .tables import originals
 TABLE, COLUMN = originals.name, originals.c.content.name
 
 
+class OriginalUnreadable(RuntimeError):
+    """The file of a large original could not be read (its request gone, and the file removed,
+    while the receipt waited to be written): that receipt fails alone, the store works on (an
+    OSError would say the database cannot be used, and fail the whole batch)."""
+
+
 async def insert_originals(conn: AsyncConnection, rows: Sequence[tuple[str, bytes | Spooled]]) -> None:
     """Insert (dossier id, original) rows, in the caller's transaction."""
     whole = [{"dossier_id": id, "content": content} for id, content in rows if not isinstance(content, Spooled)]
@@ -33,7 +39,11 @@ async def insert_originals(conn: AsyncConnection, rows: Sequence[tuple[str, byte
     run = await sqlite_thread(conn)
     for id, content in spooled:
         if run is None:
-            await conn.execute(originals.insert(), {"dossier_id": id, "content": content.read()})
+            try:
+                data = content.read()
+            except OSError as exc:
+                raise OriginalUnreadable(f"the original of dossier {id}: {exc}") from None
+            await conn.execute(originals.insert(), {"dossier_id": id, "content": data})
         else:
             await run(_write_blob, id, content)
 
@@ -69,13 +79,17 @@ async def sqlite_thread(conn: AsyncConnection) -> Callable | None:
 
 
 def _write_blob(db: sqlite3.Connection, id: str, content: Spooled) -> None:
+    try:
+        chunks = content.chunks(CHUNK)
+    except OSError as exc:
+        raise OriginalUnreadable(f"the original of dossier {id}: {exc}") from None
     cursor = db.execute(f"INSERT INTO {TABLE} (dossier_id, {COLUMN}) VALUES (?, zeroblob(?))", (id, len(content)))
     try:
         rowid = cursor.lastrowid
     finally:
         cursor.close()
     with db.blobopen(TABLE, COLUMN, rowid) as blob:
-        for chunk in content.chunks(CHUNK):
+        for chunk in chunks:
             blob.write(chunk)
 
 
