@@ -219,12 +219,18 @@ def _timed_peak(fn) -> dict:
 
 
 def child_judge(config: Path, small: Path, body_path: Path) -> dict:
-    """The result work's CPU stage: the rule layer on the stored original (interchange.rules.judge)."""
+    """The result work's CPU stage: the rule layer on the stored original (interchange.rules.judge),
+    given its file as the server's worker process is."""
     from interchange.config import load_config
     from interchange.rules.judge import judge
 
     cfg = load_config(config)
-    body = benchlib.read_exact(body_path)
+    try:  # as the server's worker process gets a large original: its file
+        from interchange.spool import Spooled
+
+        body = Spooled(str(body_path), body_path.stat().st_size)
+    except ImportError:  # a version before it: the bytes
+        body = benchlib.read_exact(body_path)
 
     def run():
         j = judge(body, limits=cfg.limits)

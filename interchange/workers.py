@@ -154,10 +154,9 @@ def _judge(original: bytes | Spooled):
     """The rule layer on a received dossier's original bytes (interchange.rules.judge)."""
     from interchange.rules.judge import judge
 
-    original = as_bytes(original)
     assert _settings is not None and _params is not None, "worker not initialised"
     _before("judge", original)
-    try:
+    try:  # a Spooled as it is: judge reads it and lets the bytes go before the rows (bounded memory)
         return judge(original, params=_params, limits=_settings.limits)
     finally:
         if len(original) > LARGE_BODY:
