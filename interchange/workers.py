@@ -25,7 +25,6 @@ import hashlib
 import logging
 import multiprocessing
 import os
-import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -39,6 +38,7 @@ from interchange.config import LimitsConfig, TrustConfig, TrustPaths
 from interchange.intake.pipeline import Caller, Outcome, Receiver
 from interchange.legal.params import LegalParameters, configured_parameters
 from interchange.notices.notice import NoticeData, NoticeSigner
+from interchange.spool import LARGE, Spooled, as_bytes
 
 
 @dataclass(frozen=True)
@@ -115,42 +115,8 @@ def _before(stage: str, data: object) -> None:
         _settings.before_stage(stage, data)
 
 
-class _Spilled:
-    """A large input handed to a worker process through an unnamed-after-use temporary file rather
-    than a pickle: pickling an 81 MiB body costs the server process its size again (and more, as the
-    pickle's buffer grows), the worker the same to unpickle it."""
-
-    def __init__(self, path: str, size: int):
-        self.path = path
-        self.size = size
-
-    @classmethod
-    def write(cls, data: bytes) -> _Spilled:
-        fd, path = tempfile.mkstemp(prefix="interchange-input-")
-        with os.fdopen(fd, "wb", buffering=0) as fh:
-            fh.write(data)
-        return cls(path, len(data))
-
-    def read(self) -> bytes:
-        with open(self.path, "rb", buffering=0) as fh:
-            data = fh.read(self.size)  # one bytes object of its size, filled in place
-        if len(data) != self.size:
-            raise OSError(f"{self.path}: {len(data)} of {self.size} bytes")
-        return data
-
-    def remove(self) -> None:
-        try:
-            os.unlink(self.path)
-        except OSError:
-            pass
-
-
-def _unspilled(data):
-    return data.read() if isinstance(data, _Spilled) else data
-
-
-def _receive(body: bytes | _Spilled, at: datetime, caller: Caller | None) -> Outcome:
-    body = _unspilled(body)
+def _receive(body: bytes | Spooled, at: datetime, caller: Caller | None) -> Outcome:
+    body = as_bytes(body)
     assert _receiver is not None, "worker not initialised"
     _before("receive", body)
     try:
@@ -160,7 +126,7 @@ def _receive(body: bytes | _Spilled, at: datetime, caller: Caller | None) -> Out
             _give_memory_back()
 
 
-LARGE_BODY = 8 * 1024 * 1024
+LARGE_BODY = LARGE
 
 
 def _give_memory_back() -> None:
@@ -184,21 +150,20 @@ def _sign_notice(data: NoticeData) -> bytes:
     return _notice_signer.sign(data)
 
 
-def _judge(original: bytes | _Spilled):
+def _judge(original: bytes | Spooled):
     """The rule layer on a received dossier's original bytes (interchange.rules.judge)."""
     from interchange.rules.judge import judge
 
-    original = _unspilled(original)
     assert _settings is not None and _params is not None, "worker not initialised"
     _before("judge", original)
-    try:
+    try:  # a Spooled as it is: judge reads it and lets the bytes go before the rows (bounded memory)
         return judge(original, params=_params, limits=_settings.limits)
     finally:
         if len(original) > LARGE_BODY:
             _give_memory_back()
 
 
-def _judge_many(originals: list[bytes]) -> list:
+def _judge_many(originals: list[bytes | Spooled]) -> list:
     """`_judge` of each (one hop for a group); an item that fails gives its exception, not the call."""
     out: list = []
     for original in originals:
@@ -213,10 +178,11 @@ def _sign_notices(data: list[NoticeData]) -> list[bytes]:
     return [_sign_notice(d) for d in data]
 
 
-def _verify(data: bytes, at: datetime) -> dict:
+def _verify(data: bytes | Spooled, at: datetime) -> dict:
     """A signature report on any signed XML (POST /api/v1/verify), with the receipt's trust store."""
     from interchange.trust.report import signature_report
 
+    data = as_bytes(data)
     assert _receiver is not None and _settings is not None, "worker not initialised"
     _before("verify", data)
     return signature_report(data, trust=_receiver.trust, limits=_receiver.limits, at=at,
@@ -308,7 +274,7 @@ class ReceiptWorkers:
         self._proc.warm = asyncio.ensure_future(self._warm(self._proc))
         self.replaced += 1
 
-    async def _call(self, stage: str, fn, args: tuple, data: bytes | None = None, *, size: int | None = None):
+    async def _call(self, stage: str, fn, args: tuple, data: bytes | Spooled | None = None, *, size: int | None = None):
         """`fn(*args)` in a worker; in processes within the budget for `data`'s size (or `size`,
         the total of a call on many inputs)."""
         loop = asyncio.get_running_loop()
@@ -355,15 +321,15 @@ class ReceiptWorkers:
                     raise WorkerLost(stage, f"the worker process running {stage} ended") from None
             raise WorkerLost(stage, f"no worker process could run {stage}")
 
-    async def receive(self, body: bytes, at: datetime, caller: Caller | None) -> Outcome:
+    async def receive(self, body: bytes | Spooled, at: datetime, caller: Caller | None) -> Outcome:
         return await self._call_large("receive", _receive, body, (at, caller))
 
-    async def _call_large(self, stage: str, fn, data: bytes, rest: tuple):
-        """`fn(data, *rest)`: a large `data` goes to a worker process through a file (`_Spilled`)."""
-        if self._proc is None or len(data) <= LARGE_BODY:
+    async def _call_large(self, stage: str, fn, data: bytes | Spooled, rest: tuple):
+        """`fn(data, *rest)`: a large `data` goes to a worker process through a file (`Spooled`)."""
+        if self._proc is None or isinstance(data, Spooled) or len(data) <= LARGE_BODY:
             return await self._call(stage, fn, (data, *rest), data)
         loop = asyncio.get_running_loop()
-        spilled = await loop.run_in_executor(None, _Spilled.write, data)
+        spilled = await loop.run_in_executor(None, Spooled.write, data)
         try:
             return await self._call(stage, fn, (spilled, *rest), data)
         finally:
@@ -410,14 +376,14 @@ class ReceiptWorkers:
             if not future.done():
                 future.set_result(xml)
 
-    async def verify(self, data: bytes, at: datetime) -> dict:
-        return await self._call("verify", _verify, (data, at), data)
+    async def verify(self, data: bytes | Spooled, at: datetime) -> dict:
+        return await self._call_large("verify", _verify, data, (at,))
 
-    async def judge(self, original: bytes):
+    async def judge(self, original: bytes | Spooled):
         """Judge a received dossier by the business rules in a worker (a Judgement)."""
         return await self._call_large("judge", _judge, original, ())
 
-    async def judge_many(self, originals: list[bytes]) -> list:
+    async def judge_many(self, originals: list[bytes | Spooled]) -> list:
         """`judge` of many dossiers, spread over the worker processes in one call each: a
         Judgement, or the exception of that one dossier, for each. WorkerUnavailable when a
         worker process died or ran past the budget of its share (the caller may judge them
@@ -457,7 +423,8 @@ class ReceiptWorkers:
         executor.shutdown(wait=True)
 
 
-def _describe(data: bytes | None) -> tuple[str, str]:
+def _describe(data: bytes | Spooled | None) -> tuple[str, str]:
     if data is None:
         return "-", "-"
-    return str(len(data)), hashlib.sha256(data).hexdigest()
+    digest = data.sha256() if isinstance(data, Spooled) else hashlib.sha256(data).digest()
+    return str(len(data)), digest.hex()

@@ -7,9 +7,12 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from sqlalchemy import delete, select
 
 from interchange.records.model import Extracted, PersonalDataChange
+from interchange.store import bulk
+from interchange.store import persons as persons_module
 from interchange.store.bulk import RecordRows
 from interchange.store.persons import RecordsJob, write_many_records, write_records
 from interchange.store.tables import benefit_claims, contribution_changes, personal_data_changes, persons
@@ -77,7 +80,11 @@ async def clear(store) -> None:
         await conn.execute(delete(persons))
 
 
-async def test_a_group_in_one_transaction_leaves_what_one_by_one_leaves(store):
+@pytest.mark.parametrize("page", [bulk.PAGE, 1], ids=["whole", "a row a page"])
+async def test_a_group_in_one_transaction_leaves_what_one_by_one_leaves(store, monkeypatch, page):
+    # with pages of one row, every record row is inserted as soon as it is made (bounded memory)
+    monkeypatch.setattr(bulk, "PAGE", page)
+    monkeypatch.setattr(persons_module, "PAGE", page)
     one_by_one = await dossiers(store)
     alone = []
     for d, extracted in zip(one_by_one, SEQUENCE, strict=True):

@@ -38,7 +38,8 @@ from interchange.errors import Problem
 from interchange.evidence.bundle import build_bundle
 from interchange.kinds import SLUG_OF_NOTICE
 from interchange.receiving.receipt import CONFLICT, FORBIDDEN, RECEIVED_NOW, REFUSED_NOW, REPLAYED
-from interchange.store.types import Dossier, Unit, WorkItem
+from interchange.spool import Spooled
+from interchange.store.types import ApiKey, Dossier, Unit, WorkItem
 from interchange.workers import WorkerBudgetExceeded, WorkerUnavailable
 
 SUBMITTING_ROLES = ("submitter", "ivan", "admin")
@@ -71,6 +72,15 @@ async def post_dossier(request: web.Request) -> web.Response:
     body = await xml_body(request, services.limits.max_body_bytes)
     if isinstance(body, Problem):
         return refusal_response(request, BODY_STATUS[body.code], body)
+    try:
+        return await _receive(request, key, body)
+    finally:
+        if isinstance(body, Spooled):
+            body.remove()  # stored by now (or refused, or failed): the file's work is done
+
+
+async def _receive(request: web.Request, key: ApiKey, body: bytes | Spooled) -> web.Response:
+    services = request.app[SERVICES]
     idempotency_key = request.headers.get("Idempotency-Key")
     if idempotency_key is not None and not IDEMPOTENCY_KEY.match(idempotency_key):
         return refusal_response(
@@ -257,6 +267,9 @@ async def post_verify(request: web.Request) -> web.Response:
         problem = worker_problem(exc)
         return problem_json(503, problem.code, problem.message_en, vi=problem.message_vi,
                             **{"Retry-After": str(exc.retry_after)})  # fmt: skip
+    finally:
+        if isinstance(body, Spooled):
+            body.remove()
     return typed(m.VerifyReport, json.loads(json.dumps(report, default=str)))
 
 

@@ -30,6 +30,7 @@ from interchange.kinds import NOTICE_REFUSAL
 from interchange.legal.params import LegalParameters
 from interchange.notices.notice import NoticeData, NoticeKeyUnavailable, NoticeSigner
 from interchange.receiving.receipt import Reception
+from interchange.spool import LARGE, Spooled, SpoolWriter
 from interchange.store.db import StoreUnavailable
 from interchange.store.store import Store
 from interchange.store.types import FACILITY, ApiKey, Dossier
@@ -298,10 +299,11 @@ def unreadable_problem(exc: web.RequestPayloadError) -> Problem:
                              f"The request body could not be read: {cause}.")  # fmt: skip
 
 
-async def xml_body(request: web.Request, limit: int) -> bytes | Problem:
+async def xml_body(request: web.Request, limit: int) -> bytes | Spooled | Problem:
     """The XML body, or why it is refused (its code's status in BODY_STATUS): not XML, not in a
     Content-Encoding we decode, larger than `limit` once decoded (said before reading when the
-    length is declared), not decodable, or empty."""
+    length is declared), not decodable, or empty. A large body is in a temporary file
+    (`read_body`): the caller removes it."""
     encoding = request.headers.get("Content-Encoding", "").strip().lower()
     if encoding not in CONTENT_ENCODINGS:
         return transport_problem(
@@ -321,7 +323,7 @@ async def xml_body(request: web.Request, limit: int) -> bytes | Problem:
     if request.content_length is not None and request.content_length > limit:
         return too_large
     try:
-        body = await read_whole(request, limit)
+        body = await read_body(request, limit)
         if body is None:
             return too_large
     except web.HTTPRequestEntityTooLarge:
@@ -343,6 +345,32 @@ async def read_whole(request: web.Request, limit: int) -> bytes | None:
             return None
         out.write(chunk)
     return out.getvalue()
+
+
+async def read_body(request: web.Request, limit: int) -> bytes | Spooled | None:
+    """The (decoded) body as `read_whole` gives it, except that past spool.LARGE bytes it goes on
+    into a temporary file as it arrives: the server process never holds a large dossier (it goes
+    to a worker process and into the store from the file)."""
+    out = io.BytesIO()
+    spool: SpoolWriter | None = None
+    try:
+        while chunk := await request.content.readany():
+            size = (out.tell() if spool is None else spool.size) + len(chunk)
+            if size > limit:
+                if spool is not None:
+                    spool.abort()
+                return None
+            if spool is None and size > LARGE:
+                spool = SpoolWriter()
+                with out.getbuffer() as held:
+                    spool.write(held)
+                out = io.BytesIO()
+            (out if spool is None else spool).write(chunk)
+    except BaseException:
+        if spool is not None:
+            spool.abort()
+        raise
+    return out.getvalue() if spool is None else spool.finish()
 
 
 def client_gone(request: web.Request) -> bool:

@@ -25,6 +25,7 @@ from datetime import datetime
 from interchange.kinds import SLUG_RESULT
 from interchange.notices.notice import NoticeData
 from interchange.rules.judge import Judgement
+from interchange.spool import Spooled
 from interchange.store.db import StoreUnavailable
 from interchange.store.results import ALREADY, SETTLED, GroupEntry, SettleInput
 from interchange.store.store import Store
@@ -42,7 +43,7 @@ class Judges:
 
     judge: Callable[[bytes], Awaitable[Judgement]]
     sign_notice: Callable[[NoticeData], Awaitable[bytes]]
-    judge_many: Callable[[list[bytes]], Awaitable[list]]
+    judge_many: Callable[[list[bytes | Spooled]], Awaitable[list]]
     sign_notices: Callable[[list[NoticeData]], Awaitable[list[bytes]]]
 
 
@@ -106,6 +107,14 @@ class ResultWork:
                 call.future.set_result(False)  # done by an earlier run (or the dossier is gone)
             else:
                 todo.append((call, got))
+        try:
+            await self._judge_group(todo)
+        finally:
+            for _, seen in todo:
+                if isinstance(seen.original, Spooled):
+                    seen.original.remove()
+
+    async def _judge_group(self, todo: list[tuple[_Call, SettleInput]]) -> None:
         if not todo:
             return
         judgements = await self.workers.judge_many([seen.original for _, seen in todo])

@@ -23,6 +23,7 @@ from interchange.intake.pipeline import Caller, Outcome
 from interchange.jobs.registration import REGISTRATION_PROCEDURES, not_active_problem
 from interchange.kinds import NOTICE_RECEIPT, NOTICE_REFUSAL, WORK_FORWARD, WORK_JUDGE, WORK_REGISTRATION
 from interchange.notices.notice import NoticeData
+from interchange.spool import Spooled
 from interchange.store.store import Store
 from interchange.store.types import ACTIVE, RECEIVED, REFUSED, ApiKey, Dossier, NewDossier, Scope
 from interchange.workcal import WorkCalendar
@@ -57,7 +58,7 @@ class Answer:
 class Stages:
     """What the use case needs of the worker processes (interchange.workers.ReceiptWorkers)."""
 
-    receive: Callable[[bytes, datetime, Caller | None], Awaitable[Outcome]]
+    receive: Callable[[bytes | Spooled, datetime, Caller | None], Awaitable[Outcome]]
     sign_notice: Callable[[NoticeData], Awaitable[bytes]]
 
 
@@ -69,11 +70,11 @@ class Reception:
         self.policy = policy
 
     async def receive(
-        self, body: bytes, key: ApiKey, *, idempotency_key: str | None = None, received_at: datetime | None = None,
+        self, body: bytes | Spooled, key: ApiKey, *, idempotency_key: str | None = None, received_at: datetime | None = None,
         request_id: str | None = None,
     ) -> Answer:
         """Judge `body` sent with `key` and store it with its signed notice (or find the earlier
-        receipt it repeats). Returns after the commit."""
+        receipt it repeats). Returns after the commit. A `Spooled` body stays the caller's to remove."""
         received_at = received_at or utc_now()
         outcome = await self.stages.receive(body, received_at, Caller(role=key.role, mst=key.mst, ivan=key.ivan))
         if outcome.forbidden:
@@ -132,7 +133,7 @@ def work_for(
 
 
 def new_dossier(
-    policy: Policy, calendar: WorkCalendar, key: ApiKey, body: bytes, outcome: Outcome, received_at: datetime,
+    policy: Policy, calendar: WorkCalendar, key: ApiKey, body: bytes | Spooled, outcome: Outcome, received_at: datetime,
     idempotency_key: str | None,
 ) -> NewDossier:
     """What the store keeps of a judged submission: its state, due time and work."""

@@ -25,7 +25,7 @@ PA_DIRECTIONS: dict[str, str] = {
 COEFFICIENT_LIMIT = Decimal(100)  # a TienLuong of 100 or less is a salary coefficient, not VND
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PersonRef:
     """A person as one row names them. At least one of the two identifiers is set (the rules
     refuse a row with neither)."""
@@ -38,7 +38,7 @@ class PersonRef:
     nationality: str | None = None  # ISO alpha-2 (TK1-TS)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ContributionChange:
     """One D02-TS LaoDong row: a change of a person's contributions at the declaring unit."""
 
@@ -83,7 +83,7 @@ class ContributionChange:
         return int(total.quantize(Decimal(1), rounding="ROUND_HALF_UP"))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PersonalDataChange:
     """One TK1-TS LaoDong row: a person's registration or a change of their data."""
 
@@ -94,7 +94,7 @@ class PersonalDataChange:
     change: str | None = None  # Noidung_Thaydoi
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class BenefitClaim:
     """One M01B-HSB LaoDong row."""
 

@@ -52,6 +52,14 @@ class Context:
     extracted: Extracted = field(default_factory=Extracted)
     created: date | None = None  # NgayLap of the dossier: no one is born after it
     _months: dict[Month, ParamsInForce | str] = field(default_factory=dict)
+    _shared: dict = field(default_factory=dict)
+
+    def shared(self, value):
+        """One object for equal values (a position, a workplace, a rate, repeated by many rows):
+        a 50,000-row form's records held tens of MiB of copies, in the worker and in the server.
+        A Decimal is shared only with one written the same way (32.0 is not 32)."""
+        key = value if value is None or type(value) is str else (type(value), str(value))
+        return self._shared.setdefault(key, value)
 
     def month_params(self, month: Month) -> ParamsInForce | str:
         """The parameters in force in `month`, or why there are none."""

@@ -143,12 +143,13 @@ def _judge_row(
     change = None
     if direction is not None and tu is not None:
         rate = amount(t[_RATE])
+        same = ctx.shared
         change = ContributionChange(
-            xpath=xp, stt=stt_number(stt_text), person=person, pa=pa, direction=direction,
-            from_month=tu, to_month=den, position=t[_POSITION] or None, workplace=t[_WORKPLACE] or None,
-            salary=salary if isinstance(salary, Decimal) else None, allowances=allowances,
-            rate=rate if isinstance(rate, Decimal) else None, region=t[_REGION] or None, note=t[_NOTE] or None,
-            benefit_level=t[_LEVEL] if t[_LEVEL] in _LEVELS else None,
+            xpath=xp, stt=stt_number(stt_text), person=person, pa=same(pa), direction=direction,
+            from_month=tu, to_month=den, position=same(t[_POSITION] or None), workplace=same(t[_WORKPLACE] or None),
+            salary=same(salary) if isinstance(salary, Decimal) else None, allowances=allowances,
+            rate=same(rate) if isinstance(rate, Decimal) else None, region=same(t[_REGION] or None),
+            note=same(t[_NOTE] or None), benefit_level=t[_LEVEL] if t[_LEVEL] in _LEVELS else None,
         )  # fmt: skip
         ctx.extracted.contribution_changes.append(change)
         conflicts.note(person, _Change(direction, tu, den, stt_text, xp, row.sourceline, pa, i))

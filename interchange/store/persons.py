@@ -36,7 +36,7 @@ from interchange.months import Month
 from interchange.records.book import DeclaredChange, DeclaredClaim, Identity, PersonRecords, UnitRef
 from interchange.records.model import BenefitClaim, ContributionChange, Extracted, PersonRef
 
-from .bulk import RecordRows, insert_rows
+from .bulk import PAGE, RecordRows, insert_rows
 from .db import Database
 from .identity import Resolver, Working
 from .rows import visible
@@ -257,9 +257,9 @@ async def _write_run(conn: AsyncConnection, run: list[_Pending], batch: RecordRo
     for p in run:
         made = await _insert_records(conn, p.job.dossier, p.rows, p.people, batch)
         written = p.written
-        written.contribution_changes = len(made[D02])
-        written.personal_data = len(made[TK1])
-        written.benefit_claims = len(made[M01B])
+        written.contribution_changes = made[D02]
+        written.personal_data = made[TK1]
+        written.benefit_claims = made[M01B]
         written.persons_created = len(p.resolver.new)
         written.persons_updated = sum(1 for w in p.loaded if w.merged_into is None and w.dirty)
         written.conflicts += p.resolver.conflicts
@@ -306,22 +306,25 @@ async def _insert_new(conn: AsyncConnection, new: list[tuple[Working, datetime]]
     One insert of them all (`insert_rows`), then the ids by identifier: an ordered INSERT ...
     RETURNING would be one statement per row on SQLite."""
     if new:
-        await insert_rows(conn, persons, [{**p.values(), "created_at": now, "updated_at": now} for p, now in new])
+        await insert_rows(conn, persons, ({**p.values(), "created_at": now, "updated_at": now} for p, now in new))
         await _fetch_ids(conn, [p for p, _ in new])
 
 
 async def _insert_records(
     conn: AsyncConnection, dossier: Dossier, rows: list, people: list[Working], batch: RecordRows | None
-) -> dict[str, list[dict]]:
-    """One record row per form row, on the person it was resolved to; the rows by form. Inserted
-    now, or added to `batch` for its flush."""
+) -> dict[str, int]:
+    """One record row per form row, on the person it was resolved to, added to `batch` (or
+    inserted now) a page at a time; how many of each form."""
     base = {
         "dossier_id": dossier.id,
         "received_at": dossier.received_at,
         "unit_mst": dossier.unit_mst,
         "unit_code": dossier.unit_code,
     }
-    made: dict[str, list[dict]] = {TK1: [], D02: [], M01B: []}
+    mine = batch if batch is not None else RecordRows()
+    tables = {D02: contribution_changes, TK1: personal_data_changes, M01B: benefit_claims}
+    made = dict.fromkeys(tables, 0)
+    pages: dict[str, list[dict]] = {form: [] for form in tables}
     for (form, r), person in zip(rows, people, strict=True):
         row = {
             **base,
@@ -332,12 +335,15 @@ async def _insert_records(
             "si_code": r.person.si_code,
             "name": r.person.name,
         }
-        made[form].append({**row, **_FORM_VALUES[form](r)})
-    for form, table in ((D02, contribution_changes), (TK1, personal_data_changes), (M01B, benefit_claims)):
-        if batch is not None:
-            batch.add(table, made[form])
-        else:
-            await insert_rows(conn, table, made[form])
+        pages[form].append({**row, **_FORM_VALUES[form](r)})
+        made[form] += 1
+        if len(pages[form]) >= PAGE:
+            await mine.add(conn, tables[form], pages[form])
+            pages[form] = []
+    for form, table in tables.items():
+        await mine.add(conn, table, pages[form])
+    if batch is None:
+        await mine.flush(conn)
     return made
 
 

@@ -34,8 +34,9 @@ from interchange.kinds import SLUG_RECEIPT, SLUG_REFUSAL
 from .audit import append as audit_append
 from .db import Database, StoreUnavailable, describe, store_unavailable
 from .deliveries import enqueue_receipt_deliveries
+from .originals import insert_originals
 from .rows import DOSSIER_COLUMNS, dossier_of, new_work_row
-from .tables import counters, dossiers, notices, originals, work_items
+from .tables import counters, dossiers, notices, work_items
 from .types import RECEIVED, REFUSED, Dossier, NewDossier, SaveResult
 
 log = logging.getLogger(__name__)
@@ -201,9 +202,7 @@ class Receipts:
             results[index] = SaveResult(replace(earlier.dossier), earlier.notice, outcome)
         if stored:
             await conn.execute(dossiers.insert(), [_dossier_row(new, r.dossier) for new, r in stored])
-            await conn.execute(
-                originals.insert(), [{"dossier_id": new.id, "content": new.original} for new, _ in stored]
-            )
+            await insert_originals(conn, [(new.id, new.original) for new, _ in stored])
             await conn.execute(notices.insert(), [_notice_row(r) for _, r in stored])
             await enqueue_receipt_deliveries(conn, [r.dossier for _, r in stored])
             work = [row for new, r in stored for row in _work_rows(new, r.dossier)]
@@ -235,7 +234,7 @@ class Receipts:
                     dossier = _stored_dossier(new, so_ho_so)
                     result = SaveResult(dossier, await job.make_notice(dossier), "stored")
                     await conn.execute(dossiers.insert(), _dossier_row(new, result.dossier))
-                    await conn.execute(originals.insert(), {"dossier_id": new.id, "content": new.original})
+                    await insert_originals(conn, [(new.id, new.original)])
                     await conn.execute(notices.insert(), _notice_row(result))
                     await enqueue_receipt_deliveries(conn, [result.dossier])
                     if work := _work_rows(new, result.dossier):

@@ -17,15 +17,17 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from interchange.audit.chain import DOSSIER_SETTLED, UNIT_CHANGED, Event
 from interchange.kinds import SLUG_RESULT
+from interchange.spool import Spooled
 
 from .audit import append as audit_append
 from .audit import notice_stored
 from .bulk import RecordRows, insert_rows
 from .db import Database
 from .deliveries import enqueue_deliveries, enqueue_many_deliveries
+from .originals import read_originals
 from .persons import RecordsJob, write_many_records, write_records
 from .rows import DOSSIER_COLUMNS, dossier_of, notice_kinds, unit_data, unit_of
-from .tables import dossiers, notices, originals, units, work_items
+from .tables import dossiers, notices, units, work_items
 from .types import (
     ACCEPTED,
     DONE,
@@ -49,11 +51,12 @@ CHANGED = "changed"  # its unit changed since `inputs`: nothing written; decide 
 
 @dataclass
 class SettleInput:
-    """What a settlement is decided from: the dossier, its unit's registration, its original."""
+    """What a settlement is decided from: the dossier, its unit's registration, its original (a
+    large one in a file, which the caller removes)."""
 
     dossier: Dossier
     unit: Unit | None
-    original: bytes
+    original: bytes | Spooled
 
 
 @dataclass
@@ -117,7 +120,8 @@ class Results:
 
     async def inputs(self, ids: Sequence[str]) -> dict[str, SettleInput | None | LookupError]:
         """For each dossier id, in one read: what its settlement is decided from; None when it is
-        gone or has its KET_QUA already (nothing to do); LookupError when it is not a received one."""
+        gone or has its KET_QUA already (nothing to do); LookupError when it is not a received one.
+        A large original is in a file (`Spooled`): the caller removes it."""
         out: dict[str, SettleInput | None | LookupError] = dict.fromkeys(ids)
         async with self._db.reading() as conn:
             rows = (await conn.execute(select(*DOSSIER_COLUMNS).where(dossiers.c.id.in_(list(ids))))).all()
@@ -126,8 +130,7 @@ class Results:
             found_units = (await conn.execute(select(units).where(units.c.mst.in_(msts)))).all() if msts else []
             by_mst = {u.mst: unit_of(u) for u in found_units}
             wanted = [r.id for r in rows if SLUG_RESULT not in kinds.get(r.id, []) and r.state == RECEIVED]
-            query = select(originals.c.dossier_id, originals.c.content).where(originals.c.dossier_id.in_(wanted))
-            content = dict((await conn.execute(query)).all()) if wanted else {}
+            content = await read_originals(conn, wanted)
         for row in rows:
             if SLUG_RESULT in kinds.get(row.id, []):
                 continue

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from interchange.records.model import Extracted
+    from interchange.spool import Spooled
 
 RECEIVED = "received"
 REFUSED = "refused"
@@ -27,7 +28,7 @@ class NewDossier:
     state: str  # RECEIVED (a TIEP_NHAN is given) or REFUSED (TU_CHOI)
     owner: str  # "mst:<MST>", "ivan:<MaIVAN>" or "admin:<key id>": see ApiKey.owner
     submitter_key_id: str
-    original: bytes  # the exact bytes received
+    original: bytes | Spooled  # the exact bytes received (a large body: in its file)
     sha256: bytes  # digest of original, 32 raw bytes
     received_at: datetime  # tz-aware
     office_code: str  # the <office> of the dossier number
