@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import re
+import threading
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import event, text
+from sqlalchemy.pool import Pool
 
 from interchange.kinds import SLUG_RECEIPT, SLUG_REFUSAL, SLUG_RESULT
 from interchange.store import RECEIVED, REFUSED, Dossier, Scope, Store
 from interchange.store import db as db_module
 from interchange.store import keys as keys_module
 from interchange.store import receipts as receipts_module
+from interchange.store.db import StoreUnavailable
 from interchange.store.receipts import Receipts
 from tests.helpers import ALL, MST_A, MST_B, VN, new_dossier, notice_bytes, notice_for
 from tests.helpers import STORE_T0 as T0
@@ -409,47 +413,93 @@ async def test_a_revocation_reaches_other_processes_within_seconds(store, store_
         await other.close()
 
 
+class KeyReads:
+    """The reads of api_keys rows the store makes, seen through the engine's events; `hold_next`
+    keeps the next one waiting (on its driver thread) until released."""
+
+    def __init__(self, store: Store):
+        self.count = 0
+        self.started = threading.Event()
+        self.release: threading.Event | None = None
+        event.listen(store.db.engine.sync_engine, "before_cursor_execute", self._seen)
+
+    def _seen(self, conn, cursor, statement, *rest) -> None:
+        if statement.lstrip().upper().startswith("SELECT") and "FROM api_keys" in statement:
+            self.count += 1
+            self.started.set()
+            release, self.release = self.release, None
+            if release is not None:
+                release.wait(10)
+
+    def hold_next(self) -> threading.Event:
+        self.started.clear()
+        self.release = threading.Event()
+        return self.release
+
+
+async def until(done) -> None:
+    for _ in range(500):
+        if done():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("not within 5 s")
+
+
 async def test_a_stale_key_is_read_once_for_all_the_requests_finding_it_stale(store, monkeypatch):
     key, token = await store.keys.create("facility", facility="01001")
-    reads, read = [], store.keys._read
-
-    async def counted(key_id):
-        reads.append(key_id)
-        return await read(key_id)
-
-    monkeypatch.setattr(store.keys, "_read", counted)
+    reads = KeyReads(store)
     read_at = time.monotonic()
     assert await asyncio.gather(*(store.keys.authenticate(token) for _ in range(20))) == [key] * 20
-    assert reads == [key.key_id]
+    assert reads.count == 1
     # shortly before it expires, a request has it read again in the background and goes on with it
     soon = read_at + keys_module.KEY_CACHE_SECONDS - keys_module.KEY_REFRESH_AHEAD / 2
-    monkeypatch.setattr(keys_module.time, "monotonic", lambda: soon)
-    assert await store.keys.authenticate(token) == key and store.keys._reading
+    monkeypatch.setattr(keys_module, "time", SimpleNamespace(monotonic=lambda: soon))  # the store's clock only
     assert await store.keys.authenticate(token) == key
-    await asyncio.wait(list(store.keys._reading.values()))
-    assert reads == [key.key_id] * 2
+    await until(lambda: reads.count == 2)
+    await asyncio.sleep(0.2)  # the background read ends and is kept
+    past_first = read_at + keys_module.KEY_CACHE_SECONDS + 0.01  # past the first read's time, within the second's
+    monkeypatch.setattr(keys_module, "time", SimpleNamespace(monotonic=lambda: past_first))
+    assert await store.keys.authenticate(token) == key
+    await asyncio.sleep(0.2)
+    assert reads.count == 2
+    if store.db.postgres:
+        return  # holding a read on its driver's thread: aiosqlite's, not asyncpg's (the event loop's)
     # a revocation while a read is under way: that read is not cached, the next request reads again
     later = soon + keys_module.KEY_CACHE_SECONDS + 0.1
-    monkeypatch.setattr(keys_module.time, "monotonic", lambda: later)
+    monkeypatch.setattr(keys_module, "time", SimpleNamespace(monotonic=lambda: later))
+    release = reads.hold_next()
     under_way = asyncio.ensure_future(store.keys.authenticate(token))
-    for _ in range(2):  # the request, then its read, begin
-        await asyncio.sleep(0)
-    assert len(reads) == 3
+    assert await asyncio.to_thread(reads.started.wait, 10) and reads.count == 3
     await store.keys.revoke(key.key_id)
+    release.set()
     await under_way
-    assert await store.keys.authenticate(token) is None and len(reads) == 4
+    revoked = reads.count  # the revocation's own statements included
+    assert await store.keys.authenticate(token) is None and reads.count == revoked + 1
 
 
-async def test_a_card_read_after_its_connection_failed_takes_a_new_one(store):
+async def test_small_card_reads_keep_one_connection_and_take_a_new_one_after_an_error(store):
     from interchange.store.cards import read_card_records
 
-    assert await read_card_records(store.db, ["001090123456"]) == {}  # small: on the loop's kept connection
     if store.db.postgres:
-        return
-    store.db._here.driver_connection.close()  # the connection kept for small reads breaks
-    with pytest.raises(Exception, match="closed"):
-        await read_card_records(store.db, ["001090123456"])
-    assert await read_card_records(store.db, ["001090123456"]) == {}
+        return  # asyncpg's own pool there
+    checkouts = []
+
+    def checked_out(*_):
+        checkouts.append(1)
+
+    event.listen(Pool, "checkout", checked_out)
+    try:
+        for _ in range(3):  # small: on the connection kept for the loop's small reads
+            assert await read_card_records(store.db, ["001090123456"]) == {}
+        assert len(checkouts) <= 1
+        kept = len(checkouts)
+        with pytest.raises(StoreUnavailable):
+            await store.db.read_plain("SELECT * FROM no_such_table", "", small=True)
+        assert await read_card_records(store.db, ["001090123456"]) == {}
+        assert await read_card_records(store.db, ["001090123456"]) == {}
+        assert len(checkouts) == kept + 1  # dropped after the error, one new one kept
+    finally:
+        event.remove(Pool, "checkout", checked_out)
 
 
 def _head_revision() -> str:
