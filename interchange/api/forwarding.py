@@ -104,9 +104,7 @@ async def post_upstream_notice(request: web.Request) -> web.Response:
     )
     if pushed.status >= 300:
         code = codes.NOT_FORWARDED if pushed.outcome == "unknown" else codes.UPSTREAM_NOTICE
-        refusal = problem_json(pushed.status, code, pushed.message)
-        if pushed.retry_after is not None:
-            refusal.headers["Retry-After"] = str(pushed.retry_after)
-        return refusal
+        wait = {} if pushed.retry_after is None else {"Retry-After": str(pushed.retry_after)}
+        return problem_json(pushed.status, code, pushed.message, **wait)
     return typed(m.PushOutcome, {"outcome": pushed.outcome, "message": pushed.message, "dossier_id": pushed.dossier_id},
                  status=pushed.status)  # fmt: skip

@@ -258,8 +258,8 @@ def build_card(records: CardRecords, as_of: date) -> Card:
     timeline = _combined(records.changes, horizon)
     state = timeline.get(month)
     status = VALID if isinstance(state, _Cover) else SUSPENDED if state == _PAUSED else NOT_VALID
-    runs = _runs(sorted(timeline if not _may_pause(records.changes) else
-                        (m for m, s in timeline.items() if s is not _PAUSED)))  # a state: a _Cover or _PAUSED
+    paused = _PAUSED in timeline.values()  # a state is a _Cover or _PAUSED: without pauses, every month is covered
+    runs = _runs(sorted((m for m, s in timeline.items() if s is not _PAUSED) if paused else timeline))
     around = _run_around(runs, month)
     cover: _Cover | None = None
     valid_from = valid_to = five = None
@@ -284,12 +284,6 @@ def build_card(records: CardRecords, as_of: date) -> Card:
         five_years_at=five,
         as_of=as_of,
     )
-
-
-def _may_pause(changes: list[DeclaredChange]) -> bool:
-    """Whether a change may pause months (see _decrease): else every month of the timeline is covered."""
-    return any(d.change.direction == DECREASE and d.change.pa != MATERNITY
-               and (d.change.to_month is not None or d.change.pa in PAUSING) for d in changes)  # fmt: skip
 
 
 def _runs(months: list[int]) -> list[tuple[int, int]]:

@@ -292,7 +292,7 @@ def verify_document(
     if not _check_chain(trust, leaf, certs, at, report, here):
         return report
     _check_claims(leaf, expected_mst, report, here)
-    _check_signature_value(root, location, leaf, at, legacy_sha1, report, here, splice)
+    _check_signature_value(root, location, signature, leaf, at, legacy_sha1, report, here, splice)
     if signature.getparent() is not None:
         detach(signature)  # never read unsigned content: drop a signature that failed before its reference was checked
     return report
@@ -439,6 +439,7 @@ def _check_claims(leaf: x509.Certificate, expected_mst: str | None, report: Sign
 def _check_signature_value(
     root: etree._Element,
     location: str,
+    signature: etree._Element,
     leaf: x509.Certificate,
     at: datetime,
     legacy_sha1: bool,
@@ -456,8 +457,7 @@ def _check_signature_value(
         verification_time=_clamp(at, leaf),  # dates are judged by the trust store, with codes of their own
     )
     try:
-        signature = root.find(f"{location}/{SIGNATURE_TAG}" if location else SIGNATURE_TAG)
-        if signature is None or not holds_by_profile(root, signature, leaf, splice):
+        if not holds_by_profile(root, signature, leaf, splice):  # the signature _the_signature found
             _ProfileVerifier(splice).verify(
                 root, x509_cert=leaf, expect_config=config, validate_schema=False, parser=SIGNATURE_PARSER
             )
