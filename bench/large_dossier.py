@@ -101,7 +101,8 @@ def child_stages(config: Path, small: Path, body_path: Path) -> dict:
     from interchange.errors import Layer, Problems
     from interchange.intake.envelope import read_envelope
     from interchange.intake.pipeline import ENVELOPE_SIGNATURE_AT, FORM_SIGNATURE_AT
-    from interchange.trust.streaming import lean_body, stream_form
+    from interchange.trust.leanbody import lean_body
+    from interchange.trust.streaming import stream_form
     from interchange.trust.xmldsig import verify_document
     from interchange.xmlparse import parse_xml
 

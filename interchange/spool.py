@@ -59,6 +59,23 @@ class Spooled:
                 left -= len(chunk)
                 yield chunk
 
+    def head(self, size: int) -> bytes:
+        """The first `size` bytes (fewer when the file is shorter)."""
+        with open(self.path, "rb", buffering=0) as fh:
+            return fh.read(size)
+
+    def span(self, start: int, end: int, size: int = CHUNK) -> Iterator[bytes]:
+        """The bytes [start, end), `size` at a time."""
+        with open(self.path, "rb", buffering=0) as fh:
+            fh.seek(start)
+            left = end - start
+            while left > 0:
+                chunk = fh.read(min(size, left))
+                if not chunk:
+                    raise OSError(f"{self.path}: shorter than {end} bytes")
+                left -= len(chunk)
+                yield chunk
+
     def sha256(self) -> bytes:
         h = hashlib.sha256()
         for chunk in self.chunks():
@@ -93,6 +110,14 @@ class SpoolWriter:
     def abort(self) -> None:
         self._fh.close()
         Spooled(self.path, self.size).remove()
+
+
+def sha256_of(data: bytes | Spooled) -> bytes:
+    return data.sha256() if isinstance(data, Spooled) else hashlib.sha256(data).digest()
+
+
+def head_of(data: bytes | Spooled, size: int) -> bytes:
+    return data.head(size) if isinstance(data, Spooled) else data[:size]
 
 
 def as_bytes(data):

@@ -116,7 +116,7 @@ def _before(stage: str, data: object) -> None:
 
 
 def _receive(body: bytes | Spooled, at: datetime, caller: Caller | None) -> Outcome:
-    body = as_bytes(body)
+    """A large body as its file: the receipt reads it a few MiB at a time (bounded memory)."""
     assert _receiver is not None, "worker not initialised"
     _before("receive", body)
     try:

@@ -23,12 +23,14 @@ import io
 import re
 import threading
 from base64 import b64decode
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from lxml import etree
 
 from interchange import codes
 from interchange.errors import Layer, Problem, Refusal
+from interchange.spool import Spooled, head_of
 
 _local = threading.local()
 
@@ -149,25 +151,79 @@ def _long_run(limit: int) -> int:
 
 def shape_gates(data: bytes, limits: XmlLimits) -> dict[str, bool]:
     """Which tree checks the bytes cannot rule out."""
-    if b"\x00" in data:  # not ASCII-compatible: the byte patterns below do not apply
-        return dict.fromkeys(("attributes", "namespaces", "names", "values", "text"), True)
-    name = _long_run(limits.max_name_length)
-    value = _long_run(limits.max_attribute_length)
-    text = _long_run(limits.max_text_length)
-    return {
-        "attributes": data.count(b"=") > limits.max_attributes,
-        "namespaces": data.count(b"xmlns") > limits.max_namespaces,
+    scan = ShapeScan(limits)
+    scan.feed(data)
+    return scan.gates()
+
+
+class ShapeScan:
+    """`shape_gates` (and the counts a streaming pass needs) over bytes given as consecutive windows
+    that each begin with "<" (but the first): every pattern here is a tag, a text between tags or
+    a byte, none holds a "<" but at its start, so each lies inside one window and the sums and
+    searches equal those over the whole bytes (`windows` cuts a file so)."""
+
+    def __init__(self, limits: XmlLimits):
+        self.limits = limits
+        self.size = 0
+        self.counts = dict.fromkeys((b"=", b"xmlns", b"<", b"</", b"<!", b"<?"), 0)
+        self.flags = dict.fromkeys(("nul", "dtd", "names", "values", "text", "cdata"), False)
+        self._name = _long_run(limits.max_name_length)
+        self._value = _long_run(limits.max_attribute_length)
+        self._text = _long_run(limits.max_text_length)
+
+    def feed(self, data: bytes) -> None:
+        self.size += len(data)
+        for needle in self.counts:
+            self.counts[needle] += data.count(needle)
+        flags, name, value = self.flags, self._name, self._value
+        flags["nul"] = flags["nul"] or b"\x00" in data
+        flags["dtd"] = flags["dtd"] or b"<!DOCTYPE" in data or b"<!ENTITY" in data
         # an element name is a run after "<"; an attribute name a run ending at "=" (white space
         # before "=" is legal but rare: then the tree decides)
-        "names": bool(
+        flags["names"] = flags["names"] or bool(
             re.search(rb"<[^\s<>/!?]{%d}" % name, data)
             or re.search(rb"=(?<=[^\s<>=\"'/]{%d}=)" % name, data)
             or re.search(rb"=(?<=[ \t\r\n]=)", data)
-        ),
-        "values": bool(re.search(rb"=[ \t\r\n]*(?:\"[^\"]{%d}|'[^']{%d})" % (value, value), data)),
-        "text": len(data) > limits.max_text_length
-        and bool(b"<![CDATA[" in data or re.search(rb">[^<]{%d}" % text, data)),
-    }
+        )
+        flags["values"] = flags["values"] or bool(re.search(rb"=[ \t\r\n]*(?:\"[^\"]{%d}|'[^']{%d})" % (value, value), data))
+        flags["cdata"] = flags["cdata"] or b"<![CDATA[" in data
+        flags["text"] = flags["text"] or (len(data) > self.limits.max_text_length
+                                          and bool(re.search(rb">[^<]{%d}" % self._text, data)))
+
+    @property
+    def start_tags(self) -> int:
+        c = self.counts
+        return c[b"<"] - c[b"</"] - c[b"<!"] - c[b"<?"]
+
+    def gates(self) -> dict[str, bool]:
+        if self.flags["nul"]:  # not ASCII-compatible: the byte patterns do not apply
+            return dict.fromkeys(("attributes", "namespaces", "names", "values", "text"), True)
+        limits, flags = self.limits, self.flags
+        return {
+            "attributes": self.counts[b"="] > limits.max_attributes,
+            "namespaces": self.counts[b"xmlns"] > limits.max_namespaces,
+            "names": flags["names"],
+            "values": flags["values"],
+            "text": self.size > limits.max_text_length and (flags["cdata"] or flags["text"]),
+        }
+
+
+def windows(chunks: Iterable[bytes], most: int) -> Iterator[bytes]:
+    """The bytes of `chunks` again, cut just before a "<" (for `ShapeScan`); a stretch without
+    any "<" longer than `most` bytes raises ValueError (a text too long to hold: let the tree judge)."""
+    carry = b""
+    for chunk in chunks:
+        data = carry + chunk
+        cut = data.rfind(b"<")
+        if cut <= 0:
+            if len(data) > most:
+                raise ValueError("a stretch without markup longer than the window")
+            carry = data
+            continue
+        yield data[:cut]
+        carry = data[cut:]
+    if carry:
+        yield carry
 
 
 def _check_shape(data: bytes, root: etree._Element, limits: XmlLimits, layer: Layer, form: str | None) -> None:
@@ -262,18 +318,20 @@ def strict_base64(text: str | None) -> bytes | None:
         return None
 
 
-def root_name(data: bytes) -> str | None:
+def root_name(data: bytes | Spooled) -> str | None:
     """The local name of the document's root element, read from its first start tag only (no
     tree built, no DTD or entity read); None when the bytes do not start like XML. A name to
     choose a reader by, not a check: the hardened parse still judges the whole document."""
-    if any(marker in data[:65536] for marker in (b"<!DOCTYPE", b"<!ENTITY")):
+    if any(marker in head_of(data, 65536) for marker in (b"<!DOCTYPE", b"<!ENTITY")):
         return None
+    source = open(data.path, "rb") if isinstance(data, Spooled) else io.BytesIO(data)  # noqa: SIM115
     try:
-        for _event, element in etree.iterparse(
-            io.BytesIO(data), events=("start",), resolve_entities=False, no_network=True, load_dtd=False,
-            huge_tree=True,
-        ):  # fmt: skip
-            return etree.QName(element).localname
+        with source:
+            for _event, element in etree.iterparse(
+                source, events=("start",), resolve_entities=False, no_network=True, load_dtd=False,
+                huge_tree=True,
+            ):  # fmt: skip
+                return etree.QName(element).localname
     except (etree.XMLSyntaxError, ValueError):
         return None
     return None

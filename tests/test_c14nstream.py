@@ -22,7 +22,7 @@ from lxml import etree
 
 from interchange.devkit import samples
 from interchange.intake.pipeline import Caller, Receiver
-from interchange.trust import streaming
+from interchange.trust import leanbody, streaming
 from interchange.trust.c14nstream import Splice
 from interchange.trust.dsigshort import detach
 from interchange.trust.xmldsig import DSIG_NS, SIGNATURE_TAG
@@ -202,7 +202,7 @@ def test_cut_texts_splice_and_decode_exactly(wrap):
     if wrap:
         text = "\n".join(text[i : i + wrap] for i in range(0, len(text), wrap))
     data = envelope_with(text)
-    lean = streaming.lean_body(data)
+    lean = leanbody.lean_body(data)
     assert lean is not None and len(lean.body) < 1000 + text.count("\n")  # line breaks are kept
     root = etree.fromstring(lean.body, PARSER)
     assert lean.fits(root)
@@ -220,13 +220,13 @@ def test_cut_texts_splice_and_decode_exactly(wrap):
     "QU=D" * 20_000,  # "=" inside
 ])
 def test_texts_not_cut(text):
-    assert streaming.lean_body(envelope_with(text)) is None
+    assert leanbody.lean_body(envelope_with(text)) is None
 
 
 def test_a_cut_inside_a_comment_does_not_fit():
     text = b64encode(b"x" * 70_000).decode()
     data = envelope_with(b64encode(b"y" * 3).decode(), before=f"<!-- <NoiDungFile>{text}</NoiDungFile> -->")
-    lean = streaming.lean_body(data)
+    lean = leanbody.lean_body(data)
     assert lean is not None and not lean.fits(etree.fromstring(lean.body, PARSER))
 
 

@@ -16,12 +16,14 @@ from interchange.cli.common import (
     EXIT_USAGE,
     CliError,
     config_of,
+    open_input,
     print_problems,
     read_input,
 )
 from interchange.cli.progress import Stages
 from interchange.clock import utc_now
 from interchange.config import Config
+from interchange.spool import as_bytes
 
 
 def parse_at(text: str | None) -> datetime | None:
@@ -125,13 +127,14 @@ def cmd_check(args) -> int:
 
     cfg = config_of(args)
     at = parse_at(args.at)
-    data = read_input(args.file)
+    data = open_input(args.file)
     stages = Stages("check", quiet=args.quiet)
     receiver = Receiver.from_config(cfg.trust, cfg.trust_paths, cfg.limits, fetch=at is None)
     root = root_name(data)
     standalone = root != "Hoso" and root is not None and receiver.schemas.knows(root)
     with stages.step(f"envelope, signature and schema checks of {args.file} ({len(data) / 1e6:.1f} MB)"):
         if standalone:
+            data = as_bytes(data)
             outcome = receiver.receive_form(data, at or utc_now(), Path(args.file).name)
         else:
             outcome = receiver.receive(data, at or utc_now())

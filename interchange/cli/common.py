@@ -9,6 +9,7 @@ import tomllib
 from pathlib import Path
 
 from interchange.config import Config, load_config
+from interchange.spool import LARGE, Spooled
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -72,3 +73,12 @@ def read_input(path: str | Path) -> bytes:
     if not p.exists():
         raise CliError(f"no such file: {p}")
     return p.read_bytes()
+
+
+def open_input(path: str | Path) -> bytes | Spooled:
+    """`read_input`, but a large file (from `spool.LARGE`) as itself, to be read a few MiB at a time
+    (the caller never removes it)."""
+    p = Path(path)
+    if p.is_file() and (size := p.stat().st_size) >= LARGE:
+        return Spooled(str(p), size)
+    return read_input(p)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import binascii
-import hashlib
 from base64 import b64decode
 from dataclasses import dataclass, field
 
@@ -13,7 +12,8 @@ from interchange import codes
 from interchange.errors import Layer, Problem, Problems, Severity
 from interchange.forms.schema import FORM_SCHEMAS
 from interchange.identifiers import is_form_code
-from interchange.trust.streaming import LeanBody
+from interchange.spool import Spooled, sha256_of
+from interchange.trust.leanbody import LeanBody
 from interchange.xmlparse import root_name, without_xml_space
 
 
@@ -23,7 +23,7 @@ class FormFile:
     description: str
     name: str  # TenFile
     kind: str  # LoaiFile, e.g. ".xml"
-    content: bytes  # the decoded bytes of NoiDungFile
+    content: bytes | Spooled  # the decoded bytes of NoiDungFile (in a file when large: leanbody.lean_file)
     xpath: str
     line: int | None
     declared_code: str | None = None  # MaToKhai as written, when it is not the form's code (`.xml`)
@@ -186,7 +186,7 @@ def _read_file(
     code = _text(file_el, "MaToKhai") or ""
     name = _text(file_el, "TenFile") or ""
     kind = _text(file_el, "LoaiFile") or ""
-    digest = hashlib.sha256(content).digest()
+    digest = sha256_of(content)
     if digest in seen or (name and name in seen):
         problems.add(
             _problem(
@@ -228,7 +228,7 @@ def _read_file(
     )
 
 
-def _recognised(declared: str, name: str, content: bytes, xpath: str, line: int | None, problems: Problems) -> str:
+def _recognised(declared: str, name: str, content: bytes | Spooled, xpath: str, line: int | None, problems: Problems) -> str:
     """The form of an XML file whose MaToKhai is not written as a form code (SPEC §2: real payroll
     software writes `.xml` there; an unknown code such as X99-TS stays unknown): its root element, else its TenFile (`D02-TS.xml`, `D02-TS_2026.xml`);
     when the two name different forms the root element wins and a warning says so. Neither
@@ -256,7 +256,7 @@ def _recognised(declared: str, name: str, content: bytes, xpath: str, line: int 
 
 def _decoded_content(
     file_el: etree._Element, tree: etree._ElementTree, xpath: str, problems: Problems, lean: LeanBody | None
-) -> bytes | None:
+) -> bytes | Spooled | None:
     """The decoded bytes of NoiDungFile (DoDaiFile checked on the way); None when not base64 or empty."""
     content_el = file_el.find("NoiDungFile")
     text = content_el.text or "" if content_el is not None else ""

@@ -8,6 +8,7 @@ layer stops the layers after it; the outcome says which layers ran.
 from __future__ import annotations
 
 import hashlib
+from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
@@ -18,9 +19,11 @@ from interchange.config import REPO_ROOT, LimitsConfig, TrustConfig, TrustPaths
 from interchange.errors import LAYER_ORDER, Layer, Problem, Problems, Refusal
 from interchange.forms.schema import SchemaSet
 from interchange.intake.envelope import Envelope, FormFile, read_envelope
+from interchange.spool import Spooled, as_bytes, sha256_of
 from interchange.trust.anchors import TrustStore
 from interchange.trust.c14nstream import Splice, SpliceError
-from interchange.trust.streaming import STREAM_MIN, parse_lean, stream_form
+from interchange.trust.leanbody import parse_lean
+from interchange.trust.streaming import STREAM_MIN, stream_form
 from interchange.trust.xmldsig import verify_document
 from interchange.xmlparse import XmlLimits, parse_xml
 
@@ -80,16 +83,20 @@ class Receiver:
             legacy_sha1=trust.legacy_sha1,
         )
 
-    def receive(self, body: bytes, at: datetime, caller: Caller | None = None, *, stream: bool = True) -> Outcome:
-        """The receipt's layers on a body. Large texts and forms are read in bounded memory
-        (`trust/streaming.py`) unless `stream` is False; the verdict is the same either way."""
-        try:
-            return self._receive(body, at, caller, stream)
-        except SpliceError:  # a reduced tree that does not fit its document: never a verdict
-            return self._receive(body, at, caller, False)
+    def receive(self, body: bytes | Spooled, at: datetime, caller: Caller | None = None, *, stream: bool = True
+                ) -> Outcome:
+        """The receipt's layers on a body (its bytes, or its file when large). Large texts and forms
+        are read in bounded memory (`trust/leanbody.py`, `trust/streaming.py`) unless `stream` is
+        False; the verdict is the same either way."""
+        with ExitStack() as cleanup:  # the files a large body's forms were decoded into
+            try:
+                return self._receive(body, at, caller, stream, cleanup)
+            except SpliceError:  # a reduced tree that does not fit its document: never a verdict
+                return self._receive(body, at, caller, False, cleanup)
 
-    def _receive(self, body: bytes, at: datetime, caller: Caller | None, stream: bool) -> Outcome:
-        out = Outcome(accepted=False, sha256=hashlib.sha256(body).digest(), size=len(body))
+    def _receive(self, body: bytes | Spooled, at: datetime, caller: Caller | None, stream: bool,
+                 cleanup: ExitStack) -> Outcome:
+        out = Outcome(accepted=False, sha256=sha256_of(body), size=len(body))
         layers = {str(layer): "not_run" for layer in LAYER_ORDER if layer != Layer.RULE}
         out.layers = layers
 
@@ -105,6 +112,8 @@ class Receiver:
         except Refusal as refusal:
             problems.extend(refusal.problems)
             return fail(Layer.ENVELOPE, problems)
+        if lean is not None:
+            cleanup.callback(lean.close)
         root = tree.getroot()
         problems.extend(self.schemas.validate_envelope(root, cap=self.max_errors))
         env = read_envelope(root, problems, self.max_files, lean)
@@ -174,7 +183,7 @@ class Receiver:
                     forms.append(_Form(f, streamed.root, streamed.splice, validated=True))
                     continue
             try:
-                forms.append(_Form(f, parse_xml(f.content, self.limits, form=f.code).getroot()))
+                forms.append(_Form(f, parse_xml(as_bytes(f.content), self.limits, form=f.code).getroot()))
             except Refusal as refusal:
                 problems.extend(_in_file(p, f.name) for p in refusal.problems)
         return forms

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import gc
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from datetime import date
 
 from lxml import etree
@@ -31,7 +31,8 @@ from interchange.rules.parsing import parse_date
 from interchange.rules.procedure import judge_envelope
 from interchange.rules.tk1 import judge_tk1
 from interchange.spool import Spooled, as_bytes
-from interchange.trust.streaming import STREAM_MIN, parse_lean, streamed_rows
+from interchange.trust.leanbody import parse_lean
+from interchange.trust.streaming import STREAM_MIN, streamed_rows
 from interchange.xmlparse import XmlLimits, parse_xml
 
 __all__ = ["FORM_JUDGES", "Judgement", "judge", "judge_form"]
@@ -44,8 +45,8 @@ FORM_JUDGES: dict[str, Callable[[etree._Element, Context], None]] = {
 def judge(original: bytes | Spooled, *, params: LegalParameters | None = None, limits: LimitsConfig | None = None
           ) -> Judgement:
     """Judge a received dossier (its exact original bytes) by the business rules. Given as its
-    file (`Spooled`), the bytes are read and let go once its forms are decoded, before their rows
-    are judged and their records made (a 200,000-row dossier is 414 MiB, its form 310 MiB).
+    file (`Spooled`), it is read a few MiB at a time and its large forms decoded into files, read
+    row by row in turn (a 200,000-row dossier is 414 MiB, its form 310 MiB).
 
     Registration procedures (04/DK-IVAN, 05/SD-IVAN, 06/NG-IVAN) are not judged here (see
     interchange.jobs.registration): their judgement is empty. A dossier that cannot be read
@@ -88,17 +89,26 @@ def _gc_paused() -> Iterator[None]:
 ROW_JUDGES: dict[str, Callable[[Iterable[tuple[str, etree._Element]], Context], None]] = {D02: judge_d02_rows}
 
 
-def _envelope(original: bytes | Spooled, xml_limits: XmlLimits, limits: LimitsConfig) -> Envelope:
-    """The envelope with its files decoded; the body, read here from a `Spooled`, goes when this returns."""
-    tree, lean = parse_lean(as_bytes(original), xml_limits)
+def _envelope(original: bytes | Spooled, xml_limits: XmlLimits, limits: LimitsConfig, cleanup: ExitStack) -> Envelope:
+    """The envelope with its files decoded (a large one into a file of its own, which `cleanup`
+    removes); a `Spooled` original is read a few MiB at a time, never held whole."""
+    tree, lean = parse_lean(original, xml_limits)
+    if lean is not None:
+        cleanup.callback(lean.close)
     # Envelope problems were judged at receipt: they are not this layer's.
     return read_envelope(tree.getroot(), Problems(cap=limits.max_errors), limits.max_files, lean)
 
 
 def _judge(original: bytes | Spooled, params: LegalParameters, limits: LimitsConfig) -> Judgement:
+    with ExitStack() as cleanup:
+        return _judge_envelope(original, params, limits, cleanup)
+
+
+def _judge_envelope(original: bytes | Spooled, params: LegalParameters, limits: LimitsConfig, cleanup: ExitStack
+                    ) -> Judgement:
     xml_limits = XmlLimits.of(limits)
     ctx = Context(params=params, out=Collector(limits.max_errors))
-    env = _envelope(original, xml_limits, limits)
+    env = _envelope(original, xml_limits, limits, cleanup)
     if env.procedure in cat.REGISTRATION_PROCEDURES:
         return ctx.judgement()
     ctx.created = parse_date(env.created or "")
@@ -110,7 +120,7 @@ def _judge(original: bytes | Spooled, params: LegalParameters, limits: LimitsCon
                 ROW_JUDGES[f.code](form_rows, ctx)
                 continue
         if f.is_xml and f.code in FORM_JUDGES:
-            form_root = parse_xml(f.content, xml_limits, form=f.code).getroot()
+            form_root = parse_xml(as_bytes(f.content), xml_limits, form=f.code).getroot()
             if form_root.tag == f.code:  # the schema layer refused any other root at receipt
                 FORM_JUDGES[f.code](form_root, ctx)
     return ctx.judgement()

@@ -20,7 +20,8 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from lxml import etree
 
 from interchange.trust.c14nstream import Part, Splice, SpliceError
-from interchange.trust.streaming import parse_lean, stream_form
+from interchange.trust.leanbody import parse_lean
+from interchange.trust.streaming import stream_form
 from interchange.trust.xmldsig import DSIG_NS, SIGNATURE_TAG, DocumentSigner, to_bytes
 from interchange.xmlparse import XmlLimits, parse_xml
 

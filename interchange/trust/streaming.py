@@ -1,17 +1,8 @@
-"""Large dossiers in bounded memory: the envelope without its base64 texts, a form without its rows.
+"""Large forms in bounded memory: a form without its rows (the envelope without its base64 texts
+is `trust/leanbody.py`). Falls back to the whole tree (the same verdict, as before) whenever an
+input is not of the shape it handles. A form is given as bytes or, when large, as its file
+(`Spooled`, decoded there by `leanbody.lean_file`): then it is read from the file as it is parsed.
 
-A 50,000-row D02-TS is a 62 MiB form inside an 83 MiB base64 text; as trees they took 14 times
-their size. Two ways keep the memory near the size of the bytes, each falling back to the whole
-tree (the same verdict, as before) whenever an input is not of the shape it handles:
-
-- `lean_body`: each large `<NoiDungFile>` text that is valid base64 (as Python and the XSD's
-  base64Binary read it) and holds nothing but the base64 alphabet and white space other than CR
-  (so that its canonical bytes are its raw bytes) is cut out of the body and replaced by a marker
-  text (`trust/c14nstream.py`) with the same number of line breaks (line numbers do not move).
-  The small body is parsed, validated and read as before; the file's content is decoded from the
-  body's bytes, and the envelope's digest splices the raw text back in. The caller checks that each
-  marker is exactly the text of one NoiDungFile element (`LeanBody.fits`): a cut that fell inside
-  a comment, a CDATA section or a processing instruction does not.
 - `stream_form`: one pass of `etree.iterparse` over a form, validating it against its XSD while
   it parses (libxml2's streaming validation of the whole form), canonicalising each row (an element
   of a repeated list of the XSD) when it ends into a spool file, and dropping it. Each run of
@@ -26,179 +17,21 @@ tree (the same verdict, as before) whenever an input is not of the shape it hand
 
 from __future__ import annotations
 
-import binascii
 import functools
 import io
-import re
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 
 from lxml import etree
 
-from interchange.errors import Refusal
+from interchange.spool import Spooled
 from interchange.trust.c14nstream import Part, Splice, new_token
 from interchange.trust.xmldsig import SIGNATURE_TAG
-from interchange.xmlparse import XmlLimits, parse_xml, shape_gates
+from interchange.xmlparse import ShapeScan, XmlLimits, windows
 
-CUT_MIN = 64 * 1024  # smaller texts stay in the tree
 STREAM_MIN = 1024 * 1024  # smaller forms are read as trees: streaming pays only for large ones
 _CHUNK = 4 * 1024 * 1024
-_NOT_BASE64_TEXT = re.compile(rb"[^A-Za-z0-9+/= \t\n]")
-_PAD_BEFORE_ONE = frozenset(b"AEIMQUYcgkosw048")  # base64Binary: the last character before "="
-_PAD_BEFORE_TWO = frozenset(b"AQgw")  # ... and before "=="
-
-
-# ---- the envelope's base64 texts -----------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class CutText:
-    marker: str  # the text that stands in the small body for the cut-out one
-    start: int  # the raw text's bytes in the source body: [start, end)
-    end: int
-    blanks: int  # white space characters in it
-    decoded: bytes | None = None  # when decoded already to check it (a text without white space)
-
-
-@dataclass
-class LeanBody:
-    source: bytes
-    body: bytes  # the source with every cut text replaced by its marker
-    cuts: dict[str, CutText] = field(default_factory=dict)  # by marker
-
-    def fits(self, root: etree._Element, tag: str = "NoiDungFile") -> bool:
-        """Is each marker the whole text of exactly one `tag` element of the parsed small body?"""
-        seen = [el.text for el in root.iter(tag) if el.text in self.cuts]
-        return len(seen) == len(self.cuts) == len(set(seen))
-
-    def lengths(self, marker: str) -> tuple[int, int]:
-        """(characters, characters without white space) of a cut text."""
-        cut = self.cuts[marker]
-        return cut.end - cut.start, cut.end - cut.start - cut.blanks
-
-    def decode(self, marker: str) -> bytes:
-        """The decoded bytes of a cut text (checked valid when it was cut)."""
-        cut = self.cuts.pop(marker)  # decoded once: the bytes are the caller's now
-        self.cuts[marker] = CutText(cut.marker, cut.start, cut.end, cut.blanks)
-        if cut.decoded is not None:
-            return cut.decoded
-        view = memoryview(self.source)[cut.start : cut.end]
-        if not cut.blanks:
-            return binascii.a2b_base64(view)
-        out = io.BytesIO()
-        carry = b""
-        for at in range(0, len(view), _CHUNK):
-            compact = carry + bytes(view[at : at + _CHUNK]).translate(None, b" \t\n")
-            whole = len(compact) - len(compact) % 4
-            out.write(binascii.a2b_base64(compact[:whole]))
-            carry = compact[whole:]
-        return out.getvalue()
-
-    def splice(self) -> Splice:
-        """The cut texts, in document order, for the envelope's digest."""
-        parts = []
-        for cut in sorted(self.cuts.values(), key=lambda c: c.start):
-            parts.append(Part(cut.marker.encode(), b"", lambda c=cut: _raw_chunks(self.source, c)))
-        return Splice(parts)
-
-
-def _raw_chunks(source: bytes, cut: CutText) -> Iterator[memoryview]:
-    view = memoryview(source)
-    for at in range(cut.start, cut.end, _CHUNK):
-        yield view[at : min(at + _CHUNK, cut.end)]
-
-
-def lean_body(body: bytes, tag: bytes = b"NoiDungFile", min_size: int = CUT_MIN) -> LeanBody | None:
-    """The body with its large base64 texts of `tag` cut out, or None when there is none to cut."""
-    opening, closing = b"<" + tag + b">", b"</" + tag + b">"
-    pieces: list[bytes] = []
-    cuts: dict[str, CutText] = {}
-    at = 0
-    while True:
-        begin = body.find(opening, at)
-        if begin < 0:
-            break
-        start = begin + len(opening)
-        end = body.find(closing, start)
-        if end < 0:
-            break
-        decoded = _compact_base64(body, start, end) if end - start >= min_size else None
-        if decoded is not None:
-            marker = new_token()
-            cuts[marker] = CutText(marker, start, end, 0, decoded)
-            pieces += [body[at:start], marker.encode()]
-            at = end
-        elif end - start >= min_size and (blanks := _base64_blanks(body, start, end)) is not None:
-            marker = new_token() + "\n" * body.count(b"\n", start, end)
-            cuts[marker] = CutText(marker, start, end, blanks)
-            pieces += [body[at:start], marker.encode()]
-            at = end
-        else:
-            pieces.append(body[at:end])
-            at = end
-    if not cuts:
-        return None
-    pieces.append(body[at:])
-    return LeanBody(source=body, body=b"".join(pieces), cuts=cuts)
-
-
-
-def parse_lean(body: bytes, limits: XmlLimits, *, cut: bool = True) -> tuple[etree._ElementTree, LeanBody | None]:
-    """The envelope's tree: of the body without its large base64 NoiDungFile texts when they can
-    be cut out (`cut`; the LeanBody decodes them from the body's bytes), else of the whole body.
-    A lean body that does not parse, or whose markers are not exactly NoiDungFile texts, gives
-    way to the whole body, so that a refusal is in the body's own words and lines. NoiDungFile
-    is exempt from the text limit: the base64 of a form may be long."""
-    limits = replace(limits, long_text=("NoiDungFile",))
-    lean = lean_body(body) if cut else None
-    if lean is not None:
-        try:
-            tree = parse_xml(lean.body, limits)
-            if lean.fits(tree.getroot()):
-                return tree, lean
-        except Refusal:
-            pass
-    return parse_xml(body, limits), None
-
-def _compact_base64(body: bytes, start: int, end: int) -> bytes | None:
-    """The decoded bytes of body[start:end] when it is base64 on one line (no white space, the
-    usual case) that `_base64_blanks` would accept, decoded and checked in one pass; else None."""
-    if any(body.find(c, start, end) >= 0 for c in (b" ", b"\t", b"\n", b"\r")):
-        return None
-    tail = body[max(start, end - 4) : end]
-    if len(tail) == 4 and tail.endswith(b"=") and not _padding_fits(tail):
-        return None
-    try:  # strict: only the alphabet, "=" only as the padding of the last quad
-        return binascii.a2b_base64(memoryview(body)[start:end], strict_mode=True)
-    except binascii.Error:
-        return None
-
-
-def _padding_fits(quad: bytes) -> bool:
-    """The XSD's base64Binary: the character before the padding has no bits past the data."""
-    pads = len(quad) - len(quad.rstrip(b"="))
-    return pads <= 2 and quad[3 - pads] in (_PAD_BEFORE_ONE if pads == 1 else _PAD_BEFORE_TWO)
-
-
-def _base64_blanks(body: bytes, start: int, end: int) -> int | None:
-    """How many white space characters the text body[start:end] holds, when it is base64 that both
-    Python (`b64decode(validate=True)` after XML white space is dropped) and the XSD's base64Binary
-    accept and that holds no character canonical XML would write otherwise; None if not."""
-    if _NOT_BASE64_TEXT.search(body, start, end):
-        return None
-    blanks = sum(body.count(c, start, end) for c in (b" ", b"\t", b"\n"))
-    if (end - start - blanks) % 4:
-        return None
-    pads = body.count(b"=", start, end)
-    tail = body[max(start, end - 64) : end].translate(None, b" \t\n")  # the last quad, at least
-    if pads > 2 or not tail.endswith(b"=" * pads) or (pads and tail[-pads - 1 : -pads] == b"="):
-        return None
-    if pads and len(tail) > pads:
-        before = tail[-pads - 1]
-        if before not in (_PAD_BEFORE_ONE if pads == 1 else _PAD_BEFORE_TWO):
-            return None
-    return blanks
 
 
 # ---- a form, row by row ------------------------------------------------------------------------
@@ -362,7 +195,7 @@ class _Rows:
         self.spool.write(before + self.in_context + data[cut:])
 
 
-def stream_form(data: bytes, limits: XmlLimits, schema: etree.XMLSchema, row_tags: tuple[str, ...]) -> StreamedForm | None:
+def stream_form(data: bytes | Spooled, limits: XmlLimits, schema: etree.XMLSchema, row_tags: tuple[str, ...]) -> StreamedForm | None:
     """One pass over a form: hardened parse, XSD validation, rows canonicalised and dropped.
     None: not this way (the caller parses the whole tree)."""
     if not row_tags or _needs_tree(data, limits):
@@ -371,7 +204,7 @@ def stream_form(data: bytes, limits: XmlLimits, schema: etree.XMLSchema, row_tag
     rows = frozenset(row_tags)
     try:
         events = etree.iterparse(
-            io.BytesIO(data), events=("end",), tag=(*row_tags, SIGNATURE_TAG), schema=schema,
+            _source(data), events=("end",), tag=(*row_tags, SIGNATURE_TAG), schema=schema,
             resolve_entities=False, no_network=True, load_dtd=False, huge_tree=True, remove_comments=True,
             collect_ids=False,
         )
@@ -391,12 +224,25 @@ def stream_form(data: bytes, limits: XmlLimits, schema: etree.XMLSchema, row_tag
     return StreamedForm(root=root, splice=Splice(state.parts), rows=state.count)
 
 
-def _needs_tree(data: bytes, limits: XmlLimits) -> bool:
+def _needs_tree(data: bytes | Spooled, limits: XmlLimits) -> bool:
     """What `parse_xml` checks on the bytes or the tree that this pass does not: any sign of it."""
-    if b"<!DOCTYPE" in data or b"<!ENTITY" in data or b"\x00" in data:
-        return True
-    start_tags = data.count(b"<") - data.count(b"</") - data.count(b"<!") - data.count(b"<?")
-    return start_tags > limits.max_elements or any(shape_gates(data, limits).values())
+    scan = ShapeScan(limits)
+    if isinstance(data, Spooled):
+        try:
+            for window in windows(data.chunks(_CHUNK), most=limits.max_text_length):
+                scan.feed(window)
+        except ValueError:  # a text too long to hold: the tree path judges it
+            return True
+    else:
+        scan.feed(data)
+    flags = scan.flags
+    return (flags["dtd"] or flags["nul"] or scan.start_tags > limits.max_elements
+            or any(scan.gates().values()))
+
+
+def _source(data: bytes | Spooled):
+    """What iterparse reads: the file itself, a chunk at a time, or the bytes."""
+    return data.path if isinstance(data, Spooled) else io.BytesIO(data)
 
 
 def _small_tree_ok(root: etree._Element, limits: XmlLimits) -> bool:
@@ -404,7 +250,7 @@ def _small_tree_ok(root: etree._Element, limits: XmlLimits) -> bool:
     return not root.xpath("boolean(/" + "*/" * limits.max_depth + "*)")
 
 
-def streamed_rows(data: bytes, limits: XmlLimits, root_tag: str, list_tag: str, row_tag: str
+def streamed_rows(data: bytes | Spooled, limits: XmlLimits, root_tag: str, list_tag: str, row_tag: str
                   ) -> Iterator[tuple[str, etree._Element]] | None:
     """The (xpath, row) of each `row_tag` child of /`root_tag`/`list_tag` (the first one), in
     order, each dropped once the next is read: as `interchange.rules.parsing.rows` gives them from
@@ -414,8 +260,8 @@ def streamed_rows(data: bytes, limits: XmlLimits, root_tag: str, list_tag: str, 
     return _rows_of(data, root_tag, list_tag, row_tag)
 
 
-def _rows_of(data: bytes, root_tag: str, list_tag: str, row_tag: str) -> Iterator[tuple[str, etree._Element]]:
-    events = etree.iterparse(io.BytesIO(data), events=("end",), tag=row_tag, resolve_entities=False,
+def _rows_of(data: bytes | Spooled, root_tag: str, list_tag: str, row_tag: str) -> Iterator[tuple[str, etree._Element]]:
+    events = etree.iterparse(_source(data), events=("end",), tag=row_tag, resolve_entities=False,
                              no_network=True, load_dtd=False, huge_tree=True, remove_comments=True,
                              collect_ids=False)
     base = f"/{root_tag}/{list_tag}/{row_tag}"

@@ -1,0 +1,245 @@
+"""A large body read from its file, a few MiB at a time (issue #13 item 4: the worker, the rule
+layer and `check` never hold a large dossier or its form whole): `leanbody.lean_file` cuts the same
+texts as `lean_body` does on the bytes and decodes each into a file; `xmlparse.windows` and
+`ShapeScan` give the same gates as `shape_gates` on the whole bytes; the receipt and the rule
+layer on the file give what they give on the bytes, and leave no file behind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import tempfile
+from base64 import b64decode, b64encode
+from datetime import UTC, datetime
+
+import pytest
+from lxml import etree
+
+from interchange.devkit import samples
+from interchange.intake import pipeline
+from interchange.intake.pipeline import Caller, Receiver
+from interchange.rules import judge as judge_module
+from interchange.spool import Spooled
+from interchange.trust import leanbody
+from interchange.trust.c14nstream import Splice
+from interchange.xmlparse import ShapeScan, XmlLimits, shape_gates, windows
+from tests.helpers import UNIT, dossier
+
+PARSER = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=True, remove_comments=True)
+
+
+def envelope_with(text: str, before: str = "") -> bytes:
+    return (f'<?xml version="1.0" encoding="UTF-8"?>\n<Hoso>{before}\n  <Files>\n    <F><TenFile>a.xml</TenFile>\n'
+            f"      <NoiDungFile>{text}</NoiDungFile>\n    </F>\n  </Files>\n</Hoso>").encode()
+
+
+def in_file(data: bytes, tmp_path) -> Spooled:
+    path = tmp_path / f"body-{hashlib.sha256(data).hexdigest()[:12]}"
+    path.write_bytes(data)
+    return Spooled(str(path), len(data))
+
+
+def read(content) -> bytes:
+    return content.read() if isinstance(content, Spooled) else content
+
+
+def whole_digest(data: bytes) -> bytes:
+    return hashlib.sha256(etree.tostring(etree.fromstring(data, PARSER).getroottree(), method="c14n")).digest()
+
+
+def spliced_digest(small: bytes, splice: Splice) -> bytes:
+    root = etree.fromstring(small, PARSER)
+    return splice.digest(etree.tostring(root.getroottree(), method="c14n"), "sha256")
+
+
+def unmarked(lean) -> bytes:
+    body = lean.body
+    for marker in lean.cuts:
+        body = body.replace(marker.encode(), b"@")
+    return body
+
+
+def base64_text(rng: random.Random, size: int) -> str:
+    """Base64 of random bytes, now and then wrapped, indented, padded with blanks at the end."""
+    text = b64encode(rng.randbytes(size)).decode()
+    wrap = rng.choice([0, 0, 64, 76, 7])
+    if wrap:
+        text = rng.choice(["\n", "\n  ", " ", "\t"]).join(text[i : i + wrap] for i in range(0, len(text), wrap))
+    return text + rng.choice(["", "", "\n", " " * 70, "\n\t \n"])
+
+
+SPOILERS = ["", "", "", "!", "\r", "&#65;", "=", "A", "==A", "<!--c-->", "é"]
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_the_file_is_cut_as_the_bytes_are(seed, tmp_path):
+    """Same cuts (places, line breaks kept), same small body but the markers, same decoded bytes,
+    the digest of the whole: on texts valid and not, chunks far smaller than a text."""
+    rng = random.Random(seed)
+    texts = [base64_text(rng, rng.choice([10, 5_000, 40_000])) for _ in range(rng.randint(1, 3))]
+    spoil = rng.randrange(len(texts))
+    at = rng.randrange(len(texts[spoil]) + 1)
+    texts[spoil] = texts[spoil][:at] + rng.choice(SPOILERS) + texts[spoil][at:]
+    data = envelope_with(texts[0], "".join(f"<NoiDungFile>{t}</NoiDungFile>" for t in texts[1:]))
+    held = leanbody.lean_body(data, min_size=1000)
+    filed = leanbody.lean_file(in_file(data, tmp_path), min_size=1000, to_file_from=rng.choice([0, 2000, 10**9]),
+                               chunk=rng.choice([1, 50, 4096]))
+    try:
+        assert (held is None) == (filed is None)
+        if held is None:
+            return
+        by_place = {(c.start, c.end): c for c in filed.cuts.values()}
+        assert sorted(by_place) == sorted((c.start, c.end) for c in held.cuts.values())
+        for marker, cut in list(held.cuts.items()):
+            other = by_place[(cut.start, cut.end)]
+            assert marker.count("\n") == other.marker.count("\n")
+            assert held.lengths(marker) == filed.lengths(other.marker)
+            assert read(filed.decode(other.marker)) == held.decode(marker)
+        assert unmarked(held) == unmarked(filed)
+        assert spliced_digest(filed.body, filed.splice()) == whole_digest(data)
+    finally:
+        if filed is not None:
+            filed.close()
+            assert not filed.files
+
+
+@pytest.mark.parametrize("text", [
+    "QUJD" * 20_000 + "AB==",  # padding bits that the XSD's base64Binary refuses
+    "QUJD" * 20_000 + "AB=" + " " * 100,  # ... and blanks after them
+    "QUJD" * 20_000 + "A",  # not a whole quad
+    "QUJD" * 20_000 + "\r\n",  # CR: the parser drops it
+    "QU=D" * 20_000,  # "=" inside
+    "QUJD" * 20_000 + "====",
+])
+@pytest.mark.parametrize("to_file_from", [0, 10**9])
+def test_texts_not_cut_from_a_file(text, to_file_from, tmp_path):
+    data = envelope_with(text)
+    assert leanbody.lean_body(data) is None
+    assert leanbody.lean_file(in_file(data, tmp_path), to_file_from=to_file_from, chunk=1000) is None
+
+
+def test_a_large_text_is_decoded_into_a_file_and_removed(tmp_path, monkeypatch):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "spool"))
+    (tmp_path / "spool").mkdir()
+    payload = random.Random(1).randbytes(300_000)
+    data = envelope_with(b64encode(payload).decode())
+    lean = leanbody.lean_file(in_file(data, tmp_path), to_file_from=100_000, chunk=8192)
+    (content,) = [lean.decode(m) for m in list(lean.cuts)]
+    assert isinstance(content, Spooled) and content.read() == payload
+    assert len(list((tmp_path / "spool").iterdir())) == 1
+    lean.close()
+    assert not list((tmp_path / "spool").iterdir())
+
+
+# ---- the byte gates, window by window --------------------------------------------------------------
+
+LIMITS = XmlLimits(max_attributes=30, max_namespaces=5, max_name_length=40, max_attribute_length=200,
+                   max_text_length=300)
+
+
+def shapes(rng: random.Random) -> bytes:
+    parts = ['<?xml version="1.0"?>\n<r xmlns:a="urn:a">']
+    for _ in range(rng.randint(5, 60)):
+        kind = rng.randrange(8)
+        name = "n" * rng.choice([3, 39, 40, 41, 60])
+        if kind == 0:
+            parts.append(f"<{name}>x</{name}>")
+        elif kind == 1:
+            parts.append(f'<e {name}="v"/>' if rng.random() < 0.8 else f'<e {name} ="v"/>')
+        elif kind == 2:
+            parts.append('<e v="' + "x" * rng.choice([10, 199, 200, 201, 400]) + '"/>')
+        elif kind == 3:
+            parts.append("<t>" + "y" * rng.choice([10, 299, 300, 301, 900]) + "</t>")
+        elif kind == 4:
+            parts.append("<c><![CDATA[ < & ]]></c>")
+        elif kind == 5:
+            parts.append(f'<e xmlns:b{rng.randrange(9)}="urn:b" a:x="1" y="2"/>')
+        elif kind == 6:
+            parts.append("<!-- a < b = c -->")
+        else:
+            parts.append("<?pi x=1?>")
+    parts.append("</r>")
+    return "".join(parts).encode()
+
+
+@pytest.mark.parametrize("seed", range(60))
+def test_windows_give_the_gates_of_the_whole(seed):
+    rng = random.Random(seed)
+    data = shapes(rng)
+    size = rng.choice([1, 7, 64, 1000])
+    scan = ShapeScan(LIMITS)
+    for window in windows((data[i : i + size] for i in range(0, len(data), size)), most=10**9):
+        assert window.startswith(b"<") or data.startswith(window)
+        scan.feed(window)
+    whole = ShapeScan(LIMITS)
+    whole.feed(data)
+    assert scan.gates() == shape_gates(data, LIMITS) == whole.gates()
+    assert scan.start_tags == whole.start_tags == data.count(b"<") - data.count(b"</") - data.count(b"<!") - data.count(b"<?")
+    assert scan.flags == whole.flags
+
+
+def test_a_text_too_long_for_a_window_says_so():
+    with pytest.raises(ValueError):
+        list(windows([b"<a>", b"x" * 100, b"x" * 100, b"</a>"], most=150))
+
+
+# ---- the receipt and the rule layer on a file --------------------------------------------------------
+
+
+@pytest.fixture
+def small_large(monkeypatch, tmp_path):
+    """`LARGE` and `STREAM_MIN` made small, so that a test dossier's form is decoded into a file and
+    streamed from there; the temporary files in a folder of the test's own."""
+    folder = tmp_path / "spool"
+    folder.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(folder))
+    monkeypatch.setattr(leanbody, "LARGE", 64 * 1024)
+    monkeypatch.setattr(pipeline, "STREAM_MIN", 64 * 1024)
+    monkeypatch.setattr(judge_module, "STREAM_MIN", 64 * 1024)
+    return folder
+
+
+def spy(monkeypatch, module, name: str) -> list[type]:
+    """The type of the first argument of each call of `module.name`."""
+    seen: list[type] = []
+    real = getattr(module, name)
+    monkeypatch.setattr(module, name, lambda data, *a, **k: seen.append(type(data)) or real(data, *a, **k))
+    return seen
+
+
+def summary(out) -> tuple:
+    return out.accepted, out.layers, [(p.code, p.xpath, p.line) for p in out.problems], out.envelope, \
+        [(s["valid"], s["mst"]) for s in out.signers], out.forms, out.sha256, out.size
+
+
+@pytest.mark.parametrize("change", [None, (b"<STT>100</STT>", b"<STT>101</STT>"), (b"<TienLuong>", b"<TienLuong>x")])
+def test_a_body_in_a_file_is_received_as_its_bytes(world, cfg, small_large, tmp_path, monkeypatch, change):
+    body = dossier(world.signer(world.unit), rows=300, seed=3)
+    if change:  # inside the signed form's base64: decode, change, encode (the signatures break)
+        text = etree.fromstring(body).findtext(".//NoiDungFile")
+        form = b64decode(text).replace(*change, 1)
+        body = body.replace(text.encode(), b64encode(form))
+    receiver = Receiver.from_config(cfg.trust, cfg.trust_paths, cfg.limits)
+    caller, at = Caller(role="submitter", mst=UNIT.mst), datetime.now(UTC)
+    streamed = spy(monkeypatch, pipeline, "stream_form")
+    filed = receiver.receive(in_file(body, tmp_path), at, caller)
+    assert streamed == [Spooled]  # the form went to a file, and was streamed from there
+    held = receiver.receive(body, at, caller)
+    assert streamed == [Spooled, bytes]
+    assert summary(filed) == summary(held)
+    assert filed.accepted is (change is None)
+    assert not list(small_large.iterdir())  # the decoded form's file is gone
+
+
+def test_the_rule_layer_on_a_file_judges_as_on_the_bytes(small_large, tmp_path, monkeypatch):
+    form = samples.d02ts(400, seed=12, unit=UNIT).replace(b"<STT>7</STT>", b"<STT>8</STT>", 1)
+    body = dossier(None, forms=[("D02-TS", "D02-TS.xml", form)])
+    streamed = spy(monkeypatch, judge_module, "streamed_rows")
+    filed = judge_module.judge(in_file(body, tmp_path))
+    held = judge_module.judge(body)
+    assert streamed == [Spooled, bytes]
+    assert [p.as_dict() for p in filed.problems] == [p.as_dict() for p in held.problems]
+    assert "R-STT-DUP" in {p.code for p in filed.problems}
+    assert filed.extracted == held.extracted and len(held.extracted.contribution_changes) >= 300
+    assert not list(small_large.iterdir())
