@@ -246,12 +246,23 @@ async def get_notice(request: web.Request) -> web.Response:
     return web.Response(body=xml, content_type=XML_RESPONSE, charset="utf-8")
 
 
-async def get_original(request: web.Request) -> web.Response:
+async def get_original(request: web.Request) -> web.StreamResponse:
     key = await reader(request)
-    data = await request.app[SERVICES].store.dossiers.original(request.match_info["id"], key.scope)
+    data = await request.app[SERVICES].store.dossiers.original_file(request.match_info["id"], key.scope)
     if data is None:
         return not_found("dossier")
-    return web.Response(body=data, content_type=XML_RESPONSE)
+    if not isinstance(data, Spooled):
+        return web.Response(body=data, content_type=XML_RESPONSE)
+    try:  # a large original, from its file a MiB at a time
+        resp = web.StreamResponse(headers={"Content-Type": XML_RESPONSE})
+        resp.content_length = data.size
+        await resp.prepare(request)
+        for chunk in data.chunks():
+            await resp.write(chunk)
+        await resp.write_eof()
+        return resp
+    finally:
+        data.remove()
 
 
 async def post_verify(request: web.Request) -> web.Response:

@@ -154,8 +154,12 @@ class ResultWork:
         stored = await self.store.dossiers.get(item.dossier_id, Scope(all=True))
         if stored is None or SLUG_RESULT in stored.notice_kinds:
             return False  # done by an earlier run (or the dossier is gone): nothing to judge
-        original = await self.store.dossiers.original(item.dossier_id, Scope(all=True))
-        judgement = await self.workers.judge(original)
+        original = await self.store.dossiers.original_file(item.dossier_id, Scope(all=True))
+        try:
+            judgement = await self.workers.judge(original)
+        finally:
+            if isinstance(original, Spooled):
+                original.remove()
         settled: list[Dossier] = []
 
         async def decide(dossier: Dossier, _unit: Unit | None) -> Settlement:

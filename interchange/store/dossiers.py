@@ -13,11 +13,13 @@ from sqlalchemy.exc import IntegrityError
 
 from interchange.audit.chain import Entry, excerpt_records
 from interchange.kinds import NOTICE_SLUGS
+from interchange.spool import Spooled
 
 from .audit import append as audit_append
 from .audit import head_of, notice_stored
 from .db import Database
 from .deliveries import enqueue_notice_deliveries
+from .originals import read_originals
 from .rows import DOSSIER_COLUMNS, dossier_of, notice_kinds, visible
 from .tables import audit_log, dossiers, notices, originals
 from .types import Dossier, Scope
@@ -114,6 +116,15 @@ class Dossiers:
         )
         async with self._db.reading() as conn:
             return (await conn.execute(query)).scalar_one_or_none()
+
+    async def original_file(self, id: str, scope: Scope) -> bytes | Spooled | None:
+        """`original`, but a large one on SQLite as a `Spooled` file (read a MiB at a time, never
+        whole), which the caller removes."""
+        seen = select(dossiers.c.id).join(originals, dossiers.c.id == originals.c.dossier_id)
+        async with self._db.reading() as conn:
+            if (await conn.execute(seen.where(dossiers.c.id == id, visible(scope)))).first() is None:
+                return None
+            return (await read_originals(conn, [id])).get(id)
 
     async def add_notice(self, id: str, kind: str, xml: bytes, *, actor: str = "server") -> bool:
         """Store a later notice (KET_QUA). False when one of that kind is already stored: a
