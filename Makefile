@@ -26,6 +26,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 
 bench: $(STAMP)
+	$(BIN)/pip install --quiet -e '.[bench]'
 	$(BIN)/python bench/receipts.py
 	$(BIN)/python bench/large_dossier.py
 	$(BIN)/python bench/rules.py

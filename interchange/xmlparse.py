@@ -19,6 +19,7 @@ not ASCII-compatible (UTF-16/32: NUL bytes) always get the tree checks.
 from __future__ import annotations
 
 import binascii
+import functools
 import io
 import re
 import threading
@@ -149,6 +150,20 @@ def _long_run(limit: int) -> int:
     return min(limit, 10_000_000) + 1  # re's repeat counts are bounded; a bigger limit is no limit here
 
 
+@functools.lru_cache(maxsize=8)
+def _shape_patterns(name_limit: int, value_limit: int, text_limit: int) -> tuple[re.Pattern, ...]:
+    name, value, text = _long_run(name_limit), _long_run(value_limit), _long_run(text_limit)
+    return (
+        # an element name is a run after "<"; an attribute name a run ending at "=" (white space
+        # before "=" is legal but rare: then the tree decides)
+        re.compile(rb"<[^\s<>/!?]{%d}" % name),
+        re.compile(rb"=(?<=[^\s<>=\"'/]{%d}=)" % name),
+        re.compile(rb"=(?<=[ \t\r\n]=)"),
+        re.compile(rb"=[ \t\r\n]*(?:\"[^\"]{%d}|'[^']{%d})" % (value, value)),
+        re.compile(rb">[^<]{%d}" % text),
+    )
+
+
 def shape_gates(data: bytes, limits: XmlLimits) -> dict[str, bool]:
     """Which tree checks the bytes cannot rule out."""
     scan = ShapeScan(limits)
@@ -157,38 +172,33 @@ def shape_gates(data: bytes, limits: XmlLimits) -> dict[str, bool]:
 
 
 class ShapeScan:
-    """`shape_gates` (and the counts a streaming pass needs) over bytes given as consecutive windows
-    that each begin with "<" (but the first): every pattern here is a tag, a text between tags or
-    a byte, none holds a "<" but at its start, so each lies inside one window and the sums and
-    searches equal those over the whole bytes (`windows` cuts a file so)."""
+    """`shape_gates` (and, with `stream`, what a streaming pass checks besides: DOCTYPE or ENTITY,
+    start tags) over bytes given as consecutive windows that each begin with "<" (but the first):
+    every pattern here is a tag, a text between tags or a byte, none holds a "<" but at its start,
+    so each lies inside one window and the sums and searches equal those over the whole bytes
+    (`windows` cuts a file so)."""
 
-    def __init__(self, limits: XmlLimits):
+    def __init__(self, limits: XmlLimits, *, stream: bool = False):
         self.limits = limits
+        self.stream = stream
         self.size = 0
-        self.counts = dict.fromkeys((b"=", b"xmlns", b"<", b"</"), 0)
+        self.counts = dict.fromkeys((b"=", b"xmlns", b"<", b"</") if stream else (b"=", b"xmlns"), 0)
         self.flags = dict.fromkeys(("nul", "dtd", "names", "values", "text", "cdata"), False)
-        self._name = _long_run(limits.max_name_length)
-        self._value = _long_run(limits.max_attribute_length)
-        self._text = _long_run(limits.max_text_length)
+        self._patterns = _shape_patterns(limits.max_name_length, limits.max_attribute_length, limits.max_text_length)
 
     def feed(self, data: bytes) -> None:
         self.size += len(data)
         for needle in self.counts:
             self.counts[needle] += data.count(needle)
-        flags, name, value = self.flags, self._name, self._value
+        flags, (element, attribute, blank, value, text) = self.flags, self._patterns
         flags["nul"] = flags["nul"] or b"\x00" in data
-        flags["dtd"] = flags["dtd"] or b"<!DOCTYPE" in data or b"<!ENTITY" in data
-        # an element name is a run after "<"; an attribute name a run ending at "=" (white space
-        # before "=" is legal but rare: then the tree decides)
-        flags["names"] = flags["names"] or bool(
-            re.search(rb"<[^\s<>/!?]{%d}" % name, data)
-            or re.search(rb"=(?<=[^\s<>=\"'/]{%d}=)" % name, data)
-            or re.search(rb"=(?<=[ \t\r\n]=)", data)
-        )
-        flags["values"] = flags["values"] or bool(re.search(rb"=[ \t\r\n]*(?:\"[^\"]{%d}|'[^']{%d})" % (value, value), data))
-        flags["cdata"] = flags["cdata"] or b"<![CDATA[" in data
-        flags["text"] = flags["text"] or (len(data) > self.limits.max_text_length
-                                          and bool(re.search(rb">[^<]{%d}" % self._text, data)))
+        if self.stream:
+            flags["dtd"] = flags["dtd"] or b"<!DOCTYPE" in data or b"<!ENTITY" in data
+        flags["names"] = flags["names"] or bool(element.search(data) or attribute.search(data) or blank.search(data))
+        flags["values"] = flags["values"] or bool(value.search(data))
+        if self.stream or len(data) > self.limits.max_text_length:  # else no text can be too long
+            flags["cdata"] = flags["cdata"] or b"<![CDATA[" in data
+            flags["text"] = flags["text"] or (len(data) > self.limits.max_text_length and bool(text.search(data)))
 
     @property
     def start_tags(self) -> int:

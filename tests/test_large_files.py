@@ -168,11 +168,11 @@ def test_windows_give_the_gates_of_the_whole(seed):
     rng = random.Random(seed)
     data = shapes(rng)
     size = rng.choice([1, 7, 64, 1000])
-    scan = ShapeScan(LIMITS)
+    scan = ShapeScan(LIMITS, stream=True)
     for window in windows((data[i : i + size] for i in range(0, len(data), size)), most=10**9):
         assert window.startswith(b"<") or data.startswith(window)
         scan.feed(window)
-    whole = ShapeScan(LIMITS)
+    whole = ShapeScan(LIMITS, stream=True)
     whole.feed(data)
     assert scan.gates() == shape_gates(data, LIMITS) == whole.gates()
     assert scan.start_tags == whole.start_tags == data.count(b"<") - data.count(b"</")

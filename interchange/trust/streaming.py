@@ -226,7 +226,7 @@ def stream_form(data: bytes | Spooled, limits: XmlLimits, schema: etree.XMLSchem
 
 def _needs_tree(data: bytes | Spooled, limits: XmlLimits) -> bool:
     """What `parse_xml` checks on the bytes or the tree that this pass does not: any sign of it."""
-    scan = ShapeScan(limits)
+    scan = ShapeScan(limits, stream=True)
     if isinstance(data, Spooled):
         try:
             for window in windows(data.chunks(_CHUNK), most=limits.max_text_length):
