@@ -28,7 +28,7 @@ from interchange.forwarding.notices import NoticeChecker
 from interchange.forwarding.push import PushChannel
 from interchange.forwarding.work import Forwarder, forwarder_of
 from interchange.jobs.registration import RegistrationWork
-from interchange.jobs.result import ResultWork
+from interchange.jobs.result import KnownJudgements, ResultWork
 from interchange.jobs.runner import WorkRunner
 from interchange.jobs.scheduler import WorkScheduler
 from interchange.kinds import WORK_JUDGE, WORK_REGISTRATION
@@ -91,7 +91,7 @@ async def services_for(cfg: Config, *, workers: int | None = None):
     try:
         await pool.start()
         calendar = WorkCalendar.from_config(cfg.calendar)
-        reception = Reception(store, pool, calendar, reception_policy(cfg))
+        reception = Reception(store, pool, calendar, reception_policy(cfg), KnownJudgements())
         yield Services(
             limits=cfg.limits, delivery=cfg.delivery, params=configured_parameters(cfg.parameters_path),
             store=store, workers=pool, signer=signer, calendar=calendar, reception=reception,
@@ -123,7 +123,7 @@ def work_runner(cfg: Config, services: Services, metrics: Metrics) -> WorkRunner
     store, workers = services.store, services.workers
     handlers = {
         WORK_REGISTRATION: RegistrationWork(store, workers.sign_notice, on_result=metrics.result_given),
-        WORK_JUDGE: ResultWork(store, workers, on_result=metrics.result_given),
+        WORK_JUDGE: ResultWork(store, workers, on_result=metrics.result_given, known=services.reception.known),
     }
     if cfg.server.role == "ivan":
         handlers |= forwarder(cfg, store, metrics).handlers()

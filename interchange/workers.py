@@ -35,7 +35,7 @@ from datetime import datetime
 from pathlib import Path
 
 from interchange.config import LimitsConfig, TrustConfig, TrustPaths
-from interchange.intake.pipeline import Caller, Outcome, Receiver
+from interchange.intake.pipeline import Caller, Outcome, Read, Receiver
 from interchange.legal.params import LegalParameters, configured_parameters
 from interchange.notices.notice import NoticeData, NoticeSigner
 from interchange.spool import LARGE, Spooled, as_bytes
@@ -115,12 +115,19 @@ def _before(stage: str, data: object) -> None:
         _settings.before_stage(stage, data)
 
 
-def _receive(body: bytes | Spooled, at: datetime, caller: Caller | None) -> Outcome:
-    """A large body as its file: the receipt reads it a few MiB at a time (bounded memory)."""
+def _receive(body: bytes | Spooled, at: datetime, caller: Caller | None, judge: bool = False) -> Outcome:
+    """A large body as its file: the receipt reads it a few MiB at a time (bounded memory). With
+    `judge`, an accepted dossier of bytes is judged by the rule layer at once, on the trees the
+    receipt read (`Outcome.judgement`): the result work need not read and parse it again."""
     assert _receiver is not None, "worker not initialised"
     _before("receive", body)
     try:
-        return _receiver.receive(body, at, caller)
+        if not judge or isinstance(body, Spooled):
+            return _receiver.receive(body, at, caller)
+        outcome, read = _receiver.receive_and_read(body, at, caller)
+        if read is not None and all(root is not None for _, root in read.forms):
+            outcome.judgement = _judge_read(read)
+        return outcome
     finally:
         if len(body) > LARGE_BODY:
             _give_memory_back()
@@ -148,6 +155,19 @@ def _sign_notice(data: NoticeData) -> bytes:
     assert _notice_signer is not None, "worker not initialised"
     _before("sign_notice", data)
     return _notice_signer.sign(data)
+
+
+def _judge_read(read: Read):
+    """The rule layer on what the receipt read; None when it fails (the result work judges the
+    original then, and reports what it finds)."""
+    from interchange.rules.judge import judge_read
+
+    assert _settings is not None and _params is not None, "worker not initialised"
+    try:
+        return judge_read(read.envelope, read.forms, params=_params, limits=_settings.limits)
+    except Exception:  # noqa: BLE001  (never a reason to refuse a receipt)
+        log.exception("judging at receipt failed; the result work judges the original")
+        return None
 
 
 def _judge(original: bytes | Spooled):
@@ -321,8 +341,9 @@ class ReceiptWorkers:
                     raise WorkerLost(stage, f"the worker process running {stage} ended") from None
             raise WorkerLost(stage, f"no worker process could run {stage}")
 
-    async def receive(self, body: bytes | Spooled, at: datetime, caller: Caller | None) -> Outcome:
-        return await self._call_large("receive", _receive, body, (at, caller))
+    async def receive(self, body: bytes | Spooled, at: datetime, caller: Caller | None, *, judge: bool = False
+                      ) -> Outcome:
+        return await self._call_large("receive", _receive, body, (at, caller, judge))
 
     async def _call_large(self, stage: str, fn, data: bytes | Spooled, rest: tuple):
         """`fn(data, *rest)`: a large `data` goes to a worker process through a file (`Spooled`)."""

@@ -116,6 +116,8 @@ async def test_a_group_that_fails_is_settled_one_by_one(api, world):
 async def test_a_dossier_the_rules_cannot_read_fails_only_its_own_item(api, world):
     ids = [await submit(api, declaration(world, n)) for n in range(3)]
     handler = api.app[WORK].handlers["result"]
+    for tx in ids:  # not judged at receipt (another process received them, say): judged from the originals
+        assert handler.known.take(tx) is not None
     real = handler.workers.judge_many
 
     async def one_fails(originals):
@@ -127,3 +129,40 @@ async def test_a_dossier_the_rules_cannot_read_fails_only_its_own_item(api, worl
     ran = await run_work(api)
     assert sorted(ran) == ["result:done", "result:done", "result:retry"]
     assert sorted(s for s, _, _ in await states(api.store, ids)) == ["accepted", "accepted", "received"]
+
+
+async def test_judged_at_receipt_the_originals_are_not_read_again(api, world):
+    ids = [await submit(api, declaration(world, n)) for n in range(4)]
+    handler = api.app[WORK].handlers["result"]
+    assert handler.known is api.services.reception.known and all(tx in handler.known for tx in ids)
+    dropped = handler.known.take(ids[2])  # one dropped (for room, or lost with a restart)
+    judged = []
+    real = handler.workers.judge_many
+
+    async def counted(originals):
+        judged.extend(originals)
+        return await real(originals)
+
+    handler.workers.judge_many = counted
+    assert sorted(await run_work(api)) == ["result:done"] * 4
+    assert len(judged) == 1 and dropped is not None  # only the dropped one, from its original
+    assert not any(tx in handler.known for tx in ids)
+    assert await states(api.store, ids) == [("accepted", ["tiep-nhan", "ket-qua"], ["done"])] * 4
+    for n in range(4):  # the records of each, the one judged late included
+        resp = await api.get(f"/api/v1/persons/79{n:08d}/book?as_of=12/2025", headers=api.keys["auditor"])
+        assert resp.status == 200, await resp.text()
+
+
+def test_known_judgements_hold_a_bounded_number_of_records(world):
+    from interchange.jobs.result import KnownJudgements
+    from interchange.rules.judge import judge
+    from tests.helpers import dossier
+
+    one = judge(dossier(None, rows=10))  # 10 records
+    known = KnownJudgements(max_rows=30)
+    for n in range(4):
+        known.put(f"d{n}", one)
+    assert [f"d{n}" in known for n in range(4)] == [False, False, True, True]  # 11 rows each: the oldest go
+    assert known.take("d3") is one and known.take("d3") is None
+    known.put("big", judge(dossier(None, rows=40)))  # more than the bound alone: not kept
+    assert "big" not in known

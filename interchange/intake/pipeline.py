@@ -52,6 +52,7 @@ class Outcome:
     layers: dict[str, str] = field(default_factory=dict)
     signers: list[dict] = field(default_factory=list)
     forms: list[dict] = field(default_factory=list)
+    judgement: object | None = None  # the rule layer's, when judged at receipt (interchange.workers)
 
     @property
     def failed_layer(self) -> str | None:
@@ -88,14 +89,23 @@ class Receiver:
         """The receipt's layers on a body (its bytes, or its file when large). Large texts and forms
         are read in bounded memory (`trust/leanbody.py`, `trust/streaming.py`) unless `stream` is
         False; the verdict is the same either way."""
+        return self.receive_and_read(body, at, caller, stream=stream)[0]
+
+    def receive_and_read(self, body: bytes | Spooled, at: datetime, caller: Caller | None = None, *,
+                         stream: bool = True) -> tuple[Outcome, Read | None]:
+        """`receive`, and what it read of an accepted dossier (None otherwise): for the rule layer
+        to judge without parsing the dossier again."""
+        read: list[Read] = []
         with ExitStack() as cleanup:  # the files a large body's forms were decoded into
             try:
-                return self._receive(body, at, caller, stream, cleanup)
+                out = self._receive(body, at, caller, stream, cleanup, read)
             except SpliceError:  # a reduced tree that does not fit its document: never a verdict
-                return self._receive(body, at, caller, False, cleanup)
+                read.clear()
+                out = self._receive(body, at, caller, False, cleanup, read)
+        return out, (read[0] if read else None)
 
     def _receive(self, body: bytes | Spooled, at: datetime, caller: Caller | None, stream: bool,
-                 cleanup: ExitStack) -> Outcome:
+                 cleanup: ExitStack, read: list[Read]) -> Outcome:
         out = Outcome(accepted=False, sha256=sha256_of(body), size=len(body))
         layers = {str(layer): "not_run" for layer in LAYER_ORDER if layer != Layer.RULE}
         out.layers = layers
@@ -166,6 +176,7 @@ class Receiver:
         layers[str(Layer.SCHEMA)] = "passed"
         out.problems, out.truncated = problems.items, problems.truncated  # warnings, if any
         out.accepted = True
+        read.append(Read(env, [(form.file, None if form.splice else form.root) for form in forms]))
         return out
 
     def _parse_forms(self, env: Envelope, problems: Problems, stream: bool) -> list[_Form]:
@@ -221,6 +232,15 @@ class Receiver:
         out.problems, out.truncated = problems.items, problems.truncated
         out.accepted = failed is None
         return out
+
+
+@dataclass
+class Read:
+    """What the receipt read of an accepted dossier: its envelope, and each XML form with its tree
+    as signed (its Signature detached), or None when it was streamed (a tree without its rows)."""
+
+    envelope: Envelope
+    forms: list[tuple[FormFile, etree._Element | None]]
 
 
 @dataclass

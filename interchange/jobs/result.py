@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -36,6 +37,44 @@ from .registration import result_notice
 log = logging.getLogger(__name__)
 
 MAX_GROUP = 64  # items settled in one transaction, at most
+
+
+class KnownJudgements:
+    """Judgements made at receipt (interchange.workers: the rule layer on the trees the receipt had
+    just read), kept in this process until the result work takes them. Only a shortcut: a
+    judgement is the same made now or from the stored original later (tests/test_judge_read.py),
+    so one that is not here (dropped for room, another process's, lost with a restart) is made
+    from the original as before. Bounded by the records held (`max_rows`), the oldest dropped."""
+
+    def __init__(self, max_rows: int = 100_000):
+        self.max_rows = max_rows
+        self._held: OrderedDict[str, tuple[Judgement, int]] = OrderedDict()
+        self._rows = 0
+
+    def put(self, dossier_id: str, judgement: Judgement) -> None:
+        rows = _rows_of(judgement) + 1
+        if rows > self.max_rows:
+            return
+        self._held[dossier_id] = (judgement, rows)
+        self._rows += rows
+        while self._rows > self.max_rows:
+            _, (_, dropped) = self._held.popitem(last=False)
+            self._rows -= dropped
+
+    def take(self, dossier_id: str) -> Judgement | None:
+        held = self._held.pop(dossier_id, None)
+        if held is None:
+            return None
+        self._rows -= held[1]
+        return held[0]
+
+    def __contains__(self, dossier_id: str) -> bool:
+        return dossier_id in self._held
+
+
+def _rows_of(judgement: Judgement) -> int:
+    x = judgement.extracted
+    return len(x.contribution_changes) + len(x.personal_data) + len(x.benefit_claims)
 
 
 class Judges:
@@ -66,7 +105,9 @@ class ResultWork:
         *,
         on_result: Callable[[Dossier, datetime], None] | None = None,
         max_group: int = MAX_GROUP,
+        known: KnownJudgements | None = None,
     ):
+        self.known = known if known is not None else KnownJudgements()
         self.store = store
         self.workers = workers  # the rule layer and notice signing in worker processes
         self.on_result = on_result
@@ -97,7 +138,9 @@ class ResultWork:
             _fail(group, RuntimeError("result work: the group ended without an outcome"))  # never hang a caller
 
     async def _settle_group(self, group: list[_Call]) -> None:
-        inputs = await self.store.results.inputs([c.item.dossier_id for c in group])
+        ids = [c.item.dossier_id for c in group]
+        taken = {i: j for i in ids if (j := self.known.take(i)) is not None}  # before any await: all or none
+        inputs = await self.store.results.inputs(ids, without_original=list(taken))
         todo: list[tuple[_Call, SettleInput]] = []
         for call in group:
             got = inputs.get(call.item.dossier_id)
@@ -108,16 +151,19 @@ class ResultWork:
             else:
                 todo.append((call, got))
         try:
-            await self._judge_group(todo)
+            await self._judge_group(todo, taken)
         finally:
             for _, seen in todo:
                 if isinstance(seen.original, Spooled):
                     seen.original.remove()
 
-    async def _judge_group(self, todo: list[tuple[_Call, SettleInput]]) -> None:
+    async def _judge_group(self, todo: list[tuple[_Call, SettleInput]], taken: dict[str, Judgement]) -> None:
         if not todo:
             return
-        judgements = await self.workers.judge_many([seen.original for _, seen in todo])
+        known = [taken.get(seen.dossier.id) for _, seen in todo]
+        originals = [seen.original for (_, seen), j in zip(todo, known, strict=True) if j is None]
+        made = iter(await self.workers.judge_many(originals) if originals else [])
+        judgements = [j if j is not None else next(made) for j in known]
         judged = []
         for (call, seen), judgement in zip(todo, judgements, strict=True):
             if isinstance(judgement, Exception):

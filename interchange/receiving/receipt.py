@@ -21,6 +21,7 @@ from interchange.clock import utc_now
 from interchange.errors import Layer, Problem
 from interchange.intake.pipeline import Caller, Outcome
 from interchange.jobs.registration import REGISTRATION_PROCEDURES, not_active_problem
+from interchange.jobs.result import KnownJudgements
 from interchange.kinds import NOTICE_RECEIPT, NOTICE_REFUSAL, WORK_FORWARD, WORK_JUDGE, WORK_REGISTRATION
 from interchange.notices.notice import NoticeData
 from interchange.spool import Spooled
@@ -58,16 +59,20 @@ class Answer:
 class Stages:
     """What the use case needs of the worker processes (interchange.workers.ReceiptWorkers)."""
 
-    receive: Callable[[bytes | Spooled, datetime, Caller | None], Awaitable[Outcome]]
+    receive: Callable[..., Awaitable[Outcome]]  # (body, at, caller, *, judge: bool)
     sign_notice: Callable[[NoticeData], Awaitable[bytes]]
 
 
 class Reception:
-    def __init__(self, store: Store, stages: Stages, calendar: WorkCalendar, policy: Policy):
+    def __init__(self, store: Store, stages: Stages, calendar: WorkCalendar, policy: Policy,
+                 known: KnownJudgements | None = None):
         self.store = store
         self.stages = stages
         self.calendar = calendar
         self.policy = policy
+        # The rule layer's judgement made with the receipt, for the result work of this process:
+        # the agency judges; an I-VAN forwards and judges nothing.
+        self.known = known if policy.role == "agency" else None
 
     async def receive(
         self, body: bytes | Spooled, key: ApiKey, *, idempotency_key: str | None = None, received_at: datetime | None = None,
@@ -76,7 +81,8 @@ class Reception:
         """Judge `body` sent with `key` and store it with its signed notice (or find the earlier
         receipt it repeats). Returns after the commit. A `Spooled` body stays the caller's to remove."""
         received_at = received_at or utc_now()
-        outcome = await self.stages.receive(body, received_at, Caller(role=key.role, mst=key.mst, ivan=key.ivan))
+        caller = Caller(role=key.role, mst=key.mst, ivan=key.ivan)
+        outcome = await self.stages.receive(body, received_at, caller, judge=self.known is not None)
         if outcome.forbidden:
             return Answer(FORBIDDEN, problem=outcome.problems[-1])
         gated = await registration_gate(self.store, self.policy, outcome)
@@ -90,6 +96,8 @@ class Reception:
                 return await self.stages.sign_notice(receipt_notice(dossier, gated))
 
             saved = await self.store.receipts.save(new, make_notice)
+            if saved.outcome == "stored" and WORK_JUDGE in new.work and outcome.judgement is not None:
+                self.known.put(saved.dossier.id, outcome.judgement)
         if saved.outcome == "conflict":
             return Answer(CONFLICT, dossier=saved.dossier, problem=conflict_problem(saved.dossier.id))
         if saved.outcome == "replay":

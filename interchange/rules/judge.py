@@ -19,7 +19,7 @@ from lxml import etree
 
 from interchange.config import LimitsConfig
 from interchange.errors import Problems
-from interchange.intake.envelope import Envelope, read_envelope
+from interchange.intake.envelope import Envelope, FormFile, read_envelope
 from interchange.legal.params import LegalParameters, default_parameters
 from interchange.rules import catalogue as cat
 from interchange.rules.catalogue import D01, D02, M01B, TK1
@@ -54,6 +54,24 @@ def judge(original: bytes | Spooled, *, params: LegalParameters | None = None, l
     """
     with _gc_paused():
         return _judge(original, params or default_parameters(), limits or LimitsConfig())
+
+
+def judge_read(env: Envelope, forms: list[tuple[FormFile, etree._Element]], *, params: LegalParameters | None = None,
+               limits: LimitsConfig | None = None) -> Judgement:
+    """`judge` of a dossier the receipt has just read (interchange.intake.pipeline.Read): its
+    envelope and its XML forms' trees as signed, not parsed again. The same judgement as `judge`
+    of its original (tests/test_judge_read.py)."""
+    limits = limits or LimitsConfig()
+    ctx = Context(params=params or default_parameters(), out=Collector(limits.max_errors))
+    if env.procedure in cat.REGISTRATION_PROCEDURES:
+        return ctx.judgement()
+    with _gc_paused():
+        ctx.created = parse_date(env.created or "")
+        judge_envelope(env, ctx)
+        for f, form_root in forms:
+            if f.code in FORM_JUDGES and form_root.tag == f.code:  # the schema layer refused any other root
+                FORM_JUDGES[f.code](form_root, ctx)
+    return ctx.judgement()
 
 
 def judge_form(

@@ -56,7 +56,7 @@ class SettleInput:
 
     dossier: Dossier
     unit: Unit | None
-    original: bytes | Spooled
+    original: bytes | Spooled | None  # None: not read (judged at receipt)
 
 
 @dataclass
@@ -118,10 +118,12 @@ class Results:
                 return settlement
         raise RuntimeError(f"dossier {id}: its unit kept changing while its result was decided")
 
-    async def inputs(self, ids: Sequence[str]) -> dict[str, SettleInput | None | LookupError]:
+    async def inputs(self, ids: Sequence[str], *, without_original: Sequence[str] = ()
+                     ) -> dict[str, SettleInput | None | LookupError]:
         """For each dossier id, in one read: what its settlement is decided from; None when it is
         gone or has its KET_QUA already (nothing to do); LookupError when it is not a received one.
-        A large original is in a file (`Spooled`): the caller removes it."""
+        A large original is in a file (`Spooled`): the caller removes it. Those `without_original`
+        (judged already) come without it (`original` None)."""
         out: dict[str, SettleInput | None | LookupError] = dict.fromkeys(ids)
         async with self._db.reading() as conn:
             rows = (await conn.execute(select(*DOSSIER_COLUMNS).where(dossiers.c.id.in_(list(ids))))).all()
@@ -130,7 +132,9 @@ class Results:
             found_units = (await conn.execute(select(units).where(units.c.mst.in_(msts)))).all() if msts else []
             by_mst = {u.mst: unit_of(u) for u in found_units}
             wanted = [r.id for r in rows if SLUG_RESULT not in kinds.get(r.id, []) and r.state == RECEIVED]
-            content = await read_originals(conn, wanted)
+            skip = set(without_original)
+            content = await read_originals(conn, [i for i in wanted if i not in skip])
+            content.update((i, None) for i in wanted if i in skip)
         for row in rows:
             if SLUG_RESULT in kinds.get(row.id, []):
                 continue
