@@ -131,6 +131,31 @@ async def test_forwards_the_exact_bytes_and_relays_receipt_and_result(pair, worl
     assert "interchange_forward_breaker_state 0.0" in metrics
 
 
+async def test_a_large_original_is_forwarded_from_its_file(pair, world, store_url, monkeypatch, tmp_path):
+    import tempfile
+
+    from interchange.spool import SpoolWriter
+    from interchange.store import originals
+
+    folder = tmp_path / "spool"
+    folder.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(folder))
+    monkeypatch.setattr(originals, "LARGE", 1024)  # the I-VAN's (SQLite) store reads it back into a file
+    made = []
+    real_init = SpoolWriter.__init__
+    monkeypatch.setattr(SpoolWriter, "__init__", lambda self: real_init(self) or made.append(self))
+    body = dossier(world.signer(world.unit), seed=301)
+    tx = await pair.submit(body)
+    made.clear()
+    assert await pair.run(datetime.now(UTC) + S) == ["forward:done"]
+    (upstream,) = await agency_dossiers(pair)
+    assert await pair.agency_store.dossiers.original(upstream.id, ALL) == body  # the exact bytes
+    assert (await pair.forwarding(tx))["state"] == "forwarded"
+    if store_url.startswith("sqlite"):
+        assert made and made[0].size == len(body)  # sent from a file ...
+    assert not list(folder.iterdir())  # ... removed once sent
+
+
 async def test_the_evidence_bundle_of_a_forwarded_dossier_verifies(pair, world):
     tx = await pair.submit(dossier(world.signer(world.unit), seed=300))
     assert await pair.run(datetime.now(UTC) + S) == ["forward:done"]

@@ -8,6 +8,8 @@ from urllib.parse import quote
 
 import aiohttp
 
+from interchange.spool import Spooled
+
 MAX_ANSWER_BYTES = 4 * 1024 * 1024  # a notice with the capped error list is far smaller
 
 
@@ -39,10 +41,14 @@ class UpstreamClient:
             self._session = aiohttp.ClientSession(timeout=self._timeout, headers=self._headers)
         return self._session
 
-    async def submit(self, body: bytes, idempotency_key: str) -> Answer:
-        """POST the exact bytes; the Idempotency-Key makes a resend after a lost answer a replay (200)."""
+    async def submit(self, body: bytes | Spooled, idempotency_key: str) -> Answer:
+        """POST the exact bytes (a large original from its file, as it is read); the
+        Idempotency-Key makes a resend after a lost answer a replay (200)."""
         headers = {"Content-Type": "application/xml", "Idempotency-Key": idempotency_key}
-        return await self._call("POST", f"{self.url}/api/v1/dossiers", data=body, headers=headers)
+        if not isinstance(body, Spooled):
+            return await self._call("POST", f"{self.url}/api/v1/dossiers", data=body, headers=headers)
+        with open(body.path, "rb") as fh:  # aiohttp sends a file with its length, a chunk at a time
+            return await self._call("POST", f"{self.url}/api/v1/dossiers", data=fh, headers=headers)
 
     async def ket_qua(self, upstream_id: str) -> Answer:
         """The upstream's KET_QUA of a dossier it received (404 while there is none)."""

@@ -33,6 +33,7 @@ from interchange.kinds import (
     WORK_FORWARD,
     WORK_RELAY,
 )
+from interchange.spool import Spooled
 from interchange.store.forwarding import FAILED, FORWARDED, PENDING, REFUSED_UPSTREAM, Attempt, Change
 from interchange.store.store import Store
 from interchange.store.types import ACCEPTED, REJECTED, Dossier, Scope, Settlement, Unit, WorkItem
@@ -134,7 +135,7 @@ class Forwarder:
         if not self.breaker.allow(now):
             await self._defer(item, now, WORK_FORWARD)
         dossier = await self.store.dossiers.get(item.dossier_id, ALL)
-        body = await self.store.dossiers.original(item.dossier_id, ALL)
+        body = await self.store.dossiers.original_file(item.dossier_id, ALL) if dossier is not None else None
         if dossier is None or body is None:
             raise LookupError(f"no dossier {item.dossier_id!r} to forward")
         tries = (fw.attempts if fw else 0) + 1
@@ -145,6 +146,9 @@ class Forwarder:
             self.breaker.failure(now)
             await self._retry(item, now, WORK_FORWARD, tries, exc.outcome, str(exc), _ms(started))
             return
+        finally:
+            if isinstance(body, Spooled):  # a large original, sent from its file
+                body.remove()
         ms = _ms(started)
         status = answer.status
         if status in (200, 202, 422):
