@@ -190,7 +190,7 @@ def arguments() -> argparse.Namespace:
         "--py-spy",
         metavar="FILE",
         help="record the server and its workers with py-spy during the measured phase "
-        "(raw collapsed stacks to FILE; needs py-spy on PATH or $PY_SPY)",
+        "(raw collapsed stacks to FILE; py-spy from the [bench] extra, `make bench` installs it, or $PY_SPY)",
     )
     ap.add_argument(
         "--no-results",
@@ -203,7 +203,7 @@ def arguments() -> argparse.Namespace:
 
 
 def start_spy(path: str, pid: int) -> subprocess.Popen | None:
-    exe = shutil.which(os.environ.get("PY_SPY", "py-spy"))
+    exe = shutil.which(os.environ.get("PY_SPY", "py-spy")) or shutil.which("py-spy", path=str(Path(sys.executable).parent))
     if exe is None:
         print("!! --py-spy: py-spy not found; not profiling", file=sys.stderr)
         return None
