@@ -275,6 +275,7 @@ def test_batch_boundaries_equal_whole_document_c14n(case, batch, monkeypatch):
     ('<Row xmlns:z="urn:z">', "</Row>"),  # a row declares a namespace
     ('<Row xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance">', "</Row>"),  # ... one its ancestor declares
     ('<Row><C xsi:nil="true"/>', "</Row>"),  # uses its ancestor's
+    ('<Row><C xmlns:i="http://www.w3.org/2001/XMLSchema-instance" i:nil="true"/>', "</Row>"),  # ... by a prefix of its own
     ('<Row><C xmlns="urn:c"/>', "</Row>"),  # a default namespace inside
     ("<Row>" + "<a>" * 70, "</a>" * 70 + "</Row>"),  # too deep
 ])
