@@ -61,8 +61,10 @@ def _text(rng: random.Random) -> str:
     return rng.choice(TEXTS)
 
 
-def _row(rng: random.Random, tag: str, prefixes: list[str]) -> str:
+def _row(rng: random.Random, tag: str, prefixes: list[str], own_namespaces: bool = True) -> str:
     attrs = " ".join(rng.sample(ATTRS, rng.randint(0, 3)))
+    if rng.random() < 0.1:
+        attrs += ' xml:lang="vi"'
     if prefixes and rng.random() < 0.3:
         attrs += f' {rng.choice(prefixes)}:q="v"'
     cells = []
@@ -75,14 +77,16 @@ def _row(rng: random.Random, tag: str, prefixes: list[str]) -> str:
             inner += "<?pi data?>"
         if rng.random() < 0.1:
             inner += f"<Deep><Deeper>{_text(rng)}</Deeper></Deep>"
-        if rng.random() < 0.1:
+        if own_namespaces and rng.random() < 0.1:
             inner = '<Own xmlns:z="urn:z"><z:x z:y="1"/></Own>'
         cells.append(f"<{name}>{inner}</{name}>" if inner or rng.random() < 0.5 else f"<{name}/>")
     space = rng.choice(["", "\n      ", " "])
     return f"<{tag}{' ' + attrs if attrs else ''}>{space.join(cells)}</{tag}>"
 
 
-def generated(seed: int) -> bytes:
+def generated(seed: int, *, row_namespaces: bool = True) -> bytes:
+    """A form of rows; `row_namespaces`: rows may declare namespaces and use those of their
+    ancestors (which are not streamed), else they use none (but xml:)."""
     rng = random.Random(seed)
     decls = []
     prefixes = []
@@ -116,10 +120,10 @@ def generated(seed: int) -> bytes:
             parts.append(f"{ws}<?between rows?>")
         elif r < 0.16:
             parts.append(_text(rng))
-        parts.append(ws + _row(rng, "Row", prefixes))
+        parts.append(ws + _row(rng, "Row", prefixes if row_namespaces else [], row_namespaces))
     parts.append(f"{ws}</List>")
     if rng.random() < 0.3:
-        parts.append(f"{ws}<Tail>{_row(rng, 'Row', prefixes)}</Tail>")
+        parts.append(f"{ws}<Tail>{_row(rng, 'Row', prefixes if row_namespaces else [], row_namespaces)}</Tail>")
     sig = f'<Signature xmlns="{DSIG_NS}"><SignedInfo>x</SignedInfo></Signature>'
     parts.append(f"{ws}<Cky>{sig if rng.random() < 0.8 else ''}{_text(rng) if rng.random() < 0.3 else ''}</Cky>")
     parts.append(f"{ws}</Form>")
@@ -128,11 +132,26 @@ def generated(seed: int) -> bytes:
     return (head + "".join(parts)).encode("utf-8")
 
 
+def rows_hold_namespaces(data: bytes) -> bool:
+    """Does a Row, or an element in one, declare a namespace or use one (other than xml:)?"""
+    for row in etree.fromstring(data, PARSER).iter("Row"):
+        for el in row.iter(etree.Element):
+            named = [el.tag, *(a for a in el.attrib if not a.startswith("{http://www.w3.org/XML/1998/namespace}"))]
+            if el.nsmap != el.getparent().nsmap or any(n.startswith("{") for n in named):
+                return True
+    return False
+
+
+# rows canonicalised one, two, three, five at a time (the batch boundaries fall everywhere) and as received
+BATCHES = (1, 2, 3, 5, streaming.ROW_BATCH, streaming.ROW_BATCH)
+
+
 @pytest.mark.parametrize("block", range(6))
-def test_streamed_rows_digest_equals_whole_document_c14n(block):
+def test_streamed_rows_digest_equals_whole_document_c14n(block, monkeypatch):
+    monkeypatch.setattr(streaming, "ROW_BATCH", BATCHES[block])
     streamed = 0
     for seed in range(block * 100, block * 100 + 100):
-        data = generated(seed)
+        data = generated(seed, row_namespaces=False)
         form = streaming.stream_form(data, LIMITS, None, ("Row",))
         if form is None:
             # only the shape the module docstring names is refused: a default namespace over rows
@@ -140,7 +159,23 @@ def test_streamed_rows_digest_equals_whole_document_c14n(block):
             continue
         streamed += 1
         assert spliced_digest(form.root, form.splice) == whole_digest(data), data
-    assert streamed >= 60  # most shapes are streamed: the test compares, it does not skip
+    assert streamed >= 80  # most shapes are streamed: the test compares, it does not skip
+
+
+@pytest.mark.parametrize("block", range(3))
+def test_rows_with_namespaces_are_not_streamed(block, monkeypatch):
+    monkeypatch.setattr(streaming, "ROW_BATCH", BATCHES[block * 2])
+    outcomes = set()
+    for seed in range(block * 100, block * 100 + 100):
+        data = generated(seed)
+        form = streaming.stream_form(data, LIMITS, None, ("Row",))
+        held = rows_hold_namespaces(data)
+        outcomes.add((form is None, held))
+        if form is None:
+            assert held or b'xmlns="urn:default"' in data, data
+        else:
+            assert not held and spliced_digest(form.root, form.splice) == whole_digest(data), data
+    assert outcomes >= {(True, True), (False, False)}  # both kinds were generated
 
 
 def test_reduced_tree_is_small_and_rows_are_counted():
@@ -176,6 +211,80 @@ def test_rows_in_a_namespace_are_not_rows():
     data = b'<Form xmlns="urn:d"><List><Row/><Row/></List></Form>'
     form = streaming.stream_form(data, LIMITS, None, ("Row",))
     assert form.rows == 0 and spliced_digest(form.root, form.splice) == whole_digest(data)
+
+
+# ---- the batches' boundaries, case by case ------------------------------------------------------
+
+NS = 'xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xmlns:xsd="http://www.w3.org/2001/XMLSchema"'
+
+
+def cell_row(i: int, tail: str = "\n    ") -> str:
+    """A row as the forms have them, with the text after it."""
+    return (f"<Row>\n      <STT>{i}</STT>\n      <HoTen>Lê Văn {i}</HoTen>\n      <Empty></Empty><Void/>"
+            f"\n      <Amount>{i * 1000}</Amount>\n    </Row>{tail}")
+
+
+def a_form(body: str, decls: str = NS, lists: int = 1) -> bytes:
+    one = f"<List>\n    {body}</List>"
+    return (f'<?xml version="1.0" encoding="utf-8"?>\n<Form {decls}>\n  <Head>h</Head>\n  '
+            + "\n  ".join([one] * lists) + "\n  <Cky/>\n</Form>").encode()
+
+
+def runs(*lengths: int, between: str = "<Other>x</Other>\n    ") -> str:
+    """Runs of adjacent rows of these lengths, one element between two runs."""
+    return between.join("".join(cell_row(i) for i in range(n)) for n in lengths)
+
+
+BOUNDARY_CASES = {
+    "runs shorter, as long as and longer than a batch": a_form(runs(1, 3, 4, 5, 8, 9, 13)),
+    "a run interrupted by a non-row element at each place": a_form(
+        "".join(cell_row(i) + ("<Other/>" if i in (3, 4, 8) else "") for i in range(12))),
+    "a run interrupted by a processing instruction": a_form(runs(4, 6, between="<?pi x?>")),
+    "comments between rows (dropped: the rows stay adjacent)": a_form(
+        "".join(cell_row(i, f" before <!-- c{i} --> after\n    ") for i in range(10))),
+    "tails with references, CDATA, CR and markup characters": a_form("".join(
+        cell_row(i, t) for i, t in enumerate(["&#13;\n", " &amp; &lt; &gt; ]]&gt; ", "<![CDATA[<x> & ]]>", "\r\n",
+                                              "&#x9;&#xA;&#xD;", "Việt", "", " \t "] * 2))),
+    "attributes that need escaping, out of order, xml:": a_form("".join(
+        f'<Row z="1" a="&lt;&amp;&quot;&#9;&#10;&#13;&gt;" xml:lang="vi"><C b="\'" a=">"/>{i}</Row>\n    '
+        for i in range(9))),
+    "the last row is the last child, no text after it": a_form(runs(5).rstrip() + "<Row/><Row/>"),
+    "the first row is the first child, text before it": a_form("text before" + runs(6)),
+    "rows in two lists, two runs": a_form(runs(7), lists=2),
+    "rows with the text 'xmlns' in them": a_form("".join(
+        f'<Row t="xmlns:a=&quot;urn:a&quot;"><C>xmlns="urn:x" {i}</C></Row>' for i in range(6))),
+    "empty rows and rows of text": a_form("<Row/><Row></Row><Row>t</Row>\n<Row/>" * 3),
+    "no namespace in scope": a_form(runs(4, 5), decls=""),
+    "one namespace under two prefixes in scope": a_form(runs(6), decls='xmlns:p="urn:a" xmlns:q="urn:a"'),
+    "a processing instruction inside rows": a_form("<Row><?pi inside?></Row>\n    " * 9),
+}
+
+
+@pytest.mark.parametrize("batch", [1, 4, streaming.ROW_BATCH])
+@pytest.mark.parametrize("case", BOUNDARY_CASES)
+def test_batch_boundaries_equal_whole_document_c14n(case, batch, monkeypatch):
+    monkeypatch.setattr(streaming, "ROW_BATCH", batch)
+    data = BOUNDARY_CASES[case]
+    form = streaming.stream_form(data, LIMITS, None, ("Row",))
+    assert form is not None and form.rows == len(etree.fromstring(data, PARSER).findall(".//Row"))
+    assert spliced_digest(form.root, form.splice) == whole_digest(data)
+
+
+@pytest.mark.parametrize("at", [0, 3, 4, 9])  # the first row, a batch's last and first rows, the run's last
+@pytest.mark.parametrize("shape", [
+    ('<Row xmlns:z="urn:z">', "</Row>"),  # a row declares a namespace
+    ('<Row xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance">', "</Row>"),  # ... one its ancestor declares
+    ('<Row><C xsi:nil="true"/>', "</Row>"),  # uses its ancestor's
+    ('<Row><C xmlns:i="http://www.w3.org/2001/XMLSchema-instance" i:nil="true"/>', "</Row>"),  # ... by a prefix of its own
+    ('<Row><C xmlns="urn:c"/>', "</Row>"),  # a default namespace inside
+    ("<Row>" + "<a>" * 70, "</a>" * 70 + "</Row>"),  # too deep
+])
+def test_a_row_that_is_not_streamed_anywhere_in_a_run(shape, at, monkeypatch):
+    monkeypatch.setattr(streaming, "ROW_BATCH", 4)
+    start, end = shape
+    body = "".join(f"{start}{i}{end}\n    " if i == at else cell_row(i) for i in range(10))
+    assert streaming.stream_form(a_form(body), LIMITS, None, ("Row",)) is None
+    assert streaming.stream_form(a_form(runs(10)), LIMITS, None, ("Row",)) is not None
 
 
 def test_depth_inside_rows_is_limited():

@@ -4,20 +4,18 @@ input is not of the shape it handles. A form is given as bytes or, when large, a
 (`Spooled`, decoded there by `leanbody.lean_file`): then it is read from the file as it is parsed.
 
 - `stream_form`: one pass of `etree.iterparse` over a form, validating it against its XSD while
-  it parses (libxml2's streaming validation of the whole form), canonicalising each row (an element
-  of a repeated list of the XSD) when it ends into a spool file, and dropping it. Each run of
-  adjacent rows leaves one empty marker element in the reduced tree; the form's signature is then
-  verified on the reduced tree with the rows' canonical bytes spliced back in. A row's canonical
-  bytes are lxml's C14N of its subtree less the namespace declarations inherited from its
-  ancestors (which whole-document C14N writes on the ancestor that declares them): the row may not
-  use a default namespace from an ancestor nor redeclare an inherited prefix otherwise.
+  it parses (libxml2's streaming validation of the whole form), canonicalising the rows (elements
+  of a repeated list of the XSD) once they end, a batch at a time, into a spool file, and dropping
+  them. Each run of adjacent rows leaves one empty marker element in the reduced tree; the form's
+  signature is then verified on the reduced tree with the rows' canonical bytes spliced back in.
+  The rows are canonicalised where no namespace is in scope (`_Rows`): a row may neither declare
+  nor use a namespace (but xml:), nor be under a default namespace declared on an ancestor.
   Any other shape, a shape limit the bytes cannot rule out, a syntax or schema error, a signature
   inside a row: None, and the caller takes the tree path (which also gives the readable errors).
 """
 
 from __future__ import annotations
 
-import functools
 import io
 import tempfile
 from collections.abc import Iterator
@@ -31,6 +29,7 @@ from interchange.trust.xmldsig import SIGNATURE_TAG
 from interchange.xmlparse import ShapeScan, XmlLimits, windows
 
 STREAM_MIN = 1024 * 1024  # smaller forms are read as trees: streaming pays only for large ones
+ROW_BATCH = 64  # rows canonicalised in one C14N call (the per-call costs paid once; more gains nothing)
 _CHUNK = 4 * 1024 * 1024
 
 
@@ -90,109 +89,93 @@ class _Spool:
             yield chunk
 
 
-@functools.lru_cache(maxsize=256)  # rows are indented alike: a few distinct tails
-def _tail_c14n(text: str | None) -> bytes:
-    """Canonical XML of a text node."""
-    if not text:
-        return b""
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("\r", "&#xD;").encode()
-
-
-def _inherited_head(row: etree._Element) -> tuple[bytes, bytes]:
-    """(what lxml writes first for the row as a subtree, what whole-document C14N writes first
-    for it): its tag with, in the first, the namespace declarations of its ancestors (written by
-    libxml2 itself, on an empty element of the same name in the same scope)."""
-    parent = row.getparent()
-    scope = parent.nsmap if parent is not None else {}
-    if None in scope:
-        raise _NotStreamable("a default namespace declared on an ancestor")
-    probe = etree.Element(row.tag, nsmap=scope)
-    if probe.prefix != row.prefix:
-        raise _NotStreamable("a row's namespace has more than one prefix")
-    local = etree.QName(row).localname
-    qname = f"{row.prefix}:{local}" if row.prefix else local
-    empty = etree.tostring(probe, method="c14n")
-    end = f"></{qname}>".encode()
-    if not empty.endswith(end):
-        raise _NotStreamable("an unexpected canonical form")
-    return empty[: -len(end)], f"<{qname}".encode()
+_WRAPPER = (b"<w>", b"</w>")  # the canonical start and end tags of the rows' wrapper
 
 
 class _Rows:
-    """The streaming state: the spool, the current run of adjacent rows and the marker runs."""
+    """The streaming state: the spool, the current run of adjacent rows and the marker runs.
+
+    A run's rows are canonicalised `ROW_BATCH` at a time, not one C14N call each: moved (each with
+    the text after it) into a wrapper element of an empty document, canonicalised in one call and
+    dropped. A row that neither declares nor uses a namespace (but xml:) has the same canonical
+    bytes there as in its form, whose declarations are written on the ancestors that make them;
+    a row that does is not streamed: lxml declares what it uses on the moved row, so the wrapper's
+    bytes hold a declaration. (Not a wrapper in the rows' own scope: moving a subtree there makes
+    lxml drop the declarations of it that the scope binds already, and rename their prefixes.)
+    A run's last row stays in the tree until the next one is read: the parser may still be adding
+    to the text after it. Only a run's first row can hold a row: one that does ends after it and
+    so is never adjacent to the last row read."""
 
     def __init__(self, limits: XmlLimits):
         self.limits = limits
         self.spool = _Spool()
         self.parts: list[Part] = []
-        self.marker: etree._Element | None = None  # the current run's first row, now its marker
-        self.last: etree._Element | None = None  # the run's last row (its tail not yet spooled)
+        self.marker: etree._Element | None = None  # the current run's marker, just before its rows
+        self.pending: list[etree._Element] = []  # the run's rows not yet spooled (in the tree)
+        self.first = False  # the run's first row not yet spooled (the only one a row can be inside)
         self.run_start = 0
-        self.heads: tuple[bytes, bytes] = (b"", b"")
-        self.head_cut = 0
-        self.in_context = b""
+        self.wrapper = etree.Element("w")
         self.depth_xpath: etree.XPath | None = None
         self.count = 0
 
     def row(self, row: etree._Element) -> None:
-        last = self.last
-        if last is not None and row.getprevious() is last:
-            tail = last.tail
-            if last is self.marker:
-                last.tail = None
-            else:
-                row.getparent().remove(last)
-            self._write_row(row, _tail_c14n(tail))
+        pending = self.pending
+        if pending and row.getprevious() is pending[-1]:
+            pending.append(row)
+            if len(pending) > ROW_BATCH:
+                self.pending = [row]
+                self._spool_rows(pending[:-1])
         else:
             self.close_run()
             self._start_run(row)
-        self.last = row
         self.count += 1
 
     def _start_run(self, row: etree._Element) -> None:
-        subtree, in_context = _inherited_head(row)
-        self.head_cut, self.in_context = len(subtree), in_context
-        self.heads = (subtree, in_context)
-        depth = sum(1 for _ in row.iterancestors())
-        room = self.limits.max_depth - depth
+        parent = row.getparent()
+        if parent is None:
+            raise _NotStreamable("the root is a row")
+        if None in parent.nsmap:  # the row would write xmlns="" in its form, not in the wrapper
+            raise _NotStreamable("a default namespace declared on an ancestor")
+        room = self.limits.max_depth - sum(1 for _ in row.iterancestors())
         if room < 2:  # a row and its children must fit
             raise _NotStreamable("too deep")
-        self.depth_xpath = etree.XPath("boolean(" + "*/" * (room - 1) + "*)")
-        self.run_start = self.spool.size
-        self._write_row(row, b"")
+        # an element `room` levels below a row is too deep: room + 1 steps below the wrapper
+        self.depth_xpath = etree.XPath("boolean(" + "*/" * room + "*)")
         token = new_token()
-        for child in list(row):
-            row.remove(child)
-        row.text = None
-        row.attrib.clear()
-        row.tag = token
-        self.marker = row
+        self.marker = row.makeelement(token)
+        row.addprevious(self.marker)
+        etree.tostring(self.marker, method="c14n")  # C14N 1.0 refuses the scope (a relative namespace URI)?
+        self.pending, self.first = [row], True
+        self.run_start = self.spool.size
         self.parts.append(Part(f"<{token}".encode(), f"</{token}>".encode(), list))  # chunks: at close_run
 
     def close_run(self) -> None:
         """The last row's tail goes back to the tree (on the marker), the run's bytes are fixed."""
         if self.marker is None:
             return
-        if self.last is not self.marker:
-            self.marker.tail = self.last.tail
-            self.last.getparent().remove(self.last)
+        last = self.pending[-1]
+        tail, last.tail = last.tail, None
+        self._spool_rows(self.pending)
+        self.marker.tail = tail
         start, end = self.run_start, self.spool.size
         self.parts[-1].chunks = lambda: self.spool.chunks(start, end)
-        self.marker = self.last = None
+        self.marker, self.pending = None, []
 
-    def _write_row(self, row: etree._Element, before: bytes) -> None:
-        """The row's canonical bytes (after `before`, the previous row's tail) to the spool."""
-        data = etree.tostring(row, method="c14n", with_comments=False)
-        # every element is "<a ...></a>" in canonical XML (text and attributes escape "<"): a row with
-        # as many as itself and its children has no grandchildren and is not too deep
-        if data.count(b"<") != 2 * len(row) + 2 and self.depth_xpath(row):
+    def _spool_rows(self, rows: list[etree._Element]) -> None:
+        """The rows' canonical bytes, each with its tail's, to the spool; the rows dropped."""
+        wrapper = self.wrapper
+        wrapper.extend(rows)
+        data = etree.tostring(wrapper, method="c14n", with_comments=False)
+        if self.depth_xpath(wrapper):
             raise _NotStreamable("too deep")
-        if b"<zSpl" in data:  # a row inside a row (its marker is inside): the tree path judges it
+        if b"xmlns" in data and wrapper.xpath("boolean(//namespace::*[name() != 'xml'])"):
+            raise _NotStreamable("a namespace declared or used in a row")
+        if self.first and b"<zSpl" in data:  # a row inside a row (its marker is inside): the tree path judges it
             raise _NotStreamable("nested rows")
-        cut = self.head_cut
-        if not data.startswith(self.heads[0]) or data[cut : cut + 1] not in (b" ", b">"):
-            raise _NotStreamable("a row declares namespaces of its own")
-        self.spool.write(before + self.in_context + data[cut:])
+        del wrapper[:]
+        self.first = False
+        head, end = _WRAPPER
+        self.spool.write(memoryview(data)[len(head) : len(data) - len(end)])
 
 
 def stream_form(data: bytes | Spooled, limits: XmlLimits, schema: etree.XMLSchema, row_tags: tuple[str, ...]) -> StreamedForm | None:
