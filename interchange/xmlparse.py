@@ -118,7 +118,8 @@ def parse_xml(
     if tree.docinfo.internalDTD is not None or tree.docinfo.doctype:
         raise _refuse(layer, codes.XML_DTD, "Tệp XML không được chứa DTD.", "XML must not contain a DTD.", form)
     try:
-        count = int(root.xpath("count(//*)"))
+        # an input of at most 4 * max_elements bytes cannot hold more elements (see above)
+        count = int(root.xpath("count(//*)")) if len(data) // 4 > limits.max_elements else 0
         too_deep = root.xpath("boolean(/" + "*/" * limits.max_depth + "*)")
     except etree.XPathError:  # libxml2's node-set ceiling (10 million): more than any limit here
         count, too_deep = limits.max_elements + 1, False
@@ -151,7 +152,7 @@ def _long_run(limit: int) -> int:
 
 def shape_gates(data: bytes, limits: XmlLimits) -> dict[str, bool]:
     """Which tree checks the bytes cannot rule out."""
-    scan = ShapeScan(limits)
+    scan = ShapeScan(limits, gates_only=True)
     scan.feed(data)
     return scan.gates()
 
@@ -160,12 +161,16 @@ class ShapeScan:
     """`shape_gates` (and the counts a streaming pass needs) over bytes given as consecutive windows
     that each begin with "<" (but the first): every pattern here is a tag, a text between tags or
     a byte, none holds a "<" but at its start, so each lies inside one window and the sums and
-    searches equal those over the whole bytes (`windows` cuts a file so)."""
+    searches equal those over the whole bytes (`windows` cuts a file so). `gates_only`: only what
+    `gates` reads (no start tags counted, no DTD looked for: `parse_xml` did both), each a pass
+    over the bytes that a small document pays as much as the parse itself."""
 
-    def __init__(self, limits: XmlLimits):
+    def __init__(self, limits: XmlLimits, *, gates_only: bool = False):
         self.limits = limits
         self.size = 0
-        self.counts = dict.fromkeys((b"=", b"xmlns", b"<", b"</", b"<!", b"<?"), 0)
+        self.gates_only = gates_only
+        tags = () if gates_only else (b"<", b"</", b"<!", b"<?")
+        self.counts = dict.fromkeys((b"=", b"xmlns", *tags), 0)
         self.flags = dict.fromkeys(("nul", "dtd", "names", "values", "text", "cdata"), False)
         self._name = _long_run(limits.max_name_length)
         self._value = _long_run(limits.max_attribute_length)
@@ -177,7 +182,8 @@ class ShapeScan:
             self.counts[needle] += data.count(needle)
         flags, name, value = self.flags, self._name, self._value
         flags["nul"] = flags["nul"] or b"\x00" in data
-        flags["dtd"] = flags["dtd"] or b"<!DOCTYPE" in data or b"<!ENTITY" in data
+        if not self.gates_only:
+            flags["dtd"] = flags["dtd"] or b"<!DOCTYPE" in data or b"<!ENTITY" in data
         # an element name is a run after "<"; an attribute name a run ending at "=" (white space
         # before "=" is legal but rare: then the tree decides)
         flags["names"] = flags["names"] or bool(

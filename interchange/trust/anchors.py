@@ -29,7 +29,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes
 
 from interchange.trust.certchecks import (
     ALLOWED_CURVES,
@@ -42,7 +41,7 @@ from interchange.trust.certchecks import (
     usage_problems,
     validity_problems,
 )
-from interchange.trust.certinfo import load_anchor_certs
+from interchange.trust.certinfo import fingerprint, load_anchor_certs
 from interchange.trust.pathvalidation import PathValidator, Verdict
 from interchange.trust.revinfo import RevocationData
 from interchange.trust.revocation import CrlCache, Revocation, check_mode, dir_fingerprint, load_crl_dir
@@ -152,8 +151,8 @@ class TrustStore:
     def _cache_key(
         self, leaf: x509.Certificate, others: list[x509.Certificate], data: RevocationData
     ) -> bytes:
-        h = hashlib.sha256(leaf.fingerprint(hashes.SHA256()))
-        for c in sorted(c.fingerprint(hashes.SHA256()) for c in others):
+        h = hashlib.sha256(fingerprint(leaf))
+        for c in sorted(fingerprint(c) for c in others):
             h.update(c)
         h.update(data.version)
         return h.digest()

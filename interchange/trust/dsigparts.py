@@ -69,10 +69,9 @@ def part_problems(signature: etree._Element, form: str | None) -> list[Problem]:
     for holder in (f"{{{DSIG_NS}}}SignedInfo", f"{{{DSIG_NS}}}SignatureValue", f"{{{DSIG_NS}}}KeyInfo"):
         for top in signature.findall(holder):
             for el in top.iter(f"{{{DSIG_NS}}}*", f"{{{DSIG11_NS}}}*"):
+                name = etree.QName(el).localname
                 # a child (element or processing instruction) would hide text from the decoders
-                bad = len(el) > 0 or strict_base64(el.text) is None
-                if bad and etree.QName(el).localname in BASE64_ELEMENTS:
-                    name = etree.QName(el).localname
+                if name in BASE64_ELEMENTS and (len(el) > 0 or strict_base64(el.text) is None):
                     problems.append(
                         _problem(
                             codes.SIG_BASE64,
