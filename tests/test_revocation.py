@@ -260,6 +260,72 @@ def test_cache_is_not_reused_for_a_distant_time(cfg, world, now):
     assert codes(receiver.receive(data, now + timedelta(hours=2))) == {"SIG-REVOKED"}
 
 
+def counted(cfg, monkeypatch) -> tuple[Receiver, list[int]]:
+    """A receiver whose uncached path validations are counted (one entry per run)."""
+    receiver = Receiver.from_config(cfg.trust, cfg.trust_paths, cfg.limits)
+    runs: list[int] = []
+    check_path = receiver.trust.check_path
+    monkeypatch.setattr(receiver.trust, "check_path", lambda *a, **kw: runs.append(1) or check_path(*a, **kw))
+    return receiver, runs
+
+
+def test_cache_keeps_a_revocation(cfg, world, now, monkeypatch):
+    cfg.trust.cache_seconds = 300
+    put_crl(cfg, "issuing.crl", pki.issue_crl(world.ca, [(world.unit.cert.serial_number, now - DAY)]))
+    receiver, runs = counted(cfg, monkeypatch)
+    data = dossier(world.signer(world.unit))
+    assert codes(receiver.receive(data, now)) == {"SIG-REVOKED"}
+    assert codes(receiver.receive(data, now + timedelta(seconds=1))) == {"SIG-REVOKED"}
+    assert len(runs) == 1  # the answer came from the cache, revoked as it was computed
+
+
+def test_cache_is_not_reused_for_new_revocation_data(cfg, world, now, monkeypatch):
+    """Any change of the CRLs held (here one revoking someone else) validates again."""
+    cfg.trust.cache_seconds = 300
+    receiver, runs = counted(cfg, monkeypatch)
+    data = dossier(world.signer(world.unit))
+    assert receiver.receive(data, now).accepted
+    assert len(runs) == 1
+    put_crl(cfg, "issuing.crl", pki.issue_crl(world.ca, [(world.other_unit.cert.serial_number, now - DAY)]))
+    out = receiver.receive(data, now)
+    assert out.accepted and len(runs) == 2
+    assert out.signers[0]["revocation"]["crls"]  # judged by the new CRL, not the answer before it
+
+
+def test_cache_does_not_serve_an_expired_certificate(cfg, world, now, monkeypatch):
+    cfg.trust.cache_seconds = 300
+    short = unit_cert(world, not_before=now - DAY, not_after=now + timedelta(seconds=30))
+    receiver, runs = counted(cfg, monkeypatch)
+    data = dossier(world.signer(short))
+    assert receiver.receive(data, now).accepted
+    assert len(runs) == 1
+    assert "SIG-EXPIRED" in codes(receiver.receive(data, now + timedelta(seconds=90)))
+    assert len(runs) == 3  # a time outside the certificate's life is validated again, for each signature
+
+
+def test_cache_does_not_serve_a_chain_whose_issuer_expired(cfg, world, now, monkeypatch):
+    cfg.trust.cache_seconds = 300
+    ca = pki.create_ca("Short-lived Issuing CA", parent=world.root, key=world.ca.key,
+                       not_before=now - DAY, not_after=now + timedelta(seconds=30))
+    receiver, runs = counted(cfg, monkeypatch)
+    data = dossier(world.signer(unit_cert(world, ca=ca, not_before=now - DAY)))
+    assert receiver.receive(data, now).accepted
+    assert "SIG-EXPIRED" in codes(receiver.receive(data, now + timedelta(seconds=90)))
+    assert len(runs) == 3
+
+
+def test_cache_belongs_to_its_trust_store(cfg, world, now, tmp_path):
+    """A store with other anchors never answers from what another store validated."""
+    cfg.trust.cache_seconds = 300
+    data = dossier(world.signer(world.unit))
+    trusting = Receiver.from_config(cfg.trust, cfg.trust_paths, cfg.limits)
+    assert trusting.receive(data, now).accepted
+    pki.write_certs_pem(tmp_path / "other-anchors" / "rogue.pem", [world.rogue_ca.cert])
+    cfg.trust.anchors_dir = str(tmp_path / "other-anchors")
+    assert "SIG-UNTRUSTED" in codes(Receiver.from_config(cfg.trust, cfg.trust_paths, cfg.limits).receive(data, now))
+    assert trusting.receive(data, now).accepted
+
+
 # ---- at a point in time ----------------------------------------------------------------------
 
 
