@@ -195,11 +195,16 @@ def _key_info_fits(key_info: etree._Element, numbers: rsa.RSAPublicNumbers) -> b
         return True
     rsa_value = _elements(key_value, _ds("RSAKeyValue"))
     parts = None if rsa_value is None else _elements(rsa_value[0], _ds("Modulus"), _ds("Exponent"))
-    if parts is None:
-        return False
-    modulus, exponent = (strict_base64(p.text) for p in parts)
-    return (modulus is not None and exponent is not None and int.from_bytes(modulus, "big") == numbers.n
-            and int.from_bytes(exponent, "big") == numbers.e)
+    return parts is not None and _written_numbers(parts[0].text, parts[1].text) == (numbers.n, numbers.e)
+
+
+@functools.lru_cache(maxsize=256)  # the same few keys, written alike
+def _written_numbers(modulus_text: str | None, exponent_text: str | None) -> tuple[int, int] | None:
+    """(modulus, exponent) of an RSAKeyValue's base64 texts; None when either is not base64."""
+    modulus, exponent = strict_base64(modulus_text), strict_base64(exponent_text)
+    if modulus is None or exponent is None:
+        return None
+    return int.from_bytes(modulus, "big"), int.from_bytes(exponent, "big")
 
 
 # ---- signing ------------------------------------------------------------------------------------
