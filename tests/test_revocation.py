@@ -314,6 +314,42 @@ def test_cache_does_not_serve_a_chain_whose_issuer_expired(cfg, world, now, monk
     assert len(runs) == 3
 
 
+def test_cache_is_not_reused_across_a_revocation_date(cfg, world, now, monkeypatch):
+    """A revocation dated a minute after the first check is seen two minutes later, inside the
+    cache's time, validated again rather than answered from the cache."""
+    cfg.trust.cache_seconds = 300
+    revoked_at = now + timedelta(seconds=60)
+    put_crl(cfg, "issuing.crl", pki.issue_crl(world.ca, [(world.unit.cert.serial_number, revoked_at)]))
+    receiver, runs = counted(cfg, monkeypatch)
+    data = dossier(world.signer(world.unit))
+    assert receiver.receive(data, now).accepted
+    assert receiver.receive(data, now + timedelta(seconds=30)).accepted
+    assert len(runs) == 1
+    assert codes(receiver.receive(data, now + timedelta(seconds=120))) == {"SIG-REVOKED"}
+    assert len(runs) == 2  # the envelope's signature validated again; the form's shares its time
+
+
+def test_cache_is_not_reused_across_a_crl_going_stale(cfg, world, now, monkeypatch):
+    cfg.trust.cache_seconds = 300
+    cfg.trust.revocation = "hard-fail"
+    put_crl(cfg, "issuing.crl", pki.issue_crl(world.ca, [], this_update=now - DAY,
+                                              next_update=now + timedelta(seconds=60)))
+    receiver, runs = counted(cfg, monkeypatch)
+    data = dossier(world.signer(world.unit))
+    assert receiver.receive(data, now).accepted
+    assert codes(receiver.receive(data, now + timedelta(seconds=120))) == {"SIG-REVOCATION-UNKNOWN"}
+    assert len(runs) == 2
+
+
+def test_cache_is_not_reused_across_an_ocsp_answer_going_stale(cfg, world, now):
+    cert = unit_cert(world, ocsp_url="http://127.0.0.1:9/ocsp")
+    answer = ocsp_response(world, cert.cert, next_update=now + timedelta(seconds=60))
+    trust = TrustStore(cfg.trust_paths.anchors, cache_seconds=300, revocation="hard-fail", crls=[], ocsps=[answer])
+    assert trust.validate(cert.cert, cert.chain, now).ok
+    later = trust.validate(cert.cert, cert.chain, now + timedelta(seconds=120))
+    assert [p.code for p in later.problems] == ["SIG-REVOCATION-UNKNOWN"]
+
+
 def test_cache_belongs_to_its_trust_store(cfg, world, now, tmp_path):
     """A store with other anchors never answers from what another store validated."""
     cfg.trust.cache_seconds = 300
@@ -483,7 +519,8 @@ def test_revocation_data_from_json_shapes():
 # ---- OCSP responses kept with a dossier ------------------------------------------------------
 
 
-def ocsp_response(world, cert: x509.Certificate, *, revoked_at: datetime | None = None) -> bytes:
+def ocsp_response(world, cert: x509.Certificate, *, revoked_at: datetime | None = None,
+                  next_update: datetime | None = None) -> bytes:
     now = datetime.now(UTC)
     builder = (
         ocsp.OCSPResponseBuilder()
@@ -493,7 +530,7 @@ def ocsp_response(world, cert: x509.Certificate, *, revoked_at: datetime | None 
             algorithm=hashes.SHA1(),
             cert_status=ocsp.OCSPCertStatus.REVOKED if revoked_at else ocsp.OCSPCertStatus.GOOD,
             this_update=now - timedelta(minutes=5),
-            next_update=now + DAY,
+            next_update=next_update or now + DAY,
             revocation_time=revoked_at,
             revocation_reason=x509.ReasonFlags.key_compromise if revoked_at else None,
         )
