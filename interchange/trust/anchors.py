@@ -170,7 +170,7 @@ class TrustStore:
         now = time.monotonic()
         if not self._reusable(cached, leaf, at, now):
             problems, chain, rev = self.check_path(leaf, others, at, data, mode=self.mode, fetch=True)
-            turning = turning_points([leaf, *others, *chain], data) if self.cache_seconds > 0 else ()
+            turning = turning_points(list(dict.fromkeys([leaf, *others, *chain])), data) if self.cache_seconds > 0 else ()
             cached = _Cached(now + self.cache_seconds, at, problems, chain, rev, turning)
             if self.cache_seconds > 0:
                 self._remember(key, cached, now)
