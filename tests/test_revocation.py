@@ -260,6 +260,108 @@ def test_cache_is_not_reused_for_a_distant_time(cfg, world, now):
     assert codes(receiver.receive(data, now + timedelta(hours=2))) == {"SIG-REVOKED"}
 
 
+def counted(cfg, monkeypatch) -> tuple[Receiver, list[int]]:
+    """A receiver whose uncached path validations are counted (one entry per run)."""
+    receiver = Receiver.from_config(cfg.trust, cfg.trust_paths, cfg.limits)
+    runs: list[int] = []
+    check_path = receiver.trust.check_path
+    monkeypatch.setattr(receiver.trust, "check_path", lambda *a, **kw: runs.append(1) or check_path(*a, **kw))
+    return receiver, runs
+
+
+def test_cache_keeps_a_revocation(cfg, world, now, monkeypatch):
+    cfg.trust.cache_seconds = 300
+    put_crl(cfg, "issuing.crl", pki.issue_crl(world.ca, [(world.unit.cert.serial_number, now - DAY)]))
+    receiver, runs = counted(cfg, monkeypatch)
+    data = dossier(world.signer(world.unit))
+    assert codes(receiver.receive(data, now)) == {"SIG-REVOKED"}
+    assert codes(receiver.receive(data, now + timedelta(seconds=1))) == {"SIG-REVOKED"}
+    assert len(runs) == 1  # the answer came from the cache, revoked as it was computed
+
+
+def test_cache_is_not_reused_for_new_revocation_data(cfg, world, now, monkeypatch):
+    """Any change of the CRLs held (here one revoking someone else) validates again."""
+    cfg.trust.cache_seconds = 300
+    receiver, runs = counted(cfg, monkeypatch)
+    data = dossier(world.signer(world.unit))
+    assert receiver.receive(data, now).accepted
+    assert len(runs) == 1
+    put_crl(cfg, "issuing.crl", pki.issue_crl(world.ca, [(world.other_unit.cert.serial_number, now - DAY)]))
+    out = receiver.receive(data, now)
+    assert out.accepted and len(runs) == 2
+    assert out.signers[0]["revocation"]["crls"]  # judged by the new CRL, not the answer before it
+
+
+def test_cache_does_not_serve_an_expired_certificate(cfg, world, now, monkeypatch):
+    cfg.trust.cache_seconds = 300
+    short = unit_cert(world, not_before=now - DAY, not_after=now + timedelta(seconds=30))
+    receiver, runs = counted(cfg, monkeypatch)
+    data = dossier(world.signer(short))
+    assert receiver.receive(data, now).accepted
+    assert len(runs) == 1
+    assert "SIG-EXPIRED" in codes(receiver.receive(data, now + timedelta(seconds=90)))
+    assert len(runs) == 3  # a time outside the certificate's life is validated again, for each signature
+
+
+def test_cache_does_not_serve_a_chain_whose_issuer_expired(cfg, world, now, monkeypatch):
+    cfg.trust.cache_seconds = 300
+    ca = pki.create_ca("Short-lived Issuing CA", parent=world.root, key=world.ca.key,
+                       not_before=now - DAY, not_after=now + timedelta(seconds=30))
+    receiver, runs = counted(cfg, monkeypatch)
+    data = dossier(world.signer(unit_cert(world, ca=ca, not_before=now - DAY)))
+    assert receiver.receive(data, now).accepted
+    assert "SIG-EXPIRED" in codes(receiver.receive(data, now + timedelta(seconds=90)))
+    assert len(runs) == 3
+
+
+def test_cache_is_not_reused_across_a_revocation_date(cfg, world, now, monkeypatch):
+    """A revocation dated a minute after the first check is seen two minutes later, inside the
+    cache's time, validated again rather than answered from the cache."""
+    cfg.trust.cache_seconds = 300
+    revoked_at = now + timedelta(seconds=60)
+    put_crl(cfg, "issuing.crl", pki.issue_crl(world.ca, [(world.unit.cert.serial_number, revoked_at)]))
+    receiver, runs = counted(cfg, monkeypatch)
+    data = dossier(world.signer(world.unit))
+    assert receiver.receive(data, now).accepted
+    assert receiver.receive(data, now + timedelta(seconds=30)).accepted
+    assert len(runs) == 1
+    assert codes(receiver.receive(data, now + timedelta(seconds=120))) == {"SIG-REVOKED"}
+    assert len(runs) == 2  # the envelope's signature validated again; the form's shares its time
+
+
+def test_cache_is_not_reused_across_a_crl_going_stale(cfg, world, now, monkeypatch):
+    cfg.trust.cache_seconds = 300
+    cfg.trust.revocation = "hard-fail"
+    put_crl(cfg, "issuing.crl", pki.issue_crl(world.ca, [], this_update=now - DAY,
+                                              next_update=now + timedelta(seconds=60)))
+    receiver, runs = counted(cfg, monkeypatch)
+    data = dossier(world.signer(world.unit))
+    assert receiver.receive(data, now).accepted
+    assert codes(receiver.receive(data, now + timedelta(seconds=120))) == {"SIG-REVOCATION-UNKNOWN"}
+    assert len(runs) == 2
+
+
+def test_cache_is_not_reused_across_an_ocsp_answer_going_stale(cfg, world, now):
+    cert = unit_cert(world, ocsp_url="http://127.0.0.1:9/ocsp")
+    answer = ocsp_response(world, cert.cert, next_update=now + timedelta(seconds=60))
+    trust = TrustStore(cfg.trust_paths.anchors, cache_seconds=300, revocation="hard-fail", crls=[], ocsps=[answer])
+    assert trust.validate(cert.cert, cert.chain, now).ok
+    later = trust.validate(cert.cert, cert.chain, now + timedelta(seconds=120))
+    assert [p.code for p in later.problems] == ["SIG-REVOCATION-UNKNOWN"]
+
+
+def test_cache_belongs_to_its_trust_store(cfg, world, now, tmp_path):
+    """A store with other anchors never answers from what another store validated."""
+    cfg.trust.cache_seconds = 300
+    data = dossier(world.signer(world.unit))
+    trusting = Receiver.from_config(cfg.trust, cfg.trust_paths, cfg.limits)
+    assert trusting.receive(data, now).accepted
+    pki.write_certs_pem(tmp_path / "other-anchors" / "rogue.pem", [world.rogue_ca.cert])
+    cfg.trust.anchors_dir = str(tmp_path / "other-anchors")
+    assert "SIG-UNTRUSTED" in codes(Receiver.from_config(cfg.trust, cfg.trust_paths, cfg.limits).receive(data, now))
+    assert trusting.receive(data, now).accepted
+
+
 # ---- at a point in time ----------------------------------------------------------------------
 
 
@@ -417,7 +519,8 @@ def test_revocation_data_from_json_shapes():
 # ---- OCSP responses kept with a dossier ------------------------------------------------------
 
 
-def ocsp_response(world, cert: x509.Certificate, *, revoked_at: datetime | None = None) -> bytes:
+def ocsp_response(world, cert: x509.Certificate, *, revoked_at: datetime | None = None,
+                  next_update: datetime | None = None) -> bytes:
     now = datetime.now(UTC)
     builder = (
         ocsp.OCSPResponseBuilder()
@@ -427,7 +530,7 @@ def ocsp_response(world, cert: x509.Certificate, *, revoked_at: datetime | None 
             algorithm=hashes.SHA1(),
             cert_status=ocsp.OCSPCertStatus.REVOKED if revoked_at else ocsp.OCSPCertStatus.GOOD,
             this_update=now - timedelta(minutes=5),
-            next_update=now + DAY,
+            next_update=next_update or now + DAY,
             revocation_time=revoked_at,
             revocation_reason=x509.ReasonFlags.key_compromise if revoked_at else None,
         )

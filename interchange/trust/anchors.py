@@ -7,7 +7,11 @@ and per version of the CRL set for `cache_seconds`; the validity dates are re-ch
 every call at the time asked for, so a cached answer never stretches a certificate's life.
 A new or changed CRL file (in `crl_dir` or the fetched-CRL cache) is noticed on the next
 call, so the cache never hides it; a revocation that only comes into effect with the passing
-of time (a future revocation date, a CRL going stale) is hidden at most `cache_seconds`.
+of time (a future revocation date, a CRL going stale) is never hidden either: an answer is not
+reused across a revocation date of the chain's certificates, or a thisUpdate or nextUpdate of a
+CRL held. An answer is reused only for a time inside the validity of every certificate of its
+chain (an expired or not yet valid certificate is validated again), and only by the store that
+computed it (its anchors).
 
 `validate_at` is the point-in-time check: the chain and revocation as of a past moment, with
 the revocation data kept with a dossier instead of today's, never fetching.
@@ -29,7 +33,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes
 
 from interchange.trust.certchecks import (
     ALLOWED_CURVES,
@@ -42,9 +45,9 @@ from interchange.trust.certchecks import (
     usage_problems,
     validity_problems,
 )
-from interchange.trust.certinfo import load_anchor_certs
+from interchange.trust.certinfo import fingerprint, load_anchor_certs
 from interchange.trust.pathvalidation import PathValidator, Verdict
-from interchange.trust.revinfo import RevocationData
+from interchange.trust.revinfo import RevocationData, turning_points
 from interchange.trust.revocation import CrlCache, Revocation, check_mode, dir_fingerprint, load_crl_dir
 
 if TYPE_CHECKING:
@@ -63,6 +66,7 @@ class _Cached:
     problems: list[CertProblem]
     chain: list[x509.Certificate]
     revocation: Revocation
+    turning: tuple[datetime, ...] = ()  # revinfo.turning_points of the chain in the data used
 
 
 class TrustStore:
@@ -152,8 +156,8 @@ class TrustStore:
     def _cache_key(
         self, leaf: x509.Certificate, others: list[x509.Certificate], data: RevocationData
     ) -> bytes:
-        h = hashlib.sha256(leaf.fingerprint(hashes.SHA256()))
-        for c in sorted(c.fingerprint(hashes.SHA256()) for c in others):
+        h = hashlib.sha256(fingerprint(leaf))
+        for c in sorted(fingerprint(c) for c in others):
             h.update(c)
         h.update(data.version)
         return h.digest()
@@ -164,14 +168,24 @@ class TrustStore:
         key = self._cache_key(leaf, others, data)
         cached = self._cache.get(key)
         now = time.monotonic()
-        if not (
-            cached and cached.expires > now and abs((at - cached.at).total_seconds()) <= self.cache_seconds
-        ):
+        if not self._reusable(cached, leaf, at, now):
             problems, chain, rev = self.check_path(leaf, others, at, data, mode=self.mode, fetch=True)
-            cached = _Cached(now + self.cache_seconds, at, problems, chain, rev)
+            turning = turning_points(list(dict.fromkeys([leaf, *others, *chain])), data) if self.cache_seconds > 0 else ()
+            cached = _Cached(now + self.cache_seconds, at, problems, chain, rev, turning)
             if self.cache_seconds > 0:
                 self._remember(key, cached, now)
         return path_result(leaf, at, cached.problems, cached.chain, cached.revocation)
+
+    def _reusable(self, cached: _Cached | None, leaf: x509.Certificate, at: datetime, now: float) -> bool:
+        """A cached answer serves while fresh, for a time near the one it was computed for, and only
+        when `at` lies inside every certificate's validity (a date outside is validated again) and
+        no revocation date, thisUpdate or nextUpdate of the data lies between the two times."""
+        if cached is None or cached.expires <= now or abs((at - cached.at).total_seconds()) > self.cache_seconds:
+            return False
+        low, high = min(at, cached.at), max(at, cached.at)
+        return all(c.not_valid_before_utc <= at <= c.not_valid_after_utc for c in cached.chain or [leaf]) and not any(
+            low < point <= high for point in cached.turning
+        )
 
     def _remember(self, key: bytes, entry: _Cached, now: float) -> None:
         if len(self._cache) >= 4096:

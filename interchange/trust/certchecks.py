@@ -4,6 +4,7 @@ certificate of its chain at a moment; the problems they report, and a validation
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -116,6 +117,8 @@ def usage_problems(cert: x509.Certificate) -> list[CertProblem]:
 def validity_problems(chain: list[x509.Certificate], at: datetime) -> list[CertProblem]:
     problems = []
     for index, cert in enumerate(chain):
+        if cert.not_valid_before_utc <= at <= cert.not_valid_after_utc:
+            continue  # the usual case: no names written for messages nobody reads
         who = "Chứng thư ký" if index == 0 else "Chứng thư tổ chức cấp"
         whom = (
             "The signing certificate" if index == 0 else f"Issuer certificate {cert.subject.rfc4514_string()}"
@@ -153,6 +156,13 @@ def unknown_problem(detail: str) -> CertProblem:
     )
 
 
+@functools.lru_cache(maxsize=1024)  # the same few certificates sign dossier after dossier
+def _leaf_problems(leaf: x509.Certificate) -> tuple[CertProblem, ...]:
+    """`key_problem` and `usage_problems` of a leaf: they read the certificate alone."""
+    kp = key_problem(leaf)
+    return (*([kp] if kp else []), *usage_problems(leaf))
+
+
 def path_result(
     leaf: x509.Certificate,
     at: datetime,
@@ -162,11 +172,7 @@ def path_result(
 ) -> PathResult:
     """A validation's result: the checks of the leaf, then those of the path, then the dates of
     the chain (of the leaf alone when no chain was built) at `at`."""
-    problems: list[CertProblem] = []
-    kp = key_problem(leaf)
-    if kp:
-        problems.append(kp)
-    problems.extend(usage_problems(leaf))
+    problems = list(_leaf_problems(leaf))
     problems.extend(path_problems)
     problems.extend(validity_problems(chain or [leaf], at))
     return PathResult(problems=problems, chain=chain or [leaf], revocation=revocation)

@@ -17,7 +17,7 @@ from typing import Any
 
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
 from cryptography.x509.oid import NameOID
 
@@ -101,6 +101,18 @@ def _common_name(name: x509.Name) -> str | None:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
 
 
+@functools.lru_cache(maxsize=4096)
+def fingerprint(cert: x509.Certificate) -> bytes:
+    """The SHA-256 of the DER certificate (cryptography hashes it again at each call)."""
+    return cert.fingerprint(hashes.SHA256())
+
+
+@functools.lru_cache(maxsize=4096)
+def pem_of(cert: x509.Certificate) -> str:
+    """The certificate in PEM, as reports carry it (cryptography encodes it again at each call)."""
+    return cert.public_bytes(serialization.Encoding.PEM).decode()
+
+
 def describe(cert: x509.Certificate) -> dict[str, Any]:
     """A JSON-able description (a fresh dict each call; the work is cached per certificate)."""
     return dict(_describe(cert))
@@ -126,7 +138,7 @@ def _describe(cert: x509.Certificate) -> dict[str, Any]:
         "serial": _serial_hex(cert.serial_number),
         "not_before": _iso(cert.not_valid_before_utc),
         "not_after": _iso(cert.not_valid_after_utc),
-        "sha256": cert.fingerprint(hashes.SHA256()).hex(),
+        "sha256": fingerprint(cert).hex(),
         "mst": mst_of(cert),
         "key": public_key_description(cert),
         "signature_hash": signature_hash,

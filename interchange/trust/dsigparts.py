@@ -11,6 +11,8 @@
 
 from __future__ import annotations
 
+import functools
+
 from lxml import etree
 
 from interchange import codes
@@ -50,6 +52,15 @@ def _problem(code: str, vi: str, en: str, form: str | None, el: etree._Element) 
                    line=el.sourceline)
 
 
+def _is_base64(text: str | None, name: str) -> bool:
+    return _is_certificate_base64(text) if name == "X509Certificate" else strict_base64(text) is not None
+
+
+@functools.lru_cache(maxsize=256)  # the same few certificates sign dossier after dossier, written alike
+def _is_certificate_base64(text: str | None) -> bool:
+    return strict_base64(text) is not None
+
+
 def part_problems(signature: etree._Element, form: str | None) -> list[Problem]:
     """What is wrong with the text of the signature's parts (empty: nothing)."""
     problems = []
@@ -69,10 +80,9 @@ def part_problems(signature: etree._Element, form: str | None) -> list[Problem]:
     for holder in (f"{{{DSIG_NS}}}SignedInfo", f"{{{DSIG_NS}}}SignatureValue", f"{{{DSIG_NS}}}KeyInfo"):
         for top in signature.findall(holder):
             for el in top.iter(f"{{{DSIG_NS}}}*", f"{{{DSIG11_NS}}}*"):
+                name = el.tag.rpartition("}")[2]  # an element of one of the two namespaces: "{ns}name"
                 # a child (element or processing instruction) would hide text from the decoders
-                bad = len(el) > 0 or strict_base64(el.text) is None
-                if bad and etree.QName(el).localname in BASE64_ELEMENTS:
-                    name = etree.QName(el).localname
+                if name in BASE64_ELEMENTS and (len(el) > 0 or not _is_base64(el.text, name)):
                     problems.append(
                         _problem(
                             codes.SIG_BASE64,

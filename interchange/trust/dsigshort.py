@@ -19,6 +19,7 @@ signing re-parses the document. For that one shape:
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 
@@ -129,15 +130,16 @@ def holds_by_profile(root: etree._Element, signature: etree._Element, leaf: x509
 def _checked_value(signature: etree._Element, leaf: x509.Certificate) -> tuple[bytes, bool] | None:
     """Everything but the digest, on the profile's shape: (the expected digest, exclusive C14N?)
     when the signature value holds for the certificate's key; None otherwise."""
-    public = leaf.public_key()
-    if not isinstance(public, rsa.RSAPublicKey) or leaf.not_valid_before_utc > leaf.not_valid_after_utc:
+    key = _rsa_key(leaf)
+    if key is None:
         return None
+    public, numbers = key
     # signxml reads a copy of the Signature, with the namespaces in scope where it sits
     copy = etree.fromstring(etree.tostring(signature, with_tail=False), parser=SIGNATURE_PARSER)
     tags = [c.tag for c in copy]
     if tags[:3] != [SIGNED_INFO, SIGNATURE_VALUE, KEY_INFO] or any(t != _ds("Object") for t in tags[3:]):
         return None
-    if len(copy[1]) or not _key_info_fits(copy[2], public):
+    if len(copy[1]) or not _key_info_fits(copy[2], numbers):
         return None
     raw = strict_base64(copy[1].text)
     canonical = signed_info_c14n(copy[0])
@@ -173,7 +175,17 @@ def _the_reference(signed_info: etree._Element) -> tuple[bytes, bool] | None:
     return None if expected is None or len(expected) != 32 else (expected, False)
 
 
-def _key_info_fits(key_info: etree._Element, public: rsa.RSAPublicKey) -> bool:
+@functools.lru_cache(maxsize=1024)  # the same few certificates sign dossier after dossier
+def _rsa_key(leaf: x509.Certificate) -> tuple[rsa.RSAPublicKey, rsa.RSAPublicNumbers] | None:
+    """The leaf's RSA key and its numbers; None: not RSA, or dates that cannot be (the short way
+    leaves both to signxml)."""
+    public = leaf.public_key()
+    if not isinstance(public, rsa.RSAPublicKey) or leaf.not_valid_before_utc > leaf.not_valid_after_utc:
+        return None
+    return public, public.public_numbers()
+
+
+def _key_info_fits(key_info: etree._Element, numbers: rsa.RSAPublicNumbers) -> bool:
     """X509Data, and a KeyValue (if any) that is the certificate's RSA key."""
     tags = [c.tag for c in key_info]
     if set(tags) - {_ds("X509Data"), _ds("KeyValue")} or tags.count(_ds("KeyValue")) > 1:
@@ -183,12 +195,16 @@ def _key_info_fits(key_info: etree._Element, public: rsa.RSAPublicKey) -> bool:
         return True
     rsa_value = _elements(key_value, _ds("RSAKeyValue"))
     parts = None if rsa_value is None else _elements(rsa_value[0], _ds("Modulus"), _ds("Exponent"))
-    if parts is None:
-        return False
-    modulus, exponent = (strict_base64(p.text) for p in parts)
-    numbers = public.public_numbers()
-    return (modulus is not None and exponent is not None and int.from_bytes(modulus, "big") == numbers.n
-            and int.from_bytes(exponent, "big") == numbers.e)
+    return parts is not None and _written_numbers(parts[0].text, parts[1].text) == (numbers.n, numbers.e)
+
+
+@functools.lru_cache(maxsize=256)  # the same few keys, written alike
+def _written_numbers(modulus_text: str | None, exponent_text: str | None) -> tuple[int, int] | None:
+    """(modulus, exponent) of an RSAKeyValue's base64 texts; None when either is not base64."""
+    modulus, exponent = strict_base64(modulus_text), strict_base64(exponent_text)
+    if modulus is None or exponent is None:
+        return None
+    return int.from_bytes(modulus, "big"), int.from_bytes(exponent, "big")
 
 
 # ---- signing ------------------------------------------------------------------------------------

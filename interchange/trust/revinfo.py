@@ -52,6 +52,40 @@ class RevocationData:
 
 
 
+def turning_points(certs: Sequence[x509.Certificate], data: RevocationData) -> tuple[datetime, ...]:
+    """The moments at which the data held may answer otherwise for `certs`: each held CRL's
+    thisUpdate and nextUpdate, and the revocation dates it lists for them (a validation is
+    about one moment; between two of these the same data gives the same answer)."""
+    points: set[datetime] = set()
+    for held in data.crls:
+        crl = held.crl
+        points.add(crl.last_update_utc)
+        if crl.next_update_utc is not None:
+            points.add(crl.next_update_utc)
+        for cert in certs:
+            if cert.issuer == crl.issuer:
+                entry = crl.get_revoked_certificate_by_serial_number(cert.serial_number)
+                if entry is not None:
+                    points.add(entry.revocation_date_utc)
+    for der in data.ocsps:
+        points.update(_ocsp_times(der))
+    return tuple(sorted(points))
+
+
+def _ocsp_times(der: bytes) -> list[datetime]:
+    """thisUpdate, nextUpdate and revocationTime of each single response of an OCSP response."""
+    try:
+        basic = asn1_ocsp.OCSPResponse.load(der)["response_bytes"]["response"].parsed
+        times = []
+        for single in basic["tbs_response_data"]["responses"]:
+            times += [single["this_update"].native, single["next_update"].native]
+            if single["cert_status"].name == "revoked":
+                times.append(single["cert_status"].chosen["revocation_time"].native)
+        return [t for t in times if isinstance(t, datetime)]
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return []
+
+
 _NO_EXPIRED_CERTS_ON_CRL = x509.ObjectIdentifier("2.5.29.60")  # ExpiredCertsOnCRL
 
 

@@ -41,7 +41,7 @@ from interchange.clock import VN_TZ, utc_now
 from interchange.errors import Layer, Problem, Severity
 from interchange.trust.anchors import TrustStore
 from interchange.trust.c14nstream import Splice
-from interchange.trust.certinfo import describe, mst_of
+from interchange.trust.certinfo import describe, pem_of
 from interchange.trust.dsigparts import part_problems
 from interchange.trust.dsigshort import (
     SIGNATURE_PARSER,
@@ -188,14 +188,23 @@ def _problem(code: str, vi: str, en: str, form: str | None, xpath: str, line: in
     return Problem(layer=Layer.SIGNATURE, code=code, message_vi=vi, message_en=en, form=form, xpath=xpath, line=line)
 
 
-def _certs_of(signature: etree._Element) -> list[x509.Certificate]:
+_X509_CERTIFICATES = f"{{{DSIG_NS}}}KeyInfo/{{{DSIG_NS}}}X509Data/{{{DSIG_NS}}}X509Certificate"
+
+
+def _carried(signature: etree._Element) -> tuple[x509.Certificate | None, tuple[x509.Certificate, ...]]:
+    """(the signer's certificate or None, every certificate carried)."""
+    return _carried_by_text(tuple(el.text for el in signature.iterfind(_X509_CERTIFICATES)))
+
+
+@functools.lru_cache(maxsize=256)  # the same few chains sign dossier after dossier, written alike
+def _carried_by_text(texts: tuple[str | None, ...]) -> tuple[x509.Certificate | None, tuple[x509.Certificate, ...]]:
     certs = []
-    for el in signature.iterfind(f"{{{DSIG_NS}}}KeyInfo/{{{DSIG_NS}}}X509Data/{{{DSIG_NS}}}X509Certificate"):
-        der = strict_base64(el.text)
+    for text in texts:
+        der = strict_base64(text)
         if der is None:
             raise ValueError("X509Certificate is not valid base64")
         certs.append(_load_cert(der))
-    return certs
+    return (_leaf_of(certs) if certs else None), tuple(certs)
 
 
 @functools.lru_cache(maxsize=1024)  # the same few certificates sign dossier after dossier
@@ -365,14 +374,13 @@ def _signer_certs(
 ) -> tuple[x509.Certificate, list[x509.Certificate]] | None:
     """(the signer's certificate, every certificate carried), the signer described in the report."""
     try:
-        certs = _certs_of(signature)
-        leaf = _leaf_of(certs) if certs else None
+        leaf, carried = _carried(signature)
     except (ValueError, TypeError, UnicodeError) as exc:
         report.problems.append(
             here(codes.SIG_CERT, "Không đọc được chứng thư trong chữ ký.", f"Unreadable certificate: {exc}")
         )
         return None
-    if not certs:
+    if leaf is None:
         report.problems.append(
             here(
                 codes.SIG_CERT_MISSING,
@@ -382,8 +390,8 @@ def _signer_certs(
         )
         return None
     report.signer = describe(leaf)
-    report.mst = mst_of(leaf)
-    return leaf, certs
+    report.mst = report.signer["mst"]  # mst_of(leaf), found by describe
+    return leaf, list(carried)
 
 
 def _check_chain(
@@ -403,7 +411,7 @@ def _check_chain(
         )
         return False
     report.chain = [describe(c) for c in path.chain]
-    report.chain_pem = [c.public_bytes(serialization.Encoding.PEM).decode() for c in path.chain]
+    report.chain_pem = [pem_of(c) for c in path.chain]
     report.revocation = path.revocation.as_dict() if path.revocation else None
     for cp in path.problems:
         report.problems.append(here(cp.code, cp.message_vi, cp.message_en))
