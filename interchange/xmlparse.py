@@ -182,9 +182,10 @@ class ShapeScan:
     so each lies inside one window and the sums and searches equal those over the whole bytes
     (`windows` cuts a file so)."""
 
-    def __init__(self, limits: XmlLimits, *, stream: bool = False):
+    def __init__(self, limits: XmlLimits, *, stream: bool = False, names: bool = True):
         self.limits = limits
         self.stream = stream
+        self.names = names  # look for long names (False: the caller does, its own way)
         self.size = 0
         self.counts = dict.fromkeys((b"=", b"xmlns", b"<", b"</") if stream else (b"=", b"xmlns"), 0)
         self.flags = dict.fromkeys(("nul", "dtd", "names", "values", "text", "cdata"), False)
@@ -198,7 +199,8 @@ class ShapeScan:
         flags["nul"] = flags["nul"] or b"\x00" in data
         if self.stream:
             flags["dtd"] = flags["dtd"] or b"<!DOCTYPE" in data or b"<!ENTITY" in data
-        flags["names"] = flags["names"] or bool(element.search(data) or attribute.search(data) or blank.search(data))
+        if self.names:
+            flags["names"] = flags["names"] or bool(element.search(data) or attribute.search(data) or blank.search(data))
         flags["values"] = flags["values"] or bool(value.search(data))
         if self.stream or len(data) > self.limits.max_text_length:  # else no text can be too long
             flags["cdata"] = flags["cdata"] or b"<![CDATA[" in data

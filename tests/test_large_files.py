@@ -244,3 +244,42 @@ def test_the_rule_layer_on_a_file_judges_as_on_the_bytes(small_large, tmp_path, 
     assert "R-STT-DUP" in {p.code for p in filed.problems}
     assert filed.extracted == held.extracted and len(held.extracted.contribution_changes) >= 300
     assert not list(small_large.iterdir())
+
+
+# ---- names bounded by the schema --------------------------------------------------------------------
+
+
+def test_a_closed_schema_bounds_the_names_of_rows():
+    from interchange.config import REPO_ROOT
+    from interchange.forms.schema import SchemaSet
+
+    schemas = SchemaSet(REPO_ROOT / "xsd")
+    d02, tk1 = schemas.streaming("D02-TS"), schemas.streaming("TK1-TS")
+    assert 0 < d02.longest_local_name <= XmlLimits().max_name_length
+    assert tk1.longest_local_name is None  # its PhuLuc takes any element in no namespace
+
+
+@pytest.mark.parametrize("name_length", [20, 1000, 1001])
+def test_a_long_name_outside_the_rows_is_found_in_the_reduced_tree(name_length):
+    """With the schema bounding every name a row can hold, the bytes are not scanned for long
+    names; one where the schema lets anything in (the signature holder) is found in the reduced
+    tree, and the tree path (parse_xml) refuses the form as it always did."""
+    from interchange.config import REPO_ROOT
+    from interchange.errors import Refusal
+    from interchange.forms.schema import SchemaSet
+    from interchange.trust.streaming import stream_form
+    from interchange.xmlparse import parse_xml
+
+    s = SchemaSet(REPO_ROOT / "xsd").streaming("D02-TS")
+    name = "x:" + "n" * (name_length - 2)
+    form = samples.d02ts(200, seed=5, unit=UNIT).replace(b"<Cky />", f'<Cky><{name} xmlns:x="urn:x"/></Cky>'.encode())
+    with s.lock:
+        streamed = stream_form(form, XmlLimits(), s.schema, s.row_tags, longest_local_name=s.longest_local_name)
+    if name_length <= XmlLimits().max_name_length:
+        assert streamed is not None and streamed.rows == 200
+        parse_xml(form, XmlLimits())
+    else:
+        assert streamed is None
+        with pytest.raises(Refusal) as refused:
+            parse_xml(form, XmlLimits())
+        assert refused.value.problems[0].code == "XML-NAME-TOO-LONG"

@@ -29,6 +29,7 @@ import functools
 import logging
 import threading
 from pathlib import Path
+from typing import NamedTuple
 
 from lxml import etree
 
@@ -67,6 +68,7 @@ class _Schema:
             el.get("name") for el in doc.getroot().iter(f"{{{XS_NS}}}element")
             if el.get("name") and el.get("maxOccurs") not in (None, "0", "1")
         }))
+        self.longest_local_name = _longest_local_name(doc.getroot())
         self._xs = None
         self._lock = threading.Lock()  # XMLSchema.error_log is per object: one validation at a time
 
@@ -82,6 +84,27 @@ class _Schema:
     def xmlschema_loaded(self) -> bool:
         """Has the readable-errors validator been built (it is built only when first needed)?"""
         return self._xs is not None
+
+
+def _longest_local_name(xsd: etree._Element) -> int | None:
+    """The longest name of an element or attribute in no namespace that a valid document can hold
+    (all are declared here); None when a wildcard lets in undeclared ones in no namespace
+    (xs:any or xs:anyAttribute other than namespace="##other" or a list of URIs)."""
+    for wildcard in xsd.iter(f"{{{XS_NS}}}any", f"{{{XS_NS}}}anyAttribute"):
+        allowed = wildcard.get("namespace", "##any").split()
+        if allowed != ["##other"] and any(n.startswith("##") for n in allowed):
+            return None
+    names = [el.get("name") for el in xsd.iter(f"{{{XS_NS}}}element", f"{{{XS_NS}}}attribute") if el.get("name")]
+    return max(map(len, names), default=0)
+
+
+class Streaming(NamedTuple):
+    """What a streaming pass over a form needs (interchange.trust.streaming.stream_form)."""
+
+    schema: etree.XMLSchema
+    row_tags: tuple[str, ...]
+    lock: threading.Lock  # held while the schema is in use (its error log is the object's)
+    longest_local_name: int | None  # of what a valid form holds in no namespace; None: not bounded
 
 
 class SchemaSet:
@@ -107,11 +130,12 @@ class SchemaSet:
             return self._notice.version
         return self._forms[form_code].version
 
-    def streaming(self, form_code: str) -> tuple[etree.XMLSchema, tuple[str, ...], threading.Lock] | None:
-        """What a streaming pass over a form needs (`interchange.trust.streaming`): its lxml
-        schema, its row tags and the lock to hold while the schema is in use; None: unknown form."""
+    def streaming(self, form_code: str) -> Streaming | None:
+        """What a streaming pass over a form needs (`interchange.trust.streaming`); None: unknown form."""
         schema = self._forms.get(form_code)
-        return None if schema is None else (schema.lxml, schema.row_tags, schema._lock)
+        if schema is None:
+            return None
+        return Streaming(schema.lxml, schema.row_tags, schema._lock, schema.longest_local_name)
 
     def readable_loaded(self, form_code: str) -> bool:
         """Whether a form's readable-errors validator (xmlschema) was ever needed and built."""

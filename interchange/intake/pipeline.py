@@ -187,9 +187,9 @@ class Receiver:
                 continue
             streaming = self.schemas.streaming(f.code) if stream and len(f.content) >= STREAM_MIN else None
             if streaming is not None:
-                schema, row_tags, lock = streaming
-                with lock:
-                    streamed = stream_form(f.content, self.limits, schema, row_tags)
+                with streaming.lock:
+                    streamed = stream_form(f.content, self.limits, streaming.schema, streaming.row_tags,
+                                           longest_local_name=streaming.longest_local_name)
                 if streamed is not None:
                     forms.append(_Form(f, streamed.root, streamed.splice, validated=True))
                     continue

@@ -178,10 +178,16 @@ class _Rows:
         self.spool.write(memoryview(data)[len(head) : len(data) - len(end)])
 
 
-def stream_form(data: bytes | Spooled, limits: XmlLimits, schema: etree.XMLSchema, row_tags: tuple[str, ...]) -> StreamedForm | None:
+def stream_form(data: bytes | Spooled, limits: XmlLimits, schema: etree.XMLSchema, row_tags: tuple[str, ...], *,
+                longest_local_name: int | None = None) -> StreamedForm | None:
     """One pass over a form: hardened parse, XSD validation, rows canonicalised and dropped.
-    None: not this way (the caller parses the whole tree)."""
-    if not row_tags or _needs_tree(data, limits):
+    None: not this way (the caller parses the whole tree). `longest_local_name`: of the names the
+    schema lets a valid form hold in no namespace (forms.schema.Streaming); within the name
+    limit, no byte scan for long names: a row holds only those (it uses no namespace: `_Rows`),
+    and the reduced tree is looked at instead."""
+    names_bounded = (schema is not None and longest_local_name is not None
+                     and longest_local_name <= limits.max_name_length)
+    if not row_tags or _needs_tree(data, limits, names=not names_bounded):
         return None
     state = _Rows(limits)
     rows = frozenset(row_tags)
@@ -202,14 +208,15 @@ def stream_form(data: bytes | Spooled, limits: XmlLimits, schema: etree.XMLSchem
     except (etree.LxmlError, ValueError, _NotStreamable):  # syntax, schema, C14N (a relative namespace URI)
         state.spool.close()
         return None
-    if root is None or root.getroottree().docinfo.doctype or not _small_tree_ok(root, limits):
+    if root is None or root.getroottree().docinfo.doctype or not _small_tree_ok(root, limits, names_bounded):
         return None
     return StreamedForm(root=root, splice=Splice(state.parts), rows=state.count)
 
 
-def _needs_tree(data: bytes | Spooled, limits: XmlLimits) -> bool:
-    """What `parse_xml` checks on the bytes or the tree that this pass does not: any sign of it."""
-    scan = ShapeScan(limits, stream=True)
+def _needs_tree(data: bytes | Spooled, limits: XmlLimits, *, names: bool = True) -> bool:
+    """What `parse_xml` checks on the bytes or the tree that this pass does not: any sign of it.
+    Not `names`: long names are not looked for (the caller does)."""
+    scan = ShapeScan(limits, stream=True, names=names)
     if isinstance(data, Spooled):
         try:
             for window in windows(data.chunks(_CHUNK), most=limits.max_text_length):
@@ -228,9 +235,13 @@ def _source(data: bytes | Spooled):
     return data.path if isinstance(data, Spooled) else io.BytesIO(data)
 
 
-def _small_tree_ok(root: etree._Element, limits: XmlLimits) -> bool:
-    """The reduced tree's depth (the rows' was checked one by one)."""
-    return not root.xpath("boolean(/" + "*/" * limits.max_depth + "*)")
+def _small_tree_ok(root: etree._Element, limits: XmlLimits, names: bool = False) -> bool:
+    """The reduced tree's depth (the rows' was checked batch by batch) and, with `names`, the
+    length of its names (as `parse_xml` checks them on a whole tree)."""
+    if root.xpath("boolean(/" + "*/" * limits.max_depth + "*)"):
+        return False
+    n = limits.max_name_length
+    return not (names and root.xpath(f"boolean(//*[string-length(name()) > {n}] | //@*[string-length(name()) > {n}])"))
 
 
 def streamed_rows(data: bytes | Spooled, limits: XmlLimits, root_tag: str, list_tag: str, row_tag: str
