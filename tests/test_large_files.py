@@ -111,12 +111,16 @@ def test_the_file_is_cut_as_the_bytes_are(seed, tmp_path):
     "QUJD" * 20_000 + "\r\n",  # CR: the parser drops it
     "QU=D" * 20_000,  # "=" inside
     "QUJD" * 20_000 + "====",
+    "QUJD" * 20_000 + "QQ==" + "QUJD",  # data after the padding
+    "QUJD" * 19_999 + "QQ==\n" + "QQ==",  # ... on the next line
+    "QUJD" * 250 + "QQ==" + "QUJD" * 20_000,  # ... long after
 ])
 @pytest.mark.parametrize("to_file_from", [0, 10**9])
-def test_texts_not_cut_from_a_file(text, to_file_from, tmp_path):
+@pytest.mark.parametrize("chunk", [3, 1000])
+def test_texts_not_cut_from_a_file(text, to_file_from, chunk, tmp_path):
     data = envelope_with(text)
     assert leanbody.lean_body(data) is None
-    assert leanbody.lean_file(in_file(data, tmp_path), to_file_from=to_file_from, chunk=1000) is None
+    assert leanbody.lean_file(in_file(data, tmp_path), to_file_from=to_file_from, chunk=chunk) is None
 
 
 def test_a_large_text_is_decoded_into_a_file_and_removed(tmp_path, monkeypatch):

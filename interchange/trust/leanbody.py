@@ -284,32 +284,34 @@ def _cut_held(raw: bytes, start: int) -> CutText | None:
 
 
 def _cut_to_file(fh, start: int, end: int, size: int) -> CutText | None:
-    """A large text checked as `_base64_blanks` checks it and decoded into a file, a chunk at a time;
+    """A large text checked as `_base64_blanks` checks it and decoded into a file, a chunk at a time
+    (strict decoding checks the alphabet and the padding as it goes: no other pass over the text);
     None (and no file) when it is not base64 of that kind."""
     writer = SpoolWriter()
-    blanks = newlines = pads = 0
-    carry = tail = b""  # the compact characters not yet decoded; the last ones seen
+    blanks = newlines = 0
+    carry = tail = b""  # the compact characters not yet decoded; the last ones decoded
     try:
         for at in range(start, end, size):
             chunk = _read(fh, at, min(end, at + size))
-            if _NOT_BASE64_TEXT.search(chunk):
-                writer.abort()
-                return None
-            newlines += chunk.count(b"\n")
-            blanks += chunk.count(b" ") + chunk.count(b"\t") + chunk.count(b"\n")
-            pads += chunk.count(b"=")
-            compact = carry + chunk.translate(None, b" \t\n")
-            tail = (tail + compact[-8:])[-8:]
-            whole = len(compact) - len(compact) % 4
-            writer.write(binascii.a2b_base64(compact[:whole]))  # "=" only at the end: checked below
-            carry = compact[whole:]
-    except binascii.Error:  # a "=" before the end
+            compact = chunk.translate(None, b" \t\n")
+            if len(compact) != len(chunk):
+                blanks += len(chunk) - len(compact)
+                newlines += chunk.count(b"\n")
+            if tail.endswith(b"=") and compact:  # data after the padding
+                raise binascii.Error("excess data after padding")
+            data = carry + compact
+            whole = len(data) - len(data) % 4
+            if whole:  # CR, any other character or a misplaced "=" raise here
+                writer.write(binascii.a2b_base64(data[:whole], strict_mode=True))
+                tail = data[whole - 4 : whole]
+            carry = data[whole:]
+    except binascii.Error:
         writer.abort()
         return None
     except BaseException:
         writer.abort()
         raise
-    if carry or pads > 2 or not tail.endswith(b"=" * pads) or (pads and not _padding_fits(tail[-4:])):
+    if carry or (tail.endswith(b"=") and not _padding_fits(tail)):
         writer.abort()
         return None
     return CutText(new_token() + "\n" * newlines, start, end, blanks, writer.finish())
