@@ -20,9 +20,10 @@ CHUNK = 1024 * 1024  # bytes read or written at a time
 class Spooled:
     """Bytes in a temporary file of this process's (`len()` is their size)."""
 
-    def __init__(self, path: str, size: int):
+    def __init__(self, path: str, size: int, digest: bytes | None = None):
         self.path = path
         self.size = size
+        self.digest = digest  # SHA-256 of the bytes, when its writer computed it as they came
 
     def __len__(self) -> int:
         return self.size
@@ -77,6 +78,8 @@ class Spooled:
                 yield chunk
 
     def sha256(self) -> bytes:
+        if self.digest is not None:
+            return self.digest
         h = hashlib.sha256()
         for chunk in self.chunks():
             h.update(chunk)
@@ -90,22 +93,26 @@ class Spooled:
 
 
 class SpoolWriter:
-    """A `Spooled` written as its bytes come (a body as it arrives); `abort` removes it."""
+    """A `Spooled` written as its bytes come (a body as it arrives); `abort` removes it. With
+    `digest`, their SHA-256 is computed on the way (a body's: the worker need not read it again)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, digest: bool = False) -> None:
         fd, self.path = tempfile.mkstemp(prefix="interchange-input-")
         self._fh = os.fdopen(fd, "wb", buffering=0)
+        self._hash = hashlib.sha256() if digest else None
         self.size = 0
 
     def write(self, data: bytes | memoryview) -> None:
         view = memoryview(data)
+        if self._hash is not None:
+            self._hash.update(view)
         while view:  # a raw file may write less than asked
             view = view[self._fh.write(view) :]
         self.size += len(data)
 
     def finish(self) -> Spooled:
         self._fh.close()
-        return Spooled(self.path, self.size)
+        return Spooled(self.path, self.size, None if self._hash is None else self._hash.digest())
 
     def abort(self) -> None:
         self._fh.close()

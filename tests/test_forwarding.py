@@ -143,7 +143,7 @@ async def test_a_large_original_is_forwarded_from_its_file(pair, world, store_ur
     monkeypatch.setattr(originals, "LARGE", 1024)  # the I-VAN's (SQLite) store reads it back into a file
     made = []
     real_init = SpoolWriter.__init__
-    monkeypatch.setattr(SpoolWriter, "__init__", lambda self: real_init(self) or made.append(self))
+    monkeypatch.setattr(SpoolWriter, "__init__", lambda self, **kw: real_init(self, **kw) or made.append(self))
     body = dossier(world.signer(world.unit), seed=301)
     tx = await pair.submit(body)
     made.clear()

@@ -36,8 +36,8 @@ def spools(monkeypatch, tmp_path):
     made = []
     real_init = SpoolWriter.__init__
 
-    def init(self):
-        real_init(self)
+    def init(self, **kw):
+        real_init(self, **kw)
         made.append(self)
 
     monkeypatch.setattr(SpoolWriter, "__init__", init)
@@ -139,3 +139,16 @@ async def test_read_body_spools_past_large_and_leaves_no_file_past_the_limit(spo
     else:
         assert body is None  # (spooled first or not, as the chunks came)
     assert not list(folder.iterdir())
+
+
+def test_a_spool_can_digest_its_bytes_as_they_come(spools):
+    data = bytes(range(256)) * 100
+    writer = SpoolWriter(digest=True)
+    for at in range(0, len(data), 777):
+        writer.write(data[at : at + 777])
+    spooled = writer.finish()
+    assert spooled.digest == hashlib.sha256(data).digest() == spooled.sha256()
+    plain = Spooled.write(data)  # no digest on the way: read back to compute it
+    assert plain.digest is None and plain.sha256() == hashlib.sha256(data).digest()
+    spooled.remove()
+    plain.remove()

@@ -361,7 +361,7 @@ async def read_body(request: web.Request, limit: int) -> bytes | Spooled | None:
                     spool.abort()
                 return None
             if spool is None and size > LARGE:
-                spool = SpoolWriter()
+                spool = SpoolWriter(digest=True)  # the receipt's digest, as it arrives
                 with out.getbuffer() as held:
                     spool.write(held)
                 out = io.BytesIO()
