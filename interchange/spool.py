@@ -48,15 +48,21 @@ class Spooled:
     def chunks(self, size: int = CHUNK) -> Iterator[bytes]:
         """The bytes, `size` at a time (exactly `self.size` of them, or OSError). The file is
         opened now (OSError here if it is gone), not at the first chunk."""
-        return self._chunks(open(self.path, "rb", buffering=0), size)
+        return self.span(0, self.size, size)
 
-    def _chunks(self, fh, size: int) -> Iterator[bytes]:
-        left = self.size
+    def span(self, start: int, end: int, size: int = CHUNK) -> Iterator[bytes]:
+        """The bytes [start, end), `size` at a time, as `chunks` gives them."""
+        fh = open(self.path, "rb", buffering=0)  # noqa: SIM115  (closed by the generator)
+        fh.seek(start)
+        return self._chunks(fh, size, start, end)
+
+    def _chunks(self, fh, size: int, start: int, end: int) -> Iterator[bytes]:
+        left = end - start
         with fh:
             while left > 0:
                 chunk = fh.read(min(size, left))
                 if not chunk:
-                    raise OSError(f"{self.path}: {self.size - left} of {self.size} bytes")
+                    raise OSError(f"{self.path}: {end - left} of {end} bytes")
                 left -= len(chunk)
                 yield chunk
 
@@ -64,18 +70,6 @@ class Spooled:
         """The first `size` bytes (fewer when the file is shorter)."""
         with open(self.path, "rb", buffering=0) as fh:
             return fh.read(size)
-
-    def span(self, start: int, end: int, size: int = CHUNK) -> Iterator[bytes]:
-        """The bytes [start, end), `size` at a time."""
-        with open(self.path, "rb", buffering=0) as fh:
-            fh.seek(start)
-            left = end - start
-            while left > 0:
-                chunk = fh.read(min(size, left))
-                if not chunk:
-                    raise OSError(f"{self.path}: shorter than {end} bytes")
-                left -= len(chunk)
-                yield chunk
 
     def sha256(self) -> bytes:
         if self.digest is not None:
