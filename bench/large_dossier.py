@@ -390,7 +390,7 @@ def over_http(args, tmp: Path, bench_pki, body_path: Path, small_bodies: list[by
 # ---- main ----------------------------------------------------------------------------------
 
 
-def main() -> int:
+def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rows", type=int, default=50_000, help="rows of the D02-TS")
     ap.add_argument("--workers", type=int, default=2, help="server worker processes for the HTTP part")
@@ -404,38 +404,36 @@ def main() -> int:
     ap.add_argument("--profile", action="store_true", help="also cProfile receive() in a fresh subprocess")
     ap.add_argument("--json", action="store_true", help="also print one machine-readable JSON line")
     ap.add_argument("--child", nargs=4, metavar=("KIND", "CONFIG", "SMALL", "BODY"), help=argparse.SUPPRESS)
-    args = ap.parse_args()
-    if args.child:
-        kind, *paths = args.child
-        print(json.dumps(CHILDREN[kind](*map(Path, paths))))
-        return 0
+    return ap.parse_args()
 
+
+def measure(args: argparse.Namespace) -> dict:
+    """Every part, each in a fresh process (and the server of the HTTP part)."""
     bench_pki = benchlib.ensure_pki()
     elements = args.rows * 47 + 100  # a D02-TS row has 46 elements
     if elements > Config().limits.max_elements:  # inherited by every child and by the server of (b)
         os.environ["INTERCHANGE_LIMITS_MAX_ELEMENTS"] = str(elements)
     body_path = benchlib.large_dossier(bench_pki, args.rows)
     small_bodies = benchlib.signed_dossiers(bench_pki, 20, 5)
-    body_size = body_path.stat().st_size
-    mib = benchlib.mib
     tmp = Path(tempfile.mkdtemp(prefix="bench-large-"))
     try:
         small = tmp / "small.xml"
         small.write_bytes(small_bodies[0])
         config = benchlib.write_config(tmp, bench_pki, benchlib.sqlite_url(tmp))
-        floor = run_child("floor", config, small, body_path)
-        pipe = run_child("pipeline", config, small, body_path)
-        stages = run_child("stages", config, small, body_path)
-        judged = run_child("judge", config, small, body_path)
-        check = run_child("check", config, small, body_path)
-        sign = run_child("sign", config, small, body_path)
-        if "skipped" in sign:
-            sign = run_child("sign", config, small, body_path)
-        prof = run_child("profile", config, small, body_path) if args.profile else None
-        http = None if args.no_http else over_http(args, tmp, bench_pki, body_path, small_bodies[1:5])
+        got = {kind: run_child(kind, config, small, body_path)
+               for kind in ("floor", "pipeline", "stages", "judge", "check", "sign")}
+        if "skipped" in got["sign"]:
+            got["sign"] = run_child("sign", config, small, body_path)
+        got["profile"] = run_child("profile", config, small, body_path) if args.profile else None
+        got["http"] = None if args.no_http else over_http(args, tmp, bench_pki, body_path, small_bodies[1:5])
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    got["body_bytes"] = body_path.stat().st_size
+    return got
 
+
+def print_receive(args: argparse.Namespace, got: dict) -> None:
+    floor, pipe, stages, body_size, http, mib = got["floor"], got["pipeline"], got["stages"], got["body_bytes"], got["http"], benchlib.mib
     print()
     print(
         f"dossier       D02-TS {args.rows} rows: body {body_size:,} B ({body_size / 2**20:.1f} MiB), "
@@ -460,7 +458,7 @@ def main() -> int:
     print(
         f"    memory    peak RSS {mib(pipe['maxrss_kb'])} (ru_maxrss; VmHWM {mib(pipe['hwm_kb'])}); "
         f"RSS after imports+Receiver+warm-up {mib(pipe['rss_after_setup_kb'])}; "
-        f"delta {mib(pipe['hwm_kb'] - pipe['rss_after_setup_kb'])} (includes the {body_size / 2**20:.1f} MiB body)"
+        f"delta {mib(pipe['hwm_kb'] - pipe['rss_after_setup_kb'])} (the {body_size / 2**20:.1f} MiB body read from its file)"
     )
     if pipe["maxrss_after_setup_kb"] > pipe["hwm_after_setup_kb"] + 10 * 1024:
         print(
@@ -475,57 +473,61 @@ def main() -> int:
     print(f"      {'sum':<48} {total:7.3f} s")
     if stages["problems"]:
         print(f"    !! problems in the stages run: {stages['problems']}")
-    for name, r in (("result work: judge()", judged), ("CLI check", check), ("CLI sign", sign)):
+    for name, kind in (("result work: judge()", "judge"), ("CLI check", "check"), ("CLI sign", "sign")):
+        r = got[kind]
         print(f"(c) {name:<22} {r['wall_s']:.2f} s (CPU {r['cpu_s']:.2f} s), peak {mib(r['hwm_kb'])} (VmHWM of its "
               f"process, imports included; target < 500 MiB)   {r.get('result')}")
-    if http is not None:
-        ok = http["status"] == 202
+
+
+def print_http(args: argparse.Namespace, http: dict, floor: dict) -> None:
+    mib = benchlib.mib
+    ok = http["status"] == 202
+    print(
+        f"(b) HTTP      POST -> {http['status']} in {http['wall_s']:.2f} s = "
+        f"{http['wall_s'] / floor['wall_s']:.2f} x floor, workers={args.workers}, "
+        f"store {http['store']}" + ("" if ok else f"   !!!! NOT 202: {http['answer_head']}")
+    )
+    if any(s != 202 for s in http["warm_statuses"]):
+        print(f"    !! warm-up statuses {http['warm_statuses']}")
+    before = {p["pid"]: p for p in http["before"]}
+    for p in http["after"]:
+        b = before.get(p["pid"], {"hwm_kb": 0, "rss_kb": 0, "cpu_s": 0.0})
         print(
-            f"(b) HTTP      POST -> {http['status']} in {http['wall_s']:.2f} s = "
-            f"{http['wall_s'] / floor['wall_s']:.2f} x floor, workers={args.workers}, "
-            f"store {http['store']}" + ("" if ok else f"   !!!! NOT 202: {http['answer_head']}")
+            f"    memory    {p['role']:<7} pid {p['pid']:<7} VmHWM {mib(b['hwm_kb']):>10} -> {mib(p['hwm_kb']):>10}   "
+            f"VmRSS now {mib(p['rss_kb']):>10}   CPU for this dossier {p['cpu_s'] - b.get('cpu_s', 0):.2f} s"
         )
-        if any(s != 202 for s in http["warm_statuses"]):
-            print(f"    !! warm-up statuses {http['warm_statuses']}")
-        before = {p["pid"]: p for p in http["before"]}
-        for p in http["after"]:
-            b = before.get(p["pid"], {"hwm_kb": 0, "rss_kb": 0, "cpu_s": 0.0})
-            print(
-                f"    memory    {p['role']:<7} pid {p['pid']:<7} VmHWM {mib(b['hwm_kb']):>10} -> {mib(p['hwm_kb']):>10}   "
-                f"VmRSS now {mib(p['rss_kb']):>10}   CPU for this dossier {p['cpu_s'] - b.get('cpu_s', 0):.2f} s"
-            )
-        workers = [p for p in http["after"] if p["role"] == "worker"]
-        if workers:
-            print(
-                f"    memory    worker peak (max VmHWM) {mib(max(p['hwm_kb'] for p in workers))}, "
-                f"server process peak {mib(sum(p['hwm_kb'] for p in http['after'] if p['role'] == 'server'))}"
-            )
-        print(f"    result    {http['result_state']} {http['result_waited_s']:.1f} s after the answer (the result "
-              f"work: original read back, judged in a worker, KET_QUA signed, records written); VmHWM since start: "
-              + ", ".join(f"{p['role']} {p['pid']} {mib(p['hwm_kb'])}" for p in http["settled"] if p["role"] != "tracker"))
+    workers = [p for p in http["after"] if p["role"] == "worker"]
+    if workers:
+        print(
+            f"    memory    worker peak (max VmHWM) {mib(max(p['hwm_kb'] for p in workers))}, "
+            f"server process peak {mib(sum(p['hwm_kb'] for p in http['after'] if p['role'] == 'server'))}"
+        )
+    print(f"    result    {http['result_state']} {http['result_waited_s']:.1f} s after the answer (the result "
+          f"work: original read back, judged in a worker, KET_QUA signed, records written); VmHWM since start: "
+          + ", ".join(f"{p['role']} {p['pid']} {mib(p['hwm_kb'])}" for p in http["settled"] if p["role"] != "tracker"))
+
+
+def main() -> int:
+    args = parse_args()
+    if args.child:
+        kind, *paths = args.child
+        print(json.dumps(CHILDREN[kind](*map(Path, paths))))
+        return 0
+    got = measure(args)
+    print_receive(args, got)
+    if got["http"] is not None:
+        print_http(args, got["http"], got["floor"])
     print("targets       (issue #13) received in at most the floor's time (ratio <= 1.00), peak <= 350 MiB in any "
           "one process (not asserted)")
-    if prof is not None:
-        print("\ncProfile of receive(), by own time:\n" + prof["profile"])
+    if got["profile"] is not None:
+        print("\ncProfile of receive(), by own time:\n" + got["profile"]["profile"])
     if args.json:
-        print(
-            json.dumps(
-                {
-                    "bench": "large_dossier",
-                    "rows": args.rows,
-                    "body_bytes": body_size,
-                    "form_bytes": stages["form_bytes"],
-                    "floor": floor,
-                    "pipeline": pipe,
-                    "stages": stages["stages"],
-                    "judge": judged,
-                    "check": check,
-                    "sign": sign,
-                    "http": http,
-                }
-            )
-        )
-    return 0 if pipe["accepted"] and (http is None or http["status"] == 202) else 1
+        print(json.dumps({"bench": "large_dossier", "rows": args.rows, "body_bytes": got["body_bytes"],
+                          "form_bytes": got["stages"]["form_bytes"], "floor": got["floor"], "pipeline": got["pipeline"],
+                          "stages": got["stages"]["stages"], "judge": got["judge"], "check": got["check"],
+                          "sign": got["sign"], "http": got["http"]}))
+    http = got["http"]
+    return 0 if got["pipeline"]["accepted"] and (http is None or http["status"] == 202) else 1
 
 
 if __name__ == "__main__":
