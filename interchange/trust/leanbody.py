@@ -18,9 +18,7 @@ form's streaming pass (`trust/streaming.py`) reads in turn; `LeanBody.close` rem
 from __future__ import annotations
 
 import binascii
-import io
-import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 
 from lxml import etree
@@ -32,7 +30,6 @@ from interchange.xmlparse import XmlLimits, parse_xml
 
 CUT_MIN = 64 * 1024  # smaller texts stay in the tree
 _CHUNK = 4 * 1024 * 1024
-_NOT_BASE64_TEXT = re.compile(rb"[^A-Za-z0-9+/= \t\n]")
 _PAD_BEFORE_ONE = frozenset(b"AEIMQUYcgkosw048")  # base64Binary: the last character before "="
 _PAD_BEFORE_TWO = frozenset(b"AQgw")  # ... and before "=="
 
@@ -43,8 +40,8 @@ class CutText:
     start: int  # the raw text's bytes in the source body: [start, end)
     end: int
     blanks: int  # white space characters in it
-    decoded: bytes | Spooled | None = None  # when decoded already to check it (a text without white
-    # space, or any text of a body in a file: then a large one is decoded into a file)
+    decoded: bytes | Spooled | None  # checked and decoded when it was cut (a large one into a
+    # file); None once `LeanBody.decode` has handed it over
 
 
 @dataclass
@@ -70,22 +67,13 @@ class LeanBody:
         return cut.end - cut.start, cut.end - cut.start - cut.blanks
 
     def decode(self, marker: str) -> bytes | Spooled:
-        """The decoded bytes of a cut text (checked valid when it was cut), in a file when large."""
-        cut = self.cuts.pop(marker)  # decoded once: the bytes are the caller's now
-        self.cuts[marker] = CutText(cut.marker, cut.start, cut.end, cut.blanks)
-        if cut.decoded is not None:
-            return cut.decoded
-        view = memoryview(self.source)[cut.start : cut.end]
-        if not cut.blanks:
-            return binascii.a2b_base64(view)
-        out = io.BytesIO()
-        carry = b""
-        for at in range(0, len(view), _CHUNK):
-            compact = carry + bytes(view[at : at + _CHUNK]).translate(None, b" \t\n")
-            whole = len(compact) - len(compact) % 4
-            out.write(binascii.a2b_base64(compact[:whole]))
-            carry = compact[whole:]
-        return out.getvalue()
+        """The decoded bytes of a cut text, in a file when large: handed over once (this body
+        keeps no reference to them)."""
+        cut = self.cuts[marker]
+        if cut.decoded is None:
+            raise LookupError("this text was decoded already")
+        self.cuts[marker] = replace(cut, decoded=None)
+        return cut.decoded
 
     def splice(self) -> Splice:
         """The cut texts, in document order, for the envelope's digest."""
@@ -105,38 +93,154 @@ def _raw_chunks(source: bytes | Spooled, cut: CutText) -> Iterator[memoryview | 
 
 
 def lean_body(body: bytes, tag: bytes = b"NoiDungFile", min_size: int = CUT_MIN) -> LeanBody | None:
-    """The body with its large base64 texts of `tag` cut out, or None when there is none to cut."""
-    opening, closing = b"<" + tag + b">", b"</" + tag + b">"
-    pieces: list[bytes] = []
-    cuts: dict[str, CutText] = {}
-    at = 0
-    while True:
-        begin = body.find(opening, at)
-        if begin < 0:
-            break
-        start = begin + len(opening)
-        end = body.find(closing, start)
-        if end < 0:
-            break
-        decoded = _compact_base64(body, start, end) if end - start >= min_size else None
-        if decoded is not None:
-            marker = new_token()
-            cuts[marker] = CutText(marker, start, end, 0, decoded)
-            pieces += [body[at:start], marker.encode()]
-            at = end
-        elif end - start >= min_size and (blanks := _base64_blanks(body, start, end)) is not None:
-            marker = new_token() + "\n" * body.count(b"\n", start, end)
-            cuts[marker] = CutText(marker, start, end, blanks)
-            pieces += [body[at:start], marker.encode()]
-            at = end
-        else:
-            pieces.append(body[at:end])
-            at = end
-    if not cuts:
-        return None
-    pieces.append(body[at:])
-    return LeanBody(source=body, body=b"".join(pieces), cuts=cuts)
+    """The body with its large base64 texts of `tag` cut out (each checked and decoded), or None
+    when there is none to cut."""
+    return _lean(_InBytes(body), tag, min_size, to_file_from=None)
 
+
+def lean_file(source: Spooled, tag: bytes = b"NoiDungFile", min_size: int = CUT_MIN, *,
+              to_file_from: int | None = None, chunk: int = _CHUNK) -> LeanBody | None:
+    """`lean_body` of a body in a file, read `chunk` bytes at a time: the same texts cut, each
+    decoded as it is checked (into a file of its own from `to_file_from` bytes, default
+    `spool.LARGE`), only the small body held."""
+    with open(source.path, "rb", buffering=0) as fh:
+        return _lean(_InFile(source, fh, chunk), tag, min_size, to_file_from=LARGE if to_file_from is None else to_file_from)
+
+
+class _InBytes:
+    """A body in memory, as `_lean` reads it."""
+
+    def __init__(self, body: bytes):
+        self.source, self.size, self.find = body, len(body), body.find
+
+    def read(self, start: int, end: int) -> bytes:
+        return self.source[start:end]
+
+    def chunks(self, start: int, end: int) -> Iterator[bytes]:
+        for at in range(start, end, _CHUNK):
+            yield self.source[at : min(end, at + _CHUNK)]
+
+
+class _InFile:
+    """A body in a file, as `_lean` reads it: a chunk at a time."""
+
+    def __init__(self, source: Spooled, fh, chunk: int):
+        self.source, self.size, self.fh, self.chunk = source, source.size, fh, chunk
+
+    def read(self, start: int, end: int) -> bytes:
+        self.fh.seek(start)
+        data = self.fh.read(end - start)
+        if len(data) != end - start:
+            raise OSError(f"{self.fh.name}: shorter than {end} bytes")
+        return data
+
+    def find(self, needle: bytes, at: int) -> int:
+        """The offset of `needle` from `at`, or -1 (chunks overlap by its length)."""
+        while at < self.size:
+            data = self.read(at, min(self.size, at + max(self.chunk, 2 * len(needle))))
+            found = data.find(needle)
+            if found >= 0:
+                return at + found
+            if at + len(data) >= self.size:
+                return -1
+            at += len(data) - len(needle) + 1
+        return -1
+
+    def chunks(self, start: int, end: int) -> Iterator[bytes]:
+        for at in range(start, end, self.chunk):
+            yield self.read(at, min(end, at + self.chunk))
+
+
+def _lean(src: _InBytes | _InFile, tag: bytes, min_size: int, *, to_file_from: int | None) -> LeanBody | None:
+    """The texts between `<tag>` and `</tag>` of at least `min_size` bytes that are base64 of the
+    kind `_decoded` accepts, cut out and decoded (into a file from `to_file_from` bytes)."""
+    opening, closing = b"<" + tag + b">", b"</" + tag + b">"
+    lean = LeanBody(source=src.source, body=b"")
+    pieces: list[bytes] = []
+    at = 0
+    try:
+        for start, end in _spans(src.find, opening, closing):
+            to_file = to_file_from is not None and end - start >= to_file_from
+            cut = _cut(src, start, end, to_file) if end - start >= min_size else None
+            if cut is None:
+                continue
+            if isinstance(cut.decoded, Spooled):
+                lean.files.append(cut.decoded)
+            lean.cuts[cut.marker] = cut
+            pieces += [src.read(at, start), cut.marker.encode()]
+            at = end
+        if not lean.cuts:
+            return None
+        pieces.append(src.read(at, src.size))
+    except BaseException:
+        lean.close()
+        raise
+    lean.body = b"".join(pieces)
+    return lean
+
+
+def _spans(find, opening: bytes, closing: bytes) -> Iterator[tuple[int, int]]:
+    """[start, end) of each text between `opening` and the first `closing` after it."""
+    at = 0
+    while (begin := find(opening, at)) >= 0:
+        start = begin + len(opening)
+        end = find(closing, start)
+        if end < 0:
+            return
+        yield start, end
+        at = end
+
+
+def _cut(src: _InBytes | _InFile, start: int, end: int, to_file: bool) -> CutText | None:
+    """The text [start, end) as a cut text, checked and decoded (into a file when `to_file`);
+    None when it is not base64 of the kind `_decoded` accepts."""
+    if not to_file and isinstance(src, _InBytes):
+        decoded = _compact_base64(src.source, start, end)  # the usual one-line text: no copy of it
+        if decoded is not None:
+            return CutText(new_token(), start, end, 0, decoded)
+    writer = SpoolWriter() if to_file else None
+    pieces: list[bytes] = []
+    try:
+        counted = _decoded(src.chunks(start, end), writer.write if writer else pieces.append)
+    except BaseException:
+        if writer:
+            writer.abort()
+        raise
+    if counted is None:
+        if writer:
+            writer.abort()
+        return None
+    blanks, newlines = counted
+    decoded = writer.finish() if writer else b"".join(pieces)
+    return CutText(new_token() + "\n" * newlines, start, end, blanks, decoded)
+
+
+def _decoded(chunks: Iterable[bytes], write) -> tuple[int, int] | None:
+    """Check a base64 text given in chunks and `write` its decoded bytes as they come: base64 that
+    Python (after XML white space, but CR, is dropped) and the XSD's base64Binary accept, with no
+    character canonical XML would write otherwise (strict decoding checks the alphabet, CR and
+    the padding as it goes). (white space characters, line breaks) in it, or None if not such."""
+    blanks = newlines = 0
+    carry = tail = b""  # the compact characters not yet decoded; the last ones decoded
+    try:
+        for chunk in chunks:
+            compact = chunk.translate(None, b" \t\n")
+            if len(compact) != len(chunk):
+                blanks += len(chunk) - len(compact)
+                newlines += chunk.count(b"\n")
+            if tail.endswith(b"=") and compact:  # data after the padding
+                return None
+            data = carry + compact
+            whole = len(data) - len(data) % 4
+            if whole:  # CR, any other character or a misplaced "=" raise here
+                write(binascii.a2b_base64(data[:whole], strict_mode=True))
+                tail = data[whole - 4 : whole]
+            carry = data[whole:]
+    except binascii.Error:
+        return None
+    if carry or (tail.endswith(b"=") and not _padding_fits(tail)):
+        return None
+    return blanks, newlines
 
 
 def parse_lean(body: bytes | Spooled, limits: XmlLimits, *, cut: bool = True
@@ -160,7 +264,7 @@ def parse_lean(body: bytes | Spooled, limits: XmlLimits, *, cut: bool = True
 
 def _compact_base64(body: bytes, start: int, end: int) -> bytes | None:
     """The decoded bytes of body[start:end] when it is base64 on one line (no white space, the
-    usual case) that `_base64_blanks` would accept, decoded and checked in one pass; else None."""
+    usual case) that `_decoded` would accept, decoded and checked in one pass; else None."""
     if any(body.find(c, start, end) >= 0 for c in (b" ", b"\t", b"\n", b"\r")):
         return None
     tail = body[max(start, end - 4) : end]
@@ -176,142 +280,3 @@ def _padding_fits(quad: bytes) -> bool:
     """The XSD's base64Binary: the character before the padding has no bits past the data."""
     pads = len(quad) - len(quad.rstrip(b"="))
     return pads <= 2 and quad[3 - pads] in (_PAD_BEFORE_ONE if pads == 1 else _PAD_BEFORE_TWO)
-
-
-def _base64_blanks(body: bytes, start: int, end: int) -> int | None:
-    """How many white space characters the text body[start:end] holds, when it is base64 that both
-    Python (`b64decode(validate=True)` after XML white space is dropped) and the XSD's base64Binary
-    accept and that holds no character canonical XML would write otherwise; None if not."""
-    if _NOT_BASE64_TEXT.search(body, start, end):
-        return None
-    blanks = sum(body.count(c, start, end) for c in (b" ", b"\t", b"\n"))
-    if (end - start - blanks) % 4:
-        return None
-    pads = body.count(b"=", start, end)
-    tail, at = b"", end  # the last quad at least (however many blanks follow it)
-    while len(tail) < 4 and at > start:
-        tail, at = body[max(start, at - 64) : at].translate(None, b" \t\n") + tail, max(start, at - 64)
-    if pads > 2 or not tail.endswith(b"=" * pads) or (pads and tail[-pads - 1 : -pads] == b"="):
-        return None
-    if pads and len(tail) > pads:
-        before = tail[-pads - 1]
-        if before not in (_PAD_BEFORE_ONE if pads == 1 else _PAD_BEFORE_TWO):
-            return None
-    return blanks
-
-
-
-# ---- a body in a file ----------------------------------------------------------------------------
-
-
-def lean_file(source: Spooled, tag: bytes = b"NoiDungFile", min_size: int = CUT_MIN, *,
-              to_file_from: int | None = None, chunk: int = _CHUNK) -> LeanBody | None:
-    """`lean_body` of a body in a file, read `chunk` bytes at a time: the same texts cut, each
-    decoded as it is checked (into a file of its own from `to_file_from` bytes), only the small
-    body held."""
-    opening, closing = b"<" + tag + b">", b"</" + tag + b">"
-    to_file_from = LARGE if to_file_from is None else to_file_from
-    lean = LeanBody(source=source, body=b"")
-    pieces: list[bytes] = []
-    at = 0
-    try:
-        with open(source.path, "rb", buffering=0) as fh:
-            for start, end in _spans(fh, source.size, opening, closing, chunk):
-                if end - start < min_size:
-                    continue
-                held = end - start < to_file_from
-                cut = _cut_held(_read(fh, start, end), start) if held else _cut_to_file(fh, start, end, chunk)
-                if cut is None:
-                    continue
-                if isinstance(cut.decoded, Spooled):
-                    lean.files.append(cut.decoded)
-                lean.cuts[cut.marker] = cut
-                pieces += [_read(fh, at, start), cut.marker.encode()]
-                at = end
-            if not lean.cuts:
-                return None
-            pieces.append(_read(fh, at, source.size))
-    except BaseException:
-        lean.close()
-        raise
-    lean.body = b"".join(pieces)
-    return lean
-
-
-def _read(fh, start: int, end: int) -> bytes:
-    fh.seek(start)
-    data = fh.read(end - start)
-    if len(data) != end - start:
-        raise OSError(f"{fh.name}: shorter than {end} bytes")
-    return data
-
-
-def _spans(fh, size: int, opening: bytes, closing: bytes, chunk: int) -> Iterator[tuple[int, int]]:
-    """[start, end) of each text between `opening` and `closing`, found as `lean_body` finds them."""
-    at = 0
-    while (begin := _find(fh, opening, at, size, chunk)) >= 0:
-        start = begin + len(opening)
-        end = _find(fh, closing, start, size, chunk)
-        if end < 0:
-            return
-        yield start, end
-        at = end
-
-
-def _find(fh, needle: bytes, at: int, size: int, chunk: int) -> int:
-    """The offset of `needle` in the file from `at`, or -1 (chunks overlap by its length)."""
-    while at < size:
-        data = _read(fh, at, min(size, at + max(chunk, 2 * len(needle))))
-        found = data.find(needle)
-        if found >= 0:
-            return at + found
-        if at + len(data) >= size:
-            return -1
-        at += len(data) - len(needle) + 1
-    return -1
-
-
-def _cut_held(raw: bytes, start: int) -> CutText | None:
-    """A text read into memory, cut as `lean_body` would cut it, and decoded now."""
-    decoded = _compact_base64(raw, 0, len(raw))
-    if decoded is not None:
-        return CutText(new_token(), start, start + len(raw), 0, decoded)
-    blanks = _base64_blanks(raw, 0, len(raw))
-    if blanks is None:
-        return None
-    marker = new_token() + "\n" * raw.count(b"\n")
-    return CutText(marker, start, start + len(raw), blanks, binascii.a2b_base64(raw.translate(None, b" \t\n")))
-
-
-def _cut_to_file(fh, start: int, end: int, size: int) -> CutText | None:
-    """A large text checked as `_base64_blanks` checks it and decoded into a file, a chunk at a time
-    (strict decoding checks the alphabet and the padding as it goes: no other pass over the text);
-    None (and no file) when it is not base64 of that kind."""
-    writer = SpoolWriter()
-    blanks = newlines = 0
-    carry = tail = b""  # the compact characters not yet decoded; the last ones decoded
-    try:
-        for at in range(start, end, size):
-            chunk = _read(fh, at, min(end, at + size))
-            compact = chunk.translate(None, b" \t\n")
-            if len(compact) != len(chunk):
-                blanks += len(chunk) - len(compact)
-                newlines += chunk.count(b"\n")
-            if tail.endswith(b"=") and compact:  # data after the padding
-                raise binascii.Error("excess data after padding")
-            data = carry + compact
-            whole = len(data) - len(data) % 4
-            if whole:  # CR, any other character or a misplaced "=" raise here
-                writer.write(binascii.a2b_base64(data[:whole], strict_mode=True))
-                tail = data[whole - 4 : whole]
-            carry = data[whole:]
-    except binascii.Error:
-        writer.abort()
-        return None
-    except BaseException:
-        writer.abort()
-        raise
-    if carry or (tail.endswith(b"=") and not _padding_fits(tail)):
-        writer.abort()
-        return None
-    return CutText(new_token() + "\n" * newlines, start, end, blanks, writer.finish())
