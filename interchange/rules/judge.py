@@ -62,16 +62,13 @@ def judge_read(env: Envelope, forms: list[tuple[FormFile, etree._Element]], *, p
     envelope and its XML forms' trees as signed, not parsed again. The same judgement as `judge`
     of its original (tests/test_judge_read.py)."""
     limits = limits or LimitsConfig()
-    ctx = Context(params=params or default_parameters(), out=Collector(limits.max_errors))
-    if env.procedure in cat.REGISTRATION_PROCEDURES:
-        return ctx.judgement()
-    with _gc_paused():
-        ctx.created = parse_date(env.created or "")
-        judge_envelope(env, ctx)
+
+    def forms_of(ctx: Context) -> None:
         for f, form_root in forms:
-            if f.code in FORM_JUDGES and form_root.tag == f.code:  # the schema layer refused any other root
-                FORM_JUDGES[f.code](form_root, ctx)
-    return ctx.judgement()
+            _judge_tree(f, form_root, ctx)
+
+    with _gc_paused():
+        return _judged(env, params or default_parameters(), limits, forms_of)
 
 
 def judge_form(
@@ -118,27 +115,34 @@ def _envelope(original: bytes | Spooled, xml_limits: XmlLimits, limits: LimitsCo
 
 
 def _judge(original: bytes | Spooled, params: LegalParameters, limits: LimitsConfig) -> Judgement:
-    with ExitStack() as cleanup:
-        return _judge_envelope(original, params, limits, cleanup)
-
-
-def _judge_envelope(original: bytes | Spooled, params: LegalParameters, limits: LimitsConfig, cleanup: ExitStack
-                    ) -> Judgement:
     xml_limits = XmlLimits.of(limits)
+    with ExitStack() as cleanup:  # the files large forms were decoded into
+        env = _envelope(original, xml_limits, limits, cleanup)
+
+        def forms_of(ctx: Context) -> None:
+            for f in env.files:
+                if not f.is_xml:
+                    continue
+                if f.code in ROW_JUDGES and len(f.content) >= STREAM_MIN:  # a large form, row by row
+                    ROW_JUDGES[f.code](streamed_rows(f.content, f.code, "NoiDung", "LaoDong"), ctx)
+                elif f.code in FORM_JUDGES:
+                    _judge_tree(f, parse_xml(as_bytes(f.content), xml_limits, form=f.code).getroot(), ctx)
+
+        return _judged(env, params, limits, forms_of)
+
+
+def _judged(env: Envelope, params: LegalParameters, limits: LimitsConfig, forms_of: Callable[[Context], None]
+            ) -> Judgement:
+    """The envelope's rules, then each form's (`forms_of`): what `judge` and `judge_read` share."""
     ctx = Context(params=params, out=Collector(limits.max_errors))
-    env = _envelope(original, xml_limits, limits, cleanup)
     if env.procedure in cat.REGISTRATION_PROCEDURES:
         return ctx.judgement()
     ctx.created = parse_date(env.created or "")
     judge_envelope(env, ctx)
-    for f in env.files:
-        if f.is_xml and f.code in ROW_JUDGES and len(f.content) >= STREAM_MIN:
-            form_rows = streamed_rows(f.content, xml_limits, f.code, "NoiDung", "LaoDong")
-            if form_rows is not None:  # a large form, row by row (trust/streaming.py)
-                ROW_JUDGES[f.code](form_rows, ctx)
-                continue
-        if f.is_xml and f.code in FORM_JUDGES:
-            form_root = parse_xml(as_bytes(f.content), xml_limits, form=f.code).getroot()
-            if form_root.tag == f.code:  # the schema layer refused any other root at receipt
-                FORM_JUDGES[f.code](form_root, ctx)
+    forms_of(ctx)
     return ctx.judgement()
+
+
+def _judge_tree(f: FormFile, form_root: etree._Element, ctx: Context) -> None:
+    if f.code in FORM_JUDGES and form_root.tag == f.code:  # the schema layer refused any other root at receipt
+        FORM_JUDGES[f.code](form_root, ctx)

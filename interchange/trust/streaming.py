@@ -244,17 +244,10 @@ def _small_tree_ok(root: etree._Element, limits: XmlLimits, names: bool = False)
     return not (names and root.xpath(f"boolean(//*[string-length(name()) > {n}] | //@*[string-length(name()) > {n}])"))
 
 
-def streamed_rows(data: bytes | Spooled, limits: XmlLimits, root_tag: str, list_tag: str, row_tag: str
-                  ) -> Iterator[tuple[str, etree._Element]] | None:
+def streamed_rows(data: bytes | Spooled, root_tag: str, list_tag: str, row_tag: str) -> Iterator[tuple[str, etree._Element]]:
     """The (xpath, row) of each `row_tag` child of /`root_tag`/`list_tag` (the first one), in
     order, each dropped once the next is read: as `interchange.rules.parsing.rows` gives them from
-    a tree, for a form already received (hardened and validated then). None: read the tree."""
-    if _needs_tree(data, limits):
-        return None
-    return _rows_of(data, root_tag, list_tag, row_tag)
-
-
-def _rows_of(data: bytes | Spooled, root_tag: str, list_tag: str, row_tag: str) -> Iterator[tuple[str, etree._Element]]:
+    a tree, for a form already received (its shape and schema checked then: not again here)."""
     events = etree.iterparse(_source(data), events=("end",), tag=row_tag, resolve_entities=False,
                              no_network=True, load_dtd=False, huge_tree=True, remove_comments=True,
                              collect_ids=False)
