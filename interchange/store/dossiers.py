@@ -109,17 +109,18 @@ class Dossiers:
             return (await conn.execute(query)).scalar_one_or_none()
 
     async def original(self, id: str, scope: Scope) -> bytes | None:
-        query = (
-            select(originals.c.content)
-            .join(dossiers, dossiers.c.id == originals.c.dossier_id)
-            .where(originals.c.dossier_id == id, visible(scope))
-        )
-        async with self._db.reading() as conn:
-            return (await conn.execute(query)).scalar_one_or_none()
+        """The original's bytes, whole (`original_file` leaves a large one in its file)."""
+        data = await self.original_file(id, scope)
+        if not isinstance(data, Spooled):
+            return data
+        try:
+            return data.read()
+        finally:
+            data.remove()
 
     async def original_file(self, id: str, scope: Scope) -> bytes | Spooled | None:
-        """`original`, but a large one on SQLite as a `Spooled` file (read a MiB at a time, never
-        whole), which the caller removes."""
+        """The original (None when there is none visible in `scope`): a large one on SQLite as a
+        `Spooled` file (read a MiB at a time, never whole), which the caller removes."""
         seen = select(dossiers.c.id).join(originals, dossiers.c.id == originals.c.dossier_id)
         async with self._db.reading() as conn:
             if (await conn.execute(seen.where(dossiers.c.id == id, visible(scope)))).first() is None:
