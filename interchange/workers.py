@@ -21,7 +21,6 @@ import asyncio
 import ctypes
 import ctypes.util
 import gc
-import hashlib
 import logging
 import multiprocessing
 import os
@@ -38,7 +37,7 @@ from interchange.config import LimitsConfig, TrustConfig, TrustPaths
 from interchange.intake.pipeline import Caller, Outcome, Read, Receiver
 from interchange.legal.params import LegalParameters, configured_parameters
 from interchange.notices.notice import NoticeData, NoticeSigner
-from interchange.spool import LARGE, Spooled, as_bytes
+from interchange.spool import LARGE, Spooled, as_bytes, sha256_of
 
 
 @dataclass(frozen=True)
@@ -447,5 +446,4 @@ class ReceiptWorkers:
 def _describe(data: bytes | Spooled | None) -> tuple[str, str]:
     if data is None:
         return "-", "-"
-    digest = data.sha256() if isinstance(data, Spooled) else hashlib.sha256(data).digest()
-    return str(len(data)), digest.hex()
+    return str(len(data)), sha256_of(data).hex()

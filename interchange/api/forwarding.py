@@ -10,7 +10,7 @@ from aiohttp import web
 
 from interchange import codes
 from interchange.api import models as m
-from interchange.api.http import SERVICES, XML_RESPONSE, not_found, problem_json, read_whole, reader, typed
+from interchange.api.http import SERVICES, XML_RESPONSE, not_found, problem_json, read_body, reader, typed
 from interchange.clock import utc_now
 from interchange.forwarding import LEGAL_CEILING
 from interchange.forwarding.push import PushChannel
@@ -95,7 +95,7 @@ async def post_upstream_notice(request: web.Request) -> web.Response:
     if channel is None or not channel.admits(request.match_info["token"]):
         return problem_json(404, codes.NOT_FOUND, "no such push channel")
     too_large = (request.content_length or 0) > MAX_PUSHED_BYTES
-    body = None if too_large else await read_whole(request, MAX_PUSHED_BYTES)  # chunked bodies counted too
+    body = None if too_large else await read_body(request, MAX_PUSHED_BYTES, spool=False)  # chunked bodies counted too
     if body is None:
         return problem_json(413, codes.UPSTREAM_NOTICE, f"a pushed notice is at most {MAX_PUSHED_BYTES} bytes")
     pushed = await channel.accept(

@@ -335,42 +335,32 @@ async def xml_body(request: web.Request, limit: int) -> bytes | Spooled | Proble
     return body or transport_problem(codes.BODY_EMPTY, "Hồ sơ rỗng.", "The request body is empty.")
 
 
-async def read_whole(request: web.Request, limit: int) -> bytes | None:
-    """The (decoded) body in one buffer of about its size, or None past `limit` bytes, checked as
-    it arrives. aiohttp's `read()` ends holding the body twice (its bytearray and a bytes copy of
-    it); a BytesIO grows by an eighth and hands its buffer over without a copy."""
+async def read_body(request: web.Request, limit: int, *, spool: bool = True) -> bytes | Spooled | None:
+    """The (decoded) body, or None past `limit` bytes, checked as it arrives: in one buffer of about
+    its size (aiohttp's `read()` ends holding the body twice, its bytearray and a bytes copy of it;
+    a BytesIO grows by an eighth and hands its buffer over without a copy), or, with `spool`, past
+    spool.LARGE bytes on into a temporary file as it arrives: the server process never holds a
+    large dossier (it goes to a worker process and into the store from the file)."""
     out = io.BytesIO()
-    while chunk := await request.content.readany():
-        if out.tell() + len(chunk) > limit:
-            return None
-        out.write(chunk)
-    return out.getvalue()
-
-
-async def read_body(request: web.Request, limit: int) -> bytes | Spooled | None:
-    """The (decoded) body as `read_whole` gives it, except that past spool.LARGE bytes it goes on
-    into a temporary file as it arrives: the server process never holds a large dossier (it goes
-    to a worker process and into the store from the file)."""
-    out = io.BytesIO()
-    spool: SpoolWriter | None = None
+    writer: SpoolWriter | None = None
     try:
         while chunk := await request.content.readany():
-            size = (out.tell() if spool is None else spool.size) + len(chunk)
+            size = (out.tell() if writer is None else writer.size) + len(chunk)
             if size > limit:
-                if spool is not None:
-                    spool.abort()
+                if writer is not None:
+                    writer.abort()
                 return None
-            if spool is None and size > LARGE:
-                spool = SpoolWriter(digest=True)  # the receipt's digest, as it arrives
+            if spool and writer is None and size > LARGE:
+                writer = SpoolWriter(digest=True)  # the receipt's digest, as it arrives
                 with out.getbuffer() as held:
-                    spool.write(held)
+                    writer.write(held)
                 out = io.BytesIO()
-            (out if spool is None else spool).write(chunk)
+            (out if writer is None else writer).write(chunk)
     except BaseException:
-        if spool is not None:
-            spool.abort()
+        if writer is not None:
+            writer.abort()
         raise
-    return out.getvalue() if spool is None else spool.finish()
+    return out.getvalue() if writer is None else writer.finish()
 
 
 def client_gone(request: web.Request) -> bool:

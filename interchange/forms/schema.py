@@ -68,9 +68,9 @@ class _Schema:
             el.get("name") for el in doc.getroot().iter(f"{{{XS_NS}}}element")
             if el.get("name") and el.get("maxOccurs") not in (None, "0", "1")
         }))
-        self.longest_local_name = _longest_local_name(doc.getroot())
         self._xs = None
         self._lock = threading.Lock()  # XMLSchema.error_log is per object: one validation at a time
+        self.streaming = Streaming(self.lxml, self.row_tags, self._lock, _longest_local_name(doc.getroot()))
 
     def xmlschema(self):
         with self._lock:
@@ -133,9 +133,7 @@ class SchemaSet:
     def streaming(self, form_code: str) -> Streaming | None:
         """What a streaming pass over a form needs (`interchange.trust.streaming`); None: unknown form."""
         schema = self._forms.get(form_code)
-        if schema is None:
-            return None
-        return Streaming(schema.lxml, schema.row_tags, schema._lock, schema.longest_local_name)
+        return None if schema is None else schema.streaming
 
     def readable_loaded(self, form_code: str) -> bool:
         """Whether a form's readable-errors validator (xmlschema) was ever needed and built."""
