@@ -19,9 +19,10 @@ import sys
 import time
 import urllib.request
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
-from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import hashes, serialization
 from sqlalchemy.engine import make_url
 
 from interchange.devkit import pki, samples
@@ -67,6 +68,21 @@ def ensure_pki() -> BenchPki:
         unit_p12=made["demo_p12"],
         ca_id=ca.fingerprint(hashes.SHA256()).hex()[:12],
     )
+
+
+def write_crl(bench_pki: BenchPki, directory: Path, entries: int) -> int:
+    """A CRL of the bench CA listing `entries` revoked serials (none of them the unit's) into
+    `directory`, as an operator would put a licensed CA's CRL in `[trust] crl_dir`; its size."""
+    from datetime import timedelta
+
+    ca_cert = pki.load_certs_pem(bench_pki.anchors_dir / "dev-ca.pem")[0]
+    ca = pki.Issued(key=pki.load_key_pem(PKI_DIR / "data" / "dev-ca" / "ca-key.pem"), cert=ca_cert, chain=[])
+    when = datetime.now(UTC) - timedelta(days=30)
+    crl = pki.issue_crl(ca, [(10**30 + n, when) for n in range(entries)])
+    der = crl.public_bytes(serialization.Encoding.DER)
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "bench-ca.crl").write_bytes(der)
+    return len(der)
 
 
 def unit_signer(p12: Path) -> DocumentSigner:

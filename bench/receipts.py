@@ -197,6 +197,11 @@ def arguments() -> argparse.Namespace:
         action="store_true",
         help="switch the result work off (INTERCHANGE_JOBS_INTERVAL_SECONDS=0): receipts alone",
     )
+    ap.add_argument(
+        "--crl-entries", type=int, default=0, metavar="N",
+        help="put a CRL of the bench CA listing N revoked serials in [trust] crl_dir (a licensed CA's "
+        "CRL runs to tens of thousands of entries): every signature's revocation is checked against it",
+    )  # fmt: skip
     ap.add_argument("--keep", action="store_true", help="keep the temp folder (store, server log)")
     ap.add_argument("--json", action="store_true", help="also print one machine-readable JSON line")
     return ap.parse_args()
@@ -231,6 +236,9 @@ def run(args: argparse.Namespace) -> dict:
         store_url, schema = benchlib.bench_store(args.store_url, tmp)
         fig["store"] = benchlib.describe_store(store_url)
         config = benchlib.write_config(tmp, bench_pki, store_url)
+        if args.crl_entries:
+            fig["crl_size"] = benchlib.write_crl(bench_pki, tmp / "crl", args.crl_entries)
+            print(f"CRL of {args.crl_entries} entries ({fig['crl_size'] / 2**20:.1f} MiB) in crl_dir")
         token = benchlib.create_submitter_key(store_url)
         env = {"INTERCHANGE_JOBS_INTERVAL_SECONDS": "0"} if args.no_results else {}
         server = benchlib.Server(config, workers=args.workers, env=env, processes=args.processes)

@@ -114,18 +114,24 @@ def _before(stage: str, data: object) -> None:
         _settings.before_stage(stage, data)
 
 
-def _receive(body: bytes | Spooled, at: datetime, caller: Caller | None, judge: bool = False) -> Outcome:
+def _receive(body: bytes | Spooled, at: datetime, caller: Caller | None, judge: bool = False,
+             stored_data: frozenset[str] = frozenset()) -> Outcome:
     """A large body as its file: the receipt reads it a few MiB at a time (bounded memory). With
     `judge`, an accepted dossier of bytes is judged by the rule layer at once, on the trees the
-    receipt read (`Outcome.judgement`): the result work need not read and parse it again."""
+    receipt read (`Outcome.judgement`): the result work need not read and parse it again. The
+    revocation data named in `stored_data` (SHA-256 hex), stored already, is not sent back: a CRL
+    runs to megabytes, and the same few serve every dossier."""
     assert _receiver is not None, "worker not initialised"
     _before("receive", body)
     try:
         if not judge or isinstance(body, Spooled):
-            return _receiver.receive(body, at, caller)
-        outcome, read = _receiver.receive_and_read(body, at, caller)
-        if read is not None and all(root is not None for _, root in read.forms):
-            outcome.judgement = _judge_read(read)
+            outcome = _receiver.receive(body, at, caller)
+        else:
+            outcome, read = _receiver.receive_and_read(body, at, caller)
+            if read is not None and all(root is not None for _, root in read.forms):
+                outcome.judgement = _judge_read(read)
+        for digest in stored_data & outcome.revocation_data.keys():
+            del outcome.revocation_data[digest]
         return outcome
     finally:
         if len(body) > LARGE_BODY:
@@ -340,9 +346,11 @@ class ReceiptWorkers:
                     raise WorkerLost(stage, f"the worker process running {stage} ended") from None
             raise WorkerLost(stage, f"no worker process could run {stage}")
 
-    async def receive(self, body: bytes | Spooled, at: datetime, caller: Caller | None, *, judge: bool = False
-                      ) -> Outcome:
-        return await self._call_large("receive", _receive, body, (at, caller, judge))
+    async def receive(self, body: bytes | Spooled, at: datetime, caller: Caller | None, *, judge: bool = False,
+                      stored_data: frozenset[str] = frozenset()) -> Outcome:
+        """The receipt's layers in a worker; `stored_data`: the revocation data (SHA-256 hex) the
+        store holds already, which the outcome need not carry back (`_receive`)."""
+        return await self._call_large("receive", _receive, body, (at, caller, judge, stored_data))
 
     async def _call_large(self, stage: str, fn, data: bytes | Spooled, rest: tuple):
         """`fn(data, *rest)`: a large `data` goes to a worker process through a file (`Spooled`)."""

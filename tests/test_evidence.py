@@ -257,12 +257,12 @@ async def test_a_later_revocation_or_expiry_does_not_change_the_verdict(cfg, sto
     receiver = Receiver.from_config(cfg.trust, cfg.trust_paths, cfg.limits)
     outcome = await asyncio.to_thread(receiver.receive, body, then, Caller("submitter", mst=UNIT.mst))
     assert outcome.accepted, outcome.problems
-    assert all((s.get("revocation") or {}).get("crls") for s in outcome.signers)
+    assert all((s.get("revocation") or {}).get("crl_sha256") for s in outcome.signers)
     signer = NoticeSigner(server.key, [server.cert, *server.chain])
     new = NewDossier(
         id="0" * 31 + "1", state=RECEIVED, owner=f"mst:{UNIT.mst}", submitter_key_id="k", original=body,
         sha256=hashlib.sha256(body).digest(), received_at=then, office_code="TEST", unit_mst=UNIT.mst,
-        signers=outcome.signers, layers=outcome.layers,
+        signers=outcome.signers, revocation_data=outcome.revocation_data, layers=outcome.layers,
     )  # fmt: skip
 
     async def notice(d):
@@ -271,9 +271,12 @@ async def test_a_later_revocation_or_expiry_does_not_change_the_verdict(cfg, sto
 
     await store.receipts.save(new, notice)
     parts = await store.dossiers.evidence_parts(new.id, Scope(all=True))
-    bundle = await build_bundle(parts.dossier, parts.original, parts.notices, parts.audit, signer)
+    assert set(parts.revocation) == set(outcome.revocation_data)  # kept once, by SHA-256
+    bundle = await build_bundle(parts.dossier, parts.original, parts.notices, parts.audit, signer,
+                                revocation=parts.revocation)
     files = files_of(bundle)
     assert {"revocation/1.json", "revocation/1-crl-1.crl"} <= set(files)
+    assert files["revocation/1-crl-1.crl"] == crl_then.public_bytes(Encoding.DER)
 
     # Today the unit certificate has expired and a newer CRL revokes it: the dossier still verifies.
     (crl_dir / "ca.crl").write_bytes(

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import threading
-from base64 import b64decode, b64encode
+from base64 import b64encode
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -92,6 +92,13 @@ def receive(cfg, data: bytes, at: datetime):
     return Receiver.from_config(cfg.trust, cfg.trust_paths, cfg.limits).receive(data, at)
 
 
+def used(out, signer: int = 0, kind: str = "crl") -> list[bytes]:
+    """The CRLs (or OCSP responses) a signer's revocation names, as the outcome brings them."""
+    names = out.signers[signer]["revocation"][f"{kind}_sha256"]
+    assert all(out.revocation_data[n][0] == kind for n in names)
+    return [out.revocation_data[n][1] for n in names]
+
+
 def run_cli(capsys, *argv: str) -> tuple[int, str]:
     code = cli.main(list(argv))
     captured = capsys.readouterr()
@@ -122,7 +129,7 @@ def test_crl_revoking_the_unit_refuses_the_dossier(cfg, world, now):
     assert codes(out) == {"SIG-REVOKED"}
     rev = out.signers[0]["revocation"]
     assert rev["status"] == "revoked" and rev["source"] == "crl"
-    assert [b64decode(c) for c in rev["crls"]] == [der(crl)]
+    assert used(out) == [der(crl)]
 
 
 def test_crl_listing_another_serial_accepts_and_records_the_crl(cfg, world, now):
@@ -130,10 +137,11 @@ def test_crl_listing_another_serial_accepts_and_records_the_crl(cfg, world, now)
     put_crl(cfg, "issuing.pem", crl, pem=True)  # PEM is read too
     out = receive(cfg, dossier(world.signer(world.unit)), now)
     assert out.accepted, out.problems
-    for signer in out.signers:  # the envelope and the form
+    assert len(out.signers) == 2 and len(out.revocation_data) == 1  # one CRL, named by both
+    for i, signer in enumerate(out.signers):  # the envelope and the form
         rev = signer["revocation"]
-        assert rev["status"] == "good" and rev["source"] == "crl" and rev["ocsp"] == []
-        assert [b64decode(c) for c in rev["crls"]] == [der(crl)]
+        assert rev["status"] == "good" and rev["source"] == "crl" and rev["ocsp_sha256"] == []
+        assert used(out, i) == [der(crl)]
         assert datetime.fromisoformat(rev["checked_at"]) <= datetime.now(UTC)
 
 
@@ -141,7 +149,7 @@ def test_no_crl_soft_fail_accepts_with_status_unknown(cfg, world, now):
     out = receive(cfg, dossier(world.signer(world.unit)), now)
     assert out.accepted, out.problems
     rev = out.signers[0]["revocation"]
-    assert rev["status"] == "unknown" and rev["source"] is None and rev["crls"] == [] and rev["ocsp"] == []
+    assert rev["status"] == "unknown" and rev["source"] is None and rev["crl_sha256"] == [] and rev["ocsp_sha256"] == []
     assert len(json.dumps(rev)) < 120  # small when there is nothing to keep
 
 
@@ -164,7 +172,7 @@ def test_hard_fail_needs_the_leaf_status_require_needs_every_issuer(cfg, world, 
     put_crl(cfg, "root.crl", root_crl)
     out = receive(cfg, dossier(world.signer(world.unit)), now)
     assert out.accepted, out.problems
-    assert len(out.signers[0]["revocation"]["crls"]) == 2
+    assert len(used(out)) == 2
 
 
 def test_expired_crl_under_hard_fail_is_unknown(cfg, world, now):
@@ -174,7 +182,7 @@ def test_expired_crl_under_hard_fail_is_unknown(cfg, world, now):
     out = receive(cfg, dossier(world.signer(world.unit)), now)
     assert codes(out) == {"SIG-REVOCATION-UNKNOWN"}
     rev = out.signers[0]["revocation"]
-    assert rev["status"] == "unknown" and [b64decode(c) for c in rev["crls"]] == [der(stale)]
+    assert rev["status"] == "unknown" and used(out) == [der(stale)]
     cfg.trust.revocation = "soft-fail"
     assert receive(cfg, dossier(world.signer(world.unit)), now).accepted
 
@@ -205,7 +213,7 @@ def test_forged_crl_is_not_believed(cfg, world, now):
     put_crl(cfg, "forged.crl", pki.issue_crl(forger, [(world.unit.cert.serial_number, now - DAY)]))
     out = receive(cfg, dossier(world.signer(world.unit)), now)
     rev = out.signers[0]["revocation"]
-    assert out.accepted and rev["status"] == "unknown" and rev["crls"] == []  # not recorded either
+    assert out.accepted and rev["status"] == "unknown" and rev["crl_sha256"] == []  # not recorded either
     cfg.trust.revocation = "hard-fail"
     assert codes(receive(cfg, dossier(world.signer(world.unit)), now)) == {"SIG-REVOCATION-UNKNOWN"}
 
@@ -289,7 +297,7 @@ def test_cache_is_not_reused_for_new_revocation_data(cfg, world, now, monkeypatc
     put_crl(cfg, "issuing.crl", pki.issue_crl(world.ca, [(world.other_unit.cert.serial_number, now - DAY)]))
     out = receiver.receive(data, now)
     assert out.accepted and len(runs) == 2
-    assert out.signers[0]["revocation"]["crls"]  # judged by the new CRL, not the answer before it
+    assert used(out)  # judged by the new CRL, not the answer before it
 
 
 def test_cache_does_not_serve_an_expired_certificate(cfg, world, now, monkeypatch):
@@ -422,6 +430,27 @@ def test_verify_at_with_kept_revocation_data(past_cfg, world, now, revoked_later
     assert code == 1 and "SIG-REVOCATION-UNKNOWN" in out  # no CRL held today, none given
 
 
+def test_verify_at_with_the_crl_files_of_an_evidence_bundle(past_cfg, world, now, revoked_later, tmp_path, capsys):
+    """A dossier's signers name their CRLs by SHA-256; its evidence bundle holds the files."""
+    cert, crl = revoked_later
+    signed = tmp_path / "signed.xml"
+    signed.write_bytes(dossier(world.signer(cert)))
+    crl_file, named = tmp_path / "1-crl-1.crl", tmp_path / "dossier.json"
+    crl_file.write_bytes(der(crl))
+    named.write_text(json.dumps({"signers": [{"revocation": {"crl_sha256": ["ab" * 32], "ocsp_sha256": []}}]}))
+    config = str(config_file(past_cfg, tmp_path, revocation="hard-fail"))
+    at = (now - 20 * DAY).isoformat()
+    code, out = run_cli(capsys, "--config", config, "verify", "--at", at, "--revocation", str(crl_file), str(signed))
+    assert code == 0, out
+    assert "revocation: good (crl), 1 CRL(s)" in out
+    code, out = run_cli(capsys, "--config", config, "verify", "--at", at, "--revocation", str(named), str(signed))
+    assert code != 0 and "SHA-256 only" in out
+    not_crl = tmp_path / "junk.der"
+    not_crl.write_bytes(b"\x30\x03\x02\x01\x05")
+    code, out = run_cli(capsys, "--config", config, "verify", "--at", at, "--revocation", str(not_crl), str(signed))
+    assert code != 0 and "neither JSON kept with a dossier, nor a CRL, nor an OCSP response" in out
+
+
 def test_verify_at_expired_certificate_with_the_record_kept_at_receipt(
     past_cfg, world, old_ca, now, tmp_path, capsys
 ):
@@ -440,8 +469,11 @@ def test_verify_at_expired_certificate_with_the_record_kept_at_receipt(
     data = dossier(world.signer(cert))
     outcome = receive(cfg, data, received)
     assert outcome.accepted, outcome.problems
-    record = tmp_path / "signers.json"
-    record.write_text(json.dumps({"signers": outcome.signers}))  # as stored with the dossier
+    # kept with the dossier: its signers name the CRL, its evidence bundle holds the file
+    (kind, kept), = outcome.revocation_data.values()
+    assert kind == "crl" and [s["revocation"]["crl_sha256"] for s in outcome.signers] == [list(outcome.revocation_data)] * 2
+    record = tmp_path / "1-crl-1.crl"
+    record.write_bytes(kept)
     Path(cfg.trust.crl_dir, "issuing.crl").unlink()  # long replaced since
 
     signed = tmp_path / "expired.xml"
@@ -470,7 +502,7 @@ def test_verify_at_expired_certificate_with_the_record_kept_at_receipt(
         cert.chain,
         received,
         trust=TrustStore.from_config(cfg.trust, cfg.trust_paths),
-        crls=revocation_data_from_json(outcome.signers)[0],
+        crls=[kept],
     )
     assert result.ok and result.revocation.status == "good"
 
@@ -623,7 +655,7 @@ def test_fetching_caches_crls_and_refresh_replaces_them(cfg, world, now, crl_ser
     out = receiver.receive(data, now)
     assert out.accepted, out.problems
     assert out.signers[0]["revocation"]["status"] == "good"
-    assert [b64decode(c) for c in out.signers[0]["revocation"]["crls"]] == [der(first)]
+    assert used(out) == [der(first)]
     cache = CrlCache(cfg.data_path / "revocation")
     [entry] = cache.entries()
     assert entry.url == url and entry.this_update == first.last_update_utc

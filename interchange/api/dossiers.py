@@ -40,6 +40,7 @@ from interchange.kinds import SLUG_OF_NOTICE
 from interchange.receiving.receipt import CONFLICT, FORBIDDEN, RECEIVED_NOW, REFUSED_NOW, REPLAYED
 from interchange.spool import Spooled
 from interchange.store.types import ApiKey, Dossier, Unit, WorkItem
+from interchange.trust.revocation import CRL, OCSP, REF_KEYS
 from interchange.workers import WorkerBudgetExceeded, WorkerUnavailable
 
 SUBMITTING_ROLES = ("submitter", "ivan", "admin")
@@ -170,10 +171,13 @@ def _signer_json(report: dict) -> dict:
     out = {k: v for k, v in report.items() if k != "chain_pem"}
     revocation = report.get("revocation")
     if isinstance(revocation, dict):
+        # inline (stored before migration 0009) or named by SHA-256 (REF_KEYS)
+        crls, ocsp = (len(revocation.get(k) or []) + len(revocation.get(REF_KEYS[kind]) or [])
+                      for k, kind in (("crls", CRL), ("ocsp", OCSP)))
         out["revocation"] = {
-            **{k: v for k, v in revocation.items() if k not in ("crls", "ocsp")},
-            "crls": len(revocation.get("crls") or []),
-            "ocsp": len(revocation.get("ocsp") or []),
+            **{k: v for k, v in revocation.items() if k not in ("crls", "ocsp", *REF_KEYS.values())},
+            "crls": crls,
+            "ocsp": ocsp,
         }
     return out
 
@@ -291,7 +295,8 @@ async def get_evidence(request: web.Request) -> web.Response:
     parts = await services.store.dossiers.evidence_parts(request.match_info["id"], key.scope)
     if parts is None:
         return not_found("dossier")
-    body = await build_bundle(parts.dossier, parts.original, parts.notices, parts.audit, services.signer)
+    body = await build_bundle(parts.dossier, parts.original, parts.notices, parts.audit, services.signer,
+                              revocation=parts.revocation)
     return web.Response(
         body=body,
         content_type="application/zip",

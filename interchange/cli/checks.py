@@ -57,22 +57,55 @@ def verify_bytes(
 
 
 def _revocation_files(names: list[str]) -> tuple[list[bytes], list[bytes]]:
+    """CRLs and OCSP responses from JSON kept with a dossier, or as files (an evidence bundle's
+    `revocation/*.crl` and `*.der`, a CA's CRL in PEM or DER)."""
     from cryptography import x509
 
-    from interchange.trust.revocation import revocation_data_from_json
+    from interchange.trust.revocation import REF_KEYS, revocation_data_from_json
 
     crls: list[bytes] = []
     ocsps: list[bytes] = []
     for name in names:
+        data = read_input(name)
         try:
-            found = revocation_data_from_json(json.loads(read_input(name)))
+            obj = json.loads(data)
+        except ValueError:  # not JSON: a CRL or an OCSP response
+            crl, ocsp = _revocation_file(name, data)
+            crls.extend(crl)
+            ocsps.extend(ocsp)
+            continue
+        try:
+            found = revocation_data_from_json(obj)
             for der in found[0]:
                 x509.load_der_x509_crl(der)
         except ValueError as exc:
             raise CliError(f"{name}: not revocation data kept with a dossier ({exc})") from None
+        if not any(found) and any(key in json.dumps(obj) for key in REF_KEYS.values()):
+            raise CliError(f"{name}: names its CRLs and OCSP responses by SHA-256 only; give their files "
+                           "(the evidence bundle's revocation/*.crl and *.der) with --revocation")
         crls.extend(found[0])
         ocsps.extend(found[1])
     return crls, ocsps
+
+
+def _revocation_file(name: str, data: bytes) -> tuple[list[bytes], list[bytes]]:
+    from asn1crypto import ocsp
+    from cryptography import x509
+
+    from interchange.trust.revocation import crl_ders
+
+    try:
+        ders = crl_ders(data)
+        for der in ders:
+            x509.load_der_x509_crl(der)
+        return ders, []
+    except ValueError:
+        pass
+    try:
+        ocsp.OCSPResponse.load(data).native  # noqa: B018  (parses it all: refuses what is not one)
+    except (ValueError, TypeError) as exc:
+        raise CliError(f"{name}: neither JSON kept with a dossier, nor a CRL, nor an OCSP response ({exc})") from None
+    return [], [data]
 
 
 def _signature_state(sig: dict) -> str:
@@ -159,10 +192,22 @@ def cmd_check(args) -> int:
         print(json.dumps({"ok": ok, "standalone_form": root if standalone else None, "layers": outcome.layers,
                           "rule_layer": rule_layer, "problems": problems, "truncated": truncated,
                           "envelope": outcome.envelope, "signers": [_public(s) for s in outcome.signers],
+                          "revocation_data": _inline(outcome.revocation_data),
                           "parameters": judgement.params if judgement else None}, ensure_ascii=False, indent=2))
     else:
         _print_check(outcome, problems, truncated, rule_layer, ok, root if standalone else None)
     return EXIT_OK if ok else EXIT_FAILED
+
+
+def _inline(data: dict[str, tuple[str, bytes]]) -> dict:
+    """The revocation data the signers name by SHA-256, in base64: the report is self-contained
+    (`verify --revocation` reads it back)."""
+    from base64 import b64encode
+
+    from interchange.trust.revocation import CRL
+
+    return {key: [b64encode(der).decode() for kind, der in data.values() if (kind == CRL) == (key == "crls")]
+            for key in ("crls", "ocsp")}
 
 
 def _public(signer: dict) -> dict:
@@ -236,9 +281,10 @@ def add_commands(sub) -> None:
     p = sub.add_parser("verify", help="verify every signature in a dossier, a standalone form or a notice")
     p.add_argument("file", help="a Hoso envelope, a signed form (D02-TS, TK1-TS, M01B-HSB...) or a notice")
     p.add_argument("--at", help="validation time, ISO 8601 (default now; a past time fetches nothing)")
-    p.add_argument("--revocation", action="append", metavar="FILE.json",
-                   help="revocation data kept with the dossier (its signers' `revocation`, `verify --json` "
-                        "output, or a list of base64 CRLs), used instead of today's CRLs; repeatable")
+    p.add_argument("--revocation", action="append", metavar="FILE",
+                   help="revocation data kept with the dossier, used instead of today's CRLs: a CRL or OCSP "
+                        "response file (an evidence bundle's revocation/*.crl, *.der), `verify --json` or "
+                        "`check --json` output, or a list of base64 CRLs; repeatable")
     p.add_argument("--json", action="store_true",
                    help="print the report as JSON (per signature: valid, signature_intact, certificate_trusted, ...)")
     p.set_defaults(func=cmd_verify)

@@ -44,6 +44,7 @@ from interchange.notices.notice import NoticeSigner
 from interchange.notices.reader import NotANotice, Notice, notice_from_root
 from interchange.store.types import REFUSED, Dossier
 from interchange.trust import anchors
+from interchange.trust.revocation import CRL, OCSP, REF_KEYS
 from interchange.trust.xmldsig import verify_document
 from interchange.xmlparse import XmlLimits, parse_xml
 
@@ -75,15 +76,24 @@ def _json_default(value):
     raise TypeError(f"not JSON: {type(value).__name__}")
 
 
-def _revocation_files(n: int, revocation: dict) -> dict[str, bytes]:
+def _revocation_files(n: int, revocation: dict, stored: dict[str, bytes]) -> dict[str, bytes]:
+    """A signature's CRLs and OCSP responses as files: inline in base64 (dossiers stored before
+    migration 0009), or named by SHA-256 and taken from `stored` (the store's `revocation_data`)."""
     files: dict[str, bytes] = {}
     summary = {k: v for k, v in revocation.items() if k not in ("crls", "ocsp")}
     for key, stem, suffix in (("crls", "crl", "crl"), ("ocsp", "ocsp", "der")):
+        ref_key = REF_KEYS[CRL if key == "crls" else OCSP]
+        items = [*(revocation.get(key) or []), *(stored.get(ref, _MissingRef(ref)) for ref in revocation.get(ref_key) or [])]
         names = []
-        for i, item in enumerate(revocation.get(key) or [], start=1):
+        for i, item in enumerate(items, start=1):
             name = f"revocation/{n}-{stem}-{i}.{suffix}"
-            if isinstance(item, str):
+            if isinstance(item, bytes):
+                files[name] = item
+            elif isinstance(item, str):
                 files[name] = base64.b64decode(item)
+            elif isinstance(item, _MissingRef):  # named, not held: said, not hidden
+                summary.setdefault("missing", []).append(item.name)
+                continue
             else:  # not the DER-in-base64 shape: keep it as it was stored
                 name = f"revocation/{n}-{stem}-{i}.json"
                 files[name] = _json_bytes(item)
@@ -93,8 +103,14 @@ def _revocation_files(n: int, revocation: dict) -> dict[str, bytes]:
     return files
 
 
+@dataclass(frozen=True)
+class _MissingRef:
+    name: str
+
+
 def bundle_files(
-    dossier: Dossier, original: bytes, notices: dict[str, bytes], audit_records: list[dict]
+    dossier: Dossier, original: bytes, notices: dict[str, bytes], audit_records: list[dict],
+    revocation: dict[str, bytes] | None = None,
 ) -> dict[str, bytes]:
     """Every file of the bundle but the manifests."""
     files = {"original.xml": original}
@@ -104,7 +120,7 @@ def bundle_files(
         if signer.get("chain_pem"):
             files[f"signers/{n}-chain.pem"] = "".join(signer["chain_pem"]).encode()
         if isinstance(signer.get("revocation"), dict):
-            files.update(_revocation_files(n, signer["revocation"]))
+            files.update(_revocation_files(n, signer["revocation"], revocation or {}))
     files["audit.jsonl"] = b"".join(
         json.dumps(r, ensure_ascii=False, sort_keys=True, separators=(",", ":")).encode() + b"\n"
         for r in audit_records
@@ -170,13 +186,14 @@ async def build_bundle(
     audit_records: list[dict],
     signer: NoticeSigner,
     created_at: datetime | None = None,
+    revocation: dict[str, bytes] | None = None,
 ) -> bytes:
     """The ZIP. Hashing and compressing (the original may be 100 MB) run in a thread; the
     manifest (a few KB) is signed on the calling thread, the one that owns `signer`."""
     created_at = created_at or utc_now()
     head = next((r for r in audit_records if r.get("record") == "head"), None)
     audit_head = {"seq": head["seq"], "hash": head["hash"]} if head else None
-    files = await asyncio.to_thread(bundle_files, dossier, original, notices, audit_records)
+    files = await asyncio.to_thread(bundle_files, dossier, original, notices, audit_records, revocation)
     manifest = await asyncio.to_thread(manifest_of, dossier, files, created_at, audit_head)
     files[MANIFEST_JSON] = _json_bytes(manifest)
     files[MANIFEST_XML] = signer.sign_root(manifest_xml(manifest), created_at)

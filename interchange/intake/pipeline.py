@@ -24,7 +24,7 @@ from interchange.trust.anchors import TrustStore
 from interchange.trust.c14nstream import Splice, SpliceError
 from interchange.trust.leanbody import parse_lean
 from interchange.trust.streaming import STREAM_MIN, stream_form
-from interchange.trust.xmldsig import verify_document
+from interchange.trust.xmldsig import SignatureReport, verify_document
 from interchange.xmlparse import XmlLimits, parse_xml
 
 ENVELOPE_SIGNATURE_AT = "CKy_Dvi"
@@ -53,6 +53,14 @@ class Outcome:
     signers: list[dict] = field(default_factory=list)
     forms: list[dict] = field(default_factory=list)
     judgement: object | None = None  # the rule layer's, when judged at receipt (interchange.workers)
+    # The CRLs and OCSP responses the signers' revocation names by SHA-256: {hex: (kind, DER)}
+    revocation_data: dict[str, tuple[str, bytes]] = field(default_factory=dict)
+
+    def add_signer(self, report: SignatureReport) -> None:
+        """A signature's report, its revocation data named by digest (kept once, not per dossier)."""
+        self.signers.append(report.as_dict(revocation_refs=True))
+        if report.revocation is not None:
+            self.revocation_data.update(report.revocation.data())
 
     @property
     def failed_layer(self) -> str | None:
@@ -146,7 +154,7 @@ class Receiver:
             root, location=ENVELOPE_SIGNATURE_AT, trust=self.trust, at=at, document="Hoso",
             expected_mst=env.mst, legacy_sha1=self.legacy_sha1, splice=lean.splice() if lean else None,
         )
-        out.signers.append(report.as_dict())
+        out.add_signer(report)
         problems.extend(report.problems)
         del tree, root, lean  # the envelope's text (base64 of every file) is no longer needed
         for form in forms:
@@ -154,7 +162,7 @@ class Receiver:
                 form.root, location=FORM_SIGNATURE_AT, trust=self.trust, at=at, document=form.file.name,
                 form=form.file.code, expected_mst=env.mst, legacy_sha1=self.legacy_sha1, splice=form.splice,
             )
-            out.signers.append(report.as_dict())
+            out.add_signer(report)
             problems.extend(report.problems)
         if problems.errors:
             return fail(Layer.SIGNATURE, problems)
@@ -217,7 +225,7 @@ class Receiver:
         out.envelope = {"form": code, "name": name}
         report = verify_document(root, location=FORM_SIGNATURE_AT, trust=self.trust, at=at, document=name or code,
                                  form=code, legacy_sha1=self.legacy_sha1)  # fmt: skip
-        out.signers.append(report.as_dict())
+        out.add_signer(report)
         problems.extend(report.problems)
         failed = Layer.SIGNATURE if problems.errors else None
         if failed is None:

@@ -59,7 +59,7 @@ class Answer:
 class Stages:
     """What the use case needs of the worker processes (interchange.workers.ReceiptWorkers)."""
 
-    receive: Callable[..., Awaitable[Outcome]]  # (body, at, caller, *, judge: bool)
+    receive: Callable[..., Awaitable[Outcome]]  # (body, at, caller, *, judge: bool, stored_data: frozenset[str])
     sign_notice: Callable[[NoticeData], Awaitable[bytes]]
 
 
@@ -82,7 +82,8 @@ class Reception:
         receipt it repeats). Returns after the commit. A `Spooled` body stays the caller's to remove."""
         received_at = received_at or utc_now()
         caller = Caller(role=key.role, mst=key.mst, ivan=key.ivan)
-        outcome = await self.stages.receive(body, received_at, caller, judge=self.known is not None)
+        outcome = await self.stages.receive(body, received_at, caller, judge=self.known is not None,
+                                            stored_data=self.store.receipts.stored_names.recent())
         if outcome.forbidden:
             return Answer(FORBIDDEN, problem=outcome.problems[-1])
         gated = await registration_gate(self.store, self.policy, outcome)
@@ -171,6 +172,7 @@ def new_dossier(
         problems=[p.as_dict() for p in outcome.problems],
         layers=outcome.layers,
         signers=outcome.signers,
+        revocation_data=outcome.revocation_data,
         facts={
             "files": env.get("files", []),
             "forms": outcome.forms,

@@ -14,12 +14,14 @@ from sqlalchemy.exc import IntegrityError
 from interchange.audit.chain import Entry, excerpt_records
 from interchange.kinds import NOTICE_SLUGS
 from interchange.spool import Spooled
+from interchange.trust.revocation import referenced_data
 
 from .audit import append as audit_append
 from .audit import head_of, notice_stored
 from .db import Database
 from .deliveries import enqueue_notice_deliveries
 from .originals import read_originals
+from .revdata import read_revocation_data
 from .rows import DOSSIER_COLUMNS, dossier_of, notice_kinds, visible
 from .tables import audit_log, dossiers, notices, originals
 from .types import Dossier, Scope
@@ -33,6 +35,7 @@ class EvidenceParts:
     original: bytes
     notices: dict[str, bytes]  # kind -> signed XML, in the order they were stored
     audit: list[dict]  # interchange.audit.chain.excerpt_records
+    revocation: dict[str, bytes]  # the revocation data its signers name by SHA-256 (hex) -> DER
 
 
 class Dossiers:
@@ -166,6 +169,7 @@ class Dossiers:
             original = (
                 await conn.execute(select(originals.c.content).where(originals.c.dossier_id == id))
             ).scalar_one()
+            revocation = await read_revocation_data(conn, referenced_data(row.signers))
             head_seq, head_hash = await head_of(conn)
             entries = [
                 Entry.from_row(r)
@@ -190,6 +194,7 @@ class Dossiers:
             original=original,
             notices={r.kind: r.xml for r in stored},
             audit=excerpt_records(entries, links, head_seq, head_hash),
+            revocation=revocation,
         )
 
 

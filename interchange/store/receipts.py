@@ -28,13 +28,15 @@ from interchange.audit.chain import (
     DOSSIER_REPLAYED,
     Event,
 )
-from interchange.clock import VN_TZ
+from interchange.clock import VN_TZ, utc_now
 from interchange.kinds import SLUG_RECEIPT, SLUG_REFUSAL
+from interchange.trust.revocation import referenced_data
 
 from .audit import append as audit_append
 from .db import Database, StoreUnavailable, describe, store_unavailable
 from .deliveries import enqueue_receipt_deliveries
 from .originals import insert_originals
+from .revdata import StoredNames, insert_revocation_data
 from .rows import DOSSIER_COLUMNS, dossier_of, new_work_row
 from .tables import counters, dossiers, notices, work_items
 from .types import RECEIVED, REFUSED, Dossier, NewDossier, SaveResult
@@ -58,6 +60,7 @@ class Receipts:
         self._db = db
         self._queue: asyncio.Queue[_Job | None] = asyncio.Queue()
         self._writer: asyncio.Task | None = None
+        self.stored_names = StoredNames()  # revocation data committed: the workers need not send it
 
     def start(self) -> None:
         self._writer = asyncio.get_running_loop().create_task(self._write_loop(), name="store-writer")
@@ -149,6 +152,12 @@ class Receipts:
                 exc = StoreUnavailable(describe(exc))
             log.warning("store: a batch of %d receipts was not stored: %s", len(jobs), describe(exc))
             results = [exc] * len(jobs)
+        else:  # committed
+            self.stored_names.add(
+                name for job, outcome in zip(jobs, results, strict=True)
+                if isinstance(outcome, SaveResult) and outcome.outcome == "stored"
+                for name in referenced_data(job.new.signers)
+            )  # fmt: skip
         for job, outcome in zip(jobs, results, strict=True):
             if job.future.done():
                 continue
@@ -203,6 +212,7 @@ class Receipts:
         if stored:
             await conn.execute(dossiers.insert(), [_dossier_row(new, r.dossier) for new, r in stored])
             await insert_originals(conn, [(new.id, new.original) for new, _ in stored])
+            await insert_revocation_data(conn, [new for new, _ in stored], self.stored_names, utc_now())
             await conn.execute(notices.insert(), [_notice_row(r) for _, r in stored])
             await enqueue_receipt_deliveries(conn, [r.dossier for _, r in stored])
             work = [row for new, r in stored for row in _work_rows(new, r.dossier)]
@@ -235,6 +245,7 @@ class Receipts:
                     result = SaveResult(dossier, await job.make_notice(dossier), "stored")
                     await conn.execute(dossiers.insert(), _dossier_row(new, result.dossier))
                     await insert_originals(conn, [(new.id, new.original)])
+                    await insert_revocation_data(conn, [new], self.stored_names, utc_now())
                     await conn.execute(notices.insert(), _notice_row(result))
                     await enqueue_receipt_deliveries(conn, [result.dossier])
                     if work := _work_rows(new, result.dossier):

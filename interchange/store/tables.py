@@ -121,6 +121,18 @@ originals = Table(
     Column("content", LargeBinary, nullable=False),
 )
 
+# The CRLs and OCSP responses the signatures of dossiers rest on, each once, by the SHA-256 (hex)
+# its signers' `revocation` names it with (`crl_sha256`, `ocsp_sha256`); written with the first
+# receipt that uses it (migration 0009). Kept for ever: the evidence of those dossiers.
+revocation_data = Table(
+    "revocation_data",
+    metadata,
+    Column("sha256", String(64), primary_key=True),
+    Column("kind", String(8), nullable=False),  # crl | ocsp
+    Column("der", LargeBinary, nullable=False),
+    Column("stored_at", UTCDateTime, nullable=False),
+)
+
 notices = Table(
     "notices",
     metadata,

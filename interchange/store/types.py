@@ -44,6 +44,9 @@ class NewDossier:
     problems: list[dict] = field(default_factory=list)
     layers: dict[str, str] = field(default_factory=dict)  # layer -> passed | failed | not_run
     signers: list[dict] = field(default_factory=list)
+    # The CRLs and OCSP responses the signers name by SHA-256 that the store may not hold yet:
+    # {sha256 hex: (crl | ocsp, DER)} (interchange.store.revdata)
+    revocation_data: dict[str, tuple[str, bytes]] = field(default_factory=dict)
     facts: dict = field(default_factory=dict)
     # Work items enqueued with the receipt: a kind (due at due_at, else at receipt), or a
     # (kind, due time) pair for work with a deadline of its own (forwarding upstream).

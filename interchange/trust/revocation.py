@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import json
 import logging
@@ -376,6 +377,7 @@ class Revocation:
     checked_at: datetime = field(default_factory=utc_now)
 
     def as_dict(self) -> dict:
+        """Self-contained: the CRLs and OCSP responses in base64 (a report to keep or re-verify with)."""
         return {
             "status": self.status,
             "source": self.source,
@@ -383,6 +385,46 @@ class Revocation:
             "ocsp": [b64encode(d).decode() for d in self.ocsp],
             "checked_at": self.checked_at.isoformat(timespec="seconds"),
         }
+
+    def as_ref_dict(self) -> dict:
+        """The data named by SHA-256 (hex), as kept with a dossier: a national CA's CRL runs to
+        megabytes, and each one is stored once (`revocation_data`), not with every signature."""
+        return {
+            "status": self.status,
+            "source": self.source,
+            REF_KEYS[CRL]: [der_sha256(d) for d in self.crls],
+            REF_KEYS[OCSP]: [der_sha256(d) for d in self.ocsp],
+            "checked_at": self.checked_at.isoformat(timespec="seconds"),
+        }
+
+    def data(self) -> dict[str, tuple[str, bytes]]:
+        """What `as_ref_dict` names: {sha256 hex: (CRL or OCSP, DER)}."""
+        out = {der_sha256(d): (CRL, d) for d in self.crls}
+        out.update((der_sha256(d), (OCSP, d)) for d in self.ocsp)
+        return out
+
+
+CRL, OCSP = "crl", "ocsp"
+REF_KEYS = {CRL: "crl_sha256", OCSP: "ocsp_sha256"}  # where a dossier's signers name their data
+
+
+@functools.lru_cache(maxsize=16)
+def der_sha256(der: bytes) -> str:
+    """The SHA-256 (hex) of a CRL or OCSP response. Cached: the same few CRL objects, held by the
+    trust store, are named for every signature (a bytes object's hash is computed once; a hit on
+    the same object compares by identity)."""
+    return hashlib.sha256(der).hexdigest()
+
+
+def referenced_data(signers: list) -> set[str]:
+    """The SHA-256 names of the revocation data a dossier's signers rest on."""
+    refs: set[str] = set()
+    for signer in signers:
+        revocation = signer.get("revocation") if isinstance(signer, dict) else None
+        if isinstance(revocation, dict):
+            for key in REF_KEYS.values():
+                refs.update(revocation.get(key) or ())
+    return refs
 
 
 def revocation_data_from_json(obj) -> tuple[list[bytes], list[bytes]]:
@@ -404,7 +446,7 @@ def revocation_data_from_json(obj) -> tuple[list[bytes], list[bytes]]:
                     walk(node[key], crls)
             if "ocsp" in node:
                 walk(node["ocsp"], ocsps)
-            for key in ("revocation", "signers", "signatures"):
+            for key in ("revocation", "signers", "signatures", "revocation_data"):
                 if key in node and node[key] is not None:
                     walk(node[key], into)
 

@@ -50,6 +50,7 @@ from interchange.trust.dsigshort import (
     document_digest,
     holds_by_profile,
 )
+from interchange.trust.revocation import Revocation
 from interchange.xmlparse import strict_base64
 
 DSIG_NS = "http://www.w3.org/2000/09/xmldsig#"
@@ -158,15 +159,20 @@ class SignatureReport:
     signing_time: str | None = None  # as claimed in the unsigned Object: recorded, never trusted
     signature_method: str | None = None
     problems: list[Problem] = field(default_factory=list)
-    # status, source, the CRLs / OCSP responses used (base64 DER) and when: kept with the dossier
-    revocation: dict | None = None
+    # status, source, the CRLs / OCSP responses used and when: kept with the dossier
+    revocation: Revocation | None = None
     # apart from `valid`: does the cryptography hold (signature value and digest, with the
     # certificate's key)? is the certificate trusted (a path to an anchor, valid at the time,
     # not revoked)? None: not reached (an earlier problem stopped the check)
     intact: bool | None = None
     trusted: bool | None = None
 
-    def as_dict(self) -> dict:
+    def as_dict(self, *, revocation_refs: bool = False) -> dict:
+        """The report as JSON values; `revocation_refs`: the revocation data named by SHA-256 (as a
+        dossier keeps it, beside `revocation.data()`), else in base64 (a self-contained report)."""
+        revocation = self.revocation
+        if revocation is not None:
+            revocation = revocation.as_ref_dict() if revocation_refs else revocation.as_dict()
         return {
             "document": self.document,
             "form": self.form,
@@ -177,7 +183,7 @@ class SignatureReport:
             "chain_pem": self.chain_pem,
             "signing_time": self.signing_time,
             "signature_method": self.signature_method,
-            "revocation": self.revocation,
+            "revocation": revocation,
             "signature_intact": self.intact,
             "certificate_trusted": self.trusted,
             "problems": [p.as_dict() for p in self.problems],
@@ -412,7 +418,7 @@ def _check_chain(
         return False
     report.chain = [describe(c) for c in path.chain]
     report.chain_pem = [pem_of(c) for c in path.chain]
-    report.revocation = path.revocation.as_dict() if path.revocation else None
+    report.revocation = path.revocation
     for cp in path.problems:
         report.problems.append(here(cp.code, cp.message_vi, cp.message_en))
     report.trusted = not any(p.severity == Severity.ERROR for p in report.problems)
