@@ -27,6 +27,7 @@ from pyhanko_certvalidator.fetchers import Fetchers
 from pyhanko_certvalidator.policy_decl import CertRevTrustPolicy, RevocationCheckingPolicy
 
 from interchange import codes
+from interchange.trust import crlindex
 from interchange.trust.certchecks import CertProblem, revoked_problem, unknown_problem, untrusted_problem
 from interchange.trust.revinfo import (
     RevocationData,
@@ -46,6 +47,8 @@ from interchange.trust.revocation import (
     Revocation,
     checking_policy,
 )
+
+crlindex.install()  # a certificate found in a CRL by its serial, not by reading every entry
 
 # What a path validation finds: its problems, the chain (leaf first, anchor last), the revocation answer.
 Verdict = tuple[list[CertProblem], list[x509.Certificate], Revocation]

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from asn1crypto import crl as asn1_crl
@@ -15,6 +15,7 @@ from cryptography import x509
 from pyhanko_certvalidator import ValidationContext
 
 from interchange.trust.certchecks import CertProblem, revoked_problem
+from interchange.trust.crlindex import serial_index
 from interchange.trust.revocation import Revocation, issued_by
 
 
@@ -23,12 +24,31 @@ class HeldCRL:
     der: bytes
     crl: x509.CertificateRevocationList
     # Handed to pyhanko as the same object each time: asn1crypto parses lazily and keeps what it
-    # parsed, so the scan of a large CRL's entries pays the parsing once, not per validation.
+    # parsed, and its lookups are indexed per object (crlindex).
     asn1: asn1_crl.CertificateList
+    # What a large CRL costs to find out once per object, not per validation: whether an issuer
+    # signed it (a signature over megabytes), and its entries by serial number.
+    _signed_by: dict[x509.Certificate, bool] = field(default_factory=dict, compare=False, repr=False)
+    _serials: dict[int, int] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def load(cls, der: bytes) -> HeldCRL:
         return cls(der, x509.load_der_x509_crl(der), asn1_crl.CertificateList.load(der))
+
+    def signed_by(self, issuer: x509.Certificate) -> bool:
+        """`revocation.issued_by`, remembered per issuer."""
+        known = self._signed_by.get(issuer)
+        if known is None:
+            known = self._signed_by[issuer] = issued_by(self.crl, issuer)
+        return known
+
+    def entry_for(self, serial: int) -> x509.RevokedCertificate | None:
+        """The first entry listing `serial` (`get_revoked_certificate_by_serial_number`, without
+        reading every entry each time)."""
+        if not self._serials and len(self.crl):
+            self._serials.update(serial_index(self.crl))
+        position = self._serials.get(serial)
+        return None if position is None else self.crl[position]
 
 
 @dataclass(frozen=True)
@@ -64,7 +84,7 @@ def turning_points(certs: Sequence[x509.Certificate], data: RevocationData) -> t
             points.add(crl.next_update_utc)
         for cert in certs:
             if cert.issuer == crl.issuer:
-                entry = crl.get_revoked_certificate_by_serial_number(cert.serial_number)
+                entry = held.entry_for(cert.serial_number)
                 if entry is not None:
                     points.add(entry.revocation_date_utc)
     for der in data.ocsps:
@@ -143,9 +163,9 @@ def listed_as_revoked(
     lifted = (x509.ReasonFlags.remove_from_crl, x509.ReasonFlags.certificate_hold)
     for index, cert in enumerate(chain[:-1]):
         for held in crls:
-            if not issued_by(held.crl, chain[index + 1]):
+            if not held.signed_by(chain[index + 1]):
                 continue
-            entry = held.crl.get_revoked_certificate_by_serial_number(cert.serial_number)
+            entry = held.entry_for(cert.serial_number)
             if entry is None or entry.revocation_date_utc >= moment:
                 continue
             try:
@@ -198,7 +218,7 @@ def record_used(
     candidates = {c.der: c for c in [*crls, *fetched_crls(ctx)]}.values()
     used: dict[bytes, None] = {}
     for issuer in chain[1:]:
-        mine = [c for c in candidates if issued_by(c.crl, issuer)]
+        mine = [c for c in candidates if c.signed_by(issuer)]
         current = [c for c in mine if c.crl.next_update_utc is None or c.crl.next_update_utc >= moment]
         for c in current or sorted(mine, key=lambda c: c.crl.last_update_utc)[-1:]:
             used[c.der] = None

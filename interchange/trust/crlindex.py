@@ -1,0 +1,89 @@
+"""A certificate looked up in a CRL by its serial number, not by reading every entry.
+
+pyhanko-certvalidator (0.33) finds a certificate in a CRL by walking all its entries in Python
+(`revinfo.validate_crl.find_cert_in_list`, asn1crypto objects): 0.6 to 1.8 s for a CRL of
+100,000 entries, for every signer the path cache does not hold yet. A licensed CA's CRL is of
+that size, and nearly every dossier comes from another employer's certificate: the receipt
+fell to a few dossiers a second. `install()` gives pyhanko the same function with an index per
+CRL (serial number -> the first entry listing it), built once per CRL object, which the trust
+store holds for as long as the CRL is current.
+
+Same answers as pyhanko's walk, by construction:
+- an indirect CRL (an entry carries a certificateIssuer extension, which changes the issuer of
+  the entries after it), or one whose bytes merely contain that extension's OID, a CRL that
+  `cryptography` cannot read, and attribute certificates: pyhanko's own walk;
+- otherwise every entry speaks for the CRL's authority, so a certificate of another issuer is
+  on no entry, and one of that issuer is on the first entry with its serial number, which is
+  read and judged (reason, unknown critical extensions) exactly as pyhanko does.
+The serials compare as integers: both sides were read by `cryptography`, which takes DER only,
+so equal integers are equal encodings. `tests/test_crl_index.py` compares both on many CRLs.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+from asn1crypto import crl as asn1_crl
+from asn1crypto import x509 as asn1_x509
+from cryptography import x509
+from pyhanko_certvalidator.revinfo import validate_crl
+
+PYHANKO_FIND = validate_crl.find_cert_in_list  # pyhanko's own walk
+_CERTIFICATE_ISSUER = asn1_crl.CRLEntryExtensionId("certificate_issuer").dump()
+_HELD = 8  # CRL objects indexed at a time (one per CA, two around an update)
+_indexes: OrderedDict[int, tuple[asn1_crl.CertificateList, dict[int, int] | None]] = OrderedDict()
+
+
+def find_cert_in_list(cert, cert_issuer_name, certificate_list, crl_authority_name):
+    """`validate_crl.find_cert_in_list`: (revocation time, CRLReason) or (None, None)."""
+    index = _index_of(certificate_list) if isinstance(cert, asn1_x509.Certificate) else None
+    if index is None:
+        return PYHANKO_FIND(cert, cert_issuer_name, certificate_list, crl_authority_name)
+    if crl_authority_name != cert_issuer_name:
+        return None, None
+    position = index.get(cert["tbs_certificate"]["serial_number"].native)
+    if position is None:
+        return None, None
+    revoked_cert = certificate_list["tbs_cert_list"]["revoked_certificates"][position]
+    # as pyhanko judges the entry it finds
+    crl_reason = revoked_cert.crl_reason_value or asn1_crl.CRLReason("unspecified")
+    if revoked_cert.critical_extensions - validate_crl.KNOWN_CRL_ENTRY_EXTENSIONS:
+        raise NotImplementedError()
+    return revoked_cert["revocation_date"].native, crl_reason
+
+
+def _index_of(certificate_list: asn1_crl.CertificateList) -> dict[int, int] | None:
+    key = id(certificate_list)
+    held = _indexes.get(key)
+    if held is not None and held[0] is certificate_list:
+        _indexes.move_to_end(key)
+        return held[1]
+    index = _build(certificate_list)
+    _indexes[key] = (certificate_list, index)  # the object kept with its index: its id is not reused
+    while len(_indexes) > _HELD:
+        _indexes.popitem(last=False)
+    return index
+
+
+def _build(certificate_list: asn1_crl.CertificateList) -> dict[int, int] | None:
+    """Serial number -> position of the first entry listing it; None: pyhanko's walk decides."""
+    revoked = certificate_list["tbs_cert_list"]["revoked_certificates"]
+    if _CERTIFICATE_ISSUER in revoked.dump():
+        return None
+    try:
+        return serial_index(x509.load_der_x509_crl(certificate_list.dump()))
+    except ValueError:
+        return None
+
+
+def serial_index(crl: x509.CertificateRevocationList) -> dict[int, int]:
+    """Serial number -> position (`crl[position]`) of the first entry listing it."""
+    index: dict[int, int] = {}
+    for position, entry in enumerate(crl):
+        index.setdefault(entry.serial_number, position)
+    return index
+
+
+def install() -> None:
+    """Give pyhanko-certvalidator the indexed lookup (idempotent)."""
+    validate_crl.find_cert_in_list = find_cert_in_list
