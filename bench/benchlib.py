@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from sqlalchemy.engine import make_url
 
@@ -98,22 +99,59 @@ def make_dossier(signer: DocumentSigner, rows: int, seed: int) -> bytes:
     return sign_envelope(data, signer)
 
 
-_pool_signer: DocumentSigner | None = None
+_pool_signers: list[DocumentSigner] = []
 
 
-def _pool_init(p12: str) -> None:
-    global _pool_signer
-    _pool_signer = unit_signer(Path(p12))
+def _pool_init(p12: str, others: tuple[bytes, list[bytes]] | None = None) -> None:
+    """The unit's signer; with `others` (the key and certificates of `unit_certs`), one signer
+    per certificate instead."""
+    if others is None:
+        _pool_signers[:] = [unit_signer(Path(p12))]
+        return
+    key = serialization.load_pem_private_key(others[0], None)
+    ca = unit_signer(Path(p12)).chain[1:]
+    _pool_signers[:] = [DocumentSigner(key, [x509.load_pem_x509_certificate(c), *ca]) for c in others[1]]
 
 
 def _pool_make(job: tuple[int, int]) -> bytes:
-    assert _pool_signer is not None
-    return make_dossier(_pool_signer, *job)
+    assert _pool_signers
+    rows, seed = job
+    return make_dossier(_pool_signers[seed % len(_pool_signers)], rows, seed)
 
 
-def signed_dossiers(bench_pki: BenchPki, rows: int, count: int, *, log=print) -> list[bytes]:
-    """`count` dossiers of seeds 0..count-1, from the cache in bench/out/ (grown as needed)."""
-    path = OUT / f"small-rows{rows}-ca{bench_pki.ca_id}.bin"
+def unit_certs(bench_pki: BenchPki, count: int) -> tuple[bytes, list[bytes]]:
+    """`count` certificates of the bench CA for the unit's MST, as many employers' signing
+    certificates would be to the server (each validated on its own), on one key (making keys
+    would take minutes and changes nothing the server does). Cached in bench/out/pki."""
+    path = PKI_DIR / "data" / f"signers-{count}.pem"
+    if not path.exists():
+        ca_cert = pki.load_certs_pem(bench_pki.anchors_dir / "dev-ca.pem")[0]
+        ca = pki.Issued(key=pki.load_key_pem(PKI_DIR / "data" / "dev-ca" / "ca-key.pem"), cert=ca_cert, chain=[])
+        first = pki.issue_unit_cert(ca, UNIT.mst, UNIT.name)
+        certs = [first.cert]
+        for _ in range(1, count):
+            builder = (x509.CertificateBuilder().subject_name(first.cert.subject).issuer_name(ca_cert.subject)
+                       .public_key(first.key.public_key()).serial_number(x509.random_serial_number())
+                       .not_valid_before(first.cert.not_valid_before_utc)
+                       .not_valid_after(first.cert.not_valid_after_utc))  # fmt: skip
+            for ext in first.cert.extensions:
+                builder = builder.add_extension(ext.value, critical=ext.critical)
+            certs.append(builder.sign(ca.key, hashes.SHA256()))
+        key = first.key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                      serialization.NoEncryption())
+        tmp = path.with_suffix(".tmp")
+        tmp.write_bytes(key + b"".join(c.public_bytes(serialization.Encoding.PEM) for c in certs))
+        tmp.replace(path)
+    data = path.read_bytes()
+    key_end = data.index(b"-----END PRIVATE KEY-----") + len(b"-----END PRIVATE KEY-----\n")
+    return data[:key_end], [c.public_bytes(serialization.Encoding.PEM) for c in x509.load_pem_x509_certificates(data[key_end:])]
+
+
+def signed_dossiers(bench_pki: BenchPki, rows: int, count: int, *, signers: int = 1, log=print) -> list[bytes]:
+    """`count` dossiers of seeds 0..count-1, from the cache in bench/out/ (grown as needed); with
+    `signers` > 1, signed in turn by that many certificates (`unit_certs`)."""
+    tag = f"-signers{signers}" if signers > 1 else ""
+    path = OUT / f"small-rows{rows}{tag}-ca{bench_pki.ca_id}.bin"
     have = _read_records(path, count)
     if len(have) < count:
         todo = [(rows, seed) for seed in range(len(have), count)]
@@ -123,7 +161,8 @@ def signed_dossiers(bench_pki: BenchPki, rows: int, count: int, *, log=print) ->
         )
         started = time.perf_counter()
         ctx = multiprocessing.get_context("spawn")
-        with ctx.Pool(procs, initializer=_pool_init, initargs=(str(bench_pki.unit_p12),)) as pool:
+        others = unit_certs(bench_pki, signers) if signers > 1 else None
+        with ctx.Pool(procs, initializer=_pool_init, initargs=(str(bench_pki.unit_p12), others)) as pool:
             made = pool.map(_pool_make, todo, chunksize=max(1, len(todo) // (procs * 8)))
         log(f"  signed in {time.perf_counter() - started:.1f} s")
         have += made

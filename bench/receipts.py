@@ -198,6 +198,11 @@ def arguments() -> argparse.Namespace:
         help="switch the result work off (INTERCHANGE_JOBS_INTERVAL_SECONDS=0): receipts alone",
     )
     ap.add_argument(
+        "--signers", type=int, default=1, metavar="N",
+        help="dossiers signed in turn by N certificates (as N employers' would be; each is validated "
+        "on its own the first time, then from the path cache); default 1",
+    )  # fmt: skip
+    ap.add_argument(
         "--crl-entries", type=int, default=0, metavar="N",
         help="put a CRL of the bench CA listing N revoked serials in [trust] crl_dir (a licensed CA's "
         "CRL runs to tens of thousands of entries): every signature's revocation is checked against it",
@@ -224,7 +229,7 @@ def start_spy(path: str, pid: int) -> subprocess.Popen | None:
 def run(args: argparse.Namespace) -> dict:
     """Start a server, measure, stop it; every raw figure in a dict."""
     bench_pki = benchlib.ensure_pki()
-    bodies = benchlib.signed_dossiers(bench_pki, args.rows, args.count + WARMUP)
+    bodies = benchlib.signed_dossiers(bench_pki, args.rows, args.count + WARMUP, signers=args.signers)
     warmup, measured = bodies[:WARMUP], bodies[WARMUP:]
     floor = dossier_floor.measure(measured[:300], bench_pki.signing_key)
     rate = parse_rate(args.rate, floor.limit_per_s)
@@ -322,7 +327,10 @@ def report(args: argparse.Namespace, fig: dict) -> bool:
     mode = f"open loop at {fig['rate']:.1f}/s ({fig['rate'] / limit * 100:.0f}% of the limit)" if fig["rate"] else (
         f"closed loop, concurrency {args.concurrency}")  # fmt: skip
     print()
-    print(f"dossiers      {n} fresh, D02-TS {args.rows} rows, {fig['mean_size'] / 1024:.1f} KiB each, signed form + envelope")
+    signed = f"{args.signers} signing certificates in turn" if args.signers > 1 else "one signing certificate"
+    crl = f"; a CRL of {args.crl_entries} entries ({fig['crl_size'] / 2**20:.1f} MiB) held" if args.crl_entries else ""
+    print(f"dossiers      {n} fresh, D02-TS {args.rows} rows, {fig['mean_size'] / 1024:.1f} KiB each, signed form + "
+          f"envelope, {signed}{crl}")  # fmt: skip
     print(f"mode          {mode}; processes {args.processes}; workers {args.workers}; store {fig['store']}; "
           f"result work {'OFF' if args.no_results else 'on'}")  # fmt: skip
     print(f"machine       {os.cpu_count()} cores, load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} (shared)")

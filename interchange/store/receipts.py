@@ -212,7 +212,7 @@ class Receipts:
         if stored:
             await conn.execute(dossiers.insert(), [_dossier_row(new, r.dossier) for new, r in stored])
             await insert_originals(conn, [(new.id, new.original) for new, _ in stored])
-            await insert_revocation_data(conn, [new for new, _ in stored], self.stored_names, utc_now())
+            await insert_revocation_data(conn, self._db.insert, [new for new, _ in stored], self.stored_names, utc_now())
             await conn.execute(notices.insert(), [_notice_row(r) for _, r in stored])
             await enqueue_receipt_deliveries(conn, [r.dossier for _, r in stored])
             work = [row for new, r in stored for row in _work_rows(new, r.dossier)]
@@ -245,7 +245,7 @@ class Receipts:
                     result = SaveResult(dossier, await job.make_notice(dossier), "stored")
                     await conn.execute(dossiers.insert(), _dossier_row(new, result.dossier))
                     await insert_originals(conn, [(new.id, new.original)])
-                    await insert_revocation_data(conn, [new], self.stored_names, utc_now())
+                    await insert_revocation_data(conn, self._db.insert, [new], self.stored_names, utc_now())
                     await conn.execute(notices.insert(), _notice_row(result))
                     await enqueue_receipt_deliveries(conn, [result.dossier])
                     if work := _work_rows(new, result.dossier):

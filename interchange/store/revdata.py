@@ -54,10 +54,11 @@ class StoredNames:
         self._recent = frozenset(list(self._names)[-SENT_BACK:])
 
 
-async def insert_revocation_data(conn: AsyncConnection, news: Sequence[NewDossier], known: StoredNames,
+async def insert_revocation_data(conn: AsyncConnection, insert, news: Sequence[NewDossier], known: StoredNames,
                                  now: datetime) -> set[str]:
     """Insert the revocation data these dossiers bring that the store lacks, in the caller's
-    transaction; every name they use must be brought or held. Returns the names they use."""
+    transaction (`insert`: the dialect's, whose ON CONFLICT lets two processes bring the same
+    CRL at once); every name they use must be brought or held. Returns the names they use."""
     used: set[str] = set()
     brought: dict[str, tuple[str, bytes]] = {}
     for new in news:
@@ -73,7 +74,7 @@ async def insert_revocation_data(conn: AsyncConnection, news: Sequence[NewDossie
     rows = [{"sha256": n, "kind": brought[n][0], "der": brought[n][1], "stored_at": now}
             for n in unsure if n not in held]
     if rows:
-        await conn.execute(revocation_data.insert(), rows)
+        await conn.execute(insert(revocation_data).on_conflict_do_nothing(index_elements=[revocation_data.c.sha256]), rows)
     return used
 
 
