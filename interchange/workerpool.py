@@ -41,11 +41,13 @@ LARGE_ANSWER = 256 * 1024
 
 
 class WorkerDied(Exception):
-    """The worker process ended before it answered (killed, out of memory, crashed, or closed)."""
+    """The worker process ended before it answered (killed, out of memory, crashed, or closed).
+    `before_call`: it ended before it had the whole call, which therefore did not run."""
 
-    def __init__(self, pid: int | None, message: str):
+    def __init__(self, pid: int | None, message: str, *, before_call: bool = False):
         super().__init__(message)
         self.pid = pid
+        self.before_call = before_call
 
 
 class CallOverBudget(Exception):
@@ -152,6 +154,7 @@ class _Process:
         self.timer: asyncio.TimerHandle | None = None
         self._unsent: list[memoryview] = []
         self._writing = False  # waiting for the socket to take the rest of a call
+        self._unsendable = False  # the process was gone before it had the whole call
         self._header = bytearray(HEADER.size)
         self._message: bytearray | mmap.mmap | None = None  # the answer being read, once its size is known
         self._filled = 0
@@ -185,6 +188,7 @@ class _Process:
             return
         except OSError:  # its end is closed: the process is gone, which its sentinel tells
             self._unsent = []
+            self._unsendable = True
         if self._writing:
             self._writing = False
             self.loop.remove_writer(self.sock.fileno())
@@ -263,8 +267,8 @@ class _Process:
         if not self.ended:
             self._on_readable()
         if not self.ended:
-            self._fail(WorkerDied(self.pid, f"worker process {self.pid} ended (exit code {self.process.exitcode})"),
-                       kill=True)  # fmt: skip
+            died = f"worker process {self.pid} ended (exit code {self.process.exitcode})"
+            self._fail(WorkerDied(self.pid, died, before_call=self._unsendable), kill=True)
             self.pool._lost(self)
         self.reap()
 
@@ -366,26 +370,35 @@ class ProcessPool:
     async def call(self, fn: Callable, *args, budget: float | None = None):
         """`fn(*args)` in a free process, at most `budget` seconds from when it starts there.
         CallOverBudget: its process was killed; WorkerDied: its process ended meanwhile."""
-        for attempt in (1, 2):
-            slot = await self._free_slots.get()
-            handed = False
+        try:
+            return await (await self._hand(fn, args, budget))
+        except WorkerDied as died:
+            if not died.before_call or self._closed:
+                raise
+        # its process died idle, unnoticed yet: nothing ran, so once more in a new one
+        return await (await self._hand(fn, args, budget))
+
+    async def _hand(self, fn: Callable, args: tuple, budget: float | None) -> asyncio.Future:
+        """Send the call to a free, initialised process: the future of its answer."""
+        slot = await self._free_slots.get()
+        handed = False
+        try:
+            if self._closed:
+                raise WorkerDied(None, "the worker pool is closed")
+            process = self._live(slot)
             try:
+                await asyncio.shield(process.ready)
+            except WorkerDied:  # ended before it took the call: a new one, once
                 if self._closed:
-                    raise WorkerDied(None, "the worker pool is closed")
+                    raise
                 process = self._live(slot)
-                try:
-                    await asyncio.shield(process.ready)
-                except WorkerDied:
-                    if attempt == 2:
-                        raise
-                    continue  # ended before it took the call (nothing was sent): a new one, once
-                reply = process.run(fn, args, budget)
-                handed = True  # the process gives the slot back when it answers or ends
-            finally:
-                if not handed:
-                    self._free_slots.put_nowait(slot)
-            return await reply
-        raise AssertionError("unreachable")
+                await asyncio.shield(process.ready)
+            reply = process.run(fn, args, budget)
+            handed = True  # the process gives the slot back when it answers or ends
+            return reply
+        finally:
+            if not handed:
+                self._free_slots.put_nowait(slot)
 
     def _live(self, slot: int) -> _Process:
         """The slot's process, started anew when there is none or it has ended."""

@@ -10,6 +10,8 @@ import asyncio
 import logging
 import os
 import signal
+import time
+from pathlib import Path
 
 import pytest
 
@@ -73,6 +75,21 @@ async def running_in(path) -> int:
     while not path.exists():
         await asyncio.sleep(0.05)
     return int(path.read_text())
+
+
+def wait_until_exited(pid: int) -> None:
+    """Block (the event loop too, so that the pool cannot notice) until `pid` is a zombie."""
+    while Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z":
+        time.sleep(0.01)
+
+
+async def test_a_call_sent_to_a_process_dead_unnoticed_runs_in_its_replacement(pools):
+    pool = await pools(1)
+    (before,) = pool.pids()
+    os.kill(before, signal.SIGKILL)
+    wait_until_exited(before)  # dead, its sentinel not read yet: the call is sent to it
+    assert await pool.call(poolcalls.pid) != before  # nothing of it ran: run once more
+    assert pool.replaced == 1
 
 
 async def test_a_process_killed_while_busy_fails_its_call_alone(pools, tmp_path):
