@@ -364,6 +364,8 @@ class ProcessPool:
     async def start(self) -> None:
         """Start every process not running yet and wait until all are initialised (WorkerDied if
         one ends first, or the exception of its initialiser)."""
+        if self._closed:
+            raise WorkerDied(None, "the worker pool is closed")
         processes = [self._live(slot) for slot in range(self.size)]
         await asyncio.gather(*(asyncio.shield(p.ready) for p in processes))
 
