@@ -4,15 +4,15 @@
 Each worker builds its `Receiver` once (trust anchors, schemas); lxml schema objects cannot
 be pickled, so they are built inside the worker rather than shipped to it.
 
-With processes, every call has a CPU budget (`[limits] worker_seconds` plus
-`worker_seconds_per_mib` per MiB of its input). A call past its budget ends the worker
-processes (a `ProcessPoolExecutor` breaks as a whole when one of its processes dies), the
-pool is replaced and the call raises `WorkerBudgetExceeded`; the other calls that were running
-in that pool are run again once in the new one. A worker process that dies on its own (killed,
-out of memory, a crash) fails the calls it held with `WorkerLost` (not retried: the input may be
-what killed it) and the pool is replaced. Both are `WorkerUnavailable`: nothing was done, the
-caller answers 503 and may retry. In thread mode (`workers = 0`) there is no budget: a thread
-cannot be stopped.
+The processes are an `interchange.workerpool.ProcessPool` (driven by the event loop, one call
+per process at a time). With processes, every call has a CPU budget (`[limits] worker_seconds`
+plus `worker_seconds_per_mib` per MiB of its input), counted from when it starts in its process.
+A call past its budget kills its worker process, which is replaced, and raises
+`WorkerBudgetExceeded`; the calls running in the other processes are not touched. A worker
+process that dies on its own (killed, out of memory, a crash) fails the call it held with
+`WorkerLost` (not retried: the input may be what killed it) and is replaced. Both are
+`WorkerUnavailable`: nothing was done, the caller answers 503 and may retry. In thread mode
+(`workers = 0`) there is no budget: a thread cannot be stopped.
 """
 
 from __future__ import annotations
@@ -22,13 +22,11 @@ import ctypes
 import ctypes.util
 import gc
 import logging
-import multiprocessing
 import os
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -38,6 +36,7 @@ from interchange.intake.pipeline import Caller, Outcome, Read, Receiver
 from interchange.legal.params import LegalParameters, configured_parameters
 from interchange.notices.notice import NoticeData, NoticeSigner
 from interchange.spool import LARGE, Spooled, as_bytes, sha256_of
+from interchange.workerpool import CallOverBudget, ProcessPool, WorkerDied
 
 
 @dataclass(frozen=True)
@@ -218,133 +217,56 @@ def _ready() -> bool:
     return _receiver is not None
 
 
-class _Pool:
-    """One generation of worker processes; replaced whole when one of its processes dies."""
-
-    def __init__(self, executor: ProcessPoolExecutor):
-        self.executor = executor
-        self.ended = False  # its processes were killed (by us)
-        self.for_budget = False  # ... for a call past its budget: the other calls it ran are innocent
-        self.warm: asyncio.Future | None = None  # every process started and initialised
-
-    def pids(self) -> list[int]:
-        return [p.pid for p in list((getattr(self.executor, "_processes", None) or {}).values()) if p.pid]
-
-    def end(self, for_budget: bool = False) -> None:
-        """Kill its processes now (a stage in a loop in C does not listen to SIGTERM in time)."""
-        self.for_budget = self.for_budget or for_budget
-        if self.ended:
-            return
-        self.ended = True
-        for process in list((getattr(self.executor, "_processes", None) or {}).values()):
-            try:
-                process.kill()
-            except (OSError, ValueError, AttributeError):
-                pass
-        self.executor.shutdown(wait=False)  # no cancel_futures: what it ran fails as BrokenProcessPool
-
-
 class ReceiptWorkers:
     def __init__(self, settings: WorkerSettings, processes: int):
         """`processes` worker processes ([server] workers); 0 runs the stages in one thread."""
         self.processes = processes
         self.settings = settings
         self.limits = settings.limits
-        self.replaced = 0  # pools replaced since start (a killed or dead worker process)
-        self._proc: _Pool | None = None
-        self._slots: asyncio.Semaphore | None = None
+        self._pool: ProcessPool | None = None
         self._to_sign: list[tuple[NoticeData, asyncio.Future]] = []  # sign_notice calls waiting
         self._signing: asyncio.Task | None = None
         self._thread: Executor | None = None
         if processes > 0:
-            self._proc = self._new_pool()
+            self._pool = ProcessPool(processes, _init, (settings, os.getpid()))
         else:
             # One thread: a Receiver is not shared between threads.
             self._thread = ThreadPoolExecutor(1, initializer=_init, initargs=(settings,), thread_name_prefix="receipt")
 
-    def _new_pool(self) -> _Pool:
-        # spawn, not fork: the parent runs an event loop and threads that must not be copied.
-        return _Pool(
-            ProcessPoolExecutor(
-                self.processes,
-                mp_context=multiprocessing.get_context("spawn"),
-                initializer=_init,
-                initargs=(self.settings, os.getpid()),
-            )
-        )
+    @property
+    def replaced(self) -> int:
+        """Worker processes replaced since start (killed past a budget, or dead)."""
+        return self._pool.replaced if self._pool is not None else 0
 
     def pids(self) -> list[int]:
         """The worker processes' ids (empty in thread mode, or before they started)."""
-        return self._proc.pids() if self._proc is not None else []
+        return self._pool.pids() if self._pool is not None else []
 
     async def start(self) -> None:
         """Start every worker now, so that the first dossier does not pay for it."""
-        if self._proc is None:
+        if self._pool is None:
             await asyncio.get_running_loop().run_in_executor(self._thread, _ready)
             return
-        self._slots = asyncio.Semaphore(self.processes)
-        self._proc.warm = asyncio.ensure_future(self._warm(self._proc))
-        await self._proc.warm
-
-    async def _warm(self, pool: _Pool) -> None:
-        loop = asyncio.get_running_loop()
-        await asyncio.gather(*(loop.run_in_executor(pool.executor, _ready) for _ in range(self.processes)))
-
-    def _replace(self, broken: _Pool) -> None:
-        """A new generation in place of `broken` (unless another call replaced it already)."""
-        if self._proc is not broken:
-            return
-        broken.end()  # a dead process breaks the executor, which ends the others too; make sure
-        self._proc = self._new_pool()
-        self._proc.warm = asyncio.ensure_future(self._warm(self._proc))
-        self.replaced += 1
+        await self._pool.start()
 
     async def _call(self, stage: str, fn, args: tuple, data: bytes | Spooled | None = None, *, size: int | None = None):
         """`fn(*args)` in a worker; in processes within the budget for `data`'s size (or `size`,
         the total of a call on many inputs)."""
-        loop = asyncio.get_running_loop()
-        if self._proc is None:
-            return await loop.run_in_executor(self._thread, fn, *args)
-        if self._slots is None:
-            self._slots = asyncio.Semaphore(self.processes)
+        if self._pool is None:
+            return await asyncio.get_running_loop().run_in_executor(self._thread, fn, *args)
         budget = budget_seconds(self.limits, len(data or b"") if size is None else size)
-        # One call per process at a time: the budget's clock starts when the call starts
-        # rather than while it waits behind another one in the executor's queue.
-        async with self._slots:
-            for attempt in (1, 2):
-                pool = self._proc
-                if pool.warm is None:
-                    pool.warm = asyncio.ensure_future(self._warm(pool))
-                try:
-                    await asyncio.shield(pool.warm)
-                except Exception:  # noqa: BLE001  (a broken pool is found by submit below)
-                    pass
-                try:
-                    future = asyncio.wrap_future(pool.executor.submit(fn, *args))
-                except (BrokenProcessPool, RuntimeError):  # died while idle, or ended by another call
-                    self._replace(pool)
-                    continue
-                try:
-                    return await asyncio.wait_for(future, budget)
-                except TimeoutError:
-                    what, digest = _describe(data) if size is None else (f"{size} (a group)", "-")
-                    log.warning(
-                        "worker budget exceeded: %s of %s bytes (sha256 %s) ran over %.1f s; "
-                        "worker processes %s ended, pool replaced", stage, what, digest, budget, pool.pids(),
-                    )  # fmt: skip
-                    pool.end(for_budget=True)
-                    self._replace(pool)
-                    raise WorkerBudgetExceeded(stage, f"{stage} ran over its budget of {budget:.1f} s") from None
-                except BrokenProcessPool:
-                    innocent = pool.for_budget and attempt == 1
-                    self._replace(pool)
-                    if innocent:
-                        continue  # ended for another call's budget: run it again in the new pool
-                    what, digest = _describe(data) if size is None else (f"{size} (a group)", "-")
-                    log.error("worker process died during %s of %s bytes (sha256 %s); pool replaced",
-                              stage, what, digest)  # fmt: skip
-                    raise WorkerLost(stage, f"the worker process running {stage} ended") from None
-            raise WorkerLost(stage, f"no worker process could run {stage}")
+        try:
+            return await self._pool.call(fn, *args, budget=budget)
+        except CallOverBudget as over:
+            what, digest = _describe(data) if size is None else (f"{size} (a group)", "-")
+            log.warning("worker budget exceeded: %s of %s bytes (sha256 %s) ran over %.1f s; "
+                        "worker process %s ended and replaced", stage, what, digest, over.budget, over.pid)  # fmt: skip
+            raise WorkerBudgetExceeded(stage, f"{stage} ran over its budget of {over.budget:.1f} s") from None
+        except WorkerDied as died:
+            what, digest = _describe(data) if size is None else (f"{size} (a group)", "-")
+            log.error("worker process died during %s of %s bytes (sha256 %s): %s",
+                      stage, what, digest, died)  # fmt: skip
+            raise WorkerLost(stage, f"the worker process running {stage} ended") from None
 
     async def receive(self, body: bytes | Spooled, at: datetime, caller: Caller | None, *, judge: bool = False,
                       stored_data: frozenset[str] = frozenset()) -> Outcome:
@@ -354,7 +276,7 @@ class ReceiptWorkers:
 
     async def _call_large(self, stage: str, fn, data: bytes | Spooled, rest: tuple):
         """`fn(data, *rest)`: a large `data` goes to a worker process through a file (`Spooled`)."""
-        if self._proc is None or isinstance(data, Spooled) or len(data) <= LARGE_BODY:
+        if self._pool is None or isinstance(data, Spooled) or len(data) <= LARGE_BODY:
             return await self._call(stage, fn, (data, *rest), data)
         loop = asyncio.get_running_loop()
         spilled = await loop.run_in_executor(None, Spooled.write, data)
@@ -440,15 +362,8 @@ class ReceiptWorkers:
         if self._thread is not None:
             self._thread.shutdown(wait=True, cancel_futures=True)
             return
-        assert self._proc is not None
-        executor = self._proc.executor
-        processes = list((getattr(executor, "_processes", None) or {}).values())
-        executor.shutdown(wait=False, cancel_futures=True)
-        for process in processes:  # a stage stuck past its budget must not hold up the shutdown
-            process.join(5)
-            if process.is_alive():
-                process.kill()
-        executor.shutdown(wait=True)
+        assert self._pool is not None
+        self._pool.close(grace=5.0)  # a stage stuck past its budget must not hold up the shutdown
 
 
 def _describe(data: bytes | Spooled | None) -> tuple[str, str]:
