@@ -57,12 +57,12 @@ async def test_a_call_past_its_budget_ends_the_worker_and_the_next_call_works(cf
         workers.close()
 
 
-async def test_other_calls_of_a_pool_ended_for_a_budget_are_run_again(cfg):
+async def test_a_call_past_its_budget_ends_only_its_own_process(cfg):
     workers = await started(ReceiptWorkers(settings(cfg, 2.0), 2))
     try:
         slow = asyncio.ensure_future(workers.receive(b"<!--SLEEP:60-->", NOW, None))
         await asyncio.sleep(1.2)
-        # running when the slow one is ended at 2 s, done within its own budget when run again
+        # running in the other process when the slow one is ended at 2 s: not touched
         innocent = await workers.receive(b"<!--SLEEP:1.5-->", NOW, None)
         assert not innocent.accepted  # judged (not a dossier), not failed
         with pytest.raises(WorkerBudgetExceeded):
