@@ -30,7 +30,7 @@ from lxml import etree
 from interchange.spool import Spooled
 from interchange.trust.c14nstream import Part, Splice, new_token
 from interchange.trust.xmldsig import SIGNATURE_TAG
-from interchange.xmlparse import ShapeScan, XmlLimits, windows
+from interchange.xmlparse import ShapeScan, XmlLimits, long_name_in_canonical, windows
 
 STREAM_MIN = 1024 * 1024  # smaller forms are read as trees: streaming pays only for large ones
 ROW_BATCH = 64  # rows canonicalised in one C14N call (the per-call costs paid once; more gains nothing)
@@ -94,9 +94,6 @@ class _Spool:
 
 
 _WRAPPER = (b"<w>", b"</w>")  # the canonical start and end tags of the rows' wrapper
-# an element or an attribute whose name (prefix included) is longer than $n, at or below the context
-_LONG_NAME = etree.XPath("boolean(descendant-or-self::*[string-length(name()) > $n]"
-                         " | descendant-or-self::*/@*[string-length(name()) > $n])")
 _MANY_ATTRIBUTES = etree.XPath("boolean(descendant-or-self::*[count(@*) > $n])")
 
 
@@ -139,17 +136,19 @@ class _Rows:
     dropped. A row that neither declares nor uses a namespace (but xml:) has the same canonical
     bytes there as in its form, whose declarations are written on the ancestors that make them.
     (Not a wrapper in the rows' own scope: moving a subtree there makes lxml drop the declarations
-    of it that the scope binds already, and rename their prefixes.) The other rows' bytes are
-    their C14N as subtrees, one at a time (`_alone`), each row's start tag written as its form's:
+    of it that the scope binds already, and rename their prefixes; and C14N there costs more.)
+    The other rows:
     - a batch in which a namespace was declared (a start-ns event while its rows were read) is
-      not moved: its rows are canonicalised where they are, in their parent's scope;
+      not moved: its rows are canonicalised one at a time, as subtrees, where they are (`_alone`:
+      each row's start tag written as in its form);
     - a batch that only uses its ancestors' namespaces shows them once moved, in the wrapper's
-      bytes (lxml declares on each moved row each namespace it uses, under its own prefix, and
-      nothing else changes) and is canonicalised there. Unless the run's scope binds a namespace
-      to two prefixes: lxml may have renamed one; not streamed.
-    Neither way streams a row under a default namespace declared on an ancestor: whole-document
-    C14N writes xmlns="" on it, lxml's C14N of it as a subtree (whose apex has no default
-    namespace) does not.
+      bytes: lxml declares on each moved row each namespace it uses, under its own prefix, and
+      changes nothing else. Moved again into a wrapper that declares the run's scope, the rows
+      lose those declarations (`_in_scope`) and are canonicalised there, in one call. Unless the
+      scope binds a namespace to two prefixes: lxml may have renamed one; not streamed.
+    No way streams a row under a default namespace declared on an ancestor: whole-document C14N
+    writes xmlns="" on it, lxml's C14N of it in a wrapper or as a subtree (no default namespace
+    in scope above it there) does not.
     A run's last row stays in the tree until the next one is read: the parser may still be adding
     to the text after it. Only a run's first row can hold a row: one that does ends after it and
     so is never adjacent to the last row read."""
@@ -169,6 +168,8 @@ class _Rows:
         self.scope: dict[str, str] = {}  # the namespaces in scope at the run's parent
         self.room = 0  # levels a row and its descendants may take
         self.wrapper = etree.Element("w")
+        self.scoped: etree._Element | None = None  # a wrapper declaring the run's scope, once a batch used it
+        self.scoped_head = 0  # the length of its canonical start tag
         self.count = 0
 
     def row(self, row: etree._Element) -> None:
@@ -201,6 +202,7 @@ class _Rows:
         row.addprevious(self.marker)
         etree.tostring(self.marker, method="c14n")  # C14N 1.0 refuses the scope (a relative namespace URI)?
         self.pending, self.declares, self.first = [row], [declares], True
+        self.scoped = None
         self.run_start = self.spool.size
         self.parts.append(Part(f"<{token}".encode(), f"</{token}>".encode(), list))  # chunks: at close_run
 
@@ -222,18 +224,25 @@ class _Rows:
         if declares:
             self._spool_in_place(rows)
             return
-        wrapper = self.wrapper
+        wrapper = self.scoped if self.scoped is not None else self.wrapper
         wrapper.extend(rows)
         data = etree.tostring(wrapper, method="c14n", with_comments=False)
         self._check(wrapper, self.room + 1)  # an element `room` levels below a row is too deep
         if self.first and b"<zSpl" in data:  # a row inside a row (its marker is inside): the tree path judges it
             raise _NotStreamable("nested rows")
         self.first = False
-        if b"xmlns" in data and wrapper.xpath("boolean(//namespace::*[name() != 'xml'])"):
-            self._spool_moved(wrapper)
-        else:
-            head, end = _WRAPPER
-            self.spool.write(memoryview(data)[len(head) : len(data) - len(end)])
+        head = self.scoped_head if wrapper is self.scoped else len(_WRAPPER[0])
+        if data.find(b"xmlns", head) >= 0:
+            outer = wrapper.nsmap
+            if any(row.nsmap != outer for row in wrapper):
+                if wrapper is self.scoped:  # never: a row declares only what a start-ns event shows
+                    raise _NotStreamable("a row declares a namespace")
+                data = self._in_scope(wrapper)  # lxml declared on the rows what they use
+                wrapper, head = self.scoped, self.scoped_head
+        rows_bytes = memoryview(data)[head : len(data) - len(_WRAPPER[1])]
+        if wrapper is self.scoped:  # rows that may use namespaces
+            self._check_names(rows_bytes)
+        self.spool.write(rows_bytes)
         del wrapper[:]
 
     def _spool_in_place(self, rows: list[etree._Element]) -> None:
@@ -241,21 +250,28 @@ class _Rows:
         parent = rows[0].getparent()
         for row in rows:
             self._check(row, self.room)
-            self._check_names(row)
             data = self._alone(row)
+            self._check_names(data)
             if self.first and b"<zSpl" in data:  # a row inside a row: the tree path judges it
                 raise _NotStreamable("nested rows")
             self.first = False
             self.spool.write(data + _tail_c14n(row.tail))
             parent.remove(row)
 
-    def _spool_moved(self, wrapper: etree._Element) -> None:
-        """Rows that use their ancestors' namespaces, moved into the wrapper: each canonicalised there."""
-        if len(set(self.scope.values())) != len(self.scope):
-            raise _NotStreamable("a namespace used in a row has two prefixes in scope")
-        self._check_names(wrapper)
-        for row in wrapper:
-            self.spool.write(self._alone(row) + _tail_c14n(row.tail))
+    def _in_scope(self, wrapper: etree._Element) -> bytes:
+        """Rows that use their ancestors' namespaces (and declare none), moved into the namespace-
+        free wrapper: moved again, into one that declares the run's scope, they lose the
+        declarations lxml made on them (the wrapper's, under the same prefixes) and are as in
+        their form; that wrapper's canonical bytes. The run's next batches go there directly."""
+        scope = self.scope
+        if len(set(scope.values())) != len(scope):
+            raise _NotStreamable("a namespace used in a row has two prefixes in scope: lxml may rename it")
+        self.scoped = etree.Element("w", nsmap=scope)
+        self.scoped_head = len(etree.tostring(self.scoped, method="c14n")) - len(_WRAPPER[1])  # <w xmlns:...>
+        self.scoped.extend(wrapper)
+        if any(row.nsmap != scope for row in self.scoped):  # never: lxml declared on them what it found above
+            raise _NotStreamable("a row declares a namespace")
+        return etree.tostring(self.scoped, method="c14n", with_comments=False)
 
     def _check(self, node: etree._Element, steps: int) -> None:
         """No element `steps` levels below `node`, and, the bytes holding more attributes than one
@@ -265,10 +281,10 @@ class _Rows:
         if self.count_attributes and _MANY_ATTRIBUTES(node, n=self.limits.max_attributes):
             raise _NotStreamable("too many attributes")
 
-    def _check_names(self, node: etree._Element) -> None:
-        """Rows with namespaces, the bytes not scanned for long names: none here (a name in a
-        namespace is not the schema's)."""
-        if not self.names_checked and _LONG_NAME(node, n=self.limits.max_name_length):
+    def _check_names(self, canonical: bytes | memoryview) -> None:
+        """Rows with namespaces, the bytes not scanned for long names: none in their canonical
+        bytes (a name in a namespace is not the schema's)."""
+        if not self.names_checked and long_name_in_canonical(canonical, self.limits):
             raise _NotStreamable("a name too long")
 
     def _alone(self, row: etree._Element) -> bytes:
