@@ -12,44 +12,20 @@ elements; and end to end through the receipt pipeline, streamed and not, on the 
 
 from __future__ import annotations
 
-import hashlib
 import random
 from base64 import b64decode, b64encode
-from datetime import UTC, datetime
 
 import pytest
 from lxml import etree
 
 from interchange.devkit import samples
 from interchange.errors import Refusal
-from interchange.intake.pipeline import Caller, Receiver
+from interchange.intake.pipeline import Receiver
 from interchange.trust import leanbody, streaming
-from interchange.trust.c14nstream import Splice
-from interchange.trust.dsigshort import detach
-from interchange.trust.xmldsig import DSIG_NS, SIGNATURE_TAG
-from interchange.xmlparse import XmlLimits, parse_xml
+from interchange.trust.xmldsig import DSIG_NS
+from interchange.xmlparse import parse_xml
+from tests.c14nforms import LIMITS, PARSER, a_form, both, spliced_digest, summary, whole_digest
 from tests.helpers import UNIT, dossier
-
-LIMITS = XmlLimits()
-PARSER = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=True, remove_comments=True)
-
-
-def detach_signatures(root: etree._Element) -> None:
-    """As the verifier does: each Signature removed, its tail kept in the parent's content."""
-    for sig in list(root.iter(SIGNATURE_TAG)):
-        detach(sig)
-
-
-def whole_digest(data: bytes) -> bytes:
-    root = etree.fromstring(data, PARSER)
-    detach_signatures(root)
-    return hashlib.sha256(etree.tostring(root.getroottree(), method="c14n")).digest()
-
-
-def spliced_digest(root: etree._Element, splice: Splice) -> bytes:
-    detach_signatures(root)
-    return splice.digest(etree.tostring(root.getroottree(), method="c14n"), "sha256")
-
 
 # ---- generated documents --------------------------------------------------------------------------
 
@@ -215,19 +191,10 @@ def test_rows_in_a_namespace_are_not_rows():
 
 # ---- the batches' boundaries, case by case ------------------------------------------------------
 
-NS = 'xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xmlns:xsd="http://www.w3.org/2001/XMLSchema"'
-
-
 def cell_row(i: int, tail: str = "\n    ") -> str:
     """A row as the forms have them, with the text after it."""
     return (f"<Row>\n      <STT>{i}</STT>\n      <HoTen>Lê Văn {i}</HoTen>\n      <Empty></Empty><Void/>"
             f"\n      <Amount>{i * 1000}</Amount>\n    </Row>{tail}")
-
-
-def a_form(body: str, decls: str = NS, lists: int = 1) -> bytes:
-    one = f"<List>\n    {body}</List>"
-    return (f'<?xml version="1.0" encoding="utf-8"?>\n<Form {decls}>\n  <Head>h</Head>\n  '
-            + "\n  ".join([one] * lists) + "\n  <Cky/>\n</Form>").encode()
 
 
 def runs(*lengths: int, between: str = "<Other>x</Other>\n    ") -> str:
@@ -365,17 +332,6 @@ def test_a_cut_inside_a_comment_does_not_fit():
 @pytest.fixture
 def receiver(cfg) -> Receiver:
     return Receiver.from_config(cfg.trust, cfg.trust_paths, cfg.limits)
-
-
-def both(receiver: Receiver, body: bytes):
-    caller = Caller(role="submitter", mst=UNIT.mst)
-    at = datetime.now(UTC)
-    return receiver.receive(body, at, caller), receiver.receive(body, at, caller, stream=False)
-
-
-def summary(out) -> tuple:
-    return out.accepted, out.layers, [(p.code, p.xpath, p.line) for p in out.problems], out.envelope, \
-        [(s["valid"], s["mst"]) for s in out.signers], out.forms
 
 
 def test_large_dossier_same_outcome_streamed(world, receiver, monkeypatch):

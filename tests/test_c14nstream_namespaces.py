@@ -19,8 +19,8 @@ from interchange.intake.pipeline import Receiver
 from interchange.trust import streaming
 from interchange.trust.dossier_signing import sign_envelope, sign_form
 from interchange.xmlparse import parse_xml
+from tests.c14nforms import LIMITS, NS, PARSER, a_form, both, spliced_digest, summary, whole_digest
 from tests.helpers import UNIT
-from tests.test_c14nstream import LIMITS, NS, PARSER, a_form, both, spliced_digest, summary, whole_digest
 
 
 @pytest.fixture

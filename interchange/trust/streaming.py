@@ -8,13 +8,15 @@ input is not of the shape it handles. A form is given as bytes or, when large, a
   of a repeated list of the XSD) once they end, a batch at a time, into a spool file, and dropping
   them. Each run of adjacent rows leaves one empty marker element in the reduced tree; the form's
   signature is then verified on the reduced tree with the rows' canonical bytes spliced back in.
-  Rows that neither declare nor use a namespace (but xml:) are canonicalised a batch at a time
-  where no namespace is in scope, the others one at a time as subtrees (`_Rows`); a row under a
-  default namespace declared on an ancestor is not streamed. The attributes and namespace
-  declarations of each element are counted as the form is read, when the bytes hold more in all
-  than one element may. Any other shape, a shape limit the bytes cannot rule out, a syntax or
-  schema error, a signature inside a row: None, and the caller takes the tree path (which also
-  gives the readable errors).
+  Rows are canonicalised a batch at a time in a wrapper element where no namespace is in scope
+  or, once a batch uses its ancestors' namespaces, in one that declares them; the rows of a batch
+  in which a namespace is declared one at a time, as subtrees (`_Rows`). A row under a default
+  namespace declared on an ancestor is not streamed. The attributes of each element are counted
+  as the form is read when the bytes hold more in all than one element may; namespace
+  declarations always, from one row's end to the next (more there than one element may hold:
+  not streamed). Any other shape, a shape limit the bytes cannot rule out, a syntax or schema
+  error, a signature inside a row: None, and the caller takes the tree path (which also gives
+  the readable errors).
 """
 
 from __future__ import annotations
@@ -144,8 +146,9 @@ class _Rows:
     - a batch that only uses its ancestors' namespaces shows them once moved, in the wrapper's
       bytes: lxml declares on each moved row each namespace it uses, under its own prefix, and
       changes nothing else. Moved again into a wrapper that declares the run's scope, the rows
-      lose those declarations (`_in_scope`) and are canonicalised there, in one call. Unless the
-      scope binds a namespace to two prefixes: lxml may have renamed one; not streamed.
+      lose those declarations (`_in_scope`) and are canonicalised there, in one call; the run's
+      later batches are put there directly. Unless the scope binds a namespace to two prefixes:
+      lxml may have renamed one; not streamed.
     No way streams a row under a default namespace declared on an ancestor: whole-document C14N
     writes xmlns="" on it, lxml's C14N of it in a wrapper or as a subtree (no default namespace
     in scope above it there) does not.
