@@ -168,6 +168,14 @@ def _shape_patterns(name_limit: int, value_limit: int, text_limit: int) -> tuple
     )
 
 
+def long_name_in_canonical(data: bytes, limits: XmlLimits) -> bool:
+    """Does canonical XML (C14N: no white space around "=", "<" only in markup) hold an element
+    or attribute name, prefix included, longer than the limit? As `ShapeScan` looks for one
+    (a long run of name characters ending at "=" in a text or a value counts too)."""
+    element, attribute = _shape_patterns(limits.max_name_length, limits.max_attribute_length, limits.max_text_length)[:2]
+    return bool(element.search(data) or attribute.search(data))
+
+
 def shape_gates(data: bytes, limits: XmlLimits) -> dict[str, bool]:
     """Which tree checks the bytes cannot rule out."""
     scan = ShapeScan(limits)
