@@ -5,8 +5,9 @@ pyhanko-certvalidator (0.33) finds a certificate in a CRL by walking all its ent
 100,000 entries, for every signer the path cache does not hold yet. A licensed CA's CRL is of
 that size, and nearly every dossier comes from another employer's certificate: the receipt
 fell to a few dossiers a second. `install()` gives pyhanko the same function with an index per
-CRL (serial number -> the first entry listing it), built once per CRL object, which the trust
-store holds for as long as the CRL is current.
+CRL (serial number -> the first entry listing it), built once per CRL object and kept as long
+as the object is (the trust store holds it for as long as the CRL is current); `HeldCRL`
+looks serials up in the same index.
 
 Same answers as pyhanko's walk, by construction:
 - an indirect CRL (an entry carries a certificateIssuer extension, which changes the issuer of
@@ -21,7 +22,8 @@ so equal integers are equal encodings. `tests/test_crl_index.py` compares both o
 
 from __future__ import annotations
 
-from collections import OrderedDict
+import weakref
+from dataclasses import dataclass
 
 from asn1crypto import crl as asn1_crl
 from asn1crypto import x509 as asn1_x509
@@ -30,18 +32,35 @@ from pyhanko_certvalidator.revinfo import validate_crl
 
 PYHANKO_FIND = validate_crl.find_cert_in_list  # pyhanko's own walk
 _CERTIFICATE_ISSUER = asn1_crl.CRLEntryExtensionId("certificate_issuer").dump()
-_HELD = 8  # CRL objects indexed at a time (one per CA, two around an update)
-_indexes: OrderedDict[int, tuple[asn1_crl.CertificateList, dict[int, int] | None]] = OrderedDict()
+
+
+@dataclass(frozen=True)
+class CrlIndex:
+    serials: dict[int, int] | None  # serial number -> position of the first entry; None: unreadable
+    indirect: bool  # an entry may speak for another issuer (certificateIssuer): only a walk decides
+
+
+_indexes: weakref.WeakKeyDictionary[asn1_crl.CertificateList, CrlIndex] = weakref.WeakKeyDictionary()
+
+
+def index_of(certificate_list: asn1_crl.CertificateList, crl: x509.CertificateRevocationList | None = None
+             ) -> CrlIndex:
+    """The index of this CRL object, built the first time (from `crl`, its reading by
+    `cryptography`, when the caller has it)."""
+    index = _indexes.get(certificate_list)
+    if index is None:
+        index = _indexes[certificate_list] = _build(certificate_list, crl)
+    return index
 
 
 def find_cert_in_list(cert, cert_issuer_name, certificate_list, crl_authority_name):
     """`validate_crl.find_cert_in_list`: (revocation time, CRLReason) or (None, None)."""
-    index = _index_of(certificate_list) if isinstance(cert, asn1_x509.Certificate) else None
-    if index is None:
+    index = index_of(certificate_list) if isinstance(cert, asn1_x509.Certificate) else None
+    if index is None or index.indirect or index.serials is None:
         return PYHANKO_FIND(cert, cert_issuer_name, certificate_list, crl_authority_name)
     if crl_authority_name != cert_issuer_name:
         return None, None
-    position = index.get(cert["tbs_certificate"]["serial_number"].native)
+    position = index.serials.get(cert["tbs_certificate"]["serial_number"].native)
     if position is None:
         return None, None
     revoked_cert = certificate_list["tbs_cert_list"]["revoked_certificates"][position]
@@ -52,36 +71,16 @@ def find_cert_in_list(cert, cert_issuer_name, certificate_list, crl_authority_na
     return revoked_cert["revocation_date"].native, crl_reason
 
 
-def _index_of(certificate_list: asn1_crl.CertificateList) -> dict[int, int] | None:
-    key = id(certificate_list)
-    held = _indexes.get(key)
-    if held is not None and held[0] is certificate_list:
-        _indexes.move_to_end(key)
-        return held[1]
-    index = _build(certificate_list)
-    _indexes[key] = (certificate_list, index)  # the object kept with its index: its id is not reused
-    while len(_indexes) > _HELD:
-        _indexes.popitem(last=False)
-    return index
-
-
-def _build(certificate_list: asn1_crl.CertificateList) -> dict[int, int] | None:
-    """Serial number -> position of the first entry listing it; None: pyhanko's walk decides."""
-    revoked = certificate_list["tbs_cert_list"]["revoked_certificates"]
-    if _CERTIFICATE_ISSUER in revoked.dump():
-        return None
+def _build(certificate_list: asn1_crl.CertificateList, crl: x509.CertificateRevocationList | None) -> CrlIndex:
+    indirect = _CERTIFICATE_ISSUER in certificate_list["tbs_cert_list"]["revoked_certificates"].dump()
     try:
-        return serial_index(x509.load_der_x509_crl(certificate_list.dump()))
+        crl = crl or x509.load_der_x509_crl(certificate_list.dump())
     except ValueError:
-        return None
-
-
-def serial_index(crl: x509.CertificateRevocationList) -> dict[int, int]:
-    """Serial number -> position (`crl[position]`) of the first entry listing it."""
-    index: dict[int, int] = {}
+        return CrlIndex(None, indirect)
+    serials: dict[int, int] = {}
     for position, entry in enumerate(crl):
-        index.setdefault(entry.serial_number, position)
-    return index
+        serials.setdefault(entry.serial_number, position)
+    return CrlIndex(serials, indirect)
 
 
 def install() -> None:

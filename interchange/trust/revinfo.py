@@ -15,7 +15,7 @@ from cryptography import x509
 from pyhanko_certvalidator import ValidationContext
 
 from interchange.trust.certchecks import CertProblem, revoked_problem
-from interchange.trust.crlindex import serial_index
+from interchange.trust.crlindex import index_of
 from interchange.trust.revocation import Revocation, issued_by
 
 
@@ -24,12 +24,10 @@ class HeldCRL:
     der: bytes
     crl: x509.CertificateRevocationList
     # Handed to pyhanko as the same object each time: asn1crypto parses lazily and keeps what it
-    # parsed, and its lookups are indexed per object (crlindex).
+    # parsed, and lookups in it are indexed per object (crlindex).
     asn1: asn1_crl.CertificateList
-    # What a large CRL costs to find out once per object, not per validation: whether an issuer
-    # signed it (a signature over megabytes), and its entries by serial number.
+    # Whether an issuer signed it (a signature over megabytes), found out once per issuer.
     _signed_by: dict[x509.Certificate, bool] = field(default_factory=dict, compare=False, repr=False)
-    _serials: dict[int, int] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def load(cls, der: bytes) -> HeldCRL:
@@ -44,10 +42,8 @@ class HeldCRL:
 
     def entry_for(self, serial: int) -> x509.RevokedCertificate | None:
         """The first entry listing `serial` (`get_revoked_certificate_by_serial_number`, without
-        reading every entry each time)."""
-        if not self._serials and len(self.crl):
-            self._serials.update(serial_index(self.crl))
-        position = self._serials.get(serial)
+        reading every entry each time: the index pyhanko's lookups use too)."""
+        position = index_of(self.asn1, self.crl).serials.get(serial)
         return None if position is None else self.crl[position]
 
 
