@@ -71,13 +71,18 @@ def ensure_pki() -> BenchPki:
     )
 
 
+def bench_ca(bench_pki: BenchPki) -> pki.Issued:
+    """The bench's development CA with its key (ensure_dev_pki keeps it under data/dev-ca)."""
+    cert = pki.load_certs_pem(bench_pki.anchors_dir / "dev-ca.pem")[0]
+    return pki.Issued(key=pki.load_key_pem(PKI_DIR / "data" / "dev-ca" / "ca-key.pem"), cert=cert, chain=[])
+
+
 def write_crl(bench_pki: BenchPki, directory: Path, entries: int) -> int:
     """A CRL of the bench CA listing `entries` revoked serials (none of them the unit's) into
     `directory`, as an operator would put a licensed CA's CRL in `[trust] crl_dir`; its size."""
     from datetime import timedelta
 
-    ca_cert = pki.load_certs_pem(bench_pki.anchors_dir / "dev-ca.pem")[0]
-    ca = pki.Issued(key=pki.load_key_pem(PKI_DIR / "data" / "dev-ca" / "ca-key.pem"), cert=ca_cert, chain=[])
+    ca = bench_ca(bench_pki)
     when = datetime.now(UTC) - timedelta(days=30)
     crl = pki.issue_crl(ca, [(10**30 + n, when) for n in range(entries)])
     der = crl.public_bytes(serialization.Encoding.DER)
@@ -125,12 +130,11 @@ def unit_certs(bench_pki: BenchPki, count: int) -> tuple[bytes, list[bytes]]:
     would take minutes and changes nothing the server does). Cached in bench/out/pki."""
     path = PKI_DIR / "data" / f"signers-{count}.pem"
     if not path.exists():
-        ca_cert = pki.load_certs_pem(bench_pki.anchors_dir / "dev-ca.pem")[0]
-        ca = pki.Issued(key=pki.load_key_pem(PKI_DIR / "data" / "dev-ca" / "ca-key.pem"), cert=ca_cert, chain=[])
+        ca = bench_ca(bench_pki)
         first = pki.issue_unit_cert(ca, UNIT.mst, UNIT.name)
         certs = [first.cert]
         for _ in range(1, count):
-            builder = (x509.CertificateBuilder().subject_name(first.cert.subject).issuer_name(ca_cert.subject)
+            builder = (x509.CertificateBuilder().subject_name(first.cert.subject).issuer_name(ca.cert.subject)
                        .public_key(first.key.public_key()).serial_number(x509.random_serial_number())
                        .not_valid_before(first.cert.not_valid_before_utc)
                        .not_valid_after(first.cert.not_valid_after_utc))  # fmt: skip

@@ -55,10 +55,10 @@ class StoredNames:
 
 
 async def insert_revocation_data(conn: AsyncConnection, insert, news: Sequence[NewDossier], known: StoredNames,
-                                 now: datetime) -> set[str]:
+                                 now: datetime) -> None:
     """Insert the revocation data these dossiers bring that the store lacks, in the caller's
     transaction (`insert`: the dialect's, whose ON CONFLICT lets two processes bring the same
-    CRL at once); every name they use must be brought or held. Returns the names they use."""
+    CRL at once); every name they use must be brought or held."""
     used: set[str] = set()
     brought: dict[str, tuple[str, bytes]] = {}
     for new in news:
@@ -66,7 +66,7 @@ async def insert_revocation_data(conn: AsyncConnection, insert, news: Sequence[N
         brought.update(new.revocation_data)
     unsure = sorted(n for n in used | brought.keys() if n not in known)
     if not unsure:
-        return used
+        return
     held = set((await conn.execute(select(revocation_data.c.sha256).where(revocation_data.c.sha256.in_(unsure)))).scalars())
     missing = sorted(n for n in unsure if n not in held and n not in brought)
     if missing:
@@ -75,7 +75,6 @@ async def insert_revocation_data(conn: AsyncConnection, insert, news: Sequence[N
             for n in unsure if n not in held]
     if rows:
         await conn.execute(insert(revocation_data).on_conflict_do_nothing(index_elements=[revocation_data.c.sha256]), rows)
-    return used
 
 
 async def read_revocation_data(conn: AsyncConnection, names: Iterable[str]) -> dict[str, bytes]:

@@ -376,29 +376,22 @@ class Revocation:
     ocsp: list[bytes] = field(default_factory=list)  # DER OCSPResponse
     checked_at: datetime = field(default_factory=utc_now)
 
-    def as_dict(self) -> dict:
-        """Self-contained: the CRLs and OCSP responses in base64 (a report to keep or re-verify with)."""
+    def as_dict(self, *, refs: bool = False) -> dict:
+        """The CRLs and OCSP responses in base64 (a self-contained report to keep or re-verify
+        with) or, with `refs`, named by SHA-256 (hex), as kept with a dossier: a national CA's CRL
+        runs to megabytes, and each one is stored once (`revocation_data`), not with every signature."""
+        name = der_sha256 if refs else _base64
+        crl_key, ocsp_key = (REF_KEYS[CRL], REF_KEYS[OCSP]) if refs else ("crls", "ocsp")
         return {
             "status": self.status,
             "source": self.source,
-            "crls": [b64encode(d).decode() for d in self.crls],
-            "ocsp": [b64encode(d).decode() for d in self.ocsp],
-            "checked_at": self.checked_at.isoformat(timespec="seconds"),
-        }
-
-    def as_ref_dict(self) -> dict:
-        """The data named by SHA-256 (hex), as kept with a dossier: a national CA's CRL runs to
-        megabytes, and each one is stored once (`revocation_data`), not with every signature."""
-        return {
-            "status": self.status,
-            "source": self.source,
-            REF_KEYS[CRL]: [der_sha256(d) for d in self.crls],
-            REF_KEYS[OCSP]: [der_sha256(d) for d in self.ocsp],
+            crl_key: [name(d) for d in self.crls],
+            ocsp_key: [name(d) for d in self.ocsp],
             "checked_at": self.checked_at.isoformat(timespec="seconds"),
         }
 
     def data(self) -> dict[str, tuple[str, bytes]]:
-        """What `as_ref_dict` names: {sha256 hex: (CRL or OCSP, DER)}."""
+        """What `as_dict(refs=True)` names: {sha256 hex: (CRL or OCSP, DER)}."""
         out = {der_sha256(d): (CRL, d) for d in self.crls}
         out.update((der_sha256(d), (OCSP, d)) for d in self.ocsp)
         return out
@@ -406,6 +399,10 @@ class Revocation:
 
 CRL, OCSP = "crl", "ocsp"
 REF_KEYS = {CRL: "crl_sha256", OCSP: "ocsp_sha256"}  # where a dossier's signers name their data
+
+
+def _base64(der: bytes) -> str:
+    return b64encode(der).decode()
 
 
 @functools.lru_cache(maxsize=16)

@@ -172,7 +172,7 @@ class SignatureReport:
         dossier keeps it, beside `revocation.data()`), else in base64 (a self-contained report)."""
         revocation = self.revocation
         if revocation is not None:
-            revocation = revocation.as_ref_dict() if revocation_refs else revocation.as_dict()
+            revocation = revocation.as_dict(refs=revocation_refs)
         return {
             "document": self.document,
             "form": self.form,
