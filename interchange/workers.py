@@ -258,12 +258,12 @@ class ReceiptWorkers:
         try:
             return await self._pool.call(fn, *args, budget=budget)
         except CallOverBudget as over:
-            what, digest = _describe(data) if size is None else (f"{size} (a group)", "-")
+            what, digest = _describe(data, size)
             log.warning("worker budget exceeded: %s of %s bytes (sha256 %s) ran over %.1f s; "
                         "worker process %s ended and replaced", stage, what, digest, over.budget, over.pid)  # fmt: skip
             raise WorkerBudgetExceeded(stage, f"{stage} ran over its budget of {over.budget:.1f} s") from None
         except WorkerDied as died:
-            what, digest = _describe(data) if size is None else (f"{size} (a group)", "-")
+            what, digest = _describe(data, size)
             log.error("worker process died during %s of %s bytes (sha256 %s): %s",
                       stage, what, digest, died)  # fmt: skip
             raise WorkerLost(stage, f"the worker process running {stage} ended") from None
@@ -366,7 +366,10 @@ class ReceiptWorkers:
         self._pool.close(grace=5.0)  # a stage stuck past its budget must not hold up the shutdown
 
 
-def _describe(data: bytes | Spooled | None) -> tuple[str, str]:
+def _describe(data: bytes | Spooled | None, size: int | None = None) -> tuple[str, str]:
+    """(size, sha256) of a call's input for the log; `size`: the total of a call on many."""
+    if size is not None:
+        return f"{size} (a group)", "-"
     if data is None:
         return "-", "-"
     return str(len(data)), sha256_of(data).hex()
