@@ -7,6 +7,7 @@ the revocation data given (`revinfo.RevocationData`) and, when allowed, what is 
 from __future__ import annotations
 
 import asyncio
+import functools
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -25,9 +26,10 @@ from pyhanko_certvalidator.errors import (
 )
 from pyhanko_certvalidator.fetchers import Fetchers
 from pyhanko_certvalidator.policy_decl import CertRevTrustPolicy, RevocationCheckingPolicy
+from pyhanko_certvalidator.registry import SimpleTrustManager
 
 from interchange import codes
-from interchange.trust import crlindex
+from interchange.trust import asn1names, crlindex
 from interchange.trust.certchecks import CertProblem, revoked_problem, unknown_problem, untrusted_problem
 from interchange.trust.revinfo import (
     RevocationData,
@@ -49,11 +51,13 @@ from interchange.trust.revocation import (
 )
 
 crlindex.install()  # a certificate found in a CRL by its serial, not by reading every entry
+asn1names.install()  # a name's comparable form worked out once, not at every lookup
 
 # What a path validation finds: its problems, the chain (leaf first, anchor last), the revocation answer.
 Verdict = tuple[list[CertProblem], list[x509.Certificate], Revocation]
 
 
+@functools.lru_cache(maxsize=512)  # the CAs' certificates carried by every dossier, read once
 def to_asn1(cert: x509.Certificate) -> asn1_x509.Certificate:
     return asn1_x509.Certificate.load(cert.public_bytes(serialization.Encoding.DER))
 
@@ -88,7 +92,8 @@ class PathValidator:
         self.revocation_cache = revocation_cache
         self.fetch_crls = fetch_crls and revocation_cache is not None
         self.ocsp = ocsp
-        self._asn1_anchors = [to_asn1(c) for c in anchors]
+        # built once: pyhanko would read the anchors again for each validation
+        self._trust_manager = SimpleTrustManager.build(trust_roots=[to_asn1(c) for c in anchors])
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def check(
@@ -153,7 +158,7 @@ class PathValidator:
 
         def context(policy: RevocationCheckingPolicy) -> ValidationContext:
             return ValidationContext(
-                trust_roots=self._asn1_anchors,
+                trust_manager=self._trust_manager,
                 other_certs=[to_asn1(c) for c in others],
                 crls=[c.asn1 for c in crls],
                 ocsps=list(data.ocsps),
