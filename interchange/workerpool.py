@@ -8,9 +8,7 @@ reads the answer with `add_reader`/`add_writer` on non-blocking ends, a chunk pe
 learns of a process's death through `add_reader` on its sentinel.
 
 A process runs one call at a time; a call waits for a free process first, so that its budget
-(the time it may hold the process) starts when it starts. An urgent call goes before every
-ordinary one waiting: the receipt notices are signed while the store's writer waits for them,
-and behind a queue of dossiers to check they held every receipt of the next batch too. A call past its budget kills its
+(the time it may hold the process) starts when it starts. A call past its budget kills its
 process alone (`CallOverBudget`); a process that dies on its own fails the call it held
 (`WorkerDied`). Either way the process is replaced at once, and the other processes' calls go
 on. A message is an 8-byte length and a pickle.
@@ -19,7 +17,6 @@ on. A message is an 8-byte length and a pickle.
 from __future__ import annotations
 
 import asyncio
-import collections
 import logging
 import mmap
 import multiprocessing
@@ -338,35 +335,6 @@ def _retrieve(future: asyncio.Future) -> None:
         future.exception()
 
 
-class _Slots:
-    """The free processes' slots, given to waiting calls in order, the urgent ones first."""
-
-    def __init__(self, size: int):
-        self._free = list(range(size))
-        self._waiting: tuple[collections.deque, collections.deque] = (collections.deque(), collections.deque())
-
-    async def take(self, urgent: bool) -> int:
-        if self._free:  # free slots only while nobody waits
-            return self._free.pop(0)
-        waiter = asyncio.get_running_loop().create_future()
-        self._waiting[0 if urgent else 1].append(waiter)
-        try:
-            return await waiter
-        except asyncio.CancelledError:
-            if waiter.done() and not waiter.cancelled():  # given a slot as it was cancelled: pass it on
-                self.give(waiter.result())
-            raise
-
-    def give(self, slot: int) -> None:
-        for waiting in self._waiting:
-            while waiting:
-                waiter = waiting.popleft()
-                if not waiter.done():
-                    waiter.set_result(slot)
-                    return
-        self._free.append(slot)
-
-
 class ProcessPool:
     """`size` worker processes, each initialised by `initializer(*initargs)`; `call` runs a function
     (module-level, picklable, as are its arguments and result) in one of them."""
@@ -383,7 +351,9 @@ class ProcessPool:
         self.replaced = 0  # processes replaced since start (killed for a budget, or dead)
         self.loop: asyncio.AbstractEventLoop | None = None
         self._slots: list[_Process | None] = [None] * size
-        self._free_slots = _Slots(size)
+        self._free_slots: asyncio.Queue[int] = asyncio.Queue()
+        for slot in range(size):
+            self._free_slots.put_nowait(slot)
         self._closed = False
         self._processes: set[_Process] = set()  # started and not reaped yet, replaced ones too
 
@@ -399,21 +369,20 @@ class ProcessPool:
         processes = [self._live(slot) for slot in range(self.size)]
         await asyncio.gather(*(asyncio.shield(p.ready) for p in processes))
 
-    async def call(self, fn: Callable, *args, budget: float | None = None, urgent: bool = False):
-        """`fn(*args)` in a free process, at most `budget` seconds from when it starts there; an
-        `urgent` call takes the next free process before the ordinary calls waiting.
+    async def call(self, fn: Callable, *args, budget: float | None = None):
+        """`fn(*args)` in a free process, at most `budget` seconds from when it starts there.
         CallOverBudget: its process was killed; WorkerDied: its process ended meanwhile."""
         try:
-            return await (await self._hand(fn, args, budget, urgent))
+            return await (await self._hand(fn, args, budget))
         except WorkerDied as died:
             if not died.before_call or self._closed:
                 raise
         # its process died idle, unnoticed yet: nothing ran, so once more in a new one
-        return await (await self._hand(fn, args, budget, urgent))
+        return await (await self._hand(fn, args, budget))
 
-    async def _hand(self, fn: Callable, args: tuple, budget: float | None, urgent: bool) -> asyncio.Future:
+    async def _hand(self, fn: Callable, args: tuple, budget: float | None) -> asyncio.Future:
         """Send the call to a free, initialised process: the future of its answer."""
-        slot = await self._free_slots.take(urgent)
+        slot = await self._free_slots.get()
         handed = False
         try:
             if self._closed:
@@ -431,7 +400,7 @@ class ProcessPool:
             return reply
         finally:
             if not handed:
-                self._free_slots.give(slot)
+                self._free_slots.put_nowait(slot)
 
     def _live(self, slot: int) -> _Process:
         """The slot's process, started anew when there is none or it has ended."""
@@ -445,7 +414,7 @@ class ProcessPool:
     def _free(self, process: _Process) -> None:
         """`process` answered: its slot takes the next call."""
         if self._slots[process.slot] is process and not self._closed:
-            self._free_slots.give(process.slot)
+            self._free_slots.put_nowait(process.slot)
 
     def _lost(self, process: _Process) -> None:
         """`process` was killed or died: a replacement now, unless it never got ready (an initialiser
@@ -459,7 +428,7 @@ class ProcessPool:
         self.replaced += 1
         log.info("worker process %s replaced by %s", process.pid, self._slots[process.slot].pid)
         if process.busy:  # it held its slot (an idle one's slot is free already)
-            self._free_slots.give(process.slot)
+            self._free_slots.put_nowait(process.slot)
 
     def close(self, grace: float = 5.0) -> None:
         """Stop the processes: an idle one exits when its socket closes, one still running a call
@@ -474,7 +443,7 @@ class ProcessPool:
                 process.end(kill=False)  # its socket closed: an idle process exits
         if loop_open:
             for slot in range(self.size):  # a call waiting for a slot wakes and finds the pool closed
-                self._free_slots.give(slot)
+                self._free_slots.put_nowait(slot)
         deadline = time.monotonic() + grace
         for process in processes:
             if process.reaped:

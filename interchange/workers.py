@@ -249,15 +249,14 @@ class ReceiptWorkers:
             return
         await self._pool.start()
 
-    async def _call(self, stage: str, fn, args: tuple, data: bytes | Spooled | None = None, *,
-                    size: int | None = None, urgent: bool = False):  # fmt: skip
+    async def _call(self, stage: str, fn, args: tuple, data: bytes | Spooled | None = None, *, size: int | None = None):
         """`fn(*args)` in a worker; in processes within the budget for `data`'s size (or `size`,
-        the total of a call on many inputs), before the ordinary calls waiting when `urgent`."""
+        the total of a call on many inputs)."""
         if self._pool is None:
             return await asyncio.get_running_loop().run_in_executor(self._thread, fn, *args)
         budget = budget_seconds(self.limits, len(data or b"") if size is None else size)
         try:
-            return await self._pool.call(fn, *args, budget=budget, urgent=urgent)
+            return await self._pool.call(fn, *args, budget=budget)
         except CallOverBudget as over:
             what, digest = _describe(data, size)
             log.warning("worker budget exceeded: %s of %s bytes (sha256 %s) ran over %.1f s; "
@@ -290,8 +289,7 @@ class ReceiptWorkers:
         """Sign a notice in a worker (RSA signing would otherwise hold up the event loop). The
         calls made together (the receipts of one group commit) are signed together, in one call
         per worker process, instead of one process hop each; should that call fail, every
-        notice of it is signed again on its own, so that a failure reaches only its own caller.
-        Urgent: the store's writer holds its transaction (and every receipt after it) meanwhile."""
+        notice of it is signed again on its own, so that a failure reaches only its own caller."""
         loop = asyncio.get_running_loop()
         future = loop.create_future()
         self._to_sign.append((data, future))
@@ -304,7 +302,7 @@ class ReceiptWorkers:
         while self._to_sign:
             batch, self._to_sign = self._to_sign, []
             try:
-                signed = await self.sign_notices([data for data, _ in batch], urgent=True)
+                signed = await self.sign_notices([data for data, _ in batch])
             except Exception as exc:  # noqa: BLE001  (each alone below: only its own caller sees an error)
                 if len(batch) == 1:
                     if not batch[0][1].done():
@@ -320,7 +318,7 @@ class ReceiptWorkers:
         if future.done():
             return
         try:
-            xml = await self._call("sign_notice", _sign_notice, (data,), urgent=True)
+            xml = await self._call("sign_notice", _sign_notice, (data,))
         except Exception as exc:  # noqa: BLE001  (given to the caller)
             if not future.done():
                 future.set_exception(exc)
@@ -350,13 +348,11 @@ class ReceiptWorkers:
             out[i :: len(shares)] = results
         return out
 
-    async def sign_notices(self, data: list[NoticeData], *, urgent: bool = False) -> list[bytes]:
+    async def sign_notices(self, data: list[NoticeData]) -> list[bytes]:
         """Sign many notices, spread over the worker processes in one call each."""
         shares = [data[i :: self.processes or 1] for i in range(max(1, self.processes))]
         shares = [s for s in shares if s]
-        got = await asyncio.gather(
-            *(self._call("sign_notice", _sign_notices, (share,), urgent=urgent) for share in shares)
-        )
+        got = await asyncio.gather(*(self._call("sign_notice", _sign_notices, (share,)) for share in shares))
         out: list[bytes] = [b""] * len(data)
         for i, signed in enumerate(got):
             out[i :: len(shares)] = signed

@@ -203,26 +203,3 @@ async def test_a_process_whose_initialiser_fails_fails_start_and_calls(pools):
         assert pool.replaced == 0
     finally:
         pool.close(grace=1.0)
-
-
-async def test_an_urgent_call_goes_before_the_ordinary_calls_waiting(pools):
-    pool = await pools(1)
-    finished: list[str] = []
-
-    async def run(name: str, urgent: bool = False) -> None:
-        await pool.call(poolcalls.sleep_then, 0.05, name, urgent=urgent)
-        finished.append(name)
-
-    holder = asyncio.create_task(run("holder"))
-    await asyncio.sleep(0.01)  # the holder has the process; the others wait, in this order
-    waiting = [asyncio.create_task(run(name)) for name in ("first", "second")]
-    await asyncio.sleep(0.01)
-    urgent = asyncio.create_task(run("urgent", urgent=True))
-    await asyncio.sleep(0.01)
-    cancelled = asyncio.create_task(run("cancelled", urgent=True))
-    await asyncio.sleep(0.01)
-    cancelled.cancel()  # a waiter that leaves does not take a process with it
-    await asyncio.gather(holder, urgent, *waiting)
-    assert finished == ["holder", "urgent", "first", "second"]
-    assert cancelled.cancelled()
-    assert await pool.call(poolcalls.given) == "ready"
