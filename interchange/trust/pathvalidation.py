@@ -190,7 +190,7 @@ class PathValidator:
                 ).async_validate_path()
             except InsufficientRevinfoError as exc:
                 chain = chain_of(exc)
-                listed = listed_as_revoked(chain, [*crls, *fetched_crls(ctx)], moment)
+                listed = listed_as_revoked(chain, [*crls, *fetched_crls(ctx, crls)], moment)
                 if listed is not None:
                     return listed
                 if mode != "soft-fail":
@@ -232,7 +232,7 @@ class PathValidator:
             )
         chain = [from_asn1(c) for c in path]  # anchor first in pyhanko's order
         chain.reverse()
-        listed = listed_as_revoked(chain, [*crls, *fetched_crls(ctx)], moment)
+        listed = listed_as_revoked(chain, [*crls, *fetched_crls(ctx, crls)], moment)
         if listed is not None:
             return listed
         if status == "good":
