@@ -1,6 +1,7 @@
 """The indexed CRL lookup (interchange.trust.crlindex) gives pyhanko-certvalidator's answer on every
 CRL shape: direct and indirect CRLs, duplicate serials, reasons, unknown critical entry
-extensions, another issuer; and HeldCRL's remembered lookups give cryptography's."""
+extensions, another issuer; HeldCRL's remembered lookups give cryptography's; and a CRL's signature,
+checked once per CRL and key, is still refused with another key or when forged."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import ObjectIdentifier
+from pyhanko_certvalidator.errors import CRLValidationError
+from pyhanko_certvalidator.sig_validate import DefaultSignatureValidator
 
 from interchange.devkit import pki
 from interchange.trust import crlindex
@@ -118,3 +121,32 @@ def test_held_crl_lookups_equal_cryptographys(cas):
     assert HeldCRL.load(crl_of(ca, []).dump()).entry_for(5) is None
     for issuer in (ca.cert, other.cert, ca.cert):
         assert held.signed_by(issuer) == issued_by(held.crl, issuer)
+
+
+def test_a_crl_signature_is_checked_once_per_crl_and_key(cas):
+    ca, other = cas
+    checks = []
+
+    class Counting(DefaultSignatureValidator):
+        def validate_signature(self, *args, **kwargs):
+            checks.append(1)
+            return super().validate_signature(*args, **kwargs)
+
+    def key_of(issued: pki.Issued):
+        return asn1_x509.Certificate.load(issued.cert.public_bytes(serialization.Encoding.DER)).public_key
+
+    genuine = crl_of(ca, [entry(1, 3)])
+    for _ in range(3):
+        crlindex.verify_crl_signature(genuine, key_of(ca), Counting())
+    assert len(checks) == 1  # verified once, remembered for this CRL object and key
+    for _ in range(2):  # another key: checked (and refused) every time, never taken from the first
+        with pytest.raises(CRLValidationError):
+            crlindex.verify_crl_signature(genuine, key_of(other), Counting())
+    assert len(checks) == 3
+    # a CRL claiming the CA as issuer but signed by another key: refused, every time
+    forged = asn1_crl.CertificateList.load(genuine.dump())
+    forged_by_other = crl_of(other, [entry(1, 3)])
+    forged["signature"] = forged_by_other["signature"]
+    for _ in range(2):
+        with pytest.raises(CRLValidationError):
+            crlindex.verify_crl_signature(asn1_crl.CertificateList.load(forged.dump()), key_of(ca), Counting())

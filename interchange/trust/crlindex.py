@@ -1,4 +1,5 @@
-"""A certificate looked up in a CRL by its serial number, not by reading every entry.
+"""A certificate looked up in a CRL by its serial number, not by reading every entry; and a CRL's
+signature checked once per CRL object and key, not in every validation.
 
 pyhanko-certvalidator (0.33) finds a certificate in a CRL by walking all its entries in Python
 (`revinfo.validate_crl.find_cert_in_list`, asn1crypto objects): 0.6 to 1.8 s for a CRL of
@@ -18,6 +19,11 @@ Same answers as pyhanko's walk, by construction:
   read and judged (reason, unknown critical extensions) exactly as pyhanko does.
 The serials compare as integers: both sides were read by `cryptography`, which takes DER only,
 so equal integers are equal encodings. `tests/test_crl_index.py` compares both on many CRLs.
+
+pyhanko also checks the CRL's signature in every validation: a signature over megabytes (about
+2 ms for 100,000 entries), again for each new signer. `install()` has it remember a signature
+that verified, per CRL object, issuer key and kind of validator: the same signature over the
+same bytes with the same key verifies again. A failure is not remembered: it is checked anew.
 """
 
 from __future__ import annotations
@@ -31,6 +37,9 @@ from cryptography import x509
 from pyhanko_certvalidator.revinfo import validate_crl
 
 PYHANKO_FIND = validate_crl.find_cert_in_list  # pyhanko's own walk
+# pyhanko's CRL signature check (a private function of its module, present from 0.26 to 0.33 at
+# least; if a release drops it, nothing is installed in its place and pyhanko checks as it does)
+PYHANKO_VERIFY = getattr(validate_crl, "_verify_crl_signature", None)
 _CERTIFICATE_ISSUER = asn1_crl.CRLEntryExtensionId("certificate_issuer").dump()
 
 
@@ -71,6 +80,20 @@ def find_cert_in_list(cert, cert_issuer_name, certificate_list, crl_authority_na
     return revoked_cert["revocation_date"].native, crl_reason
 
 
+_verified: weakref.WeakKeyDictionary[asn1_crl.CertificateList, set] = weakref.WeakKeyDictionary()
+
+
+def verify_crl_signature(certificate_list, public_key, sig_validator) -> None:
+    """`validate_crl._verify_crl_signature` (CRLValidationError when the signature does not
+    verify), done once per CRL object, issuer key and kind of signature validator."""
+    key = (public_key.dump(), type(sig_validator))
+    done = _verified.get(certificate_list)
+    if done is not None and key in done:
+        return
+    PYHANKO_VERIFY(certificate_list, public_key, sig_validator)
+    _verified.setdefault(certificate_list, set()).add(key)
+
+
 def _build(certificate_list: asn1_crl.CertificateList, crl: x509.CertificateRevocationList | None) -> CrlIndex:
     indirect = _CERTIFICATE_ISSUER in certificate_list["tbs_cert_list"]["revoked_certificates"].dump()
     try:
@@ -84,5 +107,7 @@ def _build(certificate_list: asn1_crl.CertificateList, crl: x509.CertificateRevo
 
 
 def install() -> None:
-    """Give pyhanko-certvalidator the indexed lookup (idempotent)."""
+    """Give pyhanko-certvalidator the indexed lookup and the remembered signature check (idempotent)."""
     validate_crl.find_cert_in_list = find_cert_in_list
+    if PYHANKO_VERIFY is not None:
+        validate_crl._verify_crl_signature = verify_crl_signature
