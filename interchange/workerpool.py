@@ -270,6 +270,18 @@ class _Process:
             died = f"worker process {self.pid} ended (exit code {self.process.exitcode})"
             self._fail(WorkerDied(self.pid, died, before_call=self._unsendable), kill=True)
             self.pool._lost(self)
+        self.loop.remove_reader(self.process.sentinel)
+        self._collect()
+
+    def _collect(self) -> None:
+        """Reap it once it can be: its sentinel fires when it closes its files, which on a loaded
+        machine can be a moment before the kernel lets its exit status be collected (reaped then,
+        it stayed a zombie until the pool closed)."""
+        if self.reaped or self.loop.is_closed():
+            return
+        if self.process.exitcode is None:
+            self.loop.call_later(0.01, self._collect)
+            return
         self.reap()
 
     def reap(self) -> None:
