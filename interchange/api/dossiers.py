@@ -40,7 +40,7 @@ from interchange.kinds import SLUG_OF_NOTICE
 from interchange.receiving.receipt import CONFLICT, FORBIDDEN, RECEIVED_NOW, REFUSED_NOW, REPLAYED
 from interchange.spool import Spooled
 from interchange.store.types import ApiKey, Dossier, Unit, WorkItem
-from interchange.trust.revocation import CRL, OCSP, REF_KEYS
+from interchange.trust.revocation import CRL, INLINE_KEYS, OCSP, REF_KEYS, kept_data
 from interchange.workers import WorkerBudgetExceeded, WorkerUnavailable
 
 SUBMITTING_ROLES = ("submitter", "ivan", "admin")
@@ -171,13 +171,11 @@ def _signer_json(report: dict) -> dict:
     out = {k: v for k, v in report.items() if k != "chain_pem"}
     revocation = report.get("revocation")
     if isinstance(revocation, dict):
-        # inline (stored before migration 0009) or named by SHA-256 (REF_KEYS)
-        crls, ocsp = (len(revocation.get(k) or []) + len(revocation.get(REF_KEYS[kind]) or [])
-                      for k, kind in (("crls", CRL), ("ocsp", OCSP)))
+        # how many, inline (stored before migration 0009) or named by SHA-256
+        counts = {INLINE_KEYS[kind]: sum(map(len, kept_data(revocation, kind))) for kind in (CRL, OCSP)}
         out["revocation"] = {
-            **{k: v for k, v in revocation.items() if k not in ("crls", "ocsp", *REF_KEYS.values())},
-            "crls": crls,
-            "ocsp": ocsp,
+            **{k: v for k, v in revocation.items() if k not in (*INLINE_KEYS.values(), *REF_KEYS.values())},
+            **counts,
         }
     return out
 

@@ -204,10 +204,10 @@ def _inline(data: dict[str, tuple[str, bytes]]) -> dict:
     (`verify --revocation` reads it back)."""
     from base64 import b64encode
 
-    from interchange.trust.revocation import CRL, OCSP
+    from interchange.trust.revocation import CRL, INLINE_KEYS, OCSP
 
-    return {key: [b64encode(der).decode() for kind, der in data.values() if kind == wanted]
-            for key, wanted in (("crls", CRL), ("ocsp", OCSP))}
+    return {INLINE_KEYS[wanted]: [b64encode(der).decode() for kind, der in data.values() if kind == wanted]
+            for wanted in (CRL, OCSP)}
 
 
 def _public(signer: dict) -> dict:

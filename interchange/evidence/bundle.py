@@ -44,7 +44,7 @@ from interchange.notices.notice import NoticeSigner
 from interchange.notices.reader import NotANotice, Notice, notice_from_root
 from interchange.store.types import REFUSED, Dossier
 from interchange.trust import anchors
-from interchange.trust.revocation import CRL, OCSP, REF_KEYS
+from interchange.trust.revocation import CRL, INLINE_KEYS, OCSP, kept_data
 from interchange.trust.xmldsig import verify_document
 from interchange.xmlparse import XmlLimits, parse_xml
 
@@ -80,10 +80,10 @@ def _revocation_files(n: int, revocation: dict, stored: dict[str, bytes]) -> dic
     """A signature's CRLs and OCSP responses as files: inline in base64 (dossiers stored before
     migration 0009), or named by SHA-256 and taken from `stored` (the store's `revocation_data`)."""
     files: dict[str, bytes] = {}
-    summary = {k: v for k, v in revocation.items() if k not in ("crls", "ocsp")}
-    for key, stem, suffix in (("crls", "crl", "crl"), ("ocsp", "ocsp", "der")):
-        ref_key = REF_KEYS[CRL if key == "crls" else OCSP]
-        items = [*(revocation.get(key) or []), *(stored.get(ref, _MissingRef(ref)) for ref in revocation.get(ref_key) or [])]
+    summary = {k: v for k, v in revocation.items() if k not in INLINE_KEYS.values()}
+    for kind, stem, suffix in ((CRL, "crl", "crl"), (OCSP, "ocsp", "der")):
+        inline, refs = kept_data(revocation, kind)
+        items = [*inline, *(stored.get(ref, _MissingRef(ref)) for ref in refs)]
         names = []
         for i, item in enumerate(items, start=1):
             name = f"revocation/{n}-{stem}-{i}.{suffix}"
@@ -98,7 +98,7 @@ def _revocation_files(n: int, revocation: dict, stored: dict[str, bytes]) -> dic
                 name = f"revocation/{n}-{stem}-{i}.json"
                 files[name] = _json_bytes(item)
             names.append(name)
-        summary[key] = names
+        summary[INLINE_KEYS[kind]] = names
     files[f"revocation/{n}.json"] = _json_bytes(summary)
     return files
 

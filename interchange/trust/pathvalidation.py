@@ -34,7 +34,7 @@ from interchange.trust.certchecks import CertProblem, revoked_problem, unknown_p
 from interchange.trust.revinfo import (
     RevocationData,
     crls_for,
-    fetched_crls,
+    known_crls,
     listed_as_revoked,
     ocsp_answered,
     record_used,
@@ -190,14 +190,15 @@ class PathValidator:
                 ).async_validate_path()
             except InsufficientRevinfoError as exc:
                 chain = chain_of(exc)
-                listed = listed_as_revoked(chain, [*crls, *fetched_crls(ctx, crls)], moment)
+                known = known_crls(ctx, crls)
+                listed = listed_as_revoked(chain, known, moment)
                 if listed is not None:
                     return listed
                 if mode != "soft-fail":
                     return (
                         [unknown_problem(str(exc))],
                         chain,
-                        record_used("unknown", None, ctx, chain, crls, moment),
+                        record_used("unknown", None, ctx, chain, known, moment),
                     )
                 status = "unknown"
                 ctx = context(SOFT_FALLBACK)
@@ -210,7 +211,7 @@ class PathValidator:
             return (
                 [revoked_problem(exc.is_ee_cert, exc.revocation_dt, str(exc))],
                 chain,
-                record_used("revoked", source, ctx, chain, crls, moment),
+                record_used("revoked", source, ctx, chain, known_crls(ctx, crls), moment),
             )
         except (ExpiredError, NotYetValidError) as exc:
             return [], chain_of(exc), Revocation("unknown")  # reported by validity_problems with exact dates
@@ -232,11 +233,12 @@ class PathValidator:
             )
         chain = [from_asn1(c) for c in path]  # anchor first in pyhanko's order
         chain.reverse()
-        listed = listed_as_revoked(chain, [*crls, *fetched_crls(ctx, crls)], moment)
+        known = known_crls(ctx, crls)
+        listed = listed_as_revoked(chain, known, moment)
         if listed is not None:
             return listed
         if status == "good":
             source = "ocsp" if ocsp_answered(chain, ctx) else "crl"
         else:
             source = None
-        return [], chain, record_used(status, source, ctx, chain, crls, moment)
+        return [], chain, record_used(status, source, ctx, chain, known, moment)

@@ -181,23 +181,24 @@ def listed_as_revoked(
     return None
 
 
-def fetched_crls(ctx: ValidationContext, held: Sequence[HeldCRL]) -> list[HeldCRL]:
-    """The CRLs pyhanko fetched during this validation: those it holds beyond `held` (given to it
-    as these same objects). pyhanko lists the held ones there too; reading them again, megabytes
-    each, with their signature checked and their index built anew, cost a licensed CA's CRL
-    0.1-0.3 s in every validation while fetching was on. A fetched CRL is read once (`held_crl`)."""
+def known_crls(ctx: ValidationContext, held: Sequence[HeldCRL]) -> list[HeldCRL]:
+    """The CRLs `held` and those pyhanko fetched during this validation (those it holds beyond
+    `held`, given to it as these same objects). pyhanko lists the held ones among its own; read
+    again, megabytes each, with their signature checked and their index built anew, they cost a
+    licensed CA's CRL 0.1-0.3 s in every validation while fetching was on. A fetched CRL is read
+    once (`held_crl`)."""
     if not ctx.fetching_allowed:
-        return []
+        return list(held)
     given = {id(c.asn1) for c in held}
-    fetched = []
+    known = list(held)
     for crl in ctx.revinfo_manager.crls:
         if id(crl) in given:
             continue
         try:
-            fetched.append(held_crl(crl.dump()))
+            known.append(held_crl(crl.dump()))
         except ValueError:
             continue
-    return fetched
+    return known
 
 
 @functools.lru_cache(maxsize=8)  # the CRLs fetched lately: the same one is fetched for many signers
@@ -224,8 +225,9 @@ def record_used(
     moment: datetime,
 ) -> Revocation:
     """The CRLs and OCSP responses that speak for the certificates of the path: per certificate,
-    those of its issuer current at the moment (or the freshest one, when none is)."""
-    candidates = {c.der: c for c in [*crls, *fetched_crls(ctx, crls)]}.values()
+    those of its issuer current at the moment (or the freshest one, when none is), among `crls`
+    (`known_crls`: held and fetched)."""
+    candidates = {c.der: c for c in crls}.values()
     used: dict[bytes, None] = {}
     for issuer in chain[1:]:
         mine = [c for c in candidates if c.signed_by(issuer)]

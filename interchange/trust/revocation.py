@@ -380,13 +380,12 @@ class Revocation:
         """The CRLs and OCSP responses in base64 (a self-contained report to keep or re-verify
         with) or, with `refs`, named by SHA-256 (hex), as kept with a dossier: a national CA's CRL
         runs to megabytes, and each one is stored once (`revocation_data`), not with every signature."""
-        name = der_sha256 if refs else _base64
-        crl_key, ocsp_key = (REF_KEYS[CRL], REF_KEYS[OCSP]) if refs else ("crls", "ocsp")
+        name, keys = (der_sha256, REF_KEYS) if refs else (_base64, INLINE_KEYS)
         return {
             "status": self.status,
             "source": self.source,
-            crl_key: [name(d) for d in self.crls],
-            ocsp_key: [name(d) for d in self.ocsp],
+            keys[CRL]: [name(d) for d in self.crls],
+            keys[OCSP]: [name(d) for d in self.ocsp],
             "checked_at": self.checked_at.isoformat(timespec="seconds"),
         }
 
@@ -399,6 +398,13 @@ class Revocation:
 
 CRL, OCSP = "crl", "ocsp"
 REF_KEYS = {CRL: "crl_sha256", OCSP: "ocsp_sha256"}  # where a dossier's signers name their data
+INLINE_KEYS = {CRL: "crls", OCSP: "ocsp"}  # where a report (or a dossier stored before 0009) holds it in base64
+
+
+def kept_data(revocation: dict, kind: str) -> tuple[list, list[str]]:
+    """A signature's `revocation` as kept with a dossier: its data of `kind` (CRL or OCSP) inline
+    (base64; dossiers stored before migration 0009) and named by SHA-256 (hex)."""
+    return list(revocation.get(INLINE_KEYS[kind]) or []), list(revocation.get(REF_KEYS[kind]) or [])
 
 
 def _base64(der: bytes) -> str:
@@ -419,8 +425,8 @@ def referenced_data(signers: list) -> set[str]:
     for signer in signers:
         revocation = signer.get("revocation") if isinstance(signer, dict) else None
         if isinstance(revocation, dict):
-            for key in REF_KEYS.values():
-                refs.update(revocation.get(key) or ())
+            for kind in (CRL, OCSP):
+                refs.update(kept_data(revocation, kind)[1])
     return refs
 
 
