@@ -193,6 +193,11 @@ def arguments() -> argparse.Namespace:
         "(raw collapsed stacks to FILE; py-spy from the [bench] extra, `make bench` installs it, or $PY_SPY)",
     )
     ap.add_argument(
+        "--py-spy-gil", action="store_true",
+        help="with --py-spy: sample only the thread holding the GIL (py-spy --gil), so that threads "
+        "waiting for it (aiosqlite's, the event loop's while a thread runs) are not counted as CPU",
+    )  # fmt: skip
+    ap.add_argument(
         "--no-results",
         action="store_true",
         help="switch the result work off (INTERCHANGE_JOBS_INTERVAL_SECONDS=0): receipts alone",
@@ -212,14 +217,14 @@ def arguments() -> argparse.Namespace:
     return ap.parse_args()
 
 
-def start_spy(path: str, pid: int) -> subprocess.Popen | None:
+def start_spy(path: str, pid: int, *, gil: bool = False) -> subprocess.Popen | None:
     exe = shutil.which(os.environ.get("PY_SPY", "py-spy")) or shutil.which("py-spy", path=str(Path(sys.executable).parent))
     if exe is None:
         print("!! --py-spy: py-spy not found; not profiling", file=sys.stderr)
         return None
     spy = subprocess.Popen(
         [exe, "record", "--pid", str(pid), "--subprocesses", "--rate", "200", "--format", "raw",
-         "--output", path, "--nonblocking"],
+         "--output", path, "--nonblocking", *(["--gil"] if gil else [])],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     time.sleep(1.0)  # let it attach
@@ -255,7 +260,7 @@ def run(args: argparse.Namespace) -> dict:
         if not args.no_results:
             asyncio.run(wait_for_results(server.url, token))
         print(f"warm-up: {len(warmup)} dossiers in {warm_s:.2f} s {dict(warm.statuses)}")
-        spy = start_spy(args.py_spy, server.pid) if args.py_spy else None
+        spy = start_spy(args.py_spy, server.pid, gil=args.py_spy_gil) if args.py_spy else None
         before = {p.pid: p for p in benchlib.server_processes(server.pid, args.processes > 1)}
         since = datetime.now(UTC)
         client_cpu0 = cpu_seconds()

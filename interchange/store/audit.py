@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from interchange import clock
 from interchange.audit.chain import HEAD_ID, NOTICE_STORED, ChainChecker, ChainReport, Entry, Event, chain
 
+from .bulk import insert_many
 from .db import Database
 from .tables import audit_head, audit_log
 
@@ -41,8 +42,9 @@ async def append(conn: AsyncConnection, events: Sequence[Event]) -> list[Entry]:
     entries = chain(head.seq, head.hash, at, events)
     # One executemany of a cached statement: a multi-row VALUES would be compiled anew for every
     # batch size, which cost more than the whole insert.
-    await conn.execute(
-        audit_log.insert(),
+    await insert_many(
+        conn,
+        audit_log,
         [
             {
                 "seq": e.seq,

@@ -62,10 +62,17 @@ async def read_originals(conn: AsyncConnection, ids: Sequence[str]) -> dict[str,
 
 async def sqlite_thread(conn: AsyncConnection) -> Callable | None:
     """`run(fn, *args)`, awaitable: fn(the sqlite3 connection of `conn`, *args) on the thread that
-    owns it (aiosqlite's), inside `conn`'s transaction; None on PostgreSQL (or another driver)."""
+    owns it (aiosqlite's, or the one an InlineConnection runs on), inside `conn`'s transaction;
+    None on PostgreSQL (or another driver)."""
     if conn.dialect.name != "sqlite":
         return None
     driver = (await conn.get_raw_connection()).driver_connection
+    if isinstance(driver, sqlite3.Connection):  # an InlineConnection's: this is its thread already
+
+        async def here(fn, *args):
+            return fn(driver, *args)
+
+        return here
     # aiosqlite's own queue to its thread: it has no public call for blob I/O
     queue = getattr(driver, "_execute", None)
     db = getattr(driver, "_connection", None)

@@ -33,6 +33,7 @@ from interchange.kinds import SLUG_RECEIPT, SLUG_REFUSAL
 from interchange.trust.revocation import referenced_data
 
 from .audit import append as audit_append
+from .bulk import insert_many
 from .db import Database, StoreUnavailable, describe, store_unavailable
 from .deliveries import enqueue_receipt_deliveries
 from .originals import insert_originals
@@ -210,14 +211,12 @@ class Receipts:
         for index, earlier, outcome in repeats:
             results[index] = SaveResult(replace(earlier.dossier), earlier.notice, outcome)
         if stored:
-            await conn.execute(dossiers.insert(), [_dossier_row(new, r.dossier) for new, r in stored])
+            await insert_many(conn, dossiers, [_dossier_row(new, r.dossier) for new, r in stored])
             await insert_originals(conn, [(new.id, new.original) for new, _ in stored])
             await insert_revocation_data(conn, self._db.insert, [new for new, _ in stored], self.stored_names, utc_now())
-            await conn.execute(notices.insert(), [_notice_row(r) for _, r in stored])
+            await insert_many(conn, notices, [_notice_row(r) for _, r in stored])
             await enqueue_receipt_deliveries(conn, [r.dossier for _, r in stored])
-            work = [row for new, r in stored for row in _work_rows(new, r.dossier)]
-            if work:
-                await conn.execute(work_items.insert(), work)
+            await insert_many(conn, work_items, [row for new, r in stored for row in _work_rows(new, r.dossier)])
         for (office, year), number in last.items():
             if number != at_start[(office, year)]:
                 await conn.execute(

@@ -125,16 +125,20 @@ class Results:
         A large original is in a file (`Spooled`): the caller removes it. Those `without_original`
         (judged already) come without it (`original` None)."""
         out: dict[str, SettleInput | None | LookupError] = dict.fromkeys(ids)
-        async with self._db.reading() as conn:
+        skip = set(without_original)
+
+        async def read(conn: AsyncConnection):
             rows = (await conn.execute(select(*DOSSIER_COLUMNS).where(dossiers.c.id.in_(list(ids))))).all()
             kinds = await notice_kinds(conn, list(ids))
             msts = sorted({r.unit_mst for r in rows if r.unit_mst})
             found_units = (await conn.execute(select(units).where(units.c.mst.in_(msts)))).all() if msts else []
-            by_mst = {u.mst: unit_of(u) for u in found_units}
             wanted = [r.id for r in rows if SLUG_RESULT not in kinds.get(r.id, []) and r.state == RECEIVED]
-            skip = set(without_original)
             content = await read_originals(conn, [i for i in wanted if i not in skip])
             content.update((i, None) for i in wanted if i in skip)
+            return rows, kinds, found_units, content
+
+        rows, kinds, found_units, content = await self._db.read_inline(read)
+        by_mst = {u.mst: unit_of(u) for u in found_units}
         for row in rows:
             if SLUG_RESULT in kinds.get(row.id, []):
                 continue
@@ -151,50 +155,52 @@ class Results:
         for each, in order. Dossiers and units are locked in id order (no deadlock between two
         processes settling overlapping groups on PostgreSQL). An exception leaves nothing written:
         the caller settles them one by one then, so that one bad dossier fails alone."""
+        return await self._db.write_inline(lambda conn: self._settle_group(conn, group, actor))
+
+    async def _settle_group(self, conn: AsyncConnection, group: Sequence[GroupEntry], actor: str) -> list[str]:
         ids = sorted({e.seen.dossier.id for e in group})
-        async with self._db.writing() as conn:
-            query = select(*DOSSIER_COLUMNS).where(dossiers.c.id.in_(ids)).order_by(dossiers.c.id)
-            rows = {r.id: r for r in (await conn.execute(query.with_for_update())).all()}
-            kinds = await notice_kinds(conn, ids)
-            msts = sorted({r.unit_mst for r in rows.values() if r.unit_mst})
-            by_mst = {}
-            if msts:
-                query = select(units).where(units.c.mst.in_(msts)).order_by(units.c.mst).with_for_update()
-                by_mst = {u.mst: unit_of(u) for u in (await conn.execute(query)).all()}
-            outcomes, events, deliveries, done, written = [], [], [], [], _Rows(records=RecordRows())
-            for entry in group:
-                id = entry.seen.dossier.id
-                row = rows.get(id)
-                if row is None or SLUG_RESULT in kinds.get(id, []) or id in done:
-                    outcomes.append(ALREADY)
-                    continue
-                if row.state != RECEIVED:
-                    raise LookupError(f"dossier {id!r} is {row.state}, not {RECEIVED}")
-                unit = by_mst.get(row.unit_mst) if row.unit_mst else None
-                if unit != entry.seen.unit or entry.settlement.unit is not None:
-                    outcomes.append(CHANGED)  # a unit's registration changes one settlement at a time
-                    continue
-                dossier = dossier_of(row, kinds.get(id, []))
-                events.append(await self._write_parts(conn, dossier, entry.settlement, entry.now, actor, written))
-                deliveries.append((id, dossier.owner, dossier.unit_mst, SLUG_RESULT, entry.now))
-                done.append(id)
-                outcomes.append(SETTLED)
-            settled = [e for e, o in zip(group, outcomes, strict=True) if o == SETTLED]
-            if settled:
-                jobs = written.jobs
-                records = await write_many_records(conn, [job for job, _ in jobs], batch=written.records)
-                for (_, entry_events), w in zip(jobs, records, strict=True):
-                    entry_events += w.audit_events(actor)  # after the entry's own, as `settle` writes them
-                await written.write(conn)
-                await conn.execute(
-                    update(work_items)
-                    .where(work_items.c.id == bindparam("item_id"), work_items.c.state == RUNNING,
-                           work_items.c.claimed_by == bindparam("worker"))
-                    .values(state=DONE, done_at=bindparam("now"), claimed_until=None),
-                    [{"item_id": e.work.id, "worker": e.work.claimed_by, "now": e.now} for e in settled],
-                )  # fmt: skip
-                await enqueue_many_deliveries(conn, deliveries)
-                await audit_append(conn, [e for entry_events in events for e in entry_events])
+        query = select(*DOSSIER_COLUMNS).where(dossiers.c.id.in_(ids)).order_by(dossiers.c.id)
+        rows = {r.id: r for r in (await conn.execute(query.with_for_update())).all()}
+        kinds = await notice_kinds(conn, ids)
+        msts = sorted({r.unit_mst for r in rows.values() if r.unit_mst})
+        by_mst = {}
+        if msts:
+            query = select(units).where(units.c.mst.in_(msts)).order_by(units.c.mst).with_for_update()
+            by_mst = {u.mst: unit_of(u) for u in (await conn.execute(query)).all()}
+        outcomes, events, deliveries, done, written = [], [], [], [], _Rows(records=RecordRows())
+        for entry in group:
+            id = entry.seen.dossier.id
+            row = rows.get(id)
+            if row is None or SLUG_RESULT in kinds.get(id, []) or id in done:
+                outcomes.append(ALREADY)
+                continue
+            if row.state != RECEIVED:
+                raise LookupError(f"dossier {id!r} is {row.state}, not {RECEIVED}")
+            unit = by_mst.get(row.unit_mst) if row.unit_mst else None
+            if unit != entry.seen.unit or entry.settlement.unit is not None:
+                outcomes.append(CHANGED)  # a unit's registration changes one settlement at a time
+                continue
+            dossier = dossier_of(row, kinds.get(id, []))
+            events.append(await self._write_parts(conn, dossier, entry.settlement, entry.now, actor, written))
+            deliveries.append((id, dossier.owner, dossier.unit_mst, SLUG_RESULT, entry.now))
+            done.append(id)
+            outcomes.append(SETTLED)
+        settled = [e for e, o in zip(group, outcomes, strict=True) if o == SETTLED]
+        if settled:
+            jobs = written.jobs
+            records = await write_many_records(conn, [job for job, _ in jobs], batch=written.records)
+            for (_, entry_events), w in zip(jobs, records, strict=True):
+                entry_events += w.audit_events(actor)  # after the entry's own, as `settle` writes them
+            await written.write(conn)
+            await conn.execute(
+                update(work_items)
+                .where(work_items.c.id == bindparam("item_id"), work_items.c.state == RUNNING,
+                       work_items.c.claimed_by == bindparam("worker"))
+                .values(state=DONE, done_at=bindparam("now"), claimed_until=None),
+                [{"item_id": e.work.id, "worker": e.work.claimed_by, "now": e.now} for e in settled],
+            )  # fmt: skip
+            await enqueue_many_deliveries(conn, deliveries)
+            await audit_append(conn, [e for entry_events in events for e in entry_events])
         return outcomes
 
     async def _settle_inputs(
