@@ -25,6 +25,9 @@ class Month:
         if not 1 <= self.year <= 9999:
             raise ValueError(f"year out of range: {self.year}")
 
+    def __reduce__(self):  # pickled as its two numbers, not by dataclasses' walk of its fields (every row has one)
+        return Month, (self.year, self.month)
+
     # ---- reading ------------------------------------------------------------------------------
 
     @classmethod

@@ -150,8 +150,11 @@ async def test_sqlite_read_only_or_full_answers_503(fault, sqlite_api, world, ca
             cursor.execute(f"PRAGMA max_page_count = {pages}")
         cursor.close()
 
-    event.listen(engine.sync_engine, "connect", break_it)
-    await engine.dispose()  # every connection from now on is broken
+    db = api.services.store.db
+    for each in db.sync_engines:  # the async engine's and the one of the thread writes run on
+        event.listen(each, "connect", break_it)
+        each.pool.dispose()  # every connection from now on is broken
+    await engine.dispose()
     big = dossier(world.signer(world.unit), seed=2, rows=200)  # needs new pages
     resp = await post(big, **{"Idempotency-Key": "k-2"})
     assert resp.status == 503, await resp.text()
@@ -159,7 +162,9 @@ async def test_sqlite_read_only_or_full_answers_503(fault, sqlite_api, world, ca
     expected = "readonly" if fault == "read-only" else "full"
     assert any("cannot be used" in r.getMessage() and expected in r.getMessage() for r in caplog.records)
 
-    event.remove(engine.sync_engine, "connect", break_it)
+    for each in db.sync_engines:
+        event.remove(each, "connect", break_it)
+        each.pool.dispose()
     await engine.dispose()
     resp = await post(big, **{"Idempotency-Key": "k-2"})
     assert resp.status == 202, await resp.text()  # the same key: nothing was kept of the failed try

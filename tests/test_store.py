@@ -222,6 +222,43 @@ async def test_group_commit_stores_200_concurrent_saves_with_gapless_numbers(sto
     assert await count(store) == 200
 
 
+async def test_notices_are_signed_before_the_write_lock_and_match_what_is_stored(store, store_url):
+    """On an SQLite file a batch's notices are signed before the write lock is taken, so another
+    writer (here another process's store) may go in meanwhile. It took the number the notice was
+    signed with: the batch is decided and signed again under the lock, and the notice answered is
+    the one of the number stored, with no gap."""
+    if not store.db.inline:
+        pytest.skip("PostgreSQL signs under the lock (the counter row stays locked)")
+    other = await Store.open(store_url)
+    signed: list[str] = []
+
+    async def meanwhile(dossier: Dossier) -> bytes:
+        signed.append(dossier.so_ho_so)
+        if len(signed) == 1:  # while our first notice is being signed, another process stores one
+            assert (await other.receipts.save(new_dossier(b"<other/>"), notice_for)).dossier.so_ho_so == "00001/2026/X"
+        return notice_bytes(dossier)
+
+    try:
+        mine = await store.receipts.save(new_dossier(b"<mine/>"), meanwhile)
+    finally:
+        await other.close()
+    assert signed == ["00001/2026/X", "00002/2026/X"]  # signed first, then again under the lock
+    assert mine.dossier.so_ho_so == "00002/2026/X"
+    assert b"so='00002/2026/X'" in mine.notice
+    assert (await store.dossiers.notice(mine.dossier.id, SLUG_RECEIPT, ALL)) == mine.notice
+    following = await store.receipts.save(new_dossier(b"<next/>"), notice_for)
+    assert following.dossier.so_ho_so == "00003/2026/X"
+
+
+async def test_a_batch_signed_first_answers_repeats_with_the_notice_of_the_dossier_they_repeat(store):
+    results = await asyncio.gather(*(store.receipts.save(new_dossier(b"<same/>"), notice_for) for _ in range(5)),
+                                   store.receipts.save(new_dossier(b"<else/>"), notice_for))  # fmt: skip
+    same = results[:5]
+    assert sorted(r.outcome for r in same) == ["replay"] * 4 + ["stored"]
+    assert len({r.notice for r in same}) == 1 and same[0].notice.startswith(b"<ThongBao")
+    assert results[5].outcome == "stored" and results[5].notice != same[0].notice
+
+
 async def test_a_failing_notice_fails_only_its_own_save(store):
     async def fussy(dossier: Dossier) -> bytes:
         if dossier.id.startswith("bad-"):  # ids are uuid hex otherwise, which may well contain "bad"

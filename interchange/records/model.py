@@ -8,9 +8,10 @@ coefficients are `Decimal`s as declared.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import date
 from decimal import Decimal
+from operator import attrgetter
 
 from interchange.legal.params import ParamsInForce
 from interchange.months import Month
@@ -25,6 +26,21 @@ PA_DIRECTIONS: dict[str, str] = {
 COEFFICIENT_LIMIT = Decimal(100)  # a TienLuong of 100 or less is a salary coefficient, not VND
 
 
+def pickled_as_arguments(cls):
+    """Pickle a frozen slotted dataclass as its constructor's arguments. Its own pickling (the
+    __getstate__/__setstate__ that dataclasses add to slotted classes) walks `fields()` for every
+    object; the rows of every accepted dossier go from a worker process to the server pickled, and
+    that walk was most of it (0.26 ms a 20-row dossier, both ends, against 0.1 now)."""
+    values = attrgetter(*(f.name for f in fields(cls)))
+
+    def __reduce__(self):
+        return cls, values(self)
+
+    cls.__reduce__ = __reduce__
+    return cls
+
+
+@pickled_as_arguments
 @dataclass(frozen=True, slots=True)
 class PersonRef:
     """A person as one row names them. At least one of the two identifiers is set (the rules
@@ -38,6 +54,7 @@ class PersonRef:
     nationality: str | None = None  # ISO alpha-2 (TK1-TS)
 
 
+@pickled_as_arguments
 @dataclass(frozen=True, slots=True)
 class ContributionChange:
     """One D02-TS LaoDong row: a change of a person's contributions at the declaring unit."""
@@ -83,6 +100,7 @@ class ContributionChange:
         return int(total.quantize(Decimal(1), rounding="ROUND_HALF_UP"))
 
 
+@pickled_as_arguments
 @dataclass(frozen=True, slots=True)
 class PersonalDataChange:
     """One TK1-TS LaoDong row: a person's registration or a change of their data."""
@@ -94,6 +112,7 @@ class PersonalDataChange:
     change: str | None = None  # Noidung_Thaydoi
 
 
+@pickled_as_arguments
 @dataclass(frozen=True, slots=True)
 class BenefitClaim:
     """One M01B-HSB LaoDong row."""

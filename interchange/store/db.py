@@ -199,6 +199,18 @@ class Database:
         async with self._unavailable_as_error():
             return await asyncio.to_thread(self._read_in_thread, fn)
 
+    @property
+    def sync_engines(self) -> list[Engine]:
+        """Every engine this database opens connections from (for event listeners): the async
+        engine's, and on an SQLite file the one of the thread `read_inline`, `write_inline`,
+        `read_snapshot` and `read_plain` run on."""
+        return [self.engine.sync_engine, *([self._threaded] if self._threaded is not None else [])]
+
+    @property
+    def inline(self) -> bool:
+        """Whether `write_inline` and `read_inline` run on a thread of their own (an SQLite file)."""
+        return self._threaded is not None
+
     async def write_inline(self, fn: Callable[[AsyncConnection], Awaitable[T]]) -> T:
         """`await fn(conn)` in one write transaction, as `writing()` gives, for a transaction that
         waits for nothing but its own statements (no worker process, no other task).

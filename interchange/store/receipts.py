@@ -14,7 +14,7 @@ import asyncio
 import hashlib
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC
 
 from sqlalchemy import or_, select, update
@@ -127,25 +127,9 @@ class Receipts:
     async def write_batch(self, batch: list[_Job]) -> None:
         jobs = [job for job in batch if not job.future.done()]  # skip callers gone before anything was stored
         try:
-            async with self._db.writing() as conn:
-                try:
-                    async with conn.begin_nested():
-                        results = await self._save_together(conn, jobs)
-                        await audit_append(conn, _receipt_events(jobs, results))
-                except Exception as exc:
-                    if store_unavailable(exc):  # the database is gone: one by one would fail the same way
-                        raise
-                    # A database error in the batch: on PostgreSQL most likely another process
-                    # stored the same dossier or key first. Redo the batch one by one, each
-                    # in its own savepoint, so that an error reaches only its own caller.
-                    log.info(
-                        "store: a batch of %d failed (%s); saving one by one",
-                        len(jobs),
-                        type(exc).__name__,
-                    )
-                    results = [await self._save_alone(conn, job) for job in jobs]
-                    # Logged after every savepoint: the chain head is locked last, as on the fast path.
-                    await audit_append(conn, _receipt_events(jobs, results))
+            results = await self._write_signed_first(jobs) if self._db.inline else None
+            if results is None:
+                results = await self._write_signing_inside(jobs)
         except Exception as exc:  # begin or commit failed: nothing of this batch is stored
             # Every caller of the batch gets the error (a 503 for StoreUnavailable): none of them
             # may be answered with a notice for a dossier that was not committed.
@@ -167,38 +151,108 @@ class Receipts:
             else:
                 job.future.set_result(outcome)
 
+    async def _write_signed_first(self, jobs: list[_Job]) -> list[SaveResult | Exception] | None:
+        """The batch with its notices signed before the write lock is taken: decided on a read of
+        what is stored (replays, the next numbers), signed, then written in one hop to the
+        database's thread after deciding again under the lock. None, and nothing written, when
+        the second decision differs (another process numbered or stored meanwhile), a notice
+        could not be made, or the write failed otherwise than by the database being unavailable:
+        the batch then goes the way that signs under the lock (`_write_signing_inside`).
+
+        Signing waits for a worker process (10-20 ms under load, behind the dossiers being
+        checked); holding SQLite's one write lock meanwhile held up the result work's writes."""
+        seen = await self._db.read_inline(lambda conn: self._decide(conn, jobs, bump=False))
+        try:
+            await self._sign(jobs, seen)
+        except _NoticeFailed:
+            return None
+
+        async def write(conn: AsyncConnection) -> list[SaveResult | Exception]:
+            plan = await self._decide(conn, jobs, bump=True)
+            if plan.key() != seen.key():
+                raise _Moved
+            for (_, mine), (_, signed) in zip(plan.stored, seen.stored, strict=True):
+                mine.notice = signed.notice
+            plan.copy_repeats()
+            await self._write(conn, plan)
+            await audit_append(conn, _receipt_events(jobs, plan.results))
+            return plan.results
+
+        try:
+            return await self._db.write_inline(write)
+        except Exception as exc:
+            if store_unavailable(exc):
+                raise
+            if not isinstance(exc, _Moved):
+                log.info("store: a batch of %d signed first failed (%s); writing it again", len(jobs), type(exc).__name__)
+            return None
+
+    async def _write_signing_inside(self, jobs: list[_Job]) -> list[SaveResult | Exception]:
+        """The batch in one write transaction that signs its notices inside (`_save_together`), or,
+        when that fails, one dossier at a time, each in its own savepoint."""
+        async with self._db.writing() as conn:
+                try:
+                    async with conn.begin_nested():
+                        results = await self._save_together(conn, jobs)
+                        await audit_append(conn, _receipt_events(jobs, results))
+                except Exception as exc:
+                    if store_unavailable(exc):  # the database is gone: one by one would fail the same way
+                        raise
+                    # A database error in the batch: on PostgreSQL most likely another process
+                    # stored the same dossier or key first. Redo the batch one by one, each
+                    # in its own savepoint, so that an error reaches only its own caller.
+                    log.info(
+                        "store: a batch of %d failed (%s); saving one by one",
+                        len(jobs),
+                        type(exc).__name__,
+                    )
+                    results = [await self._save_alone(conn, job) for job in jobs]
+                    # Logged after every savepoint: the chain head is locked last, as on the fast path.
+                    await audit_append(conn, _receipt_events(jobs, results))
+        return results
+
     async def _save_together(self, conn: AsyncConnection, jobs: list[_Job]) -> list[SaveResult | Exception]:
-        """The fast path: a few statements for the whole batch instead of several per dossier."""
+        """A few statements for the whole batch instead of several per dossier, its notices signed
+        inside the transaction."""
+        plan = await self._decide(conn, jobs, bump=True)
+        await self._sign(jobs, plan)
+        await self._write(conn, plan)
+        return plan.results
+
+    async def _decide(self, conn: AsyncConnection, jobs: list[_Job], *, bump: bool) -> _Plan:
+        """What the batch does against what is stored: which dossiers repeat an earlier one, the
+        numbers of those received (the counters read; with `bump`, created where missing)."""
         by_replay, by_scope = await self.find_stored(
             conn, {_replay_key(j.new) for j in jobs}, {_idempotency_scope(j.new) for j in jobs}
         )
-        last: dict[tuple[str, int], int] = {}  # (office, year) -> last number given
-        at_start: dict[tuple[str, int], int] = {}
-        results: list[SaveResult | Exception] = []
-        stored: list[tuple[NewDossier, SaveResult]] = []
-        repeats: list[tuple[int, SaveResult, str]] = []  # results that copy an earlier one of this batch
+        plan = _Plan()
         for job in jobs:
             new = job.new
             earlier = _earlier_of(new, by_replay, by_scope)
             if earlier is not None:
-                results.append(SaveResult(replace(earlier[0].dossier), earlier[0].notice, earlier[1]))
-                repeats.append((len(results) - 1, earlier[0], earlier[1]))
+                plan.results.append(SaveResult(replace(earlier[0].dossier), earlier[0].notice, earlier[1]))
+                plan.repeats.append((len(plan.results) - 1, earlier[0], earlier[1]))
                 continue
             so_ho_so = None
             if new.state == RECEIVED:
                 group = (new.office_code, new.received_at.astimezone(VN_TZ).year)
-                if group not in last:
-                    last[group] = at_start[group] = await self._bump_counter(conn, *group, 0)
-                last[group] += 1
-                so_ho_so = _so_ho_so(last[group], *group)
+                if group not in plan.last:
+                    number = await self._bump_counter(conn, *group, 0) if bump else await self._counter(conn, *group)
+                    plan.last[group] = plan.at_start[group] = number
+                plan.last[group] += 1
+                so_ho_so = _so_ho_so(plan.last[group], *group)
             result = SaveResult(_stored_dossier(new, so_ho_so), b"", "stored")
-            results.append(result)
-            stored.append((new, result))
+            plan.results.append(result)
+            plan.stored.append((new, result))
             _remember(new, result, by_replay, by_scope)
+        return plan
+
+    async def _sign(self, jobs: list[_Job], plan: _Plan) -> None:
+        """The receipt notices of the dossiers `plan` stores, made concurrently."""
         made = await asyncio.gather(
             *(
                 job.make_notice(result.dossier)
-                for job, (_, result) in zip(_fresh(jobs, stored), stored, strict=True)
+                for job, (_, result) in zip(_fresh(jobs, plan.stored), plan.stored, strict=True)
             ),
             return_exceptions=True,
         )
@@ -206,10 +260,12 @@ class Receipts:
             # Numbers were handed out in order: redo the batch one by one, so that the failing
             # dossier's savepoint gives its number back and only its caller sees the error.
             raise _NoticeFailed(next(m for m in made if isinstance(m, BaseException)))
-        for (_, result), xml in zip(stored, made, strict=True):
+        for (_, result), xml in zip(plan.stored, made, strict=True):
             result.notice = xml
-        for index, earlier, outcome in repeats:
-            results[index] = SaveResult(replace(earlier.dossier), earlier.notice, outcome)
+        plan.copy_repeats()
+
+    async def _write(self, conn: AsyncConnection, plan: _Plan) -> None:
+        stored = plan.stored
         if stored:
             await insert_many(conn, dossiers, [_dossier_row(new, r.dossier) for new, r in stored])
             await insert_originals(conn, [(new.id, new.original) for new, _ in stored])
@@ -217,14 +273,13 @@ class Receipts:
             await insert_many(conn, notices, [_notice_row(r) for _, r in stored])
             await enqueue_receipt_deliveries(conn, [r.dossier for _, r in stored])
             await insert_many(conn, work_items, [row for new, r in stored for row in _work_rows(new, r.dossier)])
-        for (office, year), number in last.items():
-            if number != at_start[(office, year)]:
+        for (office, year), number in plan.last.items():
+            if number != plan.at_start[(office, year)]:
                 await conn.execute(
                     update(counters)
                     .where(counters.c.office == office, counters.c.year == year)
                     .values(last_number=number)
                 )
-        return results
 
     async def _save_alone(self, conn: AsyncConnection, job: _Job) -> SaveResult | Exception:
         """The slow path: one dossier in its own savepoint."""
@@ -310,6 +365,11 @@ class Receipts:
                 by_scope[row.idempotency_scope] = result
         return by_replay, by_scope
 
+    async def _counter(self, conn: AsyncConnection, office: str, year: int) -> int:
+        """The last number given in (office, year), 0 before the first."""
+        query = select(counters.c.last_number).where(counters.c.office == office, counters.c.year == year)
+        return (await conn.execute(query)).scalar_one_or_none() or 0
+
     async def _bump_counter(self, conn: AsyncConnection, office: str, year: int, step: int) -> int:
         """Add `step` (0 or 1) to the counter of (office, year), creating it, and return its value.
 
@@ -387,6 +447,35 @@ def _so_ho_so(number: int, office: str, year: int) -> str:
 
 class _NoticeFailed(Exception):
     """Making one notice of a batch failed: the batch is redone one dossier at a time."""
+
+
+class _Moved(Exception):
+    """What is stored changed between deciding a batch and writing it: written the other way."""
+
+
+@dataclass(eq=False)
+class _Plan:
+    """What a batch does: a result per job (stored, or a repeat of an earlier dossier), the
+    dossiers it stores, and the numbers it gives per (office, year)."""
+
+    results: list[SaveResult | Exception] = field(default_factory=list)
+    stored: list[tuple[NewDossier, SaveResult]] = field(default_factory=list)
+    repeats: list[tuple[int, SaveResult, str]] = field(default_factory=list)  # (index, earlier, outcome)
+    last: dict[tuple[str, int], int] = field(default_factory=dict)  # (office, year) -> last number given
+    at_start: dict[tuple[str, int], int] = field(default_factory=dict)
+
+    def key(self) -> tuple:
+        """What the notices signed from this plan depend on: equal keys, equal notices."""
+        return (
+            tuple((r.outcome, r.dossier.id, r.dossier.so_ho_so) for r in self.results if isinstance(r, SaveResult)),
+            tuple((i, earlier.dossier.id, outcome) for i, earlier, outcome in self.repeats),
+            tuple(sorted(self.at_start.items())),
+        )
+
+    def copy_repeats(self) -> None:
+        """Repeats answer with their earlier dossier's notice (one of this batch's, once signed)."""
+        for index, earlier, outcome in self.repeats:
+            self.results[index] = SaveResult(replace(earlier.dossier), earlier.notice, outcome)
 
 
 def _fresh(jobs: list[_Job], stored: list[tuple[NewDossier, SaveResult]]) -> list[_Job]:
