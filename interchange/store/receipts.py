@@ -6,6 +6,11 @@ One writer task gathers every `save` waiting at that moment into one transaction
 per dossier) and commits once: with durable commits an fsync per dossier would cap SQLite far
 below the target rate. A batch's audit entries go in together, last, so the chain head stays
 locked only briefly.
+
+On an SQLite file a batch's notices are signed before its write transaction begins (decided on a
+read, decided again under the lock, written in one hop to the database's thread), so that the
+result work can write while the notices are being signed; on PostgreSQL, where other processes
+number dossiers from the same counter row, they are signed inside it, the row locked.
 """
 
 from __future__ import annotations
@@ -84,7 +89,9 @@ class Receipts:
         """Store a received or refused dossier with its receipt notice; return after the commit.
 
         `make_notice` gets the dossier as stored (with its number) and returns the signed
-        notice bytes; it runs inside the transaction, so a notice exists for every dossier.
+        notice bytes; every stored dossier has the notice of the number it was stored with. It
+        may be called again for the same dossier (signed first, then under the lock when the
+        number it was given was taken meanwhile): it must have no other effect.
         The notices of one batch are made concurrently (the server signs them in its worker
         processes), so signing never holds up the event loop.
         An exact resend of a dossier that was not refused, or a resend with a known
@@ -191,24 +198,24 @@ class Receipts:
         """The batch in one write transaction that signs its notices inside (`_save_together`), or,
         when that fails, one dossier at a time, each in its own savepoint."""
         async with self._db.writing() as conn:
-                try:
-                    async with conn.begin_nested():
-                        results = await self._save_together(conn, jobs)
-                        await audit_append(conn, _receipt_events(jobs, results))
-                except Exception as exc:
-                    if store_unavailable(exc):  # the database is gone: one by one would fail the same way
-                        raise
-                    # A database error in the batch: on PostgreSQL most likely another process
-                    # stored the same dossier or key first. Redo the batch one by one, each
-                    # in its own savepoint, so that an error reaches only its own caller.
-                    log.info(
-                        "store: a batch of %d failed (%s); saving one by one",
-                        len(jobs),
-                        type(exc).__name__,
-                    )
-                    results = [await self._save_alone(conn, job) for job in jobs]
-                    # Logged after every savepoint: the chain head is locked last, as on the fast path.
+            try:
+                async with conn.begin_nested():
+                    results = await self._save_together(conn, jobs)
                     await audit_append(conn, _receipt_events(jobs, results))
+            except Exception as exc:
+                if store_unavailable(exc):  # the database is gone: one by one would fail the same way
+                    raise
+                # A database error in the batch: on PostgreSQL most likely another process
+                # stored the same dossier or key first. Redo the batch one by one, each
+                # in its own savepoint, so that an error reaches only its own caller.
+                log.info(
+                    "store: a batch of %d failed (%s); saving one by one",
+                    len(jobs),
+                    type(exc).__name__,
+                )
+                results = [await self._save_alone(conn, job) for job in jobs]
+                # Logged after every savepoint: the chain head is locked last, as on the fast path.
+                await audit_append(conn, _receipt_events(jobs, results))
         return results
 
     async def _save_together(self, conn: AsyncConnection, jobs: list[_Job]) -> list[SaveResult | Exception]:
