@@ -56,18 +56,16 @@ async def insert_many(conn: AsyncConnection, table: Table, rows: Sequence[dict])
 
 @lru_cache(maxsize=256)
 def _sqlite_plan(table: Table, keys: tuple[str, ...], dialect: Dialect) -> tuple[str, Callable[[dict], tuple]]:
-    """The INSERT of these columns with ?-parameters, and the function that makes a row's tuple."""
-    columns = [table.c[k] for k in keys]  # KeyError: not a column of the table
-    marks = ", ".join("?" * len(keys))
-    sql = f"INSERT INTO {dialect.identifier_preparer.format_table(table)} " \
-          f"({', '.join(dialect.identifier_preparer.quote(c.name) for c in columns)}) VALUES ({marks})"
-    converts = [(i, p) for i, c in enumerate(columns) if (p := c.type.dialect_impl(dialect).bind_processor(dialect))]
-    values = itemgetter(*keys)
-    if len(keys) == 1:
-        def values(row, _get=values):
-            return (_get(row),)
+    """The INSERT of these columns as SQLAlchemy compiles it, and the function that makes a row's
+    tuple in the order of its ?-parameters."""
+    if unknown := set(keys) - set(table.c.keys()):
+        raise KeyError(f"not columns of {table.name}: {', '.join(sorted(unknown))}")
+    compiled = table.insert().compile(dialect=dialect, column_keys=list(keys))
+    order = list(compiled.positiontup or [])
+    values = itemgetter(*order) if len(order) > 1 else lambda row: (row[order[0]],)
+    converts = [(i, p) for i, k in enumerate(order) if (p := table.c[k].type.dialect_impl(dialect).bind_processor(dialect))]
     if not converts:
-        return sql, values
+        return compiled.string, values
 
     def make(row: dict) -> tuple:
         out = list(values(row))
@@ -75,7 +73,7 @@ def _sqlite_plan(table: Table, keys: tuple[str, ...], dialect: Dialect) -> tuple
             out[i] = convert(out[i])
         return tuple(out)
 
-    return sql, make
+    return compiled.string, make
 
 
 class RecordRows:

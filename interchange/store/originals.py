@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from interchange.spool import CHUNK, LARGE, Spooled, SpoolWriter
 
+from .bulk import insert_many
 from .tables import originals
 
 TABLE, COLUMN = originals.name, originals.c.content.name
@@ -30,9 +31,8 @@ class OriginalUnreadable(RuntimeError):
 
 async def insert_originals(conn: AsyncConnection, rows: Sequence[tuple[str, bytes | Spooled]]) -> None:
     """Insert (dossier id, original) rows, in the caller's transaction."""
-    whole = [{"dossier_id": id, "content": content} for id, content in rows if not isinstance(content, Spooled)]
-    if whole:
-        await conn.execute(originals.insert(), whole)
+    await insert_many(conn, originals, [{"dossier_id": id, "content": content}
+                                        for id, content in rows if not isinstance(content, Spooled)])
     spooled = [(id, content) for id, content in rows if isinstance(content, Spooled)]
     if not spooled:
         return
