@@ -8,7 +8,10 @@ reads the answer with `add_reader`/`add_writer` on non-blocking ends, a chunk pe
 learns of a process's death through `add_reader` on its sentinel.
 
 A process runs one call at a time; a call waits for a free process first, so that its budget
-(the time it may hold the process) starts when it starts. A call past its budget kills its
+(the time it may hold the process) starts when it starts. An urgent call (signing a notice for
+work already done: its receipt or its result waits on it, with the write lock or a group held)
+takes the next free process before the calls already waiting that are not: under load a
+notice otherwise waited behind every dossier queued for checking. A call past its budget kills its
 process alone (`CallOverBudget`); a process that dies on its own fails the call it held
 (`WorkerDied`). Either way the process is replaced at once, and the other processes' calls go
 on. A message is an 8-byte length and a pickle.
@@ -26,6 +29,7 @@ import socket
 import struct
 import time
 import traceback
+from collections import deque
 from collections.abc import Callable
 from multiprocessing.context import BaseContext
 
@@ -363,9 +367,9 @@ class ProcessPool:
         self.replaced = 0  # processes replaced since start (killed for a budget, or dead)
         self.loop: asyncio.AbstractEventLoop | None = None
         self._slots: list[_Process | None] = [None] * size
-        self._free_slots: asyncio.Queue[int] = asyncio.Queue()
-        for slot in range(size):
-            self._free_slots.put_nowait(slot)
+        self._free_slots: list[int] = list(range(size))
+        # calls waiting for a slot, urgent ones first: each future gets the slot it may use
+        self._waiting: tuple[deque[asyncio.Future], deque[asyncio.Future]] = (deque(), deque())
         self._closed = False
         self._processes: set[_Process] = set()  # started and not reaped yet, replaced ones too
 
@@ -381,20 +385,47 @@ class ProcessPool:
         processes = [self._live(slot) for slot in range(self.size)]
         await asyncio.gather(*(asyncio.shield(p.ready) for p in processes))
 
-    async def call(self, fn: Callable, *args, budget: float | None = None):
-        """`fn(*args)` in a free process, at most `budget` seconds from when it starts there.
-        CallOverBudget: its process was killed; WorkerDied: its process ended meanwhile."""
+    async def call(self, fn: Callable, *args, budget: float | None = None, urgent: bool = False):
+        """`fn(*args)` in a free process, at most `budget` seconds from when it starts there;
+        `urgent`: before the waiting calls that are not. CallOverBudget: its process was killed;
+        WorkerDied: its process ended meanwhile."""
         try:
-            return await (await self._hand(fn, args, budget))
+            return await (await self._hand(fn, args, budget, urgent))
         except WorkerDied as died:
             if not died.before_call or self._closed:
                 raise
         # its process died idle, unnoticed yet: nothing ran, so once more in a new one
-        return await (await self._hand(fn, args, budget))
+        return await (await self._hand(fn, args, budget, urgent))
 
-    async def _hand(self, fn: Callable, args: tuple, budget: float | None) -> asyncio.Future:
+    async def _slot(self, urgent: bool) -> int:
+        """A free slot, once the calls ahead of this one have theirs."""
+        ahead = self._waiting[0] if urgent else (self._waiting[0] or self._waiting[1])
+        if self._free_slots and not ahead:
+            return self._free_slots.pop()
+        if self.loop is None:
+            self.loop = asyncio.get_running_loop()
+        given = self.loop.create_future()
+        self._waiting[0 if urgent else 1].append(given)
+        try:
+            return await given
+        except asyncio.CancelledError:
+            if given.done() and not given.cancelled():  # given a slot just as it was cancelled
+                self._put_back(given.result())
+            raise
+
+    def _put_back(self, slot: int) -> None:
+        """The slot to the first call waiting (urgent ones first), or free."""
+        for waiting in self._waiting:
+            while waiting:
+                given = waiting.popleft()
+                if not given.done():
+                    given.set_result(slot)
+                    return
+        self._free_slots.append(slot)
+
+    async def _hand(self, fn: Callable, args: tuple, budget: float | None, urgent: bool = False) -> asyncio.Future:
         """Send the call to a free, initialised process: the future of its answer."""
-        slot = await self._free_slots.get()
+        slot = await self._slot(urgent)
         handed = False
         try:
             if self._closed:
@@ -412,7 +443,7 @@ class ProcessPool:
             return reply
         finally:
             if not handed:
-                self._free_slots.put_nowait(slot)
+                self._put_back(slot)
 
     def _live(self, slot: int) -> _Process:
         """The slot's process, started anew when there is none or it has ended."""
@@ -426,7 +457,7 @@ class ProcessPool:
     def _free(self, process: _Process) -> None:
         """`process` answered: its slot takes the next call."""
         if self._slots[process.slot] is process and not self._closed:
-            self._free_slots.put_nowait(process.slot)
+            self._put_back(process.slot)
 
     def _lost(self, process: _Process) -> None:
         """`process` was killed or died: a replacement now, unless it never got ready (an initialiser
@@ -440,7 +471,7 @@ class ProcessPool:
         self.replaced += 1
         log.info("worker process %s replaced by %s", process.pid, self._slots[process.slot].pid)
         if process.busy:  # it held its slot (an idle one's slot is free already)
-            self._free_slots.put_nowait(process.slot)
+            self._put_back(process.slot)
 
     def close(self, grace: float = 5.0) -> None:
         """Stop the processes: an idle one exits when its socket closes, one still running a call
@@ -455,7 +486,7 @@ class ProcessPool:
                 process.end(kill=False)  # its socket closed: an idle process exits
         if loop_open:
             for slot in range(self.size):  # a call waiting for a slot wakes and finds the pool closed
-                self._free_slots.put_nowait(slot)
+                self._put_back(slot)
         deadline = time.monotonic() + grace
         for process in processes:
             if process.reaped:

@@ -249,14 +249,16 @@ class ReceiptWorkers:
             return
         await self._pool.start()
 
-    async def _call(self, stage: str, fn, args: tuple, data: bytes | Spooled | None = None, *, size: int | None = None):
+    async def _call(self, stage: str, fn, args: tuple, data: bytes | Spooled | None = None, *, size: int | None = None,
+                    urgent: bool = False):
         """`fn(*args)` in a worker; in processes within the budget for `data`'s size (or `size`,
-        the total of a call on many inputs)."""
+        the total of a call on many inputs). `urgent` (signing notices): before the waiting
+        checks, for a notice finishes work already done and holds up its batch until signed."""
         if self._pool is None:
             return await asyncio.get_running_loop().run_in_executor(self._thread, fn, *args)
         budget = budget_seconds(self.limits, len(data or b"") if size is None else size)
         try:
-            return await self._pool.call(fn, *args, budget=budget)
+            return await self._pool.call(fn, *args, budget=budget, urgent=urgent)
         except CallOverBudget as over:
             what, digest = _describe(data, size)
             log.warning("worker budget exceeded: %s of %s bytes (sha256 %s) ran over %.1f s; "
@@ -318,7 +320,7 @@ class ReceiptWorkers:
         if future.done():
             return
         try:
-            xml = await self._call("sign_notice", _sign_notice, (data,))
+            xml = await self._call("sign_notice", _sign_notice, (data,), urgent=True)
         except Exception as exc:  # noqa: BLE001  (given to the caller)
             if not future.done():
                 future.set_exception(exc)
@@ -352,7 +354,9 @@ class ReceiptWorkers:
         """Sign many notices, spread over the worker processes in one call each."""
         shares = [data[i :: self.processes or 1] for i in range(max(1, self.processes))]
         shares = [s for s in shares if s]
-        got = await asyncio.gather(*(self._call("sign_notice", _sign_notices, (share,)) for share in shares))
+        got = await asyncio.gather(
+            *(self._call("sign_notice", _sign_notices, (share,), urgent=True) for share in shares)
+        )
         out: list[bytes] = [b""] * len(data)
         for i, signed in enumerate(got):
             out[i :: len(shares)] = signed

@@ -177,6 +177,39 @@ async def test_a_cancelled_call_keeps_its_process_until_it_answers(pools):
     assert pool.replaced == 0
 
 
+async def test_an_urgent_call_takes_the_next_free_process_before_the_calls_waiting(pools):
+    pool = await pools(1)
+    order: list[str] = []
+
+    async def call(name: str, *, urgent: bool = False) -> None:
+        await pool.call(poolcalls.sleep_then, 0.05, name, urgent=urgent)
+        order.append(name)
+
+    busy = asyncio.ensure_future(call("running"))
+    await asyncio.sleep(0.02)  # the process is taken: the calls below wait, in this order
+    waiting = [asyncio.ensure_future(call(f"check {i}")) for i in range(3)]
+    await asyncio.sleep(0)
+    cancelled = asyncio.ensure_future(call("cancelled", urgent=True))
+    await asyncio.sleep(0)
+    urgent = [asyncio.ensure_future(call(f"notice {i}", urgent=True)) for i in range(2)]
+    await asyncio.sleep(0)
+    cancelled.cancel()  # a waiter that goes away gives up its turn, not the process
+    await asyncio.gather(busy, *waiting, *urgent)
+    assert order == ["running", "notice 0", "notice 1", "check 0", "check 1", "check 2"]
+
+
+async def test_calls_waiting_for_a_process_fail_when_the_pool_closes(pools):
+    pool = await pools(1)
+    busy = asyncio.ensure_future(pool.call(poolcalls.sleep_then, 30, "never"))
+    await asyncio.sleep(0.1)
+    waiting = [asyncio.ensure_future(pool.call(poolcalls.pid, urgent=u)) for u in (False, True, False)]
+    await asyncio.sleep(0.05)
+    pool.close(grace=1.0)
+    for call in (busy, *waiting):
+        with pytest.raises(WorkerDied):
+            await call
+
+
 async def test_close_kills_a_process_stuck_in_a_call_and_fails_the_call(pools, caplog, tmp_path):
     pool = await pools(2)
     stuck = asyncio.ensure_future(pool.call(poolcalls.sleep_noting_pid, str(tmp_path / "pid"), 60, "never"))
