@@ -36,7 +36,7 @@ from interchange.legal.params import configured_parameters
 from interchange.notices.notice import NoticeSigner
 from interchange.processes import Supervisor, become_child
 from interchange.receiving.receipt import Policy, Reception
-from interchange.store.db import Database, StoreUnavailable
+from interchange.store.db import StoreUnavailable
 from interchange.store.store import Store
 from interchange.trust.revocation import crl_refresher
 from interchange.workcal import WorkCalendar
@@ -162,7 +162,6 @@ async def make_app(cfg: Config, *, workers: int | None = None) -> web.Applicatio
 
     app.on_cleanup.append(close)
     app.on_startup.append(freeze_startup_objects)
-    app.cleanup_ctx.append(wal_checkpoints(services.store.db))  # SQLite: the WAL copied off the commits' path
     app.cleanup_ctx.append(crl_refresher(cfg.trust, cfg.trust_paths))  # re-fetches CRLs when trust.fetch_revocation
     app.cleanup_ctx.append(work_scheduler(cfg.jobs))  # ends before `close` runs: cleanup contexts end first
     app.on_cleanup.append(close_forwarding)
@@ -191,17 +190,6 @@ async def close_forwarding(app: web.Application) -> None:
     """Role ivan: close the HTTP session upstream (the scheduler has stopped by now)."""
     if (forwarder := forwarder_of(app[WORK].handlers)) is not None:
         await forwarder.close()
-
-
-def wal_checkpoints(db: Database):
-    """On an SQLite file, the WAL is copied into the database in the background while the app
-    runs (`Database.checkpointing`), not by whichever commit crosses SQLite's mark."""
-
-    async def run(_app: web.Application):
-        async with db.checkpointing():
-            yield
-
-    return run
 
 
 def work_scheduler(jobs: JobsConfig):

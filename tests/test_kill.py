@@ -381,7 +381,9 @@ def test_sigkill_while_results_are_given_gives_each_dossier_one_ket_qua(store_ur
         # ... then one that judges, a batch at a time, is SIGKILLed once some results are given,
         # while it holds judging work
         for _ in range(KILL_TRIES):
-            judge = ServerProc(site, log, JOBS_BATCH="8", JOBS_CONCURRENCY="1")
+            # small groups: the 48 results take a while to give, and the kill finds one running
+            # (with groups of 8 a fast machine had given them all before the first look)
+            judge = ServerProc(site, log, JOBS_BATCH="2", JOBS_CONCURRENCY="1")
             servers.append(judge)
             judge.wait_ready()
             before, held = on_private_loop(kill_while_judging(judge, site, store_url))

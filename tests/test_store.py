@@ -204,13 +204,13 @@ async def test_a_race_lost_to_another_process_answers_with_the_winner(store, mon
 
 async def test_group_commit_stores_200_concurrent_saves_with_gapless_numbers(store, monkeypatch):
     batches: list[int] = []
-    real = Receipts.write_batch
+    real = Receipts._write_answering
 
-    async def counting(self, batch):
-        batches.append(len(batch))
-        await real(self, batch)
+    async def counting(self, jobs, signed):
+        batches.append(len(jobs))
+        await real(self, jobs, signed)
 
-    monkeypatch.setattr(Receipts, "write_batch", counting)
+    monkeypatch.setattr(Receipts, "_write_answering", counting)
     results = await asyncio.gather(
         *(store.receipts.save(new_dossier(f"<Hoso n='{i}'/>".encode()), notice_for) for i in range(200))
     )
@@ -257,6 +257,104 @@ async def test_a_batch_signed_first_answers_repeats_with_the_notice_of_the_dossi
     assert sorted(r.outcome for r in same) == ["replay"] * 4 + ["stored"]
     assert len({r.notice for r in same}) == 1 and same[0].notice.startswith(b"<ThongBao")
     assert results[5].outcome == "stored" and results[5].notice != same[0].notice
+
+
+async def _held_write(monkeypatch, *, fail_first: bool = False, holds: int = 2):
+    """Hold the first `holds` signed-first writes until their events are set; with `fail_first`,
+    the first then fails as when the database is gone for a moment (nothing of it stored)."""
+    held: list[asyncio.Event] = []
+    real = Receipts._write_signed_first
+
+    async def holding(self, jobs, seen):
+        if len(held) == holds:
+            return await real(self, jobs, seen)
+        gate = asyncio.Event()
+        held.append(gate)
+        await gate.wait()
+        if fail_first and len(held) == 1:
+            raise StoreUnavailable("disk gone for a moment")
+        return await real(self, jobs, seen)
+
+    monkeypatch.setattr(Receipts, "_write_signed_first", holding)
+    return held
+
+
+async def _until(condition, within: float = 10.0) -> None:
+    deadline = time.monotonic() + within
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.01)
+
+
+async def test_a_batch_is_signed_while_the_batch_before_is_written_its_numbers_following_on(store, monkeypatch):
+    """On an SQLite file the next batch is decided and signed while the one before is being
+    written, numbered after the numbers that one gives: each notice is signed once, gapless."""
+    if not store.db.inline:
+        pytest.skip("PostgreSQL signs under the lock, a batch at a time")
+    held = await _held_write(monkeypatch)
+    signed: list[str] = []
+
+    async def noting(dossier: Dossier) -> bytes:
+        signed.append(dossier.so_ho_so)
+        return notice_bytes(dossier)
+
+    first = [asyncio.ensure_future(store.receipts.save(new_dossier(f"<a{i}/>".encode()), noting)) for i in range(2)]
+    await _until(lambda: len(held) == 1)  # the first batch signed, its write held
+    second = [asyncio.ensure_future(store.receipts.save(new_dossier(f"<b{i}/>".encode()), noting)) for i in range(3)]
+    await _until(lambda: len(signed) == 5)  # the second signed while the first is not written yet
+    assert not any(f.done() for f in first + second)
+    held[0].set()
+    await _until(lambda: len(held) == 2)
+    held[1].set()
+    got = await asyncio.gather(*first, *second)
+    assert [r.dossier.so_ho_so for r in got] == [f"{n:05d}/2026/X" for n in range(1, 6)]
+    assert signed == [r.dossier.so_ho_so for r in got]  # each signed once, with the number it was stored with
+    for r in got:
+        assert await store.dossiers.notice(r.dossier.id, SLUG_RECEIPT, ALL) == r.notice == notice_bytes(r.dossier)
+
+
+async def test_a_batch_signed_while_the_one_before_failed_is_signed_again_without_a_gap(store, monkeypatch):
+    if not store.db.inline:
+        pytest.skip("PostgreSQL signs under the lock, a batch at a time")
+    held = await _held_write(monkeypatch, fail_first=True)
+    signed: list[str] = []
+
+    async def noting(dossier: Dossier) -> bytes:
+        signed.append(dossier.so_ho_so)
+        return notice_bytes(dossier)
+
+    first = asyncio.ensure_future(store.receipts.save(new_dossier(b"<a/>"), noting))
+    await _until(lambda: len(held) == 1)
+    second = asyncio.ensure_future(store.receipts.save(new_dossier(b"<b/>"), noting))
+    await _until(lambda: len(signed) == 2)  # signed after the number the first was to take
+    held[0].set()
+    with pytest.raises(StoreUnavailable):
+        await first
+    await _until(lambda: len(held) == 2)
+    held[1].set()
+    got = await second  # that number was never stored: decided and signed again, under the lock
+    assert signed == ["00001/2026/X", "00002/2026/X", "00001/2026/X"]
+    assert got.dossier.so_ho_so == "00001/2026/X" and got.notice == notice_bytes(got.dossier)
+    assert await count(store) == 1
+
+
+async def test_a_repeat_of_a_dossier_of_the_batch_being_written_replays_it(store, monkeypatch):
+    if not store.db.inline:
+        pytest.skip("PostgreSQL signs under the lock, a batch at a time")
+    held = await _held_write(monkeypatch)
+    first = asyncio.ensure_future(store.receipts.save(new_dossier(b"<same/>"), notice_for))
+    await _until(lambda: len(held) == 1)
+    again = asyncio.ensure_future(store.receipts.save(new_dossier(b"<same/>"), notice_for))
+    await asyncio.sleep(0.2)  # decided on a read that cannot see the first yet
+    held[0].set()
+    await _until(lambda: len(held) == 2)
+    held[1].set()
+    stored, replayed = await first, await again
+    assert stored.outcome == "stored" and replayed.outcome == "replay"
+    assert replayed.dossier.id == stored.dossier.id and replayed.notice == stored.notice
+    assert await count(store) == 1
+    nxt = await store.receipts.save(new_dossier(b"<next/>"), notice_for)
+    assert nxt.dossier.so_ho_so == "00002/2026/X"
 
 
 async def test_a_failing_notice_fails_only_its_own_save(store):

@@ -13,7 +13,7 @@ import logging
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
-from contextlib import asynccontextmanager, nullcontext, suppress
+from contextlib import asynccontextmanager, nullcontext
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -42,14 +42,7 @@ SQLITE_PRAGMAS = (
     "PRAGMA journal_mode=WAL",
     "PRAGMA synchronous=FULL",
     "PRAGMA foreign_keys=ON",
-    # Copying the WAL into the database is `Database.checkpointing`'s, in the background: SQLite's
-    # own (at 1,000 pages) ran inside whichever commit crossed the mark, copying and syncing the
-    # others' pages too (a 103 MiB original's commit took 0.35-0.73 s instead of 0.14 s). This
-    # mark is a safety net for when no checkpointer runs (a CLI command, a stopped task).
-    f"PRAGMA wal_autocheckpoint={256 * 1024 * 1024 // 4096}",
-    f"PRAGMA journal_size_limit={64 * 1024 * 1024}",  # the WAL file back to this once checkpointed
 )
-WAL_CHECKPOINT_SECONDS = 0.5  # how often `checkpointing` copies the WAL into the database
 
 
 class StoreUnavailable(Exception):
@@ -205,44 +198,6 @@ class Database:
                 return await conn.run_sync(fn)
         async with self._unavailable_as_error():
             return await asyncio.to_thread(self._read_in_thread, fn)
-
-    @asynccontextmanager
-    async def checkpointing(self, every: float = WAL_CHECKPOINT_SECONDS) -> AsyncIterator[None]:
-        """While the block runs, on an SQLite file: copy the WAL into the database every `every`
-        seconds, on a thread of its own (PRAGMA wal_checkpoint(PASSIVE): it waits for no writer
-        and none waits for it), so that no commit does it. Elsewhere nothing."""
-        if self._threaded is None:
-            yield
-            return
-        task = asyncio.get_running_loop().create_task(self._checkpoint_every(every), name="wal-checkpoint")
-        try:
-            yield
-        finally:
-            task.cancel()
-            with suppress(asyncio.CancelledError):
-                await task
-
-    async def _checkpoint_every(self, every: float) -> None:
-        failing = False
-        while True:
-            await asyncio.sleep(every)
-            try:
-                await asyncio.to_thread(self.checkpoint)
-            except Exception as exc:  # noqa: BLE001  (the commits' own checkpoint is the safety net)
-                if not failing:
-                    log.warning("store: WAL checkpoint failed: %s", describe(exc))
-                failing = True
-            else:
-                failing = False
-
-    def checkpoint(self) -> tuple[int, int, int]:
-        """One PASSIVE checkpoint on an SQLite file (blocking): (busy, WAL frames, frames copied)."""
-        assert self._threaded is not None
-        raw = self._threaded.raw_connection()
-        try:
-            return tuple(raw.driver_connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone())
-        finally:
-            raw.close()
 
     @property
     def sync_engines(self) -> list[Engine]:

@@ -110,6 +110,7 @@ class Receipts:
     async def _write_loop(self) -> None:
         stopping = False
         batch: list[_Job | None] = []
+        writing: _Writing | None = None  # signed first: the batch before, its write still running
         try:
             while not stopping:
                 job = await self._queue.get()
@@ -122,8 +123,13 @@ class Receipts:
                         stopping = True
                         break
                     batch.append(job)
-                await self.write_batch(batch)
+                if self._db.inline:
+                    writing = await self._sign_while_writing(batch, writing)
+                else:
+                    await self.write_batch(batch)
                 batch = []
+            if writing is not None:
+                await asyncio.shield(writing.task)
         finally:  # cancelled (the loop is going away): no caller may wait for ever
             while not self._queue.empty():
                 batch.append(self._queue.get_nowait())
@@ -132,9 +138,27 @@ class Receipts:
                     job.future.set_exception(RuntimeError("store closed before the dossier was stored"))
 
     async def write_batch(self, batch: list[_Job]) -> None:
+        """Store a batch and answer its callers (after the commit)."""
         jobs = [job for job in batch if not job.future.done()]  # skip callers gone before anything was stored
+        signed = await self._signed_first(jobs) if self._db.inline else None
+        await self._write_answering(jobs, signed)
+
+    async def _sign_while_writing(self, batch: list[_Job], writing: _Writing | None) -> _Writing:
+        """The pipeline of an SQLite file: this batch is decided and signed while the batch before
+        is being written (its numbers continued from those that batch gives), then written once
+        that write is over. Returns this batch's write, running."""
+        jobs = [job for job in batch if not job.future.done()]
+        before = writing.plan.last if writing is not None and writing.plan is not None and not writing.task.done() else {}
+        signed = await self._signed_first(jobs, before)
+        if writing is not None:  # in order: the numbers are given in the order of the batches
+            await asyncio.shield(writing.task)  # cancelled here, it still answers its own callers
+        task = asyncio.get_running_loop().create_task(self._write_answering(jobs, signed), name="store-write")
+        return _Writing(task, signed)
+
+    async def _write_answering(self, jobs: list[_Job], signed: _Plan | None) -> None:
+        """Write the batch (`signed`: decided and signed first) and give each caller its outcome."""
         try:
-            results = await self._write_signed_first(jobs) if self._db.inline else None
+            results = await self._write_signed_first(jobs, signed) if signed is not None else None
             if results is None:
                 results = await self._write_signing_inside(jobs)
         except Exception as exc:  # begin or commit failed: nothing of this batch is stored
@@ -158,21 +182,28 @@ class Receipts:
             else:
                 job.future.set_result(outcome)
 
-    async def _write_signed_first(self, jobs: list[_Job]) -> list[SaveResult | Exception] | None:
-        """The batch with its notices signed before the write lock is taken: decided on a read of
-        what is stored (replays, the next numbers), signed, then written in one hop to the
-        database's thread after deciding again under the lock. None, and nothing written, when
-        the second decision differs (another process numbered or stored meanwhile), a notice
-        could not be made, or the write failed otherwise than by the database being unavailable:
-        the batch then goes the way that signs under the lock (`_write_signing_inside`).
+    async def _signed_first(self, jobs: list[_Job], before: dict[tuple[str, int], int] | None = None) -> _Plan | None:
+        """The batch decided on a read of what is stored (replays, the next numbers: after those
+        in `before`, the numbers a batch being written gives) and its notices signed, before any
+        write lock is taken; None when that failed (the batch is then signed under the lock).
 
-        Signing waits for a worker process (10-20 ms under load, behind the dossiers being
-        checked); holding SQLite's one write lock meanwhile held up the result work's writes."""
-        seen = await self._db.read_inline(lambda conn: self._decide(conn, jobs, bump=False))
+        Signing waits for a worker process (10-20 ms under load); holding SQLite's one write lock
+        meanwhile held up the result work's writes, and the batch before can be written meanwhile."""
         try:
+            seen = await self._db.read_inline(lambda conn: self._decide(conn, jobs, bump=False, before=before))
             await self._sign(jobs, seen)
-        except _NoticeFailed:
+        except Exception as exc:  # noqa: BLE001  (the way that signs under the lock says what fails)
+            if not isinstance(exc, _NoticeFailed):
+                log.info("store: a batch of %d could not be signed first (%s)", len(jobs), type(exc).__name__)
             return None
+        return seen
+
+    async def _write_signed_first(self, jobs: list[_Job], seen: _Plan) -> list[SaveResult | Exception] | None:
+        """The batch signed first, written in one hop to the database's thread after deciding it
+        again under the lock. None, and nothing written, when the second decision differs (another
+        process numbered or stored meanwhile, or the batch before did not give the numbers it
+        was to give) or the write failed otherwise than by the database being unavailable: the
+        batch then goes the way that signs under the lock (`_write_signing_inside`)."""
 
         async def write(conn: AsyncConnection) -> list[SaveResult | Exception]:
             plan = await self._decide(conn, jobs, bump=True)
@@ -226,9 +257,11 @@ class Receipts:
         await self._write(conn, plan)
         return plan.results
 
-    async def _decide(self, conn: AsyncConnection, jobs: list[_Job], *, bump: bool) -> _Plan:
+    async def _decide(self, conn: AsyncConnection, jobs: list[_Job], *, bump: bool,
+                      before: dict[tuple[str, int], int] | None = None) -> _Plan:
         """What the batch does against what is stored: which dossiers repeat an earlier one, the
-        numbers of those received (the counters read; with `bump`, created where missing)."""
+        numbers of those received (the counters read; with `bump`, created where missing; those
+        in `before` taken from there instead: the last numbers of a batch not committed yet)."""
         by_replay, by_scope = await self.find_stored(
             conn, {_replay_key(j.new) for j in jobs}, {_idempotency_scope(j.new) for j in jobs}
         )
@@ -244,7 +277,12 @@ class Receipts:
             if new.state == RECEIVED:
                 group = (new.office_code, new.received_at.astimezone(VN_TZ).year)
                 if group not in plan.last:
-                    number = await self._bump_counter(conn, *group, 0) if bump else await self._counter(conn, *group)
+                    if before and group in before:
+                        number = before[group]
+                    elif bump:
+                        number = await self._bump_counter(conn, *group, 0)
+                    else:
+                        number = await self._counter(conn, *group)
                     plan.last[group] = plan.at_start[group] = number
                 plan.last[group] += 1
                 so_ho_so = _so_ho_so(plan.last[group], *group)
@@ -450,6 +488,14 @@ def _remember(
 
 def _so_ho_so(number: int, office: str, year: int) -> str:
     return f"{number:05d}/{year}/{office}"
+
+
+@dataclass(eq=False)
+class _Writing:
+    """A batch being written (its task answers its callers), and the plan it was signed from."""
+
+    task: asyncio.Task
+    plan: _Plan | None
 
 
 class _NoticeFailed(Exception):
