@@ -204,13 +204,13 @@ async def test_a_race_lost_to_another_process_answers_with_the_winner(store, mon
 
 async def test_group_commit_stores_200_concurrent_saves_with_gapless_numbers(store, monkeypatch):
     batches: list[int] = []
-    real = Receipts._write_answering
+    real = Receipts.write_batch
 
-    async def counting(self, jobs, signed):
-        batches.append(len(jobs))
-        await real(self, jobs, signed)
+    async def counting(self, batch, signed=None):
+        batches.append(len(batch))
+        await real(self, batch, signed)
 
-    monkeypatch.setattr(Receipts, "_write_answering", counting)
+    monkeypatch.setattr(Receipts, "write_batch", counting)
     results = await asyncio.gather(
         *(store.receipts.save(new_dossier(f"<Hoso n='{i}'/>".encode()), notice_for) for i in range(200))
     )
@@ -259,23 +259,24 @@ async def test_a_batch_signed_first_answers_repeats_with_the_notice_of_the_dossi
     assert results[5].outcome == "stored" and results[5].notice != same[0].notice
 
 
-async def _held_write(monkeypatch, *, fail_first: bool = False, holds: int = 2):
-    """Hold the first `holds` signed-first writes until their events are set; with `fail_first`,
-    the first then fails as when the database is gone for a moment (nothing of it stored)."""
+async def _held_write(store, monkeypatch, *, fail_first: bool = False, holds: int = 2):
+    """Hold the first `holds` inline write transactions (a batch signed first is written in one)
+    until their events are set; with `fail_first`, the first then fails as when the database is
+    gone for a moment (nothing of it stored)."""
     held: list[asyncio.Event] = []
-    real = Receipts._write_signed_first
+    real = store.db.write_inline
 
-    async def holding(self, jobs, seen):
+    async def holding(fn):
         if len(held) == holds:
-            return await real(self, jobs, seen)
+            return await real(fn)
         gate = asyncio.Event()
         held.append(gate)
         await gate.wait()
         if fail_first and len(held) == 1:
             raise StoreUnavailable("disk gone for a moment")
-        return await real(self, jobs, seen)
+        return await real(fn)
 
-    monkeypatch.setattr(Receipts, "_write_signed_first", holding)
+    monkeypatch.setattr(store.db, "write_inline", holding)
     return held
 
 
@@ -291,7 +292,7 @@ async def test_a_batch_is_signed_while_the_batch_before_is_written_its_numbers_f
     written, numbered after the numbers that one gives: each notice is signed once, gapless."""
     if not store.db.inline:
         pytest.skip("PostgreSQL signs under the lock, a batch at a time")
-    held = await _held_write(monkeypatch)
+    held = await _held_write(store, monkeypatch)
     signed: list[str] = []
 
     async def noting(dossier: Dossier) -> bytes:
@@ -316,7 +317,7 @@ async def test_a_batch_is_signed_while_the_batch_before_is_written_its_numbers_f
 async def test_a_batch_signed_while_the_one_before_failed_is_signed_again_without_a_gap(store, monkeypatch):
     if not store.db.inline:
         pytest.skip("PostgreSQL signs under the lock, a batch at a time")
-    held = await _held_write(monkeypatch, fail_first=True)
+    held = await _held_write(store, monkeypatch, fail_first=True)
     signed: list[str] = []
 
     async def noting(dossier: Dossier) -> bytes:
@@ -341,7 +342,7 @@ async def test_a_batch_signed_while_the_one_before_failed_is_signed_again_withou
 async def test_a_repeat_of_a_dossier_of_the_batch_being_written_replays_it(store, monkeypatch):
     if not store.db.inline:
         pytest.skip("PostgreSQL signs under the lock, a batch at a time")
-    held = await _held_write(monkeypatch)
+    held = await _held_write(store, monkeypatch)
     first = asyncio.ensure_future(store.receipts.save(new_dossier(b"<same/>"), notice_for))
     await _until(lambda: len(held) == 1)
     again = asyncio.ensure_future(store.receipts.save(new_dossier(b"<same/>"), notice_for))

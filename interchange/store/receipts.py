@@ -9,8 +9,10 @@ locked only briefly.
 
 On an SQLite file a batch's notices are signed before its write transaction begins (decided on a
 read, decided again under the lock, written in one hop to the database's thread), so that the
-result work can write while the notices are being signed; on PostgreSQL, where other processes
-number dossiers from the same counter row, they are signed inside it, the row locked.
+result work can write while the notices are being signed; and the next batch is decided and
+signed while this one is written (a pipeline of two), numbered after the numbers this one gives.
+On PostgreSQL, where other processes number dossiers from the same counter row, they are signed
+inside the transaction, the row locked, a batch at a time.
 """
 
 from __future__ import annotations
@@ -137,11 +139,6 @@ class Receipts:
                 if job is not None and not job.future.done():
                     job.future.set_exception(RuntimeError("store closed before the dossier was stored"))
 
-    async def write_batch(self, batch: list[_Job]) -> None:
-        """Store a batch and answer its callers (after the commit)."""
-        jobs = [job for job in batch if not job.future.done()]  # skip callers gone before anything was stored
-        signed = await self._signed_first(jobs) if self._db.inline else None
-        await self._write_answering(jobs, signed)
 
     async def _sign_while_writing(self, batch: list[_Job], writing: _Writing | None) -> _Writing:
         """The pipeline of an SQLite file: this batch is decided and signed while the batch before
@@ -152,11 +149,13 @@ class Receipts:
         signed = await self._signed_first(jobs, before)
         if writing is not None:  # in order: the numbers are given in the order of the batches
             await asyncio.shield(writing.task)  # cancelled here, it still answers its own callers
-        task = asyncio.get_running_loop().create_task(self._write_answering(jobs, signed), name="store-write")
+        task = asyncio.get_running_loop().create_task(self.write_batch(jobs, signed), name="store-write")
         return _Writing(task, signed)
 
-    async def _write_answering(self, jobs: list[_Job], signed: _Plan | None) -> None:
-        """Write the batch (`signed`: decided and signed first) and give each caller its outcome."""
+    async def write_batch(self, batch: list[_Job], signed: _Plan | None = None) -> None:
+        """Store a batch and answer its callers (after the commit). `signed`: the batch decided and
+        signed first (`_sign_while_writing`); without it the notices are signed under the lock."""
+        jobs = [job for job in batch if not job.future.done()]  # skip callers gone before anything was stored
         try:
             results = await self._write_signed_first(jobs, signed) if signed is not None else None
             if results is None:
