@@ -9,12 +9,12 @@ learns of a process's death through `add_reader` on its sentinel.
 
 A process runs one call at a time; a call waits for a free process first, so that its budget
 (the time it may hold the process) starts when it starts. An urgent call (signing a notice for
-work already done: its receipt or its result waits on it, with the write lock or a group held)
-takes the next free process before the calls already waiting that are not: under load a
-notice otherwise waited behind every dossier queued for checking. A call past its budget kills its
-process alone (`CallOverBudget`); a process that dies on its own fails the call it held
-(`WorkerDied`). Either way the process is replaced at once, and the other processes' calls go
-on. A message is an 8-byte length and a pickle.
+work already done: its receipt batch or its result group waits on it) takes the next free
+process before the waiting calls that are not: under load a notice otherwise waited behind every
+dossier queued for checking. A call past its budget kills its process alone (`CallOverBudget`);
+a process that dies on its own fails the call it held (`WorkerDied`). Either way the process is
+replaced at once, and the other processes' calls go on. A message is an 8-byte length and a
+pickle.
 """
 
 from __future__ import annotations
