@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from interchange.spool import CHUNK, LARGE, Spooled, SpoolWriter
 
 from .bulk import insert_many
+from .db import InlineConnection
 from .tables import originals
 
 TABLE, COLUMN = originals.name, originals.c.content.name
@@ -36,6 +37,8 @@ async def insert_originals(conn: AsyncConnection, rows: Sequence[tuple[str, byte
     spooled = [(id, content) for id, content in rows if isinstance(content, Spooled)]
     if not spooled:
         return
+    if isinstance(conn, InlineConnection):
+        conn.checkpoint_after_commit()
     run = await sqlite_thread(conn)
     for id, content in spooled:
         if run is None:
