@@ -11,7 +11,7 @@ import threading
 
 from sqlalchemy import event, text
 
-from interchange.store.db import SQLITE_AUTOCHECKPOINT, Database
+from interchange.store.db import SQLITE_AUTOCHECKPOINT, Database, StoreUnavailable
 
 MIB = 1024 * 1024
 
@@ -81,3 +81,27 @@ async def test_a_failed_large_write_still_gives_the_connection_back_its_checkpoi
             assert dbapi.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == SQLITE_AUTOCHECKPOINT
     finally:
         await db.dispose()
+
+
+async def test_a_large_write_whose_connection_breaks_fails_alone_and_the_store_works_on(tmp_path):
+    db = await Database.open(f"sqlite+aiosqlite:///{tmp_path / 'store.db'}")
+
+    async def broken(conn):
+        await _blob_writer(MIB, defer=True)(conn)
+        (await conn.get_raw_connection()).driver_connection.close()  # as if the database went away
+
+    try:
+        try:
+            await db.write_inline(broken)
+        except StoreUnavailable:
+            pass  # a 503 to its caller, as for any write on a database that went away
+        else:
+            raise AssertionError("the write should have failed")
+        await db.write_inline(_blob_writer(MIB, defer=True))  # a new connection takes over
+        assert await db.read_inline(_count) == 1
+    finally:
+        await db.dispose()
+
+
+async def _count(conn) -> int:
+    return (await conn.execute(text("SELECT count(*) FROM blobs"))).scalar_one()

@@ -14,7 +14,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
-from contextlib import asynccontextmanager, nullcontext
+from contextlib import asynccontextmanager, nullcontext, suppress
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -248,8 +248,21 @@ class Database:
                     return run_inline(fn(InlineConnection(conn)))  # type: ignore[arg-type]
             finally:
                 if conn.info.pop(CHECKPOINT_AFTER_COMMIT, False):  # see InlineConnection.checkpoint_after_commit
-                    conn.connection.driver_connection.execute(f"PRAGMA wal_autocheckpoint={SQLITE_AUTOCHECKPOINT}")
-                    threading.Thread(target=self._checkpoint_quietly, name="wal-checkpoint", daemon=True).start()
+                    self._checkpoint_after(conn)
+
+    def _checkpoint_after(self, conn: Connection) -> None:
+        """After a large write (committed or not): the connection back on SQLite's own checkpoints,
+        and the WAL copied by a thread. A connection that cannot take the PRAGMA (the database
+        failed meanwhile) is dropped from the pool rather than kept without checkpoints; that
+        never hides the transaction's own outcome."""
+        try:
+            conn.connection.driver_connection.execute(f"PRAGMA wal_autocheckpoint={SQLITE_AUTOCHECKPOINT}")
+        except Exception as exc:  # noqa: BLE001
+            log.warning("store: dropping a connection that could not restore its WAL checkpoints: %s", describe(exc))
+            with suppress(Exception):
+                conn.invalidate()
+            return
+        threading.Thread(target=self._checkpoint_quietly, name="wal-checkpoint", daemon=True).start()
 
     def checkpoint(self) -> tuple[int, int, int]:
         """Copy the WAL of an SQLite file into the database now (blocking; PASSIVE: it waits for no
