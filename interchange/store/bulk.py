@@ -30,11 +30,10 @@ PAGE = 5000  # rows per statement, at most (and rows of a group held before they
 async def insert_rows(conn: AsyncConnection, table: Table, rows: Iterable[dict]) -> None:
     """Insert `rows` (all with the same keys) into `table`, in order, in as few statements as
     the dialect allows, PAGE rows at a time (a generator is built a page at a time)."""
-    postgres = conn.dialect.name == "postgresql"
-    stmt = table.insert().returning(*table.primary_key.columns)
+    stmt = table.insert().returning(*table.primary_key.columns) if conn.dialect.name == "postgresql" else None
     rows = iter(rows)
     while page := list(islice(rows, PAGE)):
-        if postgres:
+        if stmt is not None:
             await conn.execute(stmt, page)
         else:
             await insert_many(conn, table, page)

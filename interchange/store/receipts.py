@@ -139,7 +139,6 @@ class Receipts:
                 if job is not None and not job.future.done():
                     job.future.set_exception(RuntimeError("store closed before the dossier was stored"))
 
-
     async def _sign_while_writing(self, batch: list[_Job], writing: _Writing | None) -> _Writing:
         """The pipeline of an SQLite file: this batch is decided and signed while the batch before
         is being written (its numbers continued from those that batch gives), then written once
@@ -155,7 +154,9 @@ class Receipts:
     async def write_batch(self, batch: list[_Job], signed: _Plan | None = None) -> None:
         """Store a batch and answer its callers (after the commit). `signed`: the batch decided and
         signed first (`_sign_while_writing`); without it the notices are signed under the lock."""
-        jobs = [job for job in batch if not job.future.done()]  # skip callers gone before anything was stored
+        # skip callers gone before anything was stored (one gone while its batch was signed first
+        # changes the batch: it is then decided and signed again under the lock, without it)
+        jobs = [job for job in batch if not job.future.done()]
         try:
             results = await self._write_signed_first(jobs, signed) if signed is not None else None
             if results is None:
