@@ -184,8 +184,8 @@ def shape_gates(data: bytes, limits: XmlLimits) -> dict[str, bool]:
 
 
 class ShapeScan:
-    """`shape_gates` (and, with `stream`, what a streaming pass checks besides: DOCTYPE or ENTITY,
-    start tags) over bytes given as consecutive windows that each begin with "<" (but the first):
+    """`shape_gates` (with `stream`, what a streaming pass checks besides, DOCTYPE or ENTITY and
+    start tags, and not the namespace declarations: that pass counts them) over bytes given as consecutive windows that each begin with "<" (but the first):
     every pattern here is a tag, a text between tags or a byte, none holds a "<" but at its start,
     so each lies inside one window and the sums and searches equal those over the whole bytes
     (`windows` cuts a file so)."""
@@ -195,7 +195,8 @@ class ShapeScan:
         self.stream = stream
         self.names = names  # look for long names (False: the caller does, its own way)
         self.size = 0
-        self.counts = dict.fromkeys((b"=", b"xmlns", b"<", b"</") if stream else (b"=", b"xmlns"), 0)
+        # A streaming pass counts namespace declarations itself, element by element: no "xmlns" count.
+        self.counts = dict.fromkeys((b"=", b"<", b"</") if stream else (b"=", b"xmlns"), 0)
         self.flags = dict.fromkeys(("nul", "dtd", "names", "values", "text", "cdata"), False)
         self._patterns = _shape_patterns(limits.max_name_length, limits.max_attribute_length, limits.max_text_length)
 
@@ -205,13 +206,15 @@ class ShapeScan:
             self.counts[needle] += data.count(needle)
         flags, (element, attribute, blank, value, text) = self.flags, self._patterns
         flags["nul"] = flags["nul"] or b"\x00" in data
-        if self.stream:
+        # DOCTYPE, ENTITY and CDATA all start "<!": one search rules the three out (forms rarely hold any)
+        declares = (self.stream or len(data) > self.limits.max_text_length) and b"<!" in data
+        if self.stream and declares:
             flags["dtd"] = flags["dtd"] or b"<!DOCTYPE" in data or b"<!ENTITY" in data
         if self.names:
             flags["names"] = flags["names"] or bool(element.search(data) or attribute.search(data) or blank.search(data))
         flags["values"] = flags["values"] or bool(value.search(data))
         if self.stream or len(data) > self.limits.max_text_length:  # else no text can be too long
-            flags["cdata"] = flags["cdata"] or b"<![CDATA[" in data
+            flags["cdata"] = flags["cdata"] or (declares and b"<![CDATA[" in data)
             flags["text"] = flags["text"] or (len(data) > self.limits.max_text_length and bool(text.search(data)))
 
     @property
@@ -224,13 +227,15 @@ class ShapeScan:
         if self.flags["nul"]:  # not ASCII-compatible: the byte patterns do not apply
             return dict.fromkeys(("attributes", "namespaces", "names", "values", "text"), True)
         limits, flags = self.limits, self.flags
-        return {
+        gates = {
             "attributes": self.counts[b"="] > limits.max_attributes,
-            "namespaces": self.counts[b"xmlns"] > limits.max_namespaces,
             "names": flags["names"],
             "values": flags["values"],
             "text": self.size > limits.max_text_length and (flags["cdata"] or flags["text"]),
         }
+        if not self.stream:
+            gates["namespaces"] = self.counts[b"xmlns"] > limits.max_namespaces
+        return gates
 
 
 def windows(chunks: Iterable[bytes], most: int) -> Iterator[bytes]:

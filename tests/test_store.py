@@ -7,6 +7,7 @@ import re
 import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 
@@ -80,6 +81,27 @@ async def test_times_are_stored_as_sqlalchemy_writes_them_and_read_back_aware(st
         utc_naive = at.astimezone(UTC).replace(tzinfo=None)
         assert raw == DATETIME().bind_processor(store.db.engine.dialect)(utc_naive) == "2026-03-09 00:05:03.000042"
 
+
+
+def test_sqlite_time_text_is_kept_for_the_same_time_only():
+    """The SQLite bind of UTCDateTime keeps the text of the last time it formatted (a settlement
+    writes one `now` into many rows): another time, equal or not, or a naive one, is never given it."""
+    from sqlalchemy.dialects import sqlite
+
+    from interchange.store.tables import UTCDateTime
+
+    process = UTCDateTime().bind_processor(sqlite.dialect())
+    at = datetime(2026, 3, 9, 7, 5, 3, 42, tzinfo=VN)
+    assert process(at) == process(at) == "2026-03-09 00:05:03.000042"
+    assert process(at + timedelta(microseconds=1)) == "2026-03-09 00:05:03.000043"
+    assert process(at.astimezone(UTC)) == "2026-03-09 00:05:03.000042"  # equal, another object
+    assert process(None) is None
+    with pytest.raises(ValueError):
+        process(at.replace(tzinfo=None))
+    times = [at + timedelta(seconds=i) for i in range(200)]
+    with ThreadPoolExecutor(4) as pool:  # threads writing at once each get their own time's text
+        got = list(pool.map(process, times * 20))
+    assert got == [t.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f") for t in times] * 20
 
 async def test_numbers_count_per_office_and_vietnamese_year_and_skip_refusals(store):
     async def save(n: int, **kw) -> str | None:
