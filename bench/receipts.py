@@ -301,6 +301,16 @@ def per_dossier(cpu: dict[str, float], n: int, floor_s: float) -> str:
     )
 
 
+def cpu_ceiling(fig: dict, n: int, cores: int) -> dict:
+    """The receipts/s this CPU per dossier allows, were the cores busy with nothing else, and how
+    busy they were. Near full, only less CPU per dossier goes faster; well below, something waits
+    (a lock, a queue, too few requests in flight). (receipts/s over the ceiling is the server's and
+    workers' share of the cores, by construction.)"""
+    cpu = sum(s for role, s in fig["cpu_receipts"].items() if role in ("server", "worker"))
+    return {"ms_per_dossier": cpu / n * 1000, "per_s": cores * n / cpu if cpu else float("nan"),
+            "busy": (cpu + fig["client_cpu"]) / fig["elapsed"] / cores, "client": fig["client_cpu"] / fig["elapsed"] / cores}
+
+
 def result_figures(fig: dict, n: int) -> dict:
     """Results/s and the result latency of the measured dossiers, from the store's times."""
     times = fig["times"]
@@ -365,6 +375,10 @@ def report(args: argparse.Namespace, fig: dict) -> bool:
     if "cpu_all" in fig:
         print(f"CPU/dossier   receipt + result: {per_dossier(fig['cpu_all'], n, floor.per_dossier_s)}")
     print(f"client CPU    {fig['client_cpu']:.2f} s ({fig['client_cpu'] / elapsed * 100:.0f}% of one core) on the same cores")
+    ceiling = cpu_ceiling(fig, n, floor.cores)
+    print(f"CPU ceiling   {floor.cores} cores / {ceiling['ms_per_dossier']:.2f} ms (server + workers) per dossier "
+          f"= {ceiling['per_s']:.0f}/s = {ceiling['per_s'] / limit * 100:.1f} % of the limit; the cores were "
+          f"{ceiling['busy'] * 100:.0f} % busy ({ceiling['client'] * 100:.0f} % of it the client)")  # fmt: skip
     for p in fig["procs"]:
         print(f"server mem    {p.role:<7} pid {p.pid:<7} peak VmHWM {benchlib.mib(p.hwm_kb):>10}  VmRSS {benchlib.mib(p.rss_kb):>10}")
     if fig["exit_code"] not in (0, None):
@@ -379,7 +393,7 @@ def report(args: argparse.Namespace, fig: dict) -> bool:
             "p50_ms": round(ms[50], 2), "p90_ms": round(ms[90], 2), "p99_ms": round(ms[99], 2),
             "statuses": {str(k): v for k, v in tally.statuses.items()}, "all_202": ok,
             "results_fig": res and {k: v for k, v in res.items()},
-            "cpu_receipts_s": fig["cpu_receipts"], "cpu_all_s": fig.get("cpu_all"),
+            "cpu_receipts_s": fig["cpu_receipts"], "cpu_all_s": fig.get("cpu_all"), "cpu_ceiling": ceiling,
             "server_mem_kb": [{"pid": p.pid, "role": p.role, "vm_hwm": p.hwm_kb, "vm_rss": p.rss_kb} for p in fig["procs"]],
         }, default=str))  # fmt: skip
     return ok

@@ -13,6 +13,9 @@ Runs, on SQLite and (with --pg) on PostgreSQL:
              its own the first time, as nearly every employer's is) against a licensed CA's CRL
              of 100,000 entries (3.1 MiB) held in crl_dir
 
+The CPU ceiling is the receipts/s that the CPU per dossier of the receipts phase allows with
+every core busy: near it (cores near 100 % busy) only less CPU per dossier goes faster.
+
 Prints figures; asserts nothing.
 """
 
@@ -72,15 +75,25 @@ def row(name: str, fig: dict) -> str:
         f"| {name} | {fig['load'][0]:.1f} | {floor:.2f} ms, {limit:.0f}/s | "
         f"{fig['receipts_per_s']:.1f} ({fig['receipts_of_limit'] * 100:.1f} %) | "
         f"{fig['p99_ms']:.0f} ms ({fig['p99_ms'] / floor:.0f}x) | {results} | "
-        f"{per['server']:.1f} + {per['worker']:.1f} = {total:.1f} ms ({total / floor:.1f}x) | "
+        f"{per['server']:.1f} + {per['worker']:.1f} = {total:.1f} ms ({total / floor:.1f}x) | {ceiling(fig)} | "
         f"{mem.get('server', 0) / 1024:.0f} / {mem.get('worker', 0) / 1024:.0f} MiB |"
     )
 
 
+def ceiling(fig: dict) -> str:
+    """receipts/s at the receipts phase's CPU per dossier with every core busy (of the limit), and
+    how busy the cores were: near 100 %, only less CPU per dossier goes faster."""
+    c = fig.get("cpu_ceiling")
+    if not c:
+        return "-"
+    return f"{c['per_s']:.0f}/s ({c['per_s'] / fig['limit_per_s'] * 100:.1f} %), {c['busy'] * 100:.0f} % busy"
+
+
 HEADER = (
     "| run | load | floor, limit | receipts/s (of limit) | receipt p99 (x floor) | results/s while receiving "
-    "(x receipts/s) | result latency p99 | CPU/dossier server + workers (x floor) | peak RSS server / worker |\n"
-    "|---|---|---|---|---|---|---|---|---|"
+    "(x receipts/s) | result latency p99 | CPU/dossier server + workers (x floor) | CPU ceiling (of limit), cores busy "
+    "| peak RSS server / worker |\n"
+    "|---|---|---|---|---|---|---|---|---|---|"
 )
 
 
