@@ -378,7 +378,8 @@ def report(args: argparse.Namespace, fig: dict) -> bool:
     ceiling = cpu_ceiling(fig, n, floor.cores)
     print(f"CPU ceiling   {floor.cores} cores / {ceiling['ms_per_dossier']:.2f} ms (server + workers) per dossier "
           f"= {ceiling['per_s']:.0f}/s = {ceiling['per_s'] / limit * 100:.1f} % of the limit; the cores were "
-          f"{ceiling['busy'] * 100:.0f} % busy ({ceiling['client'] * 100:.0f} % of it the client)")  # fmt: skip
+          f"{ceiling['busy'] * 100:.0f} % busy ({ceiling['client'] * 100:.0f} % of it the client"
+          f"{'; PostgreSQL not counted' if args.store_url else ''})")  # fmt: skip
     for p in fig["procs"]:
         print(f"server mem    {p.role:<7} pid {p.pid:<7} peak VmHWM {benchlib.mib(p.hwm_kb):>10}  VmRSS {benchlib.mib(p.rss_kb):>10}")
     if fig["exit_code"] not in (0, None):

@@ -86,7 +86,8 @@ def ceiling(fig: dict) -> str:
     c = fig.get("cpu_ceiling")
     if not c:
         return "-"
-    return f"{c['per_s']:.0f}/s ({c['per_s'] / fig['limit_per_s'] * 100:.1f} %), {c['busy'] * 100:.0f} % busy"
+    postgres = "" if fig["store"].startswith("sqlite") else " (PostgreSQL's own CPU not counted)"
+    return f"{c['per_s']:.0f}/s ({c['per_s'] / fig['limit_per_s'] * 100:.1f} %), {c['busy'] * 100:.0f} % busy{postgres}"
 
 
 HEADER = (
