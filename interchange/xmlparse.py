@@ -185,8 +185,8 @@ def shape_gates(data: bytes, limits: XmlLimits) -> dict[str, bool]:
 
 class ShapeScan:
     """`shape_gates` (with `stream`, what a streaming pass checks besides, DOCTYPE or ENTITY and
-    start tags, and not the namespace declarations: that pass counts them) over bytes given as consecutive windows that each begin with "<" (but the first):
-    every pattern here is a tag, a text between tags or a byte, none holds a "<" but at its start,
+    start tags, and not the namespace declarations: that pass counts them) over bytes given as
+    consecutive windows that each begin with "<" (but the first): every pattern here is a tag, a text between tags or a byte, none holds a "<" but at its start,
     so each lies inside one window and the sums and searches equal those over the whole bytes
     (`windows` cuts a file so)."""
 
@@ -206,16 +206,16 @@ class ShapeScan:
             self.counts[needle] += data.count(needle)
         flags, (element, attribute, blank, value, text) = self.flags, self._patterns
         flags["nul"] = flags["nul"] or b"\x00" in data
-        # DOCTYPE, ENTITY and CDATA all start "<!": one search rules the three out (forms rarely hold any)
-        declares = (self.stream or len(data) > self.limits.max_text_length) and b"<!" in data
-        if self.stream and declares:
-            flags["dtd"] = flags["dtd"] or b"<!DOCTYPE" in data or b"<!ENTITY" in data
         if self.names:
             flags["names"] = flags["names"] or bool(element.search(data) or attribute.search(data) or blank.search(data))
         flags["values"] = flags["values"] or bool(value.search(data))
-        if self.stream or len(data) > self.limits.max_text_length:  # else no text can be too long
-            flags["cdata"] = flags["cdata"] or (declares and b"<![CDATA[" in data)
-            flags["text"] = flags["text"] or (len(data) > self.limits.max_text_length and bool(text.search(data)))
+        if not self.stream and len(data) <= self.limits.max_text_length:
+            return  # no text can be too long, and no DOCTYPE is looked for
+        # DOCTYPE, ENTITY and CDATA all start "<!": one search rules the three out (forms rarely hold any)
+        if b"<!" in data:
+            flags["dtd"] = flags["dtd"] or (self.stream and (b"<!DOCTYPE" in data or b"<!ENTITY" in data))
+            flags["cdata"] = flags["cdata"] or b"<![CDATA[" in data
+        flags["text"] = flags["text"] or (len(data) > self.limits.max_text_length and bool(text.search(data)))
 
     @property
     def start_tags(self) -> int:
@@ -224,8 +224,6 @@ class ShapeScan:
         return self.counts[b"<"] - self.counts[b"</"]
 
     def gates(self) -> dict[str, bool]:
-        if self.flags["nul"]:  # not ASCII-compatible: the byte patterns do not apply
-            return dict.fromkeys(("attributes", "namespaces", "names", "values", "text"), True)
         limits, flags = self.limits, self.flags
         gates = {
             "attributes": self.counts[b"="] > limits.max_attributes,
@@ -235,6 +233,8 @@ class ShapeScan:
         }
         if not self.stream:
             gates["namespaces"] = self.counts[b"xmlns"] > limits.max_namespaces
+        if flags["nul"]:  # not ASCII-compatible: the byte patterns do not apply
+            return dict.fromkeys(gates, True)
         return gates
 
 
