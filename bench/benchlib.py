@@ -446,6 +446,25 @@ def server_processes(pid: int, supervised: bool = False) -> list[ProcInfo]:
     return [i for p in process_tree(pid) if (i := proc_info(p, pid, supervised)) is not None]
 
 
+def postgres_cpu_s() -> float | None:
+    """User + system CPU seconds so far of this machine's PostgreSQL processes (postmaster,
+    backends, WAL writer, checkpointer...; a backend that has exited is no longer counted); None
+    when none is visible."""
+    total, found = 0.0, False
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            if Path(f"/proc/{entry}/comm").read_text().strip() != "postgres":
+                continue
+            after = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(after[11]) + int(after[12])) / CLK_TCK
+        found = True
+    return total if found else None
+
+
 def mib(kb: float) -> str:
     return f"{kb / 1024:.1f} MiB"
 

@@ -264,11 +264,14 @@ def run(args: argparse.Namespace) -> dict:
         before = {p.pid: p for p in benchlib.server_processes(server.pid, args.processes > 1)}
         since = datetime.now(UTC)
         client_cpu0 = cpu_seconds()
+        postgres0 = benchlib.postgres_cpu_s() if args.store_url else None  # on the same cores, when local
         if rate is not None:
             fig["tally"], fig["elapsed"] = asyncio.run(fire_paced(server.url, token, measured, rate))
         else:
             fig["tally"], fig["elapsed"] = asyncio.run(fire(server.url, token, measured, args.concurrency))
         fig["client_cpu"] = cpu_seconds() - client_cpu0
+        postgres1 = benchlib.postgres_cpu_s() if postgres0 is not None else None
+        fig["postgres_cpu"] = postgres1 - postgres0 if postgres1 is not None else None
         fired_until = datetime.now(UTC)
         after_receipts = benchlib.server_processes(server.pid, args.processes > 1)
         fig["cpu_receipts"] = cpu_by_role(before, after_receipts)
@@ -304,10 +307,12 @@ def per_dossier(cpu: dict[str, float], n: int, floor_s: float) -> str:
 def cpu_ceiling(fig: dict, n: int, cores: int) -> dict:
     """The receipts/s this CPU per dossier allows, were the cores busy with nothing else, and how
     busy they were. Near full, only less CPU per dossier goes faster; well below, something waits
-    (a lock, a queue, too few requests in flight). (receipts/s over the ceiling is the server's and
-    workers' share of the cores, by construction.)"""
-    cpu = sum(s for role, s in fig["cpu_receipts"].items() if role in ("server", "worker"))
+    (a lock, a queue, too few requests in flight). The CPU is the server's and its workers', and
+    a local PostgreSQL's (it shares the cores) when the store is one."""
+    postgres = fig.get("postgres_cpu") or 0.0
+    cpu = sum(s for role, s in fig["cpu_receipts"].items() if role in ("server", "worker")) + postgres
     return {"ms_per_dossier": cpu / n * 1000, "per_s": cores * n / cpu if cpu else float("nan"),
+            "postgres_ms_per_dossier": postgres / n * 1000 if fig.get("postgres_cpu") is not None else None,
             "busy": (cpu + fig["client_cpu"]) / fig["elapsed"] / cores, "client": fig["client_cpu"] / fig["elapsed"] / cores}
 
 
@@ -376,10 +381,14 @@ def report(args: argparse.Namespace, fig: dict) -> bool:
         print(f"CPU/dossier   receipt + result: {per_dossier(fig['cpu_all'], n, floor.per_dossier_s)}")
     print(f"client CPU    {fig['client_cpu']:.2f} s ({fig['client_cpu'] / elapsed * 100:.0f}% of one core) on the same cores")
     ceiling = cpu_ceiling(fig, n, floor.cores)
-    print(f"CPU ceiling   {floor.cores} cores / {ceiling['ms_per_dossier']:.2f} ms (server + workers) per dossier "
+    pg_ms = ceiling["postgres_ms_per_dossier"]
+    if pg_ms is not None:
+        print(f"PostgreSQL    {pg_ms:.2f} ms CPU per dossier ({pg_ms / floor_ms:.1f}x the floor), its local processes in the receipts phase")
+    whose = "server + workers" + (" + PostgreSQL" if pg_ms is not None else "")
+    unseen = "; a PostgreSQL elsewhere not counted" if args.store_url and pg_ms is None else ""
+    print(f"CPU ceiling   {floor.cores} cores / {ceiling['ms_per_dossier']:.2f} ms ({whose}) per dossier "
           f"= {ceiling['per_s']:.0f}/s = {ceiling['per_s'] / limit * 100:.1f} % of the limit; the cores were "
-          f"{ceiling['busy'] * 100:.0f} % busy ({ceiling['client'] * 100:.0f} % of it the client"
-          f"{'; PostgreSQL not counted' if args.store_url else ''})")  # fmt: skip
+          f"{ceiling['busy'] * 100:.0f} % busy ({ceiling['client'] * 100:.0f} % of it the client{unseen})")  # fmt: skip
     for p in fig["procs"]:
         print(f"server mem    {p.role:<7} pid {p.pid:<7} peak VmHWM {benchlib.mib(p.hwm_kb):>10}  VmRSS {benchlib.mib(p.rss_kb):>10}")
     if fig["exit_code"] not in (0, None):

@@ -86,7 +86,10 @@ def ceiling(fig: dict) -> str:
     c = fig.get("cpu_ceiling")
     if not c:
         return "-"
-    postgres = "" if fig["store"].startswith("sqlite") else " (PostgreSQL's own CPU not counted)"
+    postgres = ""
+    if not fig["store"].startswith("sqlite"):
+        pg_ms = c.get("postgres_ms_per_dossier")
+        postgres = " (PostgreSQL not counted)" if pg_ms is None else f" (PostgreSQL's {pg_ms:.1f} ms counted)"
     return f"{c['per_s']:.0f}/s ({c['per_s'] / fig['limit_per_s'] * 100:.1f} %), {c['busy'] * 100:.0f} % busy{postgres}"
 
 
