@@ -66,6 +66,34 @@ async def test_save_rejects_naive_times_and_bad_states(store):
         await store.receipts.save(new_dossier(state="accepted"), notice_for)
 
 
+LZ4_COLUMNS = {("dossier_originals", "content"), ("notices", "xml"), ("dossiers", "signers")}
+
+
+async def test_large_values_are_compressed_with_lz4_on_postgresql(store):
+    """Migration 0010: the originals, notices and signers' reports compress with lz4 (pglz cost
+    the database 0.8 ms per 45 KiB original); what is stored reads back the same."""
+    if store.db.engine.dialect.name != "postgresql":
+        pytest.skip("SQLite stores values as they are: no compression to choose")
+    async with store.db.reading() as conn:
+        try:
+            async with conn.begin_nested():
+                await conn.execute(text("CREATE TEMP TABLE lz4_probe (b bytea COMPRESSION lz4)"))
+        except Exception as exc:  # noqa: BLE001
+            pytest.skip(f"this PostgreSQL has no lz4: {exc}")
+        rows = (await conn.execute(text(
+            "SELECT c.relname, a.attname, a.attcompression::text FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid"
+            " WHERE c.relnamespace = current_schema()::regnamespace AND a.attnum > 0 AND a.attcompression::text <> ''"
+        ))).all()  # fmt: skip
+    assert {(table, column) for table, column, method in rows if method == "l"} == LZ4_COLUMNS
+    body = b"<Hoso>" + b"".join(b"<LaoDong><STT>%d</STT><HoTen>Nguyen Van A</HoTen></LaoDong>" % i for i in range(2000)) + b"</Hoso>"
+    saved = await store.receipts.save(new_dossier(body), notice_for)
+    async with store.db.reading() as conn:
+        stored = (await conn.execute(text(
+            "SELECT pg_column_compression(content), content FROM dossier_originals WHERE dossier_id = :id"
+        ), {"id": saved.dossier.id})).one()  # fmt: skip
+    assert stored[0] == "lz4" and bytes(stored[1]) == body
+
+
 async def test_times_are_stored_as_sqlalchemy_writes_them_and_read_back_aware(store):
     """UTCDateTime formats SQLite's text itself (fast); it must be the very text SQLAlchemy's
     DATETIME writes (older databases and comparisons with stored times depend on it)."""
