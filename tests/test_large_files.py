@@ -111,6 +111,7 @@ def test_the_file_is_cut_as_the_bytes_are(seed, tmp_path):
     "QUJD" * 20_000 + "\r\n",  # CR: the parser drops it
     "QU=D" * 20_000,  # "=" inside
     "QUJD" * 20_000 + "====",
+    "QUJD" * 20_000 + "QUJA==",  # padding after a whole quad
     "QUJD" * 20_000 + "QQ==" + "QUJD",  # data after the padding
     "QUJD" * 19_999 + "QQ==\n" + "QQ==",  # ... on the next line
     "QUJD" * 250 + "QQ==" + "QUJD" * 20_000,  # ... long after
