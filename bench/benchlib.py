@@ -426,7 +426,7 @@ def proc_info(pid: int, root: int, supervised: bool = False) -> ProcInfo | None:
         return None
     fields = {k: v.split()[0] for k, _, v in (ln.partition(":") for ln in status.splitlines()) if v.strip()}
     after = stat.rsplit(")", 1)[1].split()
-    cpu = (int(after[11]) + int(after[12])) / CLK_TCK  # utime, stime
+    cpu = _cpu_s(after)
     if pid == root:
         role = "server"
     elif "multiprocessing" in cmdline and "resource_tracker" in cmdline:
@@ -446,6 +446,11 @@ def server_processes(pid: int, supervised: bool = False) -> list[ProcInfo]:
     return [i for p in process_tree(pid) if (i := proc_info(p, pid, supervised)) is not None]
 
 
+def _cpu_s(after: list[str]) -> float:
+    """User + system CPU seconds from /proc/<pid>/stat's fields after the command's ")"."""
+    return (int(after[11]) + int(after[12])) / CLK_TCK  # utime, stime
+
+
 def postgres_cpu_s() -> float | None:
     """User + system CPU seconds so far of this machine's PostgreSQL processes (postmaster,
     backends, WAL writer, checkpointer...; a backend that has exited is no longer counted); None
@@ -460,7 +465,7 @@ def postgres_cpu_s() -> float | None:
             after = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        total += (int(after[11]) + int(after[12])) / CLK_TCK
+        total += _cpu_s(after)
         found = True
     return total if found else None
 

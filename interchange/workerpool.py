@@ -402,9 +402,7 @@ class ProcessPool:
         ahead = self._waiting[0] if urgent else (self._waiting[0] or self._waiting[1])
         if self._free_slots and not ahead:
             return self._free_slots.pop()
-        if self.loop is None:
-            self.loop = asyncio.get_running_loop()
-        given = self.loop.create_future()
+        given = asyncio.get_running_loop().create_future()
         self._waiting[0 if urgent else 1].append(given)
         try:
             return await given

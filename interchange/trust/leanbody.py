@@ -267,9 +267,9 @@ def _compact_base64(body: bytes, start: int, end: int) -> bytes | None:
     """The decoded bytes of body[start:end] when it is base64 on one line (no white space, the
     usual case) that `_decoded` would accept, decoded and checked in one pass; else None."""
     if (end - start) % 4 or any(body.find(c, start, end) >= 0 for c in (b" ", b"\t", b"\n", b"\r")):
-        return None  # whole quads only: strict decoding takes "QUJD==" (padding after a whole quad)
+        return None  # whole quads only, as the XSD's base64Binary ("QUJA==" is not base64 there)
     tail = body[max(start, end - 4) : end]
-    if len(tail) == 4 and tail.endswith(b"=") and not _padding_fits(tail):
+    if tail.endswith(b"=") and not _padding_fits(tail):
         return None
     try:  # strict: only the alphabet, "=" only as the padding of the last quad
         return _strict_b64decode(memoryview(body)[start:end])
