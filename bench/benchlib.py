@@ -447,8 +447,9 @@ def server_processes(pid: int, supervised: bool = False) -> list[ProcInfo]:
 
 
 def _cpu_s(after: list[str]) -> float:
-    """User + system CPU seconds from /proc/<pid>/stat's fields after the command's ")"."""
-    return (int(after[11]) + int(after[12])) / CLK_TCK  # utime, stime
+    """User + system CPU seconds from /proc/<pid>/stat's fields after the command's ")", its own and
+    its children's that ended (a worker's forked validation helper; a PostgreSQL backend gone)."""
+    return sum(int(after[i]) for i in (11, 12, 13, 14)) / CLK_TCK  # utime, stime, cutime, cstime
 
 
 def postgres_cpu_s() -> float | None:

@@ -54,14 +54,17 @@ def _peak_kb() -> int:
 
 
 def _setup(config: Path, small: Path):
-    """Imports, the Receiver, and one small dossier through it (lazy imports, trust cache)."""
+    """Imports, the Receiver as a worker process builds it (a large form validated in a forked
+    helper beside the pass, `[server] validate_aside_mib`), and one small dossier through it
+    (lazy imports, trust cache)."""
     from datetime import UTC, datetime
 
     from interchange.config import load_config
     from interchange.intake.pipeline import Caller, Receiver
 
     cfg = load_config(config)
-    receiver = Receiver.from_config(cfg.trust, cfg.trust_paths, cfg.limits)
+    receiver = Receiver.from_config(cfg.trust, cfg.trust_paths, cfg.limits,
+                                    validate_aside_from=int(cfg.server.validate_aside_mib * 1024 * 1024))
     caller = Caller(role="submitter", mst=benchlib.UNIT.mst)
     warm = receiver.receive(small.read_bytes(), datetime.now(UTC), caller)
     if not warm.accepted:
@@ -77,11 +80,15 @@ def child_pipeline(config: Path, small: Path, body_path: Path) -> dict:
     cfg, receiver, caller = _setup(config, small)
     base_rss, base_max, base_hwm = benchlib.self_rss_kb(), _maxrss_kb(), _peak_kb()
     body = Spooled(str(body_path), body_path.stat().st_size)  # as a worker gets a large body: its file
+    helpers_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     out = receiver.receive(body, datetime.now(UTC), caller)
     wall = time.perf_counter() - started
+    helpers = resource.getrusage(resource.RUSAGE_CHILDREN)  # the forked validation helper, if any
     return {
         "wall_s": wall,
+        "helper_cpu_s": helpers.ru_utime + helpers.ru_stime - helpers_before.ru_utime - helpers_before.ru_stime,
+        "helper_maxrss_kb": helpers.ru_maxrss,
         "accepted": out.accepted,
         "layers": out.layers,
         "problems": [p.as_dict() for p in out.problems[:3]],
@@ -133,8 +140,10 @@ def child_stages(config: Path, small: Path, body_path: Path) -> dict:
     env = stage("read envelope + base64 decode (read_envelope)", read_envelope, root, problems, r.max_files, lean)
     f = next(f for f in env.files if f.is_xml)
     s = r.schemas.streaming(f.code)
-    form = stage("form: parse + XSD + rows C14N (stream_form)", stream_form, f.content, r.limits, s.schema, s.row_tags,
-                 longest_local_name=s.longest_local_name)
+    aside = r.validate_aside_from and len(f.content) >= r.validate_aside_from
+    form = stage("form: parse + rows C14N, XSD in a forked helper beside it (stream_form)" if aside else
+                 "form: parse + XSD + rows C14N (stream_form)", stream_form, f.content, r.limits, s.schema, s.row_tags,
+                 longest_local_name=s.longest_local_name, aside_from=r.validate_aside_from)
     report = stage("envelope signature, spliced (verify_document)", verify_document, root,
                    location=ENVELOPE_SIGNATURE_AT, trust=r.trust, at=now, document="Hoso", expected_mst=env.mst,
                    legacy_sha1=r.legacy_sha1, splice=lean.splice())
@@ -460,6 +469,9 @@ def print_receive(args: argparse.Namespace, got: dict) -> None:
         f"RSS after imports+Receiver+warm-up {mib(pipe['rss_after_setup_kb'])}; "
         f"delta {mib(pipe['hwm_kb'] - pipe['rss_after_setup_kb'])} (the {body_size / 2**20:.1f} MiB body read from its file)"
     )
+    if pipe["helper_cpu_s"]:
+        print(f"    helper    the form's XSD validation in a forked process beside the pass: CPU {pipe['helper_cpu_s']:.2f} s, "
+              f"peak {mib(pipe['helper_maxrss_kb'])} (ru_maxrss of the children: the parent's pages at fork included)")
     if pipe["maxrss_after_setup_kb"] > pipe["hwm_after_setup_kb"] + 10 * 1024:
         print(
             "    note      ru_maxrss keeps the parent's RSS at fork: VmHWM is the figure for this process alone"

@@ -54,6 +54,9 @@ class WorkerSettings:
     # "sign_notice") and its input: a seam for tests (a slow or crashing stage). A module-level
     # function, so that it can be sent to the worker processes. None in production.
     before_stage: Callable[[str, object], None] | None = None
+    # A form file of at least this many bytes is validated in a forked helper beside the worker's
+    # pass ([server] validate_aside_mib; trust/aside.py); 0: never. Not in thread mode.
+    validate_aside_from: int = 0
 
 
 log = logging.getLogger("interchange.workers")
@@ -93,7 +96,10 @@ _params: LegalParameters | None = None
 
 def _init(settings: WorkerSettings, parent_pid: int | None = None) -> None:
     global _receiver, _notice_signer, _settings, _params
-    _receiver = Receiver.from_config(settings.trust, settings.trust_paths, settings.limits)
+    # the helper is forked only from a worker process (parent_pid given), never from the server's
+    # own process, whose event loop and threads a fork would copy
+    aside = settings.validate_aside_from if parent_pid is not None else 0
+    _receiver = Receiver.from_config(settings.trust, settings.trust_paths, settings.limits, validate_aside_from=aside)
     _notice_signer = NoticeSigner.from_files(settings.signing_key, settings.signing_cert)
     _settings = settings
     _params = configured_parameters(settings.parameters)

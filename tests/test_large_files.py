@@ -24,6 +24,7 @@ from interchange.rules import judge as judge_module
 from interchange.spool import Spooled
 from interchange.trust import leanbody
 from interchange.trust.c14nstream import Splice
+from interchange.trust.dossier_signing import sign_envelope, sign_form
 from interchange.xmlparse import ShapeScan, XmlLimits, shape_gates, windows
 from tests.helpers import UNIT, dossier
 
@@ -285,6 +286,28 @@ def test_a_body_in_a_file_is_received_as_its_bytes(world, cfg, small_large, tmp_
     assert summary(filed) == summary(held)
     assert filed.accepted is (change is None)
     assert not list(small_large.iterdir())  # the decoded form's file is gone
+
+
+@pytest.mark.parametrize("aside", [0, 1])  # one pass, or the XSD in a forked helper (trust/aside.py)
+@pytest.mark.parametrize("cut", ["the root's end tag", "a third"])
+def test_a_form_cut_short_is_refused_as_on_the_tree(world, cfg, small_large, tmp_path, monkeypatch, cut, aside):
+    """A signed form missing its end (not well-formed) is refused on the streaming path as on the
+    tree. Without the root's end tag its canonical bytes are those of the whole form, so the
+    signature holds: only the parse can refuse it. (lxml's iterparse given both a schema and
+    resolve_entities=False ends such a parse without an error: the streaming pass must not.)"""
+    signer = world.signer(world.unit)
+    form = sign_form(samples.d02ts(300, seed=4, unit=UNIT), signer)
+    short = form.rstrip()[: -len(b"</D02-TS>")] if cut == "the root's end tag" else form[: len(form) * 2 // 3]
+    body = sign_envelope(samples.envelope(UNIT, [("D02-TS", "D02-TS.xml", short)]), signer, sign_forms=False)
+    receiver = Receiver.from_config(cfg.trust, cfg.trust_paths, cfg.limits, validate_aside_from=aside)
+    caller, at = Caller(role="submitter", mst=UNIT.mst), datetime.now(UTC)
+    streamed = spy(monkeypatch, pipeline, "stream_form")
+    filed = receiver.receive(in_file(body, tmp_path), at, caller)
+    assert streamed == [Spooled]
+    tree = receiver.receive(body, at, caller, stream=False)
+    assert not tree.accepted and "XML-MALFORMED" in {p.code for p in tree.problems}, tree.problems
+    assert summary(filed) == summary(tree)
+    assert not list(small_large.iterdir())
 
 
 def test_the_rule_layer_on_a_file_judges_as_on_the_bytes(small_large, tmp_path, monkeypatch):

@@ -71,8 +71,11 @@ class Receiver:
     """Everything loaded once per process: trust anchors, schemas, limits."""
 
     def __init__(self, trust: TrustStore, schemas: SchemaSet, limits: XmlLimits, *, max_files: int = 50,
-                 max_errors: int = 100, legacy_sha1: bool = False):
+                 max_errors: int = 100, legacy_sha1: bool = False, validate_aside_from: int = 0):
         self.trust = trust
+        # a form file of at least this many bytes is validated in a forked helper beside the
+        # streaming pass (trust/aside.py); 0: never
+        self.validate_aside_from = validate_aside_from
         self.schemas = schemas
         self.limits = limits
         self.max_files = max_files
@@ -80,9 +83,10 @@ class Receiver:
         self.legacy_sha1 = legacy_sha1
 
     @classmethod
-    def from_config(cls, trust: TrustConfig, paths: TrustPaths, limits: LimitsConfig, *, fetch: bool = True) -> Receiver:
+    def from_config(cls, trust: TrustConfig, paths: TrustPaths, limits: LimitsConfig, *, fetch: bool = True,
+                    validate_aside_from: int = 0) -> Receiver:
         """From `[trust]` (with its folders resolved) and `[limits]`; `fetch=False`: no revocation
-        data fetched (judging a past moment)."""
+        data fetched (judging a past moment); `validate_aside_from`: see `__init__`."""
         return cls(
             TrustStore.from_config(trust, paths, fetch=fetch),
             SchemaSet(REPO_ROOT / "xsd", max_readable_bytes=500_000),
@@ -90,6 +94,7 @@ class Receiver:
             max_files=limits.max_files,
             max_errors=limits.max_errors,
             legacy_sha1=trust.legacy_sha1,
+            validate_aside_from=validate_aside_from,
         )
 
     def receive(self, body: bytes | Spooled, at: datetime, caller: Caller | None = None, *, stream: bool = True
@@ -197,7 +202,8 @@ class Receiver:
             if streaming is not None:
                 with streaming.lock:
                     streamed = stream_form(f.content, self.limits, streaming.schema, streaming.row_tags,
-                                           longest_local_name=streaming.longest_local_name)
+                                           longest_local_name=streaming.longest_local_name,
+                                           aside_from=self.validate_aside_from)
                 if streamed is not None:
                     forms.append(_Form(f, streamed.root, streamed.splice, validated=True))
                     continue

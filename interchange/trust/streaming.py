@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from lxml import etree
 
 from interchange.spool import Spooled
+from interchange.trust.aside import validate_aside
 from interchange.trust.c14nstream import Part, Splice, new_token
 from interchange.trust.xmldsig import SIGNATURE_TAG
 from interchange.xmlparse import ShapeScan, XmlLimits, long_name_in_canonical, windows
@@ -37,6 +38,11 @@ from interchange.xmlparse import ShapeScan, XmlLimits, long_name_in_canonical, w
 STREAM_MIN = 1024 * 1024  # smaller forms are read as trees: streaming pays only for large ones
 ROW_BATCH = 64  # rows canonicalised in one C14N call (the per-call costs paid once; more gains nothing)
 _CHUNK = 4 * 1024 * 1024
+# iterparse with a schema: resolve_entities=False makes lxml (6.0, libxml2 2.14) end the parse of a
+# form that is not well-formed (cut short, an undefined entity) without an error, so a signed form
+# missing its root's end tag passed. "internal" has nothing to resolve: the byte gates refuse any
+# DOCTYPE (no entity can be declared) before the parse, and the reduced tree is checked for one.
+RESOLVE_ENTITIES = "internal"
 
 
 # ---- a form, row by row ------------------------------------------------------------------------
@@ -305,24 +311,47 @@ class _Rows:
 
 
 def stream_form(data: bytes | Spooled, limits: XmlLimits, schema: etree.XMLSchema, row_tags: tuple[str, ...], *,
-                longest_local_name: int | None = None) -> StreamedForm | None:
+                longest_local_name: int | None = None, aside_from: int = 0) -> StreamedForm | None:
     """One pass over a form: hardened parse, XSD validation, rows canonicalised and dropped.
     None: not this way (the caller parses the whole tree). `longest_local_name`: of the names the
     schema lets a valid form hold in no namespace (forms.schema.Streaming); within the name
     limit, no byte scan for long names: a row that uses no namespace holds only those, the names
-    of one that does are looked at when it is canonicalised (`_Rows`), the reduced tree's at the end."""
+    of one that does are looked at when it is canonicalised (`_Rows`), the reduced tree's at the end.
+    `aside_from`: a form in a file of at least this many bytes (0: none) is validated in a forked
+    process while this one canonicalises it (`trust/aside.py`; the same verdict, sooner)."""
     names_bounded = (schema is not None and longest_local_name is not None
                      and longest_local_name <= limits.max_name_length)
-    gates = _gates(data, limits, names=not names_bounded)
-    if not row_tags or gates is None:
+    if not row_tags:
         return None
+    helper = None  # started first, it runs beside the byte gates too (and is ended when they fail)
+    if schema is not None and aside_from > 0 and isinstance(data, Spooled) and len(data) >= aside_from:
+        helper = validate_aside(data.path, schema, tuple(row_tags))
+    try:
+        gates = _gates(data, limits, names=not names_bounded)
+        form = None if gates is None else _one_pass(data, limits, None if helper is not None else schema, row_tags,
+                                                     names_bounded, gates)
+    except BaseException:
+        if helper is not None:
+            helper.cancel()
+        raise
+    if helper is None:
+        return form
+    if form is None:
+        helper.cancel()
+        return None
+    return form if helper.valid() else None  # invalid: the tree path says why
+
+
+def _one_pass(data: bytes | Spooled, limits: XmlLimits, schema: etree.XMLSchema | None, row_tags: tuple[str, ...],
+              names_bounded: bool, gates: dict[str, bool]) -> StreamedForm | None:
+    """`stream_form`'s pass over the form, validating it when given `schema`."""
     state = _Rows(limits, names_checked=not names_bounded, count_attributes=gates["attributes"])
     rows = frozenset(row_tags)
     try:
         events = etree.iterparse(  # start-ns: for any element (the tags filter the end events)
             _source(data), events=("start-ns", "end"), tag=(*row_tags, SIGNATURE_TAG), schema=schema,
-            resolve_entities=False, no_network=True, load_dtd=False, huge_tree=True, remove_comments=True,
-            collect_ids=False,
+            resolve_entities=RESOLVE_ENTITIES if schema is not None else False, no_network=True, load_dtd=False,
+            huge_tree=True, remove_comments=True, collect_ids=False,
         )
         for event, el in events:
             if event == "start-ns":  # an element's declarations come with no row's end between them

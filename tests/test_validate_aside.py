@@ -1,0 +1,172 @@
+"""A large form validated in a forked helper beside the streaming pass (interchange/trust/aside.py,
+issue #13 item 4): the verdict is that of the single pass (`iterparse(schema=...)`), for valid
+and invalid forms alike; the helper is always waited for (no process left behind), ended when
+its verdict is not wanted, and dies with its parent (a worker killed past its budget)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+from lxml import etree
+
+from interchange.devkit import samples
+from interchange.forms.schema import default_schema_set
+from interchange.spool import Spooled
+from interchange.trust import streaming
+from interchange.trust.aside import validate_aside
+from interchange.xmlparse import XmlLimits
+from tests.helpers import UNIT
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the helper is forked on Linux only")
+
+LIMITS = XmlLimits()
+PARSER = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=True, remove_comments=True)
+FORM = samples.d02ts(300, seed=21, unit=UNIT)
+
+# Each: a change to the form, as (old, new, count); None: the form as it is.
+CHANGES = {
+    "valid": None,
+    "a row's number not a number": (b"<STT>7</STT>", b"<STT>x</STT>", 1),
+    "the last row's number not a number": (b"<STT>300</STT>", b"<STT>x</STT>", 1),
+    "an element the schema does not know": (b"<HoTen>", b"<Unknown/><HoTen>", 1),
+    "an element missing in the header": (b"<SoTheBHYT>", b"<!-- -->", 1),  # its end tag left: a syntax error
+    "a row's element left out": (b"<HoTen>", b"<HoTenX>", 0),
+    "a salary with letters": (b"<TienLuong>", b"<TienLuong>abc", 1),
+    "cut short": None,
+}
+
+
+def form_for(case: str) -> bytes:
+    if case == "cut short":
+        return FORM[: len(FORM) * 2 // 3]
+    change = CHANGES[case]
+    if change is None:
+        return FORM
+    old, new, count = change
+    if count == 0:  # the first row's element renamed, end tag too
+        return FORM.replace(old, new, 1).replace(b"</HoTen>", b"</HoTenX>", 1)
+    assert old in FORM, case
+    return FORM.replace(old, new, count)
+
+
+def in_file(data: bytes, tmp_path) -> Spooled:
+    path = tmp_path / f"form-{hashlib.sha256(data).hexdigest()[:12]}.xml"
+    path.write_bytes(data)
+    return Spooled(str(path), len(data))
+
+
+def gone(pid: int) -> bool:
+    """The process no longer exists (or only as a zombie, waiting for init to reap it)."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+def spliced_digest(form: streaming.StreamedForm) -> bytes:
+    return form.splice.digest(etree.tostring(form.root.getroottree(), method="c14n"), "sha256")
+
+
+@pytest.mark.parametrize("case", list(CHANGES))
+def test_the_helper_gives_the_single_pass_verdict(case, tmp_path, monkeypatch):
+    s = default_schema_set().streaming("D02-TS")
+    data = in_file(form_for(case), tmp_path)
+    helpers: list[int] = []
+    real = streaming.validate_aside
+
+    def counted(*args):
+        aside = real(*args)
+        helpers.append(aside.pid)
+        return aside
+
+    monkeypatch.setattr(streaming, "validate_aside", counted)
+    with s.lock:
+        one = streaming.stream_form(data, LIMITS, s.schema, s.row_tags, longest_local_name=s.longest_local_name)
+        assert not helpers
+        two = streaming.stream_form(data, LIMITS, s.schema, s.row_tags, longest_local_name=s.longest_local_name,
+                                    aside_from=1)
+    assert len(helpers) == 1 and gone(helpers[0])  # waited for, whatever the verdict
+    assert (one is None) == (two is None)
+    assert (one is not None) == (case == "valid")
+    if one is not None:
+        assert one.rows == two.rows == 300
+        whole = hashlib.sha256(etree.tostring(etree.fromstring(FORM, PARSER).getroottree(), method="c14n")).digest()
+        assert spliced_digest(one) == spliced_digest(two) == whole
+
+
+def test_no_helper_below_the_size_or_for_bytes_or_without_a_schema(tmp_path, monkeypatch):
+    s = default_schema_set().streaming("D02-TS")
+    calls: list[tuple] = []
+    monkeypatch.setattr(streaming, "validate_aside", lambda *a: calls.append(a))
+    with s.lock:
+        assert streaming.stream_form(in_file(FORM, tmp_path), LIMITS, s.schema, s.row_tags,
+                                     aside_from=len(FORM) + 1) is not None
+        assert streaming.stream_form(FORM, LIMITS, s.schema, s.row_tags, aside_from=1) is not None
+    assert streaming.stream_form(in_file(FORM, tmp_path), LIMITS, None, s.row_tags, aside_from=1) is not None
+    assert calls == []
+
+
+def test_a_form_failing_the_byte_gates_ends_its_helper(tmp_path, monkeypatch):
+    """The helper starts before the byte gates; when they refuse the form, it is ended and waited for."""
+    s = default_schema_set().streaming("D02-TS")
+    doctype = FORM.replace(b"<D02-TS", b'<!DOCTYPE D02-TS [<!ENTITY a "b">]>\n<D02-TS', 1)
+    helpers: list[int] = []
+    real = streaming.validate_aside
+    monkeypatch.setattr(streaming, "validate_aside", lambda *a: helpers.append(real(*a)) or helpers[-1])
+    with s.lock:
+        assert streaming.stream_form(in_file(doctype, tmp_path), LIMITS, s.schema, s.row_tags, aside_from=1) is None
+    assert len(helpers) == 1 and gone(helpers[0].pid)
+
+
+def test_cancel_ends_a_helper_that_is_still_reading(tmp_path):
+    """A helper blocked on its input (a FIFO nobody writes) is killed and waited for by cancel."""
+    fifo = tmp_path / "form.fifo"
+    os.mkfifo(fifo)
+    s = default_schema_set().streaming("D02-TS")
+    aside = validate_aside(str(fifo), s.schema, s.row_tags)
+    time.sleep(0.2)
+    assert not gone(aside.pid)
+    started = time.monotonic()
+    aside.cancel()
+    assert gone(aside.pid) and time.monotonic() - started < 5
+
+
+def test_a_helper_that_cannot_read_its_file_says_not_valid(tmp_path):
+    s = default_schema_set().streaming("D02-TS")
+    aside = validate_aside(str(tmp_path / "missing.xml"), s.schema, s.row_tags)
+    assert aside.valid() is False
+    assert gone(aside.pid)
+
+
+def test_a_helper_dies_with_its_parent(tmp_path):
+    """A worker killed past its CPU budget (SIGKILL) takes its helper with it."""
+    fifo = tmp_path / "form.fifo"
+    os.mkfifo(fifo)
+    script = textwrap.dedent(f"""
+        import time
+        from interchange.forms.schema import default_schema_set
+        from interchange.trust.aside import validate_aside
+        s = default_schema_set().streaming("D02-TS")
+        print(validate_aside({str(fifo)!r}, s.schema, s.row_tags).pid, flush=True)
+        time.sleep(120)
+    """)
+    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        helper = int(parent.stdout.readline())
+        time.sleep(0.2)
+        assert not gone(helper)
+    finally:
+        parent.send_signal(signal.SIGKILL)
+        parent.wait()
+    deadline = time.monotonic() + 10
+    while not gone(helper) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert gone(helper)
