@@ -16,6 +16,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from base64 import b64decode, b64encode
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -24,9 +25,13 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import NameOID
+from lxml import etree
 
+from interchange.cli import common as cli_common
 from interchange.cli import main
 from interchange.config import REPO_ROOT
+from interchange.intake import pipeline
+from interchange.trust import leanbody, streaming
 from tests.clitools import dev_setup, no_interchange_env, run
 from tests.helpers import MST_A as MST
 
@@ -247,6 +252,37 @@ def test_pki_issue_unit_makes_a_p12_with_the_mst_uid(setup, tmp_path):
     assert setup.cli("sign", str(unsigned), "--p12", str(out_p12), "--password", "demo", "-o", str(signed))[0] == 0
     code, out = setup.cli("check", str(signed))
     assert code == 0, out
+
+
+def test_check_validates_a_large_form_beside_its_pass(setup, tmp_path, monkeypatch):
+    """`check` reads a large dossier as a worker does: from its file, the form's XSD in a forked
+    helper beside the streaming pass ([server] validate_aside_mib; trust/aside.py); a form
+    changed after signing is refused all the same."""
+    unsigned, signed = tmp_path / "big.xml", tmp_path / "big-signed.xml"
+    assert setup.cli("sample", "--rows", "300", "-o", str(unsigned))[0] == 0
+    assert setup.cli("sign", str(unsigned), "--p12", str(setup.p12), "--password", "demo", "-o", str(signed))[0] == 0
+    monkeypatch.setattr(cli_common, "LARGE", 64 * 1024)
+    monkeypatch.setattr(leanbody, "LARGE", 64 * 1024)
+    monkeypatch.setattr(pipeline, "STREAM_MIN", 64 * 1024)
+    monkeypatch.setenv("INTERCHANGE_SERVER_VALIDATE_ASIDE_MIB", "0.01")
+    helpers: list[str] = []
+    real = streaming.validate_aside
+    monkeypatch.setattr(streaming, "validate_aside", lambda path, *a: helpers.append(path) or real(path, *a))
+    code, out = setup.cli("check", str(signed))
+    assert code == 0, out
+    assert len(helpers) == 1
+    # a row not as the XSD has it, signed all the same: the helper's verdict, with the schema's errors
+    text = etree.fromstring(unsigned.read_bytes()).findtext(".//NoiDungFile")
+    to_sign, invalid = tmp_path / "big-invalid-unsigned.xml", tmp_path / "big-invalid.xml"
+    form = b64decode(text).replace(b"<STT>7</STT>", b"<STT>x</STT>", 1)
+    to_sign.write_bytes(unsigned.read_bytes().replace(text.encode(), b64encode(form)))
+    code, out = setup.cli("sign", str(to_sign), "--p12", str(setup.p12), "--password", "demo", "-o", str(invalid))
+    assert code == 0, out
+    code, out = setup.cli("check", "--json", str(invalid))
+    assert code == 1 and len(helpers) == 2
+    report = json.loads(out)
+    assert report["layers"] == {"envelope": "passed", "signature": "passed", "schema": "failed"}
+    assert [(p["code"], p["xpath"]) for p in report["problems"]] == [("XSD", "/D02-TS/NoiDung/LaoDong[7]/STT")]
 
 
 def test_config_option_after_the_subcommand(setup):
