@@ -79,6 +79,7 @@ def validate_aside(path: str, schema: etree.XMLSchema, row_tags: tuple[str, ...]
         try:
             gc.disable()  # no finaliser of an object copied from the parent runs here
             os.close(r)
+            # sent when the thread that forked ends: a worker's main thread, which lives as long as it
             _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
             if os.getppid() == parent:  # else the parent died before the line above
                 os.write(w, _VALID if _valid(path, schema, row_tags) else _INVALID)
