@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -170,3 +171,53 @@ def test_a_helper_dies_with_its_parent(tmp_path):
     while not gone(helper) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert gone(helper)
+
+
+TOKENS = [b"x", b"", b"1", b"-", b"<Extra/>", b"&amp;", b"&#65;", b"&x;", b"<!-- c -->", b"<?pi x?>", b"\xc3\xa9", b"<", b"</LaoDong>"]
+
+
+def mutated(rng: random.Random, form: bytes) -> bytes:
+    """`form` with one to three random changes: a text replaced, a line dropped or doubled, an
+    attribute or a child added to a start tag (well-formed or not, valid or not)."""
+    d = bytearray(form)
+    for _ in range(rng.randint(1, 3)):
+        kind, pos = rng.random(), rng.randrange(len(d))
+        if kind < 0.4:
+            a = d.find(b">", pos)
+            b = d.find(b"<", a)
+            if 0 <= a < b:
+                d[a + 1 : b] = rng.choice(TOKENS)
+        elif kind < 0.7:
+            a, b = d.rfind(b"\n", 0, pos), d.find(b"\n", pos)
+            if 0 <= a < b:
+                if rng.random() < 0.5:
+                    del d[a:b]
+                else:
+                    d[a:a] = d[a:b]
+        else:
+            a = d.find(b"<", pos)
+            if a >= 0 and d[a + 1 : a + 2] not in (b"/", b"?", b"!"):
+                e = d.find(b">", a)
+                d[e:e] = b' q="1"' if rng.random() < 0.7 else b"/"
+    return bytes(d)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_the_helper_and_the_single_pass_agree_on_mutated_forms(seed, tmp_path):
+    """Differential: on randomly changed forms (syntax errors, schema errors, both, neither) the
+    pass with its helper gives exactly the single pass's verdict and digest."""
+    s = default_schema_set().streaming("D02-TS")
+    rng = random.Random(seed)
+    form = samples.d02ts(40, seed=seed, unit=UNIT)
+    verdicts = set()
+    for i in range(25):
+        data = in_file(mutated(rng, form), tmp_path)
+        with s.lock:
+            one = streaming.stream_form(data, LIMITS, s.schema, s.row_tags, longest_local_name=s.longest_local_name)
+            two = streaming.stream_form(data, LIMITS, s.schema, s.row_tags, longest_local_name=s.longest_local_name,
+                                        aside_from=1)
+        assert (one is None) == (two is None), (seed, i)
+        if one is not None:
+            assert spliced_digest(one) == spliced_digest(two)
+        verdicts.add(one is None)
+    assert verdicts == {True, False}  # the mutations made both kinds
