@@ -2,7 +2,7 @@
 beside the floor measured in the same run (bench/receipts.py prints each run in full as well).
 
     .venv/bin/python bench/table.py [--count 3000] [--pg postgresql+asyncpg://postgres@127.0.0.1:5432/test]
-        [--out bench/out/table.md] [--only sqlite-results,...]
+        [--out bench/out/table.md] [--only sqlite-results,...,large] [--large-rows 50000]
 
 Runs, on SQLite and (with --pg) on PostgreSQL:
   results    closed loop at concurrency 32, result work on: receipts/s, results/s, result latency
@@ -12,6 +12,9 @@ Runs, on SQLite and (with --pg) on PostgreSQL:
   employers  as `results`, the dossiers signed in turn by 1,100 certificates (each validated on
              its own the first time, as nearly every employer's is) against a licensed CA's CRL
              of 100,000 entries (3.1 MiB) held in crl_dir
+
+and `large`: one 50,000-row D02-TS (bench/large_dossier.py, on SQLite) against its own floor (the
+same work on whole trees in one process): in process and over HTTP, and the peak of each process.
 
 The CPU ceiling is the receipts/s that the CPU per dossier of the receipts phase allows with
 every core busy: near it (cores near 100 % busy) only less CPU per dossier goes faster.
@@ -38,8 +41,8 @@ RUNS = {  # name: (arguments, most dossiers)
 }
 
 
-def run(name: str, store: str, extra: list[str], count: int) -> dict | None:
-    cmd = [sys.executable, str(BENCH / "receipts.py"), "--count", str(count), "--json", *extra]
+def run(name: str, store: str, extra: list[str], count: int, script: str = "receipts.py") -> dict | None:
+    cmd = [sys.executable, str(BENCH / script), *(["--count", str(count)] if count else []), "--json", *extra]
     if store:
         cmd += ["--store-url", store]
     print(f"== {name}: {' '.join(cmd[1:])}", flush=True)
@@ -93,6 +96,31 @@ def ceiling(fig: dict) -> str:
     return f"{c['per_s']:.0f}/s ({c['per_s'] / fig['limit_per_s'] * 100:.1f} %), {c['busy'] * 100:.0f} % busy{postgres}"
 
 
+def large_table(fig: dict) -> str:
+    """The large dossier: every time against its floor, every peak against the 350 MiB target
+    (500 MiB for the result work, `check` and `sign`)."""
+    floor, pipe, http, mib = fig["floor"], fig["pipeline"], fig["http"], 1024
+    lines = [
+        f"| large dossier ({fig['rows']:,} rows, body {fig['body_bytes'] / 2**20:.0f} MiB) | time (x floor) | peak |",
+        "|---|---|---|",
+        f"| floor: whole trees, one process | {floor['wall_s']:.2f} s | {floor['hwm_kb'] / mib:.0f} MiB |",
+        f"| receipt in process (a worker's Receiver) | {pipe['wall_s']:.2f} s ({pipe['wall_s'] / floor['wall_s']:.2f}x) | "
+        f"{pipe['hwm_kb'] / mib:.0f} MiB" + (f"; its XSD helper {pipe['helper_maxrss_kb'] / mib:.0f} MiB, "
+                                             f"{pipe['helper_cpu_s']:.2f} s CPU" if pipe.get("helper_cpu_s") else "") + " |",
+    ]
+    if http:
+        workers = [p["hwm_kb"] for p in http["after"] if p["role"] == "worker"]
+        server = sum(p["hwm_kb"] for p in http["after"] if p["role"] == "server")
+        lines.append(f"| POST to its 202 over HTTP (status {http['status']}) | {http['wall_s']:.2f} s "
+                     f"({http['wall_s'] / floor['wall_s']:.2f}x) | worker {max(workers, default=0) / mib:.0f} MiB, "
+                     f"server {server / mib:.0f} MiB |")
+    for name, kind in (("result work: judge", "judge"), ("`check`", "check"), ("`sign`", "sign")):
+        r = fig[kind]
+        if "wall_s" in r:
+            lines.append(f"| {name} | {r['wall_s']:.2f} s | {r['hwm_kb'] / mib:.0f} MiB |")
+    return "\n".join(lines)
+
+
 HEADER = (
     "| run | load | floor, limit | receipts/s (of limit) | receipt p99 (x floor) | results/s while receiving "
     "(x receipts/s) | result latency p99 | CPU/dossier server + workers (x floor) | CPU ceiling (of limit), cores busy "
@@ -106,7 +134,8 @@ def main() -> int:
     ap.add_argument("--count", type=int, default=3000)
     ap.add_argument("--pg", default="", help="a postgresql+asyncpg URL: the PostgreSQL runs too")
     ap.add_argument("--out", default=str(BENCH / "out" / "table.md"))
-    ap.add_argument("--only", default="", help="comma-separated run names (e.g. sqlite-results,pg-paced)")
+    ap.add_argument("--only", default="", help="comma-separated run names (e.g. sqlite-results,pg-paced,large)")
+    ap.add_argument("--large-rows", type=int, default=50_000, help="rows of the large dossier (0: no large run)")
     args = ap.parse_args()
     stores = [("sqlite", "")] + ([("pg", args.pg)] if args.pg else [])
     only = {s for s in args.only.split(",") if s}
@@ -119,7 +148,11 @@ def main() -> int:
             fig = run(name, url, extra, min(args.count, most or args.count))
             if fig is not None:
                 rows.append(row(name, fig))
-    table = "\n".join([HEADER, *rows])
+    table = "\n".join([HEADER, *rows]) if rows else ""
+    if args.large_rows and (not only or "large" in only):
+        fig = run("large", "", ["--rows", str(args.large_rows)], 0, script="large_dossier.py")
+        if fig is not None:
+            table += ("\n\n" if table else "") + large_table(fig)
     print()
     print(table)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

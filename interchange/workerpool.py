@@ -373,6 +373,10 @@ class ProcessPool:
         self._closed = False
         self._processes: set[_Process] = set()  # started and not reaped yet, replaced ones too
 
+    def idle(self) -> int:
+        """Processes free for a call now (none while calls wait for one)."""
+        return 0 if any(self._waiting) else len(self._free_slots)
+
     def pids(self) -> list[int]:
         """The worker processes' ids (those started and not ended)."""
         return [p.pid for p in self._slots if p is not None and not p.ended and p.pid]

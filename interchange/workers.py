@@ -120,19 +120,20 @@ def _before(stage: str, data: object) -> None:
 
 
 def _receive(body: bytes | Spooled, at: datetime, caller: Caller | None, judge: bool = False,
-             stored_data: frozenset[str] = frozenset()) -> Outcome:
+             stored_data: frozenset[str] = frozenset(), aside: bool = True) -> Outcome:
     """A large body as its file: the receipt reads it a few MiB at a time (bounded memory). With
     `judge`, an accepted dossier of bytes is judged by the rule layer at once, on the trees the
     receipt read (`Outcome.judgement`): the result work need not read and parse it again. The
     revocation data named in `stored_data` (SHA-256 hex), stored already, is not sent back: a CRL
-    runs to megabytes, and the same few serve every dossier."""
+    runs to megabytes, and the same few serve every dossier. `aside` False: no forked validation
+    helper this time (the other workers are busy: its CPU would be taken from them)."""
     assert _receiver is not None, "worker not initialised"
     _before("receive", body)
     try:
         if not judge or isinstance(body, Spooled):
-            outcome = _receiver.receive(body, at, caller)
+            outcome = _receiver.receive(body, at, caller, aside=aside)
         else:
-            outcome, read = _receiver.receive_and_read(body, at, caller)
+            outcome, read = _receiver.receive_and_read(body, at, caller, aside=aside)
             if read is not None and all(root is not None for _, root in read.forms):
                 outcome.judgement = _judge_read(read)
         for digest in stored_data & outcome.revocation_data.keys():
@@ -279,8 +280,11 @@ class ReceiptWorkers:
     async def receive(self, body: bytes | Spooled, at: datetime, caller: Caller | None, *, judge: bool = False,
                       stored_data: frozenset[str] = frozenset()) -> Outcome:
         """The receipt's layers in a worker; `stored_data`: the revocation data (SHA-256 hex) the
-        store holds already, which the outcome need not carry back (`_receive`)."""
-        return await self._call_large("receive", _receive, body, (at, caller, judge, stored_data))
+        store holds already, which the outcome need not carry back (`_receive`). A large form is
+        validated in a forked helper beside the worker's pass only when another worker is idle
+        now: on a busy machine the helper's CPU would be taken from the other dossiers."""
+        aside = self._pool is not None and self._pool.idle() >= 2  # this call takes one of them
+        return await self._call_large("receive", _receive, body, (at, caller, judge, stored_data, aside))
 
     async def _call_large(self, stage: str, fn, data: bytes | Spooled, rest: tuple):
         """`fn(data, *rest)`: a large `data` goes to a worker process through a file (`Spooled`)."""

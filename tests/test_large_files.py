@@ -22,7 +22,7 @@ from interchange.intake import pipeline
 from interchange.intake.pipeline import Caller, Receiver
 from interchange.rules import judge as judge_module
 from interchange.spool import Spooled
-from interchange.trust import leanbody
+from interchange.trust import leanbody, streaming
 from interchange.trust.c14nstream import Splice
 from interchange.trust.dossier_signing import sign_envelope, sign_form
 from interchange.xmlparse import ShapeScan, XmlLimits, shape_gates, windows
@@ -307,6 +307,21 @@ def test_a_form_cut_short_is_refused_as_on_the_tree(world, cfg, small_large, tmp
     tree = receiver.receive(body, at, caller, stream=False)
     assert not tree.accepted and "XML-MALFORMED" in {p.code for p in tree.problems}, tree.problems
     assert summary(filed) == summary(tree)
+    assert not list(small_large.iterdir())
+
+
+def test_a_large_form_is_validated_aside_unless_asked_not_to(world, cfg, small_large, tmp_path, monkeypatch):
+    """A worker's Receiver forks the XSD helper for a large form (trust/aside.py), except for a call
+    made while the other workers are busy (`aside=False`): the same verdict either way."""
+    body = dossier(world.signer(world.unit), rows=300, seed=5)
+    receiver = Receiver.from_config(cfg.trust, cfg.trust_paths, cfg.limits, validate_aside_from=1)
+    caller, at = Caller(role="submitter", mst=UNIT.mst), datetime.now(UTC)
+    helpers = spy(monkeypatch, streaming, "validate_aside")
+    busy = receiver.receive(in_file(body, tmp_path), at, caller, aside=False)
+    assert helpers == []
+    idle = receiver.receive(in_file(body, tmp_path), at, caller)
+    assert helpers == [str]  # the form's file, by its path
+    assert summary(busy) == summary(idle) and idle.accepted
     assert not list(small_large.iterdir())
 
 

@@ -167,6 +167,20 @@ async def test_a_large_result_and_a_large_input_travel_while_the_loop_keeps_runn
     assert during_result > 1 and during_input > 1  # the loop ran other work meanwhile
 
 
+async def test_idle_counts_the_processes_free_for_a_call_now(pools):
+    pool = await pools(2)
+    assert pool.idle() == 2
+    first = asyncio.ensure_future(pool.call(poolcalls.sleep_then, 0.5, "first"))
+    await asyncio.sleep(0.1)
+    assert pool.idle() == 1
+    second = asyncio.ensure_future(pool.call(poolcalls.sleep_then, 0.5, "second"))
+    third = asyncio.ensure_future(pool.call(poolcalls.sleep_then, 0, "third"))
+    await asyncio.sleep(0.1)
+    assert pool.idle() == 0  # two running, one waiting
+    assert await asyncio.gather(first, second, third) == ["first", "second", "third"]
+    assert pool.idle() == 2
+
+
 async def test_a_cancelled_call_keeps_its_process_until_it_answers(pools):
     pool = await pools(1)
     first = asyncio.ensure_future(pool.call(poolcalls.sleep_then, 1.0, "first"))

@@ -97,28 +97,29 @@ class Receiver:
             validate_aside_from=validate_aside_from,
         )
 
-    def receive(self, body: bytes | Spooled, at: datetime, caller: Caller | None = None, *, stream: bool = True
-                ) -> Outcome:
+    def receive(self, body: bytes | Spooled, at: datetime, caller: Caller | None = None, *, stream: bool = True,
+                aside: bool = True) -> Outcome:
         """The receipt's layers on a body (its bytes, or its file when large). Large texts and forms
         are read in bounded memory (`trust/leanbody.py`, `trust/streaming.py`) unless `stream` is
-        False; the verdict is the same either way."""
-        return self.receive_and_read(body, at, caller, stream=stream)[0]
+        False; the verdict is the same either way. `aside` False: no form is validated in a forked
+        helper this time (`validate_aside_from`; the cores are busy)."""
+        return self.receive_and_read(body, at, caller, stream=stream, aside=aside)[0]
 
     def receive_and_read(self, body: bytes | Spooled, at: datetime, caller: Caller | None = None, *,
-                         stream: bool = True) -> tuple[Outcome, Read | None]:
+                         stream: bool = True, aside: bool = True) -> tuple[Outcome, Read | None]:
         """`receive`, and what it read of an accepted dossier (None otherwise): for the rule layer
         to judge without parsing the dossier again."""
         read: list[Read] = []
         with ExitStack() as cleanup:  # the files a large body's forms were decoded into
             try:
-                out = self._receive(body, at, caller, stream, cleanup, read)
+                out = self._receive(body, at, caller, stream, cleanup, read, aside)
             except SpliceError:  # a reduced tree that does not fit its document: never a verdict
                 read.clear()
-                out = self._receive(body, at, caller, False, cleanup, read)
+                out = self._receive(body, at, caller, False, cleanup, read, aside)
         return out, (read[0] if read else None)
 
     def _receive(self, body: bytes | Spooled, at: datetime, caller: Caller | None, stream: bool,
-                 cleanup: ExitStack, read: list[Read]) -> Outcome:
+                 cleanup: ExitStack, read: list[Read], aside: bool = True) -> Outcome:
         out = Outcome(accepted=False, sha256=sha256_of(body), size=len(body))
         layers = {str(layer): "not_run" for layer in LAYER_ORDER if layer != Layer.RULE}
         out.layers = layers
@@ -149,7 +150,7 @@ class Receiver:
             out.forbidden = True
             problems.add(_forbidden_problem(caller, env))
             return fail(Layer.ENVELOPE, problems)
-        forms = self._parse_forms(env, problems, stream)
+        forms = self._parse_forms(env, problems, stream, aside)
         if problems.errors:
             return fail(Layer.ENVELOPE, problems)
         layers[str(Layer.ENVELOPE)] = "passed"
@@ -192,7 +193,7 @@ class Receiver:
         read.append(Read(env, [(form.file, None if form.splice else form.root) for form in forms]))
         return out
 
-    def _parse_forms(self, env: Envelope, problems: Problems, stream: bool) -> list[_Form]:
+    def _parse_forms(self, env: Envelope, problems: Problems, stream: bool, aside: bool = True) -> list[_Form]:
         """Each embedded XML form: streamed (reduced tree, validated) when it can be, else its tree."""
         forms = []
         for f in env.files:
@@ -203,7 +204,7 @@ class Receiver:
                 with streaming.lock:
                     streamed = stream_form(f.content, self.limits, streaming.schema, streaming.row_tags,
                                            longest_local_name=streaming.longest_local_name,
-                                           aside_from=self.validate_aside_from)
+                                           aside_from=self.validate_aside_from if aside else 0)
                 if streamed is not None:
                     forms.append(_Form(f, streamed.root, streamed.splice, validated=True))
                     continue
