@@ -38,9 +38,9 @@ from interchange.xmlparse import ShapeScan, XmlLimits, long_name_in_canonical, w
 STREAM_MIN = 1024 * 1024  # smaller forms are read as trees: streaming pays only for large ones
 ROW_BATCH = 64  # rows canonicalised in one C14N call (the per-call costs paid once; more gains nothing)
 _CHUNK = 4 * 1024 * 1024
-# iterparse with a schema: resolve_entities=False makes lxml (6.0, libxml2 2.14) end the parse of a
-# form that is not well-formed (cut short, an undefined entity) without an error, so a signed form
-# missing its root's end tag passed. "internal" has nothing to resolve: the byte gates refuse any
+# iterparse with a schema: resolve_entities=False makes lxml (seen on 6.2.0, libxml2 2.14.6) end
+# the parse of a form that is not well-formed (cut short, an undefined entity) without an error,
+# so a signed form missing its root's end tag passed. "internal" has nothing to resolve: the byte gates refuse any
 # DOCTYPE (no entity can be declared) before the parse, and the reduced tree is checked for one.
 RESOLVE_ENTITIES = "internal"
 
