@@ -5,6 +5,7 @@ its verdict is not wanted, and dies with its parent (a worker killed past its bu
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import random
@@ -13,17 +14,21 @@ import subprocess
 import sys
 import textwrap
 import time
+from datetime import UTC, datetime
 
 import pytest
 from lxml import etree
 
+from interchange import server
 from interchange.devkit import samples
 from interchange.forms.schema import default_schema_set
-from interchange.spool import Spooled
+from interchange.intake.pipeline import Caller
+from interchange.spool import LARGE, Spooled
 from interchange.trust import streaming
 from interchange.trust.aside import validate_aside
+from interchange.workers import ReceiptWorkers
 from interchange.xmlparse import XmlLimits
-from tests.helpers import UNIT
+from tests.helpers import UNIT, dossier
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the helper is forked on Linux only")
 
@@ -221,3 +226,44 @@ def test_the_helper_and_the_single_pass_agree_on_mutated_forms(seed, tmp_path):
             assert spliced_digest(one) == spliced_digest(two)
         verdicts.add(one is None)
     assert verdicts == {True, False}  # the mutations made both kinds
+
+
+def children_cpu_ticks(pids: list[int]) -> int:
+    """CPU of the processes' children that ended (cutime + cstime in /proc/<pid>/stat), in ticks."""
+    total = 0
+    for pid in pids:
+        with open(f"/proc/{pid}/stat") as fh:
+            after = fh.read().rsplit(")", 1)[1].split()
+        total += int(after[13]) + int(after[14])
+    return total
+
+
+async def test_a_worker_process_validates_a_large_form_aside(world, cfg):
+    """In a real worker process (spawned, with its own threads) a form past spool.LARGE is decoded
+    into a file, streamed, and validated by a helper the worker forks and reaps: its CPU shows in
+    the worker's children's. A valid dossier is received; one with a row not as the XSD has it,
+    signed all the same, gets the schema's error at its XPath (the tree path's, after the helper's
+    verdict)."""
+    signer = world.signer(world.unit)
+    valid = dossier(signer, rows=7000, seed=8)
+    form = samples.d02ts(7000, seed=8, unit=UNIT).replace(b"<STT>9</STT>", b"<STT>x</STT>", 1)
+    invalid = dossier(signer, forms=[("D02-TS", "D02-TS.xml", form)])
+    assert len(form) > LARGE  # decoded into a file of its own, streamed from there
+    settings = dataclasses.replace(server.worker_settings(cfg), validate_aside_from=1)
+    workers = ReceiptWorkers(settings, 2)
+    caller, now = Caller(role="submitter", mst=UNIT.mst), datetime.now(UTC)
+    try:
+        await workers.start()
+        pids = workers.pids()
+        before = children_cpu_ticks(pids)
+        got = await workers.receive(valid, now, caller)
+        assert got.accepted, got.problems
+        middle = children_cpu_ticks(pids)
+        assert middle > before  # a helper ran and was reaped
+        refused = await workers.receive(invalid, now, caller)
+        assert not refused.accepted and refused.layers["schema"] == "failed"
+        assert [(p.code, p.xpath) for p in refused.problems] == [("XSD", "/D02-TS/NoiDung/LaoDong[9]/STT")]
+        assert children_cpu_ticks(pids) > middle
+        assert workers.pids() == pids  # no worker lost on the way
+    finally:
+        workers.close()
