@@ -454,8 +454,8 @@ def _cpu_s(after: list[str]) -> float:
 
 def postgres_cpu_s() -> float | None:
     """User + system CPU seconds so far of this machine's PostgreSQL processes (postmaster,
-    backends, WAL writer, checkpointer...; a backend that has exited is no longer counted); None
-    when none is visible."""
+    backends, WAL writer, checkpointer...; a backend that has exited counts in the postmaster's
+    children's time); None when none is visible."""
     total, found = 0.0, False
     for entry in os.listdir("/proc"):
         if not entry.isdigit():

@@ -64,7 +64,7 @@ def _setup(config: Path, small: Path):
 
     cfg = load_config(config)
     receiver = Receiver.from_config(cfg.trust, cfg.trust_paths, cfg.limits,
-                                    validate_aside_from=int(cfg.server.validate_aside_mib * 1024 * 1024))
+                                    validate_aside_from=cfg.server.validate_aside_from)
     caller = Caller(role="submitter", mst=benchlib.UNIT.mst)
     warm = receiver.receive(small.read_bytes(), datetime.now(UTC), caller)
     if not warm.accepted:

@@ -40,6 +40,11 @@ class ServerConfig:
     body_min_rate: int = 16384  # bytes per second a slow upload must keep up (after body_seconds)
     log_format: str = "json"  # json: one JSON object per line and event | text: plain lines
 
+    @property
+    def validate_aside_from(self) -> int:
+        """`validate_aside_mib` in bytes (what `intake.pipeline.Receiver` takes)."""
+        return int(self.validate_aside_mib * 1024 * 1024)
+
 
 @dataclass
 class StoreConfig:

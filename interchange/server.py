@@ -67,7 +67,7 @@ def worker_settings(cfg: Config) -> WorkerSettings:
         signing_key=cfg.signing_key_path,
         signing_cert=cfg.signing_cert_path,
         parameters=cfg.parameters_path,
-        validate_aside_from=int(cfg.server.validate_aside_mib * 1024 * 1024),
+        validate_aside_from=cfg.server.validate_aside_from,
     )
 
 

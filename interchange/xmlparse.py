@@ -55,19 +55,18 @@ class XmlLimits:
         return cls(**{n: getattr(limits, n) for n in names if hasattr(limits, n)}, **kw)
 
 
+# The hardened parse's options but entities (each parse says how it treats them): no network, no
+# DTD loaded, comments dropped, no ID index; huge_tree because a form's base64 content is one large
+# text node (our own limits apply instead). The tree parse and every streaming pass use these.
+PARSE_OPTIONS = {"no_network": True, "load_dtd": False, "huge_tree": True, "remove_comments": True,
+                 "collect_ids": False}
+
+
 def _parser() -> etree.XMLParser:
     # lxml parsers must not be shared between threads.
     parser = getattr(_local, "parser", None)
     if parser is None:
-        parser = etree.XMLParser(
-            resolve_entities=False,
-            no_network=True,
-            load_dtd=False,
-            dtd_validation=False,
-            huge_tree=True,  # base64 form content is one large text node; our own limits apply below
-            remove_comments=True,
-            collect_ids=False,
-        )
+        parser = etree.XMLParser(resolve_entities=False, dtd_validation=False, **PARSE_OPTIONS)
         _local.parser = parser
     return parser
 

@@ -36,6 +36,7 @@ from interchange.notices.notice import NS, NoticeData, NoticeSigner
 from interchange.receiving.receipt import work_for
 from interchange.records.model import PA_DIRECTIONS, ContributionChange, Extracted, PersonRef
 from interchange.server import WORK, make_app
+from interchange.spool import Spooled
 from interchange.store import ACCEPTED, RECEIVED, Dossier, NewDossier, Scope, Store
 from interchange.store.types import Settlement
 from interchange.trust.dossier_signing import sign_envelope
@@ -66,6 +67,13 @@ class World:
 
     def signer(self, issued: pki.Issued) -> DocumentSigner:
         return DocumentSigner(issued.key, [issued.cert, *issued.chain])
+
+
+def in_file(data: bytes, folder: Path) -> Spooled:
+    """`data` as a large input is held: in a file of `folder` (named by its digest), as a `Spooled`."""
+    path = folder / f"input-{hashlib.sha256(data).hexdigest()[:12]}"
+    path.write_bytes(data)
+    return Spooled(str(path), len(data))
 
 
 def dossier(

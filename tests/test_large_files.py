@@ -26,7 +26,7 @@ from interchange.trust import leanbody, streaming
 from interchange.trust.c14nstream import Splice
 from interchange.trust.dossier_signing import sign_envelope, sign_form
 from interchange.xmlparse import ShapeScan, XmlLimits, shape_gates, windows
-from tests.helpers import UNIT, dossier
+from tests.helpers import UNIT, dossier, in_file
 
 PARSER = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=True, remove_comments=True)
 
@@ -35,11 +35,6 @@ def envelope_with(text: str, before: str = "") -> bytes:
     return (f'<?xml version="1.0" encoding="UTF-8"?>\n<Hoso>{before}\n  <Files>\n    <F><TenFile>a.xml</TenFile>\n'
             f"      <NoiDungFile>{text}</NoiDungFile>\n    </F>\n  </Files>\n</Hoso>").encode()
 
-
-def in_file(data: bytes, tmp_path) -> Spooled:
-    path = tmp_path / f"body-{hashlib.sha256(data).hexdigest()[:12]}"
-    path.write_bytes(data)
-    return Spooled(str(path), len(data))
 
 
 def read(content) -> bytes:

@@ -23,12 +23,12 @@ from interchange import server
 from interchange.devkit import samples
 from interchange.forms.schema import default_schema_set
 from interchange.intake.pipeline import Caller
-from interchange.spool import LARGE, Spooled
+from interchange.spool import LARGE
 from interchange.trust import streaming
 from interchange.trust.aside import validate_aside
 from interchange.workers import ReceiptWorkers
 from interchange.xmlparse import XmlLimits
-from tests.helpers import UNIT, dossier
+from tests.helpers import UNIT, dossier, in_file
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the helper is forked on Linux only")
 
@@ -61,11 +61,6 @@ def form_for(case: str) -> bytes:
     assert old in FORM, case
     return FORM.replace(old, new, count)
 
-
-def in_file(data: bytes, tmp_path) -> Spooled:
-    path = tmp_path / f"form-{hashlib.sha256(data).hexdigest()[:12]}.xml"
-    path.write_bytes(data)
-    return Spooled(str(path), len(data))
 
 
 def gone(pid: int) -> bool:

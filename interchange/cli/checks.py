@@ -164,7 +164,7 @@ def cmd_check(args) -> int:
     stages = Stages("check", quiet=args.quiet)
     # a large form's XSD in a forked helper beside the pass, as a worker does ([server] validate_aside_mib)
     receiver = Receiver.from_config(cfg.trust, cfg.trust_paths, cfg.limits, fetch=at is None,
-                                    validate_aside_from=int(cfg.server.validate_aside_mib * 1024 * 1024))
+                                    validate_aside_from=cfg.server.validate_aside_from)
     root = root_name(data)
     standalone = root != "Hoso" and root is not None and receiver.schemas.knows(root)
     with stages.step(f"envelope, signature and schema checks of {args.file} ({len(data) / 1e6:.1f} MB)"):

@@ -24,6 +24,8 @@ import sys
 
 from lxml import etree
 
+from interchange.xmlparse import PARSE_OPTIONS
+
 _PR_SET_PDEATHSIG = 1
 _VALID, _INVALID = b"1", b"0"
 
@@ -46,7 +48,8 @@ class Aside:
         return got == _VALID
 
     def cancel(self) -> None:
-        """The verdict is not wanted (the pass here failed first): end the child now."""
+        """The verdict is not wanted (the pass here failed first): end the child now. Nothing
+        once `valid` has answered."""
         self._end(kill=True)
 
     def _end(self, kill: bool) -> None:
@@ -103,8 +106,7 @@ def _valid(path: str, schema: etree.XMLSchema, row_tags: tuple[str, ...]) -> boo
         # well-formed without an error (trust/streaming.RESOLVE_ENTITIES): the pass beside this one,
         # parsing without a schema, is the one that refuses such a form.
         events = etree.iterparse(path, events=("end",), tag=row_tags, schema=schema, resolve_entities=False,
-                                 no_network=True, load_dtd=False, huge_tree=True, remove_comments=True,
-                                 collect_ids=False)  # fmt: skip
+                                 **PARSE_OPTIONS)
         for _, row in events:
             row.clear()
             parent = row.getparent()

@@ -33,15 +33,16 @@ from interchange.spool import Spooled
 from interchange.trust.aside import validate_aside
 from interchange.trust.c14nstream import Part, Splice, new_token
 from interchange.trust.xmldsig import SIGNATURE_TAG
-from interchange.xmlparse import ShapeScan, XmlLimits, long_name_in_canonical, windows
+from interchange.xmlparse import PARSE_OPTIONS, ShapeScan, XmlLimits, long_name_in_canonical, windows
 
 STREAM_MIN = 1024 * 1024  # smaller forms are read as trees: streaming pays only for large ones
 ROW_BATCH = 64  # rows canonicalised in one C14N call (the per-call costs paid once; more gains nothing)
 _CHUNK = 4 * 1024 * 1024
 # iterparse with a schema: resolve_entities=False makes lxml (seen on 6.2.0, libxml2 2.14.6) end
 # the parse of a form that is not well-formed (cut short, an undefined entity) without an error,
-# so a signed form missing its root's end tag passed. "internal" has nothing to resolve: the byte gates refuse any
-# DOCTYPE (no entity can be declared) before the parse, and the reduced tree is checked for one.
+# so a signed form missing its root's end tag passed. "internal" has nothing to resolve: the byte
+# gates refuse any DOCTYPE (no entity can be declared) before the parse, and the reduced tree is
+# checked for one.
 RESOLVE_ENTITIES = "internal"
 
 
@@ -330,16 +331,12 @@ def stream_form(data: bytes | Spooled, limits: XmlLimits, schema: etree.XMLSchem
         gates = _gates(data, limits, names=not names_bounded)
         form = None if gates is None else _one_pass(data, limits, None if helper is not None else schema, row_tags,
                                                      names_bounded, gates)
-    except BaseException:
-        if helper is not None:
-            helper.cancel()
-        raise
-    if helper is None:
+        if form is not None and helper is not None and not helper.valid():
+            form = None  # invalid: the tree path says why
         return form
-    if form is None:
-        helper.cancel()
-        return None
-    return form if helper.valid() else None  # invalid: the tree path says why
+    finally:
+        if helper is not None:
+            helper.cancel()  # ended when this pass failed first; a no-op once its verdict came
 
 
 def _one_pass(data: bytes | Spooled, limits: XmlLimits, schema: etree.XMLSchema | None, row_tags: tuple[str, ...],
@@ -350,8 +347,7 @@ def _one_pass(data: bytes | Spooled, limits: XmlLimits, schema: etree.XMLSchema 
     try:
         events = etree.iterparse(  # start-ns: for any element (the tags filter the end events)
             _source(data), events=("start-ns", "end"), tag=(*row_tags, SIGNATURE_TAG), schema=schema,
-            resolve_entities=RESOLVE_ENTITIES if schema is not None else False, no_network=True, load_dtd=False,
-            huge_tree=True, remove_comments=True, collect_ids=False,
+            resolve_entities=RESOLVE_ENTITIES if schema is not None else False, **PARSE_OPTIONS,
         )
         for event, el in events:
             if event == "start-ns":  # an element's declarations come with no row's end between them
@@ -417,9 +413,7 @@ def streamed_rows(data: bytes | Spooled, root_tag: str, list_tag: str, row_tag: 
     """The (xpath, row) of each `row_tag` child of /`root_tag`/`list_tag` (the first one), in
     order, each dropped once the next is read: as `interchange.rules.parsing.rows` gives them from
     a tree, for a form already received (its shape and schema checked then: not again here)."""
-    events = etree.iterparse(_source(data), events=("end",), tag=row_tag, resolve_entities=False,
-                             no_network=True, load_dtd=False, huge_tree=True, remove_comments=True,
-                             collect_ids=False)
+    events = etree.iterparse(_source(data), events=("end",), tag=row_tag, resolve_entities=False, **PARSE_OPTIONS)
     base = f"/{root_tag}/{list_tag}/{row_tag}"
     the_list = None
     i = 0
