@@ -20,10 +20,10 @@ from .audit import append as audit_append
 from .audit import head_of, notice_stored
 from .db import Database
 from .deliveries import enqueue_notice_deliveries
-from .originals import read_originals
+from .originals import read_original_bytes, read_originals
 from .revdata import read_revocation_data
 from .rows import DOSSIER_COLUMNS, dossier_of, notice_kinds, visible
-from .tables import audit_log, dossiers, notices, originals
+from .tables import audit_log, dossiers, notices
 from .types import Dossier, Scope
 
 MAX_PAGE = 500
@@ -124,9 +124,8 @@ class Dossiers:
     async def original_file(self, id: str, scope: Scope) -> bytes | Spooled | None:
         """The original (None when there is none visible in `scope`): a large one on SQLite as a
         `Spooled` file (read a MiB at a time, never whole), which the caller removes."""
-        seen = select(dossiers.c.id).join(originals, dossiers.c.id == originals.c.dossier_id)
         async with self._db.reading() as conn:
-            if (await conn.execute(seen.where(dossiers.c.id == id, visible(scope)))).first() is None:
+            if (await conn.execute(select(dossiers.c.id).where(dossiers.c.id == id, visible(scope)))).first() is None:
                 return None
             return (await read_originals(conn, [id])).get(id)
 
@@ -166,9 +165,9 @@ class Dossiers:
                     .order_by(notices.c.created_at, notices.c.kind)
                 )
             ).all()
-            original = (
-                await conn.execute(select(originals.c.content).where(originals.c.dossier_id == id))
-            ).scalar_one()
+            original = await read_original_bytes(conn, id)
+            if original is None:
+                raise LookupError(f"dossier {id} has no original")
             revocation = await read_revocation_data(conn, referenced_data(row.signers))
             head_seq, head_hash = await head_of(conn)
             entries = [

@@ -5,23 +5,31 @@ file into its row on SQLite a MiB at a time through incremental blob I/O, and co
 same way into a file: an INSERT of the bytes has the driver and SQLite each copy them (a 103 MiB
 dossier took the server process from 118 to 433 MiB), and a SELECT hands them over whole.
 PostgreSQL gets and gives the bytes (asyncpg has no streaming bytea).
+
+A large body is staged: written into `staged_originals` in a transaction of its own while a
+worker checks it (`stage_original`), so that the receipt's transaction need not write it after
+the check. The readers here take a dossier's original from either table.
 """
 
 from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import Table, delete, exists, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from interchange.spool import CHUNK, LARGE, Spooled, SpoolWriter
 
 from .bulk import insert_many
 from .db import InlineConnection
-from .tables import originals
+from .tables import dossiers, originals, staged_originals
 
-TABLE, COLUMN = originals.name, originals.c.content.name
+COLUMN = originals.c.content.name
+# A staged original whose dossier was not stored by then never will be: its receipt ended without
+# storing (forbidden, a replay, a failure) or its process died. Far past any check's budget.
+ORPHAN_AFTER = timedelta(hours=1)
 
 
 class OriginalUnreadable(RuntimeError):
@@ -34,33 +42,73 @@ async def insert_originals(conn: AsyncConnection, rows: Sequence[tuple[str, byte
     """Insert (dossier id, original) rows, in the caller's transaction."""
     await insert_many(conn, originals, [{"dossier_id": id, "content": content}
                                         for id, content in rows if not isinstance(content, Spooled)])
-    spooled = [(id, content) for id, content in rows if isinstance(content, Spooled)]
-    if not spooled:
-        return
+    for id, content in rows:
+        if isinstance(content, Spooled):
+            await _insert_large(conn, originals, id, content, {})
+
+
+async def stage_original(conn: AsyncConnection, id: str, content: Spooled, now: datetime) -> int:
+    """Write the original of dossier `id`, not stored yet, into `staged_originals`, in the
+    caller's transaction; first remove the staged originals older than `ORPHAN_AFTER` that no
+    dossier names. How many were removed."""
+    orphans = await conn.execute(
+        delete(staged_originals).where(
+            staged_originals.c.staged_at < now - ORPHAN_AFTER,
+            ~exists().where(dossiers.c.id == staged_originals.c.dossier_id),
+        )
+    )
+    await _insert_large(conn, staged_originals, id, content, {"staged_at": now})
+    return orphans.rowcount or 0
+
+
+async def unstage_original(conn: AsyncConnection, id: str) -> None:
+    """Remove the staged original of `id` unless a dossier `id` was stored (its receipt ended
+    without storing it)."""
+    await conn.execute(
+        delete(staged_originals).where(
+            staged_originals.c.dossier_id == id, ~exists().where(dossiers.c.id == id)
+        )
+    )
+
+
+async def _insert_large(conn: AsyncConnection, table: Table, id: str, content: Spooled, extra: dict) -> None:
     if isinstance(conn, InlineConnection):
         conn.checkpoint_after_commit()
     run = await sqlite_thread(conn)
-    for id, content in spooled:
-        if run is None:
-            try:
-                data = content.read()
-            except OSError as exc:
-                raise OriginalUnreadable(f"the original of dossier {id}: {exc}") from None
-            await conn.execute(originals.insert(), {"dossier_id": id, "content": data})
-        else:
-            await run(_write_blob, id, content)
+    if run is None:
+        try:
+            data = content.read()
+        except OSError as exc:
+            raise OriginalUnreadable(f"the original of dossier {id}: {exc}") from None
+        await conn.execute(table.insert(), {"dossier_id": id, "content": data, **extra})
+    else:  # the values as the column types write them (a time as UTCDateTime's text)
+        bound = {k: (p(v) if (p := table.c[k].type.bind_processor(conn.dialect)) else v) for k, v in extra.items()}
+        await run(_write_blob, table, id, content, bound)
 
 
 async def read_originals(conn: AsyncConnection, ids: Sequence[str]) -> dict[str, bytes | Spooled]:
     """The originals of these dossiers (those that have one), in the caller's read: a large one on
-    SQLite as a `Spooled` file, which the caller removes."""
+    SQLite as a `Spooled` file, which the caller removes. Staged ones too: call it only for
+    dossiers that are stored."""
     if not ids:
         return {}
     run = await sqlite_thread(conn)
     if run is None:
-        query = select(originals.c.dossier_id, originals.c.content).where(originals.c.dossier_id.in_(list(ids)))
-        return dict((await conn.execute(query)).all())
+        out = {}
+        for table in (originals, staged_originals):
+            if wanted := [i for i in ids if i not in out]:
+                query = select(table.c.dossier_id, table.c.content).where(table.c.dossier_id.in_(wanted))
+                out.update((await conn.execute(query)).all())
+        return out
     return await run(_read_blobs, list(ids))
+
+
+async def read_original_bytes(conn: AsyncConnection, id: str) -> bytes | None:
+    """The original of stored dossier `id`, whole, from either table (None when it has none)."""
+    query = select(originals.c.content).where(originals.c.dossier_id == id).union_all(
+        select(staged_originals.c.content).where(staged_originals.c.dossier_id == id)
+    )
+    return (await conn.execute(query)).scalars().first()
 
 
 async def sqlite_thread(conn: AsyncConnection) -> Callable | None:
@@ -88,29 +136,36 @@ async def sqlite_thread(conn: AsyncConnection) -> Callable | None:
     return run
 
 
-def _write_blob(db: sqlite3.Connection, id: str, content: Spooled) -> None:
+def _write_blob(db: sqlite3.Connection, table: Table, id: str, content: Spooled, extra: dict) -> None:
     try:
         chunks = content.chunks(CHUNK)
     except OSError as exc:
         raise OriginalUnreadable(f"the original of dossier {id}: {exc}") from None
-    cursor = db.execute(f"INSERT INTO {TABLE} (dossier_id, {COLUMN}) VALUES (?, zeroblob(?))", (id, len(content)))
+    names = ", ".join(["dossier_id", COLUMN, *extra])
+    marks = ", ".join(["?", "zeroblob(?)", *("?" * len(extra))])
+    values = (id, len(content), *extra.values())
+    cursor = db.execute(f"INSERT INTO {table.name} ({names}) VALUES ({marks})", values)
     try:
         rowid = cursor.lastrowid
     finally:
         cursor.close()
-    with db.blobopen(TABLE, COLUMN, rowid) as blob:
+    with db.blobopen(table.name, COLUMN, rowid) as blob:
         for chunk in chunks:
             blob.write(chunk)
 
 
 def _read_blobs(db: sqlite3.Connection, ids: list[str]) -> dict[str, bytes | Spooled]:
-    marks = ",".join("?" * len(ids))
-    rowids = db.execute(f"SELECT dossier_id, rowid FROM {TABLE} WHERE dossier_id IN ({marks})", ids).fetchall()
     out: dict[str, bytes | Spooled] = {}
     try:
-        for id, rowid in rowids:
-            with db.blobopen(TABLE, COLUMN, rowid, readonly=True) as blob:
-                out[id] = blob.read() if len(blob) < LARGE else _spool_blob(blob)
+        for table in (originals.name, staged_originals.name):
+            wanted = [i for i in ids if i not in out]
+            if not wanted:
+                break
+            marks = ",".join("?" * len(wanted))
+            rowids = db.execute(f"SELECT dossier_id, rowid FROM {table} WHERE dossier_id IN ({marks})", wanted).fetchall()
+            for id, rowid in rowids:
+                with db.blobopen(table, COLUMN, rowid, readonly=True) as blob:
+                    out[id] = blob.read() if len(blob) < LARGE else _spool_blob(blob)
     except BaseException:
         for got in out.values():
             if isinstance(got, Spooled):

@@ -37,13 +37,14 @@ from interchange.audit.chain import (
 )
 from interchange.clock import VN_TZ, utc_now
 from interchange.kinds import SLUG_RECEIPT, SLUG_REFUSAL
+from interchange.spool import Spooled
 from interchange.trust.revocation import referenced_data
 
 from .audit import append as audit_append
 from .bulk import insert_many
 from .db import Database, StoreUnavailable, describe, store_unavailable
 from .deliveries import enqueue_receipt_deliveries
-from .originals import insert_originals
+from .originals import insert_originals, stage_original, unstage_original
 from .revdata import StoredNames, insert_revocation_data
 from .rows import DOSSIER_COLUMNS, dossier_of, new_work_row
 from .tables import counters, dossiers, notices, work_items
@@ -313,7 +314,7 @@ class Receipts:
         stored = plan.stored
         if stored:
             await insert_many(conn, dossiers, [_dossier_row(new, r.dossier) for new, r in stored])
-            await insert_originals(conn, [(new.id, new.original) for new, _ in stored])
+            await insert_originals(conn, [(new.id, new.original) for new, _ in stored if not new.original_staged])
             await insert_revocation_data(conn, self._db.insert, [new for new, _ in stored], self.stored_names, utc_now())
             await insert_many(conn, notices, [_notice_row(r) for _, r in stored])
             await enqueue_receipt_deliveries(conn, [r.dossier for _, r in stored])
@@ -343,7 +344,8 @@ class Receipts:
                     dossier = _stored_dossier(new, so_ho_so)
                     result = SaveResult(dossier, await job.make_notice(dossier), "stored")
                     await conn.execute(dossiers.insert(), _dossier_row(new, result.dossier))
-                    await insert_originals(conn, [(new.id, new.original)])
+                    if not new.original_staged:
+                        await insert_originals(conn, [(new.id, new.original)])
                     await insert_revocation_data(conn, self._db.insert, [new], self.stored_names, utc_now())
                     await conn.execute(notices.insert(), _notice_row(result))
                     await enqueue_receipt_deliveries(conn, [result.dossier])
@@ -359,6 +361,20 @@ class Receipts:
                 return found
         except Exception as exc:
             return exc
+
+    async def stage_original(self, id: str, content: Spooled) -> None:
+        """Write the large original of dossier `id` before its receipt is saved (in a transaction
+        of its own, while the dossier is checked): `save` of a NewDossier with `original_staged`
+        then only names it. A receipt that ends without storing `id` calls `unstage_original`;
+        what a dead process staged is removed by a later staging (`originals.ORPHAN_AFTER`)."""
+        now = utc_now()
+        removed = await self._db.write_inline(lambda conn: stage_original(conn, id, content, now))
+        if removed:
+            log.info("store: removed %d staged originals whose dossiers were never stored", removed)
+
+    async def unstage_original(self, id: str) -> None:
+        """Remove the staged original of `id` unless dossier `id` was stored."""
+        await self._db.write_inline(lambda conn: unstage_original(conn, id))
 
     async def earlier(self, owner: str, sha256: bytes) -> SaveResult | None:
         """The receipt of the same bytes from the same owner, unless refused (what an exact

@@ -133,6 +133,17 @@ originals = Table(
     Column("content", LargeBinary, nullable=False),
 )
 
+# A large original written while its dossier is checked, before the dossier's row exists (no
+# foreign key): read as the dossier's original once the dossier is stored (migration 0011).
+staged_originals = Table(
+    "staged_originals",
+    metadata,
+    Column("dossier_id", String(64), primary_key=True),
+    Column("staged_at", UTCDateTime, nullable=False),
+    Column("content", LargeBinary, nullable=False),  # last: see migration 0011
+    Index("ix_staged_originals_staged_at", "staged_at"),
+)
+
 # The CRLs and OCSP responses the signatures of dossiers rest on, each once, by the SHA-256 (hex)
 # its signers' `revocation` names it with (`crl_sha256`, `ocsp_sha256`); written with the first
 # receipt that uses it (migration 0009). Kept for ever: the evidence of those dossiers.

@@ -29,6 +29,7 @@ class NewDossier:
     owner: str  # "mst:<MST>", "ivan:<MaIVAN>" or "admin:<key id>": see ApiKey.owner
     submitter_key_id: str
     original: bytes | Spooled  # the exact bytes received (a large body: in its file)
+    original_staged: bool = False  # written already (Receipts.stage_original): the receipt only names it
     sha256: bytes  # digest of original, 32 raw bytes
     received_at: datetime  # tz-aware
     office_code: str  # the <office> of the dossier number
