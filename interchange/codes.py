@@ -82,6 +82,8 @@ XML_TOO_MANY_ELEMENTS = _code("XML-TOO-MANY-ELEMENTS", E, "Tệp XML có quá nh
                               "The XML has more elements than the limit.")
 XML_TOO_DEEP = _code("XML-TOO-DEEP", E, "Tệp XML lồng quá nhiều cấp.", "The XML nests deeper than the limit.")
 XML_MALFORMED = _code("XML-MALFORMED", E, "Tệp XML không đúng cú pháp.", "The XML is malformed.")
+XML_ENCODING = _code("XML-ENCODING", E, "Bảng mã của tệp XML không được chấp nhận; hãy dùng UTF-8.",
+                     "The XML's declared encoding is not accepted: use UTF-8 (UTF-16, ISO-8859-n and windows-125n are read too).")
 ENV_ROOT = _code("ENV-ROOT", E, "Phần tử gốc của hồ sơ phải là Hoso.", "The dossier's root element must be Hoso.")
 ENV_XSD = _code("ENV-XSD", E, "Hồ sơ (Hoso) không đúng lược đồ XSD.", "The Hoso envelope does not match its XSD.")
 ENV_MST_MISSING = _code("ENV-MST-MISSING", E, "Thiếu mã số thuế đơn vị (ThongTinDonVi/MaSoThue).",

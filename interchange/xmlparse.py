@@ -79,6 +79,16 @@ def parse_xml(
     data: bytes, limits: XmlLimits, *, layer: Layer = Layer.ENVELOPE, form: str | None = None
 ) -> etree._ElementTree:
     """Parse bytes into a tree, or raise Refusal with a problem that says what and where."""
+    if (declared := declared_encoding(data[:1024])) is not None and not accepted_encoding(declared):
+        raise _refuse(
+            layer,
+            codes.XML_ENCODING,
+            f"Tệp XML khai báo bảng mã {declared!r}, không được chấp nhận; hãy dùng UTF-8.",
+            f"The XML declares the encoding {declared!r}, which is not accepted: use UTF-8 "
+            "(UTF-16, ISO-8859-n and windows-125n are read too).",
+            form,
+            1,
+        )
     markers = [b"<!DOCTYPE", b"<!ENTITY"] if b"<!" in data else []  # one scan rules out both, usually
     if b"\x00" in data:  # a memchr: UTF-16 text has NUL bytes
         markers.append(b"<\x00!\x00D\x00O\x00C\x00T\x00Y\x00P\x00E")
@@ -235,6 +245,42 @@ class ShapeScan:
         if flags["nul"]:  # not ASCII-compatible: the byte patterns do not apply
             return dict.fromkeys(gates, True)
         return gates
+
+
+_DECLARED_ENCODING = re.compile(rb"<\?xml\s[^>]*?\bencoding\s*=\s*[\"']([^\"']*)[\"']")
+# Encodings in which every ASCII byte is that character, as the byte gates assume: UTF-8, ASCII
+# and the ISO-8859 and Windows code pages (Vietnamese: windows-1258). UTF-16 and UTF-32 spell
+# markup with NUL bytes, which the gates tell apart (then the tree checks all run).
+_ASCII_SUPERSETS = re.compile(rb"UTF8|(US)?ASCII|ISO8859\d{1,2}|LATIN\d|(WINDOWS|CP)125\d")
+_WIDE = re.compile(rb"(UTF|UCS)(16|32|2|4)(LE|BE)?")
+
+
+def declared_encoding(head: bytes) -> str | None:
+    """The encoding an 8-bit document's XML declaration names (after a UTF-8 BOM), if any."""
+    head = head.removeprefix(b"\xef\xbb\xbf").lstrip(b" \t\r\n")
+    declared = _DECLARED_ENCODING.match(head) if head.startswith(b"<?xml") else None
+    return None if declared is None else declared[1].decode("ascii", "replace")
+
+
+def _normal(name: str) -> bytes:
+    return name.upper().replace("-", "").replace("_", "").encode("ascii", "replace")
+
+
+def accepted_encoding(name: str) -> bool:
+    """An encoding libxml2 may read a document in here: every other one (UTF-7, in which
+    "+ADw-!DOCTYPE" is "<!DOCTYPE"; JAVA, in which "\\u003c" is "<"; EBCDIC ...) spells markup in
+    bytes that the byte gates do not look for, and is refused (XML-ENCODING)."""
+    return bool(_ASCII_SUPERSETS.fullmatch(_normal(name)) or _WIDE.fullmatch(_normal(name)))
+
+
+def ascii_markup(head: bytes) -> bool:
+    """Whether a document starting with `head` spells its markup in ASCII bytes, as the byte
+    gates look for it: it starts with "<" (after a UTF-8 BOM) and declares no encoding but UTF-8,
+    ASCII or an ISO-8859 or Windows code page (not UTF-7, EBCDIC, UTF-16 ...)."""
+    if not head.removeprefix(b"\xef\xbb\xbf").lstrip(b" \t\r\n").startswith(b"<"):
+        return False
+    declared = declared_encoding(head)
+    return declared is None or bool(_ASCII_SUPERSETS.fullmatch(_normal(declared)))
 
 
 def windows(chunks: Iterable[bytes], most: int) -> Iterator[bytes]:

@@ -541,6 +541,28 @@ def doctype_in_utf32(w, cfg):
     return doc.encode("utf-32")
 
 
+@attack("XML-ENCODING", layer="envelope")
+def doctype_in_utf7(w, cfg):
+    """libxml2 reads UTF-7 through iconv, where "+ADw-" is "<": a DOCTYPE no byte scan sees."""
+    return (b'<?xml version="1.0" encoding="UTF-7"?>+ADw-!DOCTYPE Hoso +AFs-+ADw-!ENTITY x SYSTEM '
+            b'"file:///etc/passwd"+AD4-+AF0-+AD4-+ADw-Hoso+AD4-+ACY-x;+ADw-/Hoso+AD4-')
+
+
+@attack("XML-ENCODING", layer="envelope")
+def doctype_in_java_escapes(w, cfg):
+    """iconv's JAVA encoding reads "\\u003c" as "<"."""
+    return b'<?xml version="1.0" encoding="JAVA"?>\\u003c!DOCTYPE Hoso []>\\u003cHoso/>'
+
+
+@attack("XML-ENCODING@D02-TS", layer="envelope")
+def attributes_in_a_utf7_form(w, cfg):
+    """A form in UTF-7, its 5,000 attributes spelt "+AD0-" where the byte count looks for "=":
+    the shape limits must not be skipped (refused before any parse)."""
+    attributes = "".join(f' a{i}="x"' for i in range(5000))
+    form = f'<D02-TS{attributes}><NoiDung/><Cky/></D02-TS>'.encode("utf-7").replace(b"=", b"+AD0-")
+    return with_d02(w, b'<?xml version="1.0" encoding="UTF-7"?>' + form)
+
+
 @attack(layer="envelope")
 def billion_laughs_in_utf32(w, cfg):
     """Past the byte scan too; libxml2's amplification limit stops it first (XML-MALFORMED), or the

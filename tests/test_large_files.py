@@ -25,7 +25,7 @@ from interchange.spool import Spooled
 from interchange.trust import leanbody, streaming
 from interchange.trust.c14nstream import Splice
 from interchange.trust.dossier_signing import sign_envelope, sign_form
-from interchange.xmlparse import ShapeScan, XmlLimits, shape_gates, windows
+from interchange.xmlparse import ShapeScan, XmlLimits, ascii_markup, shape_gates, windows
 from tests.helpers import UNIT, dossier, in_file
 
 PARSER = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=True, remove_comments=True)
@@ -302,6 +302,53 @@ def test_a_form_cut_short_is_refused_as_on_the_tree(world, cfg, small_large, tmp
     tree = receiver.receive(body, at, caller, stream=False)
     assert not tree.accepted and "XML-MALFORMED" in {p.code for p in tree.problems}, tree.problems
     assert summary(filed) == summary(tree)
+    assert not list(small_large.iterdir())
+
+
+@pytest.mark.parametrize(("head", "ascii"), [
+    (b"<D02-TS/>", True), (b"\xef\xbb\xbf<?xml version='1.0' encoding='utf-8'?>\n<D02-TS/>", True),
+    (b'<?xml version="1.0"?><D02-TS/>', True), (b'\r\n <?xml version="1.0" encoding="UTF8" standalone="yes"?>', True),
+    (b'<?xml version="1.0" encoding="UTF-7"?>', False), (b'<?xml version="1.0" encoding="ISO-8859-1"?>', True),
+    (b'<?xml version="1.0" encoding="windows-1258"?>', True), (b'<?xml version="1.0" encoding="JAVA"?>', False),
+    (b'<?xml  encoding = "utf-16" version="1.0"?>', False), (b"\x4c\x6f\xa7\x94", False),  # EBCDIC "<?xm"
+    (b"\xff\xfe<\x00?\x00", False), (b"", False),
+])  # fmt: skip
+def test_ascii_markup_is_utf8_only(head, ascii):
+    assert ascii_markup(head) is ascii
+
+
+def as_utf7(form: bytes, markup: bool = False) -> bytes:
+    """`form` in UTF-7 (the same characters: its signature holds); `markup`: every "<" spelt "+ADw-"."""
+    text = form.decode("utf-8-sig").replace('encoding="utf-8"', 'encoding="UTF-7"', 1)
+    declaration, rest = text.split("?>", 1)
+    # each piece on its own: UTF-7 ends a piece's last base64 run with "-" (a "+" after it would go on)
+    body = b"+ADw-".join(piece.encode("utf-7") for piece in rest.split("<")) if markup else rest.encode("utf-7")
+    return declaration.encode() + b"?>" + body
+
+
+def test_a_form_in_another_encoding_is_not_streamed():
+    """The streaming pass (which expands internal entities: RESOLVE_ENTITIES) takes UTF-8 only:
+    in UTF-7, which libxml2 reads, its byte gates would not see a DOCTYPE spelt "+ADw-!DOCTYPE"."""
+    limits = XmlLimits()
+    form = samples.d02ts(50, seed=6, unit=UNIT)
+    assert streaming.stream_form(form, limits, None, ("LaoDong",)) is not None
+    for other in (as_utf7(form), as_utf7(form, markup=True)):
+        assert etree.fromstring(other, PARSER) is not None  # libxml2 reads it
+        assert streaming.stream_form(other, limits, None, ("LaoDong",)) is None
+    latin = form.decode("utf-8-sig").replace('encoding="utf-8"', 'encoding="ISO-8859-1"', 1)
+    assert streaming.stream_form(latin.encode("latin-1", "xmlcharrefreplace"), limits, None, ("LaoDong",)) is not None
+
+
+def test_a_large_form_in_utf7_is_refused_for_its_encoding(world, cfg, small_large, tmp_path, monkeypatch):
+    signer = world.signer(world.unit)
+    form = as_utf7(sign_form(samples.d02ts(300, seed=7, unit=UNIT), signer), markup=True)
+    declaration, rest = form.split(b"?>", 1)
+    form = declaration + b"?>+ADw-!DOCTYPE D02-TS +AFs-+ADw-!ENTITY x 'y'+AD4-+AF0-+AD4-" + rest
+    assert b"<!" not in form
+    body = sign_envelope(samples.envelope(UNIT, [("D02-TS", "D02-TS.xml", form)]), signer, sign_forms=False)
+    receiver = Receiver.from_config(cfg.trust, cfg.trust_paths, cfg.limits)
+    out = receiver.receive(in_file(body, tmp_path), datetime.now(UTC), Caller(role="submitter", mst=UNIT.mst))
+    assert not out.accepted and [p.code for p in out.problems] == ["XML-ENCODING"], out.problems
     assert not list(small_large.iterdir())
 
 

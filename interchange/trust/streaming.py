@@ -29,11 +29,18 @@ from dataclasses import dataclass
 
 from lxml import etree
 
-from interchange.spool import Spooled
+from interchange.spool import Spooled, head_of
 from interchange.trust.aside import validate_aside
 from interchange.trust.c14nstream import Part, Splice, new_token
 from interchange.trust.xmldsig import SIGNATURE_TAG
-from interchange.xmlparse import PARSE_OPTIONS, ShapeScan, XmlLimits, long_name_in_canonical, windows
+from interchange.xmlparse import (
+    PARSE_OPTIONS,
+    ShapeScan,
+    XmlLimits,
+    ascii_markup,
+    long_name_in_canonical,
+    windows,
+)
 
 STREAM_MIN = 1024 * 1024  # smaller forms are read as trees: streaming pays only for large ones
 ROW_BATCH = 64  # rows canonicalised in one C14N call (the per-call costs paid once; more gains nothing)
@@ -41,8 +48,9 @@ _CHUNK = 4 * 1024 * 1024
 # iterparse with a schema: resolve_entities=False makes lxml (seen on 6.2.0, libxml2 2.14.6) end
 # the parse of a form that is not well-formed (cut short, an undefined entity) without an error,
 # so a signed form missing its root's end tag passed. "internal" has nothing to resolve: the byte
-# gates refuse any DOCTYPE (no entity can be declared) before the parse, and the reduced tree is
-# checked for one.
+# gates refuse any DOCTYPE (no entity can be declared) before the parse, a form whose markup is
+# not spelt in ASCII bytes goes the tree's way (`ascii_markup`: the gates would not see its
+# DOCTYPE; the tree's parse refuses a UTF-7 one), and the reduced tree is checked for one.
 RESOLVE_ENTITIES = "internal"
 
 
@@ -375,6 +383,8 @@ def _gates(data: bytes | Spooled, limits: XmlLimits, *, names: bool = True) -> d
     of it. Else whether the bytes hold more attributes than one element may ("attributes": this
     pass counts them element by element then); namespace declarations it always counts. Not
     `names`: long names are not looked for (the caller does)."""
+    if not ascii_markup(head_of(data, 1024)):  # UTF-16, UTF-7 ...: the byte gates cannot see its markup
+        return None
     scan = ShapeScan(limits, stream=True, names=names)
     if isinstance(data, Spooled):
         try:
