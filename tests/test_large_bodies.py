@@ -147,22 +147,45 @@ async def test_a_failed_staging_leaves_the_original_to_the_receipt(spools, api, 
     assert await (await api.get(f"/api/v1/dossiers/{tx}/original", headers=api.keys["unit"])).read() == body
 
 
+async def test_a_staging_cancelled_after_its_commit_leaves_one_original(spools, api, world, monkeypatch):
+    """A staging task cancelled (the server stopping) while its thread commits: the receipt writes
+    the original itself, and the staged copy is removed (it would otherwise be kept for ever, its
+    dossier stored)."""
+    real = api.store.receipts.stage_original
+
+    async def committed_then_cancelled(id, content):
+        await real(id, content)
+        raise asyncio.CancelledError
+
+    monkeypatch.setattr(api.store.receipts, "stage_original", committed_then_cancelled)
+    body = signed(world, UNIT, "12/2025", [p_row(CMND="001090123456", TienLuong="10000000", TuThang="12/2025",
+                                                 PA="TM", Loai="1")])
+    resp = await api.post("/api/v1/dossiers", data=body, headers={**XML, **api.keys["unit"]})
+    assert resp.status == 202, await resp.text()
+    tx = resp.headers["X-Transaction-Id"]
+    assert await where_stored(api.store, tx) == (1, 0)
+    assert await (await api.get(f"/api/v1/dossiers/{tx}/original", headers=api.keys["unit"])).read() == body
+
+
 async def test_staged_originals_no_dossier_names_go_after_an_hour(spools, store):
     """What a dead process staged (no dossier row) is removed by a later staging once older than
     ORPHAN_AFTER; a younger one may still be a receipt under way, and a stored dossier's stays."""
     data = b"<Hoso>" + b"x" * 4000 + b"</Hoso>"
     spooled = Spooled.write(data)
     long_ago = utc_now() - ORPHAN_AFTER - timedelta(minutes=1)
-    kept = new_dossier(data)
+    kept, doubled = new_dossier(data), new_dossier(data + b" ")
     kept.original, kept.original_staged = spooled, True
-    for id, at in (("orphan-old", long_ago), ("orphan-young", utc_now() - ORPHAN_AFTER / 2), (kept.id, long_ago)):
+    for id, at in (("orphan-old", long_ago), ("orphan-young", utc_now() - ORPHAN_AFTER / 2), (kept.id, long_ago),
+                   (doubled.id, long_ago)):
         assert await store.db.write_inline(lambda conn, id=id, at=at: stage_original(conn, id, spooled, at)) == 0
     assert (await store.receipts.save(kept, notice_for)).outcome == "stored"
+    assert (await store.receipts.save(doubled, notice_for)).outcome == "stored"  # its original written again
     await store.receipts.stage_original("later", spooled)
     async with store.db.reading() as conn:
         left = set((await conn.execute(select(staged_originals.c.dossier_id))).scalars())
     assert left == {"orphan-young", kept.id, "later"}
     assert await store.dossiers.original(kept.id, ALL) == data
+    assert await store.dossiers.original(doubled.id, ALL) == data + b" "  # from dossier_originals
     await store.receipts.unstage_original(kept.id)  # a stored dossier's original is never removed
     await store.receipts.unstage_original("orphan-young")
     assert await staged_count(store) == 2 and await store.dossiers.original(kept.id, ALL) == data

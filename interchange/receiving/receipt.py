@@ -89,7 +89,7 @@ class Reception:
         caller = Caller(role=key.role, mst=key.mst, ivan=key.ivan)
         id = uuid.uuid4().hex
         staging = self._stage(id, body)
-        stored = False
+        kept = False  # the staged original is the stored dossier's
         try:
             outcome = await self.stages.receive(body, received_at, caller, judge=self.known is not None,
                                                 stored_data=self.store.receipts.stored_names.recent())
@@ -108,10 +108,11 @@ class Reception:
 
                 saved = await self.store.receipts.save(new, make_notice)
                 stored = saved.outcome == "stored"
+                kept = stored and new.original_staged
                 if stored and WORK_JUDGE in new.work and outcome.judgement is not None:
                     self.known.put(saved.dossier.id, outcome.judgement)
         finally:
-            if staging is not None and not stored:
+            if staging is not None and not kept:
                 await self._unstage(id, staging)
         if saved.outcome == "conflict":
             return Answer(CONFLICT, dossier=saved.dossier, problem=conflict_problem(saved.dossier.id))
@@ -131,11 +132,12 @@ class Reception:
         return task
 
     async def _unstage(self, id: str, staging: asyncio.Task) -> None:
-        """The receipt ended without storing dossier `id`: its staged original goes (what cannot
-        go now, the database away, goes with a later staging: `originals.ORPHAN_AFTER`)."""
+        """The receipt ended without storing dossier `id`, or stored its original itself: the
+        staged original goes (what cannot go now, the database away, goes with a later staging:
+        `originals.ORPHAN_AFTER`)."""
         await asyncio.wait([staging])
-        if staging.cancelled() or staging.exception() is not None:
-            return
+        if not staging.cancelled() and staging.exception() is not None:
+            return  # rolled back: nothing to remove
         try:
             await self.store.receipts.unstage_original(id)
         except Exception as exc:  # noqa: BLE001 - the receipt's own outcome stands

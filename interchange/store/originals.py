@@ -17,7 +17,7 @@ import sqlite3
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 
-from sqlalchemy import Table, delete, exists, select
+from sqlalchemy import Table, delete, exists, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from interchange.spool import CHUNK, LARGE, Spooled, SpoolWriter
@@ -50,25 +50,25 @@ async def insert_originals(conn: AsyncConnection, rows: Sequence[tuple[str, byte
 async def stage_original(conn: AsyncConnection, id: str, content: Spooled, now: datetime) -> int:
     """Write the original of dossier `id`, not stored yet, into `staged_originals`, in the
     caller's transaction; first remove the staged originals older than `ORPHAN_AFTER` that no
-    dossier names. How many were removed."""
+    stored dossier reads. How many were removed."""
     orphans = await conn.execute(
-        delete(staged_originals).where(
-            staged_originals.c.staged_at < now - ORPHAN_AFTER,
-            ~exists().where(dossiers.c.id == staged_originals.c.dossier_id),
-        )
+        delete(staged_originals).where(staged_originals.c.staged_at < now - ORPHAN_AFTER, _unneeded(staged_originals.c.dossier_id))
     )
     await _insert_large(conn, staged_originals, id, content, {"staged_at": now})
     return orphans.rowcount or 0
 
 
 async def unstage_original(conn: AsyncConnection, id: str) -> None:
-    """Remove the staged original of `id` unless a dossier `id` was stored (its receipt ended
-    without storing it)."""
-    await conn.execute(
-        delete(staged_originals).where(
-            staged_originals.c.dossier_id == id, ~exists().where(dossiers.c.id == id)
-        )
-    )
+    """Remove the staged original of `id` unless it is the stored dossier `id`'s original: the
+    receipt ended without storing the dossier, or stored the original itself (its staging was
+    cancelled, yet committed)."""
+    await conn.execute(delete(staged_originals).where(staged_originals.c.dossier_id == id, _unneeded(id)))
+
+
+def _unneeded(id):
+    """A staged original no stored dossier reads: none was stored, or its original was written
+    in dossier_originals (the staging was cancelled, yet its thread committed)."""
+    return or_(~exists().where(dossiers.c.id == id), exists().where(originals.c.dossier_id == id))
 
 
 async def _insert_large(conn: AsyncConnection, table: Table, id: str, content: Spooled, extra: dict) -> None:
