@@ -79,13 +79,14 @@ def parse_xml(
     data: bytes, limits: XmlLimits, *, layer: Layer = Layer.ENVELOPE, form: str | None = None
 ) -> etree._ElementTree:
     """Parse bytes into a tree, or raise Refusal with a problem that says what and where."""
-    if (declared := declared_encoding(data[:1024])) is not None and not accepted_encoding(declared):
+    if (declared := declared_encoding(data)) is not None and not accepted_encoding(declared):
+        said = (f"declares the encoding {declared!r}" if declared
+                else f"has an XML declaration that does not end in its first {DECLARATION_HEAD} bytes")
         raise _refuse(
             layer,
             codes.XML_ENCODING,
             f"Tệp XML khai báo bảng mã {declared!r}, không được chấp nhận; hãy dùng UTF-8.",
-            f"The XML declares the encoding {declared!r}, which is not accepted: use UTF-8 "
-            "(UTF-16, ISO-8859-n and windows-125n are read too).",
+            f"The XML {said}, which is not accepted: use UTF-8 (UTF-16, ISO-8859-n and windows-125n are read too).",
             form,
             1,
         )
@@ -247,7 +248,8 @@ class ShapeScan:
         return gates
 
 
-_DECLARED_ENCODING = re.compile(rb"<\?xml\s[^>]*?\bencoding\s*=\s*[\"']([^\"']*)[\"']")
+_ENCODING_PSEUDO_ATTRIBUTE = re.compile(rb"\sencoding\s*=\s*[\"']([^\"']*)[\"']")
+DECLARATION_HEAD = 1024  # bytes in which an XML declaration must end (it is about 60)
 # Encodings in which every ASCII byte is that character, as the byte gates assume: UTF-8, ASCII
 # and the ISO-8859 and Windows code pages (Vietnamese: windows-1258). UTF-16 and UTF-32 spell
 # markup with NUL bytes, which the gates tell apart (then the tree checks all run).
@@ -256,9 +258,16 @@ _WIDE = re.compile(rb"(UTF|UCS)(16|32|2|4)(LE|BE)?")
 
 
 def declared_encoding(head: bytes) -> str | None:
-    """The encoding an 8-bit document's XML declaration names (after a UTF-8 BOM), if any."""
-    head = head.removeprefix(b"\xef\xbb\xbf").lstrip(b" \t\r\n")
-    declared = _DECLARED_ENCODING.match(head) if head.startswith(b"<?xml") else None
+    """The encoding an 8-bit document's XML declaration names (after a UTF-8 BOM), if any, read
+    from its first `DECLARATION_HEAD` bytes: a declaration that does not end there (libxml2 reads
+    any white space in it) reads as naming "" (no encoding by that name is accepted)."""
+    head = head[:DECLARATION_HEAD].removeprefix(b"\xef\xbb\xbf").lstrip(b" \t\r\n")
+    if not re.match(rb"<\?xml[ \t\r\n]", head):
+        return None
+    end = head.find(b"?>")
+    if end < 0:
+        return ""
+    declared = _ENCODING_PSEUDO_ATTRIBUTE.search(head, 0, end)
     return None if declared is None else declared[1].decode("ascii", "replace")
 
 

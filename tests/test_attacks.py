@@ -549,6 +549,14 @@ def doctype_in_utf7(w, cfg):
 
 
 @attack("XML-ENCODING", layer="envelope")
+def utf7_behind_a_long_declaration(w, cfg):
+    """libxml2 reads any white space inside the XML declaration: its encoding may come after the
+    bytes a scan looks at."""
+    return (b'<?xml version="1.0"' + b" " * 5000 + b'encoding="UTF-7"?>+ADw-!DOCTYPE Hoso +AFs-+AF0-+AD4-'
+            b"+ADw-Hoso/+AD4-")
+
+
+@attack("XML-ENCODING", layer="envelope")
 def doctype_in_java_escapes(w, cfg):
     """iconv's JAVA encoding reads "\\u003c" as "<"."""
     return b'<?xml version="1.0" encoding="JAVA"?>\\u003c!DOCTYPE Hoso []>\\u003cHoso/>'

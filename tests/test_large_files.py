@@ -312,6 +312,8 @@ def test_a_form_cut_short_is_refused_as_on_the_tree(world, cfg, small_large, tmp
     (b'<?xml version="1.0" encoding="windows-1258"?>', True), (b'<?xml version="1.0" encoding="JAVA"?>', False),
     (b'<?xml  encoding = "utf-16" version="1.0"?>', False), (b"\x4c\x6f\xa7\x94", False),  # EBCDIC "<?xm"
     (b"\xff\xfe<\x00?\x00", False), (b"", False),
+    (b'<?xml version="1.0"' + b" " * 2000 + b'encoding="UTF-7"?>', False),  # not ended in the head: refused
+    (b'<?xml version="1.0"' + b" " * 900 + b'encoding="UTF-8"?><a/>', True),
 ])  # fmt: skip
 def test_ascii_markup_is_utf8_only(head, ascii):
     assert ascii_markup(head) is ascii

@@ -34,6 +34,7 @@ from interchange.trust.aside import validate_aside
 from interchange.trust.c14nstream import Part, Splice, new_token
 from interchange.trust.xmldsig import SIGNATURE_TAG
 from interchange.xmlparse import (
+    DECLARATION_HEAD,
     PARSE_OPTIONS,
     ShapeScan,
     XmlLimits,
@@ -383,7 +384,7 @@ def _gates(data: bytes | Spooled, limits: XmlLimits, *, names: bool = True) -> d
     of it. Else whether the bytes hold more attributes than one element may ("attributes": this
     pass counts them element by element then); namespace declarations it always counts. Not
     `names`: long names are not looked for (the caller does)."""
-    if not ascii_markup(head_of(data, 1024)):  # UTF-16, UTF-7 ...: the byte gates cannot see its markup
+    if not ascii_markup(head_of(data, DECLARATION_HEAD)):  # UTF-16, UTF-7 ...: the byte gates cannot see its markup
         return None
     scan = ShapeScan(limits, stream=True, names=names)
     if isinstance(data, Spooled):
