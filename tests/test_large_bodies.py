@@ -22,7 +22,13 @@ from interchange.api import http as api_http
 from interchange.clock import utc_now
 from interchange.spool import Spooled, SpoolWriter
 from interchange.store import originals
-from interchange.store.originals import ORPHAN_AFTER, OriginalUnreadable, read_originals, stage_original
+from interchange.store.originals import (
+    ORPHAN_AFTER,
+    OriginalUnreadable,
+    claim_staged,
+    read_originals,
+    stage_original,
+)
 from interchange.store.tables import originals as originals_table
 from interchange.store.tables import staged_originals
 from tests.helpers import ALL, UNIT, XML, new_dossier, notice_for, notice_of, p_row, run_work, signed, t
@@ -165,6 +171,44 @@ async def test_a_staging_cancelled_after_its_commit_leaves_one_original(spools, 
     tx = resp.headers["X-Transaction-Id"]
     assert await where_stored(api.store, tx) == (1, 0)
     assert await (await api.get(f"/api/v1/dossiers/{tx}/original", headers=api.keys["unit"])).read() == body
+
+
+async def test_a_staged_original_gone_before_the_receipt_is_written_from_its_file(spools, api, world, monkeypatch):
+    """However it went (a cleanup on a machine whose clock is hours ahead), a staged original not
+    there when the receipt commits is written by the receipt from the body's file: a stored
+    dossier always has its original."""
+    real = api.store.receipts.stage_original
+
+    async def staged_then_removed(id, content):
+        await real(id, content)
+        async with api.store.db.writing() as conn:
+            await conn.execute(staged_originals.delete().where(staged_originals.c.dossier_id == id))
+
+    monkeypatch.setattr(api.store.receipts, "stage_original", staged_then_removed)
+    body = signed(world, UNIT, "12/2025", [p_row(CMND="001090123456", TienLuong="10000000", TuThang="12/2025",
+                                                 PA="TM", Loai="1")])
+    resp = await api.post("/api/v1/dossiers", data=body, headers={**XML, **api.keys["unit"]})
+    assert resp.status == 202, await resp.text()
+    tx = resp.headers["X-Transaction-Id"]
+    assert await where_stored(api.store, tx) == (1, 0)
+    assert await (await api.get(f"/api/v1/dossiers/{tx}/original", headers=api.keys["unit"])).read() == body
+
+
+async def test_a_cleanup_skips_a_staged_original_a_receipt_has_claimed(spools, store, store_url):
+    """PostgreSQL: a receipt's transaction locks the staged originals it names (claim_staged); a
+    cleanup meanwhile, however late the clock says it is, leaves them (on SQLite the receipt's
+    write lock keeps any cleanup out)."""
+    if not store_url.startswith("postgresql"):
+        pytest.skip("SQLite: one writer at a time")
+    spooled = Spooled.write(b"<Hoso>" + b"x" * 4000 + b"</Hoso>")
+    await store.receipts.stage_original("claimed", spooled)
+    async with store.db.writing() as receipt:
+        assert await claim_staged(receipt, ["claimed", "never-staged"]) == {"claimed"}
+        far = utc_now() + 10 * ORPHAN_AFTER
+        removed = await asyncio.wait_for(store.db.write_inline(lambda conn: stage_original(conn, "later", spooled, far)), 10)
+        assert removed == 0
+    assert await store.db.write_inline(lambda conn: stage_original(conn, "latest", spooled, far)) == 1  # now it goes
+    spooled.remove()
 
 
 async def test_staged_originals_no_dossier_names_go_after_an_hour(spools, store):

@@ -51,11 +51,28 @@ async def stage_original(conn: AsyncConnection, id: str, content: Spooled, now: 
     """Write the original of dossier `id`, not stored yet, into `staged_originals`, in the
     caller's transaction; first remove the staged originals older than `ORPHAN_AFTER` that no
     stored dossier reads. How many were removed."""
-    orphans = await conn.execute(
-        delete(staged_originals).where(staged_originals.c.staged_at < now - ORPHAN_AFTER, _unneeded(staged_originals.c.dossier_id))
-    )
+    # Those a receipt has claimed (`claim_staged`, its transaction under way) are skipped, and the
+    # rest checked again when deleted (a new snapshot): a clock stepped by hours, or a receipt
+    # slower than ORPHAN_AFTER, never takes a stored dossier's original.
+    old = (select(staged_originals.c.dossier_id)
+           .where(staged_originals.c.staged_at < now - ORPHAN_AFTER, _unneeded(staged_originals.c.dossier_id))
+           .with_for_update(skip_locked=True))  # fmt: skip
+    orphans = list((await conn.execute(old)).scalars())
+    if orphans:
+        await conn.execute(delete(staged_originals).where(staged_originals.c.dossier_id.in_(orphans),
+                                                          _unneeded(staged_originals.c.dossier_id)))  # fmt: skip
     await _insert_large(conn, staged_originals, id, content, {"staged_at": now})
-    return orphans.rowcount or 0
+    return len(orphans)
+
+
+async def claim_staged(conn: AsyncConnection, ids: Sequence[str]) -> set[str]:
+    """Those of `ids` whose original is staged, locked in the caller's (the receipt's) transaction
+    so that no cleanup removes them before it commits (on SQLite its write lock does that). The
+    caller writes the others' originals itself."""
+    if not ids:
+        return set()
+    query = select(staged_originals.c.dossier_id).where(staged_originals.c.dossier_id.in_(list(ids)))
+    return set((await conn.execute(query.with_for_update(key_share=True))).scalars())
 
 
 async def unstage_original(conn: AsyncConnection, id: str) -> None:

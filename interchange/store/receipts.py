@@ -44,7 +44,7 @@ from .audit import append as audit_append
 from .bulk import insert_many
 from .db import Database, StoreUnavailable, describe, store_unavailable
 from .deliveries import enqueue_receipt_deliveries
-from .originals import insert_originals, stage_original, unstage_original
+from .originals import claim_staged, insert_originals, stage_original, unstage_original
 from .revdata import StoredNames, insert_revocation_data
 from .rows import DOSSIER_COLUMNS, dossier_of, new_work_row
 from .tables import counters, dossiers, notices, work_items
@@ -314,7 +314,8 @@ class Receipts:
         stored = plan.stored
         if stored:
             await insert_many(conn, dossiers, [_dossier_row(new, r.dossier) for new, r in stored])
-            await insert_originals(conn, [(new.id, new.original) for new, _ in stored if not new.original_staged])
+            staged = await claim_staged(conn, [new.id for new, _ in stored if new.original_staged])
+            await insert_originals(conn, [(new.id, new.original) for new, _ in stored if new.id not in staged])
             await insert_revocation_data(conn, self._db.insert, [new for new, _ in stored], self.stored_names, utc_now())
             await insert_many(conn, notices, [_notice_row(r) for _, r in stored])
             await enqueue_receipt_deliveries(conn, [r.dossier for _, r in stored])
@@ -344,7 +345,7 @@ class Receipts:
                     dossier = _stored_dossier(new, so_ho_so)
                     result = SaveResult(dossier, await job.make_notice(dossier), "stored")
                     await conn.execute(dossiers.insert(), _dossier_row(new, result.dossier))
-                    if not new.original_staged:
+                    if not (new.original_staged and await claim_staged(conn, [new.id])):
                         await insert_originals(conn, [(new.id, new.original)])
                     await insert_revocation_data(conn, self._db.insert, [new], self.stored_names, utc_now())
                     await conn.execute(notices.insert(), _notice_row(result))
