@@ -139,11 +139,8 @@ async def test_the_staged_content_is_the_last_column_as_sqlite_needs(store, stor
             assert max(columns)[1] == "content", columns
 
 
-async def test_a_failed_staging_leaves_the_original_to_the_receipt(spools, api, world, monkeypatch):
-    async def fails(id, content):
-        raise OSError("disk full")
-
-    monkeypatch.setattr(api.store.receipts, "stage_original", fails)
+async def received_with_its_original_in_dossier_originals(api, world) -> None:
+    """A large dossier posted gets its 202, and its original is read back from dossier_originals."""
     body = signed(world, UNIT, "12/2025", [p_row(CMND="001090123456", TienLuong="10000000", TuThang="12/2025",
                                                  PA="TM", Loai="1")])
     resp = await api.post("/api/v1/dossiers", data=body, headers={**XML, **api.keys["unit"]})
@@ -151,6 +148,14 @@ async def test_a_failed_staging_leaves_the_original_to_the_receipt(spools, api, 
     tx = resp.headers["X-Transaction-Id"]
     assert await where_stored(api.store, tx) == (1, 0)
     assert await (await api.get(f"/api/v1/dossiers/{tx}/original", headers=api.keys["unit"])).read() == body
+
+
+async def test_a_failed_staging_leaves_the_original_to_the_receipt(spools, api, world, monkeypatch):
+    async def fails(id, content):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(api.store.receipts, "stage_original", fails)
+    await received_with_its_original_in_dossier_originals(api, world)
 
 
 async def test_a_staging_cancelled_after_its_commit_leaves_one_original(spools, api, world, monkeypatch):
@@ -164,13 +169,7 @@ async def test_a_staging_cancelled_after_its_commit_leaves_one_original(spools, 
         raise asyncio.CancelledError
 
     monkeypatch.setattr(api.store.receipts, "stage_original", committed_then_cancelled)
-    body = signed(world, UNIT, "12/2025", [p_row(CMND="001090123456", TienLuong="10000000", TuThang="12/2025",
-                                                 PA="TM", Loai="1")])
-    resp = await api.post("/api/v1/dossiers", data=body, headers={**XML, **api.keys["unit"]})
-    assert resp.status == 202, await resp.text()
-    tx = resp.headers["X-Transaction-Id"]
-    assert await where_stored(api.store, tx) == (1, 0)
-    assert await (await api.get(f"/api/v1/dossiers/{tx}/original", headers=api.keys["unit"])).read() == body
+    await received_with_its_original_in_dossier_originals(api, world)
 
 
 async def test_a_staged_original_gone_before_the_receipt_is_written_from_its_file(spools, api, world, monkeypatch):
@@ -185,13 +184,7 @@ async def test_a_staged_original_gone_before_the_receipt_is_written_from_its_fil
             await conn.execute(staged_originals.delete().where(staged_originals.c.dossier_id == id))
 
     monkeypatch.setattr(api.store.receipts, "stage_original", staged_then_removed)
-    body = signed(world, UNIT, "12/2025", [p_row(CMND="001090123456", TienLuong="10000000", TuThang="12/2025",
-                                                 PA="TM", Loai="1")])
-    resp = await api.post("/api/v1/dossiers", data=body, headers={**XML, **api.keys["unit"]})
-    assert resp.status == 202, await resp.text()
-    tx = resp.headers["X-Transaction-Id"]
-    assert await where_stored(api.store, tx) == (1, 0)
-    assert await (await api.get(f"/api/v1/dossiers/{tx}/original", headers=api.keys["unit"])).read() == body
+    await received_with_its_original_in_dossier_originals(api, world)
 
 
 async def test_a_cleanup_skips_a_staged_original_a_receipt_has_claimed(spools, store, store_url):
