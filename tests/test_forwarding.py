@@ -131,21 +131,31 @@ async def test_forwards_the_exact_bytes_and_relays_receipt_and_result(pair, worl
     assert "interchange_forward_breaker_state 0.0" in metrics
 
 
-async def test_a_large_original_is_forwarded_from_its_file(pair, world, store_url, monkeypatch, tmp_path):
+@pytest.mark.parametrize("staged", [False, True])  # True: the I-VAN read the body into a file and staged it
+async def test_a_large_original_is_forwarded_from_its_file(pair, world, store_url, monkeypatch, tmp_path, staged):
     import tempfile
 
+    from sqlalchemy import func, select
+
+    from interchange.api import http as api_http
     from interchange.spool import SpoolWriter
     from interchange.store import originals
+    from interchange.store.tables import staged_originals
 
     folder = tmp_path / "spool"
     folder.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(folder))
     monkeypatch.setattr(originals, "LARGE", 1024)  # the I-VAN's (SQLite) store reads it back into a file
+    if staged:
+        monkeypatch.setattr(api_http, "LARGE", 1024)
     made = []
     real_init = SpoolWriter.__init__
     monkeypatch.setattr(SpoolWriter, "__init__", lambda self, **kw: real_init(self, **kw) or made.append(self))
     body = dossier(world.signer(world.unit), seed=301)
     tx = await pair.submit(body)
+    async with pair.ivan_app[SERVICES].store.db.reading() as conn:
+        query = select(func.count()).select_from(staged_originals).where(staged_originals.c.dossier_id == tx)
+        assert (await conn.execute(query)).scalar_one() == (1 if staged else 0)
     made.clear()
     assert await pair.run(datetime.now(UTC) + S) == ["forward:done"]
     (upstream,) = await agency_dossiers(pair)
