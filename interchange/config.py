@@ -31,7 +31,7 @@ class ServerConfig:
     workers: int = 2  # processes for signature and schema work; 0 runs it in a thread
     # A form of this many MiB or more is validated against its XSD in a process forked from the
     # worker, beside the worker's pass over it (Linux), when another worker is idle: a large
-    # dossier is answered sooner for about 60 % more CPU on it, on another core. 0: one pass.
+    # dossier is answered sooner for about 5 % more CPU on it, on another core. 0: one pass.
     validate_aside_mib: float = 16.0
     # A connection is closed when no complete request head (line and headers) has arrived this
     # long after it opened or after its last answer: idle keep-alive, and slow headers (slowloris).

@@ -335,7 +335,7 @@ def stream_form(data: bytes | Spooled, limits: XmlLimits, schema: etree.XMLSchem
         return None
     helper = None  # started first, it runs beside the byte gates too (and is ended when they fail)
     if schema is not None and aside_from > 0 and isinstance(data, Spooled) and len(data) >= aside_from:
-        helper = validate_aside(data.path, schema, tuple(row_tags))
+        helper = validate_aside(data.path, schema)
     try:
         gates = _gates(data, limits, names=not names_bounded)
         form = None if gates is None else _one_pass(data, limits, None if helper is not None else schema, row_tags,
