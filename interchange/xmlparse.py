@@ -82,10 +82,12 @@ def parse_xml(
     if (declared := declared_encoding(data)) is not None and not accepted_encoding(declared):
         said = (f"declares the encoding {declared!r}" if declared
                 else f"has an XML declaration that does not end in its first {DECLARATION_HEAD} bytes")
+        said_vi = (f"khai báo bảng mã {declared!r}" if declared
+                   else f"có phần khai báo XML không kết thúc trong {DECLARATION_HEAD} byte đầu")
         raise _refuse(
             layer,
             codes.XML_ENCODING,
-            f"Tệp XML khai báo bảng mã {declared!r}, không được chấp nhận; hãy dùng UTF-8.",
+            f"Tệp XML {said_vi}, không được chấp nhận; hãy dùng UTF-8.",
             f"The XML {said}, which is not accepted: use UTF-8 (UTF-16, ISO-8859-n and windows-125n are read too).",
             form,
             1,

@@ -2,16 +2,17 @@
 in this one (`trust/streaming.py`): on two cores the pass that canonicalises the rows and the one
 that validates them run at once. A 50,000-row dossier is answered 0.5-0.7 s sooner, for about
 0.7 s of CPU on the other core (the helper parses the form again, building no tree: about what
-validating inside the single pass costs, so the dossier takes about 5 % more CPU in all). Linux only (fork, and a child that dies with its parent);
-elsewhere, or when fork fails, there is no helper and the caller validates in its own pass.
+validating inside the single pass costs, so the dossier takes about 5 % more CPU in all). Linux
+only (fork, and a child that dies with its parent); elsewhere, or when fork fails, there is no
+helper and the caller validates in its own pass.
 
 The child runs the same libxml2 streaming validation as `iterparse(schema=...)` in the single
-pass (the schema, already compiled, comes with the fork), for a parser target that builds no tree. Well-formedness is judged by the pass
-beside it, which parses without a schema (lxml reports every syntax error there): together they
-give the single pass's verdict. The child only parses and validates, reports one byte, and ends
-with `os._exit` (no atexit handlers, no finalisers, no buffers flushed: nothing of the parent's is
-touched). It is killed with its parent (a worker past its CPU budget is SIGKILLed; its helper must
-not live on).
+pass (the schema, already compiled, comes with the fork), for a parser target that builds no
+tree. Well-formedness is judged by the pass beside it, which parses without a schema (lxml
+reports every syntax error there): together they give the single pass's verdict. The child only
+parses and validates, reports one byte, and ends with `os._exit` (no atexit handlers, no
+finalisers, no buffers flushed: nothing of the parent's is touched). It is killed with its parent
+(a worker past its CPU budget is SIGKILLed; its helper must not live on).
 """
 
 from __future__ import annotations
