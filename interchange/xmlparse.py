@@ -75,6 +75,13 @@ def _refuse(layer: Layer, code: str, vi: str, en: str, form: str | None, line: i
     return Refusal(Problem(layer=layer, code=code, message_vi=vi, message_en=en, form=form, line=line, xpath="/"))
 
 
+def markup_bang(data: bytes) -> bool:
+    """Whether `data` holds "<!" (a DOCTYPE, an ENTITY, a CDATA section or a comment begins so).
+    A one-byte search first: "!" is rare in forms and found at memchr speed, where the two-byte
+    search took 42 us on a 45 KiB dossier and 73 ms on a 78 MiB form."""
+    return b"!" in data and b"<!" in data
+
+
 def parse_xml(
     data: bytes, limits: XmlLimits, *, layer: Layer = Layer.ENVELOPE, form: str | None = None
 ) -> etree._ElementTree:
@@ -92,7 +99,7 @@ def parse_xml(
             form,
             1,
         )
-    markers = [b"<!DOCTYPE", b"<!ENTITY"] if b"<!" in data else []  # one scan rules out both, usually
+    markers = [b"<!DOCTYPE", b"<!ENTITY"] if markup_bang(data) else []  # one scan rules out both, usually
     if b"\x00" in data:  # a memchr: UTF-16 text has NUL bytes
         markers.append(b"<\x00!\x00D\x00O\x00C\x00T\x00Y\x00P\x00E")
     for marker in markers:
@@ -224,7 +231,7 @@ class ShapeScan:
         if not self.stream and len(data) <= self.limits.max_text_length:
             return  # no text can be too long, and no DOCTYPE is looked for
         # DOCTYPE, ENTITY and CDATA all start "<!": one search rules the three out (forms rarely hold any)
-        if b"<!" in data:
+        if markup_bang(data):
             flags["dtd"] = flags["dtd"] or (self.stream and (b"<!DOCTYPE" in data or b"<!ENTITY" in data))
             flags["cdata"] = flags["cdata"] or b"<![CDATA[" in data
         flags["text"] = flags["text"] or (len(data) > self.limits.max_text_length and bool(text.search(data)))

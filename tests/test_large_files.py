@@ -25,7 +25,7 @@ from interchange.spool import Spooled
 from interchange.trust import leanbody, streaming
 from interchange.trust.c14nstream import Splice
 from interchange.trust.dossier_signing import sign_envelope, sign_form
-from interchange.xmlparse import ShapeScan, XmlLimits, ascii_markup, shape_gates, windows
+from interchange.xmlparse import ShapeScan, XmlLimits, ascii_markup, markup_bang, shape_gates, windows
 from tests.helpers import UNIT, dossier, in_file
 
 PARSER = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=True, remove_comments=True)
@@ -317,6 +317,12 @@ def test_a_form_cut_short_is_refused_as_on_the_tree(world, cfg, small_large, tmp
 ])  # fmt: skip
 def test_ascii_markup_is_utf8_only(head, ascii):
     assert ascii_markup(head) is ascii
+
+
+@pytest.mark.parametrize(("data", "bang"), [(b"<a/>", False), (b"<a>!</a>", False), (b"<a>!<!-- --></a>", True),
+                                           (b"<!DOCTYPE a><a/>", True), (b"<a><![CDATA[x]]></a>", True), (b"! <", False)])
+def test_markup_bang_is_a_search_for_the_two_bytes(data, bang):
+    assert markup_bang(data) is bang is (b"<!" in data)
 
 
 def as_utf7(form: bytes, markup: bool = False) -> bytes:
