@@ -216,10 +216,14 @@ class ShapeScan:
         self.size = 0
         # A streaming pass counts namespace declarations itself, element by element: no "xmlns" count.
         self.counts = dict.fromkeys((b"=", b"<", b"</") if stream else (b"=", b"xmlns"), 0)
-        self.flags = dict.fromkeys(("nul", "dtd", "names", "values", "text", "cdata"), False)
+        # "nul": UTF-16/32; "foreign": with `stream`, markup not spelt in ASCII bytes (`ascii_markup`;
+        # a tree's parse refuses those encodings first, `parse_xml`): the byte patterns do not apply
+        self.flags = dict.fromkeys(("nul", "foreign", "dtd", "names", "values", "text", "cdata"), False)
         self._patterns = _shape_patterns(limits.max_name_length, limits.max_attribute_length, limits.max_text_length)
 
     def feed(self, data: bytes) -> None:
+        if self.stream and self.size == 0:  # the first window holds the XML declaration whole
+            self.flags["foreign"] = not ascii_markup(data)
         self.size += len(data)
         for needle in self.counts:
             self.counts[needle] += data.count(needle)
@@ -242,6 +246,11 @@ class ShapeScan:
         over a large form cost a tenth of a second each)."""
         return self.counts[b"<"] - self.counts[b"</"]
 
+    @property
+    def readable(self) -> bool:
+        """Whether the bytes spell their markup as the patterns here look for it."""
+        return not (self.flags["nul"] or self.flags["foreign"])
+
     def gates(self) -> dict[str, bool]:
         limits, flags = self.limits, self.flags
         gates = {
@@ -252,7 +261,7 @@ class ShapeScan:
         }
         if not self.stream:
             gates["namespaces"] = self.counts[b"xmlns"] > limits.max_namespaces
-        if flags["nul"]:  # not ASCII-compatible: the byte patterns do not apply
+        if not self.readable:  # not ASCII-compatible: the byte patterns do not apply
             return dict.fromkeys(gates, True)
         return gates
 
@@ -266,11 +275,16 @@ _ASCII_SUPERSETS = re.compile(rb"UTF8|(US)?ASCII|ISO8859\d{1,2}|LATIN\d|(WINDOWS
 _WIDE = re.compile(rb"(UTF|UCS)(16|32|2|4)(LE|BE)?")
 
 
+def _start(head: bytes) -> bytes:
+    """A document's first `DECLARATION_HEAD` bytes after a UTF-8 BOM and white space."""
+    return head[:DECLARATION_HEAD].removeprefix(b"\xef\xbb\xbf").lstrip(b" \t\r\n")
+
+
 def declared_encoding(head: bytes) -> str | None:
     """The encoding an 8-bit document's XML declaration names (after a UTF-8 BOM), if any, read
     from its first `DECLARATION_HEAD` bytes: a declaration that does not end there (libxml2 reads
     any white space in it) reads as naming "" (no encoding by that name is accepted)."""
-    head = head[:DECLARATION_HEAD].removeprefix(b"\xef\xbb\xbf").lstrip(b" \t\r\n")
+    head = _start(head)
     if not re.match(rb"<\?xml[ \t\r\n]", head):
         return None
     end = head.find(b"?>")
@@ -295,7 +309,7 @@ def ascii_markup(head: bytes) -> bool:
     """Whether a document starting with `head` spells its markup in ASCII bytes, as the byte
     gates look for it: it starts with "<" (after a UTF-8 BOM) and declares no encoding but UTF-8,
     ASCII or an ISO-8859 or Windows code page (not UTF-7, EBCDIC, UTF-16 ...)."""
-    if not head.removeprefix(b"\xef\xbb\xbf").lstrip(b" \t\r\n").startswith(b"<"):
+    if not _start(head).startswith(b"<"):
         return False
     declared = declared_encoding(head)
     return declared is None or bool(_ASCII_SUPERSETS.fullmatch(_normal(declared)))

@@ -29,16 +29,14 @@ from dataclasses import dataclass
 
 from lxml import etree
 
-from interchange.spool import Spooled, head_of
+from interchange.spool import Spooled
 from interchange.trust.aside import validate_aside
 from interchange.trust.c14nstream import Part, Splice, new_token
 from interchange.trust.xmldsig import SIGNATURE_TAG
 from interchange.xmlparse import (
-    DECLARATION_HEAD,
     PARSE_OPTIONS,
     ShapeScan,
     XmlLimits,
-    ascii_markup,
     long_name_in_canonical,
     windows,
 )
@@ -50,7 +48,7 @@ _CHUNK = 4 * 1024 * 1024
 # the parse of a form that is not well-formed (cut short, an undefined entity) without an error,
 # so a signed form missing its root's end tag passed. "internal" has nothing to resolve: the byte
 # gates refuse any DOCTYPE (no entity can be declared) before the parse, a form whose markup is
-# not spelt in ASCII bytes goes the tree's way (`ascii_markup`: the gates would not see its
+# not spelt in ASCII bytes goes the tree's way (`ShapeScan.readable`: the gates would not see its
 # DOCTYPE; the tree's parse refuses a UTF-7 one), and the reduced tree is checked for one.
 RESOLVE_ENTITIES = "internal"
 
@@ -384,8 +382,6 @@ def _gates(data: bytes | Spooled, limits: XmlLimits, *, names: bool = True) -> d
     of it. Else whether the bytes hold more attributes than one element may ("attributes": this
     pass counts them element by element then); namespace declarations it always counts. Not
     `names`: long names are not looked for (the caller does)."""
-    if not ascii_markup(head_of(data, DECLARATION_HEAD)):  # UTF-16, UTF-7 ...: the byte gates cannot see its markup
-        return None
     scan = ShapeScan(limits, stream=True, names=names)
     if isinstance(data, Spooled):
         try:
@@ -396,7 +392,7 @@ def _gates(data: bytes | Spooled, limits: XmlLimits, *, names: bool = True) -> d
     else:
         scan.feed(data)
     flags, gates = scan.flags, scan.gates()
-    if flags["dtd"] or flags["nul"] or scan.start_tags > limits.max_elements:
+    if flags["dtd"] or not scan.readable or scan.start_tags > limits.max_elements:
         return None
     if any(on for gate, on in gates.items() if gate not in ("attributes", "namespaces")):
         return None
