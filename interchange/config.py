@@ -101,6 +101,10 @@ class JobsConfig:
     """The work queue (interchange.jobs): each server process claims due work this often."""
 
     interval_seconds: float = 2.0  # 0: this process runs no work (another one does)
+    # A receipt that brings work due now (judging, registration) starts this process's next round
+    # that many seconds later instead of at the next tick: steady small groups, results within a
+    # fraction of a second (jobs.runner.WorkRunner.wake). 0: the ticks alone.
+    wake_seconds: float = 0.25
     batch: int = 64  # items claimed at a time (result work settles them in one group: jobs.result)
     concurrency: int = 4  # items of a batch run at once
     # A claim holds an item this long; the process running it renews the lease every

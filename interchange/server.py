@@ -157,6 +157,8 @@ async def make_app(cfg: Config, *, workers: int | None = None) -> web.Applicatio
     metrics = Metrics()
     app = build_app(services, metrics, cfg.server)
     app[WORK] = work_runner(cfg, services, metrics)
+    if cfg.jobs.interval_seconds > 0 and cfg.jobs.wake_seconds > 0:  # this process runs the work
+        services.reception.on_work = partial(app[WORK].wake, cfg.jobs.wake_seconds)
 
     async def close(_app: web.Application) -> None:
         await stack.aclose()

@@ -289,3 +289,77 @@ async def test_the_scheduler_claims_and_runs_due_work(store):
     (item,) = await store.work.of(dossier_id)
     assert item.state == DONE and seen
     await runner.tick()  # stopped: claims nothing more
+
+
+async def test_a_wake_runs_the_work_before_the_next_tick_and_wakes_together_are_one_round(store):
+    ran: list[str] = []
+    handled = asyncio.Event()
+
+    async def handler(item, now):
+        ran.append(item.dossier_id)
+        if len(ran) == 2:
+            handled.set()
+
+    first_round = asyncio.Event()  # its gauges refreshed: the runner has begun, nothing was due
+    runner = WorkRunner(store, {"test": handler}, worker="w", on_overdue=lambda o, now: first_round.set())
+    rounds = []
+    run_due = runner.run_due
+
+    async def counted(now=None):
+        rounds.append(1)
+        return await run_due(now)
+
+    runner.run_due = counted
+    scheduler = WorkScheduler(runner, interval_seconds=3600)  # the next tick is an hour away
+    scheduler.start()
+    try:
+        await asyncio.wait_for(first_round.wait(), 5)
+        before = len(rounds)
+        ids = await dossiers_with_work(store, [timedelta(0), timedelta(0)])
+        for _ in range(3):
+            runner.wake(0.05)
+        await asyncio.wait_for(handled.wait(), 5)
+        await asyncio.sleep(0.2)
+        assert sorted(ran) == sorted(ids)
+        assert len(rounds) - before == 1  # three wakes, one round (its batch came back short)
+    finally:
+        await scheduler.stop()
+    assert [i.state for d in ids for i in await store.work.of(d)] == [DONE, DONE]
+
+
+async def test_a_wake_during_a_round_brings_another_round_after_it(store):
+    (first,) = await dossiers_with_work(store, [timedelta(0)])
+    release = asyncio.Event()
+    ran: list[str] = []
+    second_ran = asyncio.Event()
+
+    async def handler(item, now):
+        ran.append(item.dossier_id)
+        if item.dossier_id == first:
+            await release.wait()
+        else:
+            second_ran.set()
+
+    runner = WorkRunner(store, {"test": handler}, worker="w")
+    scheduler = WorkScheduler(runner, interval_seconds=3600)
+    scheduler.start()  # its first tick claims `first`, whose handler waits
+    try:
+        for _ in range(200):
+            if ran:
+                break
+            await asyncio.sleep(0.01)
+        assert ran == [first]
+        (second,) = await dossiers_with_work(store, [timedelta(0)])
+        runner.wake(0.02)  # the round is still running
+        await asyncio.sleep(0.1)
+        assert ran == [first]
+        release.set()
+        await asyncio.wait_for(second_ran.wait(), 5)
+        assert ran == [first, second]
+    finally:
+        release.set()
+        await scheduler.stop()
+    runner.wake(0.01)  # stopped: nothing more
+    (late,) = await dossiers_with_work(store, [timedelta(0)])
+    await asyncio.sleep(0.1)
+    assert late not in ran

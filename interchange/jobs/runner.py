@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 # A handler returns True when it marked its item done itself, in its own transaction.
 Handler = Callable[[WorkItem, datetime], Awaitable[bool | None]]
 DRAIN_ROUNDS = 10  # full batches between two refreshes of the overdue gauges while a round drains
+OVERDUE_EVERY = 2.0  # seconds: the overdue gauges are refreshed at most this often by rounds `wake` starts
 
 
 class RetryAt(Exception):
@@ -139,6 +140,8 @@ class WorkRunner:
         self.on_ran = on_ran
         self.on_overdue = on_overdue
         self._round: asyncio.Task | None = None
+        self._wake: asyncio.TimerHandle | None = None  # a round asked for by `wake`, not started yet
+        self._refreshed_at: float | None = None  # monotonic time the overdue gauges were last refreshed
         self._beat: asyncio.Task | None = None
         self._stopping = False
         self._slot: Slot | None = None
@@ -215,6 +218,7 @@ class WorkRunner:
 
     async def refresh_overdue(self, now: datetime | None = None) -> list[Overdue]:
         now = now or self.clock()
+        self._refreshed_at = time.monotonic()
         overdue = await self.store.work.overdue(now)
         if self.on_overdue is not None:
             self.on_overdue(overdue, now)
@@ -238,6 +242,28 @@ class WorkRunner:
         if self._round is not None and not self._round.done():
             return
         self._round = loop.create_task(self._drain(), name="work-round")
+
+    def wake(self, delay: float) -> None:
+        """Work due now was just committed in this process (a receipt): run a round `delay` seconds
+        from now instead of at the next tick. The receipts of those seconds are then claimed and
+        settled together, as small steady groups, and a dossier's KET_QUA comes a fraction of a
+        second after its receipt. Waiting for the tick gathered a tick's receipts into a burst of
+        full groups whose settlement held SQLite's one write lock and the GIL back to back: at 60
+        receipts/s their p99 went from 20-40 ms without the result work to 210-290 ms with it.
+        Wakes before that round are one; a wake while a round runs brings another after it.
+        Nothing before the first tick has begun the runner, or once it is stopping."""
+        if self._stopping or not self._begun or self._wake is not None:
+            return
+        self._wake = asyncio.get_running_loop().call_later(delay, self._woken, delay)
+
+    def _woken(self, delay: float) -> None:
+        self._wake = None
+        if self._stopping:
+            return
+        if self._round is not None and not self._round.done():
+            self._wake = asyncio.get_running_loop().call_later(delay, self._woken, delay)  # after this round
+            return
+        self._round = asyncio.get_running_loop().create_task(self._drain(woken=True), name="work-round")
 
     async def begin(self) -> int:
         """Before the first claim of a process: align to the database's clock, take this process's
@@ -298,7 +324,9 @@ class WorkRunner:
         except Exception:
             log.exception("work: the heartbeat failed; trying again at the next tick")
 
-    async def _drain(self) -> None:
+    async def _drain(self, woken: bool = False) -> None:
+        """Rounds of due work until a batch comes back short, then the overdue gauges (after a round
+        that `wake` started, only when they are older than OVERDUE_EVERY: such rounds come often)."""
         try:
             if not self._begun:
                 await self.begin()
@@ -309,7 +337,8 @@ class WorkRunner:
                 rounds += 1
                 if rounds % DRAIN_ROUNDS == 0:
                     await self.refresh_overdue()
-            await self.refresh_overdue()
+            if not woken or self._refreshed_at is None or time.monotonic() - self._refreshed_at >= OVERDUE_EVERY:
+                await self.refresh_overdue()
         except StoreUnavailable as exc:  # the store logged it when it began; no traceback every tick
             log.debug("work: the database cannot be used (%s); trying again at the next tick", exc)
         except Exception:
@@ -319,6 +348,9 @@ class WorkRunner:
         """Claim nothing more and let the running batch finish (what does not finish in time is
         taken up again after its lease, by this process's successor or another)."""
         self._stopping = True
+        if self._wake is not None:
+            self._wake.cancel()
+            self._wake = None
         if self._round is not None and not self._round.done():
             try:
                 await asyncio.wait_for(asyncio.shield(self._round), timeout)

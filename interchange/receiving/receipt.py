@@ -77,6 +77,9 @@ class Reception:
         # The rule layer's judgement made with the receipt, for the result work of this process:
         # the agency judges; an I-VAN forwards and judges nothing.
         self.known = known if policy.role == "agency" else None
+        # Called once a stored dossier brings work due now (the composition root wakes this
+        # process's work runner with it: jobs.runner.WorkRunner.wake); None: the ticks find it.
+        self.on_work: Callable[[], None] | None = None
 
     async def receive(
         self, body: bytes | Spooled, key: ApiKey, *, idempotency_key: str | None = None, received_at: datetime | None = None,
@@ -111,6 +114,8 @@ class Reception:
                 kept = stored and new.original_staged
                 if stored and WORK_JUDGE in new.work and outcome.judgement is not None:
                     self.known.put(saved.dossier.id, outcome.judgement)
+                if stored and self.on_work is not None and any(isinstance(w, str) for w in new.work):
+                    self.on_work()  # a kind alone is due now; (kind, due) later
         finally:
             if staging is not None and not kept:
                 await self._unstage(id, staging)
