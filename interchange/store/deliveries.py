@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Integer, String, delete, exists, literal, or_, select, union_all, update
+from sqlalchemy import Integer, String, bindparam, delete, exists, literal, or_, select, union_all, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from interchange.audit.chain import Event
@@ -216,12 +216,17 @@ async def _anyone_to_tell(conn: AsyncConnection, rows: Sequence[tuple[str, str, 
     small cached statements cost much less than building the INSERT ... SELECT."""
     callbacks = {key for _, _, route, key, _ in rows if route != ROUTE_EMAIL}
     mails = {key for _, _, route, key, _ in rows if route == ROUTE_EMAIL}
-    wanted = []
-    if callbacks:
-        wanted.append(exists().where(subscriptions.c.owner.in_(callbacks)))
-    if mails:
-        wanted.append(exists().where(units.c.mst.in_(mails), units.c.email.is_not(None), units.c.email != ""))
-    return bool(wanted) and bool((await conn.execute(select(or_(*wanted)))).scalar())
+    if not callbacks and not mails:
+        return False
+    query = _ANYONE[bool(callbacks), bool(mails)]
+    return bool((await conn.execute(query, {"owners": list(callbacks), "msts": list(mails)})).scalar())
+
+
+# `_anyone_to_tell`'s statements, built once (as in store/audit.py), by (callbacks asked, e-mails asked)
+_CALLBACKS = exists().where(subscriptions.c.owner.in_(bindparam("owners", expanding=True)))
+_MAILS = exists().where(units.c.mst.in_(bindparam("msts", expanding=True)), units.c.email.is_not(None),
+                        units.c.email != "")  # fmt: skip
+_ANYONE = {(True, False): select(_CALLBACKS), (False, True): select(_MAILS), (True, True): select(or_(_CALLBACKS, _MAILS))}
 
 
 def delivery_id_of(dossier_id: str, kind: str) -> str:
