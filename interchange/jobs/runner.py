@@ -250,8 +250,8 @@ class WorkRunner:
         second after its receipt. Waiting for the tick gathered a tick's receipts into a burst of
         full groups whose settlement held SQLite's one write lock and the GIL back to back: at 60
         receipts/s their p99 went from 20-40 ms without the result work to 210-290 ms with it.
-        Wakes before that round are one; a wake while a round runs brings another after it.
-        Nothing before the first tick has begun the runner, or once it is stopping."""
+        Wakes before that round are one; a wake while a round runs brings another after it. A wake
+        does nothing before the first tick has begun the runner, or once it is stopping."""
         if self._stopping or not self._begun or self._wake is not None:
             return
         self._wake = asyncio.get_running_loop().call_later(delay, self._woken, delay)
