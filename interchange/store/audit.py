@@ -20,8 +20,7 @@ from .tables import audit_head, audit_log
 
 PAGE = 5000  # entries read at a time when the whole log is checked
 
-# Built once: SQLAlchemy builds and keys (its cache key) a statement made per call anew, 0.1-0.2
-# ms each, more than SQLite's own work on it; a batch of one receipt runs a dozen statements.
+# Built once (store/db.py says why).
 _HEAD = select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == HEAD_ID)
 _HEAD_LOCKED = _HEAD.with_for_update()
 _LAST_AT = select(audit_log.c.at).where(audit_log.c.seq == bindparam("last_seq"))

@@ -4,6 +4,11 @@ migrations.
 
 SQLite (aiosqlite) by default, PostgreSQL (asyncpg) past one machine; the same Core statements
 serve both. The schema is migrated to head by Alembic when the database opens.
+
+The statements of every receipt batch and result group are built once, at module level, with
+`bindparam`s (expanding ones for lists): SQLAlchemy builds and keys (its cache key) a statement
+made per call anew, 0.13-0.23 ms a select, against 0.045 ms for one built once and 0.02 ms of
+SQLite's own work. At moderate rates a batch holds one dossier and runs a dozen of them.
 """
 
 from __future__ import annotations

@@ -212,21 +212,20 @@ async def _enqueue(conn: AsyncConnection, rows: Sequence[tuple[str, str, str, st
 
 
 async def _anyone_to_tell(conn: AsyncConnection, rows: Sequence[tuple[str, str, str, str, datetime]]) -> bool:
-    """Whether a subscription or a unit's e-mail matches: the usual answer is no, and these two
-    small cached statements cost much less than building the INSERT ... SELECT."""
+    """Whether a subscription or a unit's e-mail matches: the usual answer is no, and this small
+    statement built once costs much less than building the INSERT ... SELECT."""
     callbacks = {key for _, _, route, key, _ in rows if route != ROUTE_EMAIL}
     mails = {key for _, _, route, key, _ in rows if route == ROUTE_EMAIL}
     if not callbacks and not mails:
         return False
-    query = _ANYONE[bool(callbacks), bool(mails)]
-    return bool((await conn.execute(query, {"owners": list(callbacks), "msts": list(mails)})).scalar())
+    return bool((await conn.execute(_ANYONE, {"owners": list(callbacks), "msts": list(mails)})).scalar())
 
 
-# `_anyone_to_tell`'s statements, built once (as in store/audit.py), by (callbacks asked, e-mails asked)
-_CALLBACKS = exists().where(subscriptions.c.owner.in_(bindparam("owners", expanding=True)))
-_MAILS = exists().where(units.c.mst.in_(bindparam("msts", expanding=True)), units.c.email.is_not(None),
-                        units.c.email != "")  # fmt: skip
-_ANYONE = {(True, False): select(_CALLBACKS), (False, True): select(_MAILS), (True, True): select(or_(_CALLBACKS, _MAILS))}
+# `_anyone_to_tell`'s statement, built once (store/db.py); an empty list matches nothing
+_ANYONE = select(or_(
+    exists().where(subscriptions.c.owner.in_(bindparam("owners", expanding=True))),
+    exists().where(units.c.mst.in_(bindparam("msts", expanding=True)), units.c.email.is_not(None), units.c.email != ""),
+))  # fmt: skip
 
 
 def delivery_id_of(dossier_id: str, kind: str) -> str:

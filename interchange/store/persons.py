@@ -389,7 +389,7 @@ def _claim_values(c: BenefitClaim) -> dict:
 _FORM_VALUES = {D02: _change_values, TK1: _data_values, M01B: _claim_values}
 
 
-# Built once (as in store/audit.py: a statement made per call is built and keyed anew, 0.1-0.2 ms).
+# Built once (store/db.py says why).
 _RECORDED = union(*(select(t.c.dossier_id).where(t.c.dossier_id.in_(bindparam("ids", expanding=True)))
                     for t in RECORD_TABLES))  # fmt: skip
 _BY_CODE = {c.name: c.in_(bindparam("codes", expanding=True)) for c in (persons.c.personal_id, persons.c.si_code)}

@@ -70,7 +70,7 @@ class GroupEntry:
     now: datetime
 
 
-# Built once (as in store/audit.py: a statement made per call is built and keyed anew, 0.1-0.2 ms).
+# Built once (store/db.py says why).
 _DOSSIERS = select(*DOSSIER_COLUMNS).where(dossiers.c.id.in_(bindparam("ids", expanding=True)))
 _UNITS = select(units).where(units.c.mst.in_(bindparam("msts", expanding=True)))
 # Locked in id order: no deadlock between two processes settling overlapping groups (PostgreSQL).
