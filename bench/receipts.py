@@ -262,6 +262,7 @@ def run(args: argparse.Namespace) -> dict:
         print(f"warm-up: {len(warmup)} dossiers in {warm_s:.2f} s {dict(warm.statuses)}")
         spy = start_spy(args.py_spy, server.pid, gil=args.py_spy_gil) if args.py_spy else None
         before = {p.pid: p for p in benchlib.server_processes(server.pid, args.processes > 1)}
+        log_from = server.log_path.stat().st_size  # the receipts' log lines of the measured phase follow
         since = datetime.now(UTC)
         client_cpu0 = cpu_seconds()
         postgres0 = benchlib.postgres_cpu_s() if args.store_url else None  # on the same cores, when local
@@ -273,6 +274,7 @@ def run(args: argparse.Namespace) -> dict:
         postgres1 = benchlib.postgres_cpu_s() if postgres0 is not None else None
         fig["postgres_cpu"] = postgres1 - postgres0 if postgres1 is not None else None
         fired_until = datetime.now(UTC)
+        fig["stages"] = receipt_stages(server.log_path, log_from)
         after_receipts = benchlib.server_processes(server.pid, args.processes > 1)
         fig["cpu_receipts"] = cpu_by_role(before, after_receipts)
         if not args.no_results:
@@ -293,6 +295,24 @@ def run(args: argparse.Namespace) -> dict:
         else:
             shutil.rmtree(tmp, ignore_errors=True)
     return fig
+
+
+def receipt_stages(log_path: Path, offset: int) -> dict[str, list[float]]:
+    """The milliseconds of each receipt stage (check, sign, write: the server's JSON log line of
+    each receipt, interchange.receiving.receipt.RECEIPT_STAGES) logged from `offset`, sorted."""
+    out: dict[str, list[float]] = {}
+    with log_path.open("rb") as log:
+        log.seek(offset)
+        for line in log:
+            if b'"stage_ms"' not in line:
+                continue
+            try:
+                stages = json.loads(line).get("stage_ms") or {}
+            except ValueError:
+                continue
+            for stage, ms in stages.items():
+                out.setdefault(stage, []).append(ms)
+    return {stage: sorted(values) for stage, values in out.items()}
 
 
 def per_dossier(cpu: dict[str, float], n: int, floor_s: float) -> str:
@@ -359,6 +379,10 @@ def report(args: argparse.Namespace, fig: dict) -> bool:
     print(f"receipts/s    {rate:.1f}   = {rate / limit * 100:.1f} % of the limit")
     print(f"latency ms    p50 {ms[50]:.1f}   p90 {ms[90]:.1f}   p99 {ms[99]:.1f}   max {lat[-1] * 1000:.1f}   "
           f"(p99 = {ms[99] / floor_ms:.0f}x the floor)")  # fmt: skip
+    if fig.get("stages"):  # where the receipts' time went, as the server logged it
+        print("stages ms     " + "   ".join(
+            f"{stage} p50 {percentile(v, 50):.1f} p99 {percentile(v, 99):.1f}" for stage, v in fig["stages"].items()
+        ) + "   (server log: check = workers, sign = to its notice signed, write = to the commit)")  # fmt: skip
     print(f"statuses      {dict(sorted(tally.statuses.items(), key=str))}")
     if not ok:
         print(f"!!!!!!!! NOT EVERY ANSWER WAS 202 !!!!!!!!  (warm-up: {dict(warm.statuses)})")
@@ -401,6 +425,7 @@ def report(args: argparse.Namespace, fig: dict) -> bool:
             "elapsed_s": round(elapsed, 3), "receipts_per_s": round(rate, 1),
             "receipts_of_limit": round(rate / limit, 4),
             "p50_ms": round(ms[50], 2), "p90_ms": round(ms[90], 2), "p99_ms": round(ms[99], 2),
+            "stage_ms": {stage: {"p50": percentile(v, 50), "p99": percentile(v, 99)} for stage, v in fig.get("stages", {}).items()},
             "statuses": {str(k): v for k, v in tally.statuses.items()}, "all_202": ok,
             "results_fig": res and {k: v for k, v in res.items()},
             "cpu_receipts_s": fig["cpu_receipts"], "cpu_all_s": fig.get("cpu_all"), "cpu_ceiling": ceiling,

@@ -16,6 +16,7 @@ from interchange.api.http import SERVICES
 from interchange.api.logs import JsonFormatter
 from interchange.api.models import DOSSIER_STATES
 from interchange.api.openapi import IDEMPOTENCY_PATTERN
+from interchange.receiving.receipt import RECEIPT_STAGES
 from interchange.store.types import Scope
 from tests.helpers import dossier, post
 
@@ -127,6 +128,33 @@ async def test_one_log_line_per_receipt_and_per_request(api, world, caplog):
         record = logging.LogRecord("x", logging.ERROR, __file__, 1, "failed", None, exc_info=__import__("sys").exc_info())
     line = JsonFormatter().format(record)
     assert "\n" not in line and json.loads(line)["exception"] == "ValueError: two\nlines"
+
+
+async def test_a_receipts_time_is_told_by_stage(api, world, caplog, monkeypatch):
+    """The log line and /metrics say where a receipt's time went: a notice signed slowly shows in
+    "sign", not in "check" or "write"; a replay is looked up, not signed."""
+    caplog.set_level(logging.INFO)
+    stages = api.app[SERVICES].reception.stages
+    sign = stages.sign_notice
+
+    async def slow_sign(data):
+        await asyncio.sleep(0.3)
+        return await sign(data)
+
+    monkeypatch.setattr(stages, "sign_notice", slow_sign)
+    body = dossier(world.signer(world.unit), seed=43)
+    assert (await post(api, body))[0] == 202
+    assert (await post(api, body))[0] == 200  # the same bytes again: the receipt replayed
+    first, again = [r.fields for r in caplog.records if getattr(r, "event", None) == "receipt"]
+    assert list(first["stage_ms"]) == list(RECEIPT_STAGES)
+    assert first["stage_ms"]["sign"] >= 300 > first["stage_ms"]["check"] and first["stage_ms"]["write"] < 300
+    assert sum(first["stage_ms"].values()) <= first["ms"] + 0.3  # the stages lie inside the whole
+    assert list(again["stage_ms"]) == ["check", "write"]
+    metrics = await (await api.get("/metrics")).text()
+    counts = {stage: f'interchange_receipt_stage_seconds_count{{stage="{stage}"}}' for stage in RECEIPT_STAGES}
+    found = {stage: float(line.split()[-1]) for stage, name in counts.items() for line in metrics.splitlines()
+             if line.startswith(name)}  # fmt: skip
+    assert found == {"check": 2.0, "sign": 1.0, "write": 2.0}
 
 
 async def test_unauthenticated_answers_sign_nothing(api, monkeypatch):

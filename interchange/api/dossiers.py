@@ -99,7 +99,7 @@ async def _receive(request: web.Request, key: ApiKey, body: bytes | Spooled) -> 
     if answer.outcome in (FORBIDDEN, CONFLICT):
         return refusal_response(request, 403 if answer.outcome == FORBIDDEN else 409, answer.problem)
     status = ANSWER_STATUS[answer.outcome]
-    receipt_answered(request, status, answer.outcome, dossier=answer.dossier)
+    receipt_answered(request, status, answer.outcome, dossier=answer.dossier, stages=answer.seconds)
     return web.Response(
         status=status,
         body=answer.notice,

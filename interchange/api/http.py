@@ -215,19 +215,24 @@ RECEIPT_STARTED = web.RequestKey("receipt_started", float)  # perf_counter() whe
 
 
 def receipt_answered(request: web.Request, status: int, outcome: str, *, dossier: Dossier | None = None,
-                     code: str | None = None) -> None:  # fmt: skip
+                     code: str | None = None, stages: dict[str, float] | None = None) -> None:  # fmt: skip
     """One metric and one log line per POSTed dossier: its id, unit, procedure, outcome (received,
-    refused, replay, rejected: refused before it was read), status and milliseconds."""
+    refused, replay, rejected: refused before it was read), status and milliseconds, in all and by
+    stage (`stages`: seconds by name, interchange.receiving.receipt.RECEIPT_STAGES)."""
     started = request.get(RECEIPT_STARTED)
     seconds = time.perf_counter() - started if started is not None else None
     metrics = request.app[METRICS]
     metrics.receipts.labels(outcome=outcome, status=str(status)).inc()
     if seconds is not None:
         metrics.receipt_seconds.observe(seconds)
+    for stage, took in (stages or {}).items():
+        metrics.receipt_stage_seconds.labels(stage=stage).observe(took)
     fields = {"outcome": outcome, "status": status, "ms": round(seconds * 1000, 1) if seconds is not None else None,
               "id": dossier.id if dossier else None, "so_ho_so": dossier.so_ho_so if dossier else None,
               "unit": dossier.unit_mst if dossier else None, "procedure": dossier.procedure if dossier else None,
               "code": code}  # fmt: skip
+    if stages:
+        fields["stage_ms"] = {stage: round(took * 1000, 1) for stage, took in stages.items()}
     log.info("dossier %s: %s (%s) %s", outcome, fields["id"] or "-", status, code or "", extra={
         "event": "receipt", "fields": fields})  # fmt: skip
 

@@ -69,6 +69,15 @@ class Metrics:
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
             registry=self.registry,
         )
+        self.receipt_stage_seconds = Histogram(
+            "interchange_receipt_stage_seconds",
+            "Where a stored or replayed receipt's time went, by stage: check (the receipt's layers in a "
+            "worker process, with the wait for one), sign (until its notice is signed: its batch, the "
+            "numbering read, a worker to sign), write (until its batch is committed)",
+            ["stage"],
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+            registry=self.registry,
+        )
         # Compliance with the target times (SPEC §8). The gauges are refreshed by the work scheduler.
         self.work_overdue = Gauge(
             "interchange_work_overdue_items",

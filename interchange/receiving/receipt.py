@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from interchange import codes
@@ -58,6 +59,16 @@ class Answer:
     dossier: Dossier | None = None  # stored (or replayed); None when nothing was stored
     notice: bytes | None = None  # the signed receipt notice to answer with
     problem: Problem | None = None  # why, for CONFLICT and FORBIDDEN
+    # Where the receipt's time went, in seconds, by stage (RECEIPT_STAGES; only those it reached)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+# The stages of a receipt's time, in order: "check", the receipt's layers in a worker process
+# (with the wait for a free one); "sign", from then until its notice is signed (the unit's
+# registration read, the wait for its batch, the batch's numbering read, the wait for a worker to
+# sign); "write", from then until its batch is committed (the batch before it, the database's
+# write turn, the transaction). An operator reads from these where slow receipts wait.
+RECEIPT_STAGES = ("check", "sign", "write")
 
 
 class Stages:
@@ -93,11 +104,15 @@ class Reception:
         id = uuid.uuid4().hex
         staging = self._stage(id, body)
         kept = False  # the staged original is the stored dossier's
+        started = time.perf_counter()
+        seconds: dict[str, float] = {}
         try:
             outcome = await self.stages.receive(body, received_at, caller, judge=self.known is not None,
                                                 stored_data=self.store.receipts.stored_names.recent())
+            checked = time.perf_counter()
+            seconds["check"] = checked - started
             if outcome.forbidden:
-                return Answer(FORBIDDEN, problem=outcome.problems[-1])
+                return Answer(FORBIDDEN, problem=outcome.problems[-1], seconds=seconds)
             gated = await registration_gate(self.store, self.policy, outcome)
             # An exact resend of a dossier received before its unit stopped replays that receipt.
             saved = await self.store.receipts.earlier(key.owner, outcome.sha256) if gated is not outcome else None
@@ -106,10 +121,18 @@ class Reception:
                 new.request_id = request_id  # written into the audit entry of the receipt
                 new.original_staged = staging is not None and await _staged(staging)
 
+                handed = time.perf_counter()
+                signed: list[float] = []  # when each signing of its notice ended (it may be signed again)
+
                 async def make_notice(dossier: Dossier) -> bytes:
-                    return await self.stages.sign_notice(receipt_notice(dossier, gated))
+                    notice = await self.stages.sign_notice(receipt_notice(dossier, gated))
+                    signed.append(time.perf_counter())
+                    return notice
 
                 saved = await self.store.receipts.save(new, make_notice)
+                if signed:  # a replay is not signed: its time is all "write" (the look-up)
+                    seconds["sign"] = signed[-1] - checked
+                seconds["write"] = time.perf_counter() - (signed[-1] if signed else handed)
                 stored = saved.outcome == "stored"
                 kept = stored and new.original_staged
                 if stored and WORK_JUDGE in new.work and outcome.judgement is not None:
@@ -120,10 +143,11 @@ class Reception:
             if staging is not None and not kept:
                 await self._unstage(id, staging)
         if saved.outcome == "conflict":
-            return Answer(CONFLICT, dossier=saved.dossier, problem=conflict_problem(saved.dossier.id))
+            return Answer(CONFLICT, dossier=saved.dossier, problem=conflict_problem(saved.dossier.id), seconds=seconds)
         if saved.outcome == "replay":
-            return Answer(REPLAYED, saved.dossier, saved.notice)
-        return Answer(RECEIVED_NOW if saved.dossier.state == RECEIVED else REFUSED_NOW, saved.dossier, saved.notice)
+            return Answer(REPLAYED, saved.dossier, saved.notice, seconds=seconds)
+        state = RECEIVED_NOW if saved.dossier.state == RECEIVED else REFUSED_NOW
+        return Answer(state, saved.dossier, saved.notice, seconds=seconds)
 
     def _stage(self, id: str, body: bytes | Spooled) -> asyncio.Task | None:
         """A large body (in its file) written into the store while the workers check it, instead
