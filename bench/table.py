@@ -18,6 +18,9 @@ Runs, on SQLite and (with --pg) on PostgreSQL:
 and `large`: one 50,000-row D02-TS (bench/large_dossier.py, on SQLite) against its own floor (the
 same work on whole trees in one process): in process and over HTTP, and the peak of each process.
 
+The receipt p99 is followed by the p99 of each of its stages, as the server logs them (check: the
+worker processes; sign: until its notice is signed; write: until its batch is committed).
+
 The CPU ceiling is the receipts/s that the CPU per dossier of the receipts phase allows with
 every core busy: near it (cores near 100 % busy) only less CPU per dossier goes faster.
 
@@ -80,10 +83,18 @@ def row(name: str, fig: dict) -> str:
     return (
         f"| {name} | {fig['load'][0]:.1f} | {floor:.2f} ms, {limit:.0f}/s | "
         f"{fig['receipts_per_s']:.1f} ({fig['receipts_of_limit'] * 100:.1f} %) | "
-        f"{fig['p99_ms']:.0f} ms ({fig['p99_ms'] / floor:.0f}x) | {results} | "
+        f"{fig['p99_ms']:.0f} ms ({fig['p99_ms'] / floor:.0f}x){stages(fig)} | {results} | "
         f"{per['server']:.1f} + {per['worker']:.1f} = {total:.1f} ms ({total / floor:.1f}x) | {ceiling(fig)} | "
         f"{mem.get('server', 0) / 1024:.0f} / {mem.get('worker', 0) / 1024:.0f} MiB |"
     )
+
+
+def stages(fig: dict) -> str:
+    """The p99 of each receipt stage, as the server logged them (bench/receipts.py)."""
+    by_stage = fig.get("stage_ms") or {}
+    if not by_stage:
+        return ""
+    return "; " + ", ".join(f"{stage} {q['p99']:.0f}" for stage, q in by_stage.items())
 
 
 def ceiling(fig: dict) -> str:
@@ -127,7 +138,7 @@ def large_table(fig: dict) -> str:
 
 
 HEADER = (
-    "| run | load | floor, limit | receipts/s (of limit) | receipt p99 (x floor) | results/s while receiving "
+    "| run | load | floor, limit | receipts/s (of limit) | receipt p99 (x floor); p99 by stage, ms | results/s while receiving "
     "(x receipts/s) | result latency p99 | CPU/dossier server + workers (x floor) | CPU ceiling (of limit), cores busy "
     "| peak RSS server / worker |\n"
     "|---|---|---|---|---|---|---|---|---|---|"
