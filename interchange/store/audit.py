@@ -22,7 +22,16 @@ PAGE = 5000  # entries read at a time when the whole log is checked
 
 # Built once (store/db.py says why).
 _HEAD = select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == HEAD_ID)
-_HEAD_LOCKED = _HEAD.with_for_update()
+# The head locked, with the time of its entry (one round trip where two were); see `append`
+_HEAD_LOCKED = (
+    select(
+        audit_head.c.seq,
+        audit_head.c.hash,
+        select(audit_log.c.at).where(audit_log.c.seq == audit_head.c.seq).scalar_subquery().label("last_at"),
+    )
+    .where(audit_head.c.id == HEAD_ID)
+    .with_for_update(of=audit_head)
+)
 _LAST_AT = select(audit_log.c.at).where(audit_log.c.seq == bindparam("last_seq"))
 _SET_HEAD = update(audit_head).where(audit_head.c.id == HEAD_ID).values(
     seq=bindparam("head_seq"), hash=bindparam("head_hash")
@@ -30,8 +39,8 @@ _SET_HEAD = update(audit_head).where(audit_head.c.id == HEAD_ID).values(
 
 
 async def append(conn: AsyncConnection, events: Sequence[Event]) -> list[Entry]:
-    """Append `events` in the caller's transaction: one locked read of the head, one insert of
-    all the entries, one update. Call it last in a transaction, so that the head stays locked briefly."""
+    """Append `events` in the caller's transaction: one locked read of the head (with the time of
+    its entry), one insert of all the entries, one update. Call it last in a transaction, so that the head stays locked briefly."""
     if not events:
         return []
     head = (await conn.execute(_HEAD_LOCKED)).one()
@@ -39,10 +48,14 @@ async def append(conn: AsyncConnection, events: Sequence[Event]) -> list[Entry]:
     # a VM restored, another process's clock behind) must not make times go backwards along the
     # chain. The entry then carries its predecessor's time until the clock catches up.
     at = clock.utc_now()
-    if head.seq:
+    last = head.last_at
+    if head.seq and last is None:
+        # PostgreSQL, when the head moved while this waited for its lock: the locked read sees the
+        # new head, but its sub-select sees the log as the statement began, without that entry.
+        # A statement of its own sees it.
         last = (await conn.execute(_LAST_AT, {"last_seq": head.seq})).scalar_one_or_none()
-        if last is not None and last > at:
-            at = last
+    if last is not None and last > at:
+        at = last
     entries = chain(head.seq, head.hash, at, events)
     # One executemany of a cached statement: a multi-row VALUES would be compiled anew for every
     # batch size, which cost more than the whole insert.

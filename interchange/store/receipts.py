@@ -21,11 +21,12 @@ import asyncio
 import functools
 import hashlib
 import logging
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC
 
-from sqlalchemy import bindparam, or_, select, update
+from sqlalchemy import bindparam, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -58,11 +59,6 @@ BATCH_SIZE = 64
 # Built once (store/db.py says why).
 _COUNTER = select(counters.c.last_number).where(
     counters.c.office == bindparam("c_office"), counters.c.year == bindparam("c_year")
-)
-_SET_COUNTER = (
-    update(counters)
-    .where(counters.c.office == bindparam("c_office"), counters.c.year == bindparam("c_year"))
-    .values(last_number=bindparam("c_last"))
 )
 _STORED_COLUMNS = (*DOSSIER_COLUMNS, dossiers.c.replay_key, dossiers.c.idempotency_scope)
 _BY_REPLAY = dossiers.c.replay_key.in_(bindparam("replay_keys", expanding=True))
@@ -259,26 +255,25 @@ class Receipts:
 
     async def _write_signing_inside(self, jobs: list[_Job]) -> list[SaveResult | Exception]:
         """The batch in one write transaction that signs its notices inside (`_save_together`), or,
-        when that fails, one dossier at a time, each in its own savepoint."""
-        async with self._db.writing() as conn:
-            try:
-                async with conn.begin_nested():
-                    results = await self._save_together(conn, jobs)
-                    await audit_append(conn, _receipt_events(jobs, results))
-            except Exception as exc:
-                if store_unavailable(exc):  # the database is gone: one by one would fail the same way
-                    raise
-                # A database error in the batch: on PostgreSQL most likely another process
-                # stored the same dossier or key first. Redo the batch one by one, each
-                # in its own savepoint, so that an error reaches only its own caller.
-                log.info(
-                    "store: a batch of %d failed (%s); saving one by one",
-                    len(jobs),
-                    type(exc).__name__,
-                )
-                results = [await self._save_alone(conn, job) for job in jobs]
-                # Logged after every savepoint: the chain head is locked last, as on the fast path.
+        when that fails, in another one dossier at a time, each in its own savepoint. (Not the
+        batch in a savepoint, redone in the same transaction: two round trips more for every
+        batch, for a failure that is rare.)"""
+        try:
+            async with self._db.writing() as conn:
+                results = await self._save_together(conn, jobs)
                 await audit_append(conn, _receipt_events(jobs, results))
+            return results
+        except Exception as exc:
+            if store_unavailable(exc):  # the database is gone: one by one would fail the same way
+                raise
+            # A database error in the batch (nothing of it stored): on PostgreSQL most likely
+            # another process stored the same dossier or key first. Redo the batch one by one,
+            # each in its own savepoint, so that an error reaches only its own caller.
+            log.info("store: a batch of %d failed (%s); saving one by one", len(jobs), type(exc).__name__)
+        async with self._db.writing() as conn:
+            results = [await self._save_alone(conn, job) for job in jobs]
+            # Logged after every savepoint: the chain head is locked last, as on the fast path.
+            await audit_append(conn, _receipt_events(jobs, results))
         return results
 
     async def _save_together(self, conn: AsyncConnection, jobs: list[_Job]) -> list[SaveResult | Exception]:
@@ -298,30 +293,32 @@ class Receipts:
             conn, {_replay_key(j.new) for j in jobs}, {_idempotency_scope(j.new) for j in jobs}
         )
         plan = _Plan()
+        numbered: list[tuple[SaveResult, tuple[str, int]]] = []  # received: numbered once all are known
         for job in jobs:
             new = job.new
             earlier = _earlier_of(new, by_replay, by_scope)
-            if earlier is not None:
+            if earlier is not None:  # its number, when of this batch, is copied after signing (copy_repeats)
                 plan.results.append(SaveResult(replace(earlier[0].dossier), earlier[0].notice, earlier[1]))
                 plan.repeats.append((len(plan.results) - 1, earlier[0], earlier[1]))
                 continue
-            so_ho_so = None
+            result = SaveResult(_stored_dossier(new, None), b"", "stored")
             if new.state == RECEIVED:
-                group = (new.office_code, new.received_at.astimezone(VN_TZ).year)
-                if group not in plan.last:
-                    if before and group in before:
-                        number = before[group]
-                    elif bump:
-                        number = await self._bump_counter(conn, *group, 0)
-                    else:
-                        number = await self._counter(conn, *group)
-                    plan.last[group] = plan.at_start[group] = number
-                plan.last[group] += 1
-                so_ho_so = _so_ho_so(plan.last[group], *group)
-            result = SaveResult(_stored_dossier(new, so_ho_so), b"", "stored")
+                numbered.append((result, (new.office_code, new.received_at.astimezone(VN_TZ).year)))
             plan.results.append(result)
             plan.stored.append((new, result))
             _remember(new, result, by_replay, by_scope)
+        counts = Counter(group for _, group in numbered)
+        for group, count in counts.items():
+            if before and group in before:
+                start = before[group]
+            elif bump:  # the counter moved on by the whole batch in one statement
+                start = await self._bump_counter(conn, *group, count) - count
+            else:
+                start = await self._counter(conn, *group)
+            plan.last[group] = plan.at_start[group] = start
+        for result, group in numbered:
+            plan.last[group] += 1
+            result.dossier = replace(result.dossier, so_ho_so=_so_ho_so(plan.last[group], *group))
         return plan
 
     async def _sign(self, jobs: list[_Job], plan: _Plan) -> None:
@@ -351,9 +348,6 @@ class Receipts:
             await insert_many(conn, notices, [_notice_row(r) for _, r in stored])
             await enqueue_receipt_deliveries(conn, [r.dossier for _, r in stored])
             await insert_many(conn, work_items, [row for new, r in stored for row in _work_rows(new, r.dossier)])
-        for (office, year), number in plan.last.items():
-            if number != plan.at_start[(office, year)]:
-                await conn.execute(_SET_COUNTER, {"c_office": office, "c_year": year, "c_last": number})
 
     async def _save_alone(self, conn: AsyncConnection, job: _Job) -> SaveResult | Exception:
         """The slow path: one dossier in its own savepoint."""
@@ -449,7 +443,8 @@ class Receipts:
         return (await conn.execute(_COUNTER, {"c_office": office, "c_year": year})).scalar_one_or_none() or 0
 
     async def _bump_counter(self, conn: AsyncConnection, office: str, year: int, step: int) -> int:
-        """Add `step` (0 or 1) to the counter of (office, year), creating it, and return its value.
+        """Add `step` (the numbers a batch gives, 1 for one dossier) to the counter of (office,
+        year), creating it, and return its value.
 
         One statement, atomic on both backends. The counter stays locked until commit (a row
         lock on PostgreSQL; on SQLite the writer holds the database lock), and a rolled-back
