@@ -11,8 +11,10 @@ import pytest
 
 from interchange import clock
 from interchange.api.ratelimit import RateLimiter
+from interchange.audit.chain import Event
 from interchange.jobs.runner import SteadyClock, WorkRunner
 from interchange.jobs.scheduler import WorkScheduler
+from interchange.store.audit import append as audit_append
 from interchange.store.types import DONE
 from tests.helpers import dossiers_with_work
 
@@ -49,6 +51,41 @@ async def test_audit_times_never_go_backwards_along_the_chain(store, monkeypatch
     times = [datetime.fromisoformat(e.at) for e in (first, second, third)]
     assert times == [T0, T0, T0 + HOUR]  # the step back: the last entry's time until the clock catches up
     assert (await store.audit.verify()).ok
+
+
+async def test_an_entry_waiting_for_the_head_takes_the_time_of_the_entry_it_waited_for(store, monkeypatch):
+    """One writer appends with its clock an hour ahead and commits while another, its clock right,
+    waits for the head's lock: the second entry carries the first one's time (on PostgreSQL the
+    locked read of the head then sees an entry its statement began without)."""
+    clocks = FakeClocks(T0 + HOUR)
+    monkeypatch.setattr(clock, "utc_now", clocks.wall)
+    await store.audit.append("test.event", {"n": 0})
+    appended = asyncio.Event()
+    release = asyncio.Event()
+
+    async def ahead():
+        async with store.db.writing() as conn:
+            await audit_append(conn, [Event("test.event", "first", {"n": 1})])
+            appended.set()
+            await release.wait()
+
+    async def behind():
+        await appended.wait()
+        clocks.now = T0  # this writer's clock: an hour behind the other's
+        async with store.db.writing() as conn:
+            return await audit_append(conn, [Event("test.event", "second", {"n": 2})])
+
+    first = asyncio.create_task(ahead())
+    second = asyncio.create_task(behind())
+    await appended.wait()
+    await asyncio.sleep(0.3)  # the second is waiting for the head (its lock, or this process's turn)
+    assert not second.done()
+    release.set()
+    await first
+    (entry,) = await second
+    assert datetime.fromisoformat(entry.at) == T0 + HOUR
+    report = await store.audit.verify()
+    assert report.ok and report.entries == 3
 
 
 def test_steady_clock_follows_forward_steps_and_keeps_time_through_backward_ones():
