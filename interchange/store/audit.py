@@ -40,7 +40,8 @@ _SET_HEAD = update(audit_head).where(audit_head.c.id == HEAD_ID).values(
 
 async def append(conn: AsyncConnection, events: Sequence[Event]) -> list[Entry]:
     """Append `events` in the caller's transaction: one locked read of the head (with the time of
-    its entry), one insert of all the entries, one update. Call it last in a transaction, so that the head stays locked briefly."""
+    its entry), one insert of all the entries, one update. Call it last in a transaction, so that
+    the head stays locked briefly."""
     if not events:
         return []
     head = (await conn.execute(_HEAD_LOCKED)).one()
