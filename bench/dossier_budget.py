@@ -24,11 +24,9 @@ Prints figures; asserts nothing.
 
 from __future__ import annotations
 
-import argparse
 import pickle
 import sys
 import tempfile
-import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -49,26 +47,12 @@ from interchange.notices.notice import NoticeData, NoticeSigner  # noqa: E402
 from interchange.rules.judge import judge_read  # noqa: E402
 
 
-def best_ms(bodies: list[bytes], fn: Callable[[bytes], object], rounds: int = 3) -> float:
-    """CPU milliseconds per body, best of `rounds` passes after a warm pass over the first 20."""
-    for body in bodies[:20]:
-        fn(body)
-    best = float("inf")
-    for _ in range(rounds):
-        started = time.process_time()
-        for body in bodies:
-            fn(body)
-        best = min(best, (time.process_time() - started) / len(bodies))
-    return best * 1000
+def best_ms(bodies: list[bytes], fn: Callable[[bytes], object]) -> float:
+    return dossier_floor.best_seconds(bodies, fn) * 1000
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--rows", type=int, default=20)
-    ap.add_argument("--count", type=int, default=300)
-    args = ap.parse_args()
-    pki = benchlib.ensure_pki()
-    bodies = benchlib.signed_dossiers(pki, args.rows, args.count)
+    args, pki, bodies = dossier_floor.small_dossiers(__doc__.split("\n\n")[0])
     with tempfile.TemporaryDirectory() as tmp:
         cfg = load_config(benchlib.write_config(Path(tmp), pki, benchlib.sqlite_url(Path(tmp))))
         receiver = Receiver.from_config(cfg.trust, cfg.trust_paths, cfg.limits)
