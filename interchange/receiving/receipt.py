@@ -59,7 +59,8 @@ class Answer:
     dossier: Dossier | None = None  # stored (or replayed); None when nothing was stored
     notice: bytes | None = None  # the signed receipt notice to answer with
     problem: Problem | None = None  # why, for CONFLICT and FORBIDDEN
-    # Where the receipt's time went, in seconds, by stage (RECEIPT_STAGES; only those it reached)
+    # Where a stored or replayed receipt's time went, in seconds, by stage (RECEIPT_STAGES; only
+    # those it went through)
     seconds: dict[str, float] = field(default_factory=dict)
 
 
@@ -112,7 +113,7 @@ class Reception:
             checked = time.perf_counter()
             seconds["check"] = checked - started
             if outcome.forbidden:
-                return Answer(FORBIDDEN, problem=outcome.problems[-1], seconds=seconds)
+                return Answer(FORBIDDEN, problem=outcome.problems[-1])
             gated = await registration_gate(self.store, self.policy, outcome)
             # An exact resend of a dossier received before its unit stopped replays that receipt.
             saved = await self.store.receipts.earlier(key.owner, outcome.sha256) if gated is not outcome else None
@@ -121,7 +122,6 @@ class Reception:
                 new.request_id = request_id  # written into the audit entry of the receipt
                 new.original_staged = staging is not None and await _staged(staging)
 
-                handed = time.perf_counter()
                 signed: list[float] = []  # when each signing of its notice ended (it may be signed again)
 
                 async def make_notice(dossier: Dossier) -> bytes:
@@ -130,9 +130,9 @@ class Reception:
                     return notice
 
                 saved = await self.store.receipts.save(new, make_notice)
-                if signed:  # a replay is not signed: its time is all "write" (the look-up)
+                if signed:  # a replay is not signed: its time after the check is all "write"
                     seconds["sign"] = signed[-1] - checked
-                seconds["write"] = time.perf_counter() - (signed[-1] if signed else handed)
+                seconds["write"] = time.perf_counter() - (signed[-1] if signed else checked)
                 stored = saved.outcome == "stored"
                 kept = stored and new.original_staged
                 if stored and WORK_JUDGE in new.work and outcome.judgement is not None:
@@ -143,7 +143,7 @@ class Reception:
             if staging is not None and not kept:
                 await self._unstage(id, staging)
         if saved.outcome == "conflict":
-            return Answer(CONFLICT, dossier=saved.dossier, problem=conflict_problem(saved.dossier.id), seconds=seconds)
+            return Answer(CONFLICT, dossier=saved.dossier, problem=conflict_problem(saved.dossier.id))
         if saved.outcome == "replay":
             return Answer(REPLAYED, saved.dossier, saved.notice, seconds=seconds)
         state = RECEIVED_NOW if saved.dossier.state == RECEIVED else REFUSED_NOW
